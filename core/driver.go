@@ -1,0 +1,134 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Driver reports finished spans to one tracing back end (Zipkin, Datadog,
+// ...). tracehop runs each driver in a plugin process of its own; driver
+// authors implement this interface and hand it to sdk.Serve.
+//
+// Lifecycle:
+//   - Configure is called once, first. It decodes and validates the driver's
+//     own config strictly, starts the back end's client and says what the
+//     back end can do. It should not wait on the collector: a collector that
+//     is down must not stop tracehop from starting.
+//   - Export is called any number of times after a successful Configure,
+//     possibly from several goroutines at once. It returns nil only when the
+//     back end has acknowledged every span of the batch (or the driver has
+//     handed them to something that cannot lose them).
+//   - Shutdown flushes anything buffered and releases the client. It is
+//     idempotent, safe without Configure, and bounded by ctx. No Export
+//     follows it.
+type Driver interface {
+	Configure(ctx context.Context, config []byte, host HostInfo) (Capabilities, error)
+	Export(ctx context.Context, spans []Span) error
+	Shutdown(ctx context.Context) error
+}
+
+// HostInfo tells a driver about the tracehop process it reports for.
+type HostInfo struct {
+	// Version is tracehop's version.
+	Version string
+	// DriverName is the name the driver was configured under
+	// (tracing.driver.name).
+	DriverName string
+	NodeID     string
+	Service    string
+	Zone       string
+}
+
+// Propagation formats, as named in tracing.propagation and in
+// Capabilities.Propagation.
+const (
+	FormatB3           = "b3"           // x-b3-* headers
+	FormatB3Single     = "b3single"     // the single b3 header
+	FormatTraceContext = "tracecontext" // W3C traceparent / tracestate
+	FormatDatadog      = "datadog"      // x-datadog-*
+	FormatOTTracer     = "ot-tracer"    // LightStep's ot-tracer-*
+)
+
+// Capabilities tells the host what a driver's back end can read and keep, so
+// that the proxy propagates in formats the back end understands and the
+// conformance kit compares at the precision the back end keeps.
+type Capabilities struct {
+	// Propagation lists the header formats the back end's own tracers read,
+	// in order of preference.
+	Propagation []string
+	// TraceID128 is true when the back end keeps all 128 bits of a trace id;
+	// false when it keeps only the low 64.
+	TraceID128 bool
+	// Precision is the smallest time unit the back end keeps (for example
+	// time.Microsecond for Zipkin). Zero means nanoseconds.
+	Precision time.Duration
+}
+
+// ErrorClass says whether retrying a failed Export can help.
+type ErrorClass int
+
+// The error classes. An error a driver returns without a class is treated as
+// retryable by Export: losing spans to a transient fault is worse than a
+// bounded retry of a bad batch.
+const (
+	ClassRetryable ErrorClass = iota
+	ClassPermanent
+)
+
+type classedError struct {
+	err   error
+	class ErrorClass
+}
+
+func (e *classedError) Error() string { return e.err.Error() }
+func (e *classedError) Unwrap() error { return e.err }
+
+// Retryable marks err as transient (collector unreachable, 5xx, 429): the
+// host will send the batch again after a backoff.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classedError{err: err, class: ClassRetryable}
+}
+
+// Permanent marks err as final (the collector refused the data as invalid):
+// the host drops the batch, counts it and logs it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classedError{err: err, class: ClassPermanent}
+}
+
+// ClassOf returns the class err was marked with, and false when it was not
+// marked at all.
+func ClassOf(err error) (ErrorClass, bool) {
+	var ce *classedError
+	if errors.As(err, &ce) {
+		return ce.class, true
+	}
+	return ClassRetryable, false
+}
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	c, ok := ClassOf(err)
+	return ok && c == ClassPermanent
+}
+
+type batchIDKey struct{}
+
+// WithBatchID returns a context that carries the id of the batch being
+// exported. The pipeline sets it, and keeps it when it re-sends a batch, so
+// that a driver whose back end cannot deduplicate may do so itself.
+func WithBatchID(ctx context.Context, id uint64) context.Context {
+	return context.WithValue(ctx, batchIDKey{}, id)
+}
+
+// BatchID returns the batch id set by WithBatchID, or 0.
+func BatchID(ctx context.Context) uint64 {
+	id, _ := ctx.Value(batchIDKey{}).(uint64)
+	return id
+}

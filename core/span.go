@@ -1,0 +1,157 @@
+package core
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"time"
+)
+
+// TraceID is a 128-bit trace id. A 64-bit id from an older propagation
+// format has High == 0.
+type TraceID struct {
+	High, Low uint64
+}
+
+// IsZero reports whether t is the invalid all-zero id.
+func (t TraceID) IsZero() bool { return t.High == 0 && t.Low == 0 }
+
+// String returns the id as 32 lowercase hex digits, the form every
+// 128-bit-capable format (B3, W3C) uses.
+func (t TraceID) String() string {
+	var b [32]byte
+	hexUint64(b[:16], t.High)
+	hexUint64(b[16:], t.Low)
+	return string(b[:])
+}
+
+// SpanID is a 64-bit span id; 0 means "none" (a root span's parent).
+type SpanID uint64
+
+// String returns the id as 16 lowercase hex digits.
+func (id SpanID) String() string {
+	var b [16]byte
+	hexUint64(b[:], uint64(id))
+	return string(b[:])
+}
+
+func hexUint64(dst []byte, v uint64) {
+	var raw [8]byte
+	for i := 7; i >= 0; i-- {
+		raw[i] = byte(v)
+		v >>= 8
+	}
+	hex.Encode(dst, raw[:])
+}
+
+// Kind says what role a span plays in a remote call. The numeric values
+// match the wire protocol.
+type Kind uint8
+
+// The span kinds. KindUnspecified is turned into KindInternal by Sanitize.
+const (
+	KindUnspecified Kind = iota
+	KindServer
+	KindClient
+	KindProducer
+	KindConsumer
+	KindInternal
+)
+
+var kindNames = [...]string{"unspecified", "server", "client", "producer", "consumer", "internal"}
+
+// String returns the lowercase name of the kind, as tags and logs use it.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "invalid"
+}
+
+// Tag is one key/value annotation of a span. Spans keep tags in a slice, not
+// a map, so that their order survives and building them costs no map.
+type Tag struct {
+	Key, Value string
+}
+
+// Event is a timestamped annotation within a span (Zipkin's annotation,
+// OpenTracing's log).
+type Event struct {
+	// UnixNano is the event's wall-clock time in nanoseconds since the epoch.
+	UnixNano int64
+	Value    string
+}
+
+// Endpoint is the remote side of a span: the upstream of a client span, the
+// downstream of a server span.
+type Endpoint struct {
+	Service string
+	IP      netip.Addr
+	Port    uint16
+}
+
+// IsZero reports whether nothing is known of the endpoint.
+func (e Endpoint) IsZero() bool { return e.Service == "" && !e.IP.IsValid() && e.Port == 0 }
+
+// Span is a finished span: everything a driver needs to report it. The proxy
+// builds it, the pipeline queues it by value, and drivers must treat it (and
+// the slices it holds) as read-only, since the same span is handed to every
+// configured driver.
+type Span struct {
+	TraceID  TraceID
+	SpanID   SpanID
+	ParentID SpanID // 0 for a root span
+	Name     string
+	Kind     Kind
+	// LocalService is the service this span was recorded for (Zipkin's
+	// localEndpoint.serviceName, Datadog's service).
+	LocalService string
+	// StartUnixNano is the wall-clock start in nanoseconds since the epoch.
+	StartUnixNano int64
+	Duration      time.Duration
+	Tags          []Tag
+	Events        []Event
+	Remote        Endpoint
+	Error         bool
+	Sampled       bool
+	Debug         bool
+	// Shared marks a server span that reuses its client's span id
+	// (Zipkin's shared-span model).
+	Shared bool
+}
+
+// Start returns the span's start as a time.Time.
+func (s *Span) Start() time.Time { return time.Unix(0, s.StartUnixNano) }
+
+// End returns the span's end as a time.Time.
+func (s *Span) End() time.Time { return time.Unix(0, s.StartUnixNano+int64(s.Duration)) }
+
+// Tag returns the value of the first tag named key.
+func (s *Span) Tag(key string) (string, bool) {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			return t.Value, true
+		}
+	}
+	return "", false
+}
+
+// Sanitize clamps values that every vendor library chokes on, so that one bad
+// span never poisons a batch: a negative duration becomes 0, a start before
+// the epoch (or missing) becomes now, an unknown kind becomes internal. It is
+// applied to every span before a driver sees it.
+func (s *Span) Sanitize(now func() time.Time) {
+	if s.Duration < 0 {
+		s.Duration = 0
+	}
+	if s.StartUnixNano <= 0 {
+		s.StartUnixNano = now().UnixNano() - int64(s.Duration)
+	}
+	if s.Kind == KindUnspecified || s.Kind > KindInternal {
+		s.Kind = KindInternal
+	}
+	for i := range s.Events {
+		if s.Events[i].UnixNano <= 0 {
+			s.Events[i].UnixNano = s.StartUnixNano
+		}
+	}
+}

@@ -1,0 +1,18 @@
+package wire
+
+// ProtocolVersion is the version of the host-driver protocol, the N of the
+// proto package tracehop.driver.vN. Host and driver refuse each other when it
+// differs. Bump it (and the proto package) for any breaking change.
+const ProtocolVersion = 1
+
+// The handshake cookie. It is not a secret: it only keeps a user from
+// running a driver binary by hand by mistake, and keeps tracehop from
+// mistaking an unrelated program for a driver.
+const (
+	MagicCookieKey   = "TRACEHOP_DRIVER_MAGIC_COOKIE"
+	MagicCookieValue = "b1f5c4c0-tracehop-driver"
+)
+
+// PluginName is the name the driver service is registered under in the
+// plugin's plugin set.
+const PluginName = "driver"
