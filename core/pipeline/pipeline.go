@@ -1,0 +1,336 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+)
+
+// Target is one driver the pipeline delivers to.
+type Target struct {
+	// Name identifies the driver in logs and stats (tracing.driver.name).
+	Name   string
+	Driver core.Driver
+}
+
+// Pipeline fans finished spans out to every target's queue and exports them
+// in batches. Enqueue is safe for concurrent use and never blocks.
+type Pipeline struct {
+	exporters []*exporter
+	closed    atomic.Bool
+	stopOnce  sync.Once
+}
+
+// New starts a pipeline delivering to targets. Call Shutdown to stop it.
+func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipeline{}
+	for _, t := range targets {
+		e := &exporter{
+			name:    t.Name,
+			driver:  t.Driver,
+			cfg:     cfg,
+			log:     logger.With("driver", t.Name),
+			queue:   make(chan core.Span, cfg.QueueSize),
+			flushes: make(chan chan struct{}),
+			stop:    make(chan struct{}),
+			done:    make(chan struct{}),
+		}
+		p.exporters = append(p.exporters, e)
+		go e.run()
+	}
+	return p, nil
+}
+
+// Enqueue hands a finished span to every driver. It never blocks and never
+// allocates: where a driver's queue is full the span is dropped for that
+// driver and counted as DropQueueFull.
+func (p *Pipeline) Enqueue(s core.Span) {
+	if p.closed.Load() {
+		for _, e := range p.exporters {
+			e.c.dropped[DropShutdown].Add(1)
+		}
+		return
+	}
+	for _, e := range p.exporters {
+		select {
+		case e.queue <- s:
+			e.c.enqueued.Add(1)
+		default:
+			e.c.dropped[DropQueueFull].Add(1)
+		}
+	}
+}
+
+// Flush exports everything queued at the time of the call to every driver
+// and returns when they have acknowledged it (or dropped it), or when ctx
+// ends.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, e := range p.exporters {
+		wg.Go(func() {
+			if err := e.flush(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("driver %q: %w", e.name, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Shutdown stops accepting spans, exports what is queued within ctx's
+// deadline (what is left then is dropped and counted as DropShutdown) and
+// shuts every driver down. It is idempotent.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	var errs []error
+	p.stopOnce.Do(func() {
+		p.closed.Store(true)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, e := range p.exporters {
+			wg.Go(func() {
+				err := e.shutdown(ctx)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("driver %q: %w", e.name, err))
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	})
+	return errors.Join(errs...)
+}
+
+// Stats returns a snapshot of every driver's counters, in target order.
+func (p *Pipeline) Stats() []DriverStats {
+	out := make([]DriverStats, len(p.exporters))
+	for i, e := range p.exporters {
+		out[i] = e.stats()
+	}
+	return out
+}
+
+var _ StatsSource = (*Pipeline)(nil)
+
+// exporter owns one driver's queue and the goroutine that drains it.
+type exporter struct {
+	name    string
+	driver  core.Driver
+	cfg     Config
+	log     *slog.Logger
+	queue   chan core.Span
+	flushes chan chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	c       counters
+
+	// stopCtx is set before stop is closed; it bounds the final drain.
+	stopCtx context.Context
+	batchID uint64
+
+	// Export failures are logged at most once per ErrorLogInterval.
+	lastErrLog   time.Time
+	errsSinceLog int
+}
+
+func (e *exporter) stats() DriverStats {
+	s := DriverStats{
+		Name:         e.name,
+		Enqueued:     e.c.enqueued.Load(),
+		Exported:     e.c.exported.Load(),
+		ExportErrors: e.c.exportErrors.Load(),
+		Batches:      e.c.batches.Load(),
+		QueueLen:     len(e.queue),
+		QueueCap:     cap(e.queue),
+		Up:           true,
+	}
+	for i := range s.Dropped {
+		s.Dropped[i] = e.c.dropped[i].Load()
+	}
+	s.Latency.Counts = make([]uint64, len(e.c.latencyCounts))
+	for i := range s.Latency.Counts {
+		s.Latency.Counts[i] = e.c.latencyCounts[i].Load()
+	}
+	s.Latency.Sum = time.Duration(e.c.latencySumNanos.Load())
+	if sup, ok := e.driver.(Supervised); ok {
+		s.Restarts = sup.Restarts()
+		s.Up = sup.Up()
+	}
+	return s
+}
+
+func (e *exporter) flush(ctx context.Context) error {
+	req := make(chan struct{})
+	select {
+	case e.flushes <- req:
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *exporter) shutdown(ctx context.Context) error {
+	e.stopCtx = ctx
+	close(e.stop)
+	<-e.done
+	return e.driver.Shutdown(ctx)
+}
+
+func (e *exporter) run() {
+	defer close(e.done)
+	batch := make([]core.Span, 0, e.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Stopping cuts retries of the batch in flight short; the final
+		// drain then runs under the shutdown deadline.
+		<-e.stop
+		cancel()
+	}()
+
+	final := false // set once the stop has begun; only then is stopCtx read
+	send := func(ctx context.Context) {
+		if armed {
+			timer.Stop()
+			armed = false
+		}
+		if len(batch) == 0 || !e.export(ctx, batch, final) {
+			return
+		}
+		clear(batch) // drop references to the spans' tags
+		batch = batch[:0]
+	}
+	// drain exports everything in the queue right now, batch by batch.
+	drain := func(ctx context.Context) {
+		for n := len(e.queue); n > 0; n-- {
+			batch = append(batch, <-e.queue)
+			if len(batch) >= e.cfg.BatchSize {
+				send(ctx)
+			}
+		}
+		send(ctx)
+	}
+
+	for {
+		select {
+		case s := <-e.queue:
+			batch = append(batch, s)
+			if len(batch) >= e.cfg.BatchSize {
+				send(ctx)
+			} else if !armed {
+				timer.Reset(e.cfg.BatchDelay)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			send(ctx)
+		case req := <-e.flushes:
+			drain(ctx)
+			close(req)
+		case <-e.stop:
+			// A batch whose retries the stop interrupted gets one more
+			// chance under the shutdown deadline.
+			final = true
+			send(e.stopCtx)
+			drain(e.stopCtx)
+			// Whatever is still there (the deadline passed, or a
+			// straggling Enqueue raced the close) is lost: count it.
+			for n := len(e.queue); n > 0; n-- {
+				<-e.queue
+				e.c.dropped[DropShutdown].Add(1)
+			}
+			return
+		}
+	}
+}
+
+// export sends one batch, retrying retryable failures with backoff until it
+// succeeds, RetryFor passes or ctx ends. It returns false, keeping the batch,
+// only when the pipeline's stop interrupted it: shutdown then sends it again
+// under its own deadline.
+func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bool {
+	e.batchID++
+	bctx := core.WithBatchID(ctx, e.batchID)
+	deadline := time.Now().Add(e.cfg.RetryFor)
+	backoff := e.cfg.RetryInitial
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(bctx, e.cfg.ExportTimeout)
+		start := time.Now()
+		err := e.driver.Export(actx, batch)
+		cancel()
+		e.c.observeLatency(time.Since(start))
+		if err == nil {
+			e.c.exported.Add(uint64(len(batch)))
+			e.c.batches.Add(1)
+			return true
+		}
+		e.c.exportErrors.Add(1)
+		if core.IsPermanent(err) {
+			e.c.dropped[DropRejected].Add(uint64(len(batch)))
+			e.logFailure("driver rejected a batch; its spans are dropped", err, len(batch), attempt)
+			return true
+		}
+		if ctx.Err() != nil {
+			if !final {
+				return false
+			}
+			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
+			e.logFailure("shutdown deadline passed; the batch's spans are dropped", err, len(batch), attempt)
+			return true
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		if time.Now().Add(wait).After(deadline) {
+			e.c.dropped[DropRetriesExhausted].Add(uint64(len(batch)))
+			e.logFailure("export kept failing; the batch's spans are dropped", err, len(batch), attempt)
+			return true
+		}
+		e.logFailure("export failed; retrying", err, len(batch), attempt)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		backoff = min(2*backoff, e.cfg.RetryMax)
+	}
+}
+
+func (e *exporter) logFailure(msg string, err error, spans, attempt int) {
+	e.errsSinceLog++
+	now := time.Now()
+	if now.Sub(e.lastErrLog) < e.cfg.ErrorLogInterval {
+		return
+	}
+	e.log.Warn(msg, "error", err, "spans", spans, "attempt", attempt,
+		"failures_since_last_log", e.errsSinceLog, "dropped_total", e.stats().DroppedTotal())
+	e.lastErrLog = now
+	e.errsSinceLog = 0
+}
