@@ -1,0 +1,520 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
+)
+
+// Handshake is the go-plugin handshake both sides use.
+var Handshake = goplugin.HandshakeConfig{
+	ProtocolVersion:  wire.ProtocolVersion,
+	MagicCookieKey:   wire.MagicCookieKey,
+	MagicCookieValue: wire.MagicCookieValue,
+}
+
+// MaxMessageBytes bounds one gRPC message between host and driver; a batch
+// of the default 512 spans is far below it.
+const MaxMessageBytes = 64 << 20
+
+// Spec says which driver to run and how, as the tracing config gives it.
+type Spec struct {
+	// Name is tracing.driver.name; the executable is tracehop-driver-NAME.
+	Name string
+	// Path, when set, is the executable to run; the search is skipped.
+	Path string
+	// Checksum, when set, pins the executable: "sha256:" and 64 hex digits.
+	Checksum string
+	// Config is the driver's own config block as JSON.
+	Config []byte
+	// Env is set in the driver's environment. The driver sees only these,
+	// the variables named in PassEnv and a few basics (PATH, HOME, TMPDIR,
+	// TZ, LANG, LC_ALL, SSL_CERT_FILE, SSL_CERT_DIR), never the rest of
+	// tracehop's environment: a stray DD_TRACE_ENABLED=false in the proxy's
+	// environment must not silently change what a driver does.
+	Env map[string]string
+	// PassEnv names variables of tracehop's environment the driver may see.
+	PassEnv []string
+}
+
+// ParseChecksum decodes a "sha256:HEX" pin.
+func ParseChecksum(pin string) ([]byte, error) {
+	hexsum, ok := strings.CutPrefix(pin, "sha256:")
+	if !ok {
+		return nil, fmt.Errorf("checksum %q must start with \"sha256:\" (get it with: sha256sum BINARY)", pin)
+	}
+	sum, err := hex.DecodeString(hexsum)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("checksum %q must be sha256: followed by 64 hex digits", pin)
+	}
+	return sum, nil
+}
+
+// Options tune how drivers are started and supervised. Zero fields take
+// their defaults.
+type Options struct {
+	Search Search
+	Host   core.HostInfo
+	Logger *slog.Logger
+	// StartTimeout bounds launching and handshaking with the process
+	// (default 10s).
+	StartTimeout time.Duration
+	// ConfigureTimeout bounds the driver's Configure (default 10s).
+	ConfigureTimeout time.Duration
+	// PingInterval is how often a live driver is health-checked (default
+	// 1s); PingTimeout is how long it has to answer (default 3s) before it
+	// is killed and restarted.
+	PingInterval, PingTimeout time.Duration
+	// RestartMin and RestartMax bound the backoff between restarts
+	// (defaults 100ms and 10s).
+	RestartMin, RestartMax time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	set := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	set(&o.StartTimeout, 10*time.Second)
+	set(&o.ConfigureTimeout, 10*time.Second)
+	set(&o.PingInterval, time.Second)
+	set(&o.PingTimeout, 3*time.Second)
+	set(&o.RestartMin, 100*time.Millisecond)
+	set(&o.RestartMax, 10*time.Second)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Driver is a supervised driver plugin process. It implements core.Driver;
+// Export waits (within its context) while a crashed process is restarted.
+type Driver struct {
+	spec Spec
+	path string
+	opts Options
+	log  *slog.Logger
+	caps core.Capabilities
+
+	mu       sync.Mutex
+	cur      *instance     // nil while the process is being restarted
+	ready    chan struct{} // closed when cur is set again
+	shutdown bool
+
+	restarts atomic.Uint64
+	up       atomic.Bool
+	stop     chan struct{}
+	done     chan struct{}
+	reqs     sync.Pool
+}
+
+var _ core.Driver = (*Driver)(nil)
+
+// instance is one run of the driver's process.
+type instance struct {
+	client *goplugin.Client
+	rpc    wire.DriverClient
+	conn   *grpc.ClientConn
+	tail   *stderrTail
+	failed chan struct{} // closed by markFailed
+	once   sync.Once
+}
+
+func (in *instance) markFailed() { in.once.Do(func() { close(in.failed) }) }
+
+// Start finds the driver's executable, launches it, checks it is a tracehop
+// driver speaking this protocol (and the pinned checksum), and configures it.
+// Every way this can fail yields an error that names the driver and says
+// what to do; tracehop must refuse to start on any of them.
+func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
+	opts = opts.withDefaults()
+	path, err := opts.Search.Find(spec.Name, spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Checksum != "" {
+		if _, err := ParseChecksum(spec.Checksum); err != nil {
+			return nil, fmt.Errorf("driver %q: tracing.driver.checksum: %w", spec.Name, err)
+		}
+	}
+	d := &Driver{
+		spec: spec,
+		path: path,
+		opts: opts,
+		log:  opts.Logger.With("driver", spec.Name),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	d.reqs.New = func() any { return new(wire.ExportRequest) }
+	in, caps, err := d.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.caps = caps
+	d.cur = in
+	d.up.Store(true)
+	go d.supervise()
+	d.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
+	return d, nil
+}
+
+// Path returns the executable the driver runs from.
+func (d *Driver) Path() string { return d.path }
+
+// Capabilities returns what the driver declared at its first Configure.
+func (d *Driver) Capabilities() core.Capabilities { return d.caps }
+
+// Restarts counts how often the process was restarted.
+func (d *Driver) Restarts() uint64 { return d.restarts.Load() }
+
+// Up reports whether a configured process is serving right now.
+func (d *Driver) Up() bool { return d.up.Load() }
+
+// Configure is part of core.Driver; Start has already configured the
+// process (and configures every restarted one), so it only returns the
+// capabilities.
+func (d *Driver) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
+	return d.caps, nil
+}
+
+// baseEnv lists the variables every driver inherits from tracehop.
+var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+func (d *Driver) environ() []string {
+	vals := map[string]string{}
+	for _, k := range slices.Concat(baseEnv, d.spec.PassEnv) {
+		if v, ok := os.LookupEnv(k); ok {
+			vals[k] = v
+		}
+	}
+	for k, v := range d.spec.Env {
+		vals[k] = v
+	}
+	env := make([]string, 0, len(vals))
+	for k, v := range vals {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	return env
+}
+
+func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, error) {
+	name := d.spec.Name
+	cmd := exec.Command(d.path)
+	cmd.Env = d.environ()
+	var secure *goplugin.SecureConfig
+	if d.spec.Checksum != "" {
+		sum, _ := ParseChecksum(d.spec.Checksum)
+		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	tail := &stderrTail{}
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          goplugin.PluginSet{wire.PluginName: &grpcPlugin{}},
+		Cmd:              cmd,
+		SecureConfig:     secure,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		Logger:           newHCLogger(d.log),
+		Stderr:           tail,
+		StartTimeout:     d.opts.StartTimeout,
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
+	})
+	fail := func(err error) (*instance, core.Capabilities, error) {
+		client.Kill()
+		return nil, core.Capabilities{}, err
+	}
+	proto, err := client.Client()
+	if err != nil {
+		return fail(d.startError(err, tail))
+	}
+	raw, err := proto.Dispense(wire.PluginName)
+	if err != nil {
+		return fail(fmt.Errorf("driver %q (%s): does not serve the tracehop driver service: %v; "+
+			"is it built with the tracehop SDK (sdk.Serve)?", name, d.path, err))
+	}
+	h := raw.(*grpcHandle)
+	in := &instance{client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
+
+	cctx, cancel := context.WithTimeout(ctx, d.opts.ConfigureTimeout)
+	defer cancel()
+	resp, err := in.rpc.Configure(cctx, &wire.ConfigureRequest{
+		ConfigJson: d.spec.Config,
+		Host:       wire.HostInfoToWire(d.host()),
+	})
+	if err != nil {
+		st, _ := status.FromError(err)
+		switch {
+		case client.Exited() || st.Code() == codes.Unavailable:
+			// Give the pipes a moment so the tail holds the crash.
+			waitExited(client, 500*time.Millisecond)
+			return fail(fmt.Errorf("driver %q crashed during Configure: %s%s", name, st.Message(), tail))
+		case st.Code() == codes.DeadlineExceeded:
+			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
+				"a driver must not wait on its collector while configuring", name, d.opts.ConfigureTimeout))
+		default:
+			return fail(fmt.Errorf("driver %q rejected its config: %s", name, st.Message()))
+		}
+	}
+	return in, wire.CapabilitiesFromWire(resp.Capabilities), nil
+}
+
+func (d *Driver) host() core.HostInfo {
+	h := d.opts.Host
+	h.DriverName = d.spec.Name
+	return h
+}
+
+func waitExited(c *goplugin.Client, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for !c.Exited() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+}
+
+// startError turns go-plugin's launch errors into ones that say what to do.
+func (d *Driver) startError(err error, tail *stderrTail) error {
+	name, path := d.spec.Name, d.path
+	msg := err.Error()
+	switch {
+	case errors.Is(err, goplugin.ErrChecksumsDoNotMatch):
+		actual := "unknown"
+		if f, ferr := os.Open(path); ferr == nil {
+			h := sha256.New()
+			if _, ferr := io.Copy(h, f); ferr == nil {
+				actual = "sha256:" + hex.EncodeToString(h.Sum(nil))
+			}
+			f.Close()
+		}
+		return fmt.Errorf("driver %q: refusing to run %s: its checksum is %s but tracing.driver.checksum pins %s; "+
+			"the binary changed since it was pinned: reinstall the driver you trust, or update the pin",
+			name, path, actual, d.spec.Checksum)
+	case strings.Contains(msg, "incompatible API version"), strings.Contains(msg, "incompatible core API version"):
+		return fmt.Errorf("driver %q (%s) speaks another protocol version than this tracehop (%d): %s; "+
+			"rebuild the driver against a matching tracehop SDK", name, path, wire.ProtocolVersion, msg)
+	case strings.Contains(msg, "Unrecognized remote plugin message"),
+		strings.Contains(msg, "exited before we could connect"),
+		strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("driver %q: %s is not a tracehop driver: it did not answer the tracehop driver handshake (%s); "+
+			"point tracing.driver.path or tracing.plugin_dir at a tracehop-driver-* binary built with the tracehop SDK%s",
+			name, path, firstLine(msg), tail)
+	}
+	return fmt.Errorf("driver %q (%s): could not start: %w%s", name, path, err, tail)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}
+
+// current returns the live instance, waiting for a restart within ctx.
+func (d *Driver) current(ctx context.Context) (*instance, error) {
+	for {
+		d.mu.Lock()
+		in, ready, down := d.cur, d.ready, d.shutdown
+		d.mu.Unlock()
+		if down {
+			return nil, core.Permanent(fmt.Errorf("driver %q is shut down", d.spec.Name))
+		}
+		if in != nil {
+			return in, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, core.Retryable(fmt.Errorf("driver %q is restarting: %w", d.spec.Name, ctx.Err()))
+		}
+	}
+}
+
+// Export sends one batch to the driver process. Transport failures and a
+// dead process are retryable (the process is restarted; the pipeline
+// re-sends); the driver's own errors keep the class it gave them.
+func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
+	in, err := d.current(ctx)
+	if err != nil {
+		return err
+	}
+	req := d.reqs.Get().(*wire.ExportRequest)
+	wire.FillExportRequest(req, core.BatchID(ctx), spans)
+	_, err = in.rpc.Export(ctx, req)
+	clear(req.Spans)
+	req.Spans = req.Spans[:0]
+	d.reqs.Put(req)
+	if err == nil {
+		return nil
+	}
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.Unavailable:
+		// Only the transport says UNAVAILABLE (the SDK sends a driver's
+		// own retryable errors as ABORTED): the connection or the process
+		// is gone, so replace it.
+		in.markFailed()
+		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", d.spec.Name, st.Message()))
+	case codes.Aborted, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Unknown, codes.Internal:
+		return core.Retryable(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()))
+	default:
+		return core.Permanent(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()))
+	}
+}
+
+// Shutdown stops supervision, lets the driver flush within ctx and stops the
+// process. It is idempotent.
+func (d *Driver) Shutdown(ctx context.Context) error {
+	d.mu.Lock()
+	if d.shutdown {
+		d.mu.Unlock()
+		return nil
+	}
+	d.shutdown = true
+	in := d.cur
+	if d.ready != nil {
+		close(d.ready) // wake Export calls waiting for a restart
+		d.ready = nil
+	}
+	d.mu.Unlock()
+	close(d.stop)
+	<-d.done
+	d.up.Store(false)
+	if in == nil {
+		return nil
+	}
+	_, err := in.rpc.Shutdown(ctx, &wire.ShutdownRequest{})
+	in.client.Kill()
+	if err != nil {
+		return fmt.Errorf("driver %q: shutdown: %s", d.spec.Name, status.Convert(err).Message())
+	}
+	return nil
+}
+
+// supervise watches the live process and replaces it when it exits, its
+// connection breaks, or it stops answering health checks.
+func (d *Driver) supervise() {
+	defer close(d.done)
+	backoff := d.opts.RestartMin
+	for {
+		d.mu.Lock()
+		in := d.cur
+		d.mu.Unlock()
+		reason := d.watch(in)
+		if reason == "" {
+			return // stopping
+		}
+		d.up.Store(false)
+		d.mu.Lock()
+		d.cur = nil
+		d.ready = make(chan struct{})
+		d.mu.Unlock()
+		waitExited(in.client, 200*time.Millisecond)
+		d.log.Error("driver process failed; restarting it", "reason", reason, "last_stderr", strings.TrimSpace(in.tail.String()))
+		in.client.Kill()
+
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), d.opts.StartTimeout+d.opts.ConfigureTimeout)
+			next, _, err := d.launch(ctx)
+			cancel()
+			if err == nil {
+				d.restarts.Add(1)
+				d.mu.Lock()
+				if d.shutdown {
+					d.mu.Unlock()
+					next.client.Kill()
+					return
+				}
+				d.cur = next
+				close(d.ready)
+				d.ready = nil
+				d.mu.Unlock()
+				d.up.Store(true)
+				d.log.Warn("driver process restarted", "restarts", d.restarts.Load())
+				backoff = d.opts.RestartMin
+				break
+			}
+			d.log.Error("driver restart failed; will retry", "error", err, "retry_in", backoff)
+			select {
+			case <-d.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, d.opts.RestartMax)
+		}
+	}
+}
+
+// watch blocks until in fails (returning why) or the driver is stopped
+// (returning "").
+func (d *Driver) watch(in *instance) string {
+	ping := time.NewTicker(d.opts.PingInterval)
+	defer ping.Stop()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return ""
+		case <-in.failed:
+			return "the connection to the driver broke"
+		case <-poll.C:
+			if in.client.Exited() {
+				return "the driver process exited"
+			}
+		case <-ping.C:
+			ctx, cancel := context.WithTimeout(context.Background(), d.opts.PingTimeout)
+			_, err := healthpb.NewHealthClient(in.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: goplugin.GRPCServiceName})
+			cancel()
+			if err != nil {
+				select {
+				case <-d.stop:
+					return ""
+				default:
+				}
+				return fmt.Sprintf("the driver did not answer a health check within %s: %v", d.opts.PingTimeout, err)
+			}
+		}
+	}
+}
+
+// grpcPlugin is the host half of go-plugin's GRPCPlugin for drivers.
+type grpcPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
+
+type grpcHandle struct {
+	rpc  wire.DriverClient
+	conn *grpc.ClientConn
+}
+
+func (grpcPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("the tracehop host does not serve drivers")
+}
+
+func (grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return &grpcHandle{rpc: wire.NewDriverClient(conn), conn: conn}, nil
+}
