@@ -1,0 +1,137 @@
+package file
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/openzipkin/zipkin-go/model"
+
+	"github.com/tracehop/tracehop/drivers/internal/zipkinmodel"
+	"github.com/tracehop/tracehop/sdk"
+)
+
+// Config is the file driver's config block.
+type Config struct {
+	// Path is the file to append to, created if missing; "-" is standard
+	// output.
+	Path string `json:"path"`
+}
+
+// Validate reports every problem with the config.
+func (c *Config) Validate() error {
+	var p sdk.Problems
+	if c.Path == "" {
+		p.Add("path", `is required: name the file to append spans to, or "-" for standard output`)
+	}
+	return p.Err()
+}
+
+// Driver writes spans as Zipkin v2 JSON lines.
+type Driver struct {
+	mu     sync.Mutex
+	out    *os.File
+	owned  bool // out was opened by Configure and is closed by Shutdown
+	closed bool
+}
+
+var _ sdk.Driver = (*Driver)(nil)
+
+// New returns an unconfigured file driver.
+func New() *Driver { return &Driver{} }
+
+// Configure opens the file for appending.
+func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.Capabilities, error) {
+	cfg := Config{}
+	if err := sdk.DecodeConfig(raw, &cfg); err != nil {
+		return sdk.Capabilities{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cfg.Path == "-" {
+		d.out = os.Stdout
+	} else {
+		f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return sdk.Capabilities{}, fmt.Errorf("path: cannot open %s for appending: %w", cfg.Path, err)
+		}
+		d.out, d.owned = f, true
+	}
+	return sdk.Capabilities{
+		Propagation: []string{sdk.FormatB3, sdk.FormatTraceContext},
+		TraceID128:  true,
+		Precision:   time.Microsecond,
+	}, nil
+}
+
+// Export appends the batch with one write under an exclusive lock on the
+// file, so that processes sharing the file never interleave lines.
+func (d *Driver) Export(_ context.Context, spans []sdk.Span) error {
+	buf := make([]byte, 0, 512*len(spans))
+	var m model.SpanModel
+	for i := range spans {
+		zipkinmodel.ToModel(&spans[i], &m)
+		line, err := json.Marshal(&m)
+		if err != nil {
+			return sdk.Permanent(fmt.Errorf("span %s: %w", spans[i].SpanID, err))
+		}
+		buf = append(append(buf, line...), '\n')
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.out == nil || d.closed {
+		return sdk.Permanent(errors.New("file driver is not configured or already shut down"))
+	}
+	fd := int(d.out.Fd())
+	if d.owned {
+		if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
+			return sdk.Retryable(fmt.Errorf("lock %s: %w", d.out.Name(), err))
+		}
+		defer syscall.Flock(fd, syscall.LOCK_UN)
+	}
+	if _, err := d.out.Write(buf); err != nil {
+		return sdk.Retryable(fmt.Errorf("write %s: %w", d.out.Name(), err))
+	}
+	return nil
+}
+
+// Shutdown closes the file. Writes are not buffered, so there is nothing to
+// flush.
+func (d *Driver) Shutdown(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.owned {
+		return d.out.Close()
+	}
+	return nil
+}
+
+// ReadSpans reads spans written by the file driver (or any Zipkin v2 JSON
+// lines), for tools and tests.
+func ReadSpans(r io.Reader) ([]sdk.Span, error) {
+	var out []sdk.Span
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var m model.SpanModel
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return out, fmt.Errorf("line %d: %w", n, err)
+		}
+		out = append(out, zipkinmodel.FromModel(&m))
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,471 @@
+package drivertest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/sdk"
+)
+
+// Backend is one fresh back end (or receiver) for one check.
+type Backend struct {
+	// Config is a valid driver config that reports to this back end.
+	Config map[string]any
+	// Received returns every span the back end has received so far, in
+	// any order, converted back from its wire format.
+	Received func() ([]sdk.Span, error)
+}
+
+// InvalidConfig is a config the driver must refuse.
+type InvalidConfig struct {
+	Name   string
+	Config map[string]any
+	// Key is the config key the refusal must name.
+	Key string
+}
+
+// Suite describes the driver under test.
+type Suite struct {
+	// Name is the driver's name (tracing.driver.name).
+	Name string
+	// New returns a new, unconfigured driver.
+	New func() sdk.Driver
+	// Backend starts a fresh back end for one check; stop it with
+	// t.Cleanup.
+	Backend func(t *testing.T) Backend
+	// Invalid lists configs the driver must refuse.
+	Invalid []InvalidConfig
+	// MainPackage is the import path of the driver's main package (the one
+	// that calls sdk.Serve); the kit builds it with `go build` for the
+	// plugin-process checks.
+	MainPackage string
+	// BurstSpans is the size of the burst check (default 10,000).
+	BurstSpans int
+}
+
+// starter starts a configured driver one way or the other.
+type starter func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error)
+
+// Run runs every check, in process and through a plugin process.
+func Run(t *testing.T, s Suite) {
+	t.Helper()
+	if s.New == nil || s.Backend == nil || s.Name == "" || s.MainPackage == "" {
+		t.Fatal("drivertest: Suite needs Name, New, Backend and MainPackage")
+	}
+	if s.BurstSpans == 0 {
+		s.BurstSpans = 10000
+	}
+	inProcess := func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
+		d := s.New()
+		caps, err := d.Configure(context.Background(), mustJSON(t, config), sdk.HostInfo{DriverName: s.Name, Version: "drivertest"})
+		return d, caps, err
+	}
+	t.Run("InProcess", func(t *testing.T) {
+		runChecks(t, s, inProcess)
+		t.Run("ShutdownWithoutConfigure", func(t *testing.T) {
+			d := s.New()
+			for range 2 {
+				if err := d.Shutdown(context.Background()); err != nil {
+					t.Fatalf("Shutdown without Configure: %v", err)
+				}
+			}
+		})
+	})
+	t.Run("Plugin", func(t *testing.T) {
+		bin := buildDriver(t, s.Name, s.MainPackage)
+		viaPlugin := func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
+			d, err := plugin.Start(context.Background(), plugin.Spec{Name: s.Name, Path: bin, Config: mustJSON(t, config)},
+				plugin.Options{Logger: TestLogger(t), Host: core.HostInfo{Version: "drivertest"}})
+			if err != nil {
+				return nil, sdk.Capabilities{}, err
+			}
+			t.Cleanup(func() { d.Shutdown(context.Background()) })
+			return d, d.Capabilities(), nil
+		}
+		runChecks(t, s, viaPlugin)
+	})
+}
+
+func runChecks(t *testing.T, s Suite, start starter) {
+	t.Run("InvalidConfig", func(t *testing.T) { checkInvalid(t, s, start) })
+	t.Run("CanonicalTrace", func(t *testing.T) { checkCanonical(t, s, start) })
+	t.Run("ShutdownTwice", func(t *testing.T) { checkShutdownTwice(t, s, start) })
+	t.Run("ConcurrentExport", func(t *testing.T) { checkConcurrent(t, s, start) })
+	t.Run("Burst", func(t *testing.T) { checkBurst(t, s, start) })
+	t.Run("ExportAfterShutdown", func(t *testing.T) { checkAfterShutdown(t, s, start) })
+}
+
+func checkInvalid(t *testing.T, s Suite, start starter) {
+	if len(s.Invalid) == 0 {
+		t.Fatal("drivertest: Suite.Invalid is empty; give at least one config the driver must refuse")
+	}
+	for _, ic := range s.Invalid {
+		t.Run(ic.Name, func(t *testing.T) {
+			d, _, err := start(t, ic.Config)
+			if err == nil {
+				d.Shutdown(context.Background())
+				t.Fatalf("config %v was accepted; want a refusal naming %q", ic.Config, ic.Key)
+			}
+			if !strings.Contains(err.Error(), ic.Key) {
+				t.Fatalf("refusal does not name the key %q: %v", ic.Key, err)
+			}
+		})
+	}
+}
+
+func configured(t *testing.T, s Suite, start starter) (sdk.Driver, sdk.Capabilities, Backend) {
+	t.Helper()
+	b := s.Backend(t)
+	d, caps, err := start(t, b.Config)
+	if err != nil {
+		t.Fatalf("Configure with the back end's config %v: %v", b.Config, err)
+	}
+	return d, caps, b
+}
+
+func checkCanonical(t *testing.T, s Suite, start starter) {
+	d, caps, b := configured(t, s, start)
+	want := CanonicalTrace(time.Now())
+	if err := d.Export(context.Background(), want); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	got := received(t, b)
+	byID := map[sdk.SpanID]sdk.Span{}
+	for _, g := range got {
+		byID[g.SpanID] = g
+	}
+	for _, w := range want {
+		g, ok := byID[w.SpanID]
+		if !ok {
+			t.Errorf("span %s (%s) did not arrive after Shutdown; got %d spans", w.SpanID, w.Name, len(got))
+			continue
+		}
+		for _, problem := range Compare(w, g, caps) {
+			t.Errorf("span %s (%s): %s", w.SpanID, w.Name, problem)
+		}
+	}
+}
+
+func checkShutdownTwice(t *testing.T, s Suite, start starter) {
+	d, _, _ := configured(t, s, start)
+	for i := range 2 {
+		if err := d.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown #%d: %v", i+1, err)
+		}
+	}
+}
+
+func checkAfterShutdown(t *testing.T, s Suite, start starter) {
+	d, _, _ := configured(t, s, start)
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := d.Export(context.Background(), Spans(1, 1)); err == nil {
+		t.Fatal("Export after Shutdown returned nil; it must fail (and not panic)")
+	}
+}
+
+func checkConcurrent(t *testing.T, s Suite, start starter) {
+	d, _, b := configured(t, s, start)
+	const workers, batches, per = 8, 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*batches)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range batches {
+				first := uint64(w*batches*per + i*per + 1)
+				if err := d.Export(context.Background(), Spans(first, per)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Export: %v", err)
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	checkAll(t, received(t, b), 1, workers*batches*per)
+}
+
+func checkBurst(t *testing.T, s Suite, start starter) {
+	d, _, b := configured(t, s, start)
+	const batch = 512
+	all := Spans(1, s.BurstSpans)
+	for i := 0; i < len(all); i += batch {
+		if err := d.Export(context.Background(), all[i:min(i+batch, len(all))]); err != nil {
+			t.Fatalf("Export of spans %d..%d: %v", i, min(i+batch, len(all)), err)
+		}
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	checkAll(t, received(t, b), 1, s.BurstSpans)
+}
+
+// checkAll asserts that spans with ids first..first+n-1 all arrived.
+func checkAll(t *testing.T, got []sdk.Span, first uint64, n int) {
+	t.Helper()
+	seen := map[sdk.SpanID]bool{}
+	for _, g := range got {
+		seen[g.SpanID] = true
+	}
+	var missing []uint64
+	for id := first; id < first+uint64(n); id++ {
+		if !seen[sdk.SpanID(id)] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d of %d spans were lost (first missing ids: %v)", len(missing), n, missing[:min(len(missing), 10)])
+	}
+}
+
+func received(t *testing.T, b Backend) []sdk.Span {
+	t.Helper()
+	got, err := b.Received()
+	if err != nil {
+		t.Fatalf("reading back what the back end received: %v", err)
+	}
+	return got
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("config %v is not JSON-encodable: %v", v, err)
+	}
+	return b
+}
+
+var (
+	buildMu sync.Mutex
+	builds  = map[string]string{}
+)
+
+// buildDriver builds pkg into a temporary directory as tracehop-driver-NAME,
+// once per test binary.
+func buildDriver(t *testing.T, name, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := builds[pkg]; ok {
+		return bin
+	}
+	dir, err := os.MkdirTemp("", "tracehop-drivertest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, plugin.BinaryPrefix+name)
+	if err := BuildDriver(pkg, bin); err != nil {
+		t.Fatal(err)
+	}
+	builds[pkg] = bin
+	return bin
+}
+
+// BuildDriver runs `go build -o out pkg` with the go command of the running
+// toolchain. Tests use it to get a real driver executable.
+func BuildDriver(pkg, out string) error {
+	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gocmd); err != nil {
+		gocmd = "go"
+	}
+	cmd := exec.Command(gocmd, "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// TestLogger returns a logger that writes to the test's log until the test
+// ends, and drops what a plugin process says after that.
+func TestLogger(t testing.TB) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*testWriter)(nil)
+
+// Spans returns n independent root spans with span ids first..first+n-1,
+// each in its own 128-bit trace, for volume checks.
+func Spans(first uint64, n int) []sdk.Span {
+	now := time.Now().UnixNano()
+	out := make([]sdk.Span, n)
+	for i := range out {
+		id := first + uint64(i)
+		out[i] = sdk.Span{
+			TraceID:       sdk.TraceID{High: 0x7a11 ^ id, Low: id<<20 | 0xbeef},
+			SpanID:        sdk.SpanID(id),
+			Name:          "burst",
+			Kind:          sdk.KindServer,
+			LocalService:  "drivertest",
+			StartUnixNano: now + int64(i)*1000,
+			Duration:      1500 * time.Microsecond,
+			Tags:          []sdk.Tag{{Key: "http.method", Value: "GET"}, {Key: "seq", Value: fmt.Sprint(id)}},
+			Sampled:       true,
+		}
+	}
+	return out
+}
+
+// CanonicalTrace returns the kit's reference trace of the Envoy sandbox
+// topology: front-proxy -> service1 -> service2, with a 128-bit trace id, a
+// client span with an IPv6 remote endpoint, an error span, unicode tags and
+// events. Times have sub-microsecond parts so that rounding shows.
+func CanonicalTrace(now time.Time) []sdk.Span {
+	trace := sdk.TraceID{High: 0x0af7651916cd43dd, Low: 0x8448eb211c80319c}
+	start := now.Truncate(time.Millisecond).UnixNano() + 123
+	return []sdk.Span{
+		{
+			TraceID: trace, SpanID: 0x00f067aa0ba902b7, Name: "ingress", Kind: sdk.KindServer,
+			LocalService: "front-proxy", StartUnixNano: start, Duration: 12*time.Millisecond + 345*time.Microsecond + 678,
+			Tags: []sdk.Tag{
+				{Key: "http.method", Value: "GET"}, {Key: "http.url", Value: "http://localhost:8000/trace/1"},
+				{Key: "http.status_code", Value: "200"}, {Key: "node_id", Value: "front-proxy"},
+				{Key: "guid:x-request-id", Value: "6a3e0c5e-4b43-4b3b-9d2c-3f0e6c1d2b7a"},
+				{Key: "user_agent", Value: "curl/8.5.0"}, {Key: "component", Value: "proxy"},
+			},
+			Remote:  sdk.Endpoint{IP: netip.MustParseAddr("127.0.0.1"), Port: 53422},
+			Sampled: true,
+		},
+		{
+			TraceID: trace, SpanID: 0x1b2c3d4e5f607182, ParentID: 0x00f067aa0ba902b7, Name: "checkavailability",
+			Kind: sdk.KindServer, LocalService: "service1", StartUnixNano: start + 1_000_456, Duration: 10*time.Millisecond + 999,
+			Tags: []sdk.Tag{
+				{Key: "http.method", Value: "GET"}, {Key: "upstream_cluster", Value: "service1"},
+				{Key: "user", Value: "Zoë ☃ 東京 🚀"}, {Key: "empty", Value: ""},
+			},
+			Events:  []sdk.Event{{UnixNano: start + 1_500_789, Value: "wire recv"}},
+			Remote:  sdk.Endpoint{Service: "front-proxy", IP: netip.MustParseAddr("10.1.2.3"), Port: 8000},
+			Sampled: true,
+		},
+		{
+			TraceID: trace, SpanID: 0x2c3d4e5f60718293, ParentID: 0x1b2c3d4e5f607182, Name: "router service2 egress",
+			Kind: sdk.KindClient, LocalService: "service1", StartUnixNano: start + 2_000_001, Duration: 8 * time.Millisecond,
+			Tags: []sdk.Tag{
+				{Key: "http.method", Value: "POST"}, {Key: "upstream_address", Value: "[fd00::2]:8080"},
+				{Key: "http.status_code", Value: "503"},
+			},
+			Remote:  sdk.Endpoint{Service: "service2", IP: netip.MustParseAddr("fd00::2"), Port: 8080},
+			Error:   true,
+			Sampled: true,
+		},
+		{
+			TraceID: trace, SpanID: 0x3d4e5f6071829304, ParentID: 0x2c3d4e5f60718293, Name: "service2",
+			Kind: sdk.KindServer, LocalService: "service2", StartUnixNano: start + 2_500_000, Duration: 7*time.Millisecond + 1,
+			Tags: []sdk.Tag{
+				{Key: "http.status_code", Value: "503"}, {Key: "error.message", Value: "upstream connect error"},
+			},
+			Events: []sdk.Event{
+				{UnixNano: start + 2_600_000, Value: "upstream connect start"},
+				{UnixNano: start + 9_400_000, Value: "upstream reset"},
+			},
+			Error:   true,
+			Sampled: true,
+		},
+	}
+}
+
+// Compare lists how got differs from want, allowing for what caps says the
+// back end keeps: the precision of times and whether the trace id keeps its
+// upper 64 bits. Extra tags on got are allowed (back ends add their own);
+// every tag of want must be there with its value.
+func Compare(want, got sdk.Span, caps sdk.Capabilities) []string {
+	var p []string
+	prec := max(caps.Precision, time.Nanosecond)
+	if caps.TraceID128 && got.TraceID != want.TraceID || got.TraceID.Low != want.TraceID.Low {
+		p = append(p, fmt.Sprintf("trace id %s, want %s", got.TraceID, want.TraceID))
+	}
+	if got.ParentID != want.ParentID {
+		p = append(p, fmt.Sprintf("parent %s, want %s", got.ParentID, want.ParentID))
+	}
+	if got.Name != want.Name {
+		p = append(p, fmt.Sprintf("name %q, want %q", got.Name, want.Name))
+	}
+	if got.Kind != want.Kind {
+		p = append(p, fmt.Sprintf("kind %s, want %s", got.Kind, want.Kind))
+	}
+	if got.LocalService != want.LocalService {
+		p = append(p, fmt.Sprintf("service %q, want %q", got.LocalService, want.LocalService))
+	}
+	if d := abs(got.StartUnixNano - want.StartUnixNano); d >= int64(prec) {
+		p = append(p, fmt.Sprintf("start off by %s (precision %s)", time.Duration(d), prec))
+	}
+	if d := abs(int64(got.Duration - want.Duration)); d >= int64(prec) {
+		p = append(p, fmt.Sprintf("duration %s, want %s (precision %s)", got.Duration, want.Duration, prec))
+	}
+	if got.Error != want.Error {
+		p = append(p, fmt.Sprintf("error flag %v, want %v", got.Error, want.Error))
+	}
+	for _, wt := range want.Tags {
+		if v, ok := got.Tag(wt.Key); !ok {
+			p = append(p, fmt.Sprintf("tag %q missing", wt.Key))
+		} else if v != wt.Value {
+			p = append(p, fmt.Sprintf("tag %q = %q, want %q", wt.Key, v, wt.Value))
+		}
+	}
+	if got.Remote.Service != want.Remote.Service || got.Remote.Port != want.Remote.Port || got.Remote.IP != want.Remote.IP {
+		p = append(p, fmt.Sprintf("remote endpoint %+v, want %+v", got.Remote, want.Remote))
+	}
+	for _, we := range want.Events {
+		found := false
+		for _, ge := range got.Events {
+			if ge.Value == we.Value && abs(ge.UnixNano-we.UnixNano) < int64(prec) {
+				found = true
+			}
+		}
+		if !found {
+			p = append(p, fmt.Sprintf("event %q at %d missing (got %v)", we.Value, we.UnixNano, got.Events))
+		}
+	}
+	return p
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}

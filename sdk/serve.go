@@ -1,0 +1,125 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
+)
+
+// maxMessageBytes matches the host's limit on one batch message.
+const maxMessageBytes = 64 << 20
+
+// Serve runs d as a tracehop driver plugin and returns when the host is done
+// with it. It is meant to be the only call in a driver's main. Run by hand
+// (not by tracehop), the program says so and exits.
+func Serve(d Driver) {
+	slog.SetDefault(slog.New(newLogHandler(os.Stderr)))
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig: goplugin.HandshakeConfig{
+			ProtocolVersion:  wire.ProtocolVersion,
+			MagicCookieKey:   wire.MagicCookieKey,
+			MagicCookieValue: wire.MagicCookieValue,
+		},
+		Plugins: goplugin.PluginSet{wire.PluginName: &grpcPlugin{server: &server{driver: d}}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return goplugin.DefaultGRPCServer(append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes)))
+		},
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
+	})
+}
+
+type grpcPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	server *server
+}
+
+func (p *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	wire.RegisterDriverServer(s, p.server)
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("a driver does not dial the host")
+}
+
+// server adapts a Driver to the wire protocol: it converts batches, keeps the
+// lifecycle honest and maps error classes to status codes.
+type server struct {
+	wire.UnimplementedDriverServer
+	driver Driver
+
+	mu         sync.Mutex
+	configured bool
+	stopped    bool
+}
+
+// recovered turns a driver's panic into a permanent error for that one call,
+// so that one poisonous batch cannot crash-loop the process.
+func recovered(method string, err *error) {
+	if r := recover(); r != nil {
+		slog.Error("driver panicked", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		*err = status.Errorf(codes.FailedPrecondition, "driver panicked in %s: %v", method, r)
+	}
+}
+
+func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *wire.ConfigureResponse, err error) {
+	defer recovered("Configure", &err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.configured {
+		return nil, status.Error(codes.FailedPrecondition, "Configure called twice")
+	}
+	caps, err := s.driver.Configure(ctx, req.ConfigJson, wire.HostInfoFromWire(req.Host))
+	if err != nil {
+		if c, marked := core.ClassOf(err); marked && c == core.ClassRetryable {
+			return nil, status.Error(codes.Aborted, err.Error())
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.configured = true
+	return &wire.ConfigureResponse{Capabilities: wire.CapabilitiesToWire(caps)}, nil
+}
+
+func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.ExportResponse, err error) {
+	defer recovered("Export", &err)
+	s.mu.Lock()
+	configured, stopped := s.configured, s.stopped
+	s.mu.Unlock()
+	if !configured || stopped {
+		return nil, status.Error(codes.FailedPrecondition, "Export outside Configure..Shutdown")
+	}
+	spans := wire.AppendSpans(make([]core.Span, 0, len(req.Spans)), req.Spans, time.Now)
+	err = s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans)
+	if err == nil {
+		return &wire.ExportResponse{}, nil
+	}
+	if core.IsPermanent(err) {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return nil, status.Error(codes.Aborted, err.Error())
+}
+
+func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire.ShutdownResponse, err error) {
+	defer recovered("Shutdown", &err)
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	if err := s.driver.Shutdown(ctx); err != nil {
+		return nil, status.Error(codes.Unknown, err.Error())
+	}
+	return &wire.ShutdownResponse{}, nil
+}

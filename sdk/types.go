@@ -1,0 +1,59 @@
+package sdk
+
+import "github.com/tracehop/tracehop/core"
+
+// The types a driver works with, re-exported from core so that a driver
+// imports only sdk.
+type (
+	// Driver is the interface a driver implements; see core.Driver for
+	// the lifecycle.
+	Driver = core.Driver
+	// Span is a finished span, read-only for the driver.
+	Span = core.Span
+	// TraceID is a 128-bit trace id.
+	TraceID = core.TraceID
+	// SpanID is a 64-bit span id.
+	SpanID = core.SpanID
+	// Tag is a span's key/value annotation.
+	Tag = core.Tag
+	// Event is a span's timestamped annotation.
+	Event = core.Event
+	// Endpoint is a span's remote side.
+	Endpoint = core.Endpoint
+	// Kind is a span's role in a remote call.
+	Kind = core.Kind
+	// HostInfo describes the tracehop process the driver reports for.
+	HostInfo = core.HostInfo
+	// Capabilities is what a driver's Configure declares.
+	Capabilities = core.Capabilities
+)
+
+// The span kinds.
+const (
+	KindServer   = core.KindServer
+	KindClient   = core.KindClient
+	KindProducer = core.KindProducer
+	KindConsumer = core.KindConsumer
+	KindInternal = core.KindInternal
+)
+
+// The propagation formats a driver may declare in Capabilities.Propagation.
+const (
+	FormatB3           = core.FormatB3
+	FormatB3Single     = core.FormatB3Single
+	FormatTraceContext = core.FormatTraceContext
+	FormatDatadog      = core.FormatDatadog
+	FormatOTTracer     = core.FormatOTTracer
+)
+
+// Retryable marks an Export error as transient: the host re-sends the batch
+// after a backoff. Errors without a mark are treated as retryable.
+func Retryable(err error) error { return core.Retryable(err) }
+
+// Permanent marks an Export error as final: the host drops the batch and
+// counts it. Use it when the back end refused the data itself.
+func Permanent(err error) error { return core.Permanent(err) }
+
+// BatchID returns the host's id for the batch being exported; a re-sent
+// batch keeps its id.
+var BatchID = core.BatchID
