@@ -37,4 +37,3 @@ func newLogHandler(w io.Writer) slog.Handler {
 // too, so slog.Info and the standard log package work as well; every line
 // reaches tracehop's log tagged with the driver's name.
 func Logger() *slog.Logger { return slog.Default() }
-

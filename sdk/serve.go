@@ -28,13 +28,14 @@ const maxMessageBytes = 64 << 20
 // (not by tracehop), the program says so and exits.
 func Serve(d Driver) {
 	slog.SetDefault(slog.New(newLogHandler(os.Stderr)))
+	srv := &server{driver: d, stderr: os.Stderr}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
 			ProtocolVersion:  wire.ProtocolVersion,
 			MagicCookieKey:   wire.MagicCookieKey,
 			MagicCookieValue: wire.MagicCookieValue,
 		},
-		Plugins: goplugin.PluginSet{wire.PluginName: &grpcPlugin{server: &server{driver: d}}},
+		Plugins: goplugin.PluginSet{wire.PluginName: &grpcPlugin{server: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return goplugin.DefaultGRPCServer(append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes)))
 		},
@@ -61,6 +62,12 @@ func (p *grpcPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.Cli
 type server struct {
 	wire.UnimplementedDriverServer
 	driver Driver
+	// stderr is the process's real standard error. go-plugin swaps
+	// os.Stderr for a pipe it streams to the host, and that stream loses
+	// the last words of a process that crashes; fd 2 goes straight to the
+	// host's log and into its crash reports, so Configure puts it back.
+	stderr      *os.File
+	restoreOnce sync.Once
 
 	mu         sync.Mutex
 	configured bool
@@ -78,6 +85,9 @@ func recovered(method string, err *error) {
 
 func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *wire.ConfigureResponse, err error) {
 	defer recovered("Configure", &err)
+	if s.stderr != nil {
+		s.restoreOnce.Do(func() { os.Stderr = s.stderr })
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.configured {

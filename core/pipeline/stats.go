@@ -83,9 +83,9 @@ type DriverStats struct {
 	// ExportErrors counts failed Export calls, retried or not.
 	ExportErrors uint64
 	// Batches counts successful Export calls.
-	Batches           uint64
+	Batches            uint64
 	QueueLen, QueueCap int
-	Latency           Latency
+	Latency            Latency
 	// Restarts and Up come from a supervised (plugin) driver; an
 	// in-process driver is always up and never restarts.
 	Restarts uint64

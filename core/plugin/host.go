@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -133,6 +134,7 @@ var _ core.Driver = (*Driver)(nil)
 
 // instance is one run of the driver's process.
 type instance struct {
+	cmd    *exec.Cmd
 	client *goplugin.Client
 	rpc    wire.DriverClient
 	conn   *grpc.ClientConn
@@ -142,6 +144,26 @@ type instance struct {
 }
 
 func (in *instance) markFailed() { in.once.Do(func() { close(in.failed) }) }
+
+// kill stops the process. go-plugin's Kill first asks the plugin to exit
+// over gRPC and waits on it without a deadline, which hangs on a frozen
+// process; unless the process just answered a graceful Shutdown, kill it
+// outright first.
+func (in *instance) kill(graceful bool) {
+	if !graceful {
+		killGroup(in.cmd)
+	}
+	in.client.Kill()
+}
+
+// killGroup kills the driver's process group: the driver and anything it
+// spawned, which would otherwise hold its pipes open and keep go-plugin
+// waiting.
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
 
 // Start finds the driver's executable, launches it, checks it is a tracehop
 // driver speaking this protocol (and the pinned checksum), and configures it.
@@ -177,6 +199,20 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
 	go d.supervise()
 	d.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
 	return d, nil
+}
+
+// Pid returns the process id of the live driver process, or 0 while it is
+// being restarted.
+func (d *Driver) Pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cur == nil {
+		return 0
+	}
+	if rc := d.cur.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
 }
 
 // Path returns the executable the driver runs from.
@@ -223,6 +259,10 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 	name := d.spec.Name
 	cmd := exec.Command(d.path)
 	cmd.Env = d.environ()
+	// A group of its own: tracehop stops its drivers itself (after
+	// flushing them), so a Ctrl-C to tracehop's terminal must not reach
+	// them first, and killGroup can take their children along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var secure *goplugin.SecureConfig
 	if d.spec.Checksum != "" {
 		sum, _ := ParseChecksum(d.spec.Checksum)
@@ -239,11 +279,15 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 		SkipHostEnv:      true,
 		Logger:           newHCLogger(d.log),
 		Stderr:           tail,
-		StartTimeout:     d.opts.StartTimeout,
+		// A driver configured to write to standard output (the file
+		// driver's path "-") writes to tracehop's.
+		SyncStdout:   os.Stdout,
+		StartTimeout: d.opts.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
 	})
 	fail := func(err error) (*instance, core.Capabilities, error) {
+		killGroup(cmd)
 		client.Kill()
 		return nil, core.Capabilities{}, err
 	}
@@ -257,7 +301,7 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 			"is it built with the tracehop SDK (sdk.Serve)?", name, d.path, err))
 	}
 	h := raw.(*grpcHandle)
-	in := &instance{client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
+	in := &instance{cmd: cmd, client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
 
 	cctx, cancel := context.WithTimeout(ctx, d.opts.ConfigureTimeout)
 	defer cancel()
@@ -407,7 +451,7 @@ func (d *Driver) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	_, err := in.rpc.Shutdown(ctx, &wire.ShutdownRequest{})
-	in.client.Kill()
+	in.kill(err == nil)
 	if err != nil {
 		return fmt.Errorf("driver %q: shutdown: %s", d.spec.Name, status.Convert(err).Message())
 	}
@@ -434,7 +478,7 @@ func (d *Driver) supervise() {
 		d.mu.Unlock()
 		waitExited(in.client, 200*time.Millisecond)
 		d.log.Error("driver process failed; restarting it", "reason", reason, "last_stderr", strings.TrimSpace(in.tail.String()))
-		in.client.Kill()
+		in.kill(false)
 
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), d.opts.StartTimeout+d.opts.ConfigureTimeout)
@@ -445,7 +489,7 @@ func (d *Driver) supervise() {
 				d.mu.Lock()
 				if d.shutdown {
 					d.mu.Unlock()
-					next.client.Kill()
+					next.kill(false)
 					return
 				}
 				d.cur = next

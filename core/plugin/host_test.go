@@ -1,0 +1,444 @@
+package plugin_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/sdk/drivertest"
+)
+
+// testDriverBin is a real driver executable (sdk/internal/testdriver), built
+// once for the package's tests.
+var testDriverBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tracehop-plugin-test-")
+	if err != nil {
+		panic(err)
+	}
+	testDriverBin = filepath.Join(dir, plugin.BinaryPrefix+"fault")
+	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gocmd, "build", "-o", testDriverBin, "github.com/tracehop/tracehop/sdk/internal/testdriver").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the test driver: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// logBuffer collects log output for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func jsonConfig(t *testing.T, v map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func start(t *testing.T, spec plugin.Spec, opts plugin.Options) (*plugin.Driver, error) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = drivertest.TestLogger(t)
+	}
+	d, err := plugin.Start(context.Background(), spec, opts)
+	if err == nil {
+		t.Cleanup(func() { d.Shutdown(context.Background()) })
+	}
+	return d, err
+}
+
+// copyBinary puts the test driver at dir/tracehop-driver-NAME.
+func copyBinary(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(testDriverBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, plugin.BinaryPrefix+name)
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestFindSearchOrder(t *testing.T) {
+	dirs := map[string]string{}
+	for _, k := range []string{"plugin_dir", "env", "exe", "path1", "path2"} {
+		dirs[k] = t.TempDir()
+	}
+	s := plugin.Search{
+		PluginDir: dirs["plugin_dir"], EnvDir: dirs["env"], ExeDir: dirs["exe"],
+		PathList: dirs["path1"] + string(os.PathListSeparator) + dirs["path2"],
+	}
+	// Put the driver in the last place first, then in each earlier one:
+	// every time, the earliest place must win.
+	for _, k := range []string{"path2", "path1", "exe", "env", "plugin_dir"} {
+		want := copyBinary(t, dirs[k], "fault")
+		got, err := s.Find("fault", "")
+		if err != nil {
+			t.Fatalf("with the driver in %s: %v", k, err)
+		}
+		if got != want {
+			t.Fatalf("with the driver in %s: found %s, want %s", k, got, want)
+		}
+	}
+	// An explicit path wins over the search.
+	explicit := copyBinary(t, t.TempDir(), "other")
+	if got, err := s.Find("fault", explicit); err != nil || got != explicit {
+		t.Fatalf("explicit path: got %s, %v; want %s", got, err, explicit)
+	}
+	list := s.List()
+	if len(list) != 5 || list[0].Source != "tracing.plugin_dir" || list[0].Shadowed || !list[4].Shadowed {
+		t.Fatalf("List() = %+v; want 5 entries, the first from tracing.plugin_dir, the others shadowed", list)
+	}
+}
+
+func TestFindNotFoundListsEveryPlace(t *testing.T) {
+	pd, pathDir := t.TempDir(), t.TempDir()
+	s := plugin.Search{PluginDir: pd, ExeDir: "/opt/tracehop/bin", PathList: pathDir}
+	_, err := s.Find("zipkin", "")
+	if !errors.Is(err, plugin.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	for _, want := range []string{
+		"tracehop-driver-zipkin",
+		"tracing.plugin_dir: " + filepath.Join(pd, "tracehop-driver-zipkin") + " (not there)",
+		"$TRACEHOP_PLUGIN_DIR: not set",
+		"the tracehop executable's directory: /opt/tracehop/bin/tracehop-driver-zipkin (not there)",
+		"$PATH: " + filepath.Join(pathDir, "tracehop-driver-zipkin"),
+		"make build", "tracing.driver.path",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("not-found error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := s.Find("../../etc/passwd", ""); err == nil || !strings.Contains(err.Error(), "not a driver name") {
+		t.Errorf("a path-like name must be refused, got %v", err)
+	}
+	if _, err := s.Find("x", "/nonexistent/tracehop-driver-x"); err == nil || !strings.Contains(err.Error(), "tracing.driver.path") {
+		t.Errorf("a missing explicit path must be an error naming tracing.driver.path, got %v", err)
+	}
+}
+
+func TestStartByNameAndLogs(t *testing.T) {
+	dir := t.TempDir()
+	copyBinary(t, dir, "fault")
+	logs := &logBuffer{}
+	d, err := start(t, plugin.Spec{Name: "fault", Config: []byte(`{}`)},
+		plugin.Options{Search: plugin.Search{PluginDir: dir}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps := d.Capabilities(); !caps.TraceID128 || len(caps.Propagation) != 1 || caps.Propagation[0] != "b3" {
+		t.Fatalf("capabilities = %+v", caps)
+	}
+	if err := d.Export(context.Background(), []core.Span{{SpanID: 1, TraceID: core.TraceID{Low: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The driver's own slog line reaches the host's log, tagged with its name.
+	if l := logs.String(); !strings.Contains(l, `msg="testdriver configured"`) || !strings.Contains(l, "driver=fault") || !strings.Contains(l, "driver_name=fault") {
+		t.Fatalf("the driver's log line did not reach the host's log:\n%s", l)
+	}
+}
+
+func TestChecksum(t *testing.T) {
+	bin := copyBinary(t, t.TempDir(), "fault")
+	b, _ := os.ReadFile(bin)
+	sum := sha256.Sum256(b)
+	pin := "sha256:" + hex.EncodeToString(sum[:])
+	if _, err := start(t, plugin.Spec{Name: "fault", Path: bin, Checksum: pin}, plugin.Options{}); err != nil {
+		t.Fatalf("the right pin was refused: %v", err)
+	}
+	// Tamper with the binary: one extra byte (in a new file, since the
+	// running driver keeps the old one busy).
+	if err := os.WriteFile(bin+".new", append(b, 0), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	_, err := start(t, plugin.Spec{Name: "fault", Path: bin, Checksum: pin}, plugin.Options{})
+	if err == nil || !strings.Contains(err.Error(), "refusing to run") || !strings.Contains(err.Error(), pin) {
+		t.Fatalf("a tampered binary must be refused naming the pin, got %v", err)
+	}
+	_, err = start(t, plugin.Spec{Name: "fault", Path: bin, Checksum: "md5:abc"}, plugin.Options{})
+	if err == nil || !strings.Contains(err.Error(), "tracing.driver.checksum") {
+		t.Fatalf("a malformed pin must be refused naming the key, got %v", err)
+	}
+}
+
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), plugin.BinaryPrefix+"bogus")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRefusesWhatIsNotADriver(t *testing.T) {
+	cases := []struct {
+		name, script, want string
+	}{
+		{"prints junk", `echo "hello, I am a shell script"; sleep 1`, "is not a tracehop driver"},
+		{"exits at once", `echo "usage: foo" >&2; exit 2`, "is not a tracehop driver"},
+		{"never answers", `sleep 30`, "is not a tracehop driver"},
+		{"other protocol version", `echo "1|99|tcp|127.0.0.1:1|grpc"; sleep 1`, "speaks another protocol version"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := start(t, plugin.Spec{Name: "bogus", Path: writeScript(t, c.script)}, plugin.Options{StartTimeout: time.Second})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `driver "bogus"`) {
+				t.Fatalf("err = %v, want it to name the driver and say %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestConfigureFailures(t *testing.T) {
+	cases := []struct {
+		name   string
+		config map[string]any
+		want   []string
+	}{
+		{"rejected", map[string]any{"reject": "collector_endpoint: must be an http(s) URL, got \"ftp://x\""},
+			[]string{`driver "fault" rejected its config: collector_endpoint: must be an http(s) URL, got "ftp://x"`}},
+		{"unknown key", map[string]any{"colour": "blue"}, []string{`driver "fault" rejected its config: colour: unknown key`}},
+		{"exits", map[string]any{"exit_on_configure": true}, []string{`driver "fault" crashed during Configure`, "cannot reach the moon"}},
+		{"panics", map[string]any{"panic_on_configure": true}, []string{`driver "fault"`, "configured to panic"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, c.config)}, plugin.Options{})
+			if err == nil {
+				t.Fatal("Start succeeded")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestExplicitEnvironment(t *testing.T) {
+	t.Setenv("DD_TRACE_ENABLED", "false") // must not leak into the driver
+	t.Setenv("TRACEHOP_TEST_PASSED", "yes")
+	dump := filepath.Join(t.TempDir(), "env")
+	_, err := start(t, plugin.Spec{
+		Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"dump_env": dump}),
+		Env:     map[string]string{"DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false"},
+		PassEnv: []string{"TRACEHOP_TEST_PASSED"},
+	}, plugin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := "\n" + string(b) + "\n"
+	for _, want := range []string{"\nDD_INSTRUMENTATION_TELEMETRY_ENABLED=false\n", "\nTRACEHOP_TEST_PASSED=yes\n", "\nPATH="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("driver environment lacks %q", strings.TrimSpace(want))
+		}
+	}
+	if strings.Contains(env, "DD_TRACE_ENABLED") {
+		t.Errorf("the host's DD_TRACE_ENABLED leaked into the driver's environment")
+	}
+}
+
+// readRecord returns the span ids the test driver acknowledged.
+func readRecord(t *testing.T, path string) map[uint64]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	seen := map[uint64]int{}
+	for _, line := range strings.Fields(string(b)) {
+		id, err := strconv.ParseUint(line, 10, 64)
+		if err != nil {
+			t.Fatalf("corrupt record line %q", line)
+		}
+		seen[id]++
+	}
+	return seen
+}
+
+func span(id uint64) core.Span {
+	return core.Span{
+		TraceID: core.TraceID{High: 1, Low: id}, SpanID: core.SpanID(id), Name: "op", Kind: core.KindServer,
+		StartUnixNano: time.Now().UnixNano(), Duration: time.Millisecond, Sampled: true,
+		Tags: []core.Tag{{Key: "http.method", Value: "GET"}},
+	}
+}
+
+// SIGKILL the driver again and again while spans stream through the
+// pipeline: the host must restart it and re-send what was not acknowledged,
+// so that every span arrives.
+func TestDriverKilledMidStream(t *testing.T) {
+	record := filepath.Join(t.TempDir(), "record")
+	d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})},
+		plugin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pipeline.Config{QueueSize: 65536, BatchSize: 256, BatchDelay: 5 * time.Millisecond, RetryInitial: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		[]pipeline.Target{{Name: "fault", Driver: d}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total, kills = 30000, 4
+	var sent, lastPid int
+	for k := range kills {
+		pid := d.Pid()
+		for pid == 0 || pid == lastPid { // the last kill is not handled yet
+			time.Sleep(5 * time.Millisecond)
+			pid = d.Pid()
+		}
+		lastPid = pid
+		for ; sent < (k+1)*total/(kills+1); sent++ {
+			p.Enqueue(span(uint64(sent + 1)))
+			if sent%100 == 0 {
+				time.Sleep(time.Millisecond) // a steady stream, not one burst
+			}
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %d: %v", pid, err)
+		}
+	}
+	for ; sent < total; sent++ {
+		p.Enqueue(span(uint64(sent + 1)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	st := p.Stats()[0]
+	seen := readRecord(t, record)
+	var missing []uint64
+	for id := uint64(1); id <= total; id++ {
+		if seen[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	t.Logf("restarts=%d exported=%d dropped=%v export_errors=%d unique_received=%d", st.Restarts, st.Exported, st.Dropped, st.ExportErrors, len(seen))
+	if len(missing) > 0 {
+		t.Fatalf("%d of %d spans never reached the driver (first: %v)", len(missing), total, missing[:min(10, len(missing))])
+	}
+	if st.Restarts < kills {
+		t.Fatalf("restarts = %d, want at least %d", st.Restarts, kills)
+	}
+	if st.DroppedTotal() != 0 {
+		t.Fatalf("dropped %v, want none", st.Dropped)
+	}
+}
+
+// A driver that stops answering (here: SIGSTOP) is found by the health
+// check and replaced.
+func TestDriverHungIsRestarted(t *testing.T) {
+	d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin},
+		plugin.Options{PingInterval: 100 * time.Millisecond, PingTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := d.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	deadline := time.Now().Add(20 * time.Second)
+	for d.Restarts() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d.Restarts() == 0 {
+		t.Fatal("a stopped driver was not restarted")
+	}
+	if err := d.Export(context.Background(), []core.Span{span(1)}); err != nil {
+		t.Fatalf("Export after the restart: %v", err)
+	}
+}
+
+// Two drivers, one stalled: the other still gets every span, and the
+// stalled one only fills (and drops from) its own queue.
+func TestFanOutWithStalledDriver(t *testing.T) {
+	record := filepath.Join(t.TempDir(), "record")
+	good, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})}, plugin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"stall": true})}, plugin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pipeline.Config{QueueSize: 1024, BatchSize: 128, BatchDelay: 5 * time.Millisecond, ExportTimeout: time.Hour},
+		[]pipeline.Target{{Name: "good", Driver: good}, {Name: "stalled", Driver: stalled}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 5000
+	for i := range total {
+		p.Enqueue(span(uint64(i + 1)))
+		if i%500 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readRecord(t, record)) < total && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(readRecord(t, record)); n != total {
+		t.Fatalf("the healthy driver got %d of %d spans while the other was stalled", n, total)
+	}
+	st := p.Stats()
+	if st[0].DroppedTotal() != 0 {
+		t.Errorf("the healthy driver dropped %v", st[0].Dropped)
+	}
+	if st[1].Dropped[pipeline.DropQueueFull] == 0 {
+		t.Errorf("the stalled driver's queue never filled: %+v", st[1])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	p.Shutdown(ctx) // the stalled driver cannot drain; Shutdown must still return
+}
