@@ -112,7 +112,10 @@ func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.E
 	if !configured || stopped {
 		return nil, status.Error(codes.FailedPrecondition, "Export outside Configure..Shutdown")
 	}
-	spans := wire.AppendSpans(make([]core.Span, 0, len(req.Spans)), req.Spans, time.Now)
+	spans, err := wire.DecodeBatch(make([]core.Span, 0, min(req.SpanCount, 1<<16)), req.Spans, int(req.SpanCount), time.Now)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	err = s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans)
 	if err == nil {
 		return &wire.ExportResponse{}, nil

@@ -127,7 +127,7 @@ type Driver struct {
 	up       atomic.Bool
 	stop     chan struct{}
 	done     chan struct{}
-	reqs     sync.Pool
+	bufs     sync.Pool // *[]byte: packed batches, reused (gRPC marshals before Export returns)
 }
 
 var _ core.Driver = (*Driver)(nil)
@@ -188,7 +188,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	d.reqs.New = func() any { return new(wire.ExportRequest) }
+	d.bufs.New = func() any { return new([]byte) }
 	in, caps, err := d.launch(ctx)
 	if err != nil {
 		return nil, err
@@ -405,12 +405,12 @@ func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
 	if err != nil {
 		return err
 	}
-	req := d.reqs.Get().(*wire.ExportRequest)
-	wire.FillExportRequest(req, core.BatchID(ctx), spans)
-	_, err = in.rpc.Export(ctx, req)
-	clear(req.Spans)
-	req.Spans = req.Spans[:0]
-	d.reqs.Put(req)
+	buf := d.bufs.Get().(*[]byte)
+	*buf = wire.AppendBatch((*buf)[:0], spans)
+	_, err = in.rpc.Export(ctx, &wire.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
+	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
+		d.bufs.Put(buf)
+	}
 	if err == nil {
 		return nil
 	}

@@ -417,19 +417,20 @@ func TestFanOutWithStalledDriver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const total = 5000
-	for i := range total {
-		p.Enqueue(span(uint64(i + 1)))
-		if i%500 == 0 {
-			time.Sleep(2 * time.Millisecond)
+	// Feed a quarter of a queue at a time and wait for the healthy driver
+	// to acknowledge it: it must keep up although the other never answers.
+	const total, step = 5000, 250
+	for sent := 0; sent < total; sent += step {
+		for i := sent; i < sent+step; i++ {
+			p.Enqueue(span(uint64(i + 1)))
 		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(readRecord(t, record)) < total && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := len(readRecord(t, record)); n != total {
-		t.Fatalf("the healthy driver got %d of %d spans while the other was stalled", n, total)
+		deadline := time.Now().Add(30 * time.Second)
+		for len(readRecord(t, record)) < sent+step && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := len(readRecord(t, record)); n < sent+step {
+			t.Fatalf("the healthy driver is stuck at %d spans while the other is stalled", n)
+		}
 	}
 	st := p.Stats()
 	if st[0].DroppedTotal() != 0 {

@@ -78,120 +78,6 @@ func (Precision) EnumDescriptor() ([]byte, []int) {
 	return file_driver_proto_rawDescGZIP(), []int{0}
 }
 
-type SpanKind int32
-
-const (
-	SpanKind_SPAN_KIND_UNSPECIFIED SpanKind = 0
-	SpanKind_SPAN_KIND_SERVER      SpanKind = 1
-	SpanKind_SPAN_KIND_CLIENT      SpanKind = 2
-	SpanKind_SPAN_KIND_PRODUCER    SpanKind = 3
-	SpanKind_SPAN_KIND_CONSUMER    SpanKind = 4
-	SpanKind_SPAN_KIND_INTERNAL    SpanKind = 5
-)
-
-// Enum value maps for SpanKind.
-var (
-	SpanKind_name = map[int32]string{
-		0: "SPAN_KIND_UNSPECIFIED",
-		1: "SPAN_KIND_SERVER",
-		2: "SPAN_KIND_CLIENT",
-		3: "SPAN_KIND_PRODUCER",
-		4: "SPAN_KIND_CONSUMER",
-		5: "SPAN_KIND_INTERNAL",
-	}
-	SpanKind_value = map[string]int32{
-		"SPAN_KIND_UNSPECIFIED": 0,
-		"SPAN_KIND_SERVER":      1,
-		"SPAN_KIND_CLIENT":      2,
-		"SPAN_KIND_PRODUCER":    3,
-		"SPAN_KIND_CONSUMER":    4,
-		"SPAN_KIND_INTERNAL":    5,
-	}
-)
-
-func (x SpanKind) Enum() *SpanKind {
-	p := new(SpanKind)
-	*p = x
-	return p
-}
-
-func (x SpanKind) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (SpanKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_driver_proto_enumTypes[1].Descriptor()
-}
-
-func (SpanKind) Type() protoreflect.EnumType {
-	return &file_driver_proto_enumTypes[1]
-}
-
-func (x SpanKind) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use SpanKind.Descriptor instead.
-func (SpanKind) EnumDescriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{1}
-}
-
-// Span flag bits, packed into Span.flags.
-type SpanFlag int32
-
-const (
-	SpanFlag_SPAN_FLAG_NONE    SpanFlag = 0
-	SpanFlag_SPAN_FLAG_ERROR   SpanFlag = 1
-	SpanFlag_SPAN_FLAG_SAMPLED SpanFlag = 2
-	SpanFlag_SPAN_FLAG_DEBUG   SpanFlag = 4
-	SpanFlag_SPAN_FLAG_SHARED  SpanFlag = 8
-)
-
-// Enum value maps for SpanFlag.
-var (
-	SpanFlag_name = map[int32]string{
-		0: "SPAN_FLAG_NONE",
-		1: "SPAN_FLAG_ERROR",
-		2: "SPAN_FLAG_SAMPLED",
-		4: "SPAN_FLAG_DEBUG",
-		8: "SPAN_FLAG_SHARED",
-	}
-	SpanFlag_value = map[string]int32{
-		"SPAN_FLAG_NONE":    0,
-		"SPAN_FLAG_ERROR":   1,
-		"SPAN_FLAG_SAMPLED": 2,
-		"SPAN_FLAG_DEBUG":   4,
-		"SPAN_FLAG_SHARED":  8,
-	}
-)
-
-func (x SpanFlag) Enum() *SpanFlag {
-	p := new(SpanFlag)
-	*p = x
-	return p
-}
-
-func (x SpanFlag) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (SpanFlag) Descriptor() protoreflect.EnumDescriptor {
-	return file_driver_proto_enumTypes[2].Descriptor()
-}
-
-func (SpanFlag) Type() protoreflect.EnumType {
-	return &file_driver_proto_enumTypes[2]
-}
-
-func (x SpanFlag) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use SpanFlag.Descriptor instead.
-func (SpanFlag) EnumDescriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{2}
-}
-
 type HostInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -427,232 +313,26 @@ func (x *ConfigureResponse) GetCapabilities() *Capabilities {
 	return nil
 }
 
-type Endpoint struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	// 4 bytes for IPv4, 16 for IPv6, empty when unknown.
-	Ip            []byte `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
-	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Endpoint) Reset() {
-	*x = Endpoint{}
-	mi := &file_driver_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Endpoint) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Endpoint) ProtoMessage() {}
-
-func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
-func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *Endpoint) GetService() string {
-	if x != nil {
-		return x.Service
-	}
-	return ""
-}
-
-func (x *Endpoint) GetIp() []byte {
-	if x != nil {
-		return x.Ip
-	}
-	return nil
-}
-
-func (x *Endpoint) GetPort() uint32 {
-	if x != nil {
-		return x.Port
-	}
-	return 0
-}
-
-// Span is a finished span. Ids are fixed-width so that packing a batch costs
-// no varint work; tags and events are flattened into parallel repeated
-// fields so that a span is one message, not one per tag.
-type Span struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TraceIdHigh   uint64                 `protobuf:"fixed64,1,opt,name=trace_id_high,json=traceIdHigh,proto3" json:"trace_id_high,omitempty"`
-	TraceIdLow    uint64                 `protobuf:"fixed64,2,opt,name=trace_id_low,json=traceIdLow,proto3" json:"trace_id_low,omitempty"`
-	SpanId        uint64                 `protobuf:"fixed64,3,opt,name=span_id,json=spanId,proto3" json:"span_id,omitempty"`
-	ParentId      uint64                 `protobuf:"fixed64,4,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          SpanKind               `protobuf:"varint,6,opt,name=kind,proto3,enum=tracehop.driver.v1.SpanKind" json:"kind,omitempty"`
-	LocalService  string                 `protobuf:"bytes,7,opt,name=local_service,json=localService,proto3" json:"local_service,omitempty"`
-	StartUnixNano int64                  `protobuf:"fixed64,8,opt,name=start_unix_nano,json=startUnixNano,proto3" json:"start_unix_nano,omitempty"`
-	DurationNano  int64                  `protobuf:"fixed64,9,opt,name=duration_nano,json=durationNano,proto3" json:"duration_nano,omitempty"`
-	// Tags as key, value, key, value, ...: order is kept.
-	Tags               []string  `protobuf:"bytes,10,rep,name=tags,proto3" json:"tags,omitempty"`
-	EventTimesUnixNano []int64   `protobuf:"fixed64,11,rep,packed,name=event_times_unix_nano,json=eventTimesUnixNano,proto3" json:"event_times_unix_nano,omitempty"`
-	EventValues        []string  `protobuf:"bytes,12,rep,name=event_values,json=eventValues,proto3" json:"event_values,omitempty"`
-	Remote             *Endpoint `protobuf:"bytes,13,opt,name=remote,proto3" json:"remote,omitempty"`
-	Flags              uint32    `protobuf:"varint,14,opt,name=flags,proto3" json:"flags,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
-}
-
-func (x *Span) Reset() {
-	*x = Span{}
-	mi := &file_driver_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Span) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Span) ProtoMessage() {}
-
-func (x *Span) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Span.ProtoReflect.Descriptor instead.
-func (*Span) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *Span) GetTraceIdHigh() uint64 {
-	if x != nil {
-		return x.TraceIdHigh
-	}
-	return 0
-}
-
-func (x *Span) GetTraceIdLow() uint64 {
-	if x != nil {
-		return x.TraceIdLow
-	}
-	return 0
-}
-
-func (x *Span) GetSpanId() uint64 {
-	if x != nil {
-		return x.SpanId
-	}
-	return 0
-}
-
-func (x *Span) GetParentId() uint64 {
-	if x != nil {
-		return x.ParentId
-	}
-	return 0
-}
-
-func (x *Span) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *Span) GetKind() SpanKind {
-	if x != nil {
-		return x.Kind
-	}
-	return SpanKind_SPAN_KIND_UNSPECIFIED
-}
-
-func (x *Span) GetLocalService() string {
-	if x != nil {
-		return x.LocalService
-	}
-	return ""
-}
-
-func (x *Span) GetStartUnixNano() int64 {
-	if x != nil {
-		return x.StartUnixNano
-	}
-	return 0
-}
-
-func (x *Span) GetDurationNano() int64 {
-	if x != nil {
-		return x.DurationNano
-	}
-	return 0
-}
-
-func (x *Span) GetTags() []string {
-	if x != nil {
-		return x.Tags
-	}
-	return nil
-}
-
-func (x *Span) GetEventTimesUnixNano() []int64 {
-	if x != nil {
-		return x.EventTimesUnixNano
-	}
-	return nil
-}
-
-func (x *Span) GetEventValues() []string {
-	if x != nil {
-		return x.EventValues
-	}
-	return nil
-}
-
-func (x *Span) GetRemote() *Endpoint {
-	if x != nil {
-		return x.Remote
-	}
-	return nil
-}
-
-func (x *Span) GetFlags() uint32 {
-	if x != nil {
-		return x.Flags
-	}
-	return 0
-}
-
 type ExportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A host-assigned id, the same when a batch is re-sent after a failure,
 	// so that a driver may deduplicate if its back end cannot.
-	BatchId       uint64  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	Spans         []*Span `protobuf:"bytes,2,rep,name=spans,proto3" json:"spans,omitempty"`
+	BatchId uint64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// The number of spans packed in spans.
+	SpanCount uint32 `protobuf:"varint,2,opt,name=span_count,json=spanCount,proto3" json:"span_count,omitempty"`
+	// The spans, packed in the tracehop span batch layout (batch.go): fixed
+	// little-endian ids and times, length-prefixed raw strings. A packed
+	// batch costs no per-field protobuf work and no UTF-8 validation (header
+	// values need not be UTF-8), and the plugin side decodes it without
+	// copying a string.
+	Spans         []byte `protobuf:"bytes,3,opt,name=spans,proto3" json:"spans,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_driver_proto_msgTypes[6]
+	mi := &file_driver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +344,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[6]
+	mi := &file_driver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +357,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{6}
+	return file_driver_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExportRequest) GetBatchId() uint64 {
@@ -687,7 +367,14 @@ func (x *ExportRequest) GetBatchId() uint64 {
 	return 0
 }
 
-func (x *ExportRequest) GetSpans() []*Span {
+func (x *ExportRequest) GetSpanCount() uint32 {
+	if x != nil {
+		return x.SpanCount
+	}
+	return 0
+}
+
+func (x *ExportRequest) GetSpans() []byte {
 	if x != nil {
 		return x.Spans
 	}
@@ -702,7 +389,7 @@ type ExportResponse struct {
 
 func (x *ExportResponse) Reset() {
 	*x = ExportResponse{}
-	mi := &file_driver_proto_msgTypes[7]
+	mi := &file_driver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +401,7 @@ func (x *ExportResponse) String() string {
 func (*ExportResponse) ProtoMessage() {}
 
 func (x *ExportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[7]
+	mi := &file_driver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +414,7 @@ func (x *ExportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportResponse.ProtoReflect.Descriptor instead.
 func (*ExportResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{7}
+	return file_driver_proto_rawDescGZIP(), []int{5}
 }
 
 type ShutdownRequest struct {
@@ -738,7 +425,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_driver_proto_msgTypes[8]
+	mi := &file_driver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +437,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[8]
+	mi := &file_driver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +450,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{8}
+	return file_driver_proto_rawDescGZIP(), []int{6}
 }
 
 type ShutdownResponse struct {
@@ -774,7 +461,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_driver_proto_msgTypes[9]
+	mi := &file_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +473,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[9]
+	mi := &file_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +486,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{9}
+	return file_driver_proto_rawDescGZIP(), []int{7}
 }
 
 var File_driver_proto protoreflect.FileDescriptor
@@ -823,31 +510,12 @@ const file_driver_proto_rawDesc = "" +
 	"\x0ftrace_id_128bit\x18\x02 \x01(\bR\rtraceId128bit\x12;\n" +
 	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\"Y\n" +
 	"\x11ConfigureResponse\x12D\n" +
-	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\"H\n" +
-	"\bEndpoint\x12\x18\n" +
-	"\aservice\x18\x01 \x01(\tR\aservice\x12\x0e\n" +
-	"\x02ip\x18\x02 \x01(\fR\x02ip\x12\x12\n" +
-	"\x04port\x18\x03 \x01(\rR\x04port\"\xf0\x03\n" +
-	"\x04Span\x12\"\n" +
-	"\rtrace_id_high\x18\x01 \x01(\x06R\vtraceIdHigh\x12 \n" +
-	"\ftrace_id_low\x18\x02 \x01(\x06R\n" +
-	"traceIdLow\x12\x17\n" +
-	"\aspan_id\x18\x03 \x01(\x06R\x06spanId\x12\x1b\n" +
-	"\tparent_id\x18\x04 \x01(\x06R\bparentId\x12\x12\n" +
-	"\x04name\x18\x05 \x01(\tR\x04name\x120\n" +
-	"\x04kind\x18\x06 \x01(\x0e2\x1c.tracehop.driver.v1.SpanKindR\x04kind\x12#\n" +
-	"\rlocal_service\x18\a \x01(\tR\flocalService\x12&\n" +
-	"\x0fstart_unix_nano\x18\b \x01(\x10R\rstartUnixNano\x12#\n" +
-	"\rduration_nano\x18\t \x01(\x10R\fdurationNano\x12\x12\n" +
-	"\x04tags\x18\n" +
-	" \x03(\tR\x04tags\x121\n" +
-	"\x15event_times_unix_nano\x18\v \x03(\x10R\x12eventTimesUnixNano\x12!\n" +
-	"\fevent_values\x18\f \x03(\tR\veventValues\x124\n" +
-	"\x06remote\x18\r \x01(\v2\x1c.tracehop.driver.v1.EndpointR\x06remote\x12\x14\n" +
-	"\x05flags\x18\x0e \x01(\rR\x05flags\"Z\n" +
+	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\"_\n" +
 	"\rExportRequest\x12\x19\n" +
-	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12.\n" +
-	"\x05spans\x18\x02 \x03(\v2\x18.tracehop.driver.v1.SpanR\x05spans\"\x10\n" +
+	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1d\n" +
+	"\n" +
+	"span_count\x18\x02 \x01(\rR\tspanCount\x12\x14\n" +
+	"\x05spans\x18\x03 \x01(\fR\x05spans\"\x10\n" +
 	"\x0eExportResponse\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse*v\n" +
@@ -855,20 +523,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x15PRECISION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PRECISION_NANOSECOND\x10\x01\x12\x19\n" +
 	"\x15PRECISION_MICROSECOND\x10\x02\x12\x19\n" +
-	"\x15PRECISION_MILLISECOND\x10\x03*\x99\x01\n" +
-	"\bSpanKind\x12\x19\n" +
-	"\x15SPAN_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
-	"\x10SPAN_KIND_SERVER\x10\x01\x12\x14\n" +
-	"\x10SPAN_KIND_CLIENT\x10\x02\x12\x16\n" +
-	"\x12SPAN_KIND_PRODUCER\x10\x03\x12\x16\n" +
-	"\x12SPAN_KIND_CONSUMER\x10\x04\x12\x16\n" +
-	"\x12SPAN_KIND_INTERNAL\x10\x05*u\n" +
-	"\bSpanFlag\x12\x12\n" +
-	"\x0eSPAN_FLAG_NONE\x10\x00\x12\x13\n" +
-	"\x0fSPAN_FLAG_ERROR\x10\x01\x12\x15\n" +
-	"\x11SPAN_FLAG_SAMPLED\x10\x02\x12\x13\n" +
-	"\x0fSPAN_FLAG_DEBUG\x10\x04\x12\x14\n" +
-	"\x10SPAN_FLAG_SHARED\x10\b2\x8a\x02\n" +
+	"\x15PRECISION_MILLISECOND\x10\x032\x8a\x02\n" +
 	"\x06Driver\x12X\n" +
 	"\tConfigure\x12$.tracehop.driver.v1.ConfigureRequest\x1a%.tracehop.driver.v1.ConfigureResponse\x12O\n" +
 	"\x06Export\x12!.tracehop.driver.v1.ExportRequest\x1a\".tracehop.driver.v1.ExportResponse\x12U\n" +
@@ -886,41 +541,34 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_driver_proto_goTypes = []any{
 	(Precision)(0),            // 0: tracehop.driver.v1.Precision
-	(SpanKind)(0),             // 1: tracehop.driver.v1.SpanKind
-	(SpanFlag)(0),             // 2: tracehop.driver.v1.SpanFlag
-	(*HostInfo)(nil),          // 3: tracehop.driver.v1.HostInfo
-	(*ConfigureRequest)(nil),  // 4: tracehop.driver.v1.ConfigureRequest
-	(*Capabilities)(nil),      // 5: tracehop.driver.v1.Capabilities
-	(*ConfigureResponse)(nil), // 6: tracehop.driver.v1.ConfigureResponse
-	(*Endpoint)(nil),          // 7: tracehop.driver.v1.Endpoint
-	(*Span)(nil),              // 8: tracehop.driver.v1.Span
-	(*ExportRequest)(nil),     // 9: tracehop.driver.v1.ExportRequest
-	(*ExportResponse)(nil),    // 10: tracehop.driver.v1.ExportResponse
-	(*ShutdownRequest)(nil),   // 11: tracehop.driver.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),  // 12: tracehop.driver.v1.ShutdownResponse
+	(*HostInfo)(nil),          // 1: tracehop.driver.v1.HostInfo
+	(*ConfigureRequest)(nil),  // 2: tracehop.driver.v1.ConfigureRequest
+	(*Capabilities)(nil),      // 3: tracehop.driver.v1.Capabilities
+	(*ConfigureResponse)(nil), // 4: tracehop.driver.v1.ConfigureResponse
+	(*ExportRequest)(nil),     // 5: tracehop.driver.v1.ExportRequest
+	(*ExportResponse)(nil),    // 6: tracehop.driver.v1.ExportResponse
+	(*ShutdownRequest)(nil),   // 7: tracehop.driver.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),  // 8: tracehop.driver.v1.ShutdownResponse
 }
 var file_driver_proto_depIdxs = []int32{
-	3,  // 0: tracehop.driver.v1.ConfigureRequest.host:type_name -> tracehop.driver.v1.HostInfo
-	0,  // 1: tracehop.driver.v1.Capabilities.precision:type_name -> tracehop.driver.v1.Precision
-	5,  // 2: tracehop.driver.v1.ConfigureResponse.capabilities:type_name -> tracehop.driver.v1.Capabilities
-	1,  // 3: tracehop.driver.v1.Span.kind:type_name -> tracehop.driver.v1.SpanKind
-	7,  // 4: tracehop.driver.v1.Span.remote:type_name -> tracehop.driver.v1.Endpoint
-	8,  // 5: tracehop.driver.v1.ExportRequest.spans:type_name -> tracehop.driver.v1.Span
-	4,  // 6: tracehop.driver.v1.Driver.Configure:input_type -> tracehop.driver.v1.ConfigureRequest
-	9,  // 7: tracehop.driver.v1.Driver.Export:input_type -> tracehop.driver.v1.ExportRequest
-	11, // 8: tracehop.driver.v1.Driver.Shutdown:input_type -> tracehop.driver.v1.ShutdownRequest
-	6,  // 9: tracehop.driver.v1.Driver.Configure:output_type -> tracehop.driver.v1.ConfigureResponse
-	10, // 10: tracehop.driver.v1.Driver.Export:output_type -> tracehop.driver.v1.ExportResponse
-	12, // 11: tracehop.driver.v1.Driver.Shutdown:output_type -> tracehop.driver.v1.ShutdownResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1, // 0: tracehop.driver.v1.ConfigureRequest.host:type_name -> tracehop.driver.v1.HostInfo
+	0, // 1: tracehop.driver.v1.Capabilities.precision:type_name -> tracehop.driver.v1.Precision
+	3, // 2: tracehop.driver.v1.ConfigureResponse.capabilities:type_name -> tracehop.driver.v1.Capabilities
+	2, // 3: tracehop.driver.v1.Driver.Configure:input_type -> tracehop.driver.v1.ConfigureRequest
+	5, // 4: tracehop.driver.v1.Driver.Export:input_type -> tracehop.driver.v1.ExportRequest
+	7, // 5: tracehop.driver.v1.Driver.Shutdown:input_type -> tracehop.driver.v1.ShutdownRequest
+	4, // 6: tracehop.driver.v1.Driver.Configure:output_type -> tracehop.driver.v1.ConfigureResponse
+	6, // 7: tracehop.driver.v1.Driver.Export:output_type -> tracehop.driver.v1.ExportResponse
+	8, // 8: tracehop.driver.v1.Driver.Shutdown:output_type -> tracehop.driver.v1.ShutdownResponse
+	6, // [6:9] is the sub-list for method output_type
+	3, // [3:6] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -933,8 +581,8 @@ func file_driver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   10,
+			NumEnums:      1,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

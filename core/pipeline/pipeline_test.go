@@ -1,0 +1,288 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
+)
+
+// recorder is an in-process driver that records batches and fails on
+// demand.
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]core.Span
+	ids     map[uint64]uint64 // batch id -> times seen
+	// fail returns the error for the n-th Export call (from 1), or nil.
+	fail     func(n int) error
+	calls    int
+	block    chan struct{} // when set, Export waits on it (or ctx)
+	shutdown int
+}
+
+func (r *recorder) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
+	return core.Capabilities{}, nil
+}
+
+func (r *recorder) Export(ctx context.Context, spans []core.Span) error {
+	if r.block != nil {
+		select {
+		case <-r.block:
+		case <-ctx.Done():
+			return core.Retryable(ctx.Err())
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.ids == nil {
+		r.ids = map[uint64]uint64{}
+	}
+	r.ids[core.BatchID(ctx)]++
+	if r.fail != nil {
+		if err := r.fail(r.calls); err != nil {
+			return err
+		}
+	}
+	r.batches = append(r.batches, append([]core.Span(nil), spans...))
+	return nil
+}
+
+func (r *recorder) Shutdown(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.shutdown++
+	return nil
+}
+
+func (r *recorder) spans() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, b := range r.batches {
+		n += len(b)
+	}
+	return n
+}
+
+func span(id uint64) core.Span {
+	return core.Span{TraceID: core.TraceID{Low: id}, SpanID: core.SpanID(id), Name: "op", Tags: []core.Tag{{Key: "k", Value: "v"}}}
+}
+
+func newPipeline(t *testing.T, cfg pipeline.Config, drivers ...*recorder) *pipeline.Pipeline {
+	t.Helper()
+	var targets []pipeline.Target
+	for i, d := range drivers {
+		targets = append(targets, pipeline.Target{Name: string(rune('a' + i)), Driver: d})
+	}
+	p, err := pipeline.New(cfg, targets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func shutdown(t *testing.T, p *pipeline.Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBatchesBySize(t *testing.T) {
+	r := &recorder{}
+	p := newPipeline(t, pipeline.Config{BatchSize: 10, BatchDelay: time.Hour}, r)
+	for i := range 25 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	sizes := []int{}
+	for _, b := range r.batches {
+		sizes = append(sizes, len(b))
+	}
+	r.mu.Unlock()
+	if len(sizes) != 3 || sizes[0] != 10 || sizes[1] != 10 || sizes[2] != 5 {
+		t.Fatalf("batch sizes = %v, want [10 10 5]", sizes)
+	}
+	shutdown(t, p)
+	st := p.Stats()[0]
+	if st.Enqueued != 25 || st.Exported != 25 || st.Batches != 3 || st.DroppedTotal() != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestBatchDelaySendsPartialBatch(t *testing.T) {
+	r := &recorder{}
+	p := newPipeline(t, pipeline.Config{BatchSize: 100, BatchDelay: 10 * time.Millisecond}, r)
+	defer shutdown(t, p)
+	p.Enqueue(span(1))
+	deadline := time.Now().Add(10 * time.Second)
+	for r.spans() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.spans() != 1 {
+		t.Fatal("a lone span was never sent")
+	}
+}
+
+func TestFullQueueDropsWithoutBlocking(t *testing.T) {
+	r := &recorder{block: make(chan struct{})}
+	p := newPipeline(t, pipeline.Config{QueueSize: 8, BatchSize: 4, BatchDelay: time.Millisecond}, r)
+	for i := range 1000 {
+		p.Enqueue(span(uint64(i + 1))) // must return although nothing drains
+	}
+	st := p.Stats()[0]
+	if st.Dropped[pipeline.DropQueueFull] == 0 || st.Enqueued+st.Dropped[pipeline.DropQueueFull] != 1000 {
+		t.Fatalf("enqueued %d + dropped %v != 1000", st.Enqueued, st.Dropped)
+	}
+	close(r.block)
+	shutdown(t, p)
+	if got := uint64(r.spans()); got != st.Enqueued {
+		t.Fatalf("exported %d, want every enqueued span (%d)", got, st.Enqueued)
+	}
+}
+
+func TestRetryableIsRetriedWithTheSameBatchID(t *testing.T) {
+	r := &recorder{fail: func(n int) error {
+		if n <= 3 {
+			return core.Retryable(errors.New("503"))
+		}
+		return nil
+	}}
+	p := newPipeline(t, pipeline.Config{BatchSize: 5, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond}, r)
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	shutdown(t, p)
+	st := p.Stats()[0]
+	if st.Exported != 5 || st.ExportErrors != 3 || st.DroppedTotal() != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+	if len(r.ids) != 1 {
+		t.Fatalf("retries used batch ids %v; want one id for all attempts", r.ids)
+	}
+}
+
+func TestPermanentIsDroppedAndCounted(t *testing.T) {
+	r := &recorder{fail: func(int) error { return core.Permanent(errors.New("400 bad span")) }}
+	p := newPipeline(t, pipeline.Config{BatchSize: 5}, r)
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	p.Flush(context.Background())
+	shutdown(t, p)
+	st := p.Stats()[0]
+	if st.Dropped[pipeline.DropRejected] != 5 || r.calls != 1 {
+		t.Fatalf("dropped = %v after %d calls; want 5 rejected after 1 call", st.Dropped, r.calls)
+	}
+}
+
+func TestRetriesGiveUpAfterRetryFor(t *testing.T) {
+	r := &recorder{fail: func(int) error { return errors.New("unclassified: retried") }}
+	p := newPipeline(t, pipeline.Config{BatchSize: 5, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, RetryFor: 50 * time.Millisecond}, r)
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	p.Flush(context.Background())
+	shutdown(t, p)
+	st := p.Stats()[0]
+	if st.Dropped[pipeline.DropRetriesExhausted] != 5 || r.calls < 2 {
+		t.Fatalf("dropped = %v after %d calls; want 5 retries_exhausted after several calls", st.Dropped, r.calls)
+	}
+}
+
+func TestShutdownDrainsAndStopsDrivers(t *testing.T) {
+	a, b := &recorder{}, &recorder{}
+	p := newPipeline(t, pipeline.Config{BatchSize: 7, BatchDelay: time.Hour}, a, b)
+	for i := range 100 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	shutdown(t, p)
+	shutdown(t, p) // idempotent
+	if a.spans() != 100 || b.spans() != 100 {
+		t.Fatalf("after Shutdown: a=%d b=%d spans, want 100 each", a.spans(), b.spans())
+	}
+	if a.shutdown != 1 || b.shutdown != 1 {
+		t.Fatalf("driver Shutdown calls: a=%d b=%d, want 1 each", a.shutdown, b.shutdown)
+	}
+	p.Enqueue(span(101))
+	if st := p.Stats()[0]; st.Dropped[pipeline.DropShutdown] != 1 {
+		t.Fatalf("a span enqueued after Shutdown must be counted as dropped: %v", st.Dropped)
+	}
+}
+
+func TestShutdownDeadlineCountsWhatIsLeft(t *testing.T) {
+	r := &recorder{block: make(chan struct{})} // never answers
+	p := newPipeline(t, pipeline.Config{BatchSize: 10, BatchDelay: time.Millisecond}, r)
+	for i := range 50 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	p.Shutdown(ctx)
+	st := p.Stats()[0]
+	if st.Dropped[pipeline.DropShutdown] != 50 {
+		t.Fatalf("dropped = %v, want all 50 as shutdown", st.Dropped)
+	}
+}
+
+func TestOneStalledDriverDoesNotHoldBackAnother(t *testing.T) {
+	stalled, fine := &recorder{block: make(chan struct{})}, &recorder{}
+	p := newPipeline(t, pipeline.Config{QueueSize: 64, BatchSize: 8, BatchDelay: time.Millisecond}, stalled, fine)
+	// Feed less than a queue at a time and wait for the healthy driver to
+	// take it: it must keep up although the other one never answers.
+	for i := range 500 {
+		p.Enqueue(span(uint64(i + 1)))
+		if (i+1)%32 == 0 {
+			deadline := time.Now().Add(10 * time.Second)
+			for fine.spans() < i+1 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if fine.spans() < i+1 {
+				t.Fatalf("the healthy driver is stuck at %d spans behind a stalled one", fine.spans())
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	p.Shutdown(ctx)
+	if fine.spans() != 500 {
+		t.Fatalf("the healthy driver got %d of 500 spans", fine.spans())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	err := pipeline.Config{QueueSize: 10, BatchSize: 20, RetryFor: -time.Second}.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{"batch_size: must not exceed queue_size (10), got 20", "retry_for: must not be negative"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+// Enqueue is on every request's path: it must not allocate.
+func TestEnqueueDoesNotAllocate(t *testing.T) {
+	r := &recorder{}
+	p := newPipeline(t, pipeline.Config{QueueSize: 1 << 16, BatchSize: 512}, r)
+	defer shutdown(t, p)
+	s := span(1)
+	if n := testing.AllocsPerRun(1000, func() { p.Enqueue(s) }); n != 0 {
+		t.Fatalf("Enqueue allocates %.1f times per call, want 0", n)
+	}
+}

@@ -1,0 +1,231 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/tracehop/tracehop/core"
+)
+
+// The span batch layout of ExportRequest.spans, protocol version 1. Every
+// span is, in order (integers little-endian, "str" is a uvarint length
+// followed by that many raw bytes):
+//
+//	trace id high u64 | trace id low u64 | span id u64 | parent id u64
+//	start (unix ns) i64 | duration (ns) i64 | kind u8 | flags u8
+//	name str | local service str
+//	remote service str | remote ip length u8 (0, 4 or 16) + ip | remote port u16
+//	tag count uvarint, then per tag: key str | value str
+//	event count uvarint, then per event: time (unix ns) i64 | value str
+//
+// Flags: 1 error, 2 sampled, 4 debug, 8 shared. Kinds are core.Kind's values.
+
+// Span flag bits in the batch layout.
+const (
+	flagError = 1 << iota
+	flagSampled
+	flagDebug
+	flagShared
+)
+
+// ErrMalformedBatch is wrapped by every DecodeBatch error.
+var ErrMalformedBatch = errors.New("malformed span batch")
+
+// AppendBatch appends spans to dst in the batch layout.
+func AppendBatch(dst []byte, spans []core.Span) []byte {
+	for i := range spans {
+		s := &spans[i]
+		dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.High)
+		dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.Low)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.SpanID))
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.ParentID))
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.StartUnixNano))
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.Duration))
+		var flags byte
+		if s.Error {
+			flags |= flagError
+		}
+		if s.Sampled {
+			flags |= flagSampled
+		}
+		if s.Debug {
+			flags |= flagDebug
+		}
+		if s.Shared {
+			flags |= flagShared
+		}
+		dst = append(dst, byte(s.Kind), flags)
+		dst = appendStr(dst, s.Name)
+		dst = appendStr(dst, s.LocalService)
+		dst = appendStr(dst, s.Remote.Service)
+		switch ip := s.Remote.IP.Unmap(); {
+		case ip.Is4():
+			b := ip.As4()
+			dst = append(append(dst, 4), b[:]...)
+		case ip.Is6():
+			b := ip.As16()
+			dst = append(append(dst, 16), b[:]...)
+		default:
+			dst = append(dst, 0)
+		}
+		dst = binary.LittleEndian.AppendUint16(dst, s.Remote.Port)
+		dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
+		for _, t := range s.Tags {
+			dst = appendStr(appendStr(dst, t.Key), t.Value)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(s.Events)))
+		for _, e := range s.Events {
+			dst = binary.LittleEndian.AppendUint64(dst, uint64(e.UnixNano))
+			dst = appendStr(dst, e.Value)
+		}
+	}
+	return dst
+}
+
+func appendStr(dst []byte, s string) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
+}
+
+// batchReader reads the layout with bounds checks; the first problem sticks
+// in err and every later read returns zero values.
+type batchReader struct {
+	buf []byte
+	off int
+	err error
+}
+
+func (r *batchReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s at byte %d of %d", ErrMalformedBatch, what, r.off, len(r.buf))
+	}
+}
+
+func (r *batchReader) u64(what string) uint64 {
+	if r.err != nil || len(r.buf)-r.off < 8 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.buf[r.off:])
+	r.off += 8
+	return v
+}
+
+func (r *batchReader) u16(what string) uint16 {
+	if r.err != nil || len(r.buf)-r.off < 2 {
+		r.fail(what)
+		return 0
+	}
+	v := binary.LittleEndian.Uint16(r.buf[r.off:])
+	r.off += 2
+	return v
+}
+
+func (r *batchReader) byte1(what string) byte {
+	if r.err != nil || r.off >= len(r.buf) {
+		r.fail(what)
+		return 0
+	}
+	r.off++
+	return r.buf[r.off-1]
+}
+
+// count reads a uvarint count of items that each take at least minSize
+// bytes, so that a corrupt count cannot make the decoder allocate more than
+// the batch could hold.
+func (r *batchReader) count(what string, minSize int) int {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.buf[r.off:])
+	if n <= 0 || v > uint64((len(r.buf)-r.off-n)/minSize) {
+		r.fail(what)
+		return 0
+	}
+	r.off += n
+	return int(v)
+}
+
+// str returns a string that aliases the buffer: the caller must keep the
+// buffer alive and unchanged for as long as the string is used.
+func (r *batchReader) str(what string) string {
+	n := r.count(what, 1)
+	if r.err != nil || n == 0 {
+		return ""
+	}
+	s := unsafe.String(&r.buf[r.off], n)
+	r.off += n
+	return s
+}
+
+// DecodeBatch decodes count spans from buf, appends them to dst and
+// sanitizes each one (see core.Span.Sanitize). The strings of the returned
+// spans alias buf, which must not be modified afterwards. A malformed
+// batch yields an error wrapping ErrMalformedBatch, never a panic.
+func DecodeBatch(dst []core.Span, buf []byte, count int, now func() time.Time) ([]core.Span, error) {
+	const minSpan = 48 + 2 + 3 + 1 + 2 + 2 // fixed fields and empty strings, ip and counts
+	if count < 0 || count > len(buf)/minSpan {
+		return dst, fmt.Errorf("%w: %d spans cannot fit in %d bytes", ErrMalformedBatch, count, len(buf))
+	}
+	r := &batchReader{buf: buf}
+	var tags []core.Tag
+	for range count {
+		var s core.Span
+		s.TraceID.High = r.u64("trace id")
+		s.TraceID.Low = r.u64("trace id")
+		s.SpanID = core.SpanID(r.u64("span id"))
+		s.ParentID = core.SpanID(r.u64("parent id"))
+		s.StartUnixNano = int64(r.u64("start"))
+		s.Duration = time.Duration(r.u64("duration"))
+		s.Kind = core.Kind(r.byte1("kind"))
+		flags := r.byte1("flags")
+		s.Error, s.Sampled = flags&flagError != 0, flags&flagSampled != 0
+		s.Debug, s.Shared = flags&flagDebug != 0, flags&flagShared != 0
+		s.Name = r.str("name")
+		s.LocalService = r.str("local service")
+		s.Remote.Service = r.str("remote service")
+		switch n := r.byte1("remote ip"); n {
+		case 0:
+		case 4, 16:
+			if len(buf)-r.off < int(n) {
+				r.fail("remote ip")
+				break
+			}
+			ip, _ := netip.AddrFromSlice(buf[r.off : r.off+int(n)])
+			s.Remote.IP = ip.Unmap()
+			r.off += int(n)
+		default:
+			r.fail("remote ip length")
+		}
+		s.Remote.Port = r.u16("remote port")
+		if n := r.count("tag count", 2); n > 0 {
+			if cap(tags)-len(tags) < n {
+				// One slab for the rest of the batch, sized by what is left.
+				tags = make([]core.Tag, 0, max(n, (len(buf)-r.off)/32))
+			}
+			start := len(tags)
+			for range n {
+				tags = append(tags, core.Tag{Key: r.str("tag key"), Value: r.str("tag value")})
+			}
+			s.Tags = tags[start:len(tags):len(tags)]
+		}
+		if n := r.count("event count", 9); n > 0 {
+			s.Events = make([]core.Event, n)
+			for i := range s.Events {
+				s.Events[i] = core.Event{UnixNano: int64(r.u64("event time")), Value: r.str("event value")}
+			}
+		}
+		if r.err != nil {
+			return dst, r.err
+		}
+		s.Sanitize(now)
+		dst = append(dst, s)
+	}
+	if r.off != len(buf) {
+		return dst, fmt.Errorf("%w: %d bytes left after %d spans", ErrMalformedBatch, len(buf)-r.off, count)
+	}
+	return dst, nil
+}

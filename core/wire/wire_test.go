@@ -1,0 +1,157 @@
+package wire_test
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
+)
+
+var fixedNow = func() time.Time { return time.Unix(1700000000, 0) }
+
+func sampleSpans() []core.Span {
+	return []core.Span{
+		{
+			TraceID: core.TraceID{High: 0x0af7651916cd43dd, Low: 0x8448eb211c80319c}, SpanID: 0xb7, ParentID: 0,
+			Name: "ingress", Kind: core.KindServer, LocalService: "front-proxy",
+			StartUnixNano: 1700000000123456789, Duration: 12345678,
+			Tags:   []core.Tag{{Key: "http.method", Value: "GET"}, {Key: "user", Value: "Zoë ☃"}, {Key: "raw", Value: "\xff\xfe not utf-8"}},
+			Events: []core.Event{{UnixNano: 1700000000123456999, Value: "ws"}},
+			Remote: core.Endpoint{Service: "client", IP: netip.MustParseAddr("10.1.2.3"), Port: 8000},
+			Error:  true, Sampled: true, Debug: true, Shared: true,
+		},
+		{
+			TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentID: 0xb7, Name: "", Kind: core.KindClient,
+			StartUnixNano: 1, Duration: 0,
+			Remote: core.Endpoint{IP: netip.MustParseAddr("fd00::2"), Port: 443},
+		},
+	}
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	in := sampleSpans()
+	buf := wire.AppendBatch(nil, in)
+	out, err := wire.DecodeBatch(nil, buf, len(in), fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip changed the spans:\n in: %+v\nout: %+v", in, out)
+	}
+}
+
+func TestDecodeSanitizes(t *testing.T) {
+	bad := []core.Span{{SpanID: 1, Duration: -5, StartUnixNano: 0, Kind: 42}}
+	out, err := wire.DecodeBatch(nil, wire.AppendBatch(nil, bad), 1, fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out[0]
+	if s.Duration != 0 || s.StartUnixNano != fixedNow().UnixNano() || s.Kind != core.KindInternal {
+		t.Fatalf("not sanitized: %+v", s)
+	}
+}
+
+func TestDecodeRejectsMalformed(t *testing.T) {
+	good := wire.AppendBatch(nil, sampleSpans())
+	cases := map[string]struct {
+		buf   []byte
+		count int
+	}{
+		"truncated":         {good[:len(good)-3], 2},
+		"trailing bytes":    {append(append([]byte{}, good...), 0), 2},
+		"count too large":   {good, 3},
+		"count impossible":  {good, 1 << 30},
+		"negative count":    {good, -1},
+		"bad ip length":     {func() []byte { b := wire.AppendBatch(nil, []core.Span{{SpanID: 1}}); b[48+2+3] = 7; return b }(), 1},
+		"huge string claim": {append(make([]byte, 50), 0xff, 0xff, 0xff, 0xff, 0x0f), 1},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := wire.DecodeBatch(nil, c.buf, c.count, fixedNow)
+			if !errors.Is(err, wire.ErrMalformedBatch) {
+				t.Fatalf("err = %v, want ErrMalformedBatch", err)
+			}
+		})
+	}
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add(wire.AppendBatch(nil, sampleSpans()), 2)
+	f.Add(wire.AppendBatch(nil, sampleSpans()[:1]), 1)
+	f.Add([]byte{}, 0)
+	f.Fuzz(func(t *testing.T, buf []byte, count int) {
+		spans, err := wire.DecodeBatch(nil, buf, count, fixedNow)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode back to the same bytes, except that
+		// sanitizing may have changed values: re-decode to compare.
+		again, err := wire.DecodeBatch(nil, wire.AppendBatch(nil, spans), len(spans), fixedNow)
+		if err != nil {
+			t.Fatalf("re-encoding a decoded batch made it malformed: %v", err)
+		}
+		if !reflect.DeepEqual(spans, again) {
+			t.Fatalf("decode(encode(x)) != x")
+		}
+	})
+}
+
+// The generated code must be for the protocol version the handshake
+// announces: a proto package bump without a ProtocolVersion bump (or the
+// reverse) would let incompatible hosts and drivers talk.
+func TestProtocolVersionPinned(t *testing.T) {
+	pkg := string(wire.File_driver_proto.Package())
+	if want := "tracehop.driver.v1"; pkg != want || wire.ProtocolVersion != 1 {
+		t.Fatalf("proto package %q, ProtocolVersion %d; want %q and 1", pkg, wire.ProtocolVersion, want)
+	}
+	svc := wire.File_driver_proto.Services().ByName("Driver")
+	if svc == nil || svc.Methods().Len() != 3 {
+		t.Fatalf("service Driver must have Configure, Export, Shutdown")
+	}
+}
+
+func TestCapabilitiesRoundTrip(t *testing.T) {
+	for _, c := range []core.Capabilities{
+		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond},
+		{Propagation: []string{"datadog", "tracecontext"}, TraceID128: true, Precision: time.Nanosecond},
+		{Propagation: []string{"ot-tracer"}, Precision: time.Millisecond},
+	} {
+		if got := wire.CapabilitiesFromWire(wire.CapabilitiesToWire(c)); !reflect.DeepEqual(got, c) {
+			t.Errorf("got %+v, want %+v", got, c)
+		}
+	}
+}
+
+func BenchmarkAppendBatch(b *testing.B) {
+	spans := make([]core.Span, 512)
+	for i := range spans {
+		spans[i] = sampleSpans()[0]
+	}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = wire.AppendBatch(buf[:0], spans)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}
+
+func BenchmarkDecodeBatch(b *testing.B) {
+	spans := make([]core.Span, 512)
+	for i := range spans {
+		spans[i] = sampleSpans()[0]
+	}
+	buf := wire.AppendBatch(nil, spans)
+	dst := make([]core.Span, 0, len(spans))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.DecodeBatch(dst[:0], buf, len(spans), time.Now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}
