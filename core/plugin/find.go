@@ -95,14 +95,23 @@ func (s Search) Find(name, explicitPath string) (string, error) {
 		return filepath.Abs(explicitPath)
 	}
 	bin := BinaryPrefix + name
-	var looked []string
+	var looked, pathDirs []string
 	for _, p := range s.places() {
 		candidate := filepath.Join(p.dir, bin)
 		err := checkExecutable(candidate)
 		if err == nil {
 			return filepath.Abs(candidate)
 		}
+		if p.source == "$PATH" && errors.Is(err, os.ErrNotExist) {
+			if !slices.Contains(pathDirs, p.dir) {
+				pathDirs = append(pathDirs, p.dir)
+			}
+			continue
+		}
 		looked = append(looked, fmt.Sprintf("  %s: %s", p.source, describe(candidate, err)))
+	}
+	if len(pathDirs) > 0 {
+		looked = append(looked, fmt.Sprintf("  $PATH: in none of its %d directories (%s)", len(pathDirs), strings.Join(pathDirs, ":")))
 	}
 	if s.PluginDir == "" {
 		looked = slices.Insert(looked, 0, "  tracing.plugin_dir: not set")

@@ -286,8 +286,13 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
 	})
+	// Until the handshake is done the program may not be a driver at all
+	// and is killed outright; after it, it can be asked to exit.
+	handshaken := false
 	fail := func(err error) (*instance, core.Capabilities, error) {
-		killGroup(cmd)
+		if !handshaken {
+			killGroup(cmd)
+		}
 		client.Kill()
 		return nil, core.Capabilities{}, err
 	}
@@ -300,6 +305,7 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 		return fail(fmt.Errorf("driver %q (%s): does not serve the tracehop driver service: %v; "+
 			"is it built with the tracehop SDK (sdk.Serve)?", name, d.path, err))
 	}
+	handshaken = true
 	h := raw.(*grpcHandle)
 	in := &instance{cmd: cmd, client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
 

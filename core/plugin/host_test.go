@@ -143,7 +143,7 @@ func TestFindNotFoundListsEveryPlace(t *testing.T) {
 		"tracing.plugin_dir: " + filepath.Join(pd, "tracehop-driver-zipkin") + " (not there)",
 		"$TRACEHOP_PLUGIN_DIR: not set",
 		"the tracehop executable's directory: /opt/tracehop/bin/tracehop-driver-zipkin (not there)",
-		"$PATH: " + filepath.Join(pathDir, "tracehop-driver-zipkin"),
+		"$PATH: in none of its 1 directories (" + pathDir + ")",
 		"make build", "tracing.driver.path",
 	} {
 		if !strings.Contains(err.Error(), want) {

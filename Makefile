@@ -1,0 +1,68 @@
+# tracehop: `make build` builds tracehop and every driver into ./bin;
+# `make test` is the test command CI runs (see README.md).
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/tracehop/tracehop/proxy.Version=$(VERSION)
+# Code generators for `make proto`, pinned; installed into GOBIN_TOOLS.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+GOBIN_TOOLS        ?= $(HOME)/.cache/tracehop/tools
+FUZZTIME  ?= 5s
+
+.PHONY: all build test vet fmt-check race fuzz-short bench-micro bench-ci proto demo clean
+
+all: build
+
+## build: tracehop and every tracehop-driver-NAME into ./bin
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	@echo "built: $$(ls $(BIN) | tr '\n' ' ')(in ./bin)"
+
+## test: formatting, vet and every test with the race detector
+test: fmt-check vet race
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 ./...
+
+## fuzz-short: every fuzz target for $(FUZZTIME) (CI runs this)
+fuzz-short:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+	  done; \
+	done
+
+## bench-micro: Go micro benchmarks of the hot path and the export path
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+
+## bench-ci: every benchmark once, so they keep compiling and running
+bench-ci:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./... >/dev/null
+
+## proto: regenerate core/wire from driver.proto (needs protoc: apt-get install protobuf-compiler)
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	GOBIN=$(GOBIN_TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(GOBIN_TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	cd core/wire && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative driver.proto
+
+clean:
+	rm -rf $(BIN)
+
+## demo: build everything and check the example config end to end (starts and stops the file driver)
+demo: build
+	./bin/tracehop validate -c examples/tracehop.yaml

@@ -1,0 +1,204 @@
+// Command tracehop is the tracing sidecar and front proxy. Run it with
+// `tracehop help` for its commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/proxy"
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// Exit codes that scripts can rely on.
+const (
+	exitOK      = 0
+	exitFailure = 1 // something failed while running
+	exitUsage   = 2 // the command line is wrong
+	exitInvalid = 3 // the config is invalid or a driver refused it
+)
+
+const usage = `tracehop: a distributed-tracing proxy whose tracer back ends are plugins.
+
+Usage:
+  tracehop run -c FILE        serve traffic as the config says
+  tracehop validate -c FILE   check the config and start and stop every driver, serving nothing
+  tracehop drivers [-c FILE]  list the drivers tracehop can find, and where
+  tracehop version            print the version
+  tracehop help               show this
+
+Run 'tracehop COMMAND -h' for a command's flags.
+Exit codes: 0 ok, 1 failure while running, 2 usage error, 3 invalid config or a driver refused it.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "validate":
+		return cmdValidate(rest, stdout, stderr)
+	case "drivers":
+		return cmdDrivers(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "tracehop %s\n", proxy.Version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "tracehop: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+// logFlags are the logging flags every long-running command has.
+type logFlags struct {
+	format, level string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %q is not one of debug, info, warn, error", l.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is not text or json", l.format)
+}
+
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: tracehop %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags and reports whether the command should go on; code is
+// the exit code when it should not.
+func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, exitOK
+		}
+		return false, exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "tracehop %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return false, exitUsage
+	}
+	return true, 0
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("validate", "validate -c FILE", stderr)
+	file := fs.String("c", "", "the config file (required)")
+	var lf logFlags
+	lf.register(fs)
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "tracehop validate: -c FILE is required")
+		fs.Usage()
+		return exitUsage
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "tracehop validate:", err)
+		return exitUsage
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
+	}
+	fmt.Fprintf(stdout, "%s: config is valid: %d listeners, %d clusters\n", *file, len(cfg.Listeners), len(cfg.Clusters))
+	if cfg.Tracing == nil {
+		fmt.Fprintln(stdout, "no tracing block: tracehop will proxy without tracing")
+		return exitOK
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fmt.Fprintf(stdout, "starting %d driver(s) to check them...\n", len(cfg.Tracing.AllDrivers()))
+	started, err := proxy.StartDrivers(ctx, cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
+	}
+	defer proxy.StopDrivers(context.Background(), started)
+	for _, d := range started {
+		caps := d.Driver.Capabilities()
+		ids := "64-bit"
+		if caps.TraceID128 {
+			ids = "128-bit"
+		}
+		fmt.Fprintf(stdout, "driver %s: ok (%s; reads %s; %s trace ids; keeps %s)\n",
+			d.Name, d.Driver.Path(), strings.Join(caps.Propagation, ", "), ids, caps.Precision)
+	}
+	return exitOK
+}
+
+func cmdDrivers(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("drivers", "drivers [-c FILE]", stderr)
+	file := fs.String("c", "", "a config file whose tracing.plugin_dir is searched first")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	dir := ""
+	if *file != "" {
+		cfg, err := config.Load(*file)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitInvalid
+		}
+		if cfg.Tracing != nil {
+			dir = cfg.Tracing.PluginDir
+		}
+	}
+	found := plugin.DefaultSearch(dir).List()
+	if len(found) == 0 {
+		fmt.Fprintf(stdout, "no drivers found (tracehop-driver-* executables) in tracing.plugin_dir, $%s, tracehop's directory or $PATH\n"+
+			"build them with 'make build' (they land in ./bin)\n", plugin.EnvPluginDir)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPATH\tFOUND IN")
+	for _, f := range found {
+		where := f.Source
+		if f.Shadowed {
+			where += " (shadowed by an earlier one)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, f.Path, where)
+	}
+	tw.Flush()
+	return exitOK
+}

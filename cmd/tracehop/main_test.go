@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracehop/tracehop/sdk/drivertest"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tracehop.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestValidateAndDrivers(t *testing.T) {
+	bin := t.TempDir()
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-file", filepath.Join(bin, "tracehop-driver-file")); err != nil {
+		t.Fatal(err)
+	}
+	spans := filepath.Join(t.TempDir(), "spans.jsonl")
+	cases := []struct {
+		name   string
+		args   func(cfg string) []string
+		config string
+		code   int
+		out    []string
+	}{
+		{"valid", nil, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n", exitOK,
+			[]string{"config is valid", "driver file: ok", "reads b3, tracecontext; 128-bit trace ids; keeps 1µs"}},
+		{"no tracing", nil, "admin: {address: 127.0.0.1:9901}\n", exitOK, []string{"proxy without tracing"}},
+		{"invalid config", nil, "tracing:\n  drivr: {name: file}\n", exitInvalid, []string{`tracing.drivr: unknown key (did you mean "driver"?`}},
+		{"driver rejects", nil, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {pth: x}}\n", exitInvalid,
+			[]string{`driver "file" rejected its config: pth: unknown key (valid keys: path)`}},
+		{"driver missing", nil, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: nosuch}\n", exitInvalid,
+			[]string{"tracehop-driver-nosuch, which is in none of these places", "tracing.plugin_dir: " + filepath.Join(bin, "tracehop-driver-nosuch")}},
+		{"no -c", func(string) []string { return []string{"validate"} }, "", exitUsage, []string{"-c FILE is required"}},
+		{"drivers", func(cfg string) []string { return []string{"drivers", "-c", cfg} }, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file}\n", exitOK,
+			[]string{"file  " + filepath.Join(bin, "tracehop-driver-file") + "  tracing.plugin_dir"}},
+		{"unknown command", func(string) []string { return []string{"serve"} }, "", exitUsage, []string{`unknown command "serve"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := writeConfig(t, c.config)
+			args := []string{"validate", "-c", cfg}
+			if c.args != nil {
+				args = c.args(cfg)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(args, &stdout, &stderr)
+			all := stdout.String() + stderr.String()
+			if code != c.code {
+				t.Fatalf("exit code %d, want %d; output:\n%s", code, c.code, all)
+			}
+			for _, want := range c.out {
+				if !strings.Contains(all, want) {
+					t.Errorf("output lacks %q:\n%s", want, all)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,494 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/plugin"
+)
+
+// Config is a whole tracehop config file.
+type Config struct {
+	Node      Node       `yaml:"node"`
+	Admin     Admin      `yaml:"admin"`
+	Listeners []Listener `yaml:"listeners"`
+	Clusters  []Cluster  `yaml:"clusters"`
+	// Tracing is nil when the file has no tracing block: tracehop then
+	// proxies without tracing.
+	Tracing *Tracing `yaml:"tracing"`
+
+	// File is the path the config was loaded from.
+	File string `yaml:"-"`
+	// Dir is the file's directory, against which relative paths in the
+	// config (plugin_dir, driver path) are resolved.
+	Dir string `yaml:"-"`
+}
+
+// Node names this tracehop: the node_id and zone tags and the local service
+// name of its spans.
+type Node struct {
+	ID      string `yaml:"id"`
+	Service string `yaml:"service"`
+	Zone    string `yaml:"zone"`
+}
+
+// Admin is the admin server (/ready, /healthz, /metrics, /config).
+type Admin struct {
+	// Address defaults to 127.0.0.1:9901 (loopback: the admin server
+	// exposes the config); "off" disables it.
+	Address string `yaml:"address"`
+}
+
+// Directions of a listener.
+const (
+	Ingress = "ingress" // traffic into the local service: SERVER spans
+	Egress  = "egress"  // traffic out of the local service: CLIENT spans
+)
+
+// Listener is one address tracehop accepts HTTP on.
+type Listener struct {
+	Name      string `yaml:"name"`
+	Address   string `yaml:"address"`
+	Direction string `yaml:"direction"`
+	// TrustTraceHeaders, true by default, lets incoming trace context,
+	// x-request-id and force-trace headers count. Set it false at the edge:
+	// they are then ignored and removed.
+	TrustTraceHeaders *bool   `yaml:"trust_trace_headers"`
+	Routes            []Route `yaml:"routes"`
+	// ReadHeaderTimeout (default 10s), IdleTimeout (default 60s) and
+	// MaxHeaderBytes (default 64 KiB) protect the listener from slow and
+	// oversized clients.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+}
+
+// Trusted reports whether the listener trusts incoming trace headers.
+func (l *Listener) Trusted() bool { return l.TrustTraceHeaders == nil || *l.TrustTraceHeaders }
+
+// Route sends matching requests to a cluster.
+type Route struct {
+	Match   Match  `yaml:"match"`
+	Cluster string `yaml:"cluster"`
+	// Operation names the span; by default, like Envoy, "ingress" on an
+	// ingress listener and "egress HOST" on an egress one.
+	Operation string `yaml:"operation"`
+	// Timeout bounds the whole upstream exchange (default 15s, as Envoy's
+	// route timeout); 0s disables it.
+	Timeout *time.Duration `yaml:"timeout"`
+}
+
+// Match selects requests. Every condition given must hold; an empty match
+// matches everything.
+type Match struct {
+	Prefix  string        `yaml:"prefix"`
+	Path    string        `yaml:"path"`
+	Headers []HeaderMatch `yaml:"headers"`
+}
+
+// HeaderMatch holds when the header is present, and, if Value is given,
+// equal to it.
+type HeaderMatch struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}
+
+// Cluster protocols.
+const (
+	HTTP1 = "http1"
+	H2C   = "h2c"
+)
+
+// Cluster is a set of upstream endpoints.
+type Cluster struct {
+	Name      string   `yaml:"name"`
+	Endpoints []string `yaml:"endpoints"`
+	Protocol  string   `yaml:"protocol"`
+	// ConnectTimeout defaults to 1s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Tracing configures span generation, propagation and delivery.
+type Tracing struct {
+	Driver  *Driver  `yaml:"driver"`
+	Drivers []Driver `yaml:"drivers"`
+	// PluginDir is searched first for driver executables; relative to the
+	// config file's directory.
+	PluginDir string `yaml:"plugin_dir"`
+	// Propagation lists the formats to extract (in order) and inject; by
+	// default the union of what the drivers' back ends read.
+	Propagation       []string    `yaml:"propagation"`
+	Sampling          Sampling    `yaml:"sampling"`
+	CustomTags        []CustomTag `yaml:"custom_tags"`
+	MaxPathTagLength  int         `yaml:"max_path_tag_length"`
+	SpawnUpstreamSpan bool        `yaml:"spawn_upstream_span"`
+	// LinkByRequestID (default true) makes an egress request that carries
+	// only the x-request-id of a request this tracehop is serving on an
+	// ingress listener a child of that request's span.
+	LinkByRequestID *bool `yaml:"link_by_request_id"`
+	Queue           Queue `yaml:"queue"`
+}
+
+// Linking reports whether link_by_request_id is on.
+func (t *Tracing) Linking() bool { return t.LinkByRequestID == nil || *t.LinkByRequestID }
+
+// Driver selects one tracer driver by name.
+type Driver struct {
+	Name     string         `yaml:"name"`
+	Path     string         `yaml:"path"`
+	Checksum string         `yaml:"checksum"`
+	Config   map[string]any `yaml:"config"`
+	// Env is set in the driver's environment; PassEnv names variables of
+	// tracehop's environment the driver may see. Nothing else of
+	// tracehop's environment reaches it.
+	Env     map[string]string `yaml:"env"`
+	PassEnv []string          `yaml:"pass_env"`
+}
+
+// Sampling percentages, 0 to 100 in 0.01 steps; each defaults to 100.
+type Sampling struct {
+	Random  *float64 `yaml:"random"`
+	Client  *float64 `yaml:"client"`
+	Overall *float64 `yaml:"overall"`
+}
+
+// CustomTag adds a tag to every span, from exactly one source.
+type CustomTag struct {
+	Tag           string         `yaml:"tag"`
+	Literal       string         `yaml:"literal"`
+	Environment   *TagFromEnv    `yaml:"environment"`
+	RequestHeader *TagFromHeader `yaml:"request_header"`
+}
+
+// TagFromEnv reads the tag's value from the environment once, at start.
+type TagFromEnv struct {
+	Name    string `yaml:"name"`
+	Default string `yaml:"default"`
+}
+
+// TagFromHeader reads the tag's value from a request header.
+type TagFromHeader struct {
+	Name    string `yaml:"name"`
+	Default string `yaml:"default"`
+}
+
+// Queue is the span pipeline's delivery block (see core/pipeline.Config).
+type Queue struct {
+	Size          int           `yaml:"size"`
+	BatchSize     int           `yaml:"batch_size"`
+	BatchDelay    time.Duration `yaml:"batch_delay"`
+	ExportTimeout time.Duration `yaml:"export_timeout"`
+	RetryFor      time.Duration `yaml:"retry_for"`
+}
+
+// Pipeline converts the queue block.
+func (q Queue) Pipeline() pipeline.Config {
+	return pipeline.Config{QueueSize: q.Size, BatchSize: q.BatchSize, BatchDelay: q.BatchDelay, ExportTimeout: q.ExportTimeout, RetryFor: q.RetryFor}
+}
+
+// AllDrivers returns driver and drivers as one list.
+func (t *Tracing) AllDrivers() []Driver {
+	if t.Driver != nil {
+		return append([]Driver{*t.Driver}, t.Drivers...)
+	}
+	return t.Drivers
+}
+
+// Defaults for unset values.
+const (
+	DefaultAdminAddress      = "127.0.0.1:9901"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultRouteTimeout      = 15 * time.Second
+	DefaultConnectTimeout    = time.Second
+	DefaultMaxPathTagLength  = 256
+)
+
+// Load reads, decodes, defaults and validates the config file at path.
+// A returned *Error lists every problem at once.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	return Parse(path, raw)
+}
+
+// Parse is Load for a config already in memory; path names it in errors.
+func Parse(path string, raw []byte) (*Config, error) {
+	d := &decoder{file: path, lines: map[string]int{}}
+	cfg := &Config{File: path, Dir: filepath.Dir(path)}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, errEOF) {
+			return nil, &Error{Problems: []Problem{{File: path, Msg: "the file is empty; see examples/ for a starting point"}}}
+		}
+		return nil, &Error{Problems: []Problem{{File: path, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+	}
+	if len(doc.Content) > 0 {
+		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	}
+	if len(d.problems) == 0 {
+		cfg.applyDefaults()
+		cfg.validate(d)
+	}
+	if len(d.problems) > 0 {
+		slices.SortStableFunc(d.problems, func(a, b Problem) int { return a.Line - b.Line })
+		return nil, &Error{Problems: d.problems}
+	}
+	return cfg, nil
+}
+
+// errEOF is how yaml.v3 reports an empty document.
+var errEOF = io.EOF
+
+func (c *Config) applyDefaults() {
+	if c.Admin.Address == "" {
+		c.Admin.Address = DefaultAdminAddress
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.ReadHeaderTimeout == 0 {
+			l.ReadHeaderTimeout = DefaultReadHeaderTimeout
+		}
+		if l.IdleTimeout == 0 {
+			l.IdleTimeout = DefaultIdleTimeout
+		}
+		if l.MaxHeaderBytes == 0 {
+			l.MaxHeaderBytes = DefaultMaxHeaderBytes
+		}
+		for j := range l.Routes {
+			if l.Routes[j].Timeout == nil {
+				t := DefaultRouteTimeout
+				l.Routes[j].Timeout = &t
+			}
+		}
+	}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		if cl.Protocol == "" {
+			cl.Protocol = HTTP1
+		}
+		if cl.ConnectTimeout == 0 {
+			cl.ConnectTimeout = DefaultConnectTimeout
+		}
+	}
+	if t := c.Tracing; t != nil {
+		if t.MaxPathTagLength == 0 {
+			t.MaxPathTagLength = DefaultMaxPathTagLength
+		}
+		if t.PluginDir != "" && !filepath.IsAbs(t.PluginDir) {
+			t.PluginDir = filepath.Join(c.Dir, t.PluginDir)
+		}
+		for _, drv := range []*Driver{t.Driver} {
+			if drv != nil && drv.Path != "" && !filepath.IsAbs(drv.Path) {
+				drv.Path = filepath.Join(c.Dir, drv.Path)
+			}
+		}
+		for i := range t.Drivers {
+			if p := t.Drivers[i].Path; p != "" && !filepath.IsAbs(p) {
+				t.Drivers[i].Path = filepath.Join(c.Dir, p)
+			}
+		}
+	}
+}
+
+// knownFormats are the propagation formats tracehop implements.
+var knownFormats = []string{core.FormatB3, core.FormatB3Single, core.FormatTraceContext, core.FormatDatadog, core.FormatOTTracer}
+
+func (c *Config) validate(d *decoder) {
+	bad := func(key, format string, args ...any) { d.addf(d.lineOf(key), key, format, args...) }
+	checkAddr := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(key, "expected host:port such as 127.0.0.1:8000, got %q", addr)
+		}
+	}
+	if c.Admin.Address != "off" {
+		checkAddr("admin.address", c.Admin.Address)
+	}
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		key := fmt.Sprintf("clusters[%d]", i)
+		switch {
+		case cl.Name == "":
+			bad(key+".name", "is required")
+		case clusters[cl.Name]:
+			bad(key+".name", "%q is used by another cluster; cluster names must be unique", cl.Name)
+		}
+		clusters[cl.Name] = true
+		if len(cl.Endpoints) == 0 {
+			bad(key+".endpoints", "needs at least one host:port")
+		}
+		for j, ep := range cl.Endpoints {
+			checkAddr(fmt.Sprintf("%s.endpoints[%d]", key, j), ep)
+		}
+		if cl.Protocol != HTTP1 && cl.Protocol != H2C {
+			bad(key+".protocol", "must be http1 or h2c, got %q", cl.Protocol)
+		}
+		if cl.ConnectTimeout < 0 {
+			bad(key+".connect_timeout", "must not be negative")
+		}
+	}
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	for i, l := range c.Listeners {
+		key := fmt.Sprintf("listeners[%d]", i)
+		switch {
+		case l.Name == "":
+			bad(key+".name", "is required")
+		case names[l.Name]:
+			bad(key+".name", "%q is used by another listener; listener names must be unique", l.Name)
+		}
+		names[l.Name] = true
+		if l.Address == "" {
+			bad(key+".address", "is required (host:port)")
+		} else {
+			checkAddr(key+".address", l.Address)
+			if other, dup := addrs[l.Address]; dup {
+				bad(key+".address", "%s is also the address of listener %q", l.Address, other)
+			}
+			addrs[l.Address] = l.Name
+		}
+		if l.Direction != Ingress && l.Direction != Egress {
+			bad(key+".direction", "must be ingress or egress, got %q", l.Direction)
+		}
+		if len(l.Routes) == 0 {
+			bad(key+".routes", "needs at least one route")
+		}
+		for j, r := range l.Routes {
+			rk := fmt.Sprintf("%s.routes[%d]", key, j)
+			if r.Cluster == "" {
+				bad(rk+".cluster", "is required")
+			} else if !clusters[r.Cluster] {
+				bad(rk+".cluster", "no cluster is named %q (clusters: %s)", r.Cluster, strings.Join(sortedKeys(clusters), ", "))
+			}
+			if r.Match.Prefix != "" && r.Match.Path != "" {
+				bad(rk+".match", "set prefix or path, not both")
+			}
+			if p := r.Match.Prefix + r.Match.Path; p != "" && !strings.HasPrefix(p, "/") {
+				bad(rk+".match", "a path or prefix must start with /, got %q", p)
+			}
+			for k, h := range r.Match.Headers {
+				if h.Name == "" {
+					bad(fmt.Sprintf("%s.match.headers[%d].name", rk, k), "is required")
+				}
+			}
+			if r.Timeout != nil && *r.Timeout < 0 {
+				bad(rk+".timeout", "must not be negative")
+			}
+		}
+		if l.MaxHeaderBytes < 0 {
+			bad(key+".max_header_bytes", "must not be negative")
+		}
+	}
+	if c.Tracing != nil {
+		c.validateTracing(bad)
+	}
+}
+
+func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
+	t := c.Tracing
+	if t.Driver != nil && len(t.Drivers) > 0 {
+		bad("tracing.drivers", "set tracing.driver or tracing.drivers, not both")
+	}
+	if len(t.AllDrivers()) == 0 {
+		bad("tracing", "names no driver: add driver: {name: file, config: {path: spans.jsonl}} (or remove the tracing block to proxy without tracing)")
+	}
+	check := func(key string, d Driver) {
+		if d.Name == "" {
+			bad(key+".name", "is required (the driver tracehop-driver-NAME to run, such as file or zipkin)")
+		} else if err := plugin.ValidateName(d.Name); err != nil {
+			bad(key+".name", "%v", err)
+		}
+		if d.Checksum != "" {
+			if _, err := plugin.ParseChecksum(d.Checksum); err != nil {
+				bad(key+".checksum", "%v", err)
+			}
+		}
+	}
+	if t.Driver != nil {
+		check("tracing.driver", *t.Driver)
+	}
+	for i, d := range t.Drivers {
+		check(fmt.Sprintf("tracing.drivers[%d]", i), d)
+	}
+	for i, f := range t.Propagation {
+		if !slices.Contains(knownFormats, f) {
+			bad(fmt.Sprintf("tracing.propagation[%d]", i), "unknown format %q (known: %s)", f, strings.Join(knownFormats, ", "))
+		}
+	}
+	for _, s := range []struct {
+		key string
+		v   *float64
+	}{{"random", t.Sampling.Random}, {"client", t.Sampling.Client}, {"overall", t.Sampling.Overall}} {
+		if s.v == nil {
+			continue
+		}
+		key := "tracing.sampling." + s.key
+		if *s.v < 0 || *s.v > 100 {
+			bad(key, "must be between 0 and 100, got %v", *s.v)
+		} else if r := *s.v * 100; math.Abs(r-math.Round(r)) > 1e-9 {
+			bad(key, "is a percentage in steps of 0.01, got %v", *s.v)
+		}
+	}
+	for i, ct := range t.CustomTags {
+		key := fmt.Sprintf("tracing.custom_tags[%d]", i)
+		if ct.Tag == "" {
+			bad(key+".tag", "is required")
+		}
+		n := 0
+		if ct.Literal != "" {
+			n++
+		}
+		if ct.Environment != nil {
+			n++
+			if ct.Environment.Name == "" {
+				bad(key+".environment.name", "is required")
+			}
+		}
+		if ct.RequestHeader != nil {
+			n++
+			if ct.RequestHeader.Name == "" {
+				bad(key+".request_header.name", "is required")
+			}
+		}
+		if n != 1 {
+			bad(key, "needs exactly one of literal, environment, request_header; got %d", n)
+		}
+	}
+	if t.MaxPathTagLength < 0 {
+		bad("tracing.max_path_tag_length", "must not be negative")
+	}
+	if err := t.Queue.Pipeline().Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			k, msg, _ := strings.Cut(line, ": ")
+			k = strings.Replace(k, "queue_size", "size", 1)
+			bad("tracing.queue."+k, "%s", strings.Replace(msg, "queue_size", "size", 1))
+		}
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// Version is tracehop's version, set at build time.
+var Version = "dev"
+
+// StartedDriver is one configured, running driver.
+type StartedDriver struct {
+	Name   string
+	Driver *plugin.Driver
+}
+
+// HostInfo describes this tracehop to its drivers.
+func HostInfo(cfg *config.Config) core.HostInfo {
+	return core.HostInfo{Version: Version, NodeID: cfg.Node.ID, Service: cfg.Node.Service, Zone: cfg.Node.Zone}
+}
+
+// StartDrivers launches and configures every driver of the tracing block, in
+// parallel. If any fails, the others are stopped and the error lists every
+// failure.
+func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) ([]StartedDriver, error) {
+	if cfg.Tracing == nil {
+		return nil, nil
+	}
+	specs := cfg.Tracing.AllDrivers()
+	started := make([]StartedDriver, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, d := range specs {
+		wg.Go(func() {
+			raw, err := json.Marshal(d.Config)
+			if err != nil {
+				errs[i] = fmt.Errorf("driver %q: config: %w", d.Name, err)
+				return
+			}
+			if d.Config == nil {
+				raw = []byte("{}")
+			}
+			drv, err := plugin.Start(ctx, plugin.Spec{
+				Name: d.Name, Path: d.Path, Checksum: d.Checksum, Config: raw, Env: d.Env, PassEnv: d.PassEnv,
+			}, plugin.Options{
+				Search: plugin.DefaultSearch(cfg.Tracing.PluginDir),
+				Host:   HostInfo(cfg),
+				Logger: logger,
+			})
+			errs[i] = err
+			started[i] = StartedDriver{Name: d.Name, Driver: drv}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		StopDrivers(context.Background(), started)
+		return nil, err
+	}
+	return started, nil
+}
+
+// StopDrivers shuts down every started driver.
+func StopDrivers(ctx context.Context, ds []StartedDriver) {
+	for _, d := range ds {
+		if d.Driver != nil {
+			d.Driver.Shutdown(ctx)
+		}
+	}
+}

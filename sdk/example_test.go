@@ -1,0 +1,59 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tracehop/tracehop/sdk"
+)
+
+// countDriver is a complete driver: it "reports" spans by counting them per
+// service. A real driver converts each span to its back end's format and
+// sends the batch in Export.
+type countDriver struct {
+	cfg    struct{ Prefix string `json:"prefix"` }
+	counts map[string]int
+}
+
+func (d *countDriver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.Capabilities, error) {
+	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
+		return sdk.Capabilities{}, err // names the key, e.g. "prefx: unknown key (valid keys: prefix)"
+	}
+	d.counts = map[string]int{}
+	return sdk.Capabilities{Propagation: []string{sdk.FormatB3}, TraceID128: true, Precision: time.Microsecond}, nil
+}
+
+func (d *countDriver) Export(_ context.Context, spans []sdk.Span) error {
+	if d.counts == nil {
+		return sdk.Permanent(errors.New("not configured"))
+	}
+	for _, s := range spans {
+		d.counts[d.cfg.Prefix+s.LocalService]++
+	}
+	return nil
+}
+
+func (d *countDriver) Shutdown(context.Context) error { return nil }
+
+// A driver implements three methods; its main is `sdk.Serve(&countDriver{})`.
+// Here the host's calls are made by hand to show the lifecycle.
+func Example() {
+	d := &countDriver{}
+	ctx := context.Background()
+
+	_, err := d.Configure(ctx, []byte(`{"prefx": "svc:"}`), sdk.HostInfo{})
+	fmt.Println("bad config:", err)
+
+	caps, _ := d.Configure(ctx, []byte(`{"prefix": "svc:"}`), sdk.HostInfo{})
+	fmt.Println("reads:", caps.Propagation)
+
+	d.Export(ctx, []sdk.Span{{LocalService: "front-proxy"}, {LocalService: "service1"}, {LocalService: "service1"}})
+	fmt.Println(d.counts["svc:front-proxy"], d.counts["svc:service1"])
+	d.Shutdown(ctx)
+	// Output:
+	// bad config: prefx: unknown key (valid keys: prefix)
+	// reads: [b3]
+	// 1 2
+}
