@@ -13,7 +13,9 @@ import (
 // service. A real driver converts each span to its back end's format and
 // sends the batch in Export.
 type countDriver struct {
-	cfg    struct{ Prefix string `json:"prefix"` }
+	cfg struct {
+		Prefix string `json:"prefix"`
+	}
 	counts map[string]int
 }
 
