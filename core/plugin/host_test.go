@@ -277,7 +277,9 @@ func TestExplicitEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := "\n" + string(b) + "\n"
-	for _, want := range []string{"\nDD_INSTRUMENTATION_TELEMETRY_ENABLED=false\n", "\nTRACEHOP_TEST_PASSED=yes\n", "\nPATH="} {
+	// PLUGIN_CLIENT_CERT is how go-plugin hands the driver the host's
+	// certificate for AutoMTLS: without it the channel is not mutual TLS.
+	for _, want := range []string{"\nDD_INSTRUMENTATION_TELEMETRY_ENABLED=false\n", "\nTRACEHOP_TEST_PASSED=yes\n", "\nPATH=", "\nPLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("driver environment lacks %q", strings.TrimSpace(want))
 		}
