@@ -1,0 +1,333 @@
+package propagation
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/tracehop/tracehop/core"
+)
+
+// Canonical header keys (net/http canonicalizes incoming headers).
+const (
+	hB3TraceID      = "X-B3-Traceid"
+	hB3SpanID       = "X-B3-Spanid"
+	hB3ParentSpanID = "X-B3-Parentspanid"
+	hB3Sampled      = "X-B3-Sampled"
+	hB3Flags        = "X-B3-Flags"
+	hB3             = "B3"
+	hTraceparent    = "Traceparent"
+	hTracestate     = "Tracestate"
+	hDDTraceID      = "X-Datadog-Trace-Id"
+	hDDParentID     = "X-Datadog-Parent-Id"
+	hDDPriority     = "X-Datadog-Sampling-Priority"
+	hDDOrigin       = "X-Datadog-Origin"
+	hDDTags         = "X-Datadog-Tags"
+	hOTTraceID      = "Ot-Tracer-Traceid"
+	hOTSpanID       = "Ot-Tracer-Spanid"
+	hOTSampled      = "Ot-Tracer-Sampled"
+)
+
+func set(h http.Header, key, value string) { h[key] = []string{value} }
+
+func sampledFromBool(s string) Sampling {
+	switch s {
+	case "1", "true", "True", "TRUE":
+		return SamplingYes
+	case "0", "false", "False", "FALSE":
+		return SamplingNo
+	}
+	return SamplingUnset
+}
+
+var b3Multi = &Format{
+	Name:    core.FormatB3,
+	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags},
+	extract: func(h http.Header) Context {
+		var c Context
+		c.Sampled = sampledFromBool(get(h, hB3Sampled))
+		if get(h, hB3Flags) == "1" {
+			c.Debug, c.Sampled = true, SamplingYes
+		}
+		tid, ok1 := parseTraceID(get(h, hB3TraceID))
+		sid, ok2 := parseHex64(get(h, hB3SpanID))
+		if ok1 && ok2 {
+			c.TraceID, c.SpanID = tid, core.SpanID(sid)
+		}
+		return c
+	},
+	inject: func(h http.Header, c Context) {
+		delete(h, hB3ParentSpanID) // the receiver's parent is c.SpanID, carried as its span id
+		delete(h, hB3Flags)
+		if c.Valid() {
+			var buf [32]byte
+			set(h, hB3TraceID, string(appendTraceID(buf[:0], c.TraceID)))
+			set(h, hB3SpanID, string(appendHex64(buf[:0], uint64(c.SpanID))))
+		}
+		if c.Debug {
+			set(h, hB3Flags, "1")
+		}
+		switch c.Sampled {
+		case SamplingYes:
+			set(h, hB3Sampled, "1")
+		case SamplingNo:
+			set(h, hB3Sampled, "0")
+		default:
+			delete(h, hB3Sampled)
+		}
+	},
+}
+
+var b3Single = &Format{
+	Name:    core.FormatB3Single,
+	Headers: []string{hB3},
+	extract: func(h http.Header) Context {
+		v := get(h, hB3)
+		var c Context
+		switch v {
+		case "", "-":
+			return c
+		case "0":
+			c.Sampled = SamplingNo
+			return c
+		case "1":
+			c.Sampled = SamplingYes
+			return c
+		case "d":
+			c.Sampled, c.Debug = SamplingYes, true
+			return c
+		}
+		// {trace}-{span}[-{sampled}[-{parent}]]
+		tid, rest, _ := strings.Cut(v, "-")
+		sid, rest, hasMore := strings.Cut(rest, "-")
+		t, ok1 := parseTraceID(tid)
+		s, ok2 := parseHex64(sid)
+		if !ok1 || !ok2 || len(sid) != 16 || len(tid) != 16 && len(tid) != 32 {
+			return Context{}
+		}
+		if hasMore {
+			flag, parent, hasParent := strings.Cut(rest, "-")
+			switch flag {
+			case "1":
+				c.Sampled = SamplingYes
+			case "0":
+				c.Sampled = SamplingNo
+			case "d":
+				c.Sampled, c.Debug = SamplingYes, true
+			default:
+				return Context{}
+			}
+			if hasParent {
+				if _, ok := parseHex64(parent); !ok || len(parent) != 16 {
+					return Context{}
+				}
+			}
+		}
+		c.TraceID, c.SpanID = t, core.SpanID(s)
+		return c
+	},
+	inject: func(h http.Header, c Context) {
+		if !c.Valid() {
+			switch {
+			case c.Debug:
+				set(h, hB3, "d")
+			case c.Sampled == SamplingYes:
+				set(h, hB3, "1")
+			case c.Sampled == SamplingNo:
+				set(h, hB3, "0")
+			default:
+				delete(h, hB3)
+			}
+			return
+		}
+		var buf [64]byte
+		b := appendTraceID(buf[:0], c.TraceID)
+		b = append(b, '-')
+		b = appendHex64(b, uint64(c.SpanID))
+		switch {
+		case c.Debug:
+			b = append(b, "-d"...)
+		case c.Sampled == SamplingYes:
+			b = append(b, "-1"...)
+		case c.Sampled == SamplingNo:
+			b = append(b, "-0"...)
+		}
+		set(h, hB3, string(b))
+	},
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+var traceContext = &Format{
+	Name:    core.FormatTraceContext,
+	Headers: []string{hTraceparent, hTracestate},
+	extract: func(h http.Header) Context {
+		v := get(h, hTraceparent)
+		// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55; a future
+		// version may append "-..." fields.
+		if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || (len(v) > 55 && (v[0:2] == "00" || v[55] != '-')) {
+			return Context{}
+		}
+		version, tid, sid, flags := v[0:2], v[3:35], v[36:52], v[53:55]
+		if version == "ff" || !isLowerHex(version) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(flags) {
+			return Context{}
+		}
+		t, _ := parseTraceID(tid)
+		s, _ := parseHex64(sid)
+		f, _ := parseHex64(flags)
+		c := Context{TraceID: t, SpanID: core.SpanID(s), Sampled: SamplingNo}
+		if !c.Valid() {
+			return Context{}
+		}
+		if f&1 == 1 {
+			c.Sampled = SamplingYes
+		}
+		if ts := h[hTracestate]; len(ts) > 0 {
+			c.TraceState = strings.Join(ts, ",")
+			if len(c.TraceState) > maxHeaderLen {
+				c.TraceState = ""
+			}
+		}
+		return c
+	},
+	inject: func(h http.Header, c Context) {
+		if !c.Valid() {
+			delete(h, hTraceparent)
+			delete(h, hTracestate)
+			return
+		}
+		var buf [55]byte
+		b := append(buf[:0], "00-"...)
+		b = appendHex64(b, c.TraceID.High)
+		b = appendHex64(b, c.TraceID.Low)
+		b = append(b, '-')
+		b = appendHex64(b, uint64(c.SpanID))
+		if c.Sampled == SamplingYes {
+			b = append(b, "-01"...)
+		} else {
+			b = append(b, "-00"...)
+		}
+		set(h, hTraceparent, string(b))
+		if c.TraceState != "" {
+			set(h, hTracestate, c.TraceState)
+		} else {
+			delete(h, hTracestate)
+		}
+	},
+}
+
+const ddTIDTag = "_dd.p.tid="
+
+var datadog = &Format{
+	Name:    core.FormatDatadog,
+	Headers: []string{hDDTraceID, hDDParentID, hDDPriority, hDDOrigin, hDDTags},
+	extract: func(h http.Header) Context {
+		var c Context
+		if p := get(h, hDDPriority); p != "" {
+			if n, err := strconv.Atoi(p); err == nil {
+				c.Sampled = SamplingNo
+				if n > 0 {
+					c.Sampled = SamplingYes
+				}
+			}
+		}
+		lo, err1 := strconv.ParseUint(get(h, hDDTraceID), 10, 64)
+		sid, err2 := strconv.ParseUint(get(h, hDDParentID), 10, 64)
+		if err1 != nil || err2 != nil || lo == 0 || sid == 0 {
+			return Context{Sampled: c.Sampled}
+		}
+		c.TraceID.Low, c.SpanID = lo, core.SpanID(sid)
+		c.DatadogOrigin = get(h, hDDOrigin)
+		var rest []string
+		for _, tag := range strings.Split(get(h, hDDTags), ",") {
+			if hex, ok := strings.CutPrefix(tag, ddTIDTag); ok {
+				if hi, ok := parseHex64(hex); ok && len(hex) == 16 {
+					c.TraceID.High = hi
+				}
+			} else if tag != "" {
+				rest = append(rest, tag)
+			}
+		}
+		c.DatadogTags = strings.Join(rest, ",")
+		return c
+	},
+	inject: func(h http.Header, c Context) {
+		if !c.Valid() {
+			for _, k := range []string{hDDTraceID, hDDParentID, hDDOrigin, hDDTags} {
+				delete(h, k)
+			}
+		} else {
+			var buf [20]byte
+			set(h, hDDTraceID, string(strconv.AppendUint(buf[:0], c.TraceID.Low, 10)))
+			set(h, hDDParentID, string(strconv.AppendUint(buf[:0], uint64(c.SpanID), 10)))
+			if c.DatadogOrigin != "" {
+				set(h, hDDOrigin, c.DatadogOrigin)
+			} else {
+				delete(h, hDDOrigin)
+			}
+			tags := c.DatadogTags
+			if c.TraceID.High != 0 {
+				var tb [32]byte
+				tid := string(appendHex64(append(tb[:0], ddTIDTag...), c.TraceID.High))
+				if tags != "" {
+					tags = tid + "," + tags
+				} else {
+					tags = tid
+				}
+			}
+			if tags != "" {
+				set(h, hDDTags, tags)
+			} else {
+				delete(h, hDDTags)
+			}
+		}
+		switch c.Sampled {
+		case SamplingYes:
+			set(h, hDDPriority, "1")
+		case SamplingNo:
+			set(h, hDDPriority, "0")
+		default:
+			delete(h, hDDPriority)
+		}
+	},
+}
+
+var otTracer = &Format{
+	Name:    core.FormatOTTracer,
+	Headers: []string{hOTTraceID, hOTSpanID, hOTSampled},
+	extract: func(h http.Header) Context {
+		c := Context{Sampled: sampledFromBool(get(h, hOTSampled))}
+		tid, ok1 := parseTraceID(get(h, hOTTraceID))
+		sid, ok2 := parseHex64(get(h, hOTSpanID))
+		if ok1 && ok2 {
+			c.TraceID, c.SpanID = tid, core.SpanID(sid)
+		}
+		return c
+	},
+	inject: func(h http.Header, c Context) {
+		if c.Valid() {
+			var buf [32]byte
+			// LightStep keeps 64-bit trace ids: send the low half.
+			set(h, hOTTraceID, string(appendHex64(buf[:0], c.TraceID.Low)))
+			set(h, hOTSpanID, string(appendHex64(buf[:0], uint64(c.SpanID))))
+		} else {
+			delete(h, hOTTraceID)
+			delete(h, hOTSpanID)
+		}
+		switch c.Sampled {
+		case SamplingYes:
+			set(h, hOTSampled, "true")
+		case SamplingNo:
+			set(h, hOTSampled, "false")
+		default:
+			delete(h, hOTSampled)
+		}
+	},
+}

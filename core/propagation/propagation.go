@@ -1,0 +1,163 @@
+package propagation
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/tracehop/tracehop/core"
+)
+
+// Sampling is a trace context's sampling decision: unset, yes or no.
+type Sampling uint8
+
+// The sampling states.
+const (
+	SamplingUnset Sampling = iota
+	SamplingYes
+	SamplingNo
+)
+
+// Context is the trace context carried between hops.
+type Context struct {
+	TraceID core.TraceID
+	// SpanID is the sender's span: the parent of the receiver's span.
+	SpanID core.SpanID
+	// Sampled is the sender's decision, if it made one. A context may carry
+	// only a decision and no ids (b3: 0).
+	Sampled Sampling
+	// Debug asks for the trace to be kept (B3 flags: 1, b3: d).
+	Debug bool
+	// TraceState is W3C tracestate, passed on unchanged.
+	TraceState string
+	// DatadogOrigin and DatadogTags are x-datadog-origin and the
+	// x-datadog-tags other than _dd.p.tid, passed on unchanged.
+	DatadogOrigin string
+	DatadogTags   string
+}
+
+// Valid reports whether c names a span to continue.
+func (c Context) Valid() bool { return !c.TraceID.IsZero() && c.SpanID != 0 }
+
+// Format is one propagation format.
+type Format struct {
+	Name string
+	// Headers lists the (canonical) headers the format uses.
+	Headers []string
+	extract func(h http.Header) Context
+	inject  func(h http.Header, c Context)
+}
+
+// maxHeaderLen bounds every trace header tracehop reads; longer ones are
+// ignored as hostile or broken.
+const maxHeaderLen = 512
+
+// get returns a header's first value, or "" when it is missing or too long.
+// h must use canonical keys, as net/http's do.
+func get(h http.Header, key string) string {
+	v := h[key]
+	if len(v) == 0 || len(v[0]) > maxHeaderLen {
+		return ""
+	}
+	return v[0]
+}
+
+var formats = map[string]*Format{
+	core.FormatB3:           b3Multi,
+	core.FormatB3Single:     b3Single,
+	core.FormatTraceContext: traceContext,
+	core.FormatDatadog:      datadog,
+	core.FormatOTTracer:     otTracer,
+}
+
+// Names lists every format tracehop implements.
+func Names() []string {
+	return []string{core.FormatB3, core.FormatB3Single, core.FormatTraceContext, core.FormatDatadog, core.FormatOTTracer}
+}
+
+// AllHeaders lists every header of every format: what an edge listener that
+// does not trust its clients removes.
+func AllHeaders() []string {
+	var hs []string
+	for _, n := range Names() {
+		hs = append(hs, formats[n].Headers...)
+	}
+	return hs
+}
+
+// Propagator extracts and injects a configured list of formats.
+type Propagator struct {
+	formats []*Format
+	// stale lists the headers of known formats this propagator does not
+	// write; injecting removes them so no hop sees two contexts.
+	stale []string
+}
+
+// New returns a propagator for the named formats, in order.
+func New(names []string) (*Propagator, error) {
+	p := &Propagator{}
+	for _, n := range names {
+		f, ok := formats[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown propagation format %q (known: %s)", n, strings.Join(Names(), ", "))
+		}
+		if !slices.Contains(p.formats, f) {
+			p.formats = append(p.formats, f)
+		}
+	}
+	for _, h := range AllHeaders() {
+		used := false
+		for _, f := range p.formats {
+			used = used || slices.Contains(f.Headers, h)
+		}
+		if !used {
+			p.stale = append(p.stale, h)
+		}
+	}
+	return p, nil
+}
+
+// Formats returns the configured format names, in order.
+func (p *Propagator) Formats() []string {
+	names := make([]string, len(p.formats))
+	for i, f := range p.formats {
+		names[i] = f.Name
+	}
+	return names
+}
+
+// Extract returns the first valid context found, trying formats in order.
+// When none has ids, it returns the first sampling decision found (with
+// invalid ids) so that "b3: 0" still suppresses a trace.
+func (p *Propagator) Extract(h http.Header) Context {
+	var decision Context
+	for _, f := range p.formats {
+		c := f.extract(h)
+		if c.Valid() {
+			return c
+		}
+		if decision.Sampled == SamplingUnset && c.Sampled != SamplingUnset {
+			decision = Context{Sampled: c.Sampled, Debug: c.Debug}
+		}
+	}
+	return decision
+}
+
+// Inject writes c in every configured format and removes the headers of the
+// known formats it does not write.
+func (p *Propagator) Inject(h http.Header, c Context) {
+	for _, k := range p.stale {
+		delete(h, k)
+	}
+	for _, f := range p.formats {
+		f.inject(h, c)
+	}
+}
+
+// Strip removes every trace header of every known format.
+func Strip(h http.Header) {
+	for _, k := range AllHeaders() {
+		delete(h, k)
+	}
+}

@@ -1,0 +1,239 @@
+package propagation_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openzipkin/zipkin-go/model"
+	"github.com/openzipkin/zipkin-go/propagation/b3"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/propagation"
+)
+
+var (
+	id128 = core.TraceID{High: 0x0af7651916cd43dd, Low: 0x8448eb211c80319c}
+	id64  = core.TraceID{Low: 0x0047b6b1a6c1e4e9}
+	span  = core.SpanID(0x00f067aa0ba902b7)
+)
+
+func mustNew(t testing.TB, names ...string) *propagation.Propagator {
+	t.Helper()
+	p, err := propagation.New(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Every format must carry ids and the sampled flag through inject and
+// extract; 128-bit ids survive every format that can hold them.
+func TestRoundTrip(t *testing.T) {
+	for _, f := range propagation.Names() {
+		for _, tid := range []core.TraceID{id64, id128} {
+			for _, s := range []propagation.Sampling{propagation.SamplingYes, propagation.SamplingNo} {
+				p := mustNew(t, f)
+				h := http.Header{}
+				in := propagation.Context{TraceID: tid, SpanID: span, Sampled: s}
+				p.Inject(h, in)
+				out := p.Extract(h)
+				want := in
+				if f == core.FormatOTTracer {
+					want.TraceID.High = 0 // LightStep keeps 64 bits
+				}
+				if out.TraceID != want.TraceID || out.SpanID != want.SpanID || out.Sampled != want.Sampled {
+					t.Errorf("%s %s sampled=%d: got %+v from %v", f, tid, s, out, h)
+				}
+			}
+		}
+	}
+}
+
+func TestKnownHeaders(t *testing.T) {
+	c := propagation.Context{TraceID: id128, SpanID: span, Sampled: propagation.SamplingYes}
+	cases := map[string]map[string]string{
+		core.FormatB3:           {"X-B3-Traceid": "0af7651916cd43dd8448eb211c80319c", "X-B3-Spanid": "00f067aa0ba902b7", "X-B3-Sampled": "1"},
+		core.FormatB3Single:     {"B3": "0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-1"},
+		core.FormatTraceContext: {"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"},
+		core.FormatDatadog: {"X-Datadog-Trace-Id": "9532127138774266268", "X-Datadog-Parent-Id": "67667974448284343",
+			"X-Datadog-Sampling-Priority": "1", "X-Datadog-Tags": "_dd.p.tid=0af7651916cd43dd"},
+		core.FormatOTTracer: {"Ot-Tracer-Traceid": "8448eb211c80319c", "Ot-Tracer-Spanid": "00f067aa0ba902b7", "Ot-Tracer-Sampled": "true"},
+	}
+	for f, want := range cases {
+		h := http.Header{}
+		mustNew(t, f).Inject(h, c)
+		for k, v := range want {
+			if got := h.Get(k); got != v {
+				t.Errorf("%s: %s = %q, want %q", f, k, got, v)
+			}
+		}
+		if len(h) != len(want) {
+			t.Errorf("%s wrote %v, want exactly %v", f, h, want)
+		}
+	}
+}
+
+func TestExtractOrderAndDecisionOnly(t *testing.T) {
+	p := mustNew(t, core.FormatB3, core.FormatTraceContext)
+	h := http.Header{}
+	h.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01")
+	h.Set("x-b3-traceid", "0000000000000001")
+	h.Set("x-b3-spanid", "0000000000000002")
+	if c := p.Extract(h); c.TraceID.Low != 1 || c.SpanID != 2 {
+		t.Fatalf("the first configured format must win: %+v", c)
+	}
+	// A decision without ids: b3: 0 suppresses, with no context to join.
+	h = http.Header{}
+	h.Set("b3", "0")
+	c := mustNew(t, core.FormatB3Single).Extract(h)
+	if c.Valid() || c.Sampled != propagation.SamplingNo {
+		t.Fatalf("b3: 0 = %+v, want a bare not-sampled decision", c)
+	}
+}
+
+func TestInjectRemovesStaleFormats(t *testing.T) {
+	h := http.Header{}
+	h.Set("b3", "1111111111111111-2222222222222222-1")
+	h.Set("traceparent", "00-11111111111111111111111111111111-2222222222222222-01")
+	h.Set("x-b3-parentspanid", "3333333333333333")
+	mustNew(t, core.FormatB3).Inject(h, propagation.Context{TraceID: id64, SpanID: span, Sampled: propagation.SamplingYes})
+	for _, k := range []string{"B3", "Traceparent", "X-B3-Parentspanid"} {
+		if _, ok := h[k]; ok {
+			t.Errorf("stale header %s survived injection: %v", k, h)
+		}
+	}
+}
+
+func TestMalformedIsIgnored(t *testing.T) {
+	bad := []map[string]string{
+		{"X-B3-Traceid": "zz", "X-B3-Spanid": "00f067aa0ba902b7"},
+		{"X-B3-Traceid": strings.Repeat("a", 33), "X-B3-Spanid": "00f067aa0ba902b7"},
+		{"X-B3-Traceid": "0000000000000000", "X-B3-Spanid": "0000000000000000"},
+		{"X-B3-Traceid": strings.Repeat("1", 600), "X-B3-Spanid": "1"},
+		{"B3": "abc-def-1"},
+		{"B3": "0af7651916cd43dd-00f067aa0ba902b7-x"},
+		{"B3": "0af7651916cd43d-00f067aa0ba902b7-1"},
+		{"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01-extra"},
+		{"Traceparent": "ff-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"},
+		{"Traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+		{"Traceparent": "00-0AF7651916CD43DD8448EB211C80319C-00f067aa0ba902b7-01"},
+		{"X-Datadog-Trace-Id": "-5", "X-Datadog-Parent-Id": "1"},
+		{"X-Datadog-Trace-Id": "99999999999999999999999", "X-Datadog-Parent-Id": "1"},
+		{"Ot-Tracer-Traceid": "xyz", "Ot-Tracer-Spanid": "1"},
+	}
+	all := mustNew(t, propagation.Names()...)
+	for _, hs := range bad {
+		h := http.Header{}
+		for k, v := range hs {
+			h[k] = []string{v}
+		}
+		if c := all.Extract(h); c.Valid() {
+			t.Errorf("%v extracted as valid: %+v", hs, c)
+		}
+	}
+}
+
+func TestDatadogKeepsOriginAndTags(t *testing.T) {
+	h := http.Header{}
+	h.Set("x-datadog-trace-id", "9532127138774266268")
+	h.Set("x-datadog-parent-id", "67667974448284343")
+	h.Set("x-datadog-sampling-priority", "2")
+	h.Set("x-datadog-origin", "synthetics")
+	h.Set("x-datadog-tags", "_dd.p.dm=-4,_dd.p.tid=0af7651916cd43dd")
+	p := mustNew(t, core.FormatDatadog)
+	c := p.Extract(h)
+	if c.TraceID != id128 || c.SpanID != span || c.Sampled != propagation.SamplingYes || c.DatadogOrigin != "synthetics" || c.DatadogTags != "_dd.p.dm=-4" {
+		t.Fatalf("extracted %+v", c)
+	}
+	out := http.Header{}
+	p.Inject(out, c)
+	if got := out.Get("x-datadog-tags"); got != "_dd.p.tid=0af7651916cd43dd,_dd.p.dm=-4" {
+		t.Fatalf("x-datadog-tags = %q", got)
+	}
+}
+
+// zipkin-go's own B3 propagator must read what tracehop writes, and the
+// other way round, for 64- and 128-bit ids, single and multi header.
+func TestB3AgainstZipkinGo(t *testing.T) {
+	for _, tid := range []core.TraceID{id64, id128} {
+		for _, single := range []bool{false, true} {
+			format := core.FormatB3
+			if single {
+				format = core.FormatB3Single
+			}
+			// tracehop -> zipkin-go
+			req, _ := http.NewRequest("GET", "http://x/", nil)
+			mustNew(t, format).Inject(req.Header, propagation.Context{TraceID: tid, SpanID: span, Sampled: propagation.SamplingYes})
+			sc, err := b3.ExtractHTTP(req)()
+			if err != nil {
+				t.Fatalf("%s %s: zipkin-go cannot read tracehop's headers %v: %v", format, tid, req.Header, err)
+			}
+			if sc.TraceID.High != tid.High || sc.TraceID.Low != tid.Low || uint64(sc.ID) != uint64(span) || sc.Sampled == nil || !*sc.Sampled {
+				t.Errorf("%s %s: zipkin-go read %+v", format, tid, sc)
+			}
+			// zipkin-go -> tracehop
+			yes := true
+			parent := model.ID(7)
+			req, _ = http.NewRequest("GET", "http://x/", nil)
+			opt := b3.WithSingleAndMultiHeader()
+			if single {
+				opt = b3.WithSingleHeaderOnly()
+			}
+			if err := b3.InjectHTTP(req, opt)(model.SpanContext{TraceID: model.TraceID{High: tid.High, Low: tid.Low}, ID: model.ID(span), ParentID: &parent, Sampled: &yes}); err != nil {
+				t.Fatal(err)
+			}
+			c := mustNew(t, format).Extract(req.Header)
+			if c.TraceID != tid || c.SpanID != span || c.Sampled != propagation.SamplingYes {
+				t.Errorf("%s %s: tracehop read %+v from zipkin-go's %v", format, tid, c, req.Header)
+			}
+		}
+	}
+}
+
+func FuzzExtract(f *testing.F) {
+	f.Add("0af7651916cd43dd8448eb211c80319c", "00f067aa0ba902b7", "1", "0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-1-0000000000000001",
+		"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01", "9532127138774266268", "_dd.p.tid=0af7651916cd43dd")
+	f.Add("", "", "", "d", "", "", "")
+	all := mustNew(f, propagation.Names()...)
+	f.Fuzz(func(t *testing.T, traceID, spanID, sampled, single, traceparent, ddID, ddTags string) {
+		h := http.Header{
+			"X-B3-Traceid": {traceID}, "X-B3-Spanid": {spanID}, "X-B3-Sampled": {sampled}, "B3": {single},
+			"Traceparent": {traceparent}, "X-Datadog-Trace-Id": {ddID}, "X-Datadog-Parent-Id": {ddID},
+			"X-Datadog-Tags": {ddTags}, "Ot-Tracer-Traceid": {traceID}, "Ot-Tracer-Spanid": {spanID},
+		}
+		c := all.Extract(h)
+		if !c.Valid() {
+			return
+		}
+		// Whatever was accepted must survive a round trip in every format.
+		for _, name := range propagation.Names() {
+			p := mustNew(t, name)
+			out := http.Header{}
+			p.Inject(out, c)
+			back := p.Extract(out)
+			want := c.TraceID
+			if name == core.FormatOTTracer {
+				want.High = 0
+			}
+			if back.TraceID != want || back.SpanID != c.SpanID {
+				t.Fatalf("%s lost the context: %+v -> %v -> %+v", name, c, out, back)
+			}
+		}
+	})
+}
+
+func BenchmarkExtractInject(b *testing.B) {
+	p := mustNew(b, core.FormatB3, core.FormatTraceContext)
+	in := http.Header{}
+	in.Set("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c")
+	in.Set("x-b3-spanid", "00f067aa0ba902b7")
+	in.Set("x-b3-sampled", "1")
+	out := http.Header{}
+	b.ReportAllocs()
+	for b.Loop() {
+		c := p.Extract(in)
+		c.SpanID++
+		p.Inject(out, c)
+	}
+}
