@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -50,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return cmdRun(rest, stdout, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
 	case "drivers":
@@ -200,5 +204,73 @@ func cmdDrivers(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, f.Path, where)
 	}
 	tw.Flush()
+	return exitOK
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run", "run -c FILE", stderr)
+	file := fs.String("c", "", "the config file (required)")
+	accessLog := fs.Bool("access-log", true, "log one line per request")
+	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish")
+	var lf logFlags
+	lf.register(fs)
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "tracehop run: -c FILE is required")
+		fs.Usage()
+		return exitUsage
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "tracehop run:", err)
+		return exitUsage
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	app, err := proxy.Start(startCtx, cfg, proxy.AppOptions{Logger: logger, AccessLog: *accessLog})
+	cancel()
+	if err != nil {
+		logger.Error("tracehop cannot start", "config", *file, "error", err)
+		var ce *config.Error
+		if errors.As(err, &ce) || strings.Contains(err.Error(), "driver") {
+			return exitInvalid
+		}
+		return exitFailure
+	}
+	for _, a := range app.Addrs {
+		if a.Direction == "admin" {
+			logger.Info("admin server", "address", a.Address, "metrics", "http://"+a.Address+"/metrics", "config", "http://"+a.Address+"/config")
+			continue
+		}
+		logger.Info("listening", "listener", a.Name, "direction", a.Direction, "address", a.Address)
+	}
+	if app.Tracer != nil {
+		names := make([]string, len(app.Drivers))
+		for i, d := range app.Drivers {
+			names[i] = d.Name
+		}
+		logger.Info("tracing", "drivers", names, "propagation", app.Tracer.Formats())
+	} else {
+		logger.Info("no tracing block: proxying without tracing")
+	}
+	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM", "version", proxy.Version, "pid", os.Getpid())
+	<-ctx.Done()
+	stop()
+	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	if err := app.Shutdown(sctx); err != nil {
+		logger.Error("shutdown was not clean", "error", err)
+		return exitFailure
+	}
+	logger.Info("stopped")
 	return exitOK
 }

@@ -82,13 +82,17 @@ func (l *Listener) Trusted() bool { return l.TrustTraceHeaders == nil || *l.Trus
 
 // Route sends matching requests to a cluster.
 type Route struct {
+	// Name labels the route in metrics and logs (default: the operation,
+	// else "route" and its index).
+	Name    string `yaml:"name"`
 	Match   Match  `yaml:"match"`
 	Cluster string `yaml:"cluster"`
 	// Operation names the span; by default, like Envoy, "ingress" on an
 	// ingress listener and "egress HOST" on an egress one.
 	Operation string `yaml:"operation"`
-	// Timeout bounds the whole upstream exchange (default 15s, as Envoy's
-	// route timeout); 0s disables it.
+	// Timeout bounds the wait for the upstream's response headers (default
+	// 15s, as Envoy's route timeout). It does not cut a streamed response
+	// body (gRPC streams, server-sent events) short; 0s disables it.
 	Timeout *time.Duration `yaml:"timeout"`
 }
 

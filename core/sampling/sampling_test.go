@@ -1,0 +1,74 @@
+package sampling_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/tracehop/tracehop/core/sampling"
+)
+
+func pct(v float64) *float64 { return &v }
+
+func TestOrder(t *testing.T) {
+	all, _ := sampling.New(nil, nil, nil)
+	none, _ := sampling.New(pct(0), pct(0), pct(100))
+	capped, _ := sampling.New(nil, nil, pct(0))
+	cases := []struct {
+		name   string
+		s      *sampling.Sampler
+		in     sampling.Input
+		want   bool
+		reason sampling.Reason
+	}{
+		{"random 100", all, sampling.Input{RequestID: "a"}, true, sampling.Random},
+		{"random 0", none, sampling.Input{RequestID: "a"}, false, sampling.NotSampled},
+		{"client trace id beats random 0... unless client is 0", none, sampling.Input{RequestID: "a", ClientTraceID: true}, false, sampling.NotSampled},
+		{"client trace id", all, sampling.Input{RequestID: "a", ClientTraceID: true, Upstream: 2}, true, sampling.Client},
+		{"forced beats upstream no", none, sampling.Input{RequestID: "a", Forced: true, Upstream: 2}, true, sampling.Forced},
+		{"upstream yes beats random 0", none, sampling.Input{RequestID: "a", Upstream: 1}, true, sampling.Upstream},
+		{"upstream no beats random 100", all, sampling.Input{RequestID: "a", Upstream: 2}, false, sampling.UpstreamNotSampled},
+		{"overall 0 caps forced", capped, sampling.Input{RequestID: "a", Forced: true}, false, sampling.OverallCap},
+	}
+	for _, c := range cases {
+		got, reason := c.s.Decide(c.in)
+		if got != c.want || reason != c.reason {
+			t.Errorf("%s: got %v (%s), want %v (%s)", c.name, got, reason, c.want, c.reason)
+		}
+	}
+}
+
+// With 25% random sampling about a quarter of request ids are sampled, and
+// the same id always gets the same answer.
+func TestRandomIsStableAndProportional(t *testing.T) {
+	s, _ := sampling.New(pct(25), nil, nil)
+	n := 0
+	for i := range 20000 {
+		id := fmt.Sprintf("req-%d", i)
+		a, _ := s.Decide(sampling.Input{RequestID: id})
+		b, _ := s.Decide(sampling.Input{RequestID: id})
+		if a != b {
+			t.Fatalf("request %s got two answers", id)
+		}
+		if a {
+			n++
+		}
+	}
+	if n < 4500 || n > 5500 {
+		t.Fatalf("25%% sampling kept %d of 20000", n)
+	}
+}
+
+func TestBadPercent(t *testing.T) {
+	if _, err := sampling.New(pct(101), nil, nil); err == nil {
+		t.Fatal("101% accepted")
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	s, _ := sampling.New(pct(50), nil, nil)
+	in := sampling.Input{RequestID: "6a3e0c5e-4b43-4b3b-9d2c-3f0e6c1d2b7a"}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Decide(in)
+	}
+}

@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(RedactedConfig(s.cfg))
+	})
+	return mux
+}
+
+// Redacted is printed instead of a secret.
+const Redacted = "[REDACTED]"
+
+// secretKey matches config keys whose values are secrets.
+var secretKey = regexp.MustCompile(`(?i)(secret|token|password|passwd|api[_-]?key|auth|credential|private|cookie)`)
+
+// RedactedConfig returns cfg as plain data with every secret replaced: values of
+// secret-looking keys in drivers' configs, every value of a driver's
+// headers (they carry gateway credentials) and of its environment.
+func RedactedConfig(cfg *config.Config) any {
+	raw, _ := json.Marshal(cfg)
+	var v map[string]any
+	json.Unmarshal(raw, &v)
+	tracing, _ := v["Tracing"].(map[string]any)
+	if tracing == nil {
+		return v
+	}
+	var drivers []any
+	if d, ok := tracing["Driver"].(map[string]any); ok {
+		drivers = append(drivers, d)
+	}
+	if ds, ok := tracing["Drivers"].([]any); ok {
+		drivers = append(drivers, ds...)
+	}
+	for _, d := range drivers {
+		dm, _ := d.(map[string]any)
+		if env, ok := dm["Env"].(map[string]any); ok {
+			for k := range env {
+				env[k] = Redacted
+			}
+		}
+		redactMap(dm["Config"], false)
+	}
+	return v
+}
+
+func redactMap(v any, all bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			switch {
+			case all || secretKey.MatchString(k):
+				if _, nested := e.(map[string]any); nested {
+					redactMap(e, true)
+				} else {
+					x[k] = Redacted
+				}
+			case k == "headers":
+				redactMap(e, true)
+			default:
+				redactMap(e, false)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			redactMap(e, all)
+		}
+	}
+}

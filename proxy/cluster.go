@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// cluster is a set of upstream endpoints reached through one pooled
+// transport, picked round robin.
+type cluster struct {
+	name      string
+	endpoints []endpoint
+	next      atomic.Uint64
+	transport *http.Transport
+}
+
+type endpoint struct {
+	url  *url.URL
+	addr string         // host:port, for the upstream_address tag
+	ip   netip.AddrPort // for the span's remote endpoint, when literal
+}
+
+func newCluster(c config.Cluster) *cluster {
+	cl := &cluster{name: c.Name}
+	for _, ep := range c.Endpoints {
+		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep}
+		e.ip, _ = netip.ParseAddrPort(ep)
+		cl.endpoints = append(cl.endpoints, e)
+	}
+	dialer := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// The proxy passes bodies through as they are.
+		DisableCompression: true,
+	}
+	if c.Protocol == config.H2C {
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = p
+	}
+	cl.transport = t
+	return cl
+}
+
+func (c *cluster) pick() *endpoint {
+	n := c.next.Add(1) - 1
+	return &c.endpoints[n%uint64(len(c.endpoints))]
+}
+
+// errUpstreamTimeout is the cause of a request cancelled by its route
+// timeout.
+var errUpstreamTimeout = errors.New("upstream did not answer within the route timeout")
+
+// upstreamStatus maps an upstream failure to the status the client gets and
+// a short reason: a timeout is 504, a failed connect 503 (Envoy's
+// "upstream connect error"), anything else 502.
+func upstreamStatus(err error) (int, string) {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "upstream request timeout"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
+		return http.StatusServiceUnavailable, "upstream connect error"
+	}
+	return http.StatusBadGateway, "upstream error"
+}

@@ -1,0 +1,303 @@
+package proxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/drivers/file"
+	"github.com/tracehop/tracehop/sdk"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds tracehop, the file driver and the sandbox service once.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "tracehop-sandbox-bin-")
+		if buildErr != nil {
+			return
+		}
+		gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+		for out, pkg := range map[string]string{
+			"tracehop":             "github.com/tracehop/tracehop/cmd/tracehop",
+			"tracehop-driver-file": "github.com/tracehop/tracehop/cmd/tracehop-driver-file",
+			"service":              "github.com/tracehop/tracehop/examples/sandbox/service",
+		} {
+			if b, err := exec.Command(gocmd, "build", "-o", filepath.Join(binDir, out), pkg).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a process the test started; its output goes to the test log.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan error, 1)}
+	var logMu sync.Mutex
+	finished := false
+	t.Cleanup(func() {
+		logMu.Lock()
+		finished = true
+		logMu.Unlock()
+		p.cmd.Process.Kill()
+	})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			logMu.Lock()
+			if !finished {
+				t.Logf("[%s] %s", name, sc.Text())
+			}
+			logMu.Unlock()
+		}
+		p.done <- cmd.Wait()
+	}()
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("%s exited with %v after SIGTERM; want 0", p.name, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not exit within 30s of SIGTERM", p.name)
+	}
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered 200", url)
+}
+
+// sandbox is Envoy's jaeger-tracing topology as local processes:
+// front proxy -> service1 sidecar (ingress -> app, app -> egress) ->
+// service2 sidecar (ingress -> app).
+type sandbox struct {
+	front, s1, s2 *proc
+	frontAddr     string
+	spansFile     string
+}
+
+func startSandbox(t *testing.T, propagate string) *sandbox {
+	bin := binaries(t)
+	dir := t.TempDir()
+	sb := &sandbox{spansFile: filepath.Join(dir, "spans.jsonl")}
+	a := map[string]string{}
+	for _, k := range []string{"front", "frontAdmin", "s1in", "s1out", "s1admin", "app1", "s2in", "s2admin", "app2"} {
+		a[k] = freePort(t)
+	}
+	sb.frontAddr = a["front"]
+	tracing := fmt.Sprintf("tracing:\n  plugin_dir: %s\n  driver: {name: file, config: {path: %s}}\n", bin, sb.spansFile)
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body+tracing), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	front := write("front-proxy.yaml", fmt.Sprintf(`node: {id: front-proxy, service: front-proxy, zone: local}
+admin: {address: %s}
+listeners:
+  - {name: edge, address: %s, direction: ingress, trust_trace_headers: false,
+     routes: [{match: {prefix: /}, cluster: service1, operation: checkAvailability}]}
+clusters:
+  - {name: service1, endpoints: [%s]}
+`, a["frontAdmin"], a["front"], a["s1in"]))
+	s1 := write("service1-sidecar.yaml", fmt.Sprintf(`node: {id: service1-sidecar, service: service1, zone: local}
+admin: {address: %s}
+listeners:
+  - {name: ingress, address: %s, direction: ingress, routes: [{match: {prefix: /trace/}, cluster: app}]}
+  - {name: egress, address: %s, direction: egress, routes: [{match: {prefix: /trace/}, cluster: service2, operation: checkStock}]}
+clusters:
+  - {name: app, endpoints: [%s]}
+  - {name: service2, endpoints: [%s]}
+`, a["s1admin"], a["s1in"], a["s1out"], a["app1"], a["s2in"]))
+	s2 := write("service2-sidecar.yaml", fmt.Sprintf(`node: {id: service2-sidecar, service: service2, zone: local}
+admin: {address: %s}
+listeners:
+  - {name: ingress, address: %s, direction: ingress, routes: [{match: {prefix: /trace/}, cluster: app}]}
+clusters:
+  - {name: app, endpoints: [%s]}
+`, a["s2admin"], a["s2in"], a["app2"]))
+
+	startProc(t, "app1", filepath.Join(bin, "service"), "-listen", a["app1"], "-name", "1", "-next", "http://"+a["s1out"]+"/trace/2", "-propagate", propagate)
+	startProc(t, "app2", filepath.Join(bin, "service"), "-listen", a["app2"], "-name", "2")
+	sb.front = startProc(t, "front-proxy", filepath.Join(bin, "tracehop"), "run", "-c", front)
+	sb.s1 = startProc(t, "service1-sidecar", filepath.Join(bin, "tracehop"), "run", "-c", s1)
+	sb.s2 = startProc(t, "service2-sidecar", filepath.Join(bin, "tracehop"), "run", "-c", s2)
+	for _, k := range []string{"frontAdmin", "s1admin", "s2admin"} {
+		waitHTTP(t, "http://"+a[k]+"/ready")
+	}
+	waitHTTP(t, "http://"+a["app1"]+"/healthz")
+	waitHTTP(t, "http://"+a["app2"]+"/healthz")
+	return sb
+}
+
+// spans stops the tracehops (flushing their queues) and reads what the
+// file driver wrote.
+func (sb *sandbox) spans(t *testing.T) []sdk.Span {
+	t.Helper()
+	for _, p := range []*proc{sb.front, sb.s1, sb.s2} {
+		p.stop(t)
+	}
+	f, err := os.Open(sb.spansFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	spans, err := file.ReadSpans(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spans
+}
+
+// byRole finds the span of one hop: its service and kind.
+func byRole(t *testing.T, spans []sdk.Span, service string, kind sdk.Kind) sdk.Span {
+	t.Helper()
+	var found []sdk.Span
+	for _, s := range spans {
+		if s.LocalService == service && s.Kind == kind {
+			found = append(found, s)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one %s %s span, got %d among %d spans", service, kind, len(found), len(spans))
+	}
+	return found[0]
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func TestSandbox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 15 processes; run without -short")
+	}
+	for _, mode := range []string{"all", "false", "request-id"} {
+		t.Run("propagate="+mode, func(t *testing.T) {
+			t.Parallel()
+			sb := startSandbox(t, mode)
+			if body := get(t, "http://"+sb.frontAddr+"/trace/1"); !strings.Contains(body, "service 1") {
+				t.Fatalf("body %q", body)
+			}
+			spans := sb.spans(t)
+			if len(spans) != 4 {
+				t.Fatalf("want 4 spans (front, service1 in and out, service2), got %d", len(spans))
+			}
+			front := byRole(t, spans, "front-proxy", sdk.KindServer)
+			s1in := byRole(t, spans, "service1", sdk.KindServer)
+			s1out := byRole(t, spans, "service1", sdk.KindClient)
+			s2in := byRole(t, spans, "service2", sdk.KindServer)
+
+			if front.ParentID != 0 || s1in.ParentID != front.SpanID || s1in.TraceID != front.TraceID {
+				t.Errorf("front-proxy -> service1 not linked: front %+v, service1 %+v", front, s1in)
+			}
+			if s2in.ParentID != s1out.SpanID || s2in.TraceID != s1out.TraceID {
+				t.Errorf("service1 egress -> service2 not linked")
+			}
+			joined := s1out.TraceID == s1in.TraceID && s1out.ParentID == s1in.SpanID
+			switch mode {
+			case "all", "request-id":
+				if !joined {
+					t.Errorf("propagate=%s: service1's egress span is not a child of its ingress span: ingress %s/%s, egress %s parent %s",
+						mode, s1in.TraceID, s1in.SpanID, s1out.TraceID, s1out.ParentID)
+				}
+			case "false":
+				if s1out.TraceID == s1in.TraceID || s1out.ParentID != 0 {
+					t.Errorf("propagate=false must split the trace: egress span %s parent %s, ingress trace %s", s1out.TraceID, s1out.ParentID, s1in.TraceID)
+				}
+			}
+			// Envoy's tags, and one request id along a joined path.
+			rid, _ := front.Tag("guid:x-request-id")
+			for _, s := range spans {
+				for _, k := range []string{"component", "node_id", "zone", "guid:x-request-id", "http.url", "http.method", "http.protocol",
+					"user_agent", "peer.address", "request_size", "response_size", "upstream_cluster", "upstream_address", "http.status_code"} {
+					if _, ok := s.Tag(k); !ok {
+						t.Errorf("%s %s span lacks tag %s", s.LocalService, s.Kind, k)
+					}
+				}
+				if v, _ := s.Tag("http.status_code"); v != "200" || s.Error {
+					t.Errorf("%s %s: status %s error %v", s.LocalService, s.Kind, v, s.Error)
+				}
+				if id, _ := s.Tag("guid:x-request-id"); mode != "false" && id != rid {
+					t.Errorf("%s %s: request id %s, want %s all along", s.LocalService, s.Kind, id, rid)
+				}
+			}
+			if front.Name != "checkavailability" || s1out.Name != "checkstock" {
+				t.Errorf("span names %q, %q (Zipkin JSON lowercases)", front.Name, s1out.Name)
+			}
+		})
+	}
+}

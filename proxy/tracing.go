@@ -1,0 +1,444 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/propagation"
+	"github.com/tracehop/tracehop/core/sampling"
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// Headers tracehop reads besides the propagation formats.
+const (
+	headerRequestID     = "X-Request-Id"
+	headerClientTraceID = "X-Client-Trace-Id"
+	headerForceTrace    = "X-Tracehop-Force-Trace"
+)
+
+// Tracer makes the spans of the requests tracehop proxies. It is built once
+// from the tracing config and shared by every listener.
+type Tracer struct {
+	prop          *propagation.Propagator
+	sampler       *sampling.Sampler
+	sink          Sink
+	service       string
+	nodeID, zone  string
+	maxPath       int
+	spawnUpstream bool
+	trace128      bool
+	customTags    []customTag
+	links         *linkTable // nil when link_by_request_id is off
+
+	started, sampled atomic.Uint64
+}
+
+// Sink receives finished spans; the pipeline is one.
+type Sink interface {
+	Enqueue(core.Span)
+}
+
+var _ Sink = (*pipeline.Pipeline)(nil)
+
+type customTag struct {
+	tag, value   string // value: a literal, or the environment's value read at start
+	header       string
+	defaultValue string
+}
+
+// TracerOptions is what the tracer needs besides the config.
+type TracerOptions struct {
+	Sink Sink
+	// Capabilities of every configured driver: they choose the default
+	// propagation formats and whether trace ids are 128-bit.
+	Capabilities []core.Capabilities
+}
+
+// NewTracer builds the tracer for cfg.Tracing.
+func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
+	tc := cfg.Tracing
+	formats := tc.Propagation
+	trace128 := true
+	if len(formats) == 0 {
+		for _, c := range opts.Capabilities {
+			for _, f := range c.Propagation {
+				if !contains(formats, f) {
+					formats = append(formats, f)
+				}
+			}
+		}
+	}
+	if len(formats) == 0 {
+		formats = []string{core.FormatB3, core.FormatTraceContext}
+	}
+	for _, c := range opts.Capabilities {
+		// A back end that keeps 64 bits would split 128-bit traces.
+		trace128 = trace128 && c.TraceID128
+	}
+	prop, err := propagation.New(formats)
+	if err != nil {
+		return nil, err
+	}
+	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{
+		prop: prop, sampler: sampler, sink: opts.Sink,
+		service: firstNonEmpty(cfg.Node.Service, cfg.Node.ID, "tracehop"),
+		nodeID:  cfg.Node.ID, zone: cfg.Node.Zone,
+		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128,
+	}
+	for _, ct := range tc.CustomTags {
+		c := customTag{tag: ct.Tag, value: ct.Literal}
+		switch {
+		case ct.Environment != nil:
+			c.value = ct.Environment.Default
+			if v, ok := os.LookupEnv(ct.Environment.Name); ok {
+				c.value = v
+			}
+		case ct.RequestHeader != nil:
+			c.header = http.CanonicalHeaderKey(ct.RequestHeader.Name)
+			c.defaultValue = ct.RequestHeader.Default
+		}
+		t.customTags = append(t.customTags, c)
+	}
+	if tc.Linking() {
+		t.links = newLinkTable(65536)
+	}
+	return t, nil
+}
+
+// Formats returns the propagation formats in use.
+func (t *Tracer) Formats() []string { return t.prop.Formats() }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func newSpanID() core.SpanID {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return core.SpanID(id)
+		}
+	}
+}
+
+func (t *Tracer) newTraceID() core.TraceID {
+	id := core.TraceID{Low: uint64(newSpanID())}
+	if t.trace128 {
+		id.High = rand.Uint64()
+	}
+	return id
+}
+
+// newRequestID returns a random UUIDv4.
+func newRequestID() string {
+	var b [16]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i], b[8+i] = byte(hi>>(56-8*i)), byte(lo>>(56-8*i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	j := 0
+	for i, v := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hexDigits[v>>4], hexDigits[v&0xf]
+		j += 2
+	}
+	return string(out[:])
+}
+
+const hexDigits = "0123456789abcdef"
+
+// validRequestID accepts what a sane client or proxy sends: 1 to 128
+// printable ASCII characters.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// begin decides the request id, the sampling and the spans of one request,
+// and prepares the context to send upstream.
+func (t *Tracer) begin(st *reqState, r *http.Request) {
+	l := st.listener
+	h := r.Header
+	var in propagation.Context
+	var client, forced bool
+	if l.trusted {
+		in = t.prop.Extract(h)
+		client = len(h[headerClientTraceID]) > 0
+		forced = len(h[headerForceTrace]) > 0
+	}
+	if !in.Valid() && !l.ingress && t.links != nil {
+		// Beyond Envoy: the application forwarded only x-request-id;
+		// continue the ingress request it belongs to.
+		if linked, ok := t.links.get(st.requestID); ok {
+			in, st.linked = linked, true
+		}
+	}
+	sampled, _ := t.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
+	if in.Debug {
+		sampled = true
+	}
+	st.sampled = sampled
+	t.started.Add(1)
+	if sampled {
+		t.sampled.Add(1)
+	}
+
+	s := &st.span
+	s.SpanID = newSpanID()
+	if in.Valid() {
+		s.TraceID, s.ParentID = in.TraceID, in.SpanID
+	} else {
+		s.TraceID = t.newTraceID()
+	}
+	s.Kind = core.KindServer
+	if !l.ingress {
+		s.Kind = core.KindClient
+	}
+	s.LocalService = t.service
+	s.StartUnixNano = st.start.UnixNano()
+	s.Sampled, s.Debug = sampled, in.Debug
+	s.Name = st.operation(r)
+
+	out := in
+	out.TraceID, out.SpanID = s.TraceID, s.SpanID
+	out.Sampled = propagation.SamplingNo
+	if sampled {
+		out.Sampled = propagation.SamplingYes
+	}
+	if t.spawnUpstream {
+		u := &st.upstreamSpan
+		u.TraceID, u.ParentID, u.SpanID = s.TraceID, s.SpanID, newSpanID()
+		u.Kind, u.LocalService, u.Sampled = core.KindClient, t.service, sampled
+		u.Name = "router " + st.clusterName() + " egress"
+		out.SpanID = u.SpanID
+	}
+	st.out = out
+	if l.ingress && t.links != nil && t.links.put(st.requestID, out) {
+		st.registered = true
+	}
+}
+
+// inject writes the upstream trace context into the outgoing headers.
+func (t *Tracer) inject(st *reqState, h http.Header) {
+	t.prop.Inject(h, st.out)
+}
+
+// finish completes the request's spans and hands them to the sink.
+func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
+	if st.registered {
+		t.links.del(st.requestID, st.out.SpanID)
+	}
+	if !st.sampled {
+		return
+	}
+	end := time.Now()
+	s := &st.span
+	s.Duration = end.Sub(st.start)
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	failed := status >= 500 || st.upstreamErr != nil
+	grpcStatus := rw.Header().Get("Grpc-Status")
+	if grpcStatus != "" && grpcStatus != "0" {
+		failed = true
+	}
+	s.Error = failed
+
+	tags := make([]core.Tag, 0, 20+len(t.customTags))
+	add := func(k, v string) { tags = append(tags, core.Tag{Key: k, Value: v}) }
+	add("component", "proxy")
+	if t.nodeID != "" {
+		add("node_id", t.nodeID)
+	}
+	if t.zone != "" {
+		add("zone", t.zone)
+	}
+	add("guid:x-request-id", st.requestID)
+	if v := r.Header.Get(headerClientTraceID); v != "" && st.listener.trusted {
+		add("guid:x-client-trace-id", v)
+	}
+	add("http.url", t.url(r, st))
+	add("http.method", r.Method)
+	add("http.protocol", protocolName(r))
+	add("user_agent", firstNonEmpty(r.UserAgent(), "-"))
+	add("peer.address", st.peer.Addr().String())
+	add("request_size", strconv.FormatInt(st.reqBytes.Load(), 10))
+	add("response_size", strconv.FormatInt(rw.bytes, 10))
+	if st.route != nil {
+		add("upstream_cluster", st.route.cluster.name)
+	}
+	if st.endpoint != nil {
+		add("upstream_address", st.endpoint.addr)
+	}
+	add("http.status_code", strconv.Itoa(status))
+	if grpcStatus != "" {
+		add("grpc.status_code", grpcStatus)
+	}
+	if failed {
+		add("error", "true")
+	}
+	if st.upstreamErr != nil {
+		add("error.message", st.errReason+": "+st.upstreamErr.Error())
+	} else if st.route == nil {
+		add("error.message", "no route")
+	}
+	for _, ct := range t.customTags {
+		v := ct.value
+		if ct.header != "" {
+			v = r.Header.Get(ct.header)
+			if v == "" {
+				v = ct.defaultValue
+			}
+		}
+		if v != "" {
+			add(ct.tag, v)
+		}
+	}
+	s.Tags = tags
+	if st.listener.ingress {
+		s.Remote = core.Endpoint{IP: st.peer.Addr(), Port: st.peer.Port()}
+	} else if st.endpoint != nil {
+		s.Remote = upstreamEndpoint(st)
+	}
+	if t.spawnUpstream {
+		u := &st.upstreamSpan
+		u.StartUnixNano = st.upstreamStart.UnixNano()
+		if st.upstreamStart.IsZero() {
+			u.StartUnixNano = s.StartUnixNano
+		}
+		u.Duration = time.Duration(end.UnixNano() - u.StartUnixNano)
+		u.Error = failed
+		u.Tags = tags
+		if st.endpoint != nil {
+			u.Remote = upstreamEndpoint(st)
+		}
+		t.sink.Enqueue(*u)
+	}
+	t.sink.Enqueue(*s)
+}
+
+func upstreamEndpoint(st *reqState) core.Endpoint {
+	e := core.Endpoint{Service: st.route.cluster.name}
+	if st.endpoint.ip.IsValid() {
+		e.IP, e.Port = st.endpoint.ip.Addr(), st.endpoint.ip.Port()
+	}
+	return e
+}
+
+func protocolName(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "HTTP/2"
+	}
+	return r.Proto
+}
+
+// url builds the http.url tag like Envoy: proto://host/path, the path cut to
+// max_path_tag_length.
+func (t *Tracer) url(r *http.Request, st *reqState) string {
+	scheme := "http"
+	if st.listener.trusted {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" {
+			scheme = p
+		}
+	}
+	path := r.URL.RequestURI()
+	if t.maxPath > 0 && len(path) > t.maxPath {
+		path = path[:t.maxPath]
+	}
+	return scheme + "://" + r.Host + path
+}
+
+// linkTable maps the request ids of ingress requests in flight to the
+// context their upstream call carries, so that an egress request that
+// carries only the x-request-id can continue the trace.
+type linkTable struct {
+	mu  sync.Mutex
+	m   map[string]propagation.Context
+	max int
+}
+
+func newLinkTable(max int) *linkTable {
+	return &linkTable{m: make(map[string]propagation.Context), max: max}
+}
+
+// put records id; it refuses when the table is full, so a flood of requests
+// cannot grow it without bound.
+func (lt *linkTable) put(id string, c propagation.Context) bool {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	if len(lt.m) >= lt.max {
+		return false
+	}
+	lt.m[id] = c
+	return true
+}
+
+func (lt *linkTable) get(id string) (propagation.Context, bool) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	c, ok := lt.m[id]
+	return c, ok
+}
+
+// del removes id if it still maps to the span that put it there.
+func (lt *linkTable) del(id string, span core.SpanID) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	if c, ok := lt.m[id]; ok && c.SpanID == span {
+		delete(lt.m, id)
+	}
+}
+
+func (lt *linkTable) len() int {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	return len(lt.m)
+}
+
+// peerAddr parses a request's RemoteAddr.
+func peerAddr(r *http.Request) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
