@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -79,6 +81,8 @@ type reqState struct {
 
 	upstreamErr error
 	errReason   string
+	aborted     bool   // the response broke off midway
+	flags       string // Envoy-style response flags: DC, UR
 }
 
 func (st *reqState) clusterName() string {
@@ -136,10 +140,34 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &st.reqBytes}
 	}
 	rw := &responseWriter{ResponseWriter: w}
+	// ReverseProxy aborts a response that breaks midway (the client went
+	// away, the upstream reset) by panicking with http.ErrAbortHandler:
+	// finish the span on the way out, then let the panic go on to the
+	// server, which resets the stream.
+	defer func() {
+		if p := recover(); p != nil {
+			st.aborted = true
+			l.complete(st, r, rw)
+			panic(p)
+		}
+	}()
 	if st.route == nil {
 		http.Error(rw, "tracehop: no route for "+r.URL.Path, http.StatusNotFound)
 	} else {
 		l.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	}
+	l.complete(st, r, rw)
+}
+
+// complete finishes the request's span, metrics and access log line.
+func (l *listener) complete(st *reqState, r *http.Request, rw *responseWriter) {
+	if st.aborted {
+		if r.Context().Err() != nil {
+			st.flags = "DC" // downstream connection terminated, as Envoy says
+		} else {
+			st.flags = "UR" // upstream reset mid-response
+			st.upstreamErr, st.errReason = errUpstreamReset, "upstream reset"
+		}
 	}
 	if l.tracer != nil {
 		l.tracer.finish(st, r, rw)
@@ -158,6 +186,9 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// errUpstreamReset marks a response the upstream broke off midway.
+var errUpstreamReset = errors.New("the upstream broke the response off midway")
+
 func (l *listener) logRequest(st *reqState, r *http.Request, rw *responseWriter, status int) {
 	attrs := []slog.Attr{
 		slog.String("listener", l.name), slog.String("method", r.Method), slog.String("path", r.URL.Path),
@@ -174,6 +205,9 @@ func (l *listener) logRequest(st *reqState, r *http.Request, rw *responseWriter,
 	}
 	if st.upstreamErr != nil {
 		attrs = append(attrs, slog.String("error", st.upstreamErr.Error()))
+	}
+	if st.flags != "" {
+		attrs = append(attrs, slog.String("response_flags", st.flags))
 	}
 	l.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
@@ -236,6 +270,11 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy needs the upgraded body's Write; the context ends
+		// with the request.
+		return resp, nil
+	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
 }
@@ -290,6 +329,16 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack is how ReverseProxy takes over the connection of an upgrade
+// (WebSocket); it writes the 101 to the connection itself, so record it here.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return conn, brw, err
+}
 
 // Flush is here as well as behind Unwrap for code that asserts
 // http.Flusher directly.

@@ -278,6 +278,10 @@ func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
 	}
 	failed := status >= 500 || st.upstreamErr != nil
 	grpcStatus := rw.Header().Get("Grpc-Status")
+	if grpcStatus == "" {
+		// An unannounced trailer, as gRPC's always is over HTTP/2.
+		grpcStatus = rw.Header().Get(http.TrailerPrefix + "Grpc-Status")
+	}
 	if grpcStatus != "" && grpcStatus != "0" {
 		failed = true
 	}
@@ -312,6 +316,9 @@ func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
 	add("http.status_code", strconv.Itoa(status))
 	if grpcStatus != "" {
 		add("grpc.status_code", grpcStatus)
+	}
+	if st.flags != "" {
+		add("response_flags", st.flags)
 	}
 	if failed {
 		add("error", "true")

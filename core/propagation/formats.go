@@ -40,22 +40,12 @@ func sampledFromBool(s string) Sampling {
 	return SamplingUnset
 }
 
+// Both B3 formats read both the single and the multi headers (single first,
+// as Zipkin and Envoy do); each writes only its own.
 var b3Multi = &Format{
 	Name:    core.FormatB3,
 	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags},
-	extract: func(h http.Header) Context {
-		var c Context
-		c.Sampled = sampledFromBool(get(h, hB3Sampled))
-		if get(h, hB3Flags) == "1" {
-			c.Debug, c.Sampled = true, SamplingYes
-		}
-		tid, ok1 := parseTraceID(get(h, hB3TraceID))
-		sid, ok2 := parseHex64(get(h, hB3SpanID))
-		if ok1 && ok2 {
-			c.TraceID, c.SpanID = tid, core.SpanID(sid)
-		}
-		return c
-	},
+	extract: extractB3,
 	inject: func(h http.Header, c Context) {
 		delete(h, hB3ParentSpanID) // the receiver's parent is c.SpanID, carried as its span id
 		delete(h, hB3Flags)
@@ -81,51 +71,7 @@ var b3Multi = &Format{
 var b3Single = &Format{
 	Name:    core.FormatB3Single,
 	Headers: []string{hB3},
-	extract: func(h http.Header) Context {
-		v := get(h, hB3)
-		var c Context
-		switch v {
-		case "", "-":
-			return c
-		case "0":
-			c.Sampled = SamplingNo
-			return c
-		case "1":
-			c.Sampled = SamplingYes
-			return c
-		case "d":
-			c.Sampled, c.Debug = SamplingYes, true
-			return c
-		}
-		// {trace}-{span}[-{sampled}[-{parent}]]
-		tid, rest, _ := strings.Cut(v, "-")
-		sid, rest, hasMore := strings.Cut(rest, "-")
-		t, ok1 := parseTraceID(tid)
-		s, ok2 := parseHex64(sid)
-		if !ok1 || !ok2 || len(sid) != 16 || len(tid) != 16 && len(tid) != 32 {
-			return Context{}
-		}
-		if hasMore {
-			flag, parent, hasParent := strings.Cut(rest, "-")
-			switch flag {
-			case "1":
-				c.Sampled = SamplingYes
-			case "0":
-				c.Sampled = SamplingNo
-			case "d":
-				c.Sampled, c.Debug = SamplingYes, true
-			default:
-				return Context{}
-			}
-			if hasParent {
-				if _, ok := parseHex64(parent); !ok || len(parent) != 16 {
-					return Context{}
-				}
-			}
-		}
-		c.TraceID, c.SpanID = t, core.SpanID(s)
-		return c
-	},
+	extract: extractB3,
 	inject: func(h http.Header, c Context) {
 		if !c.Valid() {
 			switch {
@@ -154,6 +100,81 @@ var b3Single = &Format{
 		}
 		set(h, hB3, string(b))
 	},
+}
+
+// extractB3 reads the single header first, then the multi headers; failing
+// both, it returns whichever carried a bare sampling decision.
+func extractB3(h http.Header) Context {
+	single := extractB3Single(h)
+	if single.Valid() {
+		return single
+	}
+	if multi := extractB3Multi(h); multi.Valid() || multi.Sampled != SamplingUnset {
+		return multi
+	}
+	return single
+}
+
+func extractB3Multi(h http.Header) Context {
+	var c Context
+	c.Sampled = sampledFromBool(get(h, hB3Sampled))
+	if get(h, hB3Flags) == "1" {
+		c.Debug, c.Sampled = true, SamplingYes
+	}
+	tid, ok1 := parseTraceID(get(h, hB3TraceID))
+	sid, ok2 := parseHex64(get(h, hB3SpanID))
+	if ok1 && ok2 {
+		c.TraceID, c.SpanID = tid, core.SpanID(sid)
+	}
+	return c
+}
+
+// extractB3Single parses b3: {trace}-{span}[-{sampled}[-{parent}]], or a
+// bare decision (0, 1, d).
+func extractB3Single(h http.Header) Context {
+	v := get(h, hB3)
+	var c Context
+	switch v {
+	case "", "-":
+		return c
+	case "0":
+		c.Sampled = SamplingNo
+		return c
+	case "1":
+		c.Sampled = SamplingYes
+		return c
+	case "d":
+		c.Sampled, c.Debug = SamplingYes, true
+		return c
+	}
+	// {trace}-{span}[-{sampled}[-{parent}]]
+	tid, rest, _ := strings.Cut(v, "-")
+	sid, rest, hasMore := strings.Cut(rest, "-")
+	t, ok1 := parseTraceID(tid)
+	s, ok2 := parseHex64(sid)
+	if !ok1 || !ok2 || len(sid) != 16 || len(tid) != 16 && len(tid) != 32 {
+		return Context{}
+	}
+	if hasMore {
+		flag, parent, hasParent := strings.Cut(rest, "-")
+		switch flag {
+		case "1":
+			c.Sampled = SamplingYes
+		case "0":
+			c.Sampled = SamplingNo
+		case "d":
+			c.Sampled, c.Debug = SamplingYes, true
+		default:
+			return Context{}
+		}
+		if hasParent {
+			if _, ok := parseHex64(parent); !ok || len(parent) != 16 {
+				return Context{}
+			}
+		}
+	}
+	c.TraceID, c.SpanID = t, core.SpanID(s)
+	return c
 }
 
 func isLowerHex(s string) bool {

@@ -237,3 +237,19 @@ func BenchmarkExtractInject(b *testing.B) {
 		p.Inject(out, c)
 	}
 }
+
+// Both B3 formats read both headers (single first); each writes its own.
+func TestB3ReadsSingleAndMulti(t *testing.T) {
+	single := http.Header{"B3": {"0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-1"}}
+	multi := http.Header{"X-B3-Traceid": {"0af7651916cd43dd8448eb211c80319c"}, "X-B3-Spanid": {"00f067aa0ba902b7"}}
+	for _, f := range []string{core.FormatB3, core.FormatB3Single} {
+		for _, h := range []http.Header{single, multi} {
+			if c := mustNew(t, f).Extract(h); c.TraceID != id128 || c.SpanID != span {
+				t.Errorf("%s did not read %v", f, h)
+			}
+		}
+		if c := mustNew(t, f).Extract(http.Header{"B3": {"0"}}); c.Sampled != propagation.SamplingNo {
+			t.Errorf("%s lost the bare decision b3: 0", f)
+		}
+	}
+}

@@ -364,7 +364,7 @@ func (c *Config) validate(d *decoder) {
 			bad(key+".address", "is required (host:port)")
 		} else {
 			checkAddr(key+".address", l.Address)
-			if other, dup := addrs[l.Address]; dup {
+			if other, dup := addrs[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
 				bad(key+".address", "%s is also the address of listener %q", l.Address, other)
 			}
 			addrs[l.Address] = l.Name

@@ -1,0 +1,603 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/proxy"
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// recorder is an in-memory span sink.
+type recorder struct {
+	mu    sync.Mutex
+	spans []core.Span
+}
+
+func (r *recorder) Enqueue(s core.Span) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spans = append(r.spans, s)
+}
+
+func (r *recorder) all() []core.Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]core.Span(nil), r.spans...)
+}
+
+func (r *recorder) one(t *testing.T) core.Span {
+	t.Helper()
+	s := r.all()
+	if len(s) != 1 {
+		t.Fatalf("want 1 span, got %d: %+v", len(s), s)
+	}
+	return s[0]
+}
+
+// upstream records the headers of the last request it got.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	last http.Header
+}
+
+func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+	u := &upstream{}
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }
+	}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.last = r.Header.Clone()
+		u.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) header(k string) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.last.Get(k)
+}
+
+func (u *upstream) addr() string { return strings.TrimPrefix(u.URL, "http://") }
+
+type testProxy struct {
+	srv  *proxy.Server
+	rec  *recorder
+	addr map[string]string // listener name -> address
+}
+
+// startProxy starts an in-process tracehop from a YAML config whose
+// listeners use port 0, with spans going to a recorder.
+func startProxy(t *testing.T, yaml string) *testProxy {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &testProxy{rec: &recorder{}, addr: map[string]string{}}
+	var tracer *proxy.Tracer
+	if cfg.Tracing != nil {
+		tracer, err = proxy.NewTracer(cfg, proxy.TracerOptions{Sink: tp.rec, Capabilities: []core.Capabilities{{Propagation: []string{"b3", "tracecontext"}, TraceID128: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.srv = proxy.NewServer(cfg, proxy.Options{Tracer: tracer})
+	addrs, err := tp.srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		tp.addr[a.Name] = a.Address
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tp.srv.Shutdown(ctx)
+	})
+	return tp
+}
+
+const tracingBlock = `tracing:
+  driver: {name: file}
+`
+
+func oneRoute(direction, trust, cluster string, extra string) string {
+	return fmt.Sprintf(`node: {id: node-1, service: svc, zone: z1}
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: l, address: "127.0.0.1:0", direction: %s, trust_trace_headers: %s,
+     routes: [{match: {prefix: /}, cluster: up, operation: checkAvailability, timeout: 300ms}]}
+clusters:
+  - {name: up, endpoints: [%s], connect_timeout: 500ms}
+`, direction, trust, cluster) + tracingBlock + extra
+}
+
+func do(t *testing.T, method, url string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestSpanTagsAndPropagation(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	resp, _ := do(t, "GET", "http://"+p.addr["l"]+"/trace/1?q=1", map[string]string{
+		"x-b3-traceid": "0af7651916cd43dd8448eb211c80319c", "x-b3-spanid": "00f067aa0ba902b7", "x-b3-sampled": "1",
+		"x-request-id": "req-123", "user-agent": "test-agent", "x-forwarded-for": "10.0.0.1",
+	})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	s := p.rec.one(t)
+	if s.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || s.ParentID != 0x00f067aa0ba902b7 || s.Kind != core.KindServer || !s.Sampled {
+		t.Fatalf("span %+v does not continue the incoming context", s)
+	}
+	if s.Name != "checkAvailability" || s.LocalService != "svc" || s.Remote.IP.String() != "127.0.0.1" {
+		t.Errorf("name %q service %q remote %+v", s.Name, s.LocalService, s.Remote)
+	}
+	want := map[string]string{
+		"component": "proxy", "node_id": "node-1", "zone": "z1", "guid:x-request-id": "req-123",
+		"http.url": "http://" + p.addr["l"] + "/trace/1?q=1", "http.method": "GET", "http.protocol": "HTTP/1.1",
+		"user_agent": "test-agent", "peer.address": "127.0.0.1", "request_size": "0", "response_size": "5",
+		"upstream_cluster": "up", "upstream_address": up.addr(), "http.status_code": "200",
+	}
+	for k, v := range want {
+		if got, _ := s.Tag(k); got != v {
+			t.Errorf("tag %s = %q, want %q", k, got, v)
+		}
+	}
+	// The upstream continues from this span.
+	if got := up.header("x-b3-spanid"); got != s.SpanID.String() {
+		t.Errorf("upstream x-b3-spanid %q, want the span's id %s", got, s.SpanID)
+	}
+	if got := up.header("traceparent"); got != "00-0af7651916cd43dd8448eb211c80319c-"+s.SpanID.String()+"-01" {
+		t.Errorf("upstream traceparent %q", got)
+	}
+	if up.header("x-request-id") != "req-123" || !strings.HasPrefix(up.header("x-forwarded-for"), "10.0.0.1, 127.0.0.1") {
+		t.Errorf("upstream x-request-id %q, x-forwarded-for %q", up.header("x-request-id"), up.header("x-forwarded-for"))
+	}
+}
+
+func TestEdgeDoesNotTrustClients(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "false", up.addr(), ""))
+	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{
+		"x-b3-traceid": "0af7651916cd43dd8448eb211c80319c", "x-b3-spanid": "00f067aa0ba902b7", "x-b3-sampled": "0",
+		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-00", "x-datadog-trace-id": "5",
+		"x-request-id": "attacker-chosen", "x-tracehop-force-trace": "1", "x-client-trace-id": "x",
+	})
+	s := p.rec.one(t) // sampled although the client said x-b3-sampled: 0
+	if s.ParentID != 0 || s.TraceID.String() == "0af7651916cd43dd8448eb211c80319c" {
+		t.Fatalf("an untrusted client joined a trace: %+v", s)
+	}
+	if id, _ := s.Tag("guid:x-request-id"); id == "attacker-chosen" || len(id) != 36 {
+		t.Errorf("request id %q: want a fresh UUID", id)
+	}
+	for _, k := range []string{"x-tracehop-force-trace", "x-client-trace-id", "x-datadog-trace-id"} {
+		if up.header(k) != "" {
+			t.Errorf("the untrusted header %s reached the upstream", k)
+		}
+	}
+	if strings.Contains(up.header("traceparent"), "0af7651916cd43dd") {
+		t.Errorf("the client's traceparent reached the upstream: %s", up.header("traceparent"))
+	}
+}
+
+func TestSamplingDecisions(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  sampling: {random: 0}\n"))
+	url := "http://" + p.addr["l"] + "/"
+	do(t, "GET", url, nil)
+	if n := len(p.rec.all()); n != 0 {
+		t.Fatalf("random: 0 exported %d spans", n)
+	}
+	// Not sampled still propagates context, with sampled=0.
+	if up.header("x-b3-sampled") != "0" || len(up.header("x-b3-traceid")) != 32 {
+		t.Errorf("unsampled request propagated x-b3-sampled=%q traceid=%q", up.header("x-b3-sampled"), up.header("x-b3-traceid"))
+	}
+	do(t, "GET", url, map[string]string{"x-tracehop-force-trace": "1"})
+	do(t, "GET", url, map[string]string{"b3": "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"})
+	do(t, "GET", url, map[string]string{"x-client-trace-id": "abc"})
+	if n := len(p.rec.all()); n != 3 {
+		t.Fatalf("force-trace, an incoming sampled flag and x-client-trace-id: %d spans, want 3", n)
+	}
+	if id, _ := p.rec.all()[2].Tag("guid:x-client-trace-id"); id != "abc" {
+		t.Errorf("guid:x-client-trace-id = %q", id)
+	}
+}
+
+func TestMalformedTraceHeadersStartANewTrace(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, b3single, tracecontext, datadog, ot-tracer]\n"))
+	bad := []map[string]string{
+		{"x-b3-traceid": "not-hex", "x-b3-spanid": "zz"},
+		{"b3": strings.Repeat("f", 2000)},
+		{"traceparent": "00-xyz-abc-01"},
+		{"x-datadog-trace-id": "-1", "x-datadog-parent-id": "ab"},
+		{"ot-tracer-traceid": "", "ot-tracer-spanid": "0"},
+		{"x-request-id": strings.Repeat("r", 500)},
+	}
+	for i, h := range bad {
+		resp, _ := do(t, "GET", "http://"+p.addr["l"]+"/", h)
+		if resp.StatusCode != 200 {
+			t.Errorf("case %d: status %d, want 200", i, resp.StatusCode)
+		}
+	}
+	for _, s := range p.rec.all() {
+		if s.ParentID != 0 || s.TraceID.IsZero() {
+			t.Errorf("a malformed header produced span %+v; want a new root", s)
+		}
+	}
+	if len(p.rec.all()) != len(bad) {
+		t.Errorf("%d spans for %d requests", len(p.rec.all()), len(bad))
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	closed := freePort(t) // nothing listens there
+	hang := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	reset := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _ := http.NewResponseController(w).Hijack()
+		conn.Close()
+	})
+	cases := []struct {
+		name, cluster string
+		status        int
+		body          string
+	}{
+		{"refused", closed, 503, "upstream connect error"},
+		{"timeout", hang.addr(), 504, "upstream request timeout"},
+		{"reset", reset.addr(), 502, "upstream error"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := startProxy(t, oneRoute("egress", "true", c.cluster, ""))
+			resp, body := do(t, "GET", "http://"+p.addr["l"]+"/x", nil)
+			if resp.StatusCode != c.status || !strings.Contains(body, c.body) || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, c.status, c.body)
+			}
+			s := p.rec.one(t)
+			msg, _ := s.Tag("error.message")
+			if !s.Error || !strings.Contains(msg, c.body) || s.Kind != core.KindClient {
+				t.Fatalf("span error=%v message=%q kind=%s", s.Error, msg, s.Kind)
+			}
+			if s.Remote.Service != "up" {
+				t.Errorf("client span remote %+v, want service up", s.Remote)
+			}
+		})
+	}
+	t.Run("no route", func(t *testing.T) {
+		up := newUpstream(t, nil)
+		p := startProxy(t, strings.Replace(oneRoute("ingress", "true", up.addr(), ""), "{prefix: /}", "{path: /only}", 1))
+		resp, body := do(t, "GET", "http://"+p.addr["l"]+"/other", nil)
+		if resp.StatusCode != 404 || !strings.Contains(body, "no route for /other") {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+		if s := p.rec.one(t); s.Error {
+			t.Errorf("a 404 is not an error span")
+		}
+	})
+}
+
+func TestSpawnUpstreamSpanAndCustomTags(t *testing.T) {
+	t.Setenv("TRACEHOP_TEST_POD", "pod-7")
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), `  spawn_upstream_span: true
+  custom_tags:
+    - {tag: env, literal: dev}
+    - {tag: pod, environment: {name: TRACEHOP_TEST_POD, default: unknown}}
+    - {tag: user, request_header: {name: x-user}}
+    - {tag: tenant, request_header: {name: x-tenant, default: none}}
+`))
+	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{"x-user": "zoë"})
+	spans := p.rec.all()
+	if len(spans) != 2 {
+		t.Fatalf("want server and upstream client span, got %d", len(spans))
+	}
+	var server, client core.Span
+	for _, s := range spans {
+		if s.Kind == core.KindServer {
+			server = s
+		} else {
+			client = s
+		}
+	}
+	if client.ParentID != server.SpanID || client.TraceID != server.TraceID || up.header("x-b3-spanid") != client.SpanID.String() {
+		t.Fatalf("the upstream span must be the server span's child and the upstream's parent: server %s client %+v upstream saw %s",
+			server.SpanID, client, up.header("x-b3-spanid"))
+	}
+	for k, v := range map[string]string{"env": "dev", "pod": "pod-7", "user": "zoë", "tenant": "none"} {
+		if got, _ := server.Tag(k); got != v {
+			t.Errorf("custom tag %s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+func TestH2CDownstreamAndUpstream(t *testing.T) {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	upSrv := &http.Server{Protocols: protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Proto)
+	})}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go upSrv.Serve(ln)
+	t.Cleanup(func() { upSrv.Close() })
+	p := startProxy(t, strings.Replace(oneRoute("ingress", "true", ln.Addr().String(), ""), "connect_timeout: 500ms", "connect_timeout: 500ms, protocol: h2c", 1))
+	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
+	resp, err := client.Get("http://" + p.addr["l"] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || string(body) != "HTTP/2.0" {
+		t.Fatalf("downstream %s, upstream saw %s; want HTTP/2 on both sides", resp.Proto, body)
+	}
+	if s := p.rec.one(t); s.Tags == nil {
+		t.Fatal("no tags")
+	} else if v, _ := s.Tag("http.protocol"); v != "HTTP/2" {
+		t.Errorf("http.protocol = %q", v)
+	}
+}
+
+func TestGRPCUnaryAndStreaming(t *testing.T) {
+	hs := health.NewServer()
+	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	p := startProxy(t, strings.Replace(strings.Replace(oneRoute("ingress", "true", ln.Addr().String(), ""), "connect_timeout: 500ms", "connect_timeout: 500ms, protocol: h2c", 1), "timeout: 300ms", "timeout: 0s", 1))
+	conn, err := grpc.NewClient("passthrough:///"+p.addr["l"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "svc"})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("unary Check through the proxy: %v %v", resp, err)
+	}
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"}); err == nil {
+		t.Fatal("want NotFound for an unknown service")
+	}
+	stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || first.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first streamed message: %v %v", first, err)
+	}
+	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_NOT_SERVING)
+	second, err := stream.Recv()
+	if err != nil || second.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("second streamed message: %v %v", second, err)
+	}
+	cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.rec.all()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	spans := p.rec.all()
+	if len(spans) != 3 {
+		t.Fatalf("want 3 spans (two Checks and the cancelled Watch), got %d", len(spans))
+	}
+	var codes []string
+	for _, s := range spans {
+		c, _ := s.Tag("grpc.status_code")
+		codes = append(codes, c)
+	}
+	if codes[0] != "0" || codes[1] != "5" || !spans[1].Error || spans[0].Error {
+		t.Fatalf("grpc.status_code tags %v; want 0 for the Check, 5 (NotFound, an error) for the unknown service", codes)
+	}
+	// The client cancelled the Watch: the stream broke off on its side.
+	if f, _ := spans[2].Tag("response_flags"); f != "DC" || spans[2].Error {
+		t.Errorf("cancelled stream: response_flags %q error %v; want DC and no error", f, spans[2].Error)
+	}
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	up := newUpstream(t, websocket.Handler(func(ws *websocket.Conn) { io.Copy(ws, ws) }).ServeHTTP)
+	p := startProxy(t, strings.Replace(oneRoute("ingress", "true", up.addr(), ""), "timeout: 300ms", "timeout: 5s", 1))
+	ws, err := websocket.Dial("ws://"+p.addr["l"]+"/ws", "", "http://localhost/")
+	if err != nil {
+		t.Fatalf("websocket through the proxy: %v", err)
+	}
+	for _, msg := range []string{"hello", "zoë ☃"} {
+		if _, err := ws.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := ws.Read(buf)
+		if err != nil || string(buf[:n]) != msg {
+			t.Fatalf("echo %q: got %q, %v", msg, buf[:n], err)
+		}
+	}
+	ws.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.rec.all()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := p.rec.one(t); s.Tags == nil {
+		t.Fatal("no tags")
+	} else if v, _ := s.Tag("http.status_code"); v != "101" {
+		t.Errorf("websocket span status %q, want 101", v)
+	}
+}
+
+// A streamed response must reach the client chunk by chunk: the upstream
+// sends its second chunk only after the client has read the first.
+func TestStreamedResponseFlushes(t *testing.T) {
+	readFirst := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "chunk1\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-readFirst:
+		case <-time.After(10 * time.Second):
+			return // the proxy buffered: the client never saw chunk 1
+		}
+		fmt.Fprint(w, "chunk2\n")
+	})
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	resp, err := http.Get("http://" + p.addr["l"] + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "chunk1\n" {
+		t.Fatalf("first chunk: %q %v", buf, err)
+	}
+	close(readFirst)
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "chunk2\n" {
+		t.Fatalf("second chunk %q: the proxy held the stream back", rest)
+	}
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	up := newUpstream(t, nil)
+	cfg := oneRoute("ingress", "true", up.addr(), "") + `  drivers: []
+`
+	cfg = strings.Replace(cfg, "  driver: {name: file}\n", `  driver:
+    name: zipkin
+    config: {collector_endpoint: "http://x", headers: {Authorization: "Bearer s3cret"}, access_token: tok123, timeout: 5s}
+    env: {DD_API_KEY: abc}
+`, 1)
+	p := startProxy(t, cfg)
+	do(t, "GET", "http://"+p.addr["l"]+"/", nil)
+	admin := "http://" + p.addr["admin"]
+	if _, b := do(t, "GET", admin+"/healthz", nil); strings.TrimSpace(b) != "ok" {
+		t.Errorf("/healthz %q", b)
+	}
+	if r, _ := do(t, "GET", admin+"/ready", nil); r.StatusCode != 200 {
+		t.Errorf("/ready %d", r.StatusCode)
+	}
+	_, metrics := do(t, "GET", admin+"/metrics", nil)
+	for _, want := range []string{
+		`tracehop_requests_total{cluster="up",code_class="2xx",listener="l",route="checkAvailability"} 1`,
+		`tracehop_spans_sampled_total 1`, `tracehop_request_duration_seconds_bucket{cluster="up",listener="l",route="checkAvailability"`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	_, cfgDump := do(t, "GET", admin+"/config", nil)
+	for _, secret := range []string{"s3cret", "tok123", "abc"} {
+		if strings.Contains(cfgDump, secret) {
+			t.Errorf("/config shows the secret %q:\n%s", secret, cfgDump)
+		}
+	}
+	if !strings.Contains(cfgDump, "[REDACTED]") || !strings.Contains(cfgDump, "http://x") {
+		t.Errorf("/config should redact secrets and keep the rest:\n%s", cfgDump)
+	}
+}
+
+// SIGTERM-style shutdown lets a request in flight finish.
+func TestShutdownDrainsRequestsInFlight(t *testing.T) {
+	started := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprint(w, "done")
+	})
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	result := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + p.addr["l"] + "/")
+		if err != nil {
+			result <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		result <- string(b)
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-result; got != "done" {
+		t.Fatalf("the request in flight got %q", got)
+	}
+	if len(p.rec.all()) != 1 {
+		t.Fatalf("its span was lost")
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// An upstream that breaks off mid-body: the client gets a truncated
+// response, and the span says so (UR, an error) instead of going missing.
+func TestUpstreamResetMidBody(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		fmt.Fprint(w, "partial")
+		w.(http.Flusher).Flush()
+		conn, _, _ := http.NewResponseController(w).Hijack()
+		conn.Close()
+	})
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	resp, err := http.Get("http://" + p.addr["l"] + "/")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("the client got a whole response from a broken upstream")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.rec.all()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := p.rec.one(t)
+	if f, _ := s.Tag("response_flags"); f != "UR" || !s.Error {
+		t.Fatalf("response_flags %q error %v; want UR and an error", f, s.Error)
+	}
+}
