@@ -601,3 +601,27 @@ func TestUpstreamResetMidBody(t *testing.T) {
 		t.Fatalf("response_flags %q error %v; want UR and an error", f, s.Error)
 	}
 }
+
+func TestNoTracingBlockStillProxies(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, strings.Replace(oneRoute("ingress", "true", up.addr(), ""), tracingBlock, "", 1))
+	resp, body := do(t, "GET", "http://"+p.addr["l"]+"/", nil)
+	if resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if len(up.header("x-request-id")) != 36 || up.header("x-b3-traceid") != "" {
+		t.Errorf("without tracing: x-request-id %q (want a UUID), x-b3-traceid %q (want none)", up.header("x-request-id"), up.header("x-b3-traceid"))
+	}
+}
+
+func TestHugeHeaderBlockIsRefused(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	resp, _ := do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{"x-big": strings.Repeat("a", 200<<10)})
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a 200 KiB header got %d, want 431", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", "http://"+p.addr["l"]+"/", nil); resp.StatusCode != 200 {
+		t.Fatalf("the next request got %d", resp.StatusCode)
+	}
+}

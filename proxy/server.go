@@ -199,3 +199,25 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+// CheckAddresses binds and releases every listener's address and the admin
+// address, so that `tracehop validate` reports an address in use as a start
+// would.
+func CheckAddresses(cfg *config.Config) error {
+	var errs []error
+	check := func(name, addr string) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err))
+			return
+		}
+		ln.Close()
+	}
+	for _, l := range cfg.Listeners {
+		check(l.Name, l.Address)
+	}
+	if cfg.Admin.Address != "off" {
+		check("admin", cfg.Admin.Address)
+	}
+	return errors.Join(errs...)
+}

@@ -146,6 +146,10 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	fmt.Fprintf(stdout, "%s: config is valid: %d listeners, %d clusters\n", *file, len(cfg.Listeners), len(cfg.Clusters))
+	if err := proxy.CheckAddresses(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFailure
+	}
 	if cfg.Tracing == nil {
 		fmt.Fprintln(stdout, "no tracing block: tracehop will proxy without tracing")
 		return exitOK

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,12 @@ func TestValidateAndDrivers(t *testing.T) {
 		t.Fatal(err)
 	}
 	spans := filepath.Join(t.TempDir(), "spans.jsonl")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
 	cases := []struct {
 		name   string
 		args   func(cfg string) []string
@@ -32,9 +39,10 @@ func TestValidateAndDrivers(t *testing.T) {
 		code   int
 		out    []string
 	}{
-		{"valid", nil, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n", exitOK,
+		{"valid", nil, "admin: {address: \"127.0.0.1:0\"}\ntracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n", exitOK,
 			[]string{"config is valid", "driver file: ok", "reads b3, tracecontext; 128-bit trace ids; keeps 1µs"}},
-		{"no tracing", nil, "admin: {address: 127.0.0.1:9901}\n", exitOK, []string{"proxy without tracing"}},
+		{"no tracing", nil, "admin: {address: \"127.0.0.1:0\"}\n", exitOK, []string{"proxy without tracing"}},
+		{"address in use", nil, "admin: {address: " + busy + "}\n", exitFailure, []string{`listener "admin": cannot listen on ` + busy}},
 		{"invalid config", nil, "tracing:\n  drivr: {name: file}\n", exitInvalid, []string{`tracing.drivr: unknown key (did you mean "driver"?`}},
 		{"driver rejects", nil, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {pth: x}}\n", exitInvalid,
 			[]string{`driver "file" rejected its config: pth: unknown key (valid keys: path)`}},
