@@ -63,6 +63,11 @@ type Capabilities struct {
 	// Precision is the smallest time unit the back end keeps (for example
 	// time.Microsecond for Zipkin). Zero means nanoseconds.
 	Precision time.Duration
+	// SharedSpans asks for Zipkin's shared-span model (Envoy's
+	// shared_span_context): an ingress span joins the calling client span,
+	// reusing its span id (and its parent), instead of being its child. The
+	// proxy does this only when every configured driver asks for it.
+	SharedSpans bool
 }
 
 // ErrorClass says whether retrying a failed Export can help.

@@ -91,6 +91,12 @@ type testProxy struct {
 // listeners use port 0, with spans going to a recorder.
 func startProxy(t *testing.T, yaml string) *testProxy {
 	t.Helper()
+	return startProxyCaps(t, yaml, core.Capabilities{Propagation: []string{"b3", "tracecontext"}, TraceID128: true})
+}
+
+// startProxyCaps is startProxy with a driver that declares caps.
+func startProxyCaps(t *testing.T, yaml string, caps core.Capabilities) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +104,7 @@ func startProxy(t *testing.T, yaml string) *testProxy {
 	tp := &testProxy{rec: &recorder{}, addr: map[string]string{}}
 	var tracer *proxy.Tracer
 	if cfg.Tracing != nil {
-		tracer, err = proxy.NewTracer(cfg, proxy.TracerOptions{Sink: tp.rec, Capabilities: []core.Capabilities{{Propagation: []string{"b3", "tracecontext"}, TraceID128: true}}})
+		tracer, err = proxy.NewTracer(cfg, proxy.TracerOptions{Sink: tp.rec, Capabilities: []core.Capabilities{caps}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,6 +186,9 @@ func TestSpanTagsAndPropagation(t *testing.T) {
 	// The upstream continues from this span.
 	if got := up.header("x-b3-spanid"); got != s.SpanID.String() {
 		t.Errorf("upstream x-b3-spanid %q, want the span's id %s", got, s.SpanID)
+	}
+	if got := up.header("x-b3-parentspanid"); got != "00f067aa0ba902b7" {
+		t.Errorf("upstream x-b3-parentspanid %q, want this span's parent", got)
 	}
 	if got := up.header("traceparent"); got != "00-0af7651916cd43dd8448eb211c80319c-"+s.SpanID.String()+"-01" {
 		t.Errorf("upstream traceparent %q", got)
@@ -623,5 +632,28 @@ func TestHugeHeaderBlockIsRefused(t *testing.T) {
 	}
 	if resp, _ := do(t, "GET", "http://"+p.addr["l"]+"/", nil); resp.StatusCode != 200 {
 		t.Fatalf("the next request got %d", resp.StatusCode)
+	}
+}
+
+// With a driver that asks for shared spans (Zipkin's model), the ingress
+// span joins the client's span: same id, the client's parent, shared flag.
+func TestSharedSpans(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxyCaps(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, tracecontext]\n"), core.Capabilities{Propagation: []string{"b3"}, TraceID128: true, SharedSpans: true})
+	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{
+		"x-b3-traceid": "0af7651916cd43dd8448eb211c80319c", "x-b3-spanid": "00f067aa0ba902b7", "x-b3-parentspanid": "1111111111111111", "x-b3-sampled": "1",
+	})
+	s := p.rec.one(t)
+	if !s.Shared || s.SpanID != 0x00f067aa0ba902b7 || s.ParentID != 0x1111111111111111 {
+		t.Fatalf("shared span %+v: want id 00f067aa0ba902b7, parent 1111111111111111, shared", s)
+	}
+	if up.header("x-b3-spanid") != "00f067aa0ba902b7" || up.header("x-b3-parentspanid") != "1111111111111111" {
+		t.Errorf("upstream got span %q parent %q", up.header("x-b3-spanid"), up.header("x-b3-parentspanid"))
+	}
+	// A context from another format does not say who the client's parent
+	// is: no sharing then.
+	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"})
+	if s := p.rec.all()[1]; s.Shared || s.ParentID != 0x00f067aa0ba902b7 {
+		t.Errorf("tracecontext span %+v must be a plain child", s)
 	}
 }

@@ -35,6 +35,7 @@ type Tracer struct {
 	maxPath       int
 	spawnUpstream bool
 	trace128      bool
+	sharedSpans   bool
 	customTags    []customTag
 	links         *linkTable // nil when link_by_request_id is off
 
@@ -79,9 +80,12 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	if len(formats) == 0 {
 		formats = []string{core.FormatB3, core.FormatTraceContext}
 	}
+	sharedSpans := len(opts.Capabilities) > 0
 	for _, c := range opts.Capabilities {
 		// A back end that keeps 64 bits would split 128-bit traces.
 		trace128 = trace128 && c.TraceID128
+		// Span ids are shared by all drivers: join only if all want it.
+		sharedSpans = sharedSpans && c.SharedSpans
 	}
 	prop, err := propagation.New(formats)
 	if err != nil {
@@ -95,7 +99,7 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		prop: prop, sampler: sampler, sink: opts.Sink,
 		service: firstNonEmpty(cfg.Node.Service, cfg.Node.ID, "tracehop"),
 		nodeID:  cfg.Node.ID, zone: cfg.Node.Zone,
-		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128,
+		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128, sharedSpans: sharedSpans,
 	}
 	for _, ct := range tc.CustomTags {
 		c := customTag{tag: ct.Tag, value: ct.Literal}
@@ -223,9 +227,14 @@ func (t *Tracer) begin(st *reqState, r *http.Request) {
 
 	s := &st.span
 	s.SpanID = newSpanID()
-	if in.Valid() {
+	switch {
+	case in.Valid() && l.ingress && t.sharedSpans && (in.Format == core.FormatB3 || in.Format == core.FormatB3Single):
+		// Zipkin's shared span: the server side joins the client's span.
+		// Only B3 says who the client span's parent is.
+		s.TraceID, s.SpanID, s.ParentID, s.Shared = in.TraceID, in.SpanID, in.ParentID, true
+	case in.Valid():
 		s.TraceID, s.ParentID = in.TraceID, in.SpanID
-	} else {
+	default:
 		s.TraceID = t.newTraceID()
 	}
 	s.Kind = core.KindServer
@@ -238,7 +247,7 @@ func (t *Tracer) begin(st *reqState, r *http.Request) {
 	s.Name = st.operation(r)
 
 	out := in
-	out.TraceID, out.SpanID = s.TraceID, s.SpanID
+	out.TraceID, out.SpanID, out.ParentID = s.TraceID, s.SpanID, s.ParentID
 	out.Sampled = propagation.SamplingNo
 	if sampled {
 		out.Sampled = propagation.SamplingYes
@@ -248,7 +257,7 @@ func (t *Tracer) begin(st *reqState, r *http.Request) {
 		u.TraceID, u.ParentID, u.SpanID = s.TraceID, s.SpanID, newSpanID()
 		u.Kind, u.LocalService, u.Sampled = core.KindClient, t.service, sampled
 		u.Name = "router " + st.clusterName() + " egress"
-		out.SpanID = u.SpanID
+		out.SpanID, out.ParentID = u.SpanID, s.SpanID
 	}
 	st.out = out
 	if l.ingress && t.links != nil && t.links.put(st.requestID, out) {

@@ -47,12 +47,15 @@ var b3Multi = &Format{
 	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags},
 	extract: extractB3,
 	inject: func(h http.Header, c Context) {
-		delete(h, hB3ParentSpanID) // the receiver's parent is c.SpanID, carried as its span id
+		delete(h, hB3ParentSpanID)
 		delete(h, hB3Flags)
 		if c.Valid() {
 			var buf [32]byte
 			set(h, hB3TraceID, string(appendTraceID(buf[:0], c.TraceID)))
 			set(h, hB3SpanID, string(appendHex64(buf[:0], uint64(c.SpanID))))
+			if c.ParentID != 0 {
+				set(h, hB3ParentSpanID, string(appendHex64(buf[:0], uint64(c.ParentID))))
+			}
 		}
 		if c.Debug {
 			set(h, hB3Flags, "1")
@@ -98,6 +101,10 @@ var b3Single = &Format{
 		case c.Sampled == SamplingNo:
 			b = append(b, "-0"...)
 		}
+		if c.ParentID != 0 && (c.Debug || c.Sampled != SamplingUnset) {
+			b = append(b, '-')
+			b = appendHex64(b, uint64(c.ParentID))
+		}
 		set(h, hB3, string(b))
 	},
 }
@@ -125,6 +132,9 @@ func extractB3Multi(h http.Header) Context {
 	sid, ok2 := parseHex64(get(h, hB3SpanID))
 	if ok1 && ok2 {
 		c.TraceID, c.SpanID = tid, core.SpanID(sid)
+		if pid, ok := parseHex64(get(h, hB3ParentSpanID)); ok {
+			c.ParentID = core.SpanID(pid)
+		}
 	}
 	return c
 }
@@ -168,9 +178,11 @@ func extractB3Single(h http.Header) Context {
 			return Context{}
 		}
 		if hasParent {
-			if _, ok := parseHex64(parent); !ok || len(parent) != 16 {
+			pid, ok := parseHex64(parent)
+			if !ok || len(parent) != 16 {
 				return Context{}
 			}
+			c.ParentID = core.SpanID(pid)
 		}
 	}
 	c.TraceID, c.SpanID = t, core.SpanID(s)

@@ -24,11 +24,16 @@ type Context struct {
 	TraceID core.TraceID
 	// SpanID is the sender's span: the parent of the receiver's span.
 	SpanID core.SpanID
+	// ParentID is the sender's own parent, where the format carries it
+	// (B3); a receiver that joins the sender's span (shared spans) needs it.
+	ParentID core.SpanID
 	// Sampled is the sender's decision, if it made one. A context may carry
 	// only a decision and no ids (b3: 0).
 	Sampled Sampling
 	// Debug asks for the trace to be kept (B3 flags: 1, b3: d).
 	Debug bool
+	// Format names the format the context was extracted from.
+	Format string
 	// TraceState is W3C tracestate, passed on unchanged.
 	TraceState string
 	// DatadogOrigin and DatadogTags are x-datadog-origin and the
@@ -135,6 +140,7 @@ func (p *Propagator) Extract(h http.Header) Context {
 	for _, f := range p.formats {
 		c := f.extract(h)
 		if c.Valid() {
+			c.Format = f.Name
 			return c
 		}
 		if decision.Sampled == SamplingUnset && c.Sampled != SamplingUnset {

@@ -214,8 +214,10 @@ type Capabilities struct {
 	Propagation    []string  `protobuf:"bytes,1,rep,name=propagation,proto3" json:"propagation,omitempty"`
 	TraceId_128Bit bool      `protobuf:"varint,2,opt,name=trace_id_128bit,json=traceId128bit,proto3" json:"trace_id_128bit,omitempty"`
 	Precision      Precision `protobuf:"varint,3,opt,name=precision,proto3,enum=tracehop.driver.v1.Precision" json:"precision,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The driver asks for Zipkin's shared-span model (core.Capabilities).
+	SharedSpans   bool `protobuf:"varint,4,opt,name=shared_spans,json=sharedSpans,proto3" json:"shared_spans,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -267,6 +269,13 @@ func (x *Capabilities) GetPrecision() Precision {
 		return x.Precision
 	}
 	return Precision_PRECISION_UNSPECIFIED
+}
+
+func (x *Capabilities) GetSharedSpans() bool {
+	if x != nil {
+		return x.SharedSpans
+	}
+	return false
 }
 
 type ConfigureResponse struct {
@@ -504,11 +513,12 @@ const file_driver_proto_rawDesc = "" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x120\n" +
-	"\x04host\x18\x02 \x01(\v2\x1c.tracehop.driver.v1.HostInfoR\x04host\"\x95\x01\n" +
+	"\x04host\x18\x02 \x01(\v2\x1c.tracehop.driver.v1.HostInfoR\x04host\"\xb8\x01\n" +
 	"\fCapabilities\x12 \n" +
 	"\vpropagation\x18\x01 \x03(\tR\vpropagation\x12&\n" +
 	"\x0ftrace_id_128bit\x18\x02 \x01(\bR\rtraceId128bit\x12;\n" +
-	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\"Y\n" +
+	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\x12!\n" +
+	"\fshared_spans\x18\x04 \x01(\bR\vsharedSpans\"Y\n" +
 	"\x11ConfigureResponse\x12D\n" +
 	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\"_\n" +
 	"\rExportRequest\x12\x19\n" +

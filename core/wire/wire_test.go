@@ -120,6 +120,7 @@ func TestCapabilitiesRoundTrip(t *testing.T) {
 		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond},
 		{Propagation: []string{"datadog", "tracecontext"}, TraceID128: true, Precision: time.Nanosecond},
 		{Propagation: []string{"ot-tracer"}, Precision: time.Millisecond},
+		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond, SharedSpans: true},
 	} {
 		if got := wire.CapabilitiesFromWire(wire.CapabilitiesToWire(c)); !reflect.DeepEqual(got, c) {
 			t.Errorf("got %+v, want %+v", got, c)
