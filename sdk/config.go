@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,6 +52,9 @@ func decodeError(err error, dst any) error {
 }
 
 func describeType(t reflect.Type) string {
+	if t == durationType {
+		return `a duration such as "5s" or "250ms"`
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"
@@ -99,19 +103,22 @@ func jsonKeys(dst any) []string {
 // "5s" or "250ms", the form tracehop's YAML config uses.
 type Duration time.Duration
 
-// UnmarshalJSON accepts a duration string.
+// UnmarshalJSON accepts a duration string. Its errors are
+// *json.UnmarshalTypeError so that encoding/json adds the key they belong to.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("expected a duration such as \"5s\" or \"250ms\", got %s", b)
+		return &json.UnmarshalTypeError{Value: string(b), Type: durationType}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("expected a duration such as \"5s\" or \"250ms\", got %q", s)
+		return &json.UnmarshalTypeError{Value: strconv.Quote(s), Type: durationType}
 	}
 	*d = Duration(v)
 	return nil
 }
+
+var durationType = reflect.TypeFor[Duration]()
 
 // MarshalJSON writes the duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
@@ -145,7 +152,7 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) 
 func (s *Secret) UnmarshalJSON(b []byte) error {
 	var v string
 	if err := json.Unmarshal(b, &v); err != nil {
-		return errors.New("expected a string")
+		return &json.UnmarshalTypeError{Value: "a non-string", Type: reflect.TypeFor[string]()}
 	}
 	*s = Secret(v)
 	return nil

@@ -57,3 +57,7 @@ func Permanent(err error) error { return core.Permanent(err) }
 // BatchID returns the host's id for the batch being exported; a re-sent
 // batch keeps its id.
 var BatchID = core.BatchID
+
+// IsPermanentForTest reports whether err was marked Permanent; driver tests
+// use it to check their error classes.
+func IsPermanentForTest(err error) bool { return core.IsPermanent(err) }

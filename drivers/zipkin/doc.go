@@ -1,0 +1,23 @@
+// Package zipkin is the Zipkin driver: it reports spans to a Zipkin v2 HTTP
+// collector (Zipkin, or Jaeger's Zipkin-compatible receiver) using
+// zipkin-go's span model and its JSON v2 and proto3 serializers.
+//
+// It posts each batch itself, synchronously, instead of using zipkin-go's
+// reporter/http, which drops spans beyond its backlog without telling, does
+// not cap a POST's size and discards non-2xx answers. So an Export returns
+// only once the collector has answered every chunk: 2xx is success; 408, 429,
+// 5xx and connection errors are retryable; other 4xx answers are permanent.
+//
+// Config:
+//
+//	collector_endpoint: http://127.0.0.1:9411/api/v2/spans   # required
+//	encoding: json          # or proto (about half the bytes and CPU)
+//	timeout: 5s             # per POST
+//	max_batch_spans: 1000   # an Export is cut into POSTs of at most this many spans
+//	headers: {Authorization: "Bearer ..."}   # sent with every POST; never logged
+//	shared_span_context: false   # Envoy's option: a server span joins its client's span id
+//	trace_id_128bit: true        # false: new traces get 64-bit ids
+//
+// Zipkin keeps microseconds, and its JSON lowercases span and service names
+// (proto keeps their case).
+package zipkin

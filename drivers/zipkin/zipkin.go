@@ -1,0 +1,187 @@
+package zipkin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openzipkin/zipkin-go/model"
+	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
+	"github.com/openzipkin/zipkin-go/reporter"
+
+	"github.com/tracehop/tracehop/drivers/internal/zipkinmodel"
+	"github.com/tracehop/tracehop/sdk"
+)
+
+// Config is the zipkin driver's config block.
+type Config struct {
+	CollectorEndpoint string                `json:"collector_endpoint"`
+	Encoding          string                `json:"encoding"`
+	Timeout           sdk.Duration          `json:"timeout"`
+	MaxBatchSpans     int                   `json:"max_batch_spans"`
+	Headers           map[string]sdk.Secret `json:"headers"`
+	SharedSpanContext bool                  `json:"shared_span_context"`
+	TraceID128Bit     *bool                 `json:"trace_id_128bit"`
+}
+
+// Defaults.
+const (
+	DefaultTimeout       = 5 * time.Second
+	DefaultMaxBatchSpans = 1000
+)
+
+// Validate reports every problem with the config.
+func (c *Config) Validate() error {
+	var p sdk.Problems
+	if c.CollectorEndpoint == "" {
+		p.Add("collector_endpoint", "is required, e.g. http://127.0.0.1:9411/api/v2/spans")
+	} else if u, err := url.Parse(c.CollectorEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.Add("collector_endpoint", "must be an http or https URL, got %q", c.CollectorEndpoint)
+	}
+	if c.Encoding != "json" && c.Encoding != "proto" {
+		p.Add("encoding", "must be json or proto, got %q", c.Encoding)
+	}
+	if c.Timeout <= 0 {
+		p.Add("timeout", "must be positive, got %s", time.Duration(c.Timeout))
+	}
+	if c.MaxBatchSpans <= 0 {
+		p.Add("max_batch_spans", "must be positive, got %d", c.MaxBatchSpans)
+	}
+	for k := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n") {
+			p.Add("headers", "%q is not a header name", k)
+		}
+	}
+	return p.Err()
+}
+
+// Driver posts spans to a Zipkin collector.
+type Driver struct {
+	cfg        Config
+	client     *http.Client
+	serializer reporter.SpanSerializer
+	header     http.Header
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var _ sdk.Driver = (*Driver)(nil)
+
+// New returns an unconfigured zipkin driver.
+func New() *Driver { return &Driver{} }
+
+// Configure decodes and checks the config and prepares the HTTP client. It
+// does not contact the collector.
+func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.Capabilities, error) {
+	d.cfg = Config{Encoding: "json", Timeout: sdk.Duration(DefaultTimeout), MaxBatchSpans: DefaultMaxBatchSpans}
+	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
+		return sdk.Capabilities{}, err
+	}
+	d.serializer = reporter.JSONSerializer{}
+	if d.cfg.Encoding == "proto" {
+		d.serializer = zipkinproto.SpanSerializer{}
+	}
+	d.header = http.Header{}
+	for k, v := range d.cfg.Headers {
+		d.header.Set(k, v.Value())
+	}
+	d.header.Set("Content-Type", d.serializer.ContentType())
+	// Do not trace the tracer: Zipkin's convention for reports.
+	d.header.Set("b3", "0")
+	d.client = &http.Client{
+		Timeout:   time.Duration(d.cfg.Timeout),
+		Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true},
+	}
+	return sdk.Capabilities{
+		Propagation: []string{sdk.FormatB3},
+		TraceID128:  d.cfg.TraceID128Bit == nil || *d.cfg.TraceID128Bit,
+		Precision:   time.Microsecond,
+		SharedSpans: d.cfg.SharedSpanContext,
+	}, nil
+}
+
+// Export posts the spans in chunks of at most max_batch_spans and returns
+// once the collector has accepted all of them.
+func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
+	d.mu.Lock()
+	closed := d.closed || d.client == nil
+	d.mu.Unlock()
+	if closed {
+		return sdk.Permanent(errors.New("zipkin driver is not configured or already shut down"))
+	}
+	models := make([]model.SpanModel, len(spans))
+	ptrs := make([]*model.SpanModel, len(spans))
+	for i := range spans {
+		zipkinmodel.ToModel(&spans[i], &models[i])
+		ptrs[i] = &models[i]
+	}
+	for start := 0; start < len(ptrs); start += d.cfg.MaxBatchSpans {
+		chunk := ptrs[start:min(start+d.cfg.MaxBatchSpans, len(ptrs))]
+		if err := d.post(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Driver) post(ctx context.Context, chunk []*model.SpanModel) error {
+	body, err := d.serializer.Serialize(chunk)
+	if err != nil {
+		return sdk.Permanent(fmt.Errorf("encoding %d spans as %s: %w", len(chunk), d.cfg.Encoding, err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.CollectorEndpoint, bytes.NewReader(body))
+	if err != nil {
+		return sdk.Permanent(err)
+	}
+	req.Header = d.header.Clone()
+	resp, err := d.client.Do(req)
+	if err != nil {
+		// Connection refused, reset, timeout: the collector may come back.
+		return sdk.Retryable(fmt.Errorf("POST %s: %w", d.cfg.CollectorEndpoint, unwrapURLError(err)))
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	err = fmt.Errorf("POST %s: %d spans refused with %s: %s", d.cfg.CollectorEndpoint, len(chunk), resp.Status, strings.TrimSpace(string(msg)))
+	switch {
+	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
+		return sdk.Retryable(err)
+	default:
+		return sdk.Permanent(err)
+	}
+}
+
+// unwrapURLError drops the *url.Error wrapper, whose message repeats the URL.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Shutdown releases idle connections. Export is synchronous, so nothing is
+// buffered.
+func (d *Driver) Shutdown(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.client != nil {
+		d.client.CloseIdleConnections()
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package zipkin_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/openzipkin/zipkin-go/model"
+	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
+
+	"github.com/tracehop/tracehop/drivers/internal/zipkinmodel"
+	"github.com/tracehop/tracehop/drivers/zipkin"
+	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/drivertest"
+)
+
+// receiver is a Zipkin collector stand-in that decodes what was posted with
+// zipkin-go's own decoders (JSON v2 and proto3), as a real collector would.
+type receiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	spans    []sdk.Span
+	posts    int
+	types    []string
+	headers  []http.Header
+	failWith []int // status codes to answer with first, one per POST
+}
+
+func newReceiver(t testing.TB) *receiver {
+	r := &receiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.posts++
+		r.types = append(r.types, req.Header.Get("Content-Type"))
+		r.headers = append(r.headers, req.Header.Clone())
+		if len(r.failWith) > 0 {
+			code := r.failWith[0]
+			r.failWith = r.failWith[1:]
+			http.Error(w, "injected failure", code)
+			return
+		}
+		var models []*model.SpanModel
+		var err error
+		switch req.Header.Get("Content-Type") {
+		case "application/json":
+			err = json.Unmarshal(body, &models)
+		case "application/x-protobuf":
+			models, err = zipkinproto.ParseSpans(body, false)
+		default:
+			err = fmt.Errorf("unknown content type %q", req.Header.Get("Content-Type"))
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, m := range models {
+			r.spans = append(r.spans, zipkinmodel.FromModel(m))
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) received() ([]sdk.Span, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sdk.Span(nil), r.spans...), nil
+}
+
+func (r *receiver) endpoint() string { return r.URL + "/api/v2/spans" }
+
+func TestConformance(t *testing.T) {
+	for _, enc := range []string{"json", "proto"} {
+		t.Run(enc, func(t *testing.T) {
+			drivertest.Run(t, drivertest.Suite{
+				Name:        "zipkin",
+				New:         func() sdk.Driver { return zipkin.New() },
+				MainPackage: "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
+				Backend: func(t *testing.T) drivertest.Backend {
+					r := newReceiver(t)
+					return drivertest.Backend{Config: map[string]any{"collector_endpoint": r.endpoint(), "encoding": enc}, Received: r.received}
+				},
+				Invalid: []drivertest.InvalidConfig{
+					{Name: "no endpoint", Config: map[string]any{}, Key: "collector_endpoint"},
+					{Name: "not a URL", Config: map[string]any{"collector_endpoint": "ftp://x"}, Key: "collector_endpoint"},
+					{Name: "encoding", Config: map[string]any{"collector_endpoint": "http://x", "encoding": "thrift"}, Key: "encoding"},
+					{Name: "timeout", Config: map[string]any{"collector_endpoint": "http://x", "timeout": "soon"}, Key: "timeout"},
+					{Name: "batch", Config: map[string]any{"collector_endpoint": "http://x", "max_batch_spans": -1}, Key: "max_batch_spans"},
+					{Name: "unknown", Config: map[string]any{"collector_endpoint": "http://x", "collector": "y"}, Key: "collector"},
+				},
+			})
+		})
+	}
+}
+
+func configured(t *testing.T, cfg map[string]any) (*zipkin.Driver, sdk.Capabilities) {
+	t.Helper()
+	raw, _ := json.Marshal(cfg)
+	d := zipkin.New()
+	caps, err := d.Configure(context.Background(), raw, sdk.HostInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	return d, caps
+}
+
+func TestErrorClasses(t *testing.T) {
+	cases := []struct {
+		code      int
+		permanent bool
+	}{{500, false}, {503, false}, {429, false}, {408, false}, {400, true}, {413, true}, {404, true}}
+	for _, c := range cases {
+		t.Run(fmt.Sprint(c.code), func(t *testing.T) {
+			r := newReceiver(t)
+			r.failWith = []int{c.code}
+			d, _ := configured(t, map[string]any{"collector_endpoint": r.endpoint()})
+			err := d.Export(context.Background(), drivertest.Spans(1, 3))
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprint(c.code)) {
+				t.Fatalf("err = %v, want one naming %d", err, c.code)
+			}
+			if got := sdk.IsPermanentForTest(err); got != c.permanent {
+				t.Fatalf("%d: permanent = %v, want %v", c.code, got, c.permanent)
+			}
+		})
+	}
+	t.Run("connection refused", func(t *testing.T) {
+		r := newReceiver(t)
+		url := r.endpoint()
+		r.Close()
+		d, _ := configured(t, map[string]any{"collector_endpoint": url})
+		err := d.Export(context.Background(), drivertest.Spans(1, 1))
+		if err == nil || sdk.IsPermanentForTest(err) {
+			t.Fatalf("err = %v, want a retryable error", err)
+		}
+	})
+}
+
+func TestChunksHeadersAndCapabilities(t *testing.T) {
+	r := newReceiver(t)
+	d, caps := configured(t, map[string]any{
+		"collector_endpoint": r.endpoint(), "encoding": "proto", "max_batch_spans": 100,
+		"headers": map[string]string{"Authorization": "Bearer s3cret"}, "shared_span_context": true, "trace_id_128bit": false,
+	})
+	if err := d.Export(context.Background(), drivertest.Spans(1, 250)); err != nil {
+		t.Fatal(err)
+	}
+	if r.posts != 3 || len(r.spans) != 250 {
+		t.Fatalf("%d POSTs carrying %d spans, want 3 carrying 250", r.posts, len(r.spans))
+	}
+	h := r.headers[0]
+	if h.Get("Authorization") != "Bearer s3cret" || h.Get("Content-Type") != "application/x-protobuf" || h.Get("B3") != "0" {
+		t.Errorf("POST headers %v", h)
+	}
+	if caps.TraceID128 || !caps.SharedSpans || caps.Propagation[0] != "b3" {
+		t.Errorf("capabilities %+v: want 64-bit ids and shared spans as configured", caps)
+	}
+}
+
+// Header values are secrets: an error must never show them.
+func TestSecretsStayOutOfErrors(t *testing.T) {
+	raw, _ := json.Marshal(map[string]any{"collector_endpoint": "http://x", "encoding": "nope", "headers": map[string]string{"Authorization": "Bearer s3cret"}})
+	_, err := zipkin.New().Configure(context.Background(), raw, sdk.HostInfo{})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("err = %v", err)
+	}
+}
