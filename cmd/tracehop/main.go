@@ -11,11 +11,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/tracehop/tracehop/cmd/tracehop/traceview"
 	"github.com/tracehop/tracehop/core/plugin"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
@@ -35,6 +38,7 @@ Usage:
   tracehop run -c FILE        serve traffic as the config says
   tracehop validate -c FILE   check the config and start and stop every driver, serving nothing
   tracehop drivers [-c FILE]  list the drivers tracehop can find, and where
+  tracehop trace view ...     draw traces as a waterfall, from the file driver's output or a Jaeger/Zipkin API
   tracehop version            print the version
   tracehop help               show this
 
@@ -58,6 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "drivers":
 		return cmdDrivers(rest, stdout, stderr)
+	case "trace":
+		if len(rest) == 0 || rest[0] != "view" {
+			fmt.Fprintln(stderr, "tracehop trace: the only subcommand is 'view': tracehop trace view -h")
+			return exitUsage
+		}
+		return cmdTraceView(rest[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "tracehop %s\n", proxy.Version)
 		return exitOK
@@ -276,5 +286,83 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	logger.Info("stopped")
+	return exitOK
+}
+
+func cmdTraceView(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("trace view", "trace view (-file SPANS.jsonl | -jaeger URL | -zipkin URL) [-service NAME] [-trace ID] [-n N]", stderr)
+	file := fs.String("file", "", "Zipkin v2 JSON lines, as the file driver writes them ('-' for standard input)")
+	jaegerURL := fs.String("jaeger", "", "a Jaeger query API, e.g. http://127.0.0.1:16686")
+	zipkinURL := fs.String("zipkin", "", "a Zipkin query API, e.g. http://127.0.0.1:9411")
+	service := fs.String("service", "", "with -jaeger or -zipkin: the service whose traces to show")
+	traceID := fs.String("trace", "", "show this trace id")
+	n := fs.Int("n", 1, "how many of the most recent traces to show")
+	color := fs.String("color", "auto", "auto, always or never")
+	width := fs.Int("width", 0, "line width in columns (default $COLUMNS or 100)")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	sources := 0
+	for _, v := range []string{*file, *jaegerURL, *zipkinURL} {
+		if v != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		fmt.Fprintln(stderr, "tracehop trace view: give exactly one of -file, -jaeger, -zipkin")
+		fs.Usage()
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var spans []traceview.Span
+	var err error
+	switch {
+	case *file != "":
+		r := io.Reader(os.Stdin)
+		if *file != "-" {
+			f, ferr := os.Open(*file)
+			if ferr != nil {
+				fmt.Fprintln(stderr, "tracehop trace view:", ferr)
+				return exitFailure
+			}
+			defer f.Close()
+			r = f
+		}
+		spans, err = traceview.ReadZipkin(r)
+	case *jaegerURL != "":
+		spans, err = traceview.FetchJaeger(ctx, *jaegerURL, *service, *traceID, *n)
+	default:
+		spans, err = traceview.FetchZipkin(ctx, *zipkinURL, *service, *traceID, *n)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "tracehop trace view:", err)
+		return exitFailure
+	}
+	traces := traceview.Group(spans)
+	if *traceID != "" {
+		want := strings.TrimLeft(strings.ToLower(*traceID), "0")
+		traces = slices.DeleteFunc(traces, func(t traceview.Trace) bool { return strings.TrimLeft(t.ID, "0") != want })
+	}
+	if len(traces) == 0 {
+		fmt.Fprintln(stderr, "tracehop trace view: no traces found")
+		return exitFailure
+	}
+	if *n > 0 && len(traces) > *n {
+		traces = traces[len(traces)-*n:]
+	}
+	w := *width
+	if w == 0 {
+		w, _ = strconv.Atoi(os.Getenv("COLUMNS"))
+	}
+	useColor := *color == "always"
+	if *color == "auto" {
+		if f, ok := stdout.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				useColor = os.Getenv("NO_COLOR") == ""
+			}
+		}
+	}
+	traceview.Render(stdout, traces, traceview.Options{Width: w, Color: useColor})
 	return exitOK
 }
