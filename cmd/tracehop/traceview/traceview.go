@@ -34,15 +34,15 @@ type Span struct {
 
 // zipkinSpan is the Zipkin v2 JSON model.
 type zipkinSpan struct {
-	TraceID       string            `json:"traceId"`
-	ID            string            `json:"id"`
-	ParentID      string            `json:"parentId"`
-	Name          string            `json:"name"`
-	Kind          string            `json:"kind"`
-	Timestamp     int64             `json:"timestamp"`
-	Duration      int64             `json:"duration"`
+	TraceID       string                       `json:"traceId"`
+	ID            string                       `json:"id"`
+	ParentID      string                       `json:"parentId"`
+	Name          string                       `json:"name"`
+	Kind          string                       `json:"kind"`
+	Timestamp     int64                        `json:"timestamp"`
+	Duration      int64                        `json:"duration"`
 	LocalEndpoint struct{ ServiceName string } `json:"localEndpoint"`
-	Tags          map[string]string `json:"tags"`
+	Tags          map[string]string            `json:"tags"`
 }
 
 func (z *zipkinSpan) span() Span {
