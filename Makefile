@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 GOBIN_TOOLS        ?= $(HOME)/.cache/tracehop/tools
 FUZZTIME  ?= 5s
 
-.PHONY: all build test vet fmt-check race fuzz-short bench-micro bench-ci proto demo clean
+.PHONY: all build test vet fmt-check race fuzz-short bench-micro bench-ci proto demo sandbox sandbox-bin e2e clean
 
 all: build
 
@@ -63,6 +63,16 @@ proto:
 clean:
 	rm -rf $(BIN)
 
-## demo: build everything and check the example config end to end (starts and stops the file driver)
-demo: build
-	./bin/tracehop validate -c examples/tracehop.yaml
+COLLECTOR ?= file
+PROPAGATE ?= all
+
+## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, PROPAGATE=false|request-id)
+demo: build sandbox-bin
+	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE)
+
+## sandbox: the same topology, left running until Ctrl-C
+sandbox: build sandbox-bin
+	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) -keep
+
+sandbox-bin:
+	$(GO) build -o $(BIN)/sandbox-service ./examples/sandbox/service

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -20,8 +21,8 @@ import (
 
 // Config is the file driver's config block.
 type Config struct {
-	// Path is the file to append to, created if missing; "-" is standard
-	// output.
+	// Path is the file to append to, created (with its directory) if
+	// missing; "-" is standard output.
 	Path string `json:"path"`
 }
 
@@ -58,6 +59,9 @@ func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.C
 	if cfg.Path == "-" {
 		d.out = os.Stdout
 	} else {
+		if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
+			return sdk.Capabilities{}, fmt.Errorf("path: cannot create the directory of %s: %w", cfg.Path, err)
+		}
 		f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
 			return sdk.Capabilities{}, fmt.Errorf("path: cannot open %s for appending: %w", cfg.Path, err)

@@ -398,9 +398,9 @@ func paintIf(cond, color bool, code, s string) string {
 }
 
 func axis(width int, total time.Duration) string {
-	left, mid, right := "0", fmtDur(total/2), fmtDur(total)
+	left, mid, right := []rune("0"), []rune(fmtDur(total/2)), []rune(fmtDur(total))
 	line := []rune(strings.Repeat("·", width))
-	put := func(pos int, s string) {
+	put := func(pos int, s []rune) {
 		for i, r := range s {
 			if pos+i >= 0 && pos+i < len(line) {
 				line[pos+i] = r

@@ -50,6 +50,13 @@ func TestRender(t *testing.T) {
 	if !strings.HasSuffix(lines[5], "5.00ms 503 ✗") || strings.HasSuffix(lines[3], "✗") {
 		t.Errorf("error marks: %q / %q", lines[5], lines[3])
 	}
+	// Labels with multi-byte units keep the axis intact.
+	spans[4].Duration = 955_000
+	var small strings.Builder
+	traceview.Render(&small, traceview.Group(spans[4:]), traceview.Options{Width: 80})
+	if axis := strings.Split(small.String(), "\n")[1]; !strings.HasSuffix(axis, "955µs") || strings.Contains(axis, "µ·") {
+		t.Errorf("axis %q", axis)
+	}
 	// With color, errors are red.
 	out.Reset()
 	traceview.Render(&out, traces[1:], traceview.Options{Width: 80, Color: true})
