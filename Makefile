@@ -1,6 +1,7 @@
 # tracehop: `make build` builds tracehop and every driver into ./bin;
 # `make test` is the test command CI runs (see README.md).
 
+SHELL     := /bin/bash
 GO        ?= go
 BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -33,6 +34,10 @@ vet:
 
 race:
 	$(GO) test -race -count=1 ./...
+
+## e2e: the sandbox with the zipkin driver into a real Jaeger (built once into ~/.cache/tracehop, ~10 min the first time)
+e2e:
+	@jaeger=$$(examples/sandbox/jaeger.sh) && JAEGER_BIN=$$jaeger $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) (CI runs this)
 fuzz-short:

@@ -37,7 +37,8 @@ func binaries(t *testing.T) string {
 		gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
 		for out, pkg := range map[string]string{
 			"tracehop":             "github.com/tracehop/tracehop/cmd/tracehop",
-			"tracehop-driver-file": "github.com/tracehop/tracehop/cmd/tracehop-driver-file",
+			"tracehop-driver-file":   "github.com/tracehop/tracehop/cmd/tracehop-driver-file",
+			"tracehop-driver-zipkin": "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
 			"service":              "github.com/tracehop/tracehop/examples/sandbox/service",
 		} {
 			if b, err := exec.Command(gocmd, "build", "-o", filepath.Join(binDir, out), pkg).CombinedOutput(); err != nil {
@@ -139,6 +140,12 @@ type sandbox struct {
 }
 
 func startSandbox(t *testing.T, propagate string) *sandbox {
+	return startSandboxWith(t, propagate, "")
+}
+
+// startSandboxWith starts the sandbox with a tracing block of its own
+// (after plugin_dir), or the file driver's when driverBlock is "".
+func startSandboxWith(t *testing.T, propagate, driverBlock string) *sandbox {
 	bin := binaries(t)
 	dir := t.TempDir()
 	sb := &sandbox{spansFile: filepath.Join(dir, "spans.jsonl")}
@@ -147,7 +154,10 @@ func startSandbox(t *testing.T, propagate string) *sandbox {
 		a[k] = freePort(t)
 	}
 	sb.frontAddr = a["front"]
-	tracing := fmt.Sprintf("tracing:\n  plugin_dir: %s\n  driver: {name: file, config: {path: %s}}\n", bin, sb.spansFile)
+	if driverBlock == "" {
+		driverBlock = fmt.Sprintf("  driver: {name: file, config: {path: %s}}\n", sb.spansFile)
+	}
+	tracing := fmt.Sprintf("tracing:\n  plugin_dir: %s\n%s", bin, driverBlock)
 	write := func(name, body string) string {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, []byte(body+tracing), 0o644); err != nil {
@@ -193,13 +203,18 @@ clusters:
 	return sb
 }
 
-// spans stops the tracehops (flushing their queues) and reads what the
-// file driver wrote.
-func (sb *sandbox) spans(t *testing.T) []sdk.Span {
+// stop stops the tracehops, which flushes their queues.
+func (sb *sandbox) stop(t *testing.T) {
 	t.Helper()
 	for _, p := range []*proc{sb.front, sb.s1, sb.s2} {
 		p.stop(t)
 	}
+}
+
+// spans stops the tracehops and reads what the file driver wrote.
+func (sb *sandbox) spans(t *testing.T) []sdk.Span {
+	t.Helper()
+	sb.stop(t)
 	f, err := os.Open(sb.spansFile)
 	if err != nil {
 		t.Fatal(err)

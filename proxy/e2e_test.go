@@ -1,0 +1,191 @@
+//go:build e2e
+
+package proxy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The end-to-end suite (make e2e): the sandbox with the zipkin driver,
+// reporting to a real Jaeger, checked through Jaeger's query API.
+
+// startJaeger runs Jaeger (built by examples/sandbox/jaeger.sh, or
+// $JAEGER_BIN) on kernel-chosen loopback ports and returns the Zipkin
+// endpoint and the query URL.
+func startJaeger(t *testing.T) (zipkin, query string) {
+	t.Helper()
+	bin := os.Getenv("JAEGER_BIN")
+	if bin == "" {
+		out, err := exec.Command("../examples/sandbox/jaeger.sh").Output()
+		if err != nil {
+			t.Fatalf("building Jaeger: %v", err)
+		}
+		bin = strings.TrimSpace(string(out))
+	}
+	port := func() string {
+		_, p, _ := net.SplitHostPort(freePort(t))
+		return p
+	}
+	env := map[string]string{}
+	for _, k := range []string{"JAEGER_QUERY_PORT", "JAEGER_QUERY_GRPC_PORT", "JAEGER_HEALTH_PORT", "JAEGER_OTLP_GRPC_PORT", "JAEGER_OTLP_HTTP_PORT", "JAEGER_ZIPKIN_PORT"} {
+		env[k] = port()
+	}
+	cfg, _ := filepath.Abs("../examples/sandbox/jaeger.yaml")
+	args := []string{"env"}
+	for k, v := range env {
+		args = append(args, k+"="+v)
+	}
+	args = append(args, bin, "--config=file:"+cfg)
+	startProc(t, "jaeger", args...)
+	waitHTTP(t, "http://127.0.0.1:"+env["JAEGER_HEALTH_PORT"]+"/status")
+	return "http://127.0.0.1:" + env["JAEGER_ZIPKIN_PORT"] + "/api/v2/spans", "http://127.0.0.1:" + env["JAEGER_QUERY_PORT"]
+}
+
+type jaegerTrace struct {
+	TraceID string `json:"traceID"`
+	Spans   []struct {
+		SpanID        string `json:"spanID"`
+		OperationName string `json:"operationName"`
+		References    []struct {
+			RefType string `json:"refType"`
+			SpanID  string `json:"spanID"`
+		} `json:"references"`
+		ProcessID string `json:"processID"`
+		Tags      []struct {
+			Key   string `json:"key"`
+			Value any    `json:"value"`
+		} `json:"tags"`
+	} `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
+}
+
+func TestE2EZipkinIntoJaeger(t *testing.T) {
+	zipkinURL, query := startJaeger(t)
+	for _, enc := range []string{"json", "proto"} {
+		for _, propagate := range []string{"all", "false"} {
+			t.Run(enc+"/propagate="+propagate, func(t *testing.T) {
+				// All runs share one Jaeger: each looks for the traces that
+				// were not there before its request.
+				driver := fmt.Sprintf("  driver: {name: zipkin, config: {collector_endpoint: %q, encoding: %s}}\n", zipkinURL, enc)
+				sb := startSandboxWith(t, propagate, driver)
+				seen := seenOf(t, query, "front-proxy")
+				seen2 := seenOf(t, query, "service2")
+				get(t, "http://"+sb.frontAddr+"/trace/1")
+				sb.stop(t)
+				want := 4
+				if propagate == "false" {
+					want = 2
+				}
+				tr := waitNewTrace(t, query, "front-proxy", seen, want)
+				services := map[string]int{}
+				byID := map[string]string{}
+				for _, s := range tr.Spans {
+					svc := tr.Processes[s.ProcessID].ServiceName
+					services[svc]++
+					byID[s.SpanID] = svc + " " + s.OperationName
+				}
+				switch propagate {
+				case "all":
+					if len(tr.Spans) != 4 || services["front-proxy"] != 1 || services["service1"] != 2 || services["service2"] != 1 {
+						t.Fatalf("one trace of 4 spans over 3 services expected, got %v", services)
+					}
+				case "false":
+					if len(tr.Spans) != 2 || services["service2"] != 0 {
+						t.Fatalf("propagation off: the front proxy's trace must stop at service1, got %v", services)
+					}
+				}
+				roots := 0
+				for _, s := range tr.Spans {
+					parent := ""
+					for _, r := range s.References {
+						if r.RefType == "CHILD_OF" {
+							parent = r.SpanID
+						}
+					}
+					if parent == "" {
+						roots++
+						// JSON lowercases names, proto keeps them.
+						if got := byID[s.SpanID]; !strings.EqualFold(got, "front-proxy checkAvailability") {
+							t.Errorf("the root is %q, want the front proxy's span", got)
+						}
+					} else if _, ok := byID[parent]; !ok {
+						t.Errorf("span %s's parent %s is not in the trace", byID[s.SpanID], parent)
+					}
+					tags := map[string]string{}
+					for _, tg := range s.Tags {
+						tags[tg.Key] = fmt.Sprint(tg.Value)
+					}
+					for _, k := range []string{"guid:x-request-id", "http.method", "http.url", "http.status_code", "component", "node_id", "upstream_cluster"} {
+						if tags[k] == "" {
+							t.Errorf("%s: Jaeger has no %s tag (tags: %v)", byID[s.SpanID], k, tags)
+						}
+					}
+				}
+				if roots != 1 {
+					t.Errorf("%d roots", roots)
+				}
+				if propagate == "false" {
+					// service1's outbound call started a trace of its own,
+					// with service2's span in it.
+					other := waitNewTrace(t, query, "service2", seen2, 2)
+					if other.TraceID == tr.TraceID {
+						t.Errorf("service2 is in the front proxy's trace")
+					}
+				}
+			})
+		}
+	}
+}
+
+func jaegerTracesNow(t *testing.T, query, service string) []jaegerTrace {
+	t.Helper()
+	var resp struct{ Data []jaegerTrace }
+	r, err := http.Get(fmt.Sprintf("%s/api/traces?service=%s&limit=100&lookback=1h", query, service))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	json.NewDecoder(r.Body).Decode(&resp)
+	return resp.Data
+}
+
+// waitNewTrace waits for a trace of service that is not in seen to reach
+// want spans, and returns it.
+func waitNewTrace(t *testing.T, query, service string, seen map[string]bool, want int) jaegerTrace {
+	t.Helper()
+	var last jaegerTrace
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, tr := range jaegerTracesNow(t, query, service) {
+			if !seen[tr.TraceID] {
+				last = tr
+				if len(tr.Spans) >= want {
+					return tr
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no new trace of %s with %d spans in Jaeger within 30s (last seen: %d spans)", service, want, len(last.Spans))
+	return last
+}
+
+// seenOf returns the ids of the traces of service Jaeger has now.
+func seenOf(t *testing.T, query, service string) map[string]bool {
+	seen := map[string]bool{}
+	for _, tr := range jaegerTracesNow(t, query, service) {
+		seen[tr.TraceID] = true
+	}
+	return seen
+}
