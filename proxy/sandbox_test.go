@@ -36,10 +36,10 @@ func binaries(t *testing.T) string {
 		}
 		gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
 		for out, pkg := range map[string]string{
-			"tracehop":             "github.com/tracehop/tracehop/cmd/tracehop",
+			"tracehop":               "github.com/tracehop/tracehop/cmd/tracehop",
 			"tracehop-driver-file":   "github.com/tracehop/tracehop/cmd/tracehop-driver-file",
 			"tracehop-driver-zipkin": "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
-			"service":              "github.com/tracehop/tracehop/examples/sandbox/service",
+			"service":                "github.com/tracehop/tracehop/examples/sandbox/service",
 		} {
 			if b, err := exec.Command(gocmd, "build", "-o", filepath.Join(binDir, out), pkg).CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
