@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,11 +25,24 @@ import (
 // maxMessageBytes matches the host's limit on one batch message.
 const maxMessageBytes = 64 << 20
 
+// ProcessEnv is implemented by drivers whose vendor library reads
+// environment variables while the program initializes, before main runs
+// (dd-trace-go does). Serve makes the process's environment match: when a
+// variable differs, it re-executes the program (same pid, same pipes) with
+// them set. An empty value means the variable must not be set. The values
+// win over anything tracehop's config passed.
+type ProcessEnv interface {
+	ProcessEnv() map[string]string
+}
+
 // Serve runs d as a tracehop driver plugin and returns when the host is done
 // with it. It is meant to be the only call in a driver's main. Run by hand
 // (not by tracehop), the program says so and exits.
 func Serve(d Driver) {
 	slog.SetDefault(slog.New(newLogHandler(os.Stderr)))
+	if pe, ok := d.(ProcessEnv); ok {
+		reexecWith(pe.ProcessEnv())
+	}
 	srv := &server{driver: d, stderr: os.Stderr}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
@@ -135,4 +150,36 @@ func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire
 		return nil, status.Error(codes.Unknown, err.Error())
 	}
 	return &wire.ShutdownResponse{}, nil
+}
+
+// reexecWith re-executes the program with want applied to its environment,
+// unless the environment already matches (as it does after the re-exec).
+func reexecWith(want map[string]string) {
+	matches := true
+	for k, v := range want {
+		cur, set := os.LookupEnv(k)
+		if v == "" && set || v != "" && cur != v {
+			matches = false
+		}
+	}
+	if matches {
+		return
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ours := want[k]; !ours {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range want {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, env)
+	}
+	slog.Warn("could not re-execute with the environment the driver needs; going on without it", "error", err)
 }

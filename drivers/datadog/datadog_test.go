@@ -1,0 +1,172 @@
+package datadog_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/drivers/datadog"
+	"github.com/tracehop/tracehop/drivers/datadog/datadogtest"
+	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/drivertest"
+)
+
+func receiver(t testing.TB) *datadogtest.Receiver {
+	r, err := datadogtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// dd-trace-go's tracer is one per process: the in-process checks run one
+// driver at a time, which the kit does.
+func TestConformance(t *testing.T) {
+	var last *datadogtest.Receiver
+	drivertest.Run(t, drivertest.Suite{
+		Name:        "datadog",
+		New:         func() sdk.Driver { return datadog.New() },
+		MainPackage: "github.com/tracehop/tracehop/cmd/tracehop-driver-datadog",
+		Backend: func(t *testing.T) drivertest.Backend {
+			r := receiver(t)
+			last = r
+			return drivertest.Backend{Config: map[string]any{"agent_addr": r.Addr, "timeout": "20s"}, Received: r.Spans}
+		},
+		Invalid: []drivertest.InvalidConfig{
+			{Name: "agent_addr", Config: map[string]any{"agent_addr": "nohostport"}, Key: "agent_addr"},
+			{Name: "timeout", Config: map[string]any{"timeout": "-1s"}, Key: "timeout"},
+			{Name: "unknown", Config: map[string]any{"api_key": "x"}, Key: "api_key"},
+		},
+	})
+	if last != nil && len(last.Other()) > 0 {
+		t.Errorf("the tracer sent traffic nobody asked for: %v", last.Other())
+	}
+}
+
+// Datadog's own view: naming, priority, the error bool and _dd.p.tid.
+func TestDatadogShape(t *testing.T) {
+	r := receiver(t)
+	d := datadog.New()
+	raw, _ := json.Marshal(map[string]any{"agent_addr": r.Addr, "env": "test", "version": "1.2.3", "tags": map[string]string{"team": "edge"}})
+	if _, err := d.Configure(context.Background(), raw, sdk.HostInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	spans := drivertest.CanonicalTrace(time.Now())
+	// A proxy span whose tags say error=false must not become an error.
+	spans[0].Tags = append(spans[0].Tags, sdk.Tag{Key: "error", Value: "false"})
+	if err := d.Export(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+	d.Shutdown(context.Background())
+	got := r.Raw()
+	if len(got) != len(spans) {
+		t.Fatalf("%d spans arrived, want %d", len(got), len(spans))
+	}
+	for _, s := range got {
+		if s.Meta["_dd.p.tid"] != "0af7651916cd43dd" {
+			t.Errorf("span %d: _dd.p.tid %q", s.SpanID, s.Meta["_dd.p.tid"])
+		}
+		if p := s.Metrics["_sampling_priority_v1"]; p != 2 {
+			t.Errorf("span %d: priority %v, want 2 (user keep)", s.SpanID, p)
+		}
+		if s.Meta["env"] != "test" || s.Meta["version"] != "1.2.3" || s.Meta["team"] != "edge" {
+			t.Errorf("span %d: env/version/tags %q %q %q", s.SpanID, s.Meta["env"], s.Meta["version"], s.Meta["team"])
+		}
+		switch s.SpanID {
+		case uint64(spans[0].SpanID):
+			if s.Error != 0 || s.Name != "http.request" || s.Resource != "GET ingress" || s.Type != "web" || s.Meta["span.kind"] != "server" {
+				t.Errorf("front-proxy span: error %d name %q resource %q type %q kind %q", s.Error, s.Name, s.Resource, s.Type, s.Meta["span.kind"])
+			}
+		case uint64(spans[2].SpanID):
+			if s.Error != 1 {
+				t.Errorf("the error span arrived with error=%d", s.Error)
+			}
+		}
+	}
+}
+
+// The library drops spans beyond its queue of 1000 chunks; a burst far
+// beyond it must still arrive whole (the kit's burst sends 512 at a time:
+// here 10,000 in one Export).
+func TestBurstInOneExport(t *testing.T) {
+	r := receiver(t)
+	d := datadog.New()
+	raw, _ := json.Marshal(map[string]any{"agent_addr": r.Addr, "timeout": "30s"})
+	if _, err := d.Configure(context.Background(), raw, sdk.HostInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(context.Background())
+	if err := d.Export(context.Background(), drivertest.Spans(1, 10000)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for _, s := range r.Raw() {
+		seen[s.SpanID] = true
+	}
+	if len(seen) != 10000 {
+		t.Fatalf("%d of 10000 spans arrived", len(seen))
+	}
+}
+
+func TestAgentRefusesThenRecovers(t *testing.T) {
+	r := receiver(t)
+	d := datadog.New()
+	raw, _ := json.Marshal(map[string]any{"agent_addr": r.Addr, "timeout": "5s"})
+	if _, err := d.Configure(context.Background(), raw, sdk.HostInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(context.Background())
+	r.FailNext(100)
+	err := d.Export(context.Background(), drivertest.Spans(1, 5))
+	if err == nil || sdk.IsPermanentForTest(err) || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("err = %v, want a retryable error naming the 503", err)
+	}
+	r.FailNext(0)
+	if err := d.Export(context.Background(), drivertest.Spans(1, 5)); err != nil {
+		t.Fatalf("after the agent recovered: %v", err)
+	}
+}
+
+// The telemetry and remote-config switches must be in the driver process's
+// environment from its start, whatever tracehop's config passed.
+func TestProcessEnvironment(t *testing.T) {
+	r := receiver(t)
+	bin := t.TempDir() + "/tracehop-driver-datadog"
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-datadog", bin); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]any{"agent_addr": r.Addr})
+	drv, err := plugin.Start(context.Background(), plugin.Spec{
+		Name: "datadog", Path: bin, Config: cfg,
+		Env: map[string]string{"DD_INSTRUMENTATION_TELEMETRY_ENABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"},
+	}, plugin.Options{Logger: drivertest.TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.Shutdown(context.Background())
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", drv.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := "\x00" + string(environ)
+	for _, want := range []string{"DD_INSTRUMENTATION_TELEMETRY_ENABLED=false", "DD_REMOTE_CONFIGURATION_ENABLED=false", "DD_TRACE_AGENT_PROTOCOL_VERSION=0.4"} {
+		if !strings.Contains(env, "\x00"+want+"\x00") {
+			t.Errorf("the driver process runs without %s", want)
+		}
+	}
+	if strings.Contains(env, "OTEL_TRACES_EXPORTER") {
+		t.Errorf("OTEL_TRACES_EXPORTER reached the driver")
+	}
+	if err := drv.Export(context.Background(), drivertest.Spans(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Other()) > 0 {
+		t.Errorf("unasked-for traffic: %v", r.Other())
+	}
+}
