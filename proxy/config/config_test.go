@@ -90,3 +90,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// In a driver's free-form config, an unquoted ${VAR} takes the type of its
+// value, a quoted one stays a string.
+func TestDriverConfigExpansionTypes(t *testing.T) {
+	t.Setenv("TRACEHOP_TEST_PORT", "8360")
+	cfg, err := config.Parse("x.yaml", []byte(`tracing:
+  driver:
+    name: lightstep
+    config:
+      collector:
+        port: ${TRACEHOP_TEST_PORT}
+        plaintext: ${TRACEHOP_TEST_UNSET_BOOL:-true}
+      access_token: "${TRACEHOP_TEST_PORT}"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Tracing.Driver.Config
+	col := c["collector"].(map[string]any)
+	if col["port"] != 8360 || col["plaintext"] != true || c["access_token"] != "8360" {
+		t.Fatalf("port %#v plaintext %#v token %#v", col["port"], col["plaintext"], c["access_token"])
+	}
+}

@@ -147,14 +147,15 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) {
 		v.SetInt(int64(dur))
 		return
 	case v.Kind() == reflect.Interface:
-		// Free-form (a driver's own config): decoded as plain YAML, its
-		// strings expanded, checked by the driver itself.
+		// Free-form (a driver's own config): decoded as plain YAML after
+		// expansion, checked by the driver itself.
+		d.expandNodes(n, key)
 		var out any
 		if err := n.Decode(&out); err != nil {
 			d.addf(n.Line, key, "%v", err)
 			return
 		}
-		v.Set(reflect.ValueOf(d.expandAny(out, key, n.Line)))
+		v.Set(reflect.ValueOf(out))
 		return
 	}
 	switch v.Kind() {
@@ -240,20 +241,27 @@ func (d *decoder) scalar(n *yaml.Node, key, want string) *string {
 	return &s
 }
 
-func (d *decoder) expandAny(v any, key string, line int) any {
-	switch x := v.(type) {
-	case string:
-		return d.expand(&yaml.Node{Value: x, Line: line}, key)
-	case map[string]any:
-		for k, e := range x {
-			x[k] = d.expandAny(e, join(key, k), line)
+// expandNodes expands ${VAR} references throughout a free-form subtree. As
+// in YAML itself, a plain (unquoted) scalar then takes the type of what it
+// expands to (port: ${PORT:-8360} is a number); a quoted one stays a string.
+func (d *decoder) expandNodes(n *yaml.Node, key string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if strings.Contains(n.Value, "${") {
+			n.Value = d.expand(n, key)
+			if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+				n.Tag = "" // let YAML resolve the expanded text
+			}
 		}
-	case []any:
-		for i, e := range x {
-			x[i] = d.expandAny(e, fmt.Sprintf("%s[%d]", key, i), line)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			d.expandNodes(n.Content[i+1], join(key, n.Content[i].Value))
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			d.expandNodes(c, fmt.Sprintf("%s[%d]", key, i))
 		}
 	}
-	return v
 }
 
 type field struct {
