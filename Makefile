@@ -35,9 +35,10 @@ vet:
 race:
 	$(GO) test -race -count=1 ./...
 
-## e2e: the sandbox with the zipkin driver into a real Jaeger (built once into ~/.cache/tracehop, ~10 min the first time)
+## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, datadog driver -> OpenTelemetry Collector -> Jaeger
+## (both built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
 e2e:
-	@jaeger=$$(examples/sandbox/jaeger.sh) && JAEGER_BIN=$$jaeger $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
+	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) (CI runs this)
 fuzz-short:

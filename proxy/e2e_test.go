@@ -22,6 +22,12 @@ import (
 // $JAEGER_BIN) on kernel-chosen loopback ports and returns the Zipkin
 // endpoint and the query URL.
 func startJaeger(t *testing.T) (zipkin, query string) {
+	zipkin, query, _ = startJaegerOTLP(t)
+	return zipkin, query
+}
+
+// startJaegerOTLP is startJaeger that also returns the OTLP gRPC port.
+func startJaegerOTLP(t *testing.T) (zipkin, query, otlpPort string) {
 	t.Helper()
 	bin := os.Getenv("JAEGER_BIN")
 	if bin == "" {
@@ -47,7 +53,73 @@ func startJaeger(t *testing.T) (zipkin, query string) {
 	args = append(args, bin, "--config=file:"+cfg)
 	startProc(t, "jaeger", args...)
 	waitHTTP(t, "http://127.0.0.1:"+env["JAEGER_HEALTH_PORT"]+"/status")
-	return "http://127.0.0.1:" + env["JAEGER_ZIPKIN_PORT"] + "/api/v2/spans", "http://127.0.0.1:" + env["JAEGER_QUERY_PORT"]
+	return "http://127.0.0.1:" + env["JAEGER_ZIPKIN_PORT"] + "/api/v2/spans", "http://127.0.0.1:" + env["JAEGER_QUERY_PORT"], env["JAEGER_OTLP_GRPC_PORT"]
+}
+
+// The datadog driver into a real Datadog agent protocol endpoint: an
+// OpenTelemetry Collector with the contrib Datadog receiver, forwarding to
+// Jaeger; the trace is read back through Jaeger's query API.
+func TestE2EDatadogThroughCollectorIntoJaeger(t *testing.T) {
+	_, query, otlpPort := startJaegerOTLP(t)
+	bin := os.Getenv("OTELCOL_BIN")
+	if bin == "" {
+		out, err := exec.Command("../examples/sandbox/otelcol.sh").Output()
+		if err != nil {
+			t.Fatalf("building the collector: %v", err)
+		}
+		bin = strings.TrimSpace(string(out))
+	}
+	_, ddPort, _ := net.SplitHostPort(freePort(t))
+	cfg, _ := filepath.Abs("../examples/sandbox/otelcol.yaml")
+	startProc(t, "otelcol", "env", "DD_RECEIVER_PORT="+ddPort, "JAEGER_OTLP_GRPC_PORT="+otlpPort, bin, "--config="+cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get("http://127.0.0.1:" + ddPort + "/info"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the collector's Datadog receiver never answered /info")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := seenOf(t, query, "front-proxy")
+	sb := startSandboxWith(t, "all", fmt.Sprintf("  driver: {name: datadog, config: {agent_addr: \"127.0.0.1:%s\", env: e2e}}\n", ddPort))
+	get(t, "http://"+sb.frontAddr+"/trace/1")
+	sb.stop(t)
+	tr := waitNewTrace(t, query, "front-proxy", seen, 4)
+	services := map[string]int{}
+	byID := map[string]string{}
+	parents := map[string]string{}
+	for _, s := range tr.Spans {
+		svc := tr.Processes[s.ProcessID].ServiceName
+		services[svc]++
+		byID[s.SpanID] = svc
+		for _, r := range s.References {
+			if r.RefType == "CHILD_OF" {
+				parents[s.SpanID] = r.SpanID
+			}
+		}
+	}
+	if len(tr.Spans) != 4 || services["front-proxy"] != 1 || services["service1"] != 2 || services["service2"] != 1 {
+		t.Fatalf("want one trace of 4 spans over 3 services, got %v", services)
+	}
+	roots := 0
+	for id := range byID {
+		p, ok := parents[id]
+		switch {
+		case !ok:
+			roots++
+			if byID[id] != "front-proxy" {
+				t.Errorf("the root is a %s span", byID[id])
+			}
+		case byID[p] == "":
+			t.Errorf("a %s span's parent %s is not in the trace", byID[id], p)
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d roots", roots)
+	}
 }
 
 type jaegerTrace struct {

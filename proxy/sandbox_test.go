@@ -17,38 +17,50 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/drivers/file"
+	"github.com/tracehop/tracehop/drivers/lightstep/lightsteptest"
 	"github.com/tracehop/tracehop/sdk"
 )
 
 var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
+	buildMu  sync.Mutex
+	binDir   string
+	builtPkg = map[string]bool{}
 )
 
-// binaries builds tracehop, the file driver and the sandbox service once.
-func binaries(t *testing.T) string {
+var binPackages = map[string]string{
+	"tracehop":                  "github.com/tracehop/tracehop/cmd/tracehop",
+	"tracehop-driver-file":      "github.com/tracehop/tracehop/cmd/tracehop-driver-file",
+	"tracehop-driver-zipkin":    "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
+	"tracehop-driver-datadog":   "github.com/tracehop/tracehop/cmd/tracehop-driver-datadog",
+	"tracehop-driver-lightstep": "github.com/tracehop/tracehop/cmd/tracehop-driver-lightstep",
+	"service":                   "github.com/tracehop/tracehop/examples/sandbox/service",
+}
+
+// binaries builds tracehop, the sandbox service and the named drivers
+// (once per test binary) and returns their directory.
+func binaries(t *testing.T, drivers ...string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "tracehop-sandbox-bin-")
-		if buildErr != nil {
-			return
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "tracehop-sandbox-bin-")
+		if err != nil {
+			t.Fatal(err)
 		}
-		gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-		for out, pkg := range map[string]string{
-			"tracehop":               "github.com/tracehop/tracehop/cmd/tracehop",
-			"tracehop-driver-file":   "github.com/tracehop/tracehop/cmd/tracehop-driver-file",
-			"tracehop-driver-zipkin": "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
-			"service":                "github.com/tracehop/tracehop/examples/sandbox/service",
-		} {
-			if b, err := exec.Command(gocmd, "build", "-o", filepath.Join(binDir, out), pkg).CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
+		binDir = dir
+	}
+	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	for _, name := range append([]string{"tracehop", "service"}, drivers...) {
+		if name != "tracehop" && name != "service" {
+			name = "tracehop-driver-" + name
 		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		if builtPkg[name] {
+			continue
+		}
+		if b, err := exec.Command(gocmd, "build", "-o", filepath.Join(binDir, name), binPackages[name]).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", binPackages[name], err, b)
+		}
+		builtPkg[name] = true
 	}
 	return binDir
 }
@@ -146,7 +158,11 @@ func startSandbox(t *testing.T, propagate string) *sandbox {
 // startSandboxWith starts the sandbox with a tracing block of its own
 // (after plugin_dir), or the file driver's when driverBlock is "".
 func startSandboxWith(t *testing.T, propagate, driverBlock string) *sandbox {
-	bin := binaries(t)
+	driver := "file"
+	if i := strings.Index(driverBlock, "name: "); i >= 0 {
+		driver = strings.FieldsFunc(driverBlock[i+6:], func(r rune) bool { return r == ',' || r == '}' || r == ' ' || r == '\n' })[0]
+	}
+	bin := binaries(t, driver)
 	dir := t.TempDir()
 	sb := &sandbox{spansFile: filepath.Join(dir, "spans.jsonl")}
 	a := map[string]string{}
@@ -314,5 +330,40 @@ func TestSandbox(t *testing.T) {
 				t.Errorf("span names %q, %q (Zipkin JSON lowercases)", front.Name, s1out.Name)
 			}
 		})
+	}
+}
+
+// The sandbox with the lightstep driver, into the collectorpb receiver
+// (LightStep has no open-source collector): one correctly parented trace,
+// with 64-bit trace ids since LightStep keeps no more.
+func TestSandboxLightStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes; run without -short")
+	}
+	r, err := lightsteptest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	host, port, _ := net.SplitHostPort(r.GRPCAddr)
+	sb := startSandboxWith(t, "all", fmt.Sprintf("  driver: {name: lightstep, config: {access_token: t, collector: {host: %q, port: %s, plaintext: true}}}\n", host, port))
+	get(t, "http://"+sb.frontAddr+"/trace/1")
+	sb.stop(t)
+	spans, _ := r.Spans()
+	if len(spans) != 4 {
+		t.Fatalf("%d spans arrived, want 4", len(spans))
+	}
+	front := byRole(t, spans, "front-proxy", sdk.KindServer)
+	s1in := byRole(t, spans, "service1", sdk.KindServer)
+	s1out := byRole(t, spans, "service1", sdk.KindClient)
+	s2in := byRole(t, spans, "service2", sdk.KindServer)
+	if s1in.ParentID != front.SpanID || s1out.ParentID != s1in.SpanID || s2in.ParentID != s1out.SpanID {
+		t.Errorf("parents: service1 %s (want %s), egress %s (want %s), service2 %s (want %s)",
+			s1in.ParentID, front.SpanID, s1out.ParentID, s1in.SpanID, s2in.ParentID, s1out.SpanID)
+	}
+	for _, s := range spans {
+		if s.TraceID != front.TraceID || s.TraceID.High != 0 {
+			t.Errorf("%s %s: trace %s, want %s (64-bit)", s.LocalService, s.Kind, s.TraceID, front.TraceID)
+		}
 	}
 }

@@ -235,6 +235,7 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	}
 	want := base + int64(len(spans))
 	deadline := time.Now().Add(time.Duration(d.cfg.Timeout))
+	wait := time.Millisecond // the agent usually answers within a few ms
 	for d.acks.chunks.Load() < want {
 		tracer.Flush()
 		if err := d.acks.takeErr(); err != nil {
@@ -245,8 +246,9 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 	return nil
 }

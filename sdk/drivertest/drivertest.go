@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/plugin"
 	"github.com/tracehop/tracehop/sdk"
 )
@@ -489,4 +491,90 @@ func ProxySpans(first uint64, n int) []sdk.Span {
 		out[i].Remote = sdk.Endpoint{Service: "front-proxy", IP: netip.MustParseAddr("127.0.0.1"), Port: 8000}
 	}
 	return out
+}
+
+// SustainResult is what Sustain measured.
+type SustainResult struct {
+	Sent, Exported, Dropped uint64
+	// PeakRSS is the driver process's peak resident memory (VmHWM).
+	PeakRSS uint64
+}
+
+// Sustain feeds the driver behind d (a plugin process) proxy-shaped spans
+// at rate spans per second for dur, through tracehop's real pipeline, then
+// flushes, and reports what arrived and the driver process's peak memory.
+func Sustain(tb testing.TB, d *plugin.Driver, rate int, dur time.Duration) SustainResult {
+	tb.Helper()
+	p, err := pipeline.New(pipeline.Config{}, []pipeline.Target{{Name: "sustain", Driver: d}}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	template := ProxySpans(1, 1)[0]
+	const tick = 10 * time.Millisecond
+	perTick := rate * int(tick) / int(time.Second)
+	start := time.Now()
+	var sent uint64
+	for next := start; time.Since(start) < dur; next = next.Add(tick) {
+		for range perTick {
+			sent++
+			s := template
+			s.SpanID, s.TraceID.Low = sdk.SpanID(sent), sent
+			p.Enqueue(s)
+		}
+		time.Sleep(time.Until(next.Add(tick)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p.Flush(ctx)
+	st := p.Stats()[0]
+	res := SustainResult{Sent: sent, Exported: st.Exported, Dropped: st.DroppedTotal(), PeakRSS: peakRSS(d.Pid())}
+	p.Shutdown(ctx)
+	return res
+}
+
+func peakRSS(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkDriver is the standard pair of driver benchmarks: spans per
+// second through the driver's process in batches of 512 (Export), and a
+// sustained 10,000 spans/s for 5 s with the driver process's peak memory
+// (Sustained10k). start launches the driver process for one sub-benchmark.
+func BenchmarkDriver(b *testing.B, start func(b *testing.B) *plugin.Driver) {
+	b.Run("Export", func(b *testing.B) {
+		d := start(b)
+		defer d.Shutdown(context.Background())
+		spans := ProxySpans(1, 512)
+		t0, n := time.Now(), 0
+		for b.Loop() {
+			if err := d.Export(context.Background(), spans); err != nil {
+				b.Fatal(err)
+			}
+			n += len(spans)
+		}
+		b.ReportMetric(float64(n)/time.Since(t0).Seconds(), "spans/s")
+	})
+	b.Run("Sustained10k", func(b *testing.B) {
+		d := start(b)
+		defer d.Shutdown(context.Background())
+		var r SustainResult
+		for b.Loop() {
+			r = Sustain(b, d, 10000, 5*time.Second)
+		}
+		if r.Exported != r.Sent {
+			b.Errorf("sent %d, exported %d, dropped %d", r.Sent, r.Exported, r.Dropped)
+		}
+		b.ReportMetric(float64(r.PeakRSS)/(1<<20), "peak-RSS-MiB")
+		b.ReportMetric(float64(r.Exported), "spans")
+	})
 }
