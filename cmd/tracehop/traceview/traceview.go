@@ -169,8 +169,12 @@ func FetchJaeger(ctx context.Context, base, service, traceID string, n int) ([]S
 					s.Error = s.Error || v == "ERROR"
 				case "span.kind":
 					s.Kind = v
-				case "http.status_code":
+				case "http.status_code", "http.response.status_code":
 					s.Status = v
+				case "dd.span.Resource":
+					// Datadog names spans by operation (http.request); the
+					// resource says which one.
+					s.Name = v
 				}
 			}
 			out = append(out, s)

@@ -41,15 +41,15 @@ type sandbox struct {
 }
 
 func main() {
-	collector := flag.String("collector", "file", "where spans go: file (the file driver; works anywhere) or jaeger (the zipkin driver into a local Jaeger)")
+	collector := flag.String("collector", "file", "where spans go: file (the file driver; works anywhere), jaeger (the zipkin driver into a local Jaeger) or datadog (the datadog driver into an OpenTelemetry Collector's Datadog receiver, on to Jaeger)")
 	propagate := flag.String("propagate", "all", "what service1 forwards: all trace headers, false (none: the trace splits) or request-id (tracehop links it anyway)")
 	encoding := flag.String("encoding", "json", "with -collector jaeger: the zipkin driver's encoding, json or proto")
 	keep := flag.Bool("keep", false, "leave the sandbox running until Ctrl-C")
 	bin := flag.String("bin", "bin", "the directory with tracehop, its drivers and sandbox-service")
 	work := flag.String("dir", filepath.Join(os.TempDir(), "tracehop-sandbox"), "where spans and logs go")
 	flag.Parse()
-	if *collector != "file" && *collector != "jaeger" {
-		fatalf("-collector must be file or jaeger, got %q", *collector)
+	if *collector != "file" && *collector != "jaeger" && *collector != "datadog" {
+		fatalf("-collector must be file, jaeger or datadog, got %q", *collector)
 	}
 	abs, _ := filepath.Abs(*bin)
 	sb := &sandbox{bin: abs, logDir: filepath.Join(*work, "logs")}
@@ -64,7 +64,7 @@ func main() {
 
 	driverDir := "examples/sandbox/file"
 	env := []string{"SANDBOX_SPANS=" + spans}
-	if *collector == "jaeger" {
+	if *collector != "file" {
 		driverDir = "examples/sandbox/zipkin"
 		env = append(env, "ZIPKIN_ENCODING="+*encoding)
 		step("building or finding Jaeger (the first build takes about 10 minutes on 2 cores)")
@@ -74,6 +74,16 @@ func main() {
 		}
 		sb.start("jaeger", nil, strings.TrimSpace(string(out)), "--config=file:examples/sandbox/jaeger.yaml")
 		sb.waitHTTP(ctx, "http://127.0.0.1:13133/status", "jaeger")
+	}
+	if *collector == "datadog" {
+		driverDir = "examples/sandbox/datadog"
+		step("building or finding the OpenTelemetry Collector with the Datadog receiver (the first build takes about 7 minutes)")
+		out, err := exec.Command("examples/sandbox/otelcol.sh").Output()
+		if err != nil {
+			fatalf("examples/sandbox/otelcol.sh: %v", err)
+		}
+		sb.start("otelcol", nil, strings.TrimSpace(string(out)), "--config=examples/sandbox/otelcol.yaml")
+		sb.waitHTTP(ctx, "http://127.0.0.1:8126/info", "otelcol")
 	}
 	step("starting service2, service1 (propagate=%s), their sidecars and the front proxy", *propagate)
 	sb.start("service2", nil, filepath.Join(sb.bin, "sandbox-service"), "-listen", "127.0.0.1:8081", "-name", "2")
@@ -91,14 +101,17 @@ func main() {
 	fmt.Printf("  front proxy  http://127.0.0.1:8000  (admin http://127.0.0.1:9901/metrics)\n")
 	fmt.Printf("  service1     sidecar in :8100, out :9100 -> app :8080 (admin :9902)\n")
 	fmt.Printf("  service2     sidecar in :8200 -> app :8081 (admin :9903)\n")
-	if *collector == "jaeger" {
+	if *collector != "file" {
 		fmt.Printf("  jaeger       %s (query API; the UI is not part of this build)\n", jaegerURL)
+	}
+	if *collector == "datadog" {
+		fmt.Printf("  otelcol      Datadog agent protocol on 127.0.0.1:8126, forwarding to Jaeger\n")
 	}
 	fmt.Printf("  logs         %s\n", sb.logDir)
 
 	if *keep {
 		fmt.Printf("\nThe sandbox is up. Try:\n  curl %s\nthen look at the trace:\n", frontURL)
-		if *collector == "jaeger" {
+		if *collector != "file" {
 			fmt.Printf("  ./bin/tracehop trace view -jaeger %s -service front-proxy\n", jaegerURL)
 		} else {
 			fmt.Printf("  ./bin/tracehop trace view -file %s   (spans arrive within 200ms)\n", spans)
