@@ -80,6 +80,16 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan error
+
+	outMu sync.Mutex
+	out   strings.Builder
+}
+
+// output returns everything the process printed so far.
+func (p *proc) output() string {
+	p.outMu.Lock()
+	defer p.outMu.Unlock()
+	return p.out.String()
 }
 
 func startProc(t *testing.T, name string, args ...string) *proc {
@@ -102,8 +112,11 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			p.outMu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.outMu.Unlock()
 			logMu.Lock()
-			if !finished {
+			if !finished && testing.Verbose() {
 				t.Logf("[%s] %s", name, sc.Text())
 			}
 			logMu.Unlock()

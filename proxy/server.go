@@ -178,8 +178,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	if s.pipeline != nil {
+		// Spans that could not be delivered by the deadline are counted and
+		// logged; they do not make the shutdown fail.
 		if err := s.pipeline.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
+			s.log.Warn("stopping a driver failed", "error", err)
+		}
+		for _, st := range s.pipeline.Stats() {
+			if n := st.Dropped[pipeline.DropShutdown] + st.Dropped[pipeline.DropRetriesExhausted]; n > 0 {
+				s.log.Warn("spans could not be delivered before shutdown", "driver", st.Name, "dropped", n, "exported", st.Exported)
+			}
 		}
 	}
 	if s.admin != nil {

@@ -198,6 +198,13 @@ func (e *exporter) shutdown(ctx context.Context) error {
 	e.stopCtx = ctx
 	close(e.stop)
 	<-e.done
+	if ctx.Err() != nil {
+		// The drain used the whole deadline (a collector that refuses
+		// everything): the driver still gets a moment to stop cleanly.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+	}
 	return e.driver.Shutdown(ctx)
 }
 
