@@ -136,21 +136,26 @@ func (s *Span) Tag(key string) (string, bool) {
 }
 
 // Sanitize clamps values that every vendor library chokes on, so that one bad
-// span never poisons a batch: a negative duration becomes 0, a start before
-// the epoch (or missing) becomes now, an unknown kind becomes internal. It is
-// applied to every span before a driver sees it.
+// span never poisons a batch: a negative duration becomes 0, a start missing
+// or within the epoch's first microsecond (0 to a microsecond back end, which
+// Zipkin refuses) becomes now, an event time likewise becomes the start, an
+// unknown kind becomes internal. It is applied to every span before a driver
+// sees it.
 func (s *Span) Sanitize(now func() time.Time) {
 	if s.Duration < 0 {
 		s.Duration = 0
 	}
-	if s.StartUnixNano <= 0 {
+	if s.StartUnixNano < int64(time.Microsecond) {
 		s.StartUnixNano = now().UnixNano() - int64(s.Duration)
+		if s.StartUnixNano < int64(time.Microsecond) { // an absurd duration
+			s.StartUnixNano = now().UnixNano()
+		}
 	}
 	if s.Kind == KindUnspecified || s.Kind > KindInternal {
 		s.Kind = KindInternal
 	}
 	for i := range s.Events {
-		if s.Events[i].UnixNano <= 0 {
+		if s.Events[i].UnixNano < int64(time.Microsecond) {
 			s.Events[i].UnixNano = s.StartUnixNano
 		}
 	}

@@ -59,6 +59,12 @@ func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
 // allocates: where a driver's queue is full the span is dropped for that
 // driver and counted as DropQueueFull.
 func (p *Pipeline) Enqueue(s core.Span) {
+	if s.TraceID.IsZero() || s.SpanID == 0 {
+		for _, e := range p.exporters {
+			e.c.dropped[DropInvalid].Add(1)
+		}
+		return
+	}
 	if p.closed.Load() {
 		for _, e := range p.exporters {
 			e.c.dropped[DropShutdown].Add(1)

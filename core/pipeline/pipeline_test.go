@@ -286,3 +286,18 @@ func TestEnqueueDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Enqueue allocates %.1f times per call, want 0", n)
 	}
 }
+
+// A span without ids would make a collector refuse its whole batch: it is
+// dropped at the door and counted.
+func TestInvalidSpansAreDroppedAndCounted(t *testing.T) {
+	r := &recorder{}
+	p := newPipeline(t, pipeline.Config{BatchSize: 4}, r)
+	p.Enqueue(core.Span{SpanID: 1})                     // no trace id
+	p.Enqueue(core.Span{TraceID: core.TraceID{Low: 1}}) // no span id
+	p.Enqueue(span(3))
+	shutdown(t, p)
+	st := p.Stats()[0]
+	if st.Dropped[pipeline.DropInvalid] != 2 || r.spans() != 1 {
+		t.Fatalf("dropped %v, exported %d", st.Dropped, r.spans())
+	}
+}

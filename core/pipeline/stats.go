@@ -20,10 +20,13 @@ const (
 	DropRejected
 	// DropShutdown: the pipeline stopped before the span could be sent.
 	DropShutdown
+	// DropInvalid: the span has a zero trace or span id, which every back
+	// end refuses (and would refuse its whole batch for).
+	DropInvalid
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"queue_full", "retries_exhausted", "rejected", "shutdown"}
+var dropReasonNames = [numDropReasons]string{"queue_full", "retries_exhausted", "rejected", "shutdown", "invalid"}
 
 // String returns the reason's metric label.
 func (r DropReason) String() string {
@@ -36,7 +39,7 @@ func (r DropReason) String() string {
 // DropReasons lists every reason, in a stable order, for metrics exporters
 // that want a zero series for each.
 func DropReasons() []DropReason {
-	return []DropReason{DropQueueFull, DropRetriesExhausted, DropRejected, DropShutdown}
+	return []DropReason{DropQueueFull, DropRetriesExhausted, DropRejected, DropShutdown, DropInvalid}
 }
 
 // LatencyBuckets are the upper bounds of the Export latency histogram.

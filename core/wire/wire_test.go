@@ -26,7 +26,7 @@ func sampleSpans() []core.Span {
 		},
 		{
 			TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentID: 0xb7, Name: "", Kind: core.KindClient,
-			StartUnixNano: 1, Duration: 0,
+			StartUnixNano: 1700000000000000001, Duration: 0,
 			Remote: core.Endpoint{IP: netip.MustParseAddr("fd00::2"), Port: 443},
 		},
 	}

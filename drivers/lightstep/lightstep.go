@@ -237,6 +237,18 @@ func emit(tr ls.Tracer, s *sdk.Span) {
 	if traceID == 0 {
 		traceID = s.TraceID.High // SetTraceID is ignored when zero
 	}
+	sp := tr.StartSpan(s.Name, ls.SetTraceID(traceID), ls.SetSpanID(uint64(s.SpanID)), ls.SetParentSpanID(uint64(s.ParentID)),
+		opentracing.StartTime(s.Start()), spanTags(s))
+	var logs []opentracing.LogRecord
+	for _, e := range s.Events {
+		logs = append(logs, opentracing.LogRecord{Timestamp: time.Unix(0, e.UnixNano), Fields: []otlog.Field{otlog.String("event", e.Value)}})
+	}
+	sp.FinishWithOptions(opentracing.FinishOptions{FinishTime: s.End(), LogRecords: logs})
+}
+
+// spanTags maps a span's tags, kind, error flag, upper trace id and remote
+// endpoint to OpenTracing's conventions.
+func spanTags(s *sdk.Span) opentracing.Tags {
 	tags := opentracing.Tags{}
 	for _, t := range s.Tags {
 		tags[t.Key] = t.Value
@@ -263,13 +275,7 @@ func emit(tr ls.Tracer, s *sdk.Span) {
 			tags["peer.port"] = strconv.Itoa(int(r.Port))
 		}
 	}
-	sp := tr.StartSpan(s.Name, ls.SetTraceID(traceID), ls.SetSpanID(uint64(s.SpanID)), ls.SetParentSpanID(uint64(s.ParentID)),
-		opentracing.StartTime(s.Start()), tags)
-	var logs []opentracing.LogRecord
-	for _, e := range s.Events {
-		logs = append(logs, opentracing.LogRecord{Timestamp: time.Unix(0, e.UnixNano), Fields: []otlog.Field{otlog.String("event", e.Value)}})
-	}
-	sp.FinishWithOptions(opentracing.FinishOptions{FinishTime: s.End(), LogRecords: logs})
+	return tags
 }
 
 // Shutdown flushes and closes every tracer. Export flushes synchronously,

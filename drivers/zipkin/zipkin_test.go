@@ -174,3 +174,18 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Header values need not be UTF-8; Zipkin's proto3 refuses such strings.
+// Found by FuzzToModel: one such span used to fail its whole batch.
+func TestNonUTF8TagsInProto(t *testing.T) {
+	r := newReceiver(t)
+	d, _ := configured(t, map[string]any{"collector_endpoint": r.endpoint(), "encoding": "proto"})
+	spans := drivertest.Spans(1, 3)
+	spans[1].Tags = append(spans[1].Tags, sdk.Tag{Key: "user_agent", Value: "curl\xff\xfe"})
+	if err := d.Export(context.Background(), spans); err != nil {
+		t.Fatalf("a non-UTF-8 tag failed the batch: %v", err)
+	}
+	if len(r.spans) != 3 {
+		t.Fatalf("%d of 3 spans arrived", len(r.spans))
+	}
+}

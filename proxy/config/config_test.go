@@ -113,3 +113,15 @@ func TestDriverConfigExpansionTypes(t *testing.T) {
 		t.Fatalf("port %#v plaintext %#v token %#v", col["port"], col["plaintext"], c["access_token"])
 	}
 }
+
+// The admin server exposes the config: it binds to loopback unless told
+// otherwise.
+func TestAdminDefaultsToLoopback(t *testing.T) {
+	cfg, err := config.Parse("x.yaml", []byte("node: {id: a}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Address != "127.0.0.1:9901" {
+		t.Fatalf("default admin address %q, want 127.0.0.1:9901", cfg.Admin.Address)
+	}
+}

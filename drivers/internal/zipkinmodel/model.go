@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/openzipkin/zipkin-go/model"
 
@@ -21,6 +22,16 @@ var toKind = map[sdk.Kind]model.Kind{
 	sdk.KindConsumer: model.Consumer,
 }
 
+// utf8 returns s with invalid UTF-8 replaced by U+FFFD. Header values need
+// not be UTF-8, but Zipkin's proto3 encoding refuses such strings, and one
+// would fail the whole batch. Valid strings are returned as they are.
+func utf8Safe(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
 // ToModel converts s to Zipkin's model. Zipkin marks an error with an
 // "error" tag: a span flagged as an error without one gets error=true.
 func ToModel(s *sdk.Span, dst *model.SpanModel) {
@@ -30,7 +41,7 @@ func ToModel(s *sdk.Span, dst *model.SpanModel) {
 			ID:      model.ID(s.SpanID),
 			Debug:   s.Debug,
 		},
-		Name:      s.Name,
+		Name:      utf8Safe(s.Name),
 		Kind:      toKind[s.Kind],
 		Timestamp: time.Unix(0, s.StartUnixNano),
 		Duration:  s.Duration,
@@ -41,10 +52,10 @@ func ToModel(s *sdk.Span, dst *model.SpanModel) {
 		dst.ParentID = &p
 	}
 	if s.LocalService != "" {
-		dst.LocalEndpoint = &model.Endpoint{ServiceName: s.LocalService}
+		dst.LocalEndpoint = &model.Endpoint{ServiceName: utf8Safe(s.LocalService)}
 	}
 	if !s.Remote.IsZero() {
-		ep := &model.Endpoint{ServiceName: s.Remote.Service, Port: s.Remote.Port}
+		ep := &model.Endpoint{ServiceName: utf8Safe(s.Remote.Service), Port: s.Remote.Port}
 		if ip := s.Remote.IP.Unmap(); ip.Is4() {
 			b := ip.As4()
 			ep.IPv4 = net.IP(b[:])
@@ -57,7 +68,7 @@ func ToModel(s *sdk.Span, dst *model.SpanModel) {
 	if len(s.Tags) > 0 || s.Error {
 		dst.Tags = make(map[string]string, len(s.Tags)+1)
 		for _, t := range s.Tags {
-			dst.Tags[t.Key] = t.Value
+			dst.Tags[utf8Safe(t.Key)] = utf8Safe(t.Value)
 		}
 		if _, ok := dst.Tags["error"]; s.Error && !ok {
 			dst.Tags["error"] = "true"
@@ -66,7 +77,7 @@ func ToModel(s *sdk.Span, dst *model.SpanModel) {
 	if len(s.Events) > 0 {
 		dst.Annotations = make([]model.Annotation, len(s.Events))
 		for i, e := range s.Events {
-			dst.Annotations[i] = model.Annotation{Timestamp: time.Unix(0, e.UnixNano), Value: e.Value}
+			dst.Annotations[i] = model.Annotation{Timestamp: time.Unix(0, e.UnixNano), Value: utf8Safe(e.Value)}
 		}
 	}
 }
