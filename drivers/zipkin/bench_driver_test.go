@@ -1,30 +1,15 @@
 package zipkin_test
 
 import (
-	"context"
-	"encoding/json"
-	"path/filepath"
 	"testing"
 
-	"github.com/tracehop/tracehop/core/plugin"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
 // BenchmarkDriver: spans/s through the zipkin driver's process, and its peak
 // memory under a sustained 10,000 spans/s, into a local receiver.
 func BenchmarkDriver(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "tracehop-driver-zipkin")
-	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin", bin); err != nil {
-		b.Fatal(err)
-	}
-	drivertest.BenchmarkDriver(b, func(b *testing.B) *plugin.Driver {
-		cfg, _ := json.Marshal(benchConfig(b))
-		d, err := plugin.Start(context.Background(), plugin.Spec{Name: "zipkin", Path: bin, Config: cfg}, plugin.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	})
+	drivertest.BenchmarkDriver(b, "zipkin", "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin", benchConfig)
 }
 
 func benchConfig(b *testing.B) map[string]any {

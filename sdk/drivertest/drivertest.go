@@ -549,8 +549,25 @@ func peakRSS(pid int) uint64 {
 // BenchmarkDriver is the standard pair of driver benchmarks: spans per
 // second through the driver's process in batches of 512 (Export), and a
 // sustained 10,000 spans/s for 5 s with the driver process's peak memory
-// (Sustained10k). start launches the driver process for one sub-benchmark.
-func BenchmarkDriver(b *testing.B, start func(b *testing.B) *plugin.Driver) {
+// (Sustained10k). It builds mainPackage as tracehop-driver-NAME and starts
+// it for each sub-benchmark with the config that config returns (pointing
+// at a receiver it starts).
+func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *testing.B) map[string]any) {
+	bin := filepath.Join(b.TempDir(), plugin.BinaryPrefix+name)
+	if err := BuildDriver(mainPackage, bin); err != nil {
+		b.Fatal(err)
+	}
+	start := func(b *testing.B) *plugin.Driver {
+		raw, err := json.Marshal(config(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := plugin.Start(context.Background(), plugin.Spec{Name: name, Path: bin, Config: raw}, plugin.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
 	b.Run("Export", func(b *testing.B) {
 		d := start(b)
 		defer d.Shutdown(context.Background())
