@@ -104,8 +104,12 @@ func TestReliabilityCollectorFaults(t *testing.T) {
 			if l.failed.Load() != 0 {
 				t.Errorf("%d requests failed during the fault (first: %v)", l.failed.Load(), l.firstErr.Load())
 			}
-			if int64(received)+int64(dropped) != l.ok.Load() {
-				t.Errorf("%d spans: %d delivered + %v dropped do not add up", l.ok.Load(), received, dropped)
+			// Nothing unaccounted: every span is delivered or counted as
+			// dropped. A slow collector may store a batch after tracehop
+			// stopped waiting for it: then it is both (counted
+			// pessimistically), never neither.
+			if sent := l.ok.Load(); int64(received) > sent || int64(received)+int64(dropped) < sent {
+				t.Errorf("%d spans sent: %d delivered + %v counted as dropped", sent, received, dropped)
 			}
 			if received <= before {
 				t.Errorf("delivery did not resume after the fault")
@@ -117,7 +121,7 @@ func TestReliabilityCollectorFaults(t *testing.T) {
 			report(t, result{
 				Fault:    fmt.Sprintf("collector %s for %s under 100 req/s", map[string]string{"down": "down", "slow": "slow (answers after 3s; driver timeout 1s)", "500": "answering 500", "429": "answering 429"}[mode], fault),
 				Measured: fmt.Sprintf("%d/%d requests ok; %d spans delivered, %v dropped (counted); peak RSS %d MiB", l.ok.Load(), l.ok.Load()+l.failed.Load(), received, dropped, peak>>20),
-				Bound:    "no failed request; delivered + counted drops = sent; RSS < 128 MiB (queue of 8192 spans)",
+				Bound:    "no failed request; every span delivered or counted as dropped; RSS < 128 MiB (queue of 8192 spans)",
 			})
 		})
 	}

@@ -22,7 +22,10 @@ type Config struct {
 	// failed batch (defaults 100ms and 5s).
 	RetryInitial, RetryMax time.Duration
 	// RetryFor is how long a batch is retried before it is dropped and
-	// counted (default 30s).
+	// counted (default 5m). Memory is bounded by the queue whatever it is:
+	// while the batch waits, new spans fill the queue and, once it is full,
+	// are dropped and counted. So a long retry only means that an outage
+	// shorter than the queue's worth of traffic loses nothing.
 	RetryFor time.Duration
 	// ErrorLogInterval is the shortest time between two log lines about
 	// failed exports of one driver (default 10s); failures in between are
@@ -38,7 +41,7 @@ const (
 	DefaultExportTimeout    = 10 * time.Second
 	DefaultRetryInitial     = 100 * time.Millisecond
 	DefaultRetryMax         = 5 * time.Second
-	DefaultRetryFor         = 30 * time.Second
+	DefaultRetryFor         = 5 * time.Minute
 	DefaultErrorLogInterval = 10 * time.Second
 )
 
