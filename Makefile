@@ -59,7 +59,7 @@ fuzz-short:
 
 ## bench-micro: Go micro benchmarks of the hot path and the export path
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./proxy/
 
 ## bench-ci: every benchmark once, so they keep compiling and running
 bench-ci:
