@@ -40,13 +40,12 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	var wg sync.WaitGroup
 	for i, d := range specs {
 		wg.Go(func() {
+			// A missing config block marshals as null, which
+			// sdk.DecodeConfig takes as "all defaults".
 			raw, err := json.Marshal(d.Config)
 			if err != nil {
 				errs[i] = fmt.Errorf("driver %q: config: %w", d.Name, err)
 				return
-			}
-			if d.Config == nil {
-				raw = []byte("{}")
 			}
 			drv, err := plugin.Start(ctx, plugin.Spec{
 				Name: d.Name, Path: d.Path, Checksum: d.Checksum, Config: raw, Env: d.Env, PassEnv: d.PassEnv,
@@ -62,10 +61,20 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		StopDrivers(context.Background(), started)
-		return nil, err
+		return nil, &DriverError{Err: err}
 	}
 	return started, nil
 }
+
+// DriverError reports drivers that could not be started: not found, not a
+// driver, a checksum mismatch, a refused config. tracehop exits with 3 on
+// it, as for an invalid config.
+type DriverError struct {
+	Err error
+}
+
+func (e *DriverError) Error() string { return e.Err.Error() }
+func (e *DriverError) Unwrap() error { return e.Err }
 
 // StopDrivers shuts down every started driver.
 func StopDrivers(ctx context.Context, ds []StartedDriver) {

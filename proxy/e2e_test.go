@@ -84,7 +84,7 @@ func TestE2EDatadogThroughCollectorIntoJaeger(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	seen := seenOf(t, query, "front-proxy")
-	sb := startSandboxWith(t, "all", fmt.Sprintf("  driver: {name: datadog, config: {agent_addr: \"127.0.0.1:%s\", env: e2e}}\n", ddPort))
+	sb := startSandboxWith(t, "all", "datadog", fmt.Sprintf("  driver: {name: datadog, config: {agent_addr: \"127.0.0.1:%s\", env: e2e}}\n", ddPort))
 	get(t, "http://"+sb.frontAddr+"/trace/1")
 	sb.stop(t)
 	tr := waitNewTrace(t, query, "front-proxy", seen, 4)
@@ -150,7 +150,7 @@ func TestE2EZipkinIntoJaeger(t *testing.T) {
 				// All runs share one Jaeger: each looks for the traces that
 				// were not there before its request.
 				driver := fmt.Sprintf("  driver: {name: zipkin, config: {collector_endpoint: %q, encoding: %s}}\n", zipkinURL, enc)
-				sb := startSandboxWith(t, propagate, driver)
+				sb := startSandboxWith(t, propagate, "zipkin", driver)
 				seen := seenOf(t, query, "front-proxy")
 				seen2 := seenOf(t, query, "service2")
 				get(t, "http://"+sb.frontAddr+"/trace/1")

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -71,7 +73,7 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	if len(formats) == 0 {
 		for _, c := range opts.Capabilities {
 			for _, f := range c.Propagation {
-				if !contains(formats, f) {
+				if !slices.Contains(formats, f) {
 					formats = append(formats, f)
 				}
 			}
@@ -97,7 +99,7 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	}
 	t := &Tracer{
 		prop: prop, sampler: sampler, sink: opts.Sink,
-		service: firstNonEmpty(cfg.Node.Service, cfg.Node.ID, "tracehop"),
+		service: cmp.Or(cfg.Node.Service, cfg.Node.ID, "tracehop"),
 		nodeID:  cfg.Node.ID, zone: cfg.Node.Zone,
 		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128, sharedSpans: sharedSpans,
 	}
@@ -123,24 +125,6 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 
 // Formats returns the propagation formats in use.
 func (t *Tracer) Formats() []string { return t.prop.Formats() }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
 
 func newSpanID() core.SpanID {
 	for {
@@ -312,7 +296,7 @@ func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
 	add("http.url", t.url(r, st))
 	add("http.method", r.Method)
 	add("http.protocol", protocolName(r))
-	add("user_agent", firstNonEmpty(r.UserAgent(), "-"))
+	add("user_agent", cmp.Or(r.UserAgent(), "-"))
 	add("peer.address", st.peer.Addr().String())
 	add("request_size", strconv.FormatInt(st.reqBytes.Load(), 10))
 	add("response_size", strconv.FormatInt(rw.bytes, 10))

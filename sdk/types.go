@@ -58,6 +58,6 @@ func Permanent(err error) error { return core.Permanent(err) }
 // batch keeps its id.
 var BatchID = core.BatchID
 
-// IsPermanentForTest reports whether err was marked Permanent; driver tests
-// use it to check their error classes.
-func IsPermanentForTest(err error) bool { return core.IsPermanent(err) }
+// IsPermanent reports whether err was marked Permanent (a driver's tests use
+// it to check its error classes).
+func IsPermanent(err error) bool { return core.IsPermanent(err) }

@@ -253,8 +253,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)
-		var ce *config.Error
-		if errors.As(err, &ce) || strings.Contains(err.Error(), "driver") {
+		var de *proxy.DriverError
+		if errors.As(err, &de) {
 			return exitInvalid
 		}
 		return exitFailure

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -86,5 +87,5 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", d.key, d.v))
 		}
 	}
-	return joinErrors(errs)
+	return errors.Join(errs...)
 }

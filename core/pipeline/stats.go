@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"errors"
 	"sync/atomic"
 	"time"
 )
@@ -117,5 +116,3 @@ type Supervised interface {
 type StatsSource interface {
 	Stats() []DriverStats
 }
-
-func joinErrors(errs []error) error { return errors.Join(errs...) }

@@ -124,7 +124,7 @@ func TestAgentRefusesThenRecovers(t *testing.T) {
 	defer d.Shutdown(context.Background())
 	r.FailNext(100)
 	err := d.Export(context.Background(), drivertest.Spans(1, 5))
-	if err == nil || sdk.IsPermanentForTest(err) || !strings.Contains(err.Error(), "503") {
+	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("err = %v, want a retryable error naming the 503", err)
 	}
 	r.FailNext(0)

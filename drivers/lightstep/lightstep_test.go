@@ -111,7 +111,7 @@ func TestCollectorDownThenUp(t *testing.T) {
 	}
 	defer d.Shutdown(context.Background())
 	err := d.Export(context.Background(), drivertest.Spans(1, 10))
-	if err == nil || sdk.IsPermanentForTest(err) || !strings.Contains(err.Error(), "LightStep") {
+	if err == nil || sdk.IsPermanent(err) || !strings.Contains(err.Error(), "LightStep") {
 		t.Fatalf("err = %v, want a retryable LightStep error", err)
 	}
 }

@@ -128,7 +128,7 @@ func TestErrorClasses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), fmt.Sprint(c.code)) {
 				t.Fatalf("err = %v, want one naming %d", err, c.code)
 			}
-			if got := sdk.IsPermanentForTest(err); got != c.permanent {
+			if got := sdk.IsPermanent(err); got != c.permanent {
 				t.Fatalf("%d: permanent = %v, want %v", c.code, got, c.permanent)
 			}
 		})
@@ -139,7 +139,7 @@ func TestErrorClasses(t *testing.T) {
 		r.Close()
 		d, _ := configured(t, map[string]any{"collector_endpoint": url})
 		err := d.Export(context.Background(), drivertest.Spans(1, 1))
-		if err == nil || sdk.IsPermanentForTest(err) {
+		if err == nil || sdk.IsPermanent(err) {
 			t.Fatalf("err = %v, want a retryable error", err)
 		}
 	})

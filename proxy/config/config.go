@@ -240,7 +240,7 @@ func Parse(path string, raw []byte) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, errEOF) {
+		if errors.Is(err, io.EOF) { // yaml.v3's word for an empty document
 			return nil, &Error{Problems: []Problem{{File: path, Msg: "the file is empty; see examples/ for a starting point"}}}
 		}
 		return nil, &Error{Problems: []Problem{{File: path, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
@@ -258,9 +258,6 @@ func Parse(path string, raw []byte) (*Config, error) {
 	}
 	return cfg, nil
 }
-
-// errEOF is how yaml.v3 reports an empty document.
-var errEOF = io.EOF
 
 func (c *Config) applyDefaults() {
 	if c.Admin.Address == "" {
