@@ -170,7 +170,7 @@ tracing:
 	os.WriteFile(path, []byte(cfg), 0o644)
 	args := append([]string{filepath.Join(bin, "tracehop"), "run", "-c", path, "-access-log=false"}, o.args...)
 	tr.proc = startProc(t, "tracehop", args...)
-	waitHTTP(t, "http://"+tr.admin+"/ready")
+	waitReady(t, tr.proc, "http://"+tr.admin+"/ready")
 	return tr
 }
 
@@ -229,13 +229,15 @@ func rss(pid int) int64 {
 // load sends GETs at about rate per second until stop is closed and counts
 // the outcomes. Each request gets a fresh connection-pooled client.
 type load struct {
+	issued     atomic.Int64 // requests started
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
-	done       chan struct{}
+	issuing    chan struct{} // closed once no more requests will start
+	done       chan struct{} // closed once every request has finished
 }
 
 func startLoad(url string, rate int, stop <-chan struct{}) *load {
-	l := &load{done: make(chan struct{})}
+	l := &load{issuing: make(chan struct{}), done: make(chan struct{})}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	go func() {
 		defer close(l.done)
@@ -245,9 +247,11 @@ func startLoad(url string, rate int, stop <-chan struct{}) *load {
 		for {
 			select {
 			case <-stop:
+				close(l.issuing)
 				wg.Wait()
 				return
 			case <-tick.C:
+				l.issued.Add(1)
 				wg.Go(func() {
 					resp, err := client.Get(url)
 					if err == nil {

@@ -138,8 +138,15 @@ func TestReliabilityGracefulShutdownUnderLoad(t *testing.T) {
 	stop := make(chan struct{})
 	l := startLoad("http://"+tr.addr+"/slow", 100, stop)
 	time.Sleep(2 * time.Second)
-	inFlight := tr.upstreamCalls.Load() - l.ok.Load()
 	close(stop) // no new requests; those in flight go on
+	<-l.issuing
+	// SIGTERM only once every request issued has reached the upstream
+	// (which holds each for 300 ms): then each is truly in flight, not
+	// still dialling.
+	for deadline := time.Now().Add(5 * time.Second); tr.upstreamCalls.Load() < l.issued.Load() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	inFlight := tr.upstreamCalls.Load() - l.ok.Load()
 	tr.proc.stop(t)
 	<-l.done
 	if l.failed.Load() != 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -65,14 +66,35 @@ func binaries(t *testing.T, drivers ...string) string {
 	return binDir
 }
 
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+// freePort returns a loopback address for a process the test starts. The
+// port comes from below the kernel's ephemeral range (32768 and up here),
+// so that no outgoing connection can take it between this check and the
+// process's bind, and is never handed out twice.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if ports[p] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		ports[p] = true
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
 
 // proc is a process the test started; its output goes to the test log.
@@ -142,8 +164,22 @@ func (p *proc) stop(t *testing.T) {
 
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
+	waitReady(t, nil, url)
+}
+
+// waitReady waits for url to answer 200; if p exits first, it fails at once
+// with what p printed.
+func waitReady(t *testing.T, p *proc, url string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		if p != nil {
+			select {
+			case err := <-p.done:
+				t.Fatalf("%s exited (%v) before %s answered:\n%s", p.name, err, url, p.output())
+			default:
+			}
+		}
 		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -165,16 +201,13 @@ type sandbox struct {
 }
 
 func startSandbox(t *testing.T, propagate string) *sandbox {
-	return startSandboxWith(t, propagate, "")
+	return startSandboxWith(t, propagate, "file", "")
 }
 
-// startSandboxWith starts the sandbox with a tracing block of its own
-// (after plugin_dir), or the file driver's when driverBlock is "".
-func startSandboxWith(t *testing.T, propagate, driverBlock string) *sandbox {
-	driver := "file"
-	if i := strings.Index(driverBlock, "name: "); i >= 0 {
-		driver = strings.FieldsFunc(driverBlock[i+6:], func(r rune) bool { return r == ',' || r == '}' || r == ' ' || r == '\n' })[0]
-	}
+// startSandboxWith starts the sandbox with the named driver and a tracing
+// block of its own (after plugin_dir), or the file driver's when
+// driverBlock is "".
+func startSandboxWith(t *testing.T, propagate, driver, driverBlock string) *sandbox {
 	bin := binaries(t, driver)
 	dir := t.TempDir()
 	sb := &sandbox{spansFile: filepath.Join(dir, "spans.jsonl")}
@@ -224,8 +257,8 @@ clusters:
 	sb.front = startProc(t, "front-proxy", filepath.Join(bin, "tracehop"), "run", "-c", front)
 	sb.s1 = startProc(t, "service1-sidecar", filepath.Join(bin, "tracehop"), "run", "-c", s1)
 	sb.s2 = startProc(t, "service2-sidecar", filepath.Join(bin, "tracehop"), "run", "-c", s2)
-	for _, k := range []string{"frontAdmin", "s1admin", "s2admin"} {
-		waitHTTP(t, "http://"+a[k]+"/ready")
+	for k, p := range map[string]*proc{"frontAdmin": sb.front, "s1admin": sb.s1, "s2admin": sb.s2} {
+		waitReady(t, p, "http://"+a[k]+"/ready")
 	}
 	waitHTTP(t, "http://"+a["app1"]+"/healthz")
 	waitHTTP(t, "http://"+a["app2"]+"/healthz")
@@ -359,7 +392,7 @@ func TestSandboxLightStep(t *testing.T) {
 	}
 	defer r.Close()
 	host, port, _ := net.SplitHostPort(r.GRPCAddr)
-	sb := startSandboxWith(t, "all", fmt.Sprintf("  driver: {name: lightstep, config: {access_token: t, collector: {host: %q, port: %s, plaintext: true}}}\n", host, port))
+	sb := startSandboxWith(t, "all", "lightstep", fmt.Sprintf("  driver: {name: lightstep, config: {access_token: t, collector: {host: %q, port: %s, plaintext: true}}}\n", host, port))
 	get(t, "http://"+sb.frontAddr+"/trace/1")
 	sb.stop(t)
 	spans, _ := r.Spans()
