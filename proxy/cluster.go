@@ -20,23 +20,27 @@ type cluster struct {
 	name      string
 	endpoints []endpoint
 	next      atomic.Uint64
-	transport *http.Transport
+	transport *http.Transport // for requests net/http serves
+	dialer    *net.Dialer     // for the fast path's connections
+	h2c       bool
 }
 
 type endpoint struct {
 	url  *url.URL
 	addr string         // host:port, for the upstream_address tag
 	ip   netip.AddrPort // for the span's remote endpoint, when literal
+	pool *connPool      // the fast path's idle connections
 }
 
 func newCluster(c config.Cluster) *cluster {
 	cl := &cluster{name: c.Name}
 	for _, ep := range c.Endpoints {
-		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep}
+		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, maxIdle: 256}}
 		e.ip, _ = netip.ParseAddrPort(ep)
 		cl.endpoints = append(cl.endpoints, e)
 	}
 	dialer := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	cl.dialer = dialer
 	t := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
@@ -47,6 +51,7 @@ func newCluster(c config.Cluster) *cluster {
 		DisableCompression: true,
 	}
 	if c.Protocol == config.H2C {
+		cl.h2c = true
 		p := new(http.Protocols)
 		p.SetUnencryptedHTTP2(true)
 		t.Protocols = p

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +35,16 @@ type listener struct {
 	log       *slog.Logger
 	accessLog bool
 	noRoute   *routeMetrics
-	srv       *http.Server
+	srv       *http.Server // serves what the fast path hands off
+
+	ln            net.Listener
+	handoff       *handoff
+	idleTimeout   time.Duration
+	headerTimeout time.Duration
+	closing       atomic.Bool
+	connsMu       sync.Mutex
+	conns         map[*fastConn]struct{}
+	connsWG       sync.WaitGroup
 }
 
 type route struct {
@@ -94,14 +105,14 @@ func (st *reqState) clusterName() string {
 
 // operation names the request's span: the route's operation, else Envoy's
 // default: "ingress", or "egress HOST".
-func (st *reqState) operation(r *http.Request) string {
+func (st *reqState) operation(host string) string {
 	if st.route != nil && st.route.operation != "" {
 		return st.route.operation
 	}
 	if st.listener.ingress {
 		return "ingress"
 	}
-	return "egress " + r.Host
+	return "egress " + host
 }
 
 type stateKey struct{}
@@ -134,7 +145,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if l.tracer != nil {
-		l.tracer.begin(st, r)
+		v := viewOf(r)
+		l.tracer.begin(st, &v)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &st.reqBytes}
@@ -169,31 +181,42 @@ func (l *listener) complete(st *reqState, r *http.Request, rw *responseWriter) {
 			st.upstreamErr, st.errReason = errUpstreamReset, "upstream reset"
 		}
 	}
+	v := viewOf(r)
+	v.status, v.respBytes = rw.status, rw.bytes
+	v.grpcStatus = rw.Header().Get("Grpc-Status")
+	if v.grpcStatus == "" {
+		// An unannounced trailer, as gRPC's always is over HTTP/2.
+		v.grpcStatus = rw.Header().Get(http.TrailerPrefix + "Grpc-Status")
+	}
+	l.done(st, &v)
+}
+
+// done records a finished request, from either HTTP path: its spans, its
+// metrics and its access log line.
+func (l *listener) done(st *reqState, v *reqView) {
 	if l.tracer != nil {
-		l.tracer.finish(st, r, rw)
+		l.tracer.finish(st, v)
 	}
-	status := rw.status
-	if status == 0 {
-		status = http.StatusOK
-	}
+	status := cmp.Or(v.status, http.StatusOK)
 	m := l.noRoute
 	if st.route != nil {
 		m = st.route.metrics
 	}
 	m.observe(status, time.Since(st.start))
 	if l.accessLog {
-		l.logRequest(st, r, rw, status)
+		l.logRequest(st, v, status)
 	}
 }
 
 // errUpstreamReset marks a response the upstream broke off midway.
 var errUpstreamReset = errors.New("the upstream broke the response off midway")
 
-func (l *listener) logRequest(st *reqState, r *http.Request, rw *responseWriter, status int) {
+func (l *listener) logRequest(st *reqState, v *reqView, status int) {
+	path, _, _ := strings.Cut(v.uri, "?")
 	attrs := []slog.Attr{
-		slog.String("listener", l.name), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("listener", l.name), slog.String("method", v.method), slog.String("path", path),
 		slog.Int("status", status), slog.Duration("duration", time.Since(st.start)),
-		slog.Int64("bytes_in", st.reqBytes.Load()), slog.Int64("bytes_out", rw.bytes),
+		slog.Int64("bytes_in", st.reqBytes.Load()), slog.Int64("bytes_out", v.respBytes),
 		slog.String("request_id", st.requestID),
 	}
 	if st.endpoint != nil {

@@ -42,9 +42,15 @@ func (r *recorder) all() []core.Span {
 	return append([]core.Span(nil), r.spans...)
 }
 
+// one returns the single span recorded. The fast path records a span just
+// after the response is written, so it may come a moment after the client
+// has the response.
 func (r *recorder) one(t *testing.T) core.Span {
 	t.Helper()
 	s := r.all()
+	for deadline := time.Now().Add(5 * time.Second); len(s) == 0 && time.Now().Before(deadline); s = r.all() {
+		time.Sleep(time.Millisecond)
+	}
 	if len(s) != 1 {
 		t.Fatalf("want 1 span, got %d: %+v", len(s), s)
 	}

@@ -61,7 +61,8 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 		l := &listener{
 			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(),
 			tracer: opts.Tracer, log: opts.Logger, accessLog: opts.AccessLog,
-			noRoute: s.metrics.route(lc.Name, "none", "none"),
+			noRoute:     s.metrics.route(lc.Name, "none", "none"),
+			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, conns: map[*fastConn]struct{}{},
 		}
 		for i, rc := range lc.Routes {
 			rt := &route{
@@ -132,7 +133,8 @@ func (s *Server) Start() ([]Addr, error) {
 			s.closeBound()
 			return nil, err
 		}
-		todo = append(todo, serve{l.srv, ln})
+		l.ln, l.handoff = ln, newHandoff(ln.Addr())
+		todo = append(todo, serve{l.srv, l.handoff})
 	}
 	if s.admin != nil {
 		ln, err := bind("admin", "admin", s.cfg.Admin.Address)
@@ -141,6 +143,13 @@ func (s *Server) Start() ([]Addr, error) {
 			return nil, err
 		}
 		todo = append(todo, serve{s.admin, ln})
+	}
+	for _, l := range s.listeners {
+		s.wg.Go(func() {
+			if err := l.serve(l.ln); err != nil {
+				s.log.Error("listener stopped", "listener", l.name, "error", err)
+			}
+		})
 	}
 	for _, t := range todo {
 		s.wg.Go(func() {
@@ -168,13 +177,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	var mu sync.Mutex
 	for _, l := range s.listeners {
-		wg.Go(func() {
-			if err := l.srv.Shutdown(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("listener %q: %w", l.name, err))
-				mu.Unlock()
-			}
-		})
+		if l.ln != nil {
+			l.ln.Close() // accept no more
+		}
+		for _, stop := range []func(context.Context) error{l.srv.Shutdown, l.drain} {
+			wg.Go(func() {
+				if err := stop(ctx); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("listener %q: %w", l.name, err))
+					mu.Unlock()
+				}
+			})
+		}
 	}
 	wg.Wait()
 	if s.pipeline != nil {
@@ -195,6 +209,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.wg.Wait()
 	for _, c := range s.clusters {
 		c.transport.CloseIdleConnections()
+		for i := range c.endpoints {
+			c.endpoints[i].pool.closeIdle()
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,17 +181,51 @@ func validRequestID(s string) bool {
 	return true
 }
 
+// reqView is what tracing and the access log read of a request and its
+// response, filled by either HTTP path: net/http's (viewOf) or the HTTP/1.1
+// fast path's, whose strings alias its buffers (volatile).
+type reqView struct {
+	method, host, uri, proto, userAgent string
+	header                              propagation.Carrier
+	// volatile says the strings above and the header's alias memory that
+	// is reused after the request: what a span keeps must be copied.
+	volatile bool
+
+	status     int // 0 until the response starts
+	respBytes  int64
+	grpcStatus string
+}
+
+// own returns s as a string the span may keep.
+func (v *reqView) own(s string) string {
+	if v.volatile {
+		return strings.Clone(s)
+	}
+	return s
+}
+
+// viewOf is the reqView of a net/http request.
+func viewOf(r *http.Request) reqView {
+	return reqView{
+		method: r.Method, host: r.Host, uri: r.URL.RequestURI(), proto: protocolName(r), userAgent: r.UserAgent(),
+		header: propagation.HeaderCarrier(r.Header),
+	}
+}
+
 // begin decides the request id, the sampling and the spans of one request,
 // and prepares the context to send upstream.
-func (t *Tracer) begin(st *reqState, r *http.Request) {
+func (t *Tracer) begin(st *reqState, v *reqView) {
 	l := st.listener
-	h := r.Header
+	h := v.header
 	var in propagation.Context
 	var client, forced bool
 	if l.trusted {
-		in = t.prop.Extract(h)
-		client = len(h[headerClientTraceID]) > 0
-		forced = len(h[headerForceTrace]) > 0
+		in = t.prop.ExtractFrom(h)
+		if v.volatile {
+			in.Detach()
+		}
+		client = h.Get(headerClientTraceID) != ""
+		forced = h.Get(headerForceTrace) != ""
 	}
 	if !in.Valid() && !l.ingress && t.links != nil {
 		// Beyond Envoy: the application forwarded only x-request-id;
@@ -228,7 +263,7 @@ func (t *Tracer) begin(st *reqState, r *http.Request) {
 	s.LocalService = t.service
 	s.StartUnixNano = st.start.UnixNano()
 	s.Sampled, s.Debug = sampled, in.Debug
-	s.Name = st.operation(r)
+	s.Name = st.operation(v.host)
 
 	out := in
 	out.TraceID, out.SpanID, out.ParentID = s.TraceID, s.SpanID, s.ParentID
@@ -255,7 +290,7 @@ func (t *Tracer) inject(st *reqState, h http.Header) {
 }
 
 // finish completes the request's spans and hands them to the sink.
-func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
+func (t *Tracer) finish(st *reqState, v *reqView) {
 	if st.registered {
 		t.links.del(st.requestID, st.out.SpanID)
 	}
@@ -265,16 +300,9 @@ func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
 	end := time.Now()
 	s := &st.span
 	s.Duration = end.Sub(st.start)
-	status := rw.status
-	if status == 0 {
-		status = http.StatusOK
-	}
+	status := cmp.Or(v.status, http.StatusOK)
 	failed := status >= 500 || st.upstreamErr != nil
-	grpcStatus := rw.Header().Get("Grpc-Status")
-	if grpcStatus == "" {
-		// An unannounced trailer, as gRPC's always is over HTTP/2.
-		grpcStatus = rw.Header().Get(http.TrailerPrefix + "Grpc-Status")
-	}
+	grpcStatus := v.grpcStatus
 	if grpcStatus != "" && grpcStatus != "0" {
 		failed = true
 	}
@@ -290,16 +318,16 @@ func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
 		add("zone", t.zone)
 	}
 	add("guid:x-request-id", st.requestID)
-	if v := r.Header.Get(headerClientTraceID); v != "" && st.listener.trusted {
-		add("guid:x-client-trace-id", v)
+	if id := v.header.Get(headerClientTraceID); id != "" && st.listener.trusted {
+		add("guid:x-client-trace-id", v.own(id))
 	}
-	add("http.url", t.url(r, st))
-	add("http.method", r.Method)
-	add("http.protocol", protocolName(r))
-	add("user_agent", cmp.Or(r.UserAgent(), "-"))
+	add("http.url", t.url(v, st))
+	add("http.method", methodName(v))
+	add("http.protocol", v.proto)
+	add("user_agent", cmp.Or(v.own(v.userAgent), "-"))
 	add("peer.address", st.peer.Addr().String())
 	add("request_size", strconv.FormatInt(st.reqBytes.Load(), 10))
-	add("response_size", strconv.FormatInt(rw.bytes, 10))
+	add("response_size", strconv.FormatInt(v.respBytes, 10))
 	if st.route != nil {
 		add("upstream_cluster", st.route.cluster.name)
 	}
@@ -322,15 +350,12 @@ func (t *Tracer) finish(st *reqState, r *http.Request, rw *responseWriter) {
 		add("error.message", "no route")
 	}
 	for _, ct := range t.customTags {
-		v := ct.value
+		val := ct.value
 		if ct.header != "" {
-			v = r.Header.Get(ct.header)
-			if v == "" {
-				v = ct.defaultValue
-			}
+			val = cmp.Or(v.own(v.header.Get(ct.header)), ct.defaultValue)
 		}
-		if v != "" {
-			add(ct.tag, v)
+		if val != "" {
+			add(ct.tag, val)
 		}
 	}
 	s.Tags = tags
@@ -373,19 +398,32 @@ func protocolName(r *http.Request) string {
 
 // url builds the http.url tag like Envoy: proto://host/path, the path cut to
 // max_path_tag_length.
-func (t *Tracer) url(r *http.Request, st *reqState) string {
+func (t *Tracer) url(v *reqView, st *reqState) string {
 	scheme := "http"
 	if st.listener.trusted {
-		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" {
+		if p := v.header.Get("X-Forwarded-Proto"); p == "https" {
 			scheme = p
 		}
 	}
-	path := r.URL.RequestURI()
+	path := v.uri
 	if t.maxPath > 0 && len(path) > t.maxPath {
 		path = path[:t.maxPath]
 	}
-	return scheme + "://" + r.Host + path
+	return scheme + "://" + v.host + path
 }
+
+// methodName is the request's method as a string the span may keep,
+// without a copy for the common ones.
+func methodName(v *reqView) string {
+	for _, m := range commonMethods {
+		if v.method == m {
+			return m
+		}
+	}
+	return v.own(v.method)
+}
+
+var commonMethods = [...]string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"}
 
 // linkTable maps the request ids of ingress requests in flight to the
 // context their upstream call carries, so that an egress request that

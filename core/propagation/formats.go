@@ -1,7 +1,6 @@
 package propagation
 
 import (
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -28,8 +27,6 @@ const (
 	hOTSampled      = "Ot-Tracer-Sampled"
 )
 
-func set(h http.Header, key, value string) { h[key] = []string{value} }
-
 func sampledFromBool(s string) Sampling {
 	switch s {
 	case "1", "true", "True", "TRUE":
@@ -46,27 +43,27 @@ var b3Multi = &Format{
 	Name:    core.FormatB3,
 	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags},
 	extract: extractB3,
-	inject: func(h http.Header, c Context) {
-		delete(h, hB3ParentSpanID)
-		delete(h, hB3Flags)
+	inject: func(h *Mutations, c Context) {
+		h.Del(hB3ParentSpanID)
+		h.Del(hB3Flags)
 		if c.Valid() {
 			var buf [32]byte
-			set(h, hB3TraceID, string(appendTraceID(buf[:0], c.TraceID)))
-			set(h, hB3SpanID, string(appendHex64(buf[:0], uint64(c.SpanID))))
+			h.Set(hB3TraceID, appendTraceID(buf[:0], c.TraceID))
+			h.Set(hB3SpanID, appendHex64(buf[:0], uint64(c.SpanID)))
 			if c.ParentID != 0 {
-				set(h, hB3ParentSpanID, string(appendHex64(buf[:0], uint64(c.ParentID))))
+				h.Set(hB3ParentSpanID, appendHex64(buf[:0], uint64(c.ParentID)))
 			}
 		}
 		if c.Debug {
-			set(h, hB3Flags, "1")
+			h.SetString(hB3Flags, "1")
 		}
 		switch c.Sampled {
 		case SamplingYes:
-			set(h, hB3Sampled, "1")
+			h.SetString(hB3Sampled, "1")
 		case SamplingNo:
-			set(h, hB3Sampled, "0")
+			h.SetString(hB3Sampled, "0")
 		default:
-			delete(h, hB3Sampled)
+			h.Del(hB3Sampled)
 		}
 	},
 }
@@ -75,17 +72,17 @@ var b3Single = &Format{
 	Name:    core.FormatB3Single,
 	Headers: []string{hB3},
 	extract: extractB3,
-	inject: func(h http.Header, c Context) {
+	inject: func(h *Mutations, c Context) {
 		if !c.Valid() {
 			switch {
 			case c.Debug:
-				set(h, hB3, "d")
+				h.SetString(hB3, "d")
 			case c.Sampled == SamplingYes:
-				set(h, hB3, "1")
+				h.SetString(hB3, "1")
 			case c.Sampled == SamplingNo:
-				set(h, hB3, "0")
+				h.SetString(hB3, "0")
 			default:
-				delete(h, hB3)
+				h.Del(hB3)
 			}
 			return
 		}
@@ -105,13 +102,13 @@ var b3Single = &Format{
 			b = append(b, '-')
 			b = appendHex64(b, uint64(c.ParentID))
 		}
-		set(h, hB3, string(b))
+		h.Set(hB3, b)
 	},
 }
 
 // extractB3 reads the single header first, then the multi headers; failing
 // both, it returns whichever carried a bare sampling decision.
-func extractB3(h http.Header) Context {
+func extractB3(h Carrier) Context {
 	single := extractB3Single(h)
 	if single.Valid() {
 		return single
@@ -122,7 +119,7 @@ func extractB3(h http.Header) Context {
 	return single
 }
 
-func extractB3Multi(h http.Header) Context {
+func extractB3Multi(h Carrier) Context {
 	var c Context
 	c.Sampled = sampledFromBool(get(h, hB3Sampled))
 	if get(h, hB3Flags) == "1" {
@@ -141,7 +138,7 @@ func extractB3Multi(h http.Header) Context {
 
 // extractB3Single parses b3: {trace}-{span}[-{sampled}[-{parent}]], or a
 // bare decision (0, 1, d).
-func extractB3Single(h http.Header) Context {
+func extractB3Single(h Carrier) Context {
 	v := get(h, hB3)
 	var c Context
 	switch v {
@@ -201,7 +198,7 @@ func isLowerHex(s string) bool {
 var traceContext = &Format{
 	Name:    core.FormatTraceContext,
 	Headers: []string{hTraceparent, hTracestate},
-	extract: func(h http.Header) Context {
+	extract: func(h Carrier) Context {
 		v := get(h, hTraceparent)
 		// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55; a future
 		// version may append "-..." fields.
@@ -222,18 +219,18 @@ var traceContext = &Format{
 		if f&1 == 1 {
 			c.Sampled = SamplingYes
 		}
-		if ts := h[hTracestate]; len(ts) > 0 {
-			c.TraceState = strings.Join(ts, ",")
+		if ts := h.GetJoined(hTracestate); ts != "" {
+			c.TraceState = ts
 			if len(c.TraceState) > maxHeaderLen {
 				c.TraceState = ""
 			}
 		}
 		return c
 	},
-	inject: func(h http.Header, c Context) {
+	inject: func(h *Mutations, c Context) {
 		if !c.Valid() {
-			delete(h, hTraceparent)
-			delete(h, hTracestate)
+			h.Del(hTraceparent)
+			h.Del(hTracestate)
 			return
 		}
 		var buf [55]byte
@@ -247,11 +244,11 @@ var traceContext = &Format{
 		} else {
 			b = append(b, "-00"...)
 		}
-		set(h, hTraceparent, string(b))
+		h.Set(hTraceparent, b)
 		if c.TraceState != "" {
-			set(h, hTracestate, c.TraceState)
+			h.SetString(hTracestate, c.TraceState)
 		} else {
-			delete(h, hTracestate)
+			h.Del(hTracestate)
 		}
 	},
 }
@@ -261,7 +258,7 @@ const ddTIDTag = "_dd.p.tid="
 var datadog = &Format{
 	Name:    core.FormatDatadog,
 	Headers: []string{hDDTraceID, hDDParentID, hDDPriority, hDDOrigin, hDDTags},
-	extract: func(h http.Header) Context {
+	extract: func(h Carrier) Context {
 		var c Context
 		if p := get(h, hDDPriority); p != "" {
 			if n, err := strconv.Atoi(p); err == nil {
@@ -291,43 +288,42 @@ var datadog = &Format{
 		c.DatadogTags = strings.Join(rest, ",")
 		return c
 	},
-	inject: func(h http.Header, c Context) {
+	inject: func(h *Mutations, c Context) {
 		if !c.Valid() {
-			for _, k := range []string{hDDTraceID, hDDParentID, hDDOrigin, hDDTags} {
-				delete(h, k)
-			}
+			h.Del(hDDTraceID)
+			h.Del(hDDParentID)
+			h.Del(hDDOrigin)
+			h.Del(hDDTags)
 		} else {
 			var buf [20]byte
-			set(h, hDDTraceID, string(strconv.AppendUint(buf[:0], c.TraceID.Low, 10)))
-			set(h, hDDParentID, string(strconv.AppendUint(buf[:0], uint64(c.SpanID), 10)))
+			h.Set(hDDTraceID, strconv.AppendUint(buf[:0], c.TraceID.Low, 10))
+			h.Set(hDDParentID, strconv.AppendUint(buf[:0], uint64(c.SpanID), 10))
 			if c.DatadogOrigin != "" {
-				set(h, hDDOrigin, c.DatadogOrigin)
+				h.SetString(hDDOrigin, c.DatadogOrigin)
 			} else {
-				delete(h, hDDOrigin)
+				h.Del(hDDOrigin)
 			}
-			tags := c.DatadogTags
-			if c.TraceID.High != 0 {
+			switch {
+			case c.TraceID.High != 0:
 				var tb [32]byte
-				tid := string(appendHex64(append(tb[:0], ddTIDTag...), c.TraceID.High))
-				if tags != "" {
-					tags = tid + "," + tags
-				} else {
-					tags = tid
+				tags := appendHex64(append(tb[:0], ddTIDTag...), c.TraceID.High)
+				if c.DatadogTags != "" {
+					tags = append(tags, ',')
 				}
-			}
-			if tags != "" {
-				set(h, hDDTags, tags)
-			} else {
-				delete(h, hDDTags)
+				h.Set2(hDDTags, tags, c.DatadogTags)
+			case c.DatadogTags != "":
+				h.SetString(hDDTags, c.DatadogTags)
+			default:
+				h.Del(hDDTags)
 			}
 		}
 		switch c.Sampled {
 		case SamplingYes:
-			set(h, hDDPriority, "1")
+			h.SetString(hDDPriority, "1")
 		case SamplingNo:
-			set(h, hDDPriority, "0")
+			h.SetString(hDDPriority, "0")
 		default:
-			delete(h, hDDPriority)
+			h.Del(hDDPriority)
 		}
 	},
 }
@@ -335,7 +331,7 @@ var datadog = &Format{
 var otTracer = &Format{
 	Name:    core.FormatOTTracer,
 	Headers: []string{hOTTraceID, hOTSpanID, hOTSampled},
-	extract: func(h http.Header) Context {
+	extract: func(h Carrier) Context {
 		c := Context{Sampled: sampledFromBool(get(h, hOTSampled))}
 		tid, ok1 := parseTraceID(get(h, hOTTraceID))
 		sid, ok2 := parseHex64(get(h, hOTSpanID))
@@ -344,23 +340,23 @@ var otTracer = &Format{
 		}
 		return c
 	},
-	inject: func(h http.Header, c Context) {
+	inject: func(h *Mutations, c Context) {
 		if c.Valid() {
 			var buf [32]byte
 			// LightStep keeps 64-bit trace ids: send the low half.
-			set(h, hOTTraceID, string(appendHex64(buf[:0], c.TraceID.Low)))
-			set(h, hOTSpanID, string(appendHex64(buf[:0], uint64(c.SpanID))))
+			h.Set(hOTTraceID, appendHex64(buf[:0], c.TraceID.Low))
+			h.Set(hOTSpanID, appendHex64(buf[:0], uint64(c.SpanID)))
 		} else {
-			delete(h, hOTTraceID)
-			delete(h, hOTSpanID)
+			h.Del(hOTTraceID)
+			h.Del(hOTSpanID)
 		}
 		switch c.Sampled {
 		case SamplingYes:
-			set(h, hOTSampled, "true")
+			h.SetString(hOTSampled, "true")
 		case SamplingNo:
-			set(h, hOTSampled, "false")
+			h.SetString(hOTSampled, "false")
 		default:
-			delete(h, hOTSampled)
+			h.Del(hOTSampled)
 		}
 	},
 }

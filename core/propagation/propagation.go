@@ -50,8 +50,45 @@ type Format struct {
 	Name string
 	// Headers lists the (canonical) headers the format uses.
 	Headers []string
-	extract func(h http.Header) Context
-	inject  func(h http.Header, c Context)
+	extract func(h Carrier) Context
+	inject  func(m *Mutations, c Context)
+}
+
+// Carrier is where Extract reads a request's headers. HeaderCarrier adapts
+// an http.Header; the proxy's HTTP/1.1 path reads its parsed request in
+// place, so that extracting copies nothing.
+type Carrier interface {
+	// Get returns the first value of the header key (canonical, as
+	// net/http writes it; a Carrier compares case-insensitively), or "".
+	// The string need only stay valid until Extract returns: Extract
+	// copies what it keeps.
+	Get(key string) string
+	// GetJoined returns every value of the header key joined by ",", as
+	// HTTP allows for list headers (tracestate).
+	GetJoined(key string) string
+}
+
+// HeaderCarrier reads an http.Header, which must use canonical keys.
+type HeaderCarrier http.Header
+
+// Get implements Carrier.
+func (h HeaderCarrier) Get(key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// GetJoined implements Carrier.
+func (h HeaderCarrier) GetJoined(key string) string {
+	switch v := h[key]; len(v) {
+	case 0:
+		return ""
+	case 1:
+		return v[0]
+	default:
+		return strings.Join(v, ",")
+	}
 }
 
 // maxHeaderLen bounds every trace header tracehop reads; longer ones are
@@ -59,13 +96,12 @@ type Format struct {
 const maxHeaderLen = 512
 
 // get returns a header's first value, or "" when it is missing or too long.
-// h must use canonical keys, as net/http's do.
-func get(h http.Header, key string) string {
-	v := h[key]
-	if len(v) == 0 || len(v[0]) > maxHeaderLen {
+func get(h Carrier, key string) string {
+	v := h.Get(key)
+	if len(v) > maxHeaderLen {
 		return ""
 	}
-	return v[0]
+	return v
 }
 
 var formats = map[string]*Format{
@@ -136,6 +172,13 @@ func (p *Propagator) Formats() []string {
 // When none has ids, it returns the first sampling decision found (with
 // invalid ids) so that "b3: 0" still suppresses a trace.
 func (p *Propagator) Extract(h http.Header) Context {
+	return p.ExtractFrom(HeaderCarrier(h))
+}
+
+// ExtractFrom is Extract from any Carrier. Strings of the result
+// (TraceState, DatadogOrigin, DatadogTags) may alias the carrier's memory;
+// Context.Detach copies them.
+func (p *Propagator) ExtractFrom(h Carrier) Context {
 	var decision Context
 	for _, f := range p.formats {
 		c := f.extract(h)
@@ -153,12 +196,29 @@ func (p *Propagator) Extract(h http.Header) Context {
 // Inject writes c in every configured format and removes the headers of the
 // known formats it does not write.
 func (p *Propagator) Inject(h http.Header, c Context) {
+	var m Mutations
+	p.InjectInto(&m, c)
+	m.Apply(h)
+}
+
+// InjectInto records in m what Inject would do to a request's headers, for
+// an HTTP layer that writes headers itself. It does not allocate.
+func (p *Propagator) InjectInto(m *Mutations, c Context) {
+	m.Reset()
 	for _, k := range p.stale {
-		delete(h, k)
+		m.Del(k)
 	}
 	for _, f := range p.formats {
-		f.inject(h, c)
+		f.inject(m, c)
 	}
+}
+
+// Detach copies the strings of c that may alias a Carrier's memory, so
+// that c can outlive the request it was extracted from.
+func (c *Context) Detach() {
+	c.TraceState = strings.Clone(c.TraceState)
+	c.DatadogOrigin = strings.Clone(c.DatadogOrigin)
+	c.DatadogTags = strings.Clone(c.DatadogTags)
 }
 
 // Strip removes every trace header of every known format.

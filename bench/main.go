@@ -1,0 +1,406 @@
+// Command bench is tracehop's load harness, run by `make bench`: it starts
+// an upstream, a counting Zipkin receiver, tracehop untraced and traced,
+// a minimal Go reverse proxy, nginx and HAProxy (when installed), loads
+// each in interleaved rounds with wrk and fortio, and prints the medians
+// and the ratios issue 6 sets as targets. Results go to bench/results/ as
+// JSON; -readme rewrites the README's table.
+//
+// The settings follow ../shared/research/perf-peers.md so that the numbers
+// can be set beside the peers': one worker thread per proxy, keep-alive on
+// both sides, no access logs, everything on 127.0.0.1.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// target is one configuration under load.
+type target struct {
+	Name string `json:"name"`
+	Desc string `json:"description"`
+	addr string
+	proc *proc
+	// admin is tracehop's admin address, for its span counters.
+	admin  string
+	traced bool
+}
+
+type options struct {
+	bin, tools, out, readme string
+	rounds                  int
+	satDur, rateDur, warmup time.Duration
+	qps, conns, rateConns   int
+	basePort                int
+	only                    string
+}
+
+func main() {
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		runHelper(os.Args[1:])
+	}
+	var o options
+	home, _ := os.UserHomeDir()
+	flag.StringVar(&o.bin, "bin", "bin", "where `make build` put tracehop and its drivers")
+	flag.StringVar(&o.tools, "tools", filepath.Join(home, ".cache/tracehop/tools"), "where `make bench-deps` put fortio")
+	flag.StringVar(&o.out, "out", "bench/results", "directory for the JSON result")
+	flag.StringVar(&o.readme, "readme", "", "rewrite the table between <!-- bench:begin --> and <!-- bench:end --> in this file")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
+	flag.DurationVar(&o.satDur, "saturated", 8*time.Second, "length of each saturating wrk run")
+	flag.DurationVar(&o.rateDur, "fixed", 6*time.Second, "length of each fixed-rate fortio run")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded wrk warm-up per configuration")
+	flag.IntVar(&o.qps, "qps", 2000, "request rate of the fixed-rate runs")
+	flag.IntVar(&o.conns, "c", 50, "wrk connections")
+	flag.IntVar(&o.rateConns, "rate-c", 16, "fortio connections")
+	flag.IntVar(&o.basePort, "port", 18080, "first of the loopback ports used")
+	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func lookTool(name, dir string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, d := range []string{dir, "/usr/sbin"} {
+		if p := filepath.Join(d, name); fileExists(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func run(ctx context.Context, o options) error {
+	wrk, fortio := lookTool("wrk", o.tools), lookTool("fortio", o.tools)
+	if wrk == "" || fortio == "" {
+		return errors.New("wrk and fortio are needed: run `make bench-deps` (apt wrk nginx-light haproxy, go install fortio)")
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	if !fileExists(filepath.Join(bin, "tracehop")) {
+		return fmt.Errorf("no tracehop in %s: run `make build` first", bin)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "tracehop-bench-")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench: work files and logs in %s\n", dir)
+
+	port := o.basePort
+	next := func() string { port++; return fmt.Sprintf("127.0.0.1:%d", port-1) }
+	upstreamAddr, sinkAddr := next(), next()
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	launch := func(name, addr string, env []string, argv ...string) (*proc, error) {
+		p, err := start(dir, name, env, argv...)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+		return p, p.waitListening(addr, 20*time.Second)
+	}
+	if _, err := launch("upstream", upstreamAddr, nil, self, "upstream", upstreamAddr); err != nil {
+		return err
+	}
+	if _, err := launch("sink", sinkAddr, []string{"GOMAXPROCS=1"}, self, "sink", sinkAddr); err != nil {
+		return err
+	}
+
+	one := []string{"GOMAXPROCS=1"}
+	var targets []*target
+	want := func(name string) bool {
+		return o.only == "" || strings.Contains(","+o.only+",", ","+name+",")
+	}
+	add := func(t *target, env []string, argv ...string) error {
+		if !want(t.Name) {
+			return nil
+		}
+		if len(argv) > 0 {
+			p, err := launch(t.Name, t.addr, env, argv...)
+			if err != nil {
+				return err
+			}
+			t.proc = p
+		}
+		if t.admin != "" {
+			if err := waitReady(ctx, "http://"+t.admin+"/ready"); err != nil {
+				return fmt.Errorf("%s: %w (log: %s)", t.Name, err, t.proc.log)
+			}
+		}
+		targets = append(targets, t)
+		return nil
+	}
+	if err := add(&target{Name: "direct", Desc: "wrk straight to the upstream", addr: upstreamAddr}, nil); err != nil {
+		return err
+	}
+	tracehop := func(name, desc, tracing string, traced bool) error {
+		addr, admin := next(), next()
+		cfg := filepath.Join(dir, name+".yaml")
+		yaml := fmt.Sprintf(`node: {id: bench, service: bench}
+admin: {address: %q}
+listeners:
+  - {name: in, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%q]}
+%s`, admin, addr, upstreamAddr, tracing)
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			return err
+		}
+		return add(&target{Name: name, Desc: desc, addr: addr, admin: admin, traced: traced}, one,
+			filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn")
+	}
+	driverEnv := "    env: {GOMAXPROCS: \"1\"}\n"
+	steps := []func() error{
+		func() error {
+			return tracehop("tracehop", "tracehop, tracing off", "", false)
+		},
+		func() error {
+			return tracehop("tracehop-zipkin", "tracehop, 100% sampled, zipkin driver (proto) to the counting receiver",
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv, sinkAddr), true)
+		},
+		func() error {
+			return tracehop("tracehop-file", "tracehop, 100% sampled, file driver to /dev/null",
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: file\n%s    config: {path: /dev/null}\n", bin, driverEnv), true)
+		},
+		func() error {
+			addr := next()
+			return add(&target{Name: "go-httputil", Desc: "minimal httputil.ReverseProxy (Rewrite, tuned Transport)", addr: addr}, one, self, "goproxy", addr, upstreamAddr)
+		},
+		func() error {
+			nginx := lookTool("nginx", "")
+			if nginx == "" {
+				fmt.Println("bench: nginx is not installed (make bench-deps): skipped")
+				return nil
+			}
+			addr := next()
+			cfg := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(cfg, []byte(nginxConf(dir, addr, upstreamAddr)), 0o644); err != nil {
+				return err
+			}
+			return add(&target{Name: "nginx", Desc: "nginx, worker_processes 1, upstream keepalive", addr: addr}, nil, nginx, "-p", dir, "-c", cfg)
+		},
+		func() error {
+			haproxy := lookTool("haproxy", "")
+			if haproxy == "" {
+				fmt.Println("bench: haproxy is not installed (make bench-deps): skipped")
+				return nil
+			}
+			addr := next()
+			cfg := filepath.Join(dir, "haproxy.cfg")
+			if err := os.WriteFile(cfg, []byte(haproxyConf(addr, upstreamAddr)), 0o644); err != nil {
+				return err
+			}
+			return add(&target{Name: "haproxy", Desc: "HAProxy, nbthread 1, http-keep-alive", addr: addr}, nil, haproxy, "-db", "-f", cfg)
+		},
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	for _, t := range targets {
+		fmt.Printf("bench: %-16s http://%s/  %s\n", t.Name, t.addr, t.Desc)
+	}
+
+	res := newResults(o, targets)
+	total := len(targets) * o.rounds
+	fmt.Printf("bench: warm-up %s each, then %d rounds x %d configurations (wrk %s saturated, fortio %s at %d req/s): about %s\n",
+		o.warmup, o.rounds, len(targets), o.satDur, o.rateDur, o.qps,
+		(time.Duration(len(targets))*o.warmup + time.Duration(total)*(o.satDur+o.rateDur+time.Second) + 8*time.Second).Round(time.Second))
+	for _, t := range targets {
+		if _, err := runWrk(ctx, wrk, "http://"+t.addr+"/", o.conns, o.warmup); err != nil {
+			return fmt.Errorf("%s warm-up: %w", t.Name, err)
+		}
+	}
+	step := 0
+	for round := 1; round <= o.rounds; round++ {
+		for _, t := range targets {
+			step++
+			r, err := measure(ctx, wrk, fortio, t, o)
+			if err != nil {
+				return fmt.Errorf("%s, round %d: %w", t.Name, round, err)
+			}
+			res.add(t.Name, r)
+			fmt.Printf("bench: [%2d/%d] round %d %-16s %8.0f req/s  cpu %5.1f µs/req  p99@%d %6s  errors %d\n",
+				step, total, round, t.Name, r.RPS, r.CPUPerReq, o.qps, r.FixedP99.Round(time.Microsecond), r.Errors)
+		}
+	}
+	// Let the exporters flush (batches leave every 200 ms), then count.
+	time.Sleep(3 * time.Second)
+	sinkSpans, err := sinkCount(sinkAddr)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		if t.proc != nil {
+			res.memory(t.Name, treeRSS(t.proc.pid()))
+		}
+		if t.traced {
+			m, err := scrape("http://" + t.admin + "/metrics")
+			if err != nil {
+				return err
+			}
+			res.spans(t.Name, m)
+		}
+	}
+	if _, ok := res.Configs["tracehop-zipkin"]; ok {
+		res.Configs["tracehop-zipkin"].SpansReceived = sinkSpans
+	}
+	res.finish()
+	fmt.Println()
+	fmt.Print(res.table())
+	path, err := res.write(o.out)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nbench: results written to %s\n", path)
+	if o.readme != "" {
+		if err := res.render(o.readme); err != nil {
+			return err
+		}
+		fmt.Printf("bench: %s's table rewritten\n", o.readme)
+	}
+	return nil
+}
+
+// measure runs one saturated and one fixed-rate load against t, with the
+// CPU its processes used during each.
+func measure(ctx context.Context, wrk, fortio string, t *target, o options) (sample, error) {
+	var s sample
+	cpu := func() (time.Duration, map[string]time.Duration) {
+		if t.proc == nil {
+			return 0, nil
+		}
+		return treeCPU(t.proc.pid())
+	}
+	c0, by0 := cpu()
+	w, err := runWrk(ctx, wrk, "http://"+t.addr+"/", o.conns, o.satDur)
+	if err != nil {
+		return s, err
+	}
+	c1, by1 := cpu()
+	s.RPS, s.SatP99, s.Requests, s.Errors = w.RPS, w.P99, w.Requests, w.Errors
+	if w.Requests > 0 && t.proc != nil {
+		s.CPUPerReq = float64(c1-c0) / float64(time.Microsecond) / float64(w.Requests)
+		s.CPUByProcess = map[string]float64{}
+		for comm, d := range by1 {
+			s.CPUByProcess[comm] = float64(d-by0[comm]) / float64(time.Microsecond) / float64(w.Requests)
+		}
+	}
+	f, err := runFortio(ctx, fortio, "http://"+t.addr+"/", o.qps, o.rateConns, o.rateDur)
+	if err != nil {
+		return s, err
+	}
+	c2, _ := cpu()
+	s.FixedP50, s.FixedP90, s.FixedP99 = f.P50, f.P90, f.P99
+	s.Requests += f.Requests
+	s.Errors += f.Errors
+	if f.Requests > 0 && t.proc != nil {
+		s.FixedCPUPerReq = float64(c2-c1) / float64(time.Microsecond) / float64(f.Requests)
+	}
+	return s, nil
+}
+
+func waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within 20s", url)
+}
+
+func sinkCount(addr string) (int64, error) {
+	resp, err := http.Get("http://" + addr + "/count")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var spans, batches, bad int64
+	b, _ := io.ReadAll(resp.Body)
+	_, err = fmt.Sscan(string(b), &spans, &batches, &bad)
+	if bad > 0 {
+		return spans, fmt.Errorf("the receiver refused %d batches it could not decode", bad)
+	}
+	return spans, err
+}
+
+func nginxConf(dir, addr, upstream string) string {
+	return fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/nginx-body;
+  proxy_temp_path %[1]s/nginx-proxy;
+  keepalive_requests 1000000;
+  upstream up { server %[3]s; keepalive 128; keepalive_requests 1000000; }
+  server {
+    listen %[2]s;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`, dir, addr, upstream)
+}
+
+func haproxyConf(addr, upstream string) string {
+	return fmt.Sprintf(`global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  option forwardfor
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend in
+  bind %s
+  default_backend up
+backend up
+  http-reuse safe
+  server s1 %s
+`, addr, upstream)
+}

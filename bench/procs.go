@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is one process the harness started and stops.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+}
+
+func start(dir, name string, env []string, argv ...string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &proc{name: name, cmd: cmd, log: logPath}, nil
+}
+
+// stop ends the process and everything it started (its process group).
+func (p *proc) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	pid := p.cmd.Process.Pid
+	syscall.Kill(-pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// waitListening waits until addr accepts connections, failing early when
+// the process exits.
+func (p *proc) waitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		if p.cmd.ProcessState != nil || syscall.Kill(p.pid(), 0) != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tail, _ := os.ReadFile(p.log)
+	if len(tail) > 2000 {
+		tail = tail[len(tail)-2000:]
+	}
+	return fmt.Errorf("%s did not listen on %s within %s; its log (%s) ends:\n%s", p.name, addr, timeout, p.log, tail)
+}
+
+// clockTick is USER_HZ: /proc counts CPU time in these.
+const clockTick = 100
+
+// treeCPU is the CPU time (user+system) of pid and all its descendants,
+// and of each process by its command name.
+func treeCPU(pid int) (total time.Duration, byComm map[string]time.Duration) {
+	byComm = map[string]time.Duration{}
+	for _, p := range tree(pid) {
+		comm, ticks, ok := procStat(p)
+		if ok {
+			d := time.Duration(ticks) * time.Second / clockTick
+			total += d
+			byComm[comm] += d
+		}
+	}
+	return total, byComm
+}
+
+// procStat reads a process's command name and utime+stime in ticks.
+func procStat(pid int) (comm string, ticks int64, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return "", 0, false
+	}
+	comm = string(b[open+1 : end])
+	f := strings.Fields(string(b[end+2:]))
+	// After the command: state(3) ppid(4) ... utime(14) stime(15).
+	if len(f) < 13 {
+		return "", 0, false
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return comm, u + s, true
+}
+
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	end := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[end+2:]))
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// tree lists pid and its descendants.
+func tree(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		children[parentOf(p)] = append(children[parentOf(p)], p)
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// treeRSS is the resident memory of pid and its descendants, now and at
+// peak (VmHWM), in bytes, by command name.
+func treeRSS(pid int) map[string][2]int64 {
+	out := map[string][2]int64{}
+	for _, p := range tree(pid) {
+		comm, _, ok := procStat(p)
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/status")
+		if err != nil {
+			continue
+		}
+		var rss, hwm int64
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "VmRSS":
+				rss = kb << 10
+			case "VmHWM":
+				hwm = kb << 10
+			}
+		}
+		cur := out[comm]
+		out[comm] = [2]int64{cur[0] + rss, cur[1] + hwm}
+	}
+	return out
+}

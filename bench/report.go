@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// sample is one round's measurement of one configuration.
+type sample struct {
+	RPS            float64            `json:"rps"`
+	Requests       int64              `json:"requests"`
+	Errors         int64              `json:"errors"`
+	SatP99         time.Duration      `json:"saturated_p99_ns"`
+	CPUPerReq      float64            `json:"cpu_us_per_req"`
+	CPUByProcess   map[string]float64 `json:"cpu_us_per_req_by_process,omitempty"`
+	FixedCPUPerReq float64            `json:"fixed_rate_cpu_us_per_req"`
+	FixedP50       time.Duration      `json:"fixed_rate_p50_ns"`
+	FixedP90       time.Duration      `json:"fixed_rate_p90_ns"`
+	FixedP99       time.Duration      `json:"fixed_rate_p99_ns"`
+}
+
+// config is every round of one configuration and their medians.
+type config struct {
+	Description string   `json:"description"`
+	Rounds      []sample `json:"rounds"`
+	Median      sample   `json:"median"`
+	Requests    int64    `json:"requests"`
+	Errors      int64    `json:"errors"`
+	// RSS and peak RSS by process name, in bytes, after the last round.
+	RSS map[string][2]int64 `json:"rss_and_peak_bytes,omitempty"`
+	// Spans, for traced configurations: tracehop's counters and what the
+	// receiver decoded.
+	SpansSampled  int64            `json:"spans_sampled,omitempty"`
+	SpansExported int64            `json:"spans_exported,omitempty"`
+	SpansDropped  map[string]int64 `json:"spans_dropped,omitempty"`
+	SpansReceived int64            `json:"spans_received,omitempty"`
+}
+
+// ratio is one of issue 6's targets, checked.
+type ratio struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Target string  `json:"target"`
+	Met    bool    `json:"met"`
+}
+
+type results struct {
+	Date     time.Time          `json:"date"`
+	Machine  map[string]string  `json:"machine"`
+	Settings map[string]string  `json:"settings"`
+	Order    []string           `json:"order"`
+	Configs  map[string]*config `json:"configs"`
+	Ratios   []ratio            `json:"ratios"`
+}
+
+func newResults(o options, targets []*target) *results {
+	r := &results{Date: time.Now().UTC(), Configs: map[string]*config{}, Machine: machine()}
+	r.Settings = map[string]string{
+		"rounds": strconv.Itoa(o.rounds), "saturated": fmt.Sprintf("wrk -t1 -c%d -d%s --latency", o.conns, o.satDur),
+		"fixed_rate": fmt.Sprintf("fortio load -qps %d -c %d -t %s -uniform", o.qps, o.rateConns, o.rateDur),
+		"threads":    "one per proxy: GOMAXPROCS=1 (tracehop, its driver, go-httputil), nginx worker_processes 1, haproxy nbthread 1",
+	}
+	for _, t := range targets {
+		r.Order = append(r.Order, t.Name)
+		r.Configs[t.Name] = &config{Description: t.Desc}
+	}
+	return r
+}
+
+func machine() map[string]string {
+	m := map[string]string{"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		m["kernel"] = strings.TrimSpace(string(out))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		m["memory"] = strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " ")
+	}
+	return m
+}
+
+func (r *results) add(name string, s sample) {
+	c := r.Configs[name]
+	c.Rounds = append(c.Rounds, s)
+	c.Requests += s.Requests
+	c.Errors += s.Errors
+}
+
+func (r *results) memory(name string, rss map[string][2]int64) { r.Configs[name].RSS = rss }
+
+func (r *results) spans(name string, m map[string]float64) {
+	c := r.Configs[name]
+	c.SpansSampled = int64(m["tracehop_spans_sampled_total"])
+	c.SpansDropped = map[string]int64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, "tracehop_spans_exported_total{") {
+			c.SpansExported += int64(v)
+		}
+		if rest, ok := strings.CutPrefix(k, "tracehop_spans_dropped_total{"); ok && v > 0 {
+			_, reason, _ := strings.Cut(rest, `reason="`)
+			reason, _, _ = strings.Cut(reason, `"`)
+			c.SpansDropped[reason] += int64(v)
+		}
+	}
+}
+
+func median[T int64 | float64 | time.Duration](rounds []sample, f func(sample) T) T {
+	v := make([]T, len(rounds))
+	for i, s := range rounds {
+		v[i] = f(s)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func (r *results) finish() {
+	for _, c := range r.Configs {
+		if len(c.Rounds) == 0 {
+			continue
+		}
+		c.Median = sample{
+			RPS:            median(c.Rounds, func(s sample) float64 { return s.RPS }),
+			CPUPerReq:      median(c.Rounds, func(s sample) float64 { return s.CPUPerReq }),
+			FixedCPUPerReq: median(c.Rounds, func(s sample) float64 { return s.FixedCPUPerReq }),
+			SatP99:         median(c.Rounds, func(s sample) time.Duration { return s.SatP99 }),
+			FixedP50:       median(c.Rounds, func(s sample) time.Duration { return s.FixedP50 }),
+			FixedP90:       median(c.Rounds, func(s sample) time.Duration { return s.FixedP90 }),
+			FixedP99:       median(c.Rounds, func(s sample) time.Duration { return s.FixedP99 }),
+		}
+		if c.Rounds[0].CPUByProcess != nil {
+			c.Median.CPUByProcess = map[string]float64{}
+			for comm := range c.Rounds[0].CPUByProcess {
+				c.Median.CPUByProcess[comm] = median(c.Rounds, func(s sample) float64 { return s.CPUByProcess[comm] })
+			}
+		}
+	}
+	get := func(name string) *sample {
+		if c, ok := r.Configs[name]; ok && len(c.Rounds) > 0 {
+			return &c.Median
+		}
+		return nil
+	}
+	traced, untraced, goproxy, nginx := get("tracehop-zipkin"), get("tracehop"), get("go-httputil"), get("nginx")
+	atLeast := func(name string, a, b *sample, f func(*sample) float64, min float64) {
+		if a != nil && b != nil && f(b) > 0 {
+			v := f(a) / f(b)
+			r.Ratios = append(r.Ratios, ratio{name, v, fmt.Sprintf(">= %.2f", min), v >= min})
+		}
+	}
+	atMost := func(name string, a, b *sample, f func(*sample) float64, max float64) {
+		if a != nil && b != nil && f(b) > 0 {
+			v := f(a) / f(b)
+			r.Ratios = append(r.Ratios, ratio{name, v, fmt.Sprintf("<= %.2f", max), v <= max})
+		}
+	}
+	rps := func(s *sample) float64 { return s.RPS }
+	p99 := func(s *sample) float64 { return float64(s.FixedP99) }
+	atLeast("req/s: traced / untraced", traced, untraced, rps, 0.95)
+	atLeast("req/s: traced / go-httputil", traced, goproxy, rps, 1.3)
+	atLeast("req/s: traced / nginx", traced, nginx, rps, 0.8)
+	atMost("p99 @fixed rate: traced / untraced", traced, untraced, p99, 1.5)
+	atMost("p99 @fixed rate: traced / nginx", traced, nginx, p99, 1.5)
+	if traced != nil {
+		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request (tracehop + driver)", traced.CPUPerReq, "<= 40", traced.CPUPerReq <= 40})
+		if c := r.Configs["tracehop-zipkin"]; c.RSS != nil {
+			peak := float64(c.RSS["tracehop"][1]) / (1 << 20)
+			r.Ratios = append(r.Ratios, ratio{"tracehop peak RSS, MiB, traced at saturation", peak, "< 64", peak < 64})
+		}
+		if c := r.Configs["tracehop-zipkin"]; c.SpansSampled > 0 {
+			v := float64(c.SpansReceived) / float64(c.SpansSampled)
+			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled", v, "= 1", c.SpansReceived == c.SpansSampled})
+		}
+	}
+}
+
+func us(d time.Duration) string { return strconv.FormatInt(d.Microseconds(), 10) }
+
+// table renders the medians and the ratios as Markdown.
+func (r *results) table() string {
+	var b strings.Builder
+	direct := 0.0
+	if c, ok := r.Configs["direct"]; ok {
+		direct = c.Median.RPS
+	}
+	fmt.Fprintf(&b, "| config | req/s (median) | x direct | req/s per round | CPU µs/req, saturated | CPU µs/req @%s | p50 / p90 / p99 µs @%s | wrk p99 µs | peak RSS MiB | spans sampled / exported / received | errors |\n",
+		r.qps(), r.qps())
+	b.WriteString("|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|\n")
+	for _, name := range r.Order {
+		c := r.Configs[name]
+		m := c.Median
+		var per []string
+		for _, s := range c.Rounds {
+			per = append(per, strconv.Itoa(int(s.RPS)))
+		}
+		x := "-"
+		if direct > 0 {
+			x = fmt.Sprintf("%.2f", m.RPS/direct)
+		}
+		cpu, fixedCPU, rss := "-", "-", "-"
+		if name != "direct" {
+			cpu = fmt.Sprintf("%.1f", m.CPUPerReq)
+			if len(m.CPUByProcess) > 1 {
+				var parts []string
+				for comm, v := range m.CPUByProcess {
+					if v >= 0.05 {
+						parts = append(parts, fmt.Sprintf("%s %.1f", comm, v))
+					}
+				}
+				slices.Sort(parts)
+				cpu += " (" + strings.Join(parts, ", ") + ")"
+			}
+			fixedCPU = fmt.Sprintf("%.1f", m.FixedCPUPerReq)
+			var peak int64
+			for _, v := range c.RSS {
+				peak += v[1]
+			}
+			rss = fmt.Sprintf("%.1f", float64(peak)/(1<<20))
+		}
+		spans := ""
+		if c.SpansSampled > 0 {
+			recv := "-"
+			if c.SpansReceived > 0 {
+				recv = strconv.FormatInt(c.SpansReceived, 10)
+			}
+			spans = fmt.Sprintf("%d / %d / %s", c.SpansSampled, c.SpansExported, recv)
+			for reason, n := range c.SpansDropped {
+				spans += fmt.Sprintf(", dropped %s %d", reason, n)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %d |\n",
+			name, m.RPS, x, strings.Join(per, " "), cpu, fixedCPU, us(m.FixedP50), us(m.FixedP90), us(m.FixedP99), us(m.SatP99), rss, spans, c.Errors)
+	}
+	if len(r.Ratios) > 0 {
+		b.WriteString("\n| target (issue 6) | measured | target | met |\n|---|---:|---|---|\n")
+		for _, q := range r.Ratios {
+			met := "yes"
+			if !q.Met {
+				met = "**no**"
+			}
+			fmt.Fprintf(&b, "| %s | %.2f | %s | %s |\n", q.Name, q.Value, q.Target, met)
+		}
+	}
+	fmt.Fprintf(&b, "\nMeasured %s on %s CPUs (%s), Linux %s, %s; %s rounds, medians.\n",
+		r.Date.Format("2006-01-02"), r.Machine["cpus"], r.Machine["cpu"], r.Machine["kernel"], r.Machine["go"], r.Settings["rounds"])
+	return b.String()
+}
+
+func (r *results) qps() string {
+	f := strings.Fields(r.Settings["fixed_rate"])
+	return f[3] + " req/s"
+}
+
+func (r *results) write(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	host, _ := os.Hostname()
+	path := filepath.Join(dir, r.Date.Format("2006-01-02T150405Z")+"-"+host+".json")
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+const beginMark, endMark = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+// render replaces the README's table between the bench markers.
+func (r *results) render(readme string) error {
+	b, err := os.ReadFile(readme)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s ... %s markers", readme, beginMark, endMark)
+	}
+	s = s[:i+len(beginMark)] + "\n" + r.table() + s[j:]
+	return os.WriteFile(readme, []byte(s), 0o644)
+}
+
+// scrape reads a Prometheus text page into name{labels} -> value.
+func scrape(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, sc.Err()
+}

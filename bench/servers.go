@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The harness runs its helper servers as copies of itself, so that each
+// has its own process and its own CPU account: `bench upstream ADDR`,
+// `bench sink ADDR`, `bench goproxy ADDR UPSTREAM`.
+
+// upstreamBody is the ~100-byte answer of the peers' measurements.
+var upstreamBody = []byte("tracehop bench upstream: this body is exactly one hundred bytes long, as in perf-peers.md .........\n")
+
+func serveUpstream(addr string) error {
+	srv := &http.Server{
+		Addr:        addr,
+		IdleTimeout: 120 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			h["Content-Type"] = []string{"text/plain"}
+			h["Content-Length"] = []string{strconv.Itoa(len(upstreamBody))}
+			w.Write(upstreamBody)
+		}),
+	}
+	return srv.ListenAndServe()
+}
+
+// serveSink is a Zipkin v2 receiver that counts the spans it is sent (proto
+// or JSON, decoded from the real wire format) and discards them.
+// GET /count answers the total.
+func serveSink(addr string) error {
+	var spans, batches, bad atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v2/spans", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		n, err := countSpans(r.Header.Get("Content-Type"), body)
+		if err != nil {
+			bad.Add(1)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		spans.Add(int64(n))
+		batches.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("GET /count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d %d %d\n", spans.Load(), batches.Load(), bad.Load())
+	})
+	return (&http.Server{Addr: addr, Handler: mux}).ListenAndServe()
+}
+
+// countSpans counts the spans of a Zipkin v2 payload: a ListOfSpans
+// (repeated field 1) in proto, a JSON array otherwise.
+func countSpans(contentType string, body []byte) (int, error) {
+	if contentType != "application/x-protobuf" {
+		var spans []json.RawMessage
+		if err := json.Unmarshal(body, &spans); err != nil {
+			return 0, err
+		}
+		return len(spans), nil
+	}
+	n := 0
+	for len(body) > 0 {
+		num, typ, l := protowire.ConsumeTag(body)
+		if l < 0 {
+			return 0, protowire.ParseError(l)
+		}
+		body = body[l:]
+		l = protowire.ConsumeFieldValue(num, typ, body)
+		if l < 0 {
+			return 0, protowire.ParseError(l)
+		}
+		if num == 1 && typ == protowire.BytesType {
+			n++
+		}
+		body = body[l:]
+	}
+	return n, nil
+}
+
+// serveGoProxy is the peers' "minimal Go httputil.ReverseProxy": Rewrite
+// with SetURL and SetXForwarded, a Transport tuned for keep-alive.
+func serveGoProxy(addr, upstream string) error {
+	target, err := url.Parse("http://" + upstream)
+	if err != nil {
+		return err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{
+			MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
+			DisableCompression: true, ForceAttemptHTTP2: false, Proxy: nil,
+		},
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	return (&http.Server{Addr: addr, Handler: rp}).ListenAndServe()
+}
+
+func runHelper(args []string) {
+	var err error
+	switch {
+	case args[0] == "upstream" && len(args) == 2:
+		err = serveUpstream(args[1])
+	case args[0] == "sink" && len(args) == 2:
+		err = serveSink(args[1])
+	case args[0] == "goproxy" && len(args) == 3:
+		err = serveGoProxy(args[1], args[2])
+	default:
+		err = fmt.Errorf("unknown helper %q", args)
+	}
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
