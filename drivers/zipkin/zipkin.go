@@ -71,6 +71,8 @@ type Driver struct {
 
 	mu     sync.Mutex
 	closed bool
+	// bufs recycles proto payloads and scratch space between Exports.
+	bufs sync.Pool
 }
 
 var _ sdk.Driver = (*Driver)(nil)
@@ -117,6 +119,9 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	if closed {
 		return sdk.Permanent(errors.New("zipkin driver is not configured or already shut down"))
 	}
+	if d.cfg.Encoding == "proto" {
+		return d.exportProto(ctx, spans)
+	}
 	models := make([]model.SpanModel, len(spans))
 	ptrs := make([]*model.SpanModel, len(spans))
 	for i := range spans {
@@ -132,12 +137,47 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	return nil
 }
 
+// exportProto encodes straight from the spans (zipkinmodel.AppendProto,
+// tested to match zipkin-go's serializer), reusing its buffers.
+func (d *Driver) exportProto(ctx context.Context, spans []sdk.Span) error {
+	bufs, _ := d.bufs.Get().(*[2][]byte)
+	if bufs == nil {
+		bufs = new([2][]byte)
+	}
+	for start := 0; start < len(spans); start += d.cfg.MaxBatchSpans {
+		chunk := spans[start:min(start+d.cfg.MaxBatchSpans, len(spans))]
+		bufs[0], bufs[1] = zipkinmodel.AppendProto(bufs[0][:0], bufs[1], chunk)
+		body := bytes.NewReader(bufs[0])
+		err := d.sendReader(ctx, body, len(chunk))
+		if body.Len() > 0 {
+			// net/http may still be reading the body (the collector
+			// answered before taking all of it): leave the buffer to it.
+			return err
+		}
+		if err != nil {
+			d.bufs.Put(bufs)
+			return err
+		}
+	}
+	d.bufs.Put(bufs)
+	return nil
+}
+
 func (d *Driver) post(ctx context.Context, chunk []*model.SpanModel) error {
 	body, err := d.serializer.Serialize(chunk)
 	if err != nil {
 		return sdk.Permanent(fmt.Errorf("encoding %d spans as %s: %w", len(chunk), d.cfg.Encoding, err))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.CollectorEndpoint, bytes.NewReader(body))
+	return d.send(ctx, body, len(chunk))
+}
+
+// send posts one encoded payload of n spans.
+func (d *Driver) send(ctx context.Context, body []byte, n int) error {
+	return d.sendReader(ctx, bytes.NewReader(body), n)
+}
+
+func (d *Driver) sendReader(ctx context.Context, body *bytes.Reader, n int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.CollectorEndpoint, body)
 	if err != nil {
 		return sdk.Permanent(err)
 	}
@@ -153,7 +193,7 @@ func (d *Driver) post(ctx context.Context, chunk []*model.SpanModel) error {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	err = fmt.Errorf("POST %s: %d spans refused with %s: %s", d.cfg.CollectorEndpoint, len(chunk), resp.Status, strings.TrimSpace(string(msg)))
+	err = fmt.Errorf("POST %s: %d spans refused with %s: %s", d.cfg.CollectorEndpoint, n, resp.Status, strings.TrimSpace(string(msg)))
 	switch {
 	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
 		return sdk.Retryable(err)

@@ -3,6 +3,7 @@ package zipkinmodel_test
 import (
 	"encoding/json"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -11,7 +12,49 @@ import (
 
 	"github.com/tracehop/tracehop/drivers/internal/zipkinmodel"
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/drivertest"
 )
+
+// sameProto checks that AppendProto's payload for spans reads back, with
+// zipkin-go's own decoder, as exactly what zipkin-go's serializer wrote
+// (want).
+func sameProto(t *testing.T, want []byte, spans []sdk.Span) {
+	t.Helper()
+	got, _ := zipkinmodel.AppendProto(nil, nil, spans)
+	a, err := zipkinproto.ParseSpans(want, false)
+	if err != nil {
+		t.Fatalf("zipkin-go cannot read its own proto: %v", err)
+	}
+	b, err := zipkinproto.ParseSpans(got, false)
+	if err != nil {
+		t.Fatalf("zipkin-go cannot read AppendProto's payload: %v", err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		t.Fatalf("AppendProto differs from zipkin-go's serializer:\nzipkin-go:   %s\nAppendProto: %s", ja, jb)
+	}
+}
+
+func TestAppendProtoMatchesZipkinGo(t *testing.T) {
+	spans := drivertest.ProxySpans(3, 20)
+	spans[0].Tags = append(spans[0].Tags, sdk.Tag{Key: "dup", Value: "1"}, sdk.Tag{Key: "dup", Value: "2"})
+	spans[1].Error, spans[1].Debug, spans[1].Shared = true, true, true
+	spans[2].Remote = sdk.Endpoint{IP: netip.MustParseAddr("2001:db8::1"), Port: 8080, Service: "up"}
+	spans[3].Events = []sdk.Event{{UnixNano: spans[3].StartUnixNano + 1500, Value: "ws"}}
+	spans[4].Name = "bad \xff utf8"
+	models := make([]model.SpanModel, len(spans))
+	ptrs := make([]*model.SpanModel, len(spans))
+	for i := range spans {
+		zipkinmodel.ToModel(&spans[i], &models[i])
+		ptrs[i] = &models[i]
+	}
+	want, err := (zipkinproto.SpanSerializer{}).Serialize(ptrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameProto(t, want, spans)
+}
 
 // FuzzToModel: any span, once sanitized as the SDK does, converts to
 // Zipkin's model and serializes as JSON and proto, and the JSON reads back
@@ -37,9 +80,11 @@ func FuzzToModel(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a sanitized span does not serialize as JSON: %v", err)
 		}
-		if _, err := (zipkinproto.SpanSerializer{}).Serialize([]*model.SpanModel{&m}); err != nil {
+		pb, err := (zipkinproto.SpanSerializer{}).Serialize([]*model.SpanModel{&m})
+		if err != nil {
 			t.Fatalf("proto: %v", err)
 		}
+		sameProto(t, pb, []sdk.Span{s})
 		var back model.SpanModel
 		if err := json.Unmarshal(js, &back); err != nil {
 			t.Fatalf("Zipkin cannot read its own JSON back: %v\n%s", err, js)
