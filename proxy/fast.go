@@ -49,18 +49,19 @@ const (
 // fastConn is one client connection on the fast path. It serves one
 // request at a time, so it owns one request's state and buffers.
 type fastConn struct {
-	l       *listener
-	c       net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer // for chunked responses, made on first use
-	peer    netip.AddrPort
-	head    []byte // the request head, copied out of br
-	out     []byte // the head (and body) written to the client
-	req     h1.Request
-	resp    h1.Response
-	st      reqState
-	mut     propagation.Mutations
-	carrier h1Carrier
+	l        *listener
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer // for chunked responses, made on first use
+	peer     netip.AddrPort
+	peerAddr string // once per connection, for the spans
+	head     []byte // the request head, copied out of br
+	out      []byte // the head (and body) written to the client
+	req      h1.Request
+	resp     h1.Response
+	st       reqState
+	mut      propagation.Mutations
+	carrier  h1Carrier
 }
 
 // handoff is the net.Listener through which the fast path gives
@@ -194,6 +195,7 @@ func (l *listener) serveConn(c net.Conn) {
 		fc.peer = ap.AddrPort()
 		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
 	}
+	fc.peerAddr = fc.peer.Addr().String()
 	fc.carrier.hide = !l.trusted
 	l.track(fc, true)
 	defer l.track(fc, false)
@@ -338,7 +340,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	fc.br.Discard(headLen)
 
 	st := &fc.st
-	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer}
+	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr}
 	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
 		st.requestID = string(id)
 	} else {

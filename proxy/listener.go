@@ -80,6 +80,7 @@ type reqState struct {
 	start         time.Time
 	upstreamStart time.Time
 	peer          netip.AddrPort
+	peerAddr      string // the address as text, when the connection has it already
 	requestID     string
 	reqBytes      atomic.Int64
 

@@ -325,7 +325,7 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	add("http.method", methodName(v))
 	add("http.protocol", v.proto)
 	add("user_agent", cmp.Or(v.own(v.userAgent), "-"))
-	add("peer.address", st.peer.Addr().String())
+	add("peer.address", cmp.Or(st.peerAddr, st.peer.Addr().String()))
 	add("request_size", strconv.FormatInt(st.reqBytes.Load(), 10))
 	add("response_size", strconv.FormatInt(v.respBytes, 10))
 	if st.route != nil {
@@ -334,7 +334,7 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	if st.endpoint != nil {
 		add("upstream_address", st.endpoint.addr)
 	}
-	add("http.status_code", strconv.Itoa(status))
+	add("http.status_code", statusText(status))
 	if grpcStatus != "" {
 		add("grpc.status_code", grpcStatus)
 	}
@@ -479,4 +479,20 @@ func peerAddr(r *http.Request) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// statusCodes holds the decimal text of every status code, so that tagging
+// one does not allocate.
+var statusCodes = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return
+}()
+
+func statusText(code int) string {
+	if code >= 0 && code < len(statusCodes) {
+		return statusCodes[code]
+	}
+	return strconv.Itoa(code)
 }
