@@ -12,7 +12,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 GOBIN_TOOLS        ?= $(HOME)/.cache/tracehop/tools
 FUZZTIME  ?= 5s
 
-.PHONY: all build test vet fmt-check race fuzz-short bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
+.PHONY: all build test vet fmt-check race fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
 
 all: build
 
@@ -57,9 +57,22 @@ fuzz-short:
 	  done; \
 	done
 
+## bench-deps: what make bench loads and compares with: wrk, nginx, HAProxy (Debian), fortio (Go module proxy)
+bench-deps:
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null || \
+	  { apt-get install -y -q wrk nginx-light haproxy >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light haproxy >/dev/null; }; }
+	@test -x $(GOBIN_TOOLS)/fortio || GOBIN=$(GOBIN_TOOLS) $(GO) install fortio.org/fortio@v1.68.2
+	@echo "bench-deps: wrk, nginx, haproxy and $(GOBIN_TOOLS)/fortio are ready"
+
+## bench: tracehop against direct, a Go reverse proxy, nginx and HAProxy (about 6 min); ROUNDS=3; rewrites README's table
+ROUNDS ?= 3
+bench: build bench-deps
+	$(GO) build -o $(BIN)/tracehop-bench ./bench
+	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -out bench/results -readme README.md
+
 ## bench-micro: Go micro benchmarks of the hot path and the export path
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./proxy/
+	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./proxy/... ./drivers/internal/...
 
 ## bench-ci: every benchmark once, so they keep compiling and running
 bench-ci:
