@@ -178,6 +178,20 @@ clusters:
 		return add(&target{Name: name, Desc: desc, addr: addr, admin: admin, traced: traced}, one,
 			filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn")
 	}
+	// native starts a peer installed from Debian (when it is) with a config
+	// file made for its address; args come before the file's path.
+	native := func(name, desc, file string, conf func(addr string) string, args ...string) error {
+		path := lookTool(name, "")
+		if path == "" {
+			fmt.Printf("bench: %s is not installed (make bench-deps): skipped\n", name)
+			return nil
+		}
+		addr, cfg := next(), filepath.Join(dir, file)
+		if err := os.WriteFile(cfg, []byte(conf(addr)), 0o644); err != nil {
+			return err
+		}
+		return add(&target{Name: name, Desc: desc, addr: addr}, nil, append([]string{path}, append(args, cfg)...)...)
+	}
 	driverEnv := "    env: {GOMAXPROCS: \"1\"}\n"
 	steps := []func() error{
 		func() error {
@@ -196,30 +210,12 @@ clusters:
 			return add(&target{Name: "go-httputil", Desc: "minimal httputil.ReverseProxy (Rewrite, tuned Transport)", addr: addr}, one, self, "goproxy", addr, upstreamAddr)
 		},
 		func() error {
-			nginx := lookTool("nginx", "")
-			if nginx == "" {
-				fmt.Println("bench: nginx is not installed (make bench-deps): skipped")
-				return nil
-			}
-			addr := next()
-			cfg := filepath.Join(dir, "nginx.conf")
-			if err := os.WriteFile(cfg, []byte(nginxConf(dir, addr, upstreamAddr)), 0o644); err != nil {
-				return err
-			}
-			return add(&target{Name: "nginx", Desc: "nginx, worker_processes 1, upstream keepalive", addr: addr}, nil, nginx, "-p", dir, "-c", cfg)
+			return native("nginx", "nginx, worker_processes 1, upstream keepalive", "nginx.conf",
+				func(addr string) string { return nginxConf(dir, addr, upstreamAddr) }, "-p", dir, "-c")
 		},
 		func() error {
-			haproxy := lookTool("haproxy", "")
-			if haproxy == "" {
-				fmt.Println("bench: haproxy is not installed (make bench-deps): skipped")
-				return nil
-			}
-			addr := next()
-			cfg := filepath.Join(dir, "haproxy.cfg")
-			if err := os.WriteFile(cfg, []byte(haproxyConf(addr, upstreamAddr)), 0o644); err != nil {
-				return err
-			}
-			return add(&target{Name: "haproxy", Desc: "HAProxy, nbthread 1, http-keep-alive", addr: addr}, nil, haproxy, "-db", "-f", cfg)
+			return native("haproxy", "HAProxy, nbthread 1, http-keep-alive", "haproxy.cfg",
+				func(addr string) string { return haproxyConf(addr, upstreamAddr) }, "-db", "-f")
 		},
 	}
 	for _, s := range steps {

@@ -22,7 +22,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -30,7 +29,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -458,7 +456,7 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		return err
 	}
 	if !inline {
-		if _, err := copyBody(uc.c, fc.br, ri.length); err != nil {
+		if _, err := h1.CopyN(uc.c, fc.br, ri.length, nil); err != nil {
 			return err
 		}
 	}
@@ -572,7 +570,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 	}
 	kind, length := bodyUntilClose, int64(-1)
 	upstreamClose := resp.Minor == 0
-	var connTokens [4][]byte
+	var connTokens [4]string
 	nTokens := 0
 	w := append(fc.out[:0], "HTTP/1.1 "...)
 	w = strconv.AppendInt(w, int64(resp.Status), 10)
@@ -601,7 +599,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 				if strings.EqualFold(tok, "close") {
 					upstreamClose = true
 				} else if nTokens < len(connTokens) {
-					connTokens[nTokens] = []byte(tok)
+					connTokens[nTokens] = tok
 					nTokens++
 				}
 			}
@@ -614,7 +612,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 		}
 		skip := false
 		for _, t := range connTokens[:nTokens] {
-			skip = skip || h1.EqualFold(h.Name, str(t))
+			skip = skip || h1.EqualFold(h.Name, t)
 		}
 		if !skip {
 			w = appendHeader(w, h.Name, h.Value)
@@ -652,7 +650,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 			_, err = fc.c.Write(w)
 			sent = length
 		} else if _, err = fc.c.Write(w); err == nil {
-			sent, err = copyBody(fc.c, uc.br, length)
+			sent, err = h1.CopyN(fc.c, uc.br, length, nil)
 			upErr = err != nil && sent < length && !isWriteErr(err)
 		}
 	case bodyChunked:
@@ -669,7 +667,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 		}
 	case bodyUntilClose:
 		if _, err = fc.c.Write(w); err == nil {
-			sent, err = copyBody(fc.c, uc.br, -1)
+			sent, err = h1.CopyN(fc.c, uc.br, -1, nil)
 			upErr = err != nil && !isWriteErr(err)
 		}
 		upstreamClose = true
@@ -691,42 +689,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 	return out
 }
 
-// writeErr marks a failure to write to the client, as opposed to reading
-// from the upstream.
-type writeErr struct{ error }
-
-func (e writeErr) Unwrap() error { return e.error }
-
-func isWriteErr(err error) bool { var we writeErr; return errors.As(err, &we) }
-
-// copyBody copies n bytes (n < 0: until EOF) from r to w through r's buffer.
-// Write failures come back as writeErr.
-func copyBody(w io.Writer, r *bufio.Reader, n int64) (int64, error) {
-	var done int64
-	for n < 0 || done < n {
-		if _, err := r.Peek(1); err != nil {
-			if n < 0 && err == io.EOF {
-				return done, nil
-			}
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return done, err
-		}
-		k := r.Buffered()
-		if n >= 0 {
-			k = int(min(int64(k), n-done))
-		}
-		b, _ := r.Peek(k)
-		m, err := w.Write(b)
-		r.Discard(m)
-		done += int64(m)
-		if err != nil {
-			return done, writeErr{err}
-		}
-	}
-	return done, nil
-}
+func isWriteErr(err error) bool { var we h1.WriteError; return errors.As(err, &we) }
 
 // abort records a response that broke off midway: the client went away
 // (DC) or the upstream did (UR). The connection is closed.
@@ -745,9 +708,6 @@ func (fc *fastConn) abort(st *reqState, v *reqView, flags string) outcome {
 // did not answer properly: 503, 504 or 502, as the net/http path does.
 func (fc *fastConn) fail(st *reqState, v *reqView, err error, out outcome) outcome {
 	code, reason := upstreamStatus(err)
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		code, reason = http.StatusBadGateway, "upstream error"
-	}
 	st.upstreamErr, st.errReason = err, reason
 	body := "tracehop: " + reason + " (cluster " + st.clusterName() + ")\n"
 	w := append(fc.out[:0], "HTTP/1.1 "...)

@@ -145,8 +145,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	v := viewOf(r)
 	if l.tracer != nil {
-		v := viewOf(r)
 		l.tracer.begin(st, &v)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -160,7 +160,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
 			st.aborted = true
-			l.complete(st, r, rw)
+			l.complete(st, r, &v, rw)
 			panic(p)
 		}
 	}()
@@ -169,11 +169,11 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		l.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	}
-	l.complete(st, r, rw)
+	l.complete(st, r, &v, rw)
 }
 
 // complete finishes the request's span, metrics and access log line.
-func (l *listener) complete(st *reqState, r *http.Request, rw *responseWriter) {
+func (l *listener) complete(st *reqState, r *http.Request, v *reqView, rw *responseWriter) {
 	if st.aborted {
 		if r.Context().Err() != nil {
 			st.flags = "DC" // downstream connection terminated, as Envoy says
@@ -182,14 +182,13 @@ func (l *listener) complete(st *reqState, r *http.Request, rw *responseWriter) {
 			st.upstreamErr, st.errReason = errUpstreamReset, "upstream reset"
 		}
 	}
-	v := viewOf(r)
 	v.status, v.respBytes = rw.status, rw.bytes
 	v.grpcStatus = rw.Header().Get("Grpc-Status")
 	if v.grpcStatus == "" {
 		// An unannounced trailer, as gRPC's always is over HTTP/2.
 		v.grpcStatus = rw.Header().Get(http.TrailerPrefix + "Grpc-Status")
 	}
-	l.done(st, &v)
+	l.done(st, v)
 }
 
 // done records a finished request, from either HTTP path: its spans, its

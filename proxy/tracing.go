@@ -318,8 +318,10 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 		add("zone", t.zone)
 	}
 	add("guid:x-request-id", st.requestID)
-	if id := v.header.Get(headerClientTraceID); id != "" && st.listener.trusted {
-		add("guid:x-client-trace-id", v.own(id))
+	if st.listener.trusted {
+		if id := v.header.Get(headerClientTraceID); id != "" {
+			add("guid:x-client-trace-id", v.own(id))
+		}
 	}
 	add("http.url", t.url(v, st))
 	add("http.method", methodName(v))

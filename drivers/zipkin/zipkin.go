@@ -148,7 +148,7 @@ func (d *Driver) exportProto(ctx context.Context, spans []sdk.Span) error {
 		chunk := spans[start:min(start+d.cfg.MaxBatchSpans, len(spans))]
 		bufs[0], bufs[1] = zipkinmodel.AppendProto(bufs[0][:0], bufs[1], chunk)
 		body := bytes.NewReader(bufs[0])
-		err := d.sendReader(ctx, body, len(chunk))
+		err := d.send(ctx, body, len(chunk))
 		if body.Len() > 0 {
 			// net/http may still be reading the body (the collector
 			// answered before taking all of it): leave the buffer to it.
@@ -168,15 +168,11 @@ func (d *Driver) post(ctx context.Context, chunk []*model.SpanModel) error {
 	if err != nil {
 		return sdk.Permanent(fmt.Errorf("encoding %d spans as %s: %w", len(chunk), d.cfg.Encoding, err))
 	}
-	return d.send(ctx, body, len(chunk))
+	return d.send(ctx, bytes.NewReader(body), len(chunk))
 }
 
 // send posts one encoded payload of n spans.
-func (d *Driver) send(ctx context.Context, body []byte, n int) error {
-	return d.sendReader(ctx, bytes.NewReader(body), n)
-}
-
-func (d *Driver) sendReader(ctx context.Context, body *bytes.Reader, n int) error {
+func (d *Driver) send(ctx context.Context, body *bytes.Reader, n int) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.CollectorEndpoint, body)
 	if err != nil {
 		return sdk.Permanent(err)

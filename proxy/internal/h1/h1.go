@@ -235,15 +235,42 @@ func ParseLength(b []byte) (int64, bool) {
 // maxChunkLine bounds a chunk-size line, extensions included.
 const maxChunkLine = 4096
 
+// WriteError marks a failure to write to the destination, as opposed to
+// reading the source: a proxy tells a client that went away from an
+// upstream that broke off.
+type WriteError struct{ Err error }
+
+func (e WriteError) Error() string { return e.Err.Error() }
+func (e WriteError) Unwrap() error { return e.Err }
+
+func write(w io.Writer, b []byte) (int, error) {
+	n, err := w.Write(b)
+	if err != nil {
+		return n, WriteError{err}
+	}
+	return n, nil
+}
+
+func doFlush(flush func() error) error {
+	if flush == nil {
+		return nil
+	}
+	if err := flush(); err != nil {
+		return WriteError{err}
+	}
+	return nil
+}
+
 // CopyChunked relays a chunked body from r to w verbatim: every chunk, the
 // last chunk and the trailer section. flush, if not nil, is called whenever
 // r has nothing more buffered, so that a stream reaches the client as it
-// comes. It returns the payload bytes relayed.
+// comes. It returns the payload bytes relayed; failures to write to w or
+// flush are WriteErrors.
 func CopyChunked(w io.Writer, r *bufio.Reader, flush func() error) (int64, error) {
 	var total int64
 	for {
-		if r.Buffered() == 0 && flush != nil {
-			if err := flush(); err != nil {
+		if r.Buffered() == 0 {
+			if err := doFlush(flush); err != nil {
 				return total, err
 			}
 		}
@@ -255,7 +282,7 @@ func CopyChunked(w io.Writer, r *bufio.Reader, flush func() error) (int64, error
 		if !ok {
 			return total, ErrMalformed
 		}
-		if _, err := w.Write(line); err != nil {
+		if _, err := write(w, line); err != nil {
 			return total, err
 		}
 		if size == 0 {
@@ -265,23 +292,15 @@ func CopyChunked(w io.Writer, r *bufio.Reader, flush func() error) (int64, error
 				if err != nil {
 					return total, err
 				}
-				if _, err := w.Write(line); err != nil {
+				if _, err := write(w, line); err != nil {
 					return total, err
 				}
 				if len(line) == 2 {
-					if flush != nil {
-						return total, flush()
-					}
-					return total, nil
+					return total, doFlush(flush)
 				}
 			}
 		}
-		if r.Buffered() == 0 && flush != nil {
-			if err := flush(); err != nil {
-				return total, err
-			}
-		}
-		n, err := copyN(w, r, size+2, flush) // the data and its CRLF
+		n, err := CopyN(w, r, size+2, flush) // the data and its CRLF
 		total += max(0, n-2)
 		if err != nil {
 			return total, err
@@ -289,21 +308,29 @@ func CopyChunked(w io.Writer, r *bufio.Reader, flush func() error) (int64, error
 	}
 }
 
-func copyN(w io.Writer, r *bufio.Reader, n int64, flush func() error) (int64, error) {
+// CopyN copies n bytes (n < 0: up to EOF) from r to w through r's buffer,
+// without a buffer of its own. flush is as for CopyChunked; failures to
+// write to w are WriteErrors, and an early EOF is io.ErrUnexpectedEOF.
+func CopyN(w io.Writer, r *bufio.Reader, n int64, flush func() error) (int64, error) {
 	var done int64
-	for done < n {
+	for n < 0 || done < n {
 		if r.Buffered() == 0 {
-			if flush != nil {
-				if err := flush(); err != nil {
-					return done, err
-				}
+			if err := doFlush(flush); err != nil {
+				return done, err
 			}
 			if _, err := r.Peek(1); err != nil {
+				if n < 0 && err == io.EOF {
+					return done, nil
+				}
 				return done, unexpected(err)
 			}
 		}
-		b, _ := r.Peek(int(min(int64(r.Buffered()), n-done)))
-		m, err := w.Write(b)
+		k := r.Buffered()
+		if n >= 0 {
+			k = int(min(int64(k), n-done))
+		}
+		b, _ := r.Peek(k)
+		m, err := write(w, b)
 		r.Discard(m)
 		done += int64(m)
 		if err != nil {

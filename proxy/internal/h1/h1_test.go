@@ -3,6 +3,8 @@ package h1
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -67,4 +69,29 @@ func FuzzParse(f *testing.F) {
 		}
 		CopyChunked(&bytes.Buffer{}, bufio.NewReader(bytes.NewReader(b)), nil)
 	})
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("client went away") }
+
+// TestCopyErrorsSayWhichSide: a proxy reports a client that went away
+// (DC) apart from an upstream that broke off (UR), for both body framings.
+func TestCopyErrorsSayWhichSide(t *testing.T) {
+	var we WriteError
+	if _, err := CopyChunked(failWriter{}, bufio.NewReader(strings.NewReader("5\r\nhello\r\n0\r\n\r\n")), nil); !errors.As(err, &we) {
+		t.Errorf("chunked, failing writer: %v, want a WriteError", err)
+	}
+	if _, err := CopyN(failWriter{}, bufio.NewReader(strings.NewReader("hello")), 5, nil); !errors.As(err, &we) {
+		t.Errorf("length, failing writer: %v, want a WriteError", err)
+	}
+	if _, err := CopyChunked(&bytes.Buffer{}, bufio.NewReader(strings.NewReader("5\r\nhe")), nil); err == nil || errors.As(err, &we) {
+		t.Errorf("chunked, truncated source: %v, want a read error", err)
+	}
+	if n, err := CopyN(&bytes.Buffer{}, bufio.NewReader(strings.NewReader("abc")), -1, nil); n != 3 || err != nil {
+		t.Errorf("until EOF: %d, %v", n, err)
+	}
+	if _, err := CopyN(&bytes.Buffer{}, bufio.NewReader(strings.NewReader("abc")), 5, nil); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("short source: %v, want io.ErrUnexpectedEOF", err)
+	}
 }
