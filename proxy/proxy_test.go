@@ -42,19 +42,26 @@ func (r *recorder) all() []core.Span {
 	return append([]core.Span(nil), r.spans...)
 }
 
-// one returns the single span recorded. The fast path records a span just
-// after the response is written, so it may come a moment after the client
-// has the response.
-func (r *recorder) one(t *testing.T) core.Span {
+// wait returns the spans recorded once there are n of them, and fails the
+// test if there are not exactly n. The fast path records a span just after
+// the response is written, so it may come a moment after the client has the
+// response.
+func (r *recorder) wait(t *testing.T, n int) []core.Span {
 	t.Helper()
 	s := r.all()
-	for deadline := time.Now().Add(5 * time.Second); len(s) == 0 && time.Now().Before(deadline); s = r.all() {
+	for deadline := time.Now().Add(10 * time.Second); len(s) < n && time.Now().Before(deadline); s = r.all() {
 		time.Sleep(time.Millisecond)
 	}
-	if len(s) != 1 {
-		t.Fatalf("want 1 span, got %d: %+v", len(s), s)
+	if len(s) != n {
+		t.Fatalf("want %d spans, got %d: %+v", n, len(s), s)
 	}
-	return s[0]
+	return s
+}
+
+// one returns the single span recorded.
+func (r *recorder) one(t *testing.T) core.Span {
+	t.Helper()
+	return r.wait(t, 1)[0]
 }
 
 // upstream records the headers of the last request it got.
@@ -234,9 +241,7 @@ func TestSamplingDecisions(t *testing.T) {
 	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  sampling: {random: 0}\n"))
 	url := "http://" + p.addr["l"] + "/"
 	do(t, "GET", url, nil)
-	if n := len(p.rec.all()); n != 0 {
-		t.Fatalf("random: 0 exported %d spans", n)
-	}
+	unsampled := up.header("x-b3-traceid")
 	// Not sampled still propagates context, with sampled=0.
 	if up.header("x-b3-sampled") != "0" || len(up.header("x-b3-traceid")) != 32 {
 		t.Errorf("unsampled request propagated x-b3-sampled=%q traceid=%q", up.header("x-b3-sampled"), up.header("x-b3-traceid"))
@@ -244,10 +249,13 @@ func TestSamplingDecisions(t *testing.T) {
 	do(t, "GET", url, map[string]string{"x-tracehop-force-trace": "1"})
 	do(t, "GET", url, map[string]string{"b3": "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"})
 	do(t, "GET", url, map[string]string{"x-client-trace-id": "abc"})
-	if n := len(p.rec.all()); n != 3 {
-		t.Fatalf("force-trace, an incoming sampled flag and x-client-trace-id: %d spans, want 3", n)
+	spans := p.rec.wait(t, 3) // force-trace, an incoming sampled flag and x-client-trace-id
+	for _, s := range spans {
+		if s.TraceID.String() == unsampled {
+			t.Fatalf("random: 0 exported the unsampled request's span %+v", s)
+		}
 	}
-	if id, _ := p.rec.all()[2].Tag("guid:x-client-trace-id"); id != "abc" {
+	if id, _ := spans[2].Tag("guid:x-client-trace-id"); id != "abc" {
 		t.Errorf("guid:x-client-trace-id = %q", id)
 	}
 }
@@ -269,13 +277,10 @@ func TestMalformedTraceHeadersStartANewTrace(t *testing.T) {
 			t.Errorf("case %d: status %d, want 200", i, resp.StatusCode)
 		}
 	}
-	for _, s := range p.rec.all() {
+	for _, s := range p.rec.wait(t, len(bad)) {
 		if s.ParentID != 0 || s.TraceID.IsZero() {
 			t.Errorf("a malformed header produced span %+v; want a new root", s)
 		}
-	}
-	if len(p.rec.all()) != len(bad) {
-		t.Errorf("%d spans for %d requests", len(p.rec.all()), len(bad))
 	}
 }
 
@@ -336,10 +341,7 @@ func TestSpawnUpstreamSpanAndCustomTags(t *testing.T) {
     - {tag: tenant, request_header: {name: x-tenant, default: none}}
 `))
 	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{"x-user": "zoë"})
-	spans := p.rec.all()
-	if len(spans) != 2 {
-		t.Fatalf("want server and upstream client span, got %d", len(spans))
-	}
+	spans := p.rec.wait(t, 2) // the server and the upstream client span
 	var server, client core.Span
 	for _, s := range spans {
 		if s.Kind == core.KindServer {
@@ -424,14 +426,7 @@ func TestGRPCUnaryAndStreaming(t *testing.T) {
 		t.Fatalf("second streamed message: %v %v", second, err)
 	}
 	cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(p.rec.all()) < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	spans := p.rec.all()
-	if len(spans) != 3 {
-		t.Fatalf("want 3 spans (two Checks and the cancelled Watch), got %d", len(spans))
-	}
+	spans := p.rec.wait(t, 3) // two Checks and the cancelled Watch
 	var codes []string
 	for _, s := range spans {
 		c, _ := s.Tag("grpc.status_code")
@@ -465,10 +460,6 @@ func TestWebSocketUpgrade(t *testing.T) {
 		}
 	}
 	ws.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(p.rec.all()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
 	if s := p.rec.one(t); s.Tags == nil {
 		t.Fatal("no tags")
 	} else if v, _ := s.Tag("http.status_code"); v != "101" {
@@ -574,9 +565,7 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 	if got := <-result; got != "done" {
 		t.Fatalf("the request in flight got %q", got)
 	}
-	if len(p.rec.all()) != 1 {
-		t.Fatalf("its span was lost")
-	}
+	p.rec.one(t) // its span was not lost
 }
 
 func TestMain(m *testing.M) {
@@ -606,10 +595,6 @@ func TestUpstreamResetMidBody(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("the client got a whole response from a broken upstream")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(p.rec.all()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
 	}
 	s := p.rec.one(t)
 	if f, _ := s.Tag("response_flags"); f != "UR" || !s.Error {
@@ -659,7 +644,7 @@ func TestSharedSpans(t *testing.T) {
 	// A context from another format does not say who the client's parent
 	// is: no sharing then.
 	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"})
-	if s := p.rec.all()[1]; s.Shared || s.ParentID != 0x00f067aa0ba902b7 {
+	if s := p.rec.wait(t, 2)[1]; s.Shared || s.ParentID != 0x00f067aa0ba902b7 {
 		t.Errorf("tracecontext span %+v must be a plain child", s)
 	}
 }
