@@ -18,7 +18,10 @@ import (
 //   - Export is called any number of times after a successful Configure,
 //     possibly from several goroutines at once. It returns nil only when the
 //     back end has acknowledged every span of the batch (or the driver has
-//     handed them to something that cannot lose them).
+//     handed them to something that cannot lose them). The spans, their
+//     slices and their strings belong to the caller and are valid only
+//     until Export returns: a driver that keeps any of it longer keeps a
+//     Span.Clone.
 //   - Shutdown flushes anything buffered and releases the client. It is
 //     idempotent, safe without Configure, and bounded by ctx. No Export
 //     follows it.

@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/hex"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -93,9 +94,9 @@ type Endpoint struct {
 func (e Endpoint) IsZero() bool { return e.Service == "" && !e.IP.IsValid() && e.Port == 0 }
 
 // Span is a finished span: everything a driver needs to report it. The proxy
-// builds it, the pipeline queues it by value, and drivers must treat it (and
-// the slices it holds) as read-only, since the same span is handed to every
-// configured driver.
+// builds it, the pipeline copies it into its queue, and drivers must treat
+// it (and the slices it holds) as read-only, since the same span is handed
+// to every configured driver.
 type Span struct {
 	TraceID  TraceID
 	SpanID   SpanID
@@ -117,6 +118,29 @@ type Span struct {
 	// Shared marks a server span that reuses its client's span id
 	// (Zipkin's shared-span model).
 	Shared bool
+}
+
+// Clone returns a deep copy of s, with tags, events and strings of its own.
+// Code that keeps a span after the call that handed it over (Export, a
+// sink's Enqueue) must keep a clone: the pipeline and the proxy reuse the
+// memory of the spans they hand out.
+func (s *Span) Clone() Span {
+	c := *s
+	c.Name, c.LocalService = strings.Clone(s.Name), strings.Clone(s.LocalService)
+	c.Remote.Service = strings.Clone(s.Remote.Service)
+	if s.Tags != nil {
+		c.Tags = make([]Tag, len(s.Tags))
+		for i, t := range s.Tags {
+			c.Tags[i] = Tag{Key: strings.Clone(t.Key), Value: strings.Clone(t.Value)}
+		}
+	}
+	if s.Events != nil {
+		c.Events = make([]Event, len(s.Events))
+		for i, e := range s.Events {
+			c.Events[i] = Event{UnixNano: e.UnixNano, Value: strings.Clone(e.Value)}
+		}
+	}
+	return c
 }
 
 // Start returns the span's start as a time.Time.

@@ -44,7 +44,7 @@ func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
 			driver:  t.Driver,
 			cfg:     cfg,
 			log:     logger.With("driver", t.Name),
-			queue:   make(chan core.Span, cfg.QueueSize),
+			q:       newQueue(cfg.QueueSize, cfg.BatchSize),
 			flushes: make(chan chan struct{}),
 			stop:    make(chan struct{}),
 			done:    make(chan struct{}),
@@ -55,9 +55,11 @@ func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
 	return p, nil
 }
 
-// Enqueue hands a finished span to every driver. It never blocks and never
-// allocates: where a driver's queue is full the span is dropped for that
-// driver and counted as DropQueueFull.
+// Enqueue hands a finished span to every driver. It never blocks and, once
+// the queue's slots are warm, never allocates: where a driver's queue is
+// full the span is dropped for that driver and counted as DropQueueFull.
+// Each queue copies the span's strings and tags, so the caller may reuse
+// their memory as soon as Enqueue returns.
 func (p *Pipeline) Enqueue(s core.Span) {
 	if s.TraceID.IsZero() || s.SpanID == 0 {
 		for _, e := range p.exporters {
@@ -72,11 +74,13 @@ func (p *Pipeline) Enqueue(s core.Span) {
 		return
 	}
 	for _, e := range p.exporters {
-		select {
-		case e.queue <- s:
+		switch e.q.push(&s) {
+		case pushed:
 			e.c.enqueued.Add(1)
-		default:
+		case pushFull:
 			e.c.dropped[DropQueueFull].Add(1)
+		case pushClosed:
+			e.c.dropped[DropShutdown].Add(1)
 		}
 	}
 }
@@ -142,7 +146,7 @@ type exporter struct {
 	driver  core.Driver
 	cfg     Config
 	log     *slog.Logger
-	queue   chan core.Span
+	q       *queue
 	flushes chan chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -164,8 +168,8 @@ func (e *exporter) stats() DriverStats {
 		Exported:     e.c.exported.Load(),
 		ExportErrors: e.c.exportErrors.Load(),
 		Batches:      e.c.batches.Load(),
-		QueueLen:     len(e.queue),
-		QueueCap:     cap(e.queue),
+		QueueLen:     e.q.held(),
+		QueueCap:     len(e.q.ring),
 		Up:           true,
 	}
 	for i := range s.Dropped {
@@ -230,56 +234,72 @@ func (e *exporter) run() {
 	}()
 
 	final := false // set once the stop has begun; only then is stopCtx read
-	send := func(ctx context.Context) {
-		if armed {
+	// send exports one batch of at most BatchSize queued spans. It returns
+	// false when the stop interrupted the export: the batch stays taken,
+	// and the final drain sends it again.
+	send := func(ctx context.Context) bool {
+		if len(batch) == 0 {
+			batch = e.q.take(batch, e.cfg.BatchSize)
+		}
+		if len(batch) == 0 || !e.export(ctx, batch, final) {
+			return len(batch) == 0
+		}
+		e.q.release(len(batch))
+		clear(batch) // drop references to the slots' memory
+		batch = batch[:0]
+		return true
+	}
+	// settle sends every full batch, then arms the timer for what is left.
+	settle := func() {
+		for e.q.ready() >= e.cfg.BatchSize {
+			if !send(ctx) {
+				return
+			}
+		}
+		switch n := e.q.ready(); {
+		case n > 0 && !armed:
+			timer.Reset(e.cfg.BatchDelay)
+			armed = true
+		case n == 0 && armed:
 			timer.Stop()
 			armed = false
 		}
-		if len(batch) == 0 || !e.export(ctx, batch, final) {
+	}
+	// drain exports everything queued right now, batch by batch.
+	drain := func(ctx context.Context) {
+		if len(batch) > 0 && !send(ctx) { // a batch the stop interrupted
 			return
 		}
-		clear(batch) // drop references to the spans' tags
-		batch = batch[:0]
-	}
-	// drain exports everything in the queue right now, batch by batch.
-	drain := func(ctx context.Context) {
-		for n := len(e.queue); n > 0; n-- {
-			batch = append(batch, <-e.queue)
-			if len(batch) >= e.cfg.BatchSize {
-				send(ctx)
+		for n := e.q.ready(); n > 0; n -= e.cfg.BatchSize {
+			if !send(ctx) {
+				return
 			}
 		}
-		send(ctx)
 	}
 
 	for {
 		select {
-		case s := <-e.queue:
-			batch = append(batch, s)
-			if len(batch) >= e.cfg.BatchSize {
-				send(ctx)
-			} else if !armed {
-				timer.Reset(e.cfg.BatchDelay)
-				armed = true
-			}
+		case <-e.q.wake:
+			settle()
 		case <-timer.C:
 			armed = false
-			send(ctx)
+			if send(ctx) {
+				settle()
+			}
 		case req := <-e.flushes:
 			drain(ctx)
 			close(req)
+			settle()
 		case <-e.stop:
 			// A batch whose retries the stop interrupted gets one more
 			// chance under the shutdown deadline.
 			final = true
-			send(e.stopCtx)
+			timer.Stop()
 			drain(e.stopCtx)
-			// Whatever is still there (the deadline passed, or a
-			// straggling Enqueue raced the close) is lost: count it.
-			for n := len(e.queue); n > 0; n-- {
-				<-e.queue
-				e.c.dropped[DropShutdown].Add(1)
-			}
+			// Whatever is still there (the deadline passed) is lost, and
+			// the queue refuses what straggling Enqueue calls bring:
+			// count both.
+			e.c.dropped[DropShutdown].Add(uint64(e.q.close()))
 			return
 		}
 	}

@@ -3,10 +3,12 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
@@ -49,7 +51,11 @@ func (r *recorder) Export(ctx context.Context, spans []core.Span) error {
 			return err
 		}
 	}
-	r.batches = append(r.batches, append([]core.Span(nil), spans...))
+	kept := make([]core.Span, len(spans))
+	for i := range spans {
+		kept[i] = spans[i].Clone() // the pipeline reuses spans' memory after Export
+	}
+	r.batches = append(r.batches, kept)
 	return nil
 }
 
@@ -276,14 +282,54 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// Enqueue is on every request's path: it must not allocate.
+// Enqueue is on every request's path: once the queue's slots have held a
+// span each, it must not allocate.
 func TestEnqueueDoesNotAllocate(t *testing.T) {
 	r := &recorder{}
-	p := newPipeline(t, pipeline.Config{QueueSize: 1 << 16, BatchSize: 512}, r)
+	const size = 2048
+	p := newPipeline(t, pipeline.Config{QueueSize: size, BatchSize: size, BatchDelay: time.Hour}, r)
 	defer shutdown(t, p)
 	s := span(1)
+	for range size {
+		p.Enqueue(s)
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if n := testing.AllocsPerRun(1000, func() { p.Enqueue(s) }); n != 0 {
 		t.Fatalf("Enqueue allocates %.1f times per call, want 0", n)
+	}
+}
+
+// Enqueue copies what it is given: the caller may reuse its buffers at once,
+// and a span too big for a slot's kept memory still arrives whole.
+func TestEnqueueCopiesTheSpan(t *testing.T) {
+	r := &recorder{}
+	p := newPipeline(t, pipeline.Config{QueueSize: 4, BatchSize: 2}, r)
+	scratch := []byte("GET /first")
+	s := span(1)
+	s.Name = string(scratch) // a copy; the tag below aliases scratch
+	s.Tags = []core.Tag{{Key: "http.url", Value: unsafe.String(&scratch[0], len(scratch))}}
+	s.Events = []core.Event{{UnixNano: 1, Value: "retry"}}
+	p.Enqueue(s)
+	copy(scratch, "PUT /other")
+	s.Tags[0].Key = "overwritten"
+	big := span(2)
+	big.Tags = []core.Tag{{Key: "x-big", Value: strings.Repeat("b", 64<<10)}}
+	for i := range 100 {
+		big.Tags = append(big.Tags, core.Tag{Key: fmt.Sprint("k", i), Value: "v"})
+	}
+	p.Enqueue(big)
+	shutdown(t, p)
+	if r.spans() != 2 {
+		t.Fatalf("%d spans exported, want 2", r.spans())
+	}
+	got := r.batches[0]
+	if v, _ := got[0].Tag("http.url"); v != "GET /first" || got[0].Name != "GET /first" || got[0].Events[0].Value != "retry" {
+		t.Errorf("exported %+v: the caller's later writes reached the queued span", got[0])
+	}
+	if v, _ := got[1].Tag("x-big"); len(v) != 64<<10 || len(got[1].Tags) != 101 || got[1].Tags[100].Key != "k99" {
+		t.Errorf("a big span arrived cut: %d tags, x-big of %d bytes", len(got[1].Tags), len(v))
 	}
 }
 
