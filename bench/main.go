@@ -44,6 +44,7 @@ type options struct {
 	qps, conns, rateConns   int
 	basePort                int
 	only                    string
+	profile                 string
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.rateConns, "rate-c", 16, "fortio connections")
 	flag.IntVar(&o.basePort, "port", 18080, "first of the loopback ports used")
 	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -97,6 +99,14 @@ func run(ctx context.Context, o options) error {
 	bin, err := filepath.Abs(o.bin)
 	if err != nil {
 		return err
+	}
+	if o.profile != "" {
+		if o.profile, err = filepath.Abs(o.profile); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
 	}
 	if !fileExists(filepath.Join(bin, "tracehop")) {
 		return fmt.Errorf("no tracehop in %s: run `make build` first", bin)
@@ -175,8 +185,11 @@ clusters:
 		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 			return err
 		}
-		return add(&target{Name: name, Desc: desc, addr: addr, admin: admin, traced: traced}, one,
-			filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn")
+		argv := []string{filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn"}
+		if o.profile != "" {
+			argv = append(argv, "-cpuprofile", filepath.Join(o.profile, name+".pprof"))
+		}
+		return add(&target{Name: name, Desc: desc, addr: addr, admin: admin, traced: traced}, one, argv...)
 	}
 	// native starts a peer installed from Debian (when it is) with a config
 	// file made for its address; args come before the file's path.

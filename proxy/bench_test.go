@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
@@ -26,9 +27,19 @@ func (cannedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-type discardSink struct{}
+// discardDriver is an in-process driver that drops every batch, so that
+// the benchmarks pay for the real pipeline (the copy into its queue, the
+// batching) but not for a driver process.
+type discardDriver struct{}
 
-func (discardSink) Enqueue(core.Span) {}
+// hotQueue is the queue and batch size of the benchmarks' pipeline.
+const hotQueue = 1024
+
+func (discardDriver) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
+	return core.Capabilities{}, nil
+}
+func (discardDriver) Export(context.Context, []core.Span) error { return nil }
+func (discardDriver) Shutdown(context.Context) error            { return nil }
 
 func benchListener(b testing.TB, traced bool) *listener {
 	yaml := `listeners:
@@ -45,7 +56,14 @@ clusters:
 	}
 	var tracer *Tracer
 	if traced {
-		tracer, err = NewTracer(cfg, TracerOptions{Sink: discardSink{}, Capabilities: []core.Capabilities{{Propagation: []string{"b3", "tracecontext"}, TraceID128: true}}})
+		// One batch fills the queue: after the first, every slot has held
+		// a span and has its memory (see TestTracingHotPathAllocations).
+		p, err := pipeline.New(pipeline.Config{QueueSize: hotQueue, BatchSize: hotQueue, BatchDelay: time.Hour}, []pipeline.Target{{Name: "discard", Driver: discardDriver{}}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Shutdown(context.Background()) })
+		tracer, err = NewTracer(cfg, TracerOptions{Sink: p, Capabilities: []core.Capabilities{{Propagation: []string{"b3", "tracecontext"}, TraceID128: true}}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -101,7 +119,7 @@ func tracingHotPath(tb testing.TB) func() {
 	fc.carrier.hs = hs
 	st := &fc.st
 	return func() {
-		*st = reqState{listener: l, route: l.routes[0], start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, requestID: "a-request-id"}
+		*st = reqState{listener: l, route: l.routes[0], start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, requestID: "a-request-id", buf: &fc.spanBuf}
 		v := reqView{method: "GET", host: "svc", uri: "/trace/1", proto: "HTTP/1.1", userAgent: "bench", header: &fc.carrier, volatile: true}
 		l.tracer.begin(st, &v)
 		l.tracer.prop.InjectInto(&fc.mut, st.out)
@@ -121,15 +139,17 @@ func BenchmarkTracingHotPath(b *testing.B) {
 	}
 }
 
-// TestTracingHotPathAllocations pins what tracing allocates per request on
-// the fast path. Extract, sampling, inject and enqueue allocate nothing;
-// finish allocates the span's tags and the strings made for them (http.url,
-// sizes), which the span queue keeps after the request. Issue 6 asks for
-// none: that needs the queue to own span memory (see the README); until
-// then this keeps the count from growing.
+// TestTracingHotPathAllocations holds tracing on the fast path to no
+// allocation per request: extract, sampling, inject, finish (tags built in
+// the connection's memory) and enqueue (copied into the queue's slots).
+// The pipeline's goroutine exports batches of 1024, whose few allocations
+// round down to nothing per request here.
 func TestTracingHotPathAllocations(t *testing.T) {
 	run := tracingHotPath(t)
-	if n := testing.AllocsPerRun(1000, run); n > 5 {
-		t.Fatalf("tracing allocates %.0f times per request, want at most 5", n)
+	for range hotQueue { // one full batch: every slot of the queue warm
+		run()
+	}
+	if n := testing.AllocsPerRun(1000, run); n != 0 {
+		t.Fatalf("tracing allocates %.1f times per request, want 0", n)
 	}
 }

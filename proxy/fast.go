@@ -60,6 +60,7 @@ type fastConn struct {
 	st       reqState
 	mut      propagation.Mutations
 	carrier  h1Carrier
+	spanBuf  spanBuf
 }
 
 // handoff is the net.Listener through which the fast path gives
@@ -338,7 +339,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	fc.br.Discard(headLen)
 
 	st := &fc.st
-	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr}
+	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf}
 	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
 		st.requestID = string(id)
 	} else {

@@ -83,6 +83,7 @@ type reqState struct {
 	peerAddr      string // the address as text, when the connection has it already
 	requestID     string
 	reqBytes      atomic.Int64
+	buf           *spanBuf // the connection's, on the fast path; else pooled
 
 	sampled      bool
 	linked       bool

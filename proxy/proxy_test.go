@@ -33,7 +33,7 @@ type recorder struct {
 func (r *recorder) Enqueue(s core.Span) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.spans = append(r.spans, s)
+	r.spans = append(r.spans, s.Clone()) // the proxy reuses the span's memory
 }
 
 func (r *recorder) all() []core.Span {

@@ -8,10 +8,10 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
@@ -45,7 +45,9 @@ type Tracer struct {
 	started, sampled atomic.Uint64
 }
 
-// Sink receives finished spans; the pipeline is one.
+// Sink receives finished spans; the pipeline is one. Enqueue must copy
+// what it keeps (core.Span.Clone): the span's tags and strings are reused
+// once it returns.
 type Sink interface {
 	Enqueue(core.Span)
 }
@@ -188,20 +190,14 @@ type reqView struct {
 	method, host, uri, proto, userAgent string
 	header                              propagation.Carrier
 	// volatile says the strings above and the header's alias memory that
-	// is reused after the request: what a span keeps must be copied.
+	// is reused after the request: what outlives the request (the trace
+	// context, see begin) must be copied. Spans need not: the sink copies
+	// them.
 	volatile bool
 
 	status     int // 0 until the response starts
 	respBytes  int64
 	grpcStatus string
-}
-
-// own returns s as a string the span may keep.
-func (v *reqView) own(s string) string {
-	if v.volatile {
-		return strings.Clone(s)
-	}
-	return s
 }
 
 // viewOf is the reqView of a net/http request.
@@ -308,7 +304,19 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	}
 	s.Error = failed
 
-	tags := make([]core.Tag, 0, 20+len(t.customTags))
+	// The tags and the strings made for them live in per-connection (or
+	// pooled) memory: the sink copies the span before finish returns.
+	b := st.buf
+	if b == nil {
+		b = spanBufs.Get().(*spanBuf)
+		defer spanBufs.Put(b)
+	}
+	path := len(v.uri)
+	if t.maxPath > 0 {
+		path = min(path, t.maxPath)
+	}
+	b.reset(len("https://") + len(v.host) + path + 2*20)
+	tags := b.tags[:0]
 	add := func(k, v string) { tags = append(tags, core.Tag{Key: k, Value: v}) }
 	add("component", "proxy")
 	if t.nodeID != "" {
@@ -320,16 +328,20 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	add("guid:x-request-id", st.requestID)
 	if st.listener.trusted {
 		if id := v.header.Get(headerClientTraceID); id != "" {
-			add("guid:x-client-trace-id", v.own(id))
+			add("guid:x-client-trace-id", id)
 		}
 	}
-	add("http.url", t.url(v, st))
-	add("http.method", methodName(v))
+	add("http.url", t.url(b, v, st))
+	add("http.method", v.method)
 	add("http.protocol", v.proto)
-	add("user_agent", cmp.Or(v.own(v.userAgent), "-"))
-	add("peer.address", cmp.Or(st.peerAddr, st.peer.Addr().String()))
-	add("request_size", strconv.FormatInt(st.reqBytes.Load(), 10))
-	add("response_size", strconv.FormatInt(v.respBytes, 10))
+	add("user_agent", cmp.Or(v.userAgent, "-"))
+	peer := st.peerAddr
+	if peer == "" {
+		peer = st.peer.Addr().String()
+	}
+	add("peer.address", peer)
+	add("request_size", b.int(st.reqBytes.Load()))
+	add("response_size", b.int(v.respBytes))
 	if st.route != nil {
 		add("upstream_cluster", st.route.cluster.name)
 	}
@@ -354,12 +366,13 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	for _, ct := range t.customTags {
 		val := ct.value
 		if ct.header != "" {
-			val = cmp.Or(v.own(v.header.Get(ct.header)), ct.defaultValue)
+			val = cmp.Or(v.header.Get(ct.header), ct.defaultValue)
 		}
 		if val != "" {
 			add(ct.tag, val)
 		}
 	}
+	b.tags = tags
 	s.Tags = tags
 	if st.listener.ingress {
 		s.Remote = core.Endpoint{IP: st.peer.Addr(), Port: st.peer.Port()}
@@ -400,32 +413,65 @@ func protocolName(r *http.Request) string {
 
 // url builds the http.url tag like Envoy: proto://host/path, the path cut to
 // max_path_tag_length.
-func (t *Tracer) url(v *reqView, st *reqState) string {
-	scheme := "http"
+func (t *Tracer) url(b *spanBuf, v *reqView, st *reqState) string {
+	scheme := "http://"
 	if st.listener.trusted {
 		if p := v.header.Get("X-Forwarded-Proto"); p == "https" {
-			scheme = p
+			scheme = "https://"
 		}
 	}
 	path := v.uri
 	if t.maxPath > 0 && len(path) > t.maxPath {
 		path = path[:t.maxPath]
 	}
-	return scheme + "://" + v.host + path
+	return b.concat(scheme, v.host, path)
 }
 
-// methodName is the request's method as a string the span may keep,
-// without a copy for the common ones.
-func methodName(v *reqView) string {
-	for _, m := range commonMethods {
-		if v.method == m {
-			return m
-		}
+// spanBuf is the memory finish builds a span's tags in, reused request
+// after request: a fast-path connection has its own, the net/http path
+// takes one from spanBufs.
+type spanBuf struct {
+	tags []core.Tag
+	// text holds the strings made for tags. Its capacity is reserved by
+	// reset before any string is made, and a string that does not fit is
+	// allocated instead, so appending never moves what a tag points at.
+	text []byte
+}
+
+var spanBufs = sync.Pool{New: func() any { return new(spanBuf) }}
+
+// Most strings a span's tags need fit in this many bytes; a request with
+// a longer URL gets it allocated rather than grow every connection's buffer.
+const maxSpanText = 4 << 10
+
+// reset empties the buffer and makes sure it can hold need bytes of text.
+func (b *spanBuf) reset(need int) {
+	if cap(b.text) < need && need <= maxSpanText {
+		b.text = make([]byte, 0, max(need, 512))
 	}
-	return v.own(v.method)
+	b.text = b.text[:0]
 }
 
-var commonMethods = [...]string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"}
+// concat returns a+b+c, in the buffer when they fit.
+func (sb *spanBuf) concat(a, b, c string) string {
+	n := len(a) + len(b) + len(c)
+	if cap(sb.text)-len(sb.text) < n {
+		return a + b + c
+	}
+	start := len(sb.text)
+	sb.text = append(append(append(sb.text, a...), b...), c...)
+	return unsafe.String(&sb.text[start], n)
+}
+
+// int returns v in decimal, in the buffer when it fits.
+func (sb *spanBuf) int(v int64) string {
+	if cap(sb.text)-len(sb.text) < 20 {
+		return strconv.FormatInt(v, 10)
+	}
+	start := len(sb.text)
+	sb.text = strconv.AppendInt(sb.text, v, 10)
+	return unsafe.String(&sb.text[start], len(sb.text)-start)
+}
 
 // linkTable maps the request ids of ingress requests in flight to the
 // context their upstream call carries, so that an egress request that
