@@ -61,6 +61,7 @@ type fastConn struct {
 	mut      propagation.Mutations
 	carrier  h1Carrier
 	spanBuf  spanBuf
+	rd       readDeadline
 }
 
 // handoff is the net.Listener through which the fast path gives
@@ -223,7 +224,7 @@ func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
 	if fc.br.Buffered() == 0 {
 		if l.idleTimeout > 0 {
-			fc.c.SetReadDeadline(time.Now().Add(l.idleTimeout))
+			fc.rd.set(fc.c, l.idleTimeout)
 		}
 		if l.closing.Load() {
 			return 0, false
@@ -242,7 +243,7 @@ func (fc *fastConn) readHead() (int, bool) {
 			return -1, true
 		}
 		if !deadline && l.headerTimeout > 0 {
-			fc.c.SetReadDeadline(time.Now().Add(l.headerTimeout))
+			fc.rd.set(fc.c, l.headerTimeout)
 			deadline = true
 		}
 		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
@@ -507,7 +508,9 @@ func maybeTraceHeader(name []byte) bool {
 // readResponseHead waits for the upstream's response head, at most timeout.
 func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) error {
 	if timeout > 0 {
-		uc.c.SetReadDeadline(time.Now().Add(timeout))
+		uc.rd.set(uc.c, timeout)
+	} else {
+		uc.rd.clear(uc.c)
 	}
 	for {
 		buf, err := uc.br.Peek(1)
@@ -517,9 +520,9 @@ func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) er
 		uc.answered = true
 		buf, _ = uc.br.Peek(uc.br.Buffered())
 		if n := h1.HeadLen(buf); n >= 0 {
-			if timeout > 0 {
-				uc.c.SetReadDeadline(time.Time{})
-			}
+			// The deadline stays: relay clears it before it reads a body
+			// from the network. An answer already in the buffer (most)
+			// costs no timer update.
 			uc.headLen = n
 			return nil
 		}
@@ -651,6 +654,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 			_, err = fc.c.Write(w)
 			sent = length
 		} else if _, err = fc.c.Write(w); err == nil {
+			uc.rd.clear(uc.c)
 			sent, err = h1.CopyN(fc.c, uc.br, length, nil)
 			upErr = err != nil && sent < length && !isWriteErr(err)
 		}
@@ -659,6 +663,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 			fc.bw = bufio.NewWriterSize(fc.c, 8<<10)
 		}
 		fc.bw.Write(w)
+		uc.rd.clear(uc.c)
 		sent, err = h1.CopyChunked(fc.bw, uc.br, fc.bw.Flush)
 		upErr = err != nil && !isWriteErr(err)
 		if err == nil {
@@ -668,6 +673,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 		}
 	case bodyUntilClose:
 		if _, err = fc.c.Write(w); err == nil {
+			uc.rd.clear(uc.c)
 			sent, err = h1.CopyN(fc.c, uc.br, -1, nil)
 			upErr = err != nil && !isWriteErr(err)
 		}
@@ -816,6 +822,7 @@ type upstreamConn struct {
 	reused   bool // it served a request before
 	answered bool // the upstream sent bytes for this request
 	headLen  int
+	rd       readDeadline
 }
 
 func (uc *upstreamConn) close() { uc.c.Close() }
@@ -869,5 +876,30 @@ func (p *connPool) closeIdle() {
 	p.mu.Unlock()
 	for _, uc := range idle {
 		uc.close()
+	}
+}
+
+// readDeadline moves a connection's read deadline only when it has to. A
+// deadline already within [want, want+slack] is kept, so that a busy
+// keep-alive connection re-arms its runtime timer about once per slack
+// rather than for every request: a timeout then fires up to slack late,
+// never early. Whoever else sets the deadline (drain) leaves this stale,
+// which errs toward an earlier wake-up only.
+type readDeadline struct{ at time.Time }
+
+func (d *readDeadline) set(c net.Conn, timeout time.Duration) {
+	slack := min(timeout/32, 250*time.Millisecond)
+	want := time.Now().Add(timeout)
+	if !d.at.Before(want) && d.at.Sub(want) <= slack {
+		return
+	}
+	d.at = want.Add(slack)
+	c.SetReadDeadline(d.at)
+}
+
+func (d *readDeadline) clear(c net.Conn) {
+	if !d.at.IsZero() {
+		d.at = time.Time{}
+		c.SetReadDeadline(time.Time{})
 	}
 }
