@@ -44,10 +44,14 @@ func parseTraceID(s string) (core.TraceID, bool) {
 const hexDigits = "0123456789abcdef"
 
 func appendHex64(dst []byte, v uint64) []byte {
-	for shift := 60; shift >= 0; shift -= 4 {
-		dst = append(dst, hexDigits[(v>>uint(shift))&0xf])
+	// One append of a filled array: appending digit by digit checks the
+	// capacity 16 times, and this runs several times per request.
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = hexDigits[v&0xf]
+		v >>= 4
 	}
-	return dst
+	return append(dst, b[:]...)
 }
 
 // appendTraceID writes 32 hex digits, or 16 when the id has no upper half.
