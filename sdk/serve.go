@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,8 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
 )
+
+var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
 
 // maxMessageBytes matches the host's limit on one batch message.
 const maxMessageBytes = 64 << 20
@@ -43,7 +46,7 @@ func Serve(d Driver) {
 	if pe, ok := d.(ProcessEnv); ok {
 		reexecWith(pe.ProcessEnv())
 	}
-	srv := &server{driver: d, stderr: os.Stderr}
+	srv := &server{driver: d, stderr: os.Stderr, stopProfile: startProfile()}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
 			ProtocolVersion:  wire.ProtocolVersion,
@@ -83,6 +86,7 @@ type server struct {
 	// host's log and into its crash reports, so Configure puts it back.
 	stderr      *os.File
 	restoreOnce sync.Once
+	stopProfile func() // ends the CPU profile at Shutdown
 
 	mu         sync.Mutex
 	configured bool
@@ -127,7 +131,14 @@ func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.E
 	if !configured || stopped {
 		return nil, status.Error(codes.FailedPrecondition, "Export outside Configure..Shutdown")
 	}
-	spans, err := wire.DecodeBatch(make([]core.Span, 0, min(req.SpanCount, 1<<16)), req.Spans, int(req.SpanCount), time.Now)
+	// Spans are valid only during Export (core.Driver), so their memory
+	// serves the next batch.
+	dec := decoders.Get().(*wire.Decoder)
+	defer func() {
+		dec.Release()
+		decoders.Put(dec)
+	}()
+	spans, err := dec.Decode(req.Spans, int(req.SpanCount), time.Now)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -146,10 +157,39 @@ func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire
 	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
+	defer s.stopProfile()
 	if err := s.driver.Shutdown(ctx); err != nil {
 		return nil, status.Error(codes.Unknown, err.Error())
 	}
 	return &wire.ShutdownResponse{}, nil
+}
+
+// ProfileEnv names the variable that makes a driver write a CPU profile of
+// its whole run, from start to Shutdown, to the file it names: set it in
+// the driver's env (tracing.driver.env) to see where a driver's time goes
+// (go tool pprof). `make bench -profile` uses it.
+const ProfileEnv = "TRACEHOP_DRIVER_CPUPROFILE"
+
+func startProfile() func() {
+	path := os.Getenv(ProfileEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		slog.Warn("no CPU profile", "variable", ProfileEnv, "error", err)
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
 }
 
 // reexecWith re-executes the program with want applied to its environment,

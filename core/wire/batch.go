@@ -166,12 +166,42 @@ func (r *batchReader) str(what string) string {
 // spans alias buf, which must not be modified afterwards. A malformed
 // batch yields an error wrapping ErrMalformedBatch, never a panic.
 func DecodeBatch(dst []core.Span, buf []byte, count int, now func() time.Time) ([]core.Span, error) {
+	spans, _, err := decodeBatch(dst, nil, buf, count, now)
+	return spans, err
+}
+
+// A Decoder decodes batches into memory it reuses: the spans and tag
+// slices of one Decode are valid until the next (their strings alias buf,
+// as with DecodeBatch). A driver process decodes a batch per Export, so
+// this spares it the garbage of the last one. Not safe for concurrent use.
+type Decoder struct {
+	spans []core.Span
+	tags  []core.Tag
+}
+
+// Decode is DecodeBatch into the decoder's memory.
+func (d *Decoder) Decode(buf []byte, count int, now func() time.Time) ([]core.Span, error) {
+	spans, tags, err := decodeBatch(d.spans[:0], d.tags[:0], buf, count, now)
+	d.spans, d.tags = spans, tags
+	return spans, err
+}
+
+// Release drops the decoder's references into the last batch's buffer, so
+// that an idle decoder does not keep it alive.
+func (d *Decoder) Release() {
+	clear(d.spans)
+	d.spans = d.spans[:0]
+	clear(d.tags[:cap(d.tags)])
+}
+
+// decodeBatch appends tags to the tags slab it is given while it has room,
+// and returns the last slab it used, for reuse.
+func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now func() time.Time) ([]core.Span, []core.Tag, error) {
 	const minSpan = 48 + 2 + 3 + 1 + 2 + 2 // fixed fields and empty strings, ip and counts
 	if count < 0 || count > len(buf)/minSpan {
-		return dst, fmt.Errorf("%w: %d spans cannot fit in %d bytes", ErrMalformedBatch, count, len(buf))
+		return dst, tags, fmt.Errorf("%w: %d spans cannot fit in %d bytes", ErrMalformedBatch, count, len(buf))
 	}
 	r := &batchReader{buf: buf}
-	var tags []core.Tag
 	for range count {
 		var s core.Span
 		s.TraceID.High = r.u64("trace id")
@@ -219,13 +249,13 @@ func DecodeBatch(dst []core.Span, buf []byte, count int, now func() time.Time) (
 			}
 		}
 		if r.err != nil {
-			return dst, r.err
+			return dst, tags, r.err
 		}
 		s.Sanitize(now)
 		dst = append(dst, s)
 	}
 	if r.off != len(buf) {
-		return dst, fmt.Errorf("%w: %d bytes left after %d spans", ErrMalformedBatch, len(buf)-r.off, count)
+		return dst, tags, fmt.Errorf("%w: %d bytes left after %d spans", ErrMalformedBatch, len(buf)-r.off, count)
 	}
-	return dst, nil
+	return dst, tags, nil
 }

@@ -44,6 +44,28 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// A Decoder reuses its memory batch after batch and decodes each exactly
+// as DecodeBatch does; once warm it does not allocate.
+func TestDecoderReusesMemory(t *testing.T) {
+	var d wire.Decoder
+	a := sampleSpans()
+	b := sampleSpans()[1:]
+	b[0].Tags = []core.Tag{{Key: "k", Value: "v"}, {Key: "k2", Value: "v2"}}
+	for _, in := range [][]core.Span{a, b, a} {
+		buf := wire.AppendBatch(nil, in)
+		want, _ := wire.DecodeBatch(nil, buf, len(in), fixedNow)
+		got, err := d.Decode(buf, len(in), fixedNow)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decode = %+v, %v; want %+v", got, err, want)
+		}
+	}
+	d.Release()
+	buf := wire.AppendBatch(nil, b) // no events: those are allocated per span
+	if n := testing.AllocsPerRun(100, func() { d.Decode(buf, len(b), fixedNow) }); n != 0 {
+		t.Errorf("a warm Decoder allocates %.0f times per batch", n)
+	}
+}
+
 func TestDecodeSanitizes(t *testing.T) {
 	bad := []core.Span{{SpanID: 1, Duration: -5, StartUnixNano: 0, Kind: 42}}
 	out, err := wire.DecodeBatch(nil, wire.AppendBatch(nil, bad), 1, fixedNow)
