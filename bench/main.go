@@ -205,18 +205,24 @@ clusters:
 		}
 		return add(&target{Name: name, Desc: desc, addr: addr}, nil, append([]string{path}, append(args, cfg)...)...)
 	}
-	driverEnv := "    env: {GOMAXPROCS: \"1\"}\n"
+	driverEnv := func(name string) string {
+		env := "    env: {GOMAXPROCS: \"1\""
+		if o.profile != "" { // sdk.ProfileEnv
+			env += fmt.Sprintf(", TRACEHOP_DRIVER_CPUPROFILE: %q", filepath.Join(o.profile, name+"-driver.pprof"))
+		}
+		return env + "}\n"
+	}
 	steps := []func() error{
 		func() error {
 			return tracehop("tracehop", "tracehop, tracing off", "", false)
 		},
 		func() error {
 			return tracehop("tracehop-zipkin", "tracehop, 100% sampled, zipkin driver (proto) to the counting receiver",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv, sinkAddr), true)
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin"), sinkAddr), true)
 		},
 		func() error {
 			return tracehop("tracehop-file", "tracehop, 100% sampled, file driver to /dev/null",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: file\n%s    config: {path: /dev/null}\n", bin, driverEnv), true)
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: file\n%s    config: {path: /dev/null}\n", bin, driverEnv("tracehop-file")), true)
 		},
 		func() error {
 			addr := next()
