@@ -491,3 +491,21 @@ func TestRenderReliabilityTable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// tracehop SIGKILLed (the OOM killer, a forced pod deletion) cannot stop
+// its driver: the driver notices its host is gone and exits on its own
+// instead of living on as an orphan.
+func TestDriverExitsWhenTracehopIsKilled(t *testing.T) {
+	col := newCollector(t)
+	tr := startTraced(t, col, "", nil)
+	pid := driverPid(t, tr.proc.cmd.Process.Pid, "zipkin")
+	tr.proc.cmd.Process.Kill()
+	deadline := time.Now().Add(15 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("driver %d still runs 15 s after its host was killed", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -47,6 +47,7 @@ func Serve(d Driver) {
 		reexecWith(pe.ProcessEnv())
 	}
 	srv := &server{driver: d, stderr: os.Stderr, stopProfile: startProfile()}
+	go srv.exitWithHost(os.Getppid(), time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
 			ProtocolVersion:  wire.ProtocolVersion,
@@ -162,6 +163,22 @@ func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire
 		return nil, status.Error(codes.Unknown, err.Error())
 	}
 	return &wire.ShutdownResponse{}, nil
+}
+
+// exitWithHost ends the process once tracehop, its parent, is gone. A host
+// that stops cleanly shuts its drivers down; one that is SIGKILLed (the OOM
+// killer, a forced pod deletion) cannot, and its drivers would otherwise
+// live on, orphaned, for as long as the machine runs. The driver gets a
+// moment to flush what it buffers.
+func (s *server) exitWithHost(parent int, every time.Duration) {
+	for os.Getppid() == parent {
+		time.Sleep(every)
+	}
+	slog.Warn("tracehop, this driver's host, is gone: shutting down", "host_pid", parent)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Shutdown(ctx, &wire.ShutdownRequest{})
+	os.Exit(0)
 }
 
 // ProfileEnv names the variable that makes a driver write a CPU profile of
