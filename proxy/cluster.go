@@ -35,7 +35,7 @@ type endpoint struct {
 func newCluster(c config.Cluster) *cluster {
 	cl := &cluster{name: c.Name}
 	for _, ep := range c.Endpoints {
-		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, maxIdle: 256}}
+		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
 		e.ip, _ = netip.ParseAddrPort(ep)
 		cl.endpoints = append(cl.endpoints, e)
 	}

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -823,6 +824,8 @@ type upstreamConn struct {
 	answered bool // the upstream sent bytes for this request
 	headLen  int
 	rd       readDeadline
+	// idleSince is when it last went back to the pool.
+	idleSince time.Time
 }
 
 func (uc *upstreamConn) close() { uc.c.Close() }
@@ -831,9 +834,19 @@ func (uc *upstreamConn) close() { uc.c.Close() }
 type connPool struct {
 	addr    string
 	mu      sync.Mutex
-	idle    []*upstreamConn
+	idle    []*upstreamConn // oldest first
 	maxIdle int
+	// Connections idle longer than idleTimeout are closed, as net/http's
+	// Transport does for the other path: an upstream that scaled down, or
+	// traffic that stopped, leaves no sockets open for good. The reaper
+	// timer runs only while there are idle connections.
+	idleTimeout time.Duration
+	reaper      *time.Timer
+	closed      bool
 }
+
+// upstreamIdleTimeout matches the net/http path's IdleConnTimeout.
+const upstreamIdleTimeout = 90 * time.Second
 
 func (p *connPool) get(d *net.Dialer) (*upstreamConn, error) {
 	p.mu.Lock()
@@ -859,9 +872,13 @@ func (p *connPool) put(uc *upstreamConn) {
 		return
 	}
 	p.mu.Lock()
-	if len(p.idle) < p.maxIdle {
+	if len(p.idle) < p.maxIdle && !p.closed {
+		uc.idleSince = time.Now()
 		p.idle = append(p.idle, uc)
 		uc = nil
+		if p.idleTimeout > 0 && p.reaper == nil {
+			p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
+		}
 	}
 	p.mu.Unlock()
 	if uc != nil {
@@ -869,10 +886,42 @@ func (p *connPool) put(uc *upstreamConn) {
 	}
 }
 
+// reap closes the connections idle for idleTimeout, and comes back when the
+// oldest left will be.
+func (p *connPool) reap() {
+	p.mu.Lock()
+	if p.reaper == nil { // closeIdle stopped it as it fired
+		p.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleSince) >= p.idleTimeout {
+		n++
+	}
+	stale := slices.Clone(p.idle[:n])
+	p.idle = slices.Delete(p.idle, 0, n)
+	if len(p.idle) > 0 {
+		p.reaper.Reset(p.idleTimeout - now.Sub(p.idle[0].idleSince))
+	} else {
+		p.reaper = nil
+	}
+	p.mu.Unlock()
+	for _, uc := range stale {
+		uc.close()
+	}
+}
+
+// closeIdle closes every idle connection, for good: connections handed
+// back later are closed too.
 func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
-	p.idle = nil
+	p.idle, p.closed = nil, true
+	if p.reaper != nil {
+		p.reaper.Stop()
+		p.reaper = nil
+	}
 	p.mu.Unlock()
 	for _, uc := range idle {
 		uc.close()
