@@ -429,14 +429,13 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		}
 		w = appendHeader(w, h.Name, h.Value)
 	}
-	// X-Forwarded-*, as httputil.ProxyRequest.SetXForwarded writes them.
+	// X-Forwarded-For and -Proto, as the net/http path writes them (no
+	// X-Forwarded-Host: Host is kept).
 	w = append(w, "X-Forwarded-For: "...)
 	for _, v := range xff {
 		w = append(append(w, v...), ", "...)
 	}
 	w = st.peer.Addr().AppendTo(w)
-	w = append(w, "\r\nX-Forwarded-Host: "...)
-	w = append(w, ri.host...)
 	w = append(w, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
 	w = append(w, st.requestID...)
 	w = append(w, "\r\n"...)

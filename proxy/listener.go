@@ -252,6 +252,10 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.SetXForwarded()
+	// Host is kept, so X-Forwarded-Host would only repeat it; like Envoy,
+	// tracehop sends X-Forwarded-For and -Proto only. Every header costs
+	// the application a little to parse, on every request.
+	pr.Out.Header.Del("X-Forwarded-Host")
 	pr.Out.Header.Set(headerRequestID, st.requestID)
 	if l.tracer != nil {
 		l.tracer.inject(st, pr.Out.Header)

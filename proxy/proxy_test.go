@@ -648,3 +648,23 @@ func TestSharedSpans(t *testing.T) {
 		t.Errorf("tracecontext span %+v must be a plain child", s)
 	}
 }
+
+// Both HTTP paths send X-Forwarded-For and -Proto, and no X-Forwarded-Host:
+// the Host is kept, so it would only repeat it (Envoy does not send it).
+func TestForwardedHeaders(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	for _, path := range []struct {
+		name    string
+		headers map[string]string
+	}{
+		{"fast path", nil},
+		{"net/http path", map[string]string{"te": "trailers"}}, // TE is handed to net/http
+	} {
+		do(t, "GET", "http://"+p.addr["l"]+"/", path.headers)
+		if up.header("x-forwarded-for") != "127.0.0.1" || up.header("x-forwarded-proto") != "http" || up.header("x-forwarded-host") != "" {
+			t.Errorf("%s: x-forwarded-for %q, -proto %q, -host %q; want 127.0.0.1, http and none", path.name,
+				up.header("x-forwarded-for"), up.header("x-forwarded-proto"), up.header("x-forwarded-host"))
+		}
+	}
+}
