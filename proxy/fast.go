@@ -376,7 +376,11 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	var uc *upstreamConn
 	var err error
 	for attempt := 0; ; attempt++ {
-		uc, err = ep.pool.get(cl.dialer)
+		if attempt == 0 {
+			uc, err = ep.pool.get(cl.dialer)
+		} else {
+			uc, err = ep.pool.dial(cl.dialer)
+		}
 		if err != nil {
 			if ri.length > 0 {
 				return fc.fail(st, v, err, closeConn)
@@ -394,7 +398,11 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		uc.close()
 		// A kept-alive connection the upstream closed meanwhile fails
 		// before any answer: try once more on a new one if the request can
-		// be sent again.
+		// be sent again. The idle ones older than it went through the same
+		// (an upstream's idle timeout, a restart): they go too.
+		if uc.reused && !uc.answered {
+			ep.pool.dropIdleSince(uc.idleSince)
+		}
 		if !(uc.reused && inline && attempt == 0 && !uc.answered && !errors.Is(err, os.ErrDeadlineExceeded)) {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				err = errUpstreamTimeout
@@ -858,6 +866,11 @@ func (p *connPool) get(d *net.Dialer) (*upstreamConn, error) {
 		return uc, nil
 	}
 	p.mu.Unlock()
+	return p.dial(d)
+}
+
+// dial opens a new connection, bypassing the idle ones.
+func (p *connPool) dial(d *net.Dialer) (*upstreamConn, error) {
 	c, err := d.Dial("tcp", p.addr)
 	if err != nil {
 		return nil, err
@@ -894,12 +907,7 @@ func (p *connPool) reap() {
 		return
 	}
 	now := time.Now()
-	n := 0
-	for n < len(p.idle) && now.Sub(p.idle[n].idleSince) >= p.idleTimeout {
-		n++
-	}
-	stale := slices.Clone(p.idle[:n])
-	p.idle = slices.Delete(p.idle, 0, n)
+	stale := p.takeIdleUntil(now.Add(-p.idleTimeout))
 	if len(p.idle) > 0 {
 		p.reaper.Reset(p.idleTimeout - now.Sub(p.idle[0].idleSince))
 	} else {
@@ -909,6 +917,29 @@ func (p *connPool) reap() {
 	for _, uc := range stale {
 		uc.close()
 	}
+}
+
+// dropIdleSince closes the idle connections that have been idle since t or
+// longer.
+func (p *connPool) dropIdleSince(t time.Time) {
+	p.mu.Lock()
+	stale := p.takeIdleUntil(t)
+	p.mu.Unlock()
+	for _, uc := range stale {
+		uc.close()
+	}
+}
+
+// takeIdleUntil removes from the pool the connections idle since t or
+// earlier (the oldest, at the front) and returns them. p.mu is held.
+func (p *connPool) takeIdleUntil(t time.Time) []*upstreamConn {
+	n := 0
+	for n < len(p.idle) && !p.idle[n].idleSince.After(t) {
+		n++
+	}
+	stale := slices.Clone(p.idle[:n])
+	p.idle = slices.Delete(p.idle, 0, n)
+	return stale
 }
 
 // closeIdle closes every idle connection, for good: connections handed

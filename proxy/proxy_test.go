@@ -668,3 +668,34 @@ func TestForwardedHeaders(t *testing.T) {
 		}
 	}
 }
+
+// An upstream that closed tracehop's idle connections (its idle timeout, a
+// restart) costs no request an error: the first stale connection found is
+// retried on a new one, and the idle ones older than it are dropped.
+func TestStaleUpstreamConnectionsAreReplaced(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // so that the concurrent requests below need a connection each
+		fmt.Fprint(w, "hello")
+	})
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	url := "http://" + p.addr["l"] + "/"
+	const n = 8
+	var wg sync.WaitGroup
+	for range n { // n idle upstream connections in the pool
+		wg.Go(func() {
+			resp, err := http.Get(url)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	up.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond) // the FINs arrive
+	for i := range n {
+		if resp, body := do(t, "GET", url, nil); resp.StatusCode != 200 || body != "hello" {
+			t.Fatalf("request %d after the upstream closed its connections: %d %q", i, resp.StatusCode, body)
+		}
+	}
+}
