@@ -78,15 +78,9 @@ func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.C
 // Export appends the batch with one write under an exclusive lock on the
 // file, so that processes sharing the file never interleave lines.
 func (d *Driver) Export(_ context.Context, spans []sdk.Span) error {
-	buf := make([]byte, 0, 512*len(spans))
-	var m model.SpanModel
+	buf := make([]byte, 0, 640*len(spans))
 	for i := range spans {
-		zipkinmodel.ToModel(&spans[i], &m)
-		line, err := json.Marshal(&m)
-		if err != nil {
-			return sdk.Permanent(fmt.Errorf("span %s: %w", spans[i].SpanID, err))
-		}
-		buf = append(append(buf, line...), '\n')
+		buf = append(zipkinmodel.AppendJSON(buf, &spans[i]), '\n')
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

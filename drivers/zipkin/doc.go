@@ -1,6 +1,10 @@
 // Package zipkin is the Zipkin driver: it reports spans to a Zipkin v2 HTTP
-// collector (Zipkin, or Jaeger's Zipkin-compatible receiver) using
-// zipkin-go's span model and its JSON v2 and proto3 serializers.
+// collector (Zipkin, or Jaeger's Zipkin-compatible receiver) in Zipkin's
+// JSON v2 or proto3 format. It writes both straight from the spans
+// (zipkinmodel.AppendJSONList, AppendProto): the tests hold them to what
+// zipkin-go's own serializers write for zipkin-go's span model, byte for
+// byte for JSON and field for field through zipkin-go's decoder for proto,
+// at a fraction of the CPU (about 1 µs per span instead of 7 to 15).
 //
 // It posts each batch itself, synchronously, instead of using zipkin-go's
 // reporter/http, which drops spans beyond its backlog without telling, does
@@ -11,7 +15,7 @@
 // Config:
 //
 //	collector_endpoint: http://127.0.0.1:9411/api/v2/spans   # required
-//	encoding: json          # or proto (about half the bytes and CPU)
+//	encoding: json          # or proto (about 25% fewer bytes)
 //	timeout: 5s             # per POST
 //	max_batch_spans: 1000   # an Export is cut into POSTs of at most this many spans
 //	headers: {Authorization: "Bearer ..."}   # sent with every POST; never logged

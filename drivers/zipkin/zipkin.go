@@ -12,10 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/openzipkin/zipkin-go/model"
-	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
-	"github.com/openzipkin/zipkin-go/reporter"
-
 	"github.com/tracehop/tracehop/drivers/internal/zipkinmodel"
 	"github.com/tracehop/tracehop/sdk"
 )
@@ -64,14 +60,13 @@ func (c *Config) Validate() error {
 
 // Driver posts spans to a Zipkin collector.
 type Driver struct {
-	cfg        Config
-	client     *http.Client
-	serializer reporter.SpanSerializer
-	header     http.Header
+	cfg    Config
+	client *http.Client
+	header http.Header
 
 	mu     sync.Mutex
 	closed bool
-	// bufs recycles proto payloads and scratch space between Exports.
+	// bufs recycles payloads and scratch space between Exports.
 	bufs sync.Pool
 }
 
@@ -87,15 +82,15 @@ func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.C
 	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
 		return sdk.Capabilities{}, err
 	}
-	d.serializer = reporter.JSONSerializer{}
-	if d.cfg.Encoding == "proto" {
-		d.serializer = zipkinproto.SpanSerializer{}
-	}
 	d.header = http.Header{}
 	for k, v := range d.cfg.Headers {
 		d.header.Set(k, v.Value())
 	}
-	d.header.Set("Content-Type", d.serializer.ContentType())
+	contentType := "application/json"
+	if d.cfg.Encoding == "proto" {
+		contentType = "application/x-protobuf"
+	}
+	d.header.Set("Content-Type", contentType)
 	// Do not trace the tracer: Zipkin's convention for reports.
 	d.header.Set("b3", "0")
 	d.client = &http.Client{
@@ -119,34 +114,21 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	if closed {
 		return sdk.Permanent(errors.New("zipkin driver is not configured or already shut down"))
 	}
-	if d.cfg.Encoding == "proto" {
-		return d.exportProto(ctx, spans)
-	}
-	models := make([]model.SpanModel, len(spans))
-	ptrs := make([]*model.SpanModel, len(spans))
-	for i := range spans {
-		zipkinmodel.ToModel(&spans[i], &models[i])
-		ptrs[i] = &models[i]
-	}
-	for start := 0; start < len(ptrs); start += d.cfg.MaxBatchSpans {
-		chunk := ptrs[start:min(start+d.cfg.MaxBatchSpans, len(ptrs))]
-		if err := d.post(ctx, chunk); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// exportProto encodes straight from the spans (zipkinmodel.AppendProto,
-// tested to match zipkin-go's serializer), reusing its buffers.
-func (d *Driver) exportProto(ctx context.Context, spans []sdk.Span) error {
+	// Both encodings are written straight from the spans
+	// (zipkinmodel.AppendProto and AppendJSONList, tested to match
+	// zipkin-go's serializers byte for byte or field for field), into
+	// reused buffers.
 	bufs, _ := d.bufs.Get().(*[2][]byte)
 	if bufs == nil {
 		bufs = new([2][]byte)
 	}
 	for start := 0; start < len(spans); start += d.cfg.MaxBatchSpans {
 		chunk := spans[start:min(start+d.cfg.MaxBatchSpans, len(spans))]
-		bufs[0], bufs[1] = zipkinmodel.AppendProto(bufs[0][:0], bufs[1], chunk)
+		if d.cfg.Encoding == "proto" {
+			bufs[0], bufs[1] = zipkinmodel.AppendProto(bufs[0][:0], bufs[1], chunk)
+		} else {
+			bufs[0] = zipkinmodel.AppendJSONList(bufs[0][:0], chunk)
+		}
 		body := bytes.NewReader(bufs[0])
 		err := d.send(ctx, body, len(chunk))
 		if body.Len() > 0 {
@@ -161,14 +143,6 @@ func (d *Driver) exportProto(ctx context.Context, spans []sdk.Span) error {
 	}
 	d.bufs.Put(bufs)
 	return nil
-}
-
-func (d *Driver) post(ctx context.Context, chunk []*model.SpanModel) error {
-	body, err := d.serializer.Serialize(chunk)
-	if err != nil {
-		return sdk.Permanent(fmt.Errorf("encoding %d spans as %s: %w", len(chunk), d.cfg.Encoding, err))
-	}
-	return d.send(ctx, bytes.NewReader(body), len(chunk))
 }
 
 // send posts one encoded payload of n spans.

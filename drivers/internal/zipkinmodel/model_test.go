@@ -1,6 +1,7 @@
 package zipkinmodel_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/netip"
 	"reflect"
@@ -56,9 +57,42 @@ func TestAppendProtoMatchesZipkinGo(t *testing.T) {
 	sameProto(t, want, spans)
 }
 
+// sameJSON checks that AppendJSON writes s exactly as encoding/json writes
+// zipkin-go's model of it (js).
+func sameJSON(t *testing.T, js []byte, s *sdk.Span) {
+	t.Helper()
+	if got := zipkinmodel.AppendJSON(nil, s); !bytes.Equal(got, js) {
+		t.Fatalf("AppendJSON differs from zipkin-go's JSON:\nzipkin-go:  %s\nAppendJSON: %s", js, got)
+	}
+}
+
+func TestAppendJSONMatchesZipkinGo(t *testing.T) {
+	spans := drivertest.ProxySpans(4, 40)
+	spans[0].Tags = append(spans[0].Tags, sdk.Tag{Key: "dup", Value: "1"}, sdk.Tag{Key: "Dup", Value: "x"}, sdk.Tag{Key: "dup", Value: "2"})
+	spans[1].Error, spans[1].Debug, spans[1].Shared = true, true, true
+	spans[2].Remote = sdk.Endpoint{IP: netip.MustParseAddr("2001:db8::1"), Port: 8080, Service: "Up"}
+	spans[3].Events = []sdk.Event{{UnixNano: spans[3].StartUnixNano + 1500, Value: "ws <&> \u2028"}, {UnixNano: spans[3].StartUnixNano + 2499, Value: "b"}}
+	spans[4].Name = "Bad \xff UTF-8 \"quoted\" \t\x01 Zoë ☃ \u2029"
+	spans[5].Duration = 700 // under a microsecond
+	spans[6].Remote = sdk.Endpoint{IP: netip.MustParseAddr("::ffff:10.0.0.1")}
+	spans[7].Tags = append(spans[7].Tags, sdk.Tag{Key: "error", Value: "false"})
+	spans[7].Error = true
+	spans[8].TraceID.High = 0
+	spans[9].Kind = sdk.KindInternal
+	for i := range spans {
+		var m model.SpanModel
+		zipkinmodel.ToModel(&spans[i], &m)
+		js, err := json.Marshal(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, js, &spans[i])
+	}
+}
+
 // FuzzToModel: any span, once sanitized as the SDK does, converts to
-// Zipkin's model and serializes as JSON and proto, and the JSON reads back
-// with the same ids.
+// Zipkin's model; AppendProto and AppendJSON write what zipkin-go writes
+// for it, and the JSON reads back with the same ids.
 func FuzzToModel(f *testing.F) {
 	f.Add(uint64(1), uint64(2), uint64(3), uint64(0), "op", "svc", "k", "v", "event", int64(1700000000000000000), int64(1500), uint8(1), []byte{10, 0, 0, 1}, true)
 	f.Add(uint64(0), uint64(1), uint64(1), uint64(0), "", "", "", "", "", int64(-5), int64(-1), uint8(9), []byte{}, false)
@@ -76,15 +110,19 @@ func FuzzToModel(f *testing.F) {
 		s.Sanitize(time.Now)
 		var m model.SpanModel
 		zipkinmodel.ToModel(&s, &m)
-		js, err := json.Marshal(&m)
-		if err != nil {
-			t.Fatalf("a sanitized span does not serialize as JSON: %v", err)
-		}
 		pb, err := (zipkinproto.SpanSerializer{}).Serialize([]*model.SpanModel{&m})
 		if err != nil {
 			t.Fatalf("proto: %v", err)
 		}
 		sameProto(t, pb, []sdk.Span{s})
+		js := zipkinmodel.AppendJSON(nil, &s)
+		if s.StartUnixNano >= int64(time.Second) { // zipkin-go refuses earlier starts
+			want, err := json.Marshal(&m)
+			if err != nil {
+				t.Fatalf("a sanitized span does not serialize as JSON: %v", err)
+			}
+			sameJSON(t, want, &s)
+		}
 		var back model.SpanModel
 		if err := json.Unmarshal(js, &back); err != nil {
 			t.Fatalf("Zipkin cannot read its own JSON back: %v\n%s", err, js)
@@ -92,5 +130,36 @@ func FuzzToModel(f *testing.F) {
 		if back.TraceID.Low != lo || back.TraceID.High != hi || uint64(back.ID) != id {
 			t.Fatalf("ids changed: %+v", back.SpanContext)
 		}
+	})
+}
+
+// BenchmarkEncode is the driver's cost per proxy-shaped span for each
+// encoding, against zipkin-go's model and serializers for the same spans.
+func BenchmarkEncode(b *testing.B) {
+	spans := drivertest.ProxySpans(1, 512)
+	perSpan := func(b *testing.B, encode func()) {
+		b.ReportAllocs()
+		for b.Loop() {
+			encode()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+	}
+	var buf, scratch []byte
+	b.Run("json", func(b *testing.B) {
+		perSpan(b, func() { buf = zipkinmodel.AppendJSONList(buf[:0], spans) })
+	})
+	b.Run("proto", func(b *testing.B) {
+		perSpan(b, func() { buf, scratch = zipkinmodel.AppendProto(buf[:0], scratch, spans) })
+	})
+	b.Run("zipkin-go-json", func(b *testing.B) {
+		perSpan(b, func() {
+			ms := make([]model.SpanModel, len(spans))
+			ptrs := make([]*model.SpanModel, len(spans))
+			for i := range spans {
+				zipkinmodel.ToModel(&spans[i], &ms[i])
+				ptrs[i] = &ms[i]
+			}
+			json.Marshal(ptrs)
+		})
 	})
 }
