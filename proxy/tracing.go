@@ -445,11 +445,11 @@ var spanBufs = sync.Pool{New: func() any { return new(spanBuf) }}
 const maxSpanText = 4 << 10
 
 // reset empties the buffer and makes sure it can hold need bytes of text.
-func (b *spanBuf) reset(need int) {
-	if cap(b.text) < need && need <= maxSpanText {
-		b.text = make([]byte, 0, max(need, 512))
+func (sb *spanBuf) reset(need int) {
+	if cap(sb.text) < need && need <= maxSpanText {
+		sb.text = make([]byte, 0, max(need, 512))
 	}
-	b.text = b.text[:0]
+	sb.text = sb.text[:0]
 }
 
 // concat returns a+b+c, in the buffer when they fit.
