@@ -1,7 +1,6 @@
 package core
 
 import (
-	"encoding/hex"
 	"net/netip"
 	"strings"
 	"time"
@@ -20,9 +19,16 @@ func (t TraceID) IsZero() bool { return t.High == 0 && t.Low == 0 }
 // 128-bit-capable format (B3, W3C) uses.
 func (t TraceID) String() string {
 	var b [32]byte
-	hexUint64(b[:16], t.High)
-	hexUint64(b[16:], t.Low)
-	return string(b[:])
+	return string(appendHex64(appendHex64(b[:0], t.High), t.Low))
+}
+
+// AppendHex appends the id in lowercase hex as B3 and Zipkin write it: 32
+// digits, or 16 for a 64-bit id (High == 0).
+func (t TraceID) AppendHex(dst []byte) []byte {
+	if t.High != 0 {
+		dst = appendHex64(dst, t.High)
+	}
+	return appendHex64(dst, t.Low)
 }
 
 // SpanID is a 64-bit span id; 0 means "none" (a root span's parent).
@@ -31,17 +37,23 @@ type SpanID uint64
 // String returns the id as 16 lowercase hex digits.
 func (id SpanID) String() string {
 	var b [16]byte
-	hexUint64(b[:], uint64(id))
-	return string(b[:])
+	return string(appendHex64(b[:0], uint64(id)))
 }
 
-func hexUint64(dst []byte, v uint64) {
-	var raw [8]byte
-	for i := 7; i >= 0; i-- {
-		raw[i] = byte(v)
-		v >>= 8
+// AppendHex appends the id as 16 lowercase hex digits, the form of every
+// propagation format and back end.
+func (id SpanID) AppendHex(dst []byte) []byte { return appendHex64(dst, uint64(id)) }
+
+func appendHex64(dst []byte, v uint64) []byte {
+	// One append of a filled array: appending digit by digit checks the
+	// capacity 16 times, and ids are written several times per request.
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
 	}
-	hex.Encode(dst, raw[:])
+	return append(dst, b[:]...)
 }
 
 // Kind says what role a span plays in a remote call. The numeric values

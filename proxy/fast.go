@@ -400,11 +400,14 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		// before any answer: try once more on a new one if the request can
 		// be sent again. The idle ones older than it went through the same
 		// (an upstream's idle timeout, a restart): they go too.
-		if uc.reused && !uc.answered {
+		// A timeout is a slow upstream, not a stale connection.
+		timeout := errors.Is(err, os.ErrDeadlineExceeded)
+		stale := uc.reused && !uc.answered && !timeout
+		if stale {
 			ep.pool.dropIdleSince(uc.idleSince)
 		}
-		if !(uc.reused && inline && attempt == 0 && !uc.answered && !errors.Is(err, os.ErrDeadlineExceeded)) {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+		if !stale || !inline || attempt > 0 {
+			if timeout {
 				err = errUpstreamTimeout
 			}
 			return fc.fail(st, v, err, closeConn)

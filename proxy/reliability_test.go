@@ -282,7 +282,7 @@ func TestReliabilitySecretsStayHidden(t *testing.T) {
 		}
 	}
 	time.Sleep(1500 * time.Millisecond) // a failed export or two
-	cfgDump, metrics := httpBody(t, "http://"+tr.admin+"/config"), httpBody(t, "http://"+tr.admin+"/metrics")
+	cfgDump, metrics := get(t, "http://"+tr.admin+"/config"), get(t, "http://"+tr.admin+"/metrics")
 	tr.proc.stop(t)
 	logs := tr.proc.output()
 	if !strings.Contains(logs, "export failed") {
@@ -298,17 +298,6 @@ func TestReliabilitySecretsStayHidden(t *testing.T) {
 		Measured: fmt.Sprintf("secret absent from %d bytes of logs, from /config and /metrics", len(logs)),
 		Bound:    "never shown",
 	})
-}
-
-func httpBody(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // Upstream faults leave no goroutine behind once tracehop has shut down.

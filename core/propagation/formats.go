@@ -48,23 +48,16 @@ var b3Multi = &Format{
 		h.Del(hB3Flags)
 		if c.Valid() {
 			var buf [32]byte
-			h.Set(hB3TraceID, appendTraceID(buf[:0], c.TraceID))
-			h.Set(hB3SpanID, appendHex64(buf[:0], uint64(c.SpanID)))
+			h.Set(hB3TraceID, c.TraceID.AppendHex(buf[:0]))
+			h.Set(hB3SpanID, c.SpanID.AppendHex(buf[:0]))
 			if c.ParentID != 0 {
-				h.Set(hB3ParentSpanID, appendHex64(buf[:0], uint64(c.ParentID)))
+				h.Set(hB3ParentSpanID, c.ParentID.AppendHex(buf[:0]))
 			}
 		}
 		if c.Debug {
 			h.SetString(hB3Flags, "1")
 		}
-		switch c.Sampled {
-		case SamplingYes:
-			h.SetString(hB3Sampled, "1")
-		case SamplingNo:
-			h.SetString(hB3Sampled, "0")
-		default:
-			h.Del(hB3Sampled)
-		}
+		setSampling(h, hB3Sampled, c.Sampled, "1", "0")
 	},
 }
 
@@ -87,9 +80,9 @@ var b3Single = &Format{
 			return
 		}
 		var buf [64]byte
-		b := appendTraceID(buf[:0], c.TraceID)
+		b := c.TraceID.AppendHex(buf[:0])
 		b = append(b, '-')
-		b = appendHex64(b, uint64(c.SpanID))
+		b = c.SpanID.AppendHex(b)
 		switch {
 		case c.Debug:
 			b = append(b, "-d"...)
@@ -100,7 +93,7 @@ var b3Single = &Format{
 		}
 		if c.ParentID != 0 && (c.Debug || c.Sampled != SamplingUnset) {
 			b = append(b, '-')
-			b = appendHex64(b, uint64(c.ParentID))
+			b = c.ParentID.AppendHex(b)
 		}
 		h.Set(hB3, b)
 	},
@@ -238,7 +231,7 @@ var traceContext = &Format{
 		b = appendHex64(b, c.TraceID.High)
 		b = appendHex64(b, c.TraceID.Low)
 		b = append(b, '-')
-		b = appendHex64(b, uint64(c.SpanID))
+		b = c.SpanID.AppendHex(b)
 		if c.Sampled == SamplingYes {
 			b = append(b, "-01"...)
 		} else {
@@ -317,14 +310,7 @@ var datadog = &Format{
 				h.Del(hDDTags)
 			}
 		}
-		switch c.Sampled {
-		case SamplingYes:
-			h.SetString(hDDPriority, "1")
-		case SamplingNo:
-			h.SetString(hDDPriority, "0")
-		default:
-			h.Del(hDDPriority)
-		}
+		setSampling(h, hDDPriority, c.Sampled, "1", "0")
 	},
 }
 
@@ -345,18 +331,24 @@ var otTracer = &Format{
 			var buf [32]byte
 			// LightStep keeps 64-bit trace ids: send the low half.
 			h.Set(hOTTraceID, appendHex64(buf[:0], c.TraceID.Low))
-			h.Set(hOTSpanID, appendHex64(buf[:0], uint64(c.SpanID)))
+			h.Set(hOTSpanID, c.SpanID.AppendHex(buf[:0]))
 		} else {
 			h.Del(hOTTraceID)
 			h.Del(hOTSpanID)
 		}
-		switch c.Sampled {
-		case SamplingYes:
-			h.SetString(hOTSampled, "true")
-		case SamplingNo:
-			h.SetString(hOTSampled, "false")
-		default:
-			h.Del(hOTSampled)
-		}
+		setSampling(h, hOTSampled, c.Sampled, "true", "false")
 	},
+}
+
+// setSampling writes a format's sampling header: yes or no, or none when
+// the decision is deferred.
+func setSampling(h *Mutations, name string, s Sampling, yes, no string) {
+	switch s {
+	case SamplingYes:
+		h.SetString(name, yes)
+	case SamplingNo:
+		h.SetString(name, no)
+	default:
+		h.Del(name)
+	}
 }

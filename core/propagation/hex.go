@@ -41,23 +41,6 @@ func parseTraceID(s string) (core.TraceID, bool) {
 	return core.TraceID{High: hi, Low: lo}, ok1 && ok2
 }
 
-const hexDigits = "0123456789abcdef"
-
-func appendHex64(dst []byte, v uint64) []byte {
-	// One append of a filled array: appending digit by digit checks the
-	// capacity 16 times, and this runs several times per request.
-	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = hexDigits[v&0xf]
-		v >>= 4
-	}
-	return append(dst, b[:]...)
-}
-
-// appendTraceID writes 32 hex digits, or 16 when the id has no upper half.
-func appendTraceID(dst []byte, t core.TraceID) []byte {
-	if t.High != 0 {
-		dst = appendHex64(dst, t.High)
-	}
-	return appendHex64(dst, t.Low)
-}
+// appendHex64 writes 64 bits as 16 hex digits: the halves of a trace id
+// that some formats write on their own (traceparent, Datadog's tid tag).
+func appendHex64(dst []byte, v uint64) []byte { return core.SpanID(v).AppendHex(dst) }

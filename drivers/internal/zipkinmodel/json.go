@@ -30,16 +30,13 @@ func AppendJSON(dst []byte, s *sdk.Span) []byte {
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"traceId":"`...)
-	if s.TraceID.High != 0 {
-		dst = appendHex16(dst, s.TraceID.High)
-	}
-	dst = appendHex16(dst, s.TraceID.Low)
+	dst = s.TraceID.AppendHex(dst)
 	dst = append(dst, `","id":"`...)
-	dst = appendHex16(dst, uint64(s.SpanID))
+	dst = s.SpanID.AppendHex(dst)
 	dst = append(dst, '"')
 	if s.ParentID != 0 {
 		dst = append(dst, `,"parentId":"`...)
-		dst = appendHex16(dst, uint64(s.ParentID))
+		dst = s.ParentID.AppendHex(dst)
 		dst = append(dst, '"')
 	}
 	if s.Debug {
@@ -108,16 +105,6 @@ func jsonDuration(d time.Duration) int64 {
 		return 1
 	}
 	return int64(d+500*time.Nanosecond) / 1e3
-}
-
-func appendHex16(dst []byte, v uint64) []byte {
-	const digits = "0123456789abcdef"
-	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = digits[v&0xf]
-		v >>= 4
-	}
-	return append(dst, b[:]...)
 }
 
 // lower is strings.ToLower without a copy for the usual ASCII lowercase.
