@@ -2,7 +2,9 @@
 // bodies, for the proxy's fast path. It is strict on purpose: anything it
 // does not accept (obsolete line folding, bare LF, odd versions) is left to
 // net/http, which answers it properly; h1 only has to recognize the plain,
-// common case and never misread it.
+// common case and never misread it. What it relays it writes out again in
+// canonical form (chunk sizes, trailer fields), so that no peer downstream
+// can frame a message differently from the way h1 framed it (RFC 9112).
 package h1
 
 import (
@@ -10,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 )
 
 // Header is one header line; Name and Value alias the parsed buffer.
@@ -20,6 +23,10 @@ type Request struct {
 	Method, Target []byte
 	Minor          int // HTTP/1.Minor
 	Headers        []Header
+	// Underscore is set when a header name holds an underscore: the
+	// proxy then looks for look-alikes of the headers it guards
+	// (Content_Length), which some applications read as the real ones.
+	Underscore bool
 }
 
 // Response is a parsed response head. Fields alias the parsed buffer.
@@ -33,16 +40,29 @@ type Response struct {
 // ErrMalformed is returned for a head that h1 does not accept.
 var ErrMalformed = errors.New("h1: malformed or unsupported message head")
 
-var crlfcrlf = []byte("\r\n\r\n")
+var (
+	lfcrlf = []byte("\n\r\n")
+	lflf   = []byte("\n\n")
+)
 
 // HeadLen returns the length of the head at the start of buf, through its
-// blank line, or -1 when buf does not hold a whole head yet.
+// blank line, or -1 when buf does not hold a whole head yet. A blank line
+// ended by a bare LF ends the head too (RFC 9112 §2.2 lets a recipient
+// read a lone LF as a line end): the parsers then refuse the head at once,
+// instead of waiting for a CRLF that will never come.
 func HeadLen(buf []byte) int {
-	i := bytes.Index(buf, crlfcrlf)
+	i := bytes.Index(buf, lfcrlf)
+	scan := buf
+	if i >= 0 {
+		scan = buf[:i+1]
+	}
+	if j := bytes.Index(scan, lflf); j >= 0 {
+		return j + 2
+	}
 	if i < 0 {
 		return -1
 	}
-	return i + 4
+	return i + 3
 }
 
 // MaxHeaders bounds the header lines of a head h1 accepts.
@@ -71,8 +91,9 @@ func ParseRequest(head []byte, r *Request) error {
 		return ErrMalformed
 	}
 	r.Minor = minor
+	r.Underscore = false
 	var err error
-	r.Headers, err = parseHeaders(rest, r.Headers[:0])
+	r.Headers, err = parseHeaders(rest, r.Headers[:0], &r.Underscore)
 	return err
 }
 
@@ -97,8 +118,13 @@ func ParseResponse(head []byte, r *Response) error {
 	if len(line) > 13 {
 		r.Reason = line[13:]
 	}
+	if !validValue(r.Reason) {
+		// A CR in the reason phrase is a line end to some clients: it
+		// would inject a header.
+		return ErrMalformed
+	}
 	var err error
-	r.Headers, err = parseHeaders(rest, r.Headers[:0])
+	r.Headers, err = parseHeaders(rest, r.Headers[:0], nil)
 	return err
 }
 
@@ -117,7 +143,9 @@ func version(v []byte) (minor int, ok bool) {
 	return int(v[7] - '0'), true
 }
 
-func parseHeaders(b []byte, hs []Header) ([]Header, error) {
+// parseHeaders parses field lines up to the blank line; underscore, if not
+// nil, is set when a name holds an underscore.
+func parseHeaders(b []byte, hs []Header, underscore *bool) ([]Header, error) {
 	for {
 		line, rest, ok := cutLine(b)
 		if !ok {
@@ -126,17 +154,42 @@ func parseHeaders(b []byte, hs []Header) ([]Header, error) {
 		if len(line) == 0 {
 			return hs, nil
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || len(hs) == MaxHeaders {
+		if len(hs) == MaxHeaders {
 			return hs, ErrMalformed
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !isToken(name) || !validValue(value) {
+		h, kind, ok := parseField(line)
+		if !ok {
 			return hs, ErrMalformed
 		}
-		hs = append(hs, Header{Name: name, Value: value})
+		if kind&charUnderscore != 0 && underscore != nil {
+			*underscore = true
+		}
+		hs = append(hs, h)
 		b = rest
 	}
+}
+
+// parseField parses one field line (without its CRLF): a token, a colon,
+// and a value of no control characters but HTAB. It also returns the
+// union of the name's character classes.
+func parseField(line []byte) (Header, uint8, bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return Header{}, 0, false
+	}
+	name, value := line[:colon], trimOWS(line[colon+1:])
+	var kind uint8
+	for _, c := range name {
+		k := tokenChar[c]
+		if k == 0 {
+			return Header{}, 0, false
+		}
+		kind |= k
+	}
+	if !validValue(value) {
+		return Header{}, 0, false
+	}
+	return Header{Name: name, Value: value}, kind, true
 }
 
 func trimOWS(b []byte) []byte {
@@ -155,23 +208,30 @@ func isToken(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		if !tokenChar[c] {
+		if tokenChar[c] == 0 {
 			return false
 		}
 	}
 	return true
 }
 
-var tokenChar = func() (t [256]bool) {
+// Character classes of tokenChar.
+const (
+	charToken      = 1 << iota // any token character
+	charUnderscore             // '_'
+)
+
+var tokenChar = func() (t [256]uint8) {
 	for c := '0'; c <= '9'; c++ {
-		t[c] = true
+		t[c] = charToken
 	}
 	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
+		t[c], t[c-'a'+'A'] = charToken, charToken
 	}
 	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
+		t[c] = charToken
 	}
+	t['_'] |= charUnderscore
 	return
 }()
 
@@ -261,13 +321,21 @@ func doFlush(flush func() error) error {
 	return nil
 }
 
-// CopyChunked relays a chunked body from r to w verbatim: every chunk, the
-// last chunk and the trailer section. flush, if not nil, is called whenever
-// r has nothing more buffered, so that a stream reaches the client as it
-// comes. It returns the payload bytes relayed; failures to write to w or
-// flush are WriteErrors.
+// CopyChunked relays a chunked body from r to w: every chunk, the last
+// chunk and the trailer section. It does not pass the framing on verbatim:
+// each chunk size is parsed strictly (RFC 9112 §7.1: hex digits, then
+// chunk extensions by their grammar, then CRLF; no whitespace around the
+// size, no bare CR or LF) and written again in canonical form without its
+// extensions; the CRLF after each chunk's data must be there; a trailer
+// line must be a valid field line, and fields that frame or route a message
+// are not relayed as trailers. What a lenient peer and a strict one would
+// frame differently thus never reaches either. flush, if not nil, is
+// called whenever r has nothing more buffered, so that a stream reaches the
+// client as it comes. It returns the payload bytes relayed; failures to
+// write to w or flush are WriteErrors, and bad framing is ErrMalformed.
 func CopyChunked(w io.Writer, r *bufio.Reader, flush func() error) (int64, error) {
 	var total int64
+	var sizeLine [20]byte
 	for {
 		if r.Buffered() == 0 {
 			if err := doFlush(flush); err != nil {
@@ -278,34 +346,91 @@ func CopyChunked(w io.Writer, r *bufio.Reader, flush func() error) (int64, error
 		if err != nil {
 			return total, err
 		}
-		size, ok := chunkSize(line)
+		size, ok := ChunkSize(line[:len(line)-2])
 		if !ok {
 			return total, ErrMalformed
 		}
-		if _, err := write(w, line); err != nil {
+		out := append(strconv.AppendInt(sizeLine[:0], size, 16), '\r', '\n')
+		if size == 0 {
+			if _, err := write(w, out); err != nil {
+				return total, err
+			}
+			return total, copyTrailers(w, r, flush)
+		}
+		if _, err := write(w, out); err != nil {
 			return total, err
 		}
-		if size == 0 {
-			// Trailer section: lines up to the empty one.
-			for {
-				line, err := readLine(r)
-				if err != nil {
-					return total, err
-				}
-				if _, err := write(w, line); err != nil {
-					return total, err
-				}
-				if len(line) == 2 {
-					return total, doFlush(flush)
-				}
-			}
-		}
-		n, err := CopyN(w, r, size+2, flush) // the data and its CRLF
-		total += max(0, n-2)
+		n, err := CopyN(w, r, size, flush)
+		total += n
 		if err != nil {
 			return total, err
 		}
+		if err := readCRLF(r, flush); err != nil {
+			return total, err
+		}
+		if _, err := write(w, crlf); err != nil {
+			return total, err
+		}
 	}
+}
+
+var crlf = []byte("\r\n")
+
+// readCRLF consumes the CRLF that must follow a chunk's data.
+func readCRLF(r *bufio.Reader, flush func() error) error {
+	if r.Buffered() < 2 {
+		if err := doFlush(flush); err != nil {
+			return err
+		}
+	}
+	b, err := r.Peek(2)
+	if err != nil {
+		return unexpected(err)
+	}
+	if b[0] != '\r' || b[1] != '\n' {
+		return ErrMalformed
+	}
+	r.Discard(2)
+	return nil
+}
+
+// copyTrailers relays the trailer section up to its blank line.
+func copyTrailers(w io.Writer, r *bufio.Reader, flush func() error) error {
+	for n := 0; ; n++ {
+		line, err := readLine(r)
+		if err != nil {
+			return err
+		}
+		if len(line) == 2 {
+			if _, err := write(w, crlf); err != nil {
+				return err
+			}
+			return doFlush(flush)
+		}
+		h, _, ok := parseField(line[:len(line)-2])
+		if !ok || n == MaxHeaders {
+			return ErrMalformed
+		}
+		if forbiddenTrailer(h.Name) {
+			continue
+		}
+		if _, err := write(w, line); err != nil {
+			return err
+		}
+	}
+}
+
+// forbiddenTrailer names the fields that must not be sent as trailers
+// (RFC 9110 §6.5.1): those that frame, route or authenticate a message.
+func forbiddenTrailer(name []byte) bool {
+	for _, f := range [...]string{"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive",
+		"Te", "Trailer", "Upgrade", "Proxy-Connection", "Content-Encoding", "Content-Type", "Content-Range",
+		"Authorization", "Set-Cookie", "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range"} {
+		if EqualFold(name, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // CopyN copies n bytes (n < 0: up to EOF) from r to w through r's buffer,
@@ -362,28 +487,103 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	return line, nil
 }
 
-// chunkSize parses "HEX[;ext]\r\n".
-func chunkSize(line []byte) (int64, bool) {
-	line = line[:len(line)-2]
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		line = line[:i]
-	}
-	line = trimOWS(line)
-	if len(line) == 0 || len(line) > 15 {
-		return 0, false
-	}
+// maxChunkDigits bounds a chunk size's significant hex digits, so that
+// it fits an int64 with room to spare.
+const maxChunkDigits = 15
+
+// ChunkSize parses a chunk-size line without its CRLF, by RFC 9112 §7.1:
+//
+//	chunk-size [ chunk-ext ]
+//	chunk-size = 1*HEXDIG
+//	chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+//	ext-val    = token / quoted-string
+//
+// Leading zeros are allowed; whitespace is allowed only where BWS stands.
+func ChunkSize(line []byte) (int64, bool) {
 	var n int64
-	for _, c := range line {
+	i, digits := 0, 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
 		switch {
 		case '0' <= c && c <= '9':
-			n = n<<4 | int64(c-'0')
+			d = c - '0'
 		case 'a' <= c && c <= 'f':
-			n = n<<4 | int64(c-'a'+10)
+			d = c - 'a' + 10
 		case 'A' <= c && c <= 'F':
-			n = n<<4 | int64(c-'A'+10)
+			d = c - 'A' + 10
 		default:
+			goto ext
+		}
+		if n != 0 || d != 0 {
+			digits++
+		}
+		if digits > maxChunkDigits {
 			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+ext:
+	if i == 0 {
+		return 0, false
+	}
+	for i < len(line) {
+		i = skipBWS(line, i)
+		if i == len(line) || line[i] != ';' {
+			return 0, false
+		}
+		i = skipBWS(line, i+1)
+		j := skipToken(line, i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+		if k := skipBWS(line, i); k < len(line) && line[k] == '=' {
+			i = skipBWS(line, k+1)
+			if i < len(line) && line[i] == '"' {
+				if i = skipQuoted(line, i); i < 0 {
+					return 0, false
+				}
+			} else if j := skipToken(line, i); j == i {
+				return 0, false
+			} else {
+				i = j
+			}
 		}
 	}
 	return n, true
 }
+
+func skipBWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+func skipToken(b []byte, i int) int {
+	for i < len(b) && tokenChar[b[i]] != 0 {
+		i++
+	}
+	return i
+}
+
+// skipQuoted returns the index after the quoted-string at b[i], or -1.
+func skipQuoted(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			if i++; i == len(b) || !fieldVChar(b[i]) {
+				return -1
+			}
+		case !fieldVChar(c):
+			return -1
+		}
+	}
+	return -1
+}
+
+// fieldVChar: HTAB, SP, VCHAR or obs-text.
+func fieldVChar(c byte) bool { return c == '\t' || c >= 0x20 && c != 0x7f }

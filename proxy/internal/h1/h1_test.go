@@ -35,18 +35,111 @@ func TestParseRequest(t *testing.T) {
 	}
 }
 
+// A chunked body is relayed in canonical framing: sizes without their
+// extensions or leading zeros, trailers that are valid fields.
 func TestCopyChunked(t *testing.T) {
-	body := "5;ext=1\r\nhello\r\n0\r\nGrpc-Status: 0\r\n\r\n"
+	body := "05;ext=1;q=\"a b\"\r\nhello\r\n0\r\nGrpc-Status: 0\r\nContent-Length: 9\r\n\r\n"
+	want := "5\r\nhello\r\n0\r\nGrpc-Status: 0\r\n\r\n"
 	var out bytes.Buffer
 	n, err := CopyChunked(&out, bufio.NewReader(strings.NewReader(body+"NEXT")), nil)
-	if err != nil || n != 5 || out.String() != body {
-		t.Fatalf("copied %d bytes %q, %v", n, out.String(), err)
+	if err != nil || n != 5 || out.String() != want {
+		t.Fatalf("copied %d bytes %q, %v; want %q", n, out.String(), err, want)
 	}
-	if _, err := CopyChunked(&out, bufio.NewReader(strings.NewReader("zz\r\n")), nil); err == nil {
-		t.Fatal("accepted a bad chunk size")
+}
+
+// Framing that peers could read two ways is refused, not relayed
+// (HTTP Garden's and smuggler's chunked mutations).
+func TestCopyChunkedRefusesAmbiguousFraming(t *testing.T) {
+	for _, bad := range []string{
+		"zz\r\n",                                 // not hex
+		"5\r\nhel",                               // truncated
+		"0x5\r\nhello\r\n0\r\n\r\n",              // 0x prefix
+		"+5\r\nhello\r\n0\r\n\r\n",               // sign
+		"-5\r\nhello\r\n0\r\n\r\n",               // sign
+		" 5\r\nhello\r\n0\r\n\r\n",               // whitespace before the size
+		"5 \r\nhello\r\n0\r\n\r\n",               // whitespace after the size, no extension
+		"5\thello\r\n0\r\n\r\n",                  // tab, no line end
+		"5\nhello\r\n0\r\n\r\n",                  // bare LF after the size
+		"5\r\nhelloXX0\r\n\r\n",                  // no CRLF after the data
+		"5\r\nhello\n0\r\n\r\n",                  // bare LF after the data
+		"5\r\nhello\r\r\n0\r\n\r\n",              // CR CR LF after the data
+		"5;a\rb\r\nhello\r\n0\r\n\r\n",           // bare CR in an extension
+		"5;\r\nhello\r\n0\r\n\r\n",               // empty extension name
+		"5;a=\r\nhello\r\n0\r\n\r\n",             // empty extension value
+		"5;a=\"b\r\nhello\r\n0\r\n\r\n",          // open quoted string
+		"5;a b\r\nhello\r\n0\r\n\r\n",            // two names
+		"10000000000000000\r\n",                  // 17 hex digits: overflow
+		"fffffffffffffffff\r\n",                  // overflow
+		"5\r\nhello\r\n0\r\nnot a field\r\n\r\n", // a trailer line that is not a field
+		"5\r\nhello\r\n0\r\nX: a\rb\r\n\r\n",     // bare CR in a trailer
+		"5\r\nhello\r\n0\r\n X: folded\r\n\r\n",  // obsolete folding in a trailer
+		"5\r\nhello\r\n0\r\n\n",                  // trailer section ended by a bare LF
+	} {
+		if _, err := CopyChunked(io.Discard, bufio.NewReader(strings.NewReader(bad)), nil); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
 	}
-	if _, err := CopyChunked(&out, bufio.NewReader(strings.NewReader("5\r\nhel")), nil); err == nil {
-		t.Fatal("accepted a truncated chunk")
+	for _, good := range []string{
+		"0000000000000000005\r\nhello\r\n0\r\n\r\n", // leading zeros are digits
+		"5 ; a = b\r\nhello\r\n0\r\n\r\n",           // BWS around an extension
+		"5;a=\"q\\\"x\"\r\nhello\r\n0\r\n\r\n",      // quoted pair
+		"A\r\n0123456789\r\n0\r\n\r\n",              // upper-case hex
+	} {
+		var out bytes.Buffer
+		if _, err := CopyChunked(&out, bufio.NewReader(strings.NewReader(good)), nil); err != nil {
+			t.Errorf("refused %q: %v", good, err)
+		}
+	}
+}
+
+// A head ended by a bare LF is found at once (and then refused by the
+// parsers), so neither a client nor an upstream waits out a timeout.
+func TestHeadLenFindsBareLFHeads(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody", 27},
+		{"GET / HTTP/1.1\nHost: x\n\nbody", 24},
+		{"GET / HTTP/1.1\r\nHost: x\n\r\nbody", 26},
+		{"GET / HTTP/1.1\r\nHost: x\n\nA\r\n\r\n", 25},
+		{"GET / HTTP/1.1\r\nHost: x\r\n", -1},
+	} {
+		if got := HeadLen([]byte(c.in)); got != c.want {
+			t.Errorf("HeadLen(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+	var r Response
+	if err := ParseResponse([]byte("HTTP/1.1 200 OK\nContent-Length: 0\n\n"), &r); err == nil {
+		t.Error("a bare-LF response head was accepted")
+	}
+}
+
+// A reason phrase with a bare CR would inject a header for clients that
+// end lines at CR.
+func TestParseResponseRefusesControlCharacters(t *testing.T) {
+	var r Response
+	for _, bad := range []string{
+		"HTTP/1.1 200 OK\rX-Injected: yes\r\n\r\n",
+		"HTTP/1.1 200 O\x00K\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+	} {
+		if err := ParseResponse([]byte(bad), &r); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	if err := ParseResponse([]byte("HTTP/1.1 200 Très bien\r\n\r\n"), &r); err != nil {
+		t.Errorf("refused obs-text in the reason: %v", err)
+	}
+}
+
+func TestParseRequestNotesUnderscores(t *testing.T) {
+	var r Request
+	if err := ParseRequest([]byte("GET / HTTP/1.1\r\nHost: x\r\nContent_Length: 5\r\n\r\n"), &r); err != nil || !r.Underscore {
+		t.Fatalf("underscore not noted: %v %v", r.Underscore, err)
+	}
+	if err := ParseRequest([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), &r); err != nil || r.Underscore {
+		t.Fatalf("underscore noted without one: %v %v", r.Underscore, err)
 	}
 }
 
