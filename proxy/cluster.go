@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -32,10 +33,10 @@ type endpoint struct {
 	pool *connPool      // the fast path's idle connections
 }
 
-func newCluster(c config.Cluster) *cluster {
+func newCluster(c config.Cluster, log *slog.Logger) *cluster {
 	cl := &cluster{name: c.Name}
 	for _, ep := range c.Endpoints {
-		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
+		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, log: log, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
 		e.ip, _ = netip.ParseAddrPort(ep)
 		cl.endpoints = append(cl.endpoints, e)
 	}

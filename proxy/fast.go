@@ -22,6 +22,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -30,10 +32,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/tracehop/tracehop/core/propagation"
+	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
 
@@ -63,6 +69,9 @@ type fastConn struct {
 	carrier  h1Carrier
 	spanBuf  spanBuf
 	rd       readDeadline
+	// idle is set while the connection waits for the first byte of a
+	// request: only then may drain wake it, so that no request is cut.
+	idle atomic.Bool
 }
 
 // handoff is the net.Listener through which the fast path gives
@@ -161,8 +170,12 @@ func (l *listener) drain(ctx context.Context) error {
 	l.connsMu.Lock()
 	for fc := range l.conns {
 		// Wakes a connection waiting for its next request; a busy one
-		// fails its next read, after the response.
-		fc.c.SetReadDeadline(time.Now())
+		// sees closing after its response. (It sets idle before it reads
+		// closing, and drain sets closing before it reads idle: one of
+		// the two sees the other.)
+		if fc.idle.Load() {
+			fc.c.SetReadDeadline(time.Now())
+		}
 	}
 	l.connsMu.Unlock()
 	done := make(chan struct{})
@@ -187,6 +200,9 @@ type outcome int
 const (
 	keepAlive outcome = iota
 	closeConn
+	// closeLinger closes a connection whose client may still be sending
+	// a body tracehop did not read.
+	closeLinger
 	handOff
 )
 
@@ -211,6 +227,9 @@ func (l *listener) serveConn(c net.Conn) {
 		case closeConn:
 			c.Close()
 			return
+		case closeLinger:
+			lingerClose(c)
+			return
 		case handOff:
 			c.SetReadDeadline(time.Time{})
 			l.handoff.give(&replayConn{Conn: c, br: fc.br})
@@ -227,10 +246,13 @@ func (fc *fastConn) readHead() (int, bool) {
 		if l.idleTimeout > 0 {
 			fc.rd.set(fc.c, l.idleTimeout)
 		}
+		fc.idle.Store(true)
 		if l.closing.Load() {
 			return 0, false
 		}
-		if _, err := fc.br.Peek(1); err != nil {
+		_, err := fc.br.Peek(1)
+		fc.idle.Store(false)
+		if err != nil {
 			return 0, false
 		}
 	}
@@ -262,6 +284,7 @@ type reqInfo struct {
 	hosts                      int
 	length                     int64
 	lengths                    int
+	te                         bool // a Transfer-Encoding header
 	close                      bool
 	unsupported                bool
 }
@@ -298,13 +321,20 @@ func (fc *fastConn) scanRequest() (ri reqInfo) {
 			if h1.EqualFold(n, "X-Request-Id") {
 				ri.requestID = v
 			}
-		case 17, 7, 6, 2:
-			if h1.EqualFold(n, "Transfer-Encoding") || h1.EqualFold(n, "Upgrade") || h1.EqualFold(n, "Expect") || h1.EqualFold(n, "Te") {
+		case 17:
+			if h1.EqualFold(n, "Transfer-Encoding") {
+				ri.te, ri.unsupported = true, true
+			}
+		case 7, 6, 2:
+			if h1.EqualFold(n, "Upgrade") || h1.EqualFold(n, "Expect") || h1.EqualFold(n, "Te") {
 				ri.unsupported = true
 			}
 		}
 	}
-	if ri.hosts != 1 || len(ri.host) == 0 || ri.lengths > 1 {
+	// net/http answers the rest: 400 for a missing, repeated or malformed
+	// Host (the same answer whichever path a request takes), its own
+	// framing for two Content-Lengths.
+	if ri.hosts != 1 || len(ri.host) == 0 || ri.lengths > 1 || !httpguts.ValidHostHeader(str(ri.host)) {
 		ri.unsupported = true
 	}
 	return ri
@@ -320,10 +350,19 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	}
 	buf, _ := fc.br.Peek(headLen)
 	fc.head = append(fc.head[:0], buf...)
-	if h1.ParseRequest(fc.head, &fc.req) != nil || fc.req.Minor != 1 {
+	if h1.ParseRequest(fc.head, &fc.req) != nil {
 		return handOff
 	}
 	ri := fc.scanRequest()
+	if ri.te && fc.req.Minor == 0 {
+		// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty
+		// framing, whatever else the head says (net/http would use the
+		// Content-Length and keep the connection).
+		return fc.refuse(http.StatusBadRequest, "Transfer-Encoding is not defined for HTTP/1.0")
+	}
+	if fc.req.Minor != 1 || l.slowPathOnly {
+		return handOff
+	}
 	path, _, _ := strings.Cut(str(fc.req.Target), "?")
 	if ri.unsupported || strings.IndexByte(path, '%') >= 0 {
 		return handOff
@@ -357,7 +396,12 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		l.tracer.begin(st, &v)
 		l.tracer.prop.InjectInto(&fc.mut, st.out)
 	}
-	out := fc.proxy(st, &v, &ri)
+	var out outcome
+	if fc.req.Underscore && l.underscores == config.UnderscoresReject && fc.hasUnderscoreHeader() {
+		out = fc.answer(st, &v, http.StatusBadRequest, underscoreRefusal, "DPE", closeLinger)
+	} else {
+		out = fc.proxy(st, &v, &ri)
+	}
 	l.done(st, &v)
 	if out == keepAlive && (ri.close || l.closing.Load()) {
 		out = closeConn
@@ -365,14 +409,47 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	return out
 }
 
+// underscoreRefusal is the answer to a header name with an underscore on
+// a listener with headers_with_underscores: reject.
+const underscoreRefusal = "header names with underscores are refused here (headers_with_underscores: reject)"
+
+func (fc *fastConn) hasUnderscoreHeader() bool {
+	for _, h := range fc.req.Headers {
+		if slices.Contains(h.Name, '_') {
+			return true
+		}
+	}
+	return false
+}
+
 // proxy sends the request upstream and relays the response.
 func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
+	l := fc.l
 	rt := st.route
 	cl := rt.cluster
 	ep := cl.pick()
 	st.endpoint = ep
-	// The request body goes in the head's write when it is here already.
-	inline := ri.length == 0 || ri.length <= inlineBody && int64(fc.br.Buffered()) >= ri.length
+	// A body that fits the connection's buffer is read whole before
+	// anything goes upstream: it then travels in the head's write, and the
+	// request can be sent again on a new connection if a kept-alive one
+	// turns out dead. Clients that write the head and the body apart
+	// (Go's, Node's, Python's) are served alike. A larger body streams.
+	inline := ri.length <= int64(fc.br.Size())
+	if inline && ri.length > int64(fc.br.Buffered()) {
+		if l.bodyTimeout > 0 {
+			fc.rd.set(fc.c, l.bodyTimeout)
+		}
+		if _, err := fc.br.Peek(int(ri.length)); err != nil {
+			return fc.clientFault(st, v, err)
+		}
+	}
+	// Whatever happens now, an inline body is consumed: the client's
+	// connection stays in step.
+	unread := closeLinger
+	if inline {
+		unread = keepAlive
+		defer fc.br.Discard(int(ri.length))
+	}
 	var uc *upstreamConn
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -382,44 +459,44 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 			uc, err = ep.pool.dial(cl.dialer)
 		}
 		if err != nil {
-			if ri.length > 0 {
-				return fc.fail(st, v, err, closeConn)
-			}
-			return fc.fail(st, v, err, keepAlive)
+			return fc.fail(st, v, err, unread)
 		}
 		st.upstreamStart = time.Now()
 		err = fc.send(uc, st, ri, inline)
 		if err == nil {
+			if !inline {
+				return fc.stream(uc, st, v, ri)
+			}
 			err = fc.readResponseHead(uc, rt.timeout)
 		}
 		if err == nil {
 			break
 		}
 		uc.close()
-		// A kept-alive connection the upstream closed meanwhile fails
-		// before any answer: try once more on a new one if the request can
-		// be sent again. The idle ones older than it went through the same
-		// (an upstream's idle timeout, a restart): they go too.
-		// A timeout is a slow upstream, not a stale connection.
+		// A kept-alive connection the upstream closed just as it was
+		// taken (the pool checks each one, so only a close that crossed
+		// the request on the wire is left) fails before any answer: try
+		// once more on a new one; nothing of a streamed body has been
+		// read yet. The idle ones older than it went through the same (an
+		// upstream's idle timeout, a restart): they go too. A timeout is
+		// a slow upstream, not a stale connection.
 		timeout := errors.Is(err, os.ErrDeadlineExceeded)
 		stale := uc.reused && !uc.answered && !timeout
 		if stale {
 			ep.pool.dropIdleSince(uc.idleSince)
 		}
-		if !stale || !inline || attempt > 0 {
+		if !stale || attempt > 0 {
 			if timeout {
 				err = errUpstreamTimeout
 			}
-			return fc.fail(st, v, err, closeConn)
+			return fc.fail(st, v, err, max(unread, closeConn))
 		}
 	}
-	if inline && ri.length > 0 {
-		fc.br.Discard(int(ri.length))
-	}
-	return fc.relay(uc, st, v)
+	return fc.relay(uc, st, v, nil)
 }
 
-// send writes the upstream request: the head, rewritten, and the body.
+// send writes the upstream request head, rewritten, with the body when it
+// is inline.
 func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline bool) error {
 	l := fc.l
 	tracing := l.tracer != nil
@@ -438,7 +515,17 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		if tracing && maybeTraceHeader(h.Name) && fc.mut.Touches(str(h.Name)) {
 			continue
 		}
+		if fc.req.Underscore && dropUnderscored(str(h.Name), l.underscores) {
+			continue
+		}
 		w = appendHeader(w, h.Name, h.Value)
+	}
+	if ri.lengths > 0 {
+		// The parsed value, canonically: "0005" and "010" are 5 and 10 to
+		// tracehop, and must be to the upstream (some read 010 as octal).
+		w = append(w, "Content-Length: "...)
+		w = strconv.AppendInt(w, ri.length, 10)
+		w = append(w, "\r\n"...)
 	}
 	// X-Forwarded-For and -Proto, as the net/http path writes them (no
 	// X-Forwarded-Host: Host is kept).
@@ -465,13 +552,163 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		w = append(w, body...)
 	}
 	uc.wb = w
-	if _, err := uc.c.Write(w); err != nil {
-		return err
-	}
-	if !inline {
-		if _, err := h1.CopyN(uc.c, fc.br, ri.length, nil); err != nil {
-			return err
+	_, err := uc.c.Write(w)
+	return err
+}
+
+// stream sends a body too large to hold while it waits for the answer: an
+// upstream may answer early (413, or 200 without reading on), and that
+// answer is relayed at once, as net/http and HAProxy do, instead of
+// leaving the client with none. Timeouts blame the side that is slow: the
+// client's body gets body_read_timeout between reads (408), the upstream
+// gets the route timeout for each write it does not take and, as for any
+// request, from the end of the body to its response head (504).
+func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqInfo) outcome {
+	timeout := st.route.timeout
+	uc.rd.clear(uc.c)
+	up := &upload{done: make(chan error, 1)}
+	go up.run(fc, uc, ri.length, timeout)
+	err := fc.readResponseHead(uc, -1)
+	up.mu.Lock()
+	up.headSeen = true
+	up.mu.Unlock()
+	// The upload may have set a deadline before it saw headSeen.
+	uc.rd.forget()
+	if err != nil {
+		var bodyErr error
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Only the upload sets a deadline here: it is over.
+			bodyErr = <-up.done
+		} else {
+			bodyErr = up.stop(fc, uc)
+			if errors.Is(bodyErr, errUploadStopped) {
+				bodyErr = nil // the upstream failed first
+			}
 		}
+		fc.rd.forget()
+		uc.close()
+		switch {
+		case bodyErr != nil && !isWriteErr(bodyErr):
+			return fc.clientFault(st, v, bodyErr)
+		case bodyErr != nil:
+			err = bodyErr // the upstream stopped reading and did not answer
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			err = errUpstreamTimeout
+		}
+		return fc.fail(st, v, err, closeLinger)
+	}
+	out := fc.relay(uc, st, v, up)
+	if up.stop(fc, uc) != nil || !up.ok {
+		out = closeLinger
+	}
+	fc.rd.forget()
+	return out
+}
+
+// upload is a request body on its way upstream beside the response.
+type upload struct {
+	done     chan error
+	mu       sync.Mutex
+	headSeen bool // the response head is here: the upload no longer sets deadlines on the upstream's reads
+	finished bool
+	ok       bool // the whole body went upstream
+	err      error
+}
+
+func (up *upload) run(fc *fastConn, uc *upstreamConn, n int64, timeout time.Duration) {
+	err := copyBody(uc.c, fc.br, fc.c, n, fc.l.bodyTimeout, timeout)
+	up.mu.Lock()
+	if !up.headSeen {
+		switch {
+		case err == nil && timeout > 0:
+			// The route timeout counts from the end of the request.
+			uc.c.SetReadDeadline(time.Now().Add(timeout))
+		case err == nil:
+		case isWriteErr(err):
+			// The upstream stopped reading: its early answer may still
+			// be on the way.
+			uc.c.SetReadDeadline(time.Now().Add(earlyAnswerGrace))
+		default:
+			// The client failed: stop waiting for the upstream.
+			uc.c.SetReadDeadline(time.Now())
+		}
+	}
+	up.mu.Unlock()
+	up.done <- err
+}
+
+// earlyAnswerGrace is how long an upstream that stopped reading a body has
+// to send its answer.
+const earlyAnswerGrace = time.Second
+
+// errUploadStopped is the error of an upload that tracehop cut short.
+var errUploadStopped = errors.New("the request body's upload was stopped")
+
+// stop ends the upload if it still runs (the response is complete, or the
+// upstream failed) and returns its error: errUploadStopped if it had to be
+// cut. The client's connection may then hold body bytes nobody read.
+func (up *upload) stop(fc *fastConn, uc *upstreamConn) error {
+	if up.finished {
+		return up.err
+	}
+	select {
+	case up.err = <-up.done:
+	default:
+		fc.c.SetReadDeadline(time.Now())
+		uc.c.SetWriteDeadline(time.Now())
+		if err := <-up.done; err != nil {
+			up.err = errUploadStopped
+		}
+	}
+	up.finished, up.ok = true, up.err == nil
+	return up.err
+}
+
+// running reports whether the upload goes on, without waiting.
+func (up *upload) running() bool {
+	if up.finished {
+		return false
+	}
+	select {
+	case up.err = <-up.done:
+		up.finished, up.ok = true, up.err == nil
+		return false
+	default:
+		return true
+	}
+}
+
+// copyBody copies n bytes of a request body from the client (src, read
+// through br) to the upstream (dst). Each wait for the client is bounded by
+// readTimeout, each write to the upstream by writeTimeout. Failures to
+// write are h1.WriteErrors; anything else is the client's.
+func copyBody(dst net.Conn, br *bufio.Reader, src net.Conn, n int64, readTimeout, writeTimeout time.Duration) error {
+	var rd readDeadline
+	for done := int64(0); done < n; {
+		if br.Buffered() == 0 {
+			if readTimeout > 0 {
+				rd.set(src, readTimeout)
+			}
+			if _, err := br.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		b, _ := br.Peek(int(min(int64(br.Buffered()), n-done)))
+		if writeTimeout > 0 {
+			dst.SetWriteDeadline(time.Now().Add(writeTimeout))
+		}
+		m, err := dst.Write(b)
+		br.Discard(m)
+		done += int64(m)
+		if err != nil {
+			return h1.WriteError{Err: err}
+		}
+	}
+	if writeTimeout > 0 {
+		dst.SetWriteDeadline(time.Time{})
 	}
 	return nil
 }
@@ -488,6 +725,7 @@ func appendHeader(w, name, value []byte) []byte {
 var requestHopHeaders = []string{
 	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", headerRequestID,
+	"Content-Length",
 }
 
 func skipRequestHeader(name []byte, trusted bool) bool {
@@ -516,11 +754,12 @@ func maybeTraceHeader(name []byte) bool {
 	return false
 }
 
-// readResponseHead waits for the upstream's response head, at most timeout.
+// readResponseHead waits for the upstream's response head, at most timeout
+// (a negative timeout leaves the connection's deadline as it is).
 func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) error {
 	if timeout > 0 {
 		uc.rd.set(uc.c, timeout)
-	} else {
+	} else if timeout == 0 {
 		uc.rd.clear(uc.c)
 	}
 	for {
@@ -555,56 +794,77 @@ const (
 	bodyUntilClose
 )
 
-// relay writes the response to the client.
-func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
-	for {
+// max1xx bounds the informational responses relayed for one request, as
+// net/http's Transport does.
+const max1xx = 5
+
+// relay writes the response to the client. up is the upload of a streamed
+// request body, or nil.
+func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload) outcome {
+	for n1xx := 0; ; n1xx++ {
 		buf, _ := uc.br.Peek(uc.headLen)
 		if err := h1.ParseResponse(buf, &fc.resp); err != nil {
 			uc.close()
-			return fc.fail(st, v, errors.New("the upstream sent a malformed response head"), closeConn)
+			return fc.fail(st, v, errors.New("the upstream sent a malformed response head"), closeLinger)
 		}
-		if s := fc.resp.Status; s >= 100 && s < 200 && s != 101 {
-			// Informational (103 Early Hints): pass it on, read on.
-			if _, err := fc.c.Write(buf); err != nil {
-				uc.close()
-				return fc.abort(st, v, "DC")
-			}
-			uc.br.Discard(uc.headLen)
-			if err := fc.readResponseHead(uc, st.route.timeout); err != nil {
-				uc.close()
-				return fc.fail(st, v, err, closeConn)
-			}
-			continue
+		s := fc.resp.Status
+		if s < 100 || s >= 200 || s == 101 {
+			break
 		}
-		break
+		// Informational (103 Early Hints): pass it on, written again
+		// without hop-by-hop or framing fields, and read on.
+		if n1xx == max1xx {
+			uc.close()
+			return fc.fail(st, v, errors.New("the upstream sent too many 1xx responses"), closeLinger)
+		}
+		w := fc.appendStatusLine(fc.out[:0])
+		for _, h := range fc.resp.Headers {
+			if !hopResponseHeader(h.Name) && !h1.EqualFold(h.Name, "Content-Length") && !h1.EqualFold(h.Name, "Transfer-Encoding") {
+				w = appendHeader(w, h.Name, h.Value)
+			}
+		}
+		w = append(w, "\r\n"...)
+		fc.out = w[:0]
+		if _, err := fc.c.Write(w); err != nil {
+			uc.close()
+			return fc.abort(st, v, "DC")
+		}
+		uc.br.Discard(uc.headLen)
+		if err := fc.readResponseHead(uc, st.route.timeout); err != nil {
+			uc.close()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = errUpstreamTimeout
+			}
+			return fc.fail(st, v, err, closeLinger)
+		}
 	}
 	resp := &fc.resp
 	if resp.Status == 101 {
 		uc.close()
-		return fc.fail(st, v, errors.New("the upstream switched protocols unasked"), closeConn)
+		return fc.fail(st, v, errors.New("the upstream switched protocols unasked"), closeLinger)
 	}
 	kind, length := bodyUntilClose, int64(-1)
 	upstreamClose := resp.Minor == 0
 	var connTokens [4]string
 	nTokens := 0
-	w := append(fc.out[:0], "HTTP/1.1 "...)
-	w = strconv.AppendInt(w, int64(resp.Status), 10)
-	w = append(w, ' ')
-	w = append(w, resp.Reason...)
-	w = append(w, "\r\n"...)
+	w := fc.appendStatusLine(fc.out[:0])
 	for _, h := range resp.Headers {
 		switch {
 		case h1.EqualFold(h.Name, "Content-Length"):
+			// Written again below, once and canonically, where it may be.
 			n, ok := h1.ParseLength(h.Value)
 			if !ok || length >= 0 && n != length {
 				uc.close()
-				return fc.fail(st, v, errors.New("the upstream sent an invalid Content-Length"), closeConn)
+				return fc.fail(st, v, errors.New("the upstream sent an invalid Content-Length"), closeLinger)
 			}
 			length = n
+			continue
 		case h1.EqualFold(h.Name, "Transfer-Encoding"):
-			if !h1.EqualFold(h.Value, "chunked") {
+			if !h1.EqualFold(h.Value, "chunked") || resp.Minor == 0 {
+				// RFC 9112 §6.1: in HTTP/1.0, Transfer-Encoding means
+				// faulty framing.
 				uc.close()
-				return fc.fail(st, v, errors.New("the upstream sent a Transfer-Encoding other than chunked"), closeConn)
+				return fc.fail(st, v, errors.New("the upstream sent a Transfer-Encoding other than chunked"), closeLinger)
 			}
 			kind = bodyChunked
 			continue
@@ -619,8 +879,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 				}
 			}
 			continue
-		case h1.EqualFold(h.Name, "Keep-Alive"), h1.EqualFold(h.Name, "Proxy-Connection"), h1.EqualFold(h.Name, "Te"),
-			h1.EqualFold(h.Name, "Upgrade"), h1.EqualFold(h.Name, "Proxy-Authenticate"):
+		case hopResponseHeader(h.Name):
 			continue
 		case h1.EqualFold(h.Name, "Grpc-Status"):
 			v.grpcStatus = string(h.Value)
@@ -635,17 +894,32 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 	}
 	switch {
 	case resp.Status == 204 || resp.Status == 304 || v.method == "HEAD":
+		// No body. A 204 has no Content-Length (RFC 9110 §8.6); a 304 or
+		// an answer to HEAD may say what the body would be.
+		if length >= 0 && resp.Status != 204 && kind != bodyChunked {
+			w = appendLength(w, length)
+		}
 		kind = bodyNone
 	case kind == bodyChunked:
+		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and
+		// an intermediary removes the Content-Length before it forwards.
+		// Such an answer may be an attack: the connection is not reused.
 		w = append(w, "Transfer-Encoding: chunked\r\n"...)
+		upstreamClose = upstreamClose || length >= 0
 	case length >= 0:
 		kind = bodyLength
+		w = appendLength(w, length)
 	}
 	out := keepAlive
 	if kind == bodyUntilClose {
 		// Only the end of the connection ends the body.
 		w = append(w, "Connection: close\r\n"...)
 		out = closeConn
+	} else if up != nil && up.running() {
+		// The upstream answered before it had the whole body: the
+		// client's connection cannot be reused (RFC 9112 §9.5).
+		w = append(w, "Connection: close\r\n"...)
+		out = closeLinger
 	}
 	w = append(w, "\r\n"...)
 	uc.br.Discard(uc.headLen)
@@ -699,12 +973,37 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView) outcome {
 		}
 		return fc.abort(st, v, "DC")
 	}
+	if up != nil && (up.running() || !up.ok) {
+		upstreamClose = true // the request never ended on it
+	}
 	if upstreamClose {
 		uc.close()
 	} else {
 		st.endpoint.pool.put(uc)
 	}
 	return out
+}
+
+// appendStatusLine writes the status line of fc.resp as HTTP/1.1.
+func (fc *fastConn) appendStatusLine(w []byte) []byte {
+	w = append(w, "HTTP/1.1 "...)
+	w = strconv.AppendInt(w, int64(fc.resp.Status), 10)
+	w = append(w, ' ')
+	w = append(w, fc.resp.Reason...)
+	return append(w, "\r\n"...)
+}
+
+func appendLength(w []byte, n int64) []byte {
+	w = append(w, "Content-Length: "...)
+	w = strconv.AppendInt(w, n, 10)
+	return append(w, "\r\n"...)
+}
+
+// hopResponseHeader names the hop-by-hop response headers that are never
+// relayed (Connection and Transfer-Encoding are handled apart).
+func hopResponseHeader(name []byte) bool {
+	return h1.EqualFold(name, "Keep-Alive") || h1.EqualFold(name, "Proxy-Connection") || h1.EqualFold(name, "Te") ||
+		h1.EqualFold(name, "Upgrade") || h1.EqualFold(name, "Proxy-Authenticate")
 }
 
 func isWriteErr(err error) bool { var we h1.WriteError; return errors.As(err, &we) }
@@ -727,14 +1026,33 @@ func (fc *fastConn) abort(st *reqState, v *reqView, flags string) outcome {
 func (fc *fastConn) fail(st *reqState, v *reqView, err error, out outcome) outcome {
 	code, reason := upstreamStatus(err)
 	st.upstreamErr, st.errReason = err, reason
-	body := "tracehop: " + reason + " (cluster " + st.clusterName() + ")\n"
+	return fc.answer(st, v, code, reason+" (cluster "+st.clusterName()+")", "", out)
+}
+
+// clientFault answers a request whose body the client did not deliver:
+// 408 when it stalled past body_read_timeout (Envoy's SI flag), 400 when
+// it ended early (DPE). Neither is the upstream's fault: the span carries
+// no upstream error.
+func (fc *fastConn) clientFault(st *reqState, v *reqView, err error) outcome {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fc.answer(st, v, http.StatusRequestTimeout, "the request body did not arrive within body_read_timeout", "SI", closeLinger)
+	}
+	return fc.answer(st, v, http.StatusBadRequest, "the request body ended before its Content-Length", "DPE", closeLinger)
+}
+
+// answer writes a plain-text answer of tracehop's own.
+func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string, out outcome) outcome {
+	if flags != "" {
+		st.flags = flags
+	}
+	body := "tracehop: " + msg + "\n"
 	w := append(fc.out[:0], "HTTP/1.1 "...)
 	w = strconv.AppendInt(w, int64(code), 10)
 	w = append(w, ' ')
 	w = append(w, http.StatusText(code)...)
 	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "...)
 	w = strconv.AppendInt(w, int64(len(body)), 10)
-	if out == closeConn {
+	if out != keepAlive {
 		w = append(w, "\r\nConnection: close"...)
 	}
 	w = append(w, "\r\n\r\n"...)
@@ -746,6 +1064,39 @@ func (fc *fastConn) fail(st *reqState, v *reqView, err error, out outcome) outco
 	}
 	return out
 }
+
+// refuse answers a request the fast path will not pass on, before it is
+// routed, and closes the connection (its framing cannot be trusted).
+func (fc *fastConn) refuse(code int, msg string) outcome {
+	body := "tracehop: " + msg + "\n"
+	w := append(fc.out[:0], "HTTP/1.1 "...)
+	w = strconv.AppendInt(w, int64(code), 10)
+	w = append(w, ' ')
+	w = append(w, http.StatusText(code)...)
+	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	w = strconv.AppendInt(w, int64(len(body)), 10)
+	w = append(append(w, "\r\n\r\n"...), body...)
+	fc.out = w[:0]
+	fc.c.Write(w)
+	return closeLinger
+}
+
+// lingerClose closes a connection whose client may still be sending: a
+// close with unread bytes makes the kernel answer with a reset, which can
+// destroy the response before the client reads it. So the write side is
+// shut, what arrives is read and dropped for a moment, then it closes (as
+// net/http's server does).
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+	c.Close()
+}
+
+// lingerTime bounds lingerClose's wait.
+const lingerTime = 500 * time.Millisecond
 
 // matchesFast is route.matches for the fast path's parsed head.
 func (rt *route) matchesFast(path string, hs []h1.Header) bool {
@@ -827,6 +1178,7 @@ func (c *h1Carrier) GetJoined(key string) string {
 // upstreamConn is a kept-alive HTTP/1.1 connection to an endpoint.
 type upstreamConn struct {
 	c        net.Conn
+	fd       int // for the idle check; -1 when the connection has none
 	br       *bufio.Reader
 	wb       []byte
 	pool     *connPool
@@ -843,6 +1195,7 @@ func (uc *upstreamConn) close() { uc.c.Close() }
 // connPool keeps an endpoint's idle connections, most recent first.
 type connPool struct {
 	addr    string
+	log     *slog.Logger
 	mu      sync.Mutex
 	idle    []*upstreamConn // oldest first
 	maxIdle int
@@ -858,19 +1211,45 @@ type connPool struct {
 // upstreamIdleTimeout matches the net/http path's IdleConnTimeout.
 const upstreamIdleTimeout = 90 * time.Second
 
+// get takes the most recently used idle connection that is still fit for a
+// request, else dials. An idle connection that has something to read is
+// not: bytes there (a body after the answer to a HEAD, more than a
+// Content-Length said, anything after a 204) would be read as the next
+// client's response, and every later answer on it would be one late; an
+// end of stream means the upstream closed it (its keep-alive timeout),
+// and a request written there would be lost. One non-blocking peek per
+// request tells, before anything is written (nginx, HAProxy and net/http
+// watch their idle connections for the same reasons).
 func (p *connPool) get(d *net.Dialer) (*upstreamConn, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return p.dial(d)
+		}
 		uc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
+		if state := uc.idleState(); state != idleQuiet {
+			if state == idleSpoke && p.log != nil {
+				p.log.Debug("closed an idle upstream connection that sent unsolicited bytes", "upstream", p.addr)
+			}
+			uc.close()
+			continue
+		}
 		uc.reused, uc.answered = true, false
 		return uc, nil
 	}
-	p.mu.Unlock()
-	return p.dial(d)
 }
+
+// What an idle connection's peek found.
+const (
+	idleQuiet  = iota // nothing: fit for a request
+	idleSpoke         // bytes nobody asked for
+	idleClosed        // end of stream or an error
+)
 
 // dial opens a new connection, bypassing the idle ones.
 func (p *connPool) dial(d *net.Dialer) (*upstreamConn, error) {
@@ -878,7 +1257,7 @@ func (p *connPool) dial(d *net.Dialer) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, connBufSize), pool: p}, nil
+	return &upstreamConn{c: c, fd: connFD(c), br: bufio.NewReaderSize(c, connBufSize), pool: p}, nil
 }
 
 func (p *connPool) put(uc *upstreamConn) {
@@ -978,6 +1357,14 @@ func (d *readDeadline) set(c net.Conn, timeout time.Duration) {
 	d.at = want.Add(slack)
 	c.SetReadDeadline(d.at)
 }
+
+// forget records that someone else set the deadline (a request body's
+// upload): the next set or clear moves it, whatever it was.
+func (d *readDeadline) forget() { d.at = unknownDeadline }
+
+// unknownDeadline is far enough ahead that set always moves it, and not
+// zero, so that clear always clears.
+var unknownDeadline = time.Unix(1<<40, 0)
 
 func (d *readDeadline) clear(c net.Conn) {
 	if !d.at.IsZero() {

@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/propagation"
@@ -41,10 +43,15 @@ type listener struct {
 	handoff       *handoff
 	idleTimeout   time.Duration
 	headerTimeout time.Duration
-	closing       atomic.Bool
-	connsMu       sync.Mutex
-	conns         map[*fastConn]struct{}
-	connsWG       sync.WaitGroup
+	bodyTimeout   time.Duration
+	underscores   string // config.Underscores*
+	// slowPathOnly hands every request to net/http after the fast path's
+	// first checks: the conformance tests run each case through both paths.
+	slowPathOnly bool
+	closing      atomic.Bool
+	connsMu      sync.Mutex
+	conns        map[*fastConn]struct{}
+	connsWG      sync.WaitGroup
 }
 
 type route struct {
@@ -94,8 +101,9 @@ type reqState struct {
 
 	upstreamErr error
 	errReason   string
-	aborted     bool   // the response broke off midway
-	flags       string // Envoy-style response flags: DC, UR
+	aborted     bool         // the response broke off midway
+	flags       string       // Envoy-style response flags: DC, UR, DPE, SI
+	clientFault atomic.Int32 // the net/http path: the client's body failed (clientBody*)
 }
 
 func (st *reqState) clusterName() string {
@@ -135,6 +143,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(r.Header, k)
 		}
 	}
+	refusal := l.sanitize(w, r)
 	if id := r.Header.Get(headerRequestID); validRequestID(id) {
 		st.requestID = id
 	} else {
@@ -151,7 +160,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.tracer.begin(st, &v)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &st.reqBytes}
+		r.Body = &countingBody{ReadCloser: r.Body, st: st, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
 	}
 	rw := &responseWriter{ResponseWriter: w}
 	// ReverseProxy aborts a response that breaks midway (the client went
@@ -165,12 +174,50 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(p)
 		}
 	}()
-	if st.route == nil {
+	switch {
+	case refusal != "":
+		st.flags = "DPE"
+		http.Error(rw, "tracehop: "+refusal, http.StatusBadRequest)
+	case st.route == nil:
 		http.Error(rw, "tracehop: no route for "+r.URL.Path, http.StatusNotFound)
-	} else {
+	default:
 		l.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	}
 	l.complete(st, r, &v, rw)
+}
+
+// sanitize applies to a request on the net/http path what the fast path
+// applies to its own, so that no answer depends on the path a request
+// took. It returns why the request is refused, or "".
+func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) string {
+	for k := range r.Header {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		if l.underscores == config.UnderscoresReject {
+			return underscoreRefusal
+		}
+		if dropUnderscored(k, l.underscores) {
+			delete(r.Header, k)
+		}
+	}
+	if r.ProtoMajor == 1 {
+		// An HTTP/1.1 upgrade to h2c is not passed on: an upstream that
+		// took it would speak HTTP/2 on a connection tracehop relays as
+		// opaque bytes, past every route and check (h2c smuggling).
+		if httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c") {
+			r.Header.Del("Upgrade")
+			r.Header.Del("Http2-Settings")
+		}
+		// A chunked request may have come with a Content-Length too, which
+		// net/http removes without a word: RFC 9112 §6.3 wants the
+		// connection closed after the response, and it cannot be told
+		// apart here, so every chunked request's connection closes.
+		if len(r.TransferEncoding) > 0 {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	return ""
 }
 
 // complete finishes the request's span, metrics and access log line.
@@ -265,6 +312,18 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 
 func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r)
+	switch st.clientFault.Load() {
+	case clientBodyTimeout:
+		st.flags = "SI"
+		http.Error(w, "tracehop: the request body did not arrive within body_read_timeout", http.StatusRequestTimeout)
+		return
+	case clientBodyBroken:
+		// A request body that ended early or was malformed (chunked) is
+		// the client's fault, not the upstream's.
+		st.flags = "DPE"
+		http.Error(w, "tracehop: the request body is malformed or ended early", http.StatusBadRequest)
+		return
+	}
 	if cause := context.Cause(r.Context()); errors.Is(err, context.Canceled) && cause != nil && !errors.Is(cause, errUpstreamTimeout) {
 		// The client went away: nobody to answer.
 		st.upstreamErr, st.errReason = err, "downstream disconnected"
@@ -280,7 +339,10 @@ func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 }
 
 // RoundTrip sends the request through its cluster's transport, bounding the
-// wait for response headers by the route timeout.
+// wait for the upstream by the route timeout. The timeout counts while
+// tracehop waits for the upstream only: it stops while the request body is
+// read from the client (whose slowness body_read_timeout bounds), and
+// starts again after each part of it.
 func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req)
 	t := st.route.cluster.transport
@@ -288,9 +350,13 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.RoundTrip(req)
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(st.route.timeout, func() { cancel(errUpstreamTimeout) })
+	timer := &routeTimer{d: st.route.timeout, cancel: cancel}
+	if cb, ok := req.Body.(*countingBody); ok {
+		cb.timer = timer
+	}
+	timer.resume()
 	resp, err := t.RoundTrip(req.WithContext(ctx))
-	timedOut := !timer.Stop()
+	timedOut := timer.stop()
 	if err != nil {
 		cancel(nil)
 		if timedOut {
@@ -307,6 +373,60 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// routeTimer is a route timeout that can pause while tracehop waits for
+// the client rather than the upstream.
+type routeTimer struct {
+	mu     sync.Mutex
+	d      time.Duration
+	t      *time.Timer
+	done   bool // the response head is here (or the round trip failed)
+	fired  bool
+	cancel context.CancelCauseFunc
+}
+
+func (rt *routeTimer) resume() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.done {
+		return
+	}
+	if rt.t == nil {
+		rt.t = time.AfterFunc(rt.d, rt.fire)
+	} else {
+		rt.t.Reset(rt.d)
+	}
+}
+
+func (rt *routeTimer) pause() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.t != nil {
+		rt.t.Stop()
+	}
+}
+
+func (rt *routeTimer) fire() {
+	rt.mu.Lock()
+	if rt.done {
+		rt.mu.Unlock()
+		return
+	}
+	rt.fired = true
+	rt.mu.Unlock()
+	rt.cancel(errUpstreamTimeout)
+}
+
+// stop ends the timer for good and reports whether it had fired.
+func (rt *routeTimer) stop() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.done = true
+	if rt.t != nil {
+		rt.t.Stop()
+	}
+	return rt.fired
+}
+
 type cancelOnClose struct {
 	io.ReadCloser
 	cancel context.CancelCauseFunc
@@ -318,16 +438,45 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
+// countingBody is a request body on the net/http path: it counts bytes,
+// bounds each wait for the client by body_read_timeout, pauses the route
+// timeout meanwhile, and notes a failure as the client's, so that it is
+// answered 400 or 408 rather than blamed on the upstream.
 type countingBody struct {
 	io.ReadCloser
-	n *atomic.Int64
+	st      *reqState
+	rc      *http.ResponseController
+	timeout time.Duration
+	timer   *routeTimer // set by RoundTrip when the route has a timeout
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
+	if c.timeout > 0 {
+		c.rc.SetReadDeadline(time.Now().Add(c.timeout))
+	}
+	if c.timer != nil {
+		c.timer.pause()
+	}
 	n, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(n))
+	if c.timer != nil {
+		c.timer.resume()
+	}
+	c.st.reqBytes.Add(int64(n))
+	if err != nil && err != io.EOF {
+		kind := clientBodyBroken
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			kind = clientBodyTimeout
+		}
+		c.st.clientFault.CompareAndSwap(0, kind)
+	}
 	return n, err
 }
+
+// What clientFault records.
+const (
+	clientBodyBroken  int32 = 1 + iota // ended early or malformed
+	clientBodyTimeout                  // stalled past body_read_timeout
+)
 
 // responseWriter records the status and size of a response. Unwrap keeps
 // http.ResponseController (Flush, Hijack, deadlines) working through it, so

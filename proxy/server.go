@@ -55,14 +55,15 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	}
 	s.metrics = newMetrics(opts.Tracer, stats)
 	for _, c := range cfg.Clusters {
-		s.clusters[c.Name] = newCluster(c)
+		s.clusters[c.Name] = newCluster(c, opts.Logger)
 	}
 	for _, lc := range cfg.Listeners {
 		l := &listener{
 			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(),
 			tracer: opts.Tracer, log: opts.Logger, accessLog: opts.AccessLog,
 			noRoute:     s.metrics.route(lc.Name, "none", "none"),
-			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, conns: map[*fastConn]struct{}{},
+			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,
+			underscores: lc.HeadersWithUnderscores, conns: map[*fastConn]struct{}{},
 		}
 		for i, rc := range lc.Routes {
 			rt := &route{

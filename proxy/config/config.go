@@ -75,7 +75,25 @@ type Listener struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	// BodyReadTimeout (default 60s, as nginx's client_body_timeout) is the
+	// longest wait for the next bytes of a request body. A client slower
+	// than that gets 408: its slowness is not the upstream's fault.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	// HeadersWithUnderscores says what happens to request header names
+	// that hold an underscore: allow (default, as Envoy), drop (as nginx)
+	// or reject (400). Whatever the setting, a look-alike of a header that
+	// frames, routes or identifies a request (Content_Length,
+	// Transfer_Encoding, X_Forwarded_For, the trace headers) is dropped:
+	// CGI-style applications read it as the real one.
+	HeadersWithUnderscores string `yaml:"headers_with_underscores"`
 }
+
+// What HeadersWithUnderscores may say.
+const (
+	UnderscoresAllow  = "allow"
+	UnderscoresDrop   = "drop"
+	UnderscoresReject = "reject"
+)
 
 // Trusted reports whether the listener trusts incoming trace headers.
 func (l *Listener) Trusted() bool { return l.TrustTraceHeaders == nil || *l.TrustTraceHeaders }
@@ -218,6 +236,7 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultBodyReadTimeout   = 60 * time.Second
 	DefaultRouteTimeout      = 15 * time.Second
 	DefaultConnectTimeout    = time.Second
 	DefaultMaxPathTagLength  = 256
@@ -273,6 +292,12 @@ func (c *Config) applyDefaults() {
 		}
 		if l.MaxHeaderBytes == 0 {
 			l.MaxHeaderBytes = DefaultMaxHeaderBytes
+		}
+		if l.BodyReadTimeout == 0 {
+			l.BodyReadTimeout = DefaultBodyReadTimeout
+		}
+		if l.HeadersWithUnderscores == "" {
+			l.HeadersWithUnderscores = UnderscoresAllow
 		}
 		for j := range l.Routes {
 			if l.Routes[j].Timeout == nil {
@@ -396,6 +421,14 @@ func (c *Config) validate(d *decoder) {
 		}
 		if l.MaxHeaderBytes < 0 {
 			bad(key+".max_header_bytes", "must not be negative")
+		}
+		if l.BodyReadTimeout < 0 {
+			bad(key+".body_read_timeout", "must not be negative")
+		}
+		switch l.HeadersWithUnderscores {
+		case UnderscoresAllow, UnderscoresDrop, UnderscoresReject:
+		default:
+			bad(key+".headers_with_underscores", "must be allow, drop or reject, got %q", l.HeadersWithUnderscores)
 		}
 	}
 	if c.Tracing != nil {

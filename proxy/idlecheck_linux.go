@@ -1,0 +1,39 @@
+package proxy
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// connFD returns the descriptor of a TCP connection for idleState, or -1.
+// It stays valid while the connection is open, and tracehop alone closes
+// its upstream connections.
+func connFD(c net.Conn) int {
+	fd := -1
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			raw.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	return fd
+}
+
+// idleState peeks at an idle connection without blocking or consuming:
+// one recvfrom(MSG_PEEK|MSG_DONTWAIT), a raw system call because it cannot
+// block and need not involve the scheduler.
+func (uc *upstreamConn) idleState() int {
+	if uc.fd < 0 {
+		return idleQuiet
+	}
+	var b byte
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(uc.fd), uintptr(unsafe.Pointer(&b)), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
+		return idleQuiet
+	case errno == 0 && n > 0:
+		return idleSpoke
+	}
+	return idleClosed
+}

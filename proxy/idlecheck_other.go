@@ -1,0 +1,35 @@
+//go:build unix && !linux
+
+package proxy
+
+import (
+	"net"
+	"syscall"
+)
+
+// connFD returns the descriptor of a TCP connection for idleState, or -1.
+func connFD(c net.Conn) int {
+	fd := -1
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			raw.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	return fd
+}
+
+// idleState peeks at an idle connection without blocking or consuming.
+func (uc *upstreamConn) idleState() int {
+	if uc.fd < 0 {
+		return idleQuiet
+	}
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(uc.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return idleQuiet
+	case err == nil && n > 0:
+		return idleSpoke
+	}
+	return idleClosed
+}
