@@ -50,6 +50,9 @@ func newCluster(c config.Cluster, log *slog.Logger) *cluster {
 		ExpectContinueTimeout: time.Second,
 		// The proxy passes bodies through as they are.
 		DisableCompression: true,
+		// Bounds a response head and the 1xx heads before it together
+		// (net/http counts both), near the fast path's 16 KiB head.
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
 	if c.Protocol == config.H2C {
 		cl.h2c = true
@@ -60,6 +63,10 @@ func newCluster(c config.Cluster, log *slog.Logger) *cluster {
 	cl.transport = t
 	return cl
 }
+
+// maxResponseHeaderBytes bounds the response heads net/http reads from an
+// upstream, 1xx heads included.
+const maxResponseHeaderBytes = 64 << 10
 
 func (c *cluster) pick() *endpoint {
 	n := c.next.Add(1) - 1

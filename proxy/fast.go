@@ -984,12 +984,20 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	return out
 }
 
-// appendStatusLine writes the status line of fc.resp as HTTP/1.1.
+// appendStatusLine writes the status line of fc.resp as HTTP/1.1, with
+// the standard reason phrase rather than the upstream's, as net/http's
+// server does: a reason means nothing to a client (RFC 9110 §15), and a
+// bare CR in one is a line end to some (a header injected).
 func (fc *fastConn) appendStatusLine(w []byte) []byte {
 	w = append(w, "HTTP/1.1 "...)
 	w = strconv.AppendInt(w, int64(fc.resp.Status), 10)
 	w = append(w, ' ')
-	w = append(w, fc.resp.Reason...)
+	if text := http.StatusText(fc.resp.Status); text != "" {
+		w = append(w, text...)
+	} else {
+		w = append(w, "status code "...)
+		w = strconv.AppendInt(w, int64(fc.resp.Status), 10)
+	}
 	return append(w, "\r\n"...)
 }
 

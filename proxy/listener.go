@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/netip"
+	"net/textproto"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,9 +104,10 @@ type reqState struct {
 
 	upstreamErr error
 	errReason   string
-	aborted     bool         // the response broke off midway
-	flags       string       // Envoy-style response flags: DC, UR, DPE, SI
-	clientFault atomic.Int32 // the net/http path: the client's body failed (clientBody*)
+	aborted     bool          // the response broke off midway
+	flags       string        // Envoy-style response flags: DC, UR, DPE, SI
+	clientFault atomic.Int32  // the net/http path: the client's body failed (clientBody*)
+	body        *countingBody // the net/http path: the request body, if any
 }
 
 func (st *reqState) clusterName() string {
@@ -160,7 +164,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.tracer.begin(st, &v)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, st: st, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
+		st.body = &countingBody{ReadCloser: r.Body, st: st, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
+		r.Body = st.body
 	}
 	rw := &responseWriter{ResponseWriter: w}
 	// ReverseProxy aborts a response that breaks midway (the client went
@@ -346,21 +351,30 @@ func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req)
 	t := st.route.cluster.transport
-	if st.route.timeout <= 0 {
-		return t.RoundTrip(req)
-	}
 	ctx, cancel := context.WithCancelCause(req.Context())
+	ctx = bound1xx(ctx, cancel)
 	timer := &routeTimer{d: st.route.timeout, cancel: cancel}
-	if cb, ok := req.Body.(*countingBody); ok {
-		cb.timer = timer
+	if st.route.timeout > 0 {
+		if st.body != nil { // ReverseProxy wraps it: found through st
+			st.body.timer = timer
+		}
+		timer.resume()
 	}
-	timer.resume()
 	resp, err := t.RoundTrip(req.WithContext(ctx))
 	timedOut := timer.stop()
+	if err == nil && errors.Is(context.Cause(ctx), errTooMany1xx) {
+		// The final answer came in the same read as the 1xx flood.
+		resp.Body.Close()
+		resp, err = nil, errTooMany1xx
+	}
 	if err != nil {
+		cause := context.Cause(ctx)
 		cancel(nil)
-		if timedOut {
+		switch {
+		case timedOut:
 			return nil, fmt.Errorf("%w (%s)", errUpstreamTimeout, st.route.timeout)
+		case errors.Is(cause, errTooMany1xx):
+			return nil, errTooMany1xx
 		}
 		return nil, err
 	}
@@ -371,6 +385,34 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// canonicalLength writes a response's Content-Length as the number
+// net/http parsed ("0005" becomes 5), as the fast path does: the client
+// must read the length tracehop framed.
+func canonicalLength(resp *http.Response) error {
+	if _, ok := resp.Header["Content-Length"]; ok && resp.ContentLength >= 0 {
+		resp.Header["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	return nil
+}
+
+// errTooMany1xx ends an exchange whose upstream keeps sending
+// informational responses.
+var errTooMany1xx = errors.New("the upstream sent too many 1xx responses")
+
+// bound1xx stops a round trip after max1xx informational responses, as the
+// fast path does. (ReverseProxy's own trace hook relays them and its
+// result is the one net/http heeds, so the bound cancels the round trip.)
+func bound1xx(ctx context.Context, cancel context.CancelCauseFunc) context.Context {
+	n := 0
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error {
+		if n++; n >= max1xx {
+			cancel(errTooMany1xx)
+			return errTooMany1xx
+		}
+		return nil
+	}})
 }
 
 // routeTimer is a route timeout that can pause while tracehop waits for

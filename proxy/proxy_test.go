@@ -110,6 +110,13 @@ func startProxy(t *testing.T, yaml string) *testProxy {
 // startProxyCaps is startProxy with a driver that declares caps.
 func startProxyCaps(t *testing.T, yaml string, caps core.Capabilities) *testProxy {
 	t.Helper()
+	return startProxyWith(t, yaml, caps, nil)
+}
+
+// startProxyWith is startProxyCaps with a hook that may change the server
+// before it starts.
+func startProxyWith(t *testing.T, yaml string, caps core.Capabilities, setup func(*proxy.Server)) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +130,9 @@ func startProxyCaps(t *testing.T, yaml string, caps core.Capabilities) *testProx
 		}
 	}
 	tp.srv = proxy.NewServer(cfg, proxy.Options{Tracer: tracer})
+	if setup != nil {
+		setup(tp.srv)
+	}
 	addrs, err := tp.srv.Start()
 	if err != nil {
 		t.Fatal(err)

@@ -78,11 +78,12 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			l.routes = append(l.routes, rt)
 		}
 		l.proxy = &httputil.ReverseProxy{
-			Rewrite:      l.rewrite,
-			Transport:    l,
-			ErrorHandler: l.errorHandler,
-			ErrorLog:     slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
-			BufferPool:   bufferPool{},
+			Rewrite:        l.rewrite,
+			ModifyResponse: canonicalLength,
+			Transport:      l,
+			ErrorHandler:   l.errorHandler,
+			ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+			BufferPool:     bufferPool{},
 		}
 		protocols := new(http.Protocols)
 		protocols.SetHTTP1(true)

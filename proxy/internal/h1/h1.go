@@ -93,14 +93,16 @@ func ParseRequest(head []byte, r *Request) error {
 	r.Minor = minor
 	r.Underscore = false
 	var err error
-	r.Headers, err = parseHeaders(rest, r.Headers[:0], &r.Underscore)
+	r.Headers, err = parseHeaders(rest, r.Headers[:0], &r.Underscore, cutLine)
 	return err
 }
 
 // ParseResponse parses head (as delimited by HeadLen) into r, reusing r's
-// Headers.
+// Headers. Unlike a request head, a response head may end its lines with a
+// bare LF, as RFC 9112 §2.2 allows and as net/http reads them: both paths
+// of the proxy then frame such an answer alike.
 func ParseResponse(head []byte, r *Response) error {
-	line, rest, ok := cutLine(head)
+	line, rest, ok := cutLineLenient(head)
 	if !ok || len(line) < 12 || line[8] != ' ' {
 		return ErrMalformed
 	}
@@ -118,14 +120,24 @@ func ParseResponse(head []byte, r *Response) error {
 	if len(line) > 13 {
 		r.Reason = line[13:]
 	}
-	if !validValue(r.Reason) {
-		// A CR in the reason phrase is a line end to some clients: it
-		// would inject a header.
-		return ErrMalformed
-	}
+	// The reason phrase is kept for the caller to ignore: a proxy writes
+	// its own (a bare CR there is a line end to some clients).
 	var err error
-	r.Headers, err = parseHeaders(rest, r.Headers[:0], nil)
+	r.Headers, err = parseHeaders(rest, r.Headers[:0], nil, cutLineLenient)
 	return err
+}
+
+// cutLineLenient is cutLine that also takes a bare LF as a line end.
+func cutLineLenient(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil, false
+	}
+	line = b[:i]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	return line, b[i+1:], true
 }
 
 func cutLine(b []byte) (line, rest []byte, ok bool) {
@@ -145,9 +157,9 @@ func version(v []byte) (minor int, ok bool) {
 
 // parseHeaders parses field lines up to the blank line; underscore, if not
 // nil, is set when a name holds an underscore.
-func parseHeaders(b []byte, hs []Header, underscore *bool) ([]Header, error) {
+func parseHeaders(b []byte, hs []Header, underscore *bool, cut func([]byte) ([]byte, []byte, bool)) ([]Header, error) {
 	for {
-		line, rest, ok := cutLine(b)
+		line, rest, ok := cut(b)
 		if !ok {
 			return hs, ErrMalformed
 		}
@@ -498,7 +510,9 @@ const maxChunkDigits = 15
 //	chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
 //	ext-val    = token / quoted-string
 //
-// Leading zeros are allowed; whitespace is allowed only where BWS stands.
+// Leading zeros are allowed; whitespace is allowed where BWS stands, and
+// after the size (net/http accepts it there too: the two paths of the
+// proxy read the same sizes, and what goes on is written canonically).
 func ChunkSize(line []byte) (int64, bool) {
 	var n int64
 	i, digits := 0, 0
@@ -529,7 +543,10 @@ ext:
 	}
 	for i < len(line) {
 		i = skipBWS(line, i)
-		if i == len(line) || line[i] != ';' {
+		if i == len(line) {
+			break
+		}
+		if line[i] != ';' {
 			return 0, false
 		}
 		i = skipBWS(line, i+1)
