@@ -12,7 +12,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 GOBIN_TOOLS        ?= $(HOME)/.cache/tracehop/tools
 FUZZTIME  ?= 5s
 
-.PHONY: all build test vet fmt-check race fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
+.PHONY: all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
 
 all: build
 
@@ -42,10 +42,17 @@ e2e:
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:
-	@rows=$$(mktemp) && TRACEHOP_CHAOS=long TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -timeout 30m -run 'TestReliability' -v ./proxy/ 2>&1 \
+	@rows=$$(mktemp) && TRACEHOP_CHAOS=long TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -timeout 30m -run 'TestReliability|TestHTTPConformance' -v ./proxy/ 2>&1 \
 	  | grep -E -- '^\s*--- |RELIABILITY|soak curve|^(ok|FAIL)|_test.go:[0-9]+: [^[]' ; status=$${PIPESTATUS[0]}; \
 	  TRACEHOP_RELIABILITY_OUT=$$rows TRACEHOP_RENDER_README=$(CURDIR)/README.md $(GO) test -count=1 -run TestRenderReliabilityTable ./proxy/ >/dev/null; \
 	  rm -f $$rows; echo "README.md's reliability table is rewritten from this run"; exit $$status
+
+## conformance: the HTTP/1.1 conformance suite through both paths; rewrites its row of the README's reliability table
+conformance:
+	@rows=$$(mktemp) && TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -run 'TestHTTPConformance' -v ./proxy/ 2>&1 \
+	  | grep -E -- '^\s*--- FAIL|RELIABILITY|^(ok|FAIL)|_test.go:[0-9]+: [^[]' ; status=$${PIPESTATUS[0]}; \
+	  TRACEHOP_RELIABILITY_OUT=$$rows TRACEHOP_RENDER_README=$(CURDIR)/README.md $(GO) test -count=1 -run TestRenderReliabilityTable ./proxy/ >/dev/null; \
+	  rm -f $$rows; echo "README.md's conformance row is rewritten from this run"; exit $$status
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) (CI runs this)
 fuzz-short:

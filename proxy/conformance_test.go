@@ -28,7 +28,7 @@ import (
 
 // seenRequest is a request as a conformant upstream framed it.
 type seenRequest struct {
-	method, target string
+	method, target, host string
 	header         http.Header
 	body           string
 	bodyErr        error
@@ -44,7 +44,7 @@ type scriptedUpstream struct {
 	script  func(r *http.Request) (answer string, late string)
 }
 
-func newScriptedUpstream(t *testing.T) *scriptedUpstream {
+func newScriptedUpstream(t testing.TB) *scriptedUpstream {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func (u *scriptedUpstream) serve(c net.Conn) {
 		}
 		body, bodyErr := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.seen = append(u.seen, seenRequest{r.Method, r.RequestURI, r.Header, string(body), bodyErr})
+		u.seen = append(u.seen, seenRequest{r.Method, r.RequestURI, r.Host, r.Header, string(body), bodyErr})
 		script := u.script
 		u.mu.Unlock()
 		if bodyErr != nil {
@@ -131,7 +131,7 @@ type answer struct {
 // want final ones, the connection ends, or wait passes; then it reports
 // whether the connection closed within a moment. closeWrite half-closes
 // after writing, as a client that has nothing more to say.
-func exchange(t *testing.T, addr, raw string, closeWrite bool, want int, wait time.Duration) (answers []answer, closed bool) {
+func exchange(t testing.TB, addr, raw string, closeWrite bool, want int, wait time.Duration) (answers []answer, closed bool) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -115,7 +115,7 @@ func startProxyCaps(t *testing.T, yaml string, caps core.Capabilities) *testProx
 
 // startProxyWith is startProxyCaps with a hook that may change the server
 // before it starts.
-func startProxyWith(t *testing.T, yaml string, caps core.Capabilities, setup func(*proxy.Server)) *testProxy {
+func startProxyWith(t testing.TB, yaml string, caps core.Capabilities, setup func(*proxy.Server)) *testProxy {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {

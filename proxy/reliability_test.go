@@ -455,16 +455,6 @@ func TestRenderReliabilityTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var b strings.Builder
-	b.WriteString("| fault or hostile input | measured | bound |\n|---|---|---|\n")
-	dec := json.NewDecoder(f)
-	for {
-		var r result
-		if err := dec.Decode(&r); err != nil {
-			break
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", r.Fault, r.Measured, r.Bound)
-	}
 	raw, err := os.ReadFile(readme)
 	if err != nil {
 		t.Fatal(err)
@@ -474,6 +464,35 @@ func TestRenderReliabilityTable(t *testing.T) {
 	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i < 0 || j < i {
 		t.Fatalf("%s has no %q ... %q markers", readme, begin, end)
+	}
+	// A run replaces the rows of the faults it measured and keeps the
+	// others, so that one test can refresh its own row.
+	var order []string
+	rowOf := map[string]string{}
+	for _, line := range strings.Split(s[i+len(begin):j], "\n") {
+		cells := strings.Split(line, " | ")
+		if !strings.HasPrefix(line, "| ") || len(cells) < 3 || strings.HasPrefix(line, "| fault or hostile input") {
+			continue
+		}
+		fault := strings.TrimPrefix(cells[0], "| ")
+		order = append(order, fault)
+		rowOf[fault] = line
+	}
+	dec := json.NewDecoder(f)
+	for {
+		var r result
+		if err := dec.Decode(&r); err != nil {
+			break
+		}
+		if _, ok := rowOf[r.Fault]; !ok {
+			order = append(order, r.Fault)
+		}
+		rowOf[r.Fault] = fmt.Sprintf("| %s | %s | %s |", r.Fault, r.Measured, r.Bound)
+	}
+	var b strings.Builder
+	b.WriteString("| fault or hostile input | measured | bound |\n|---|---|---|\n")
+	for _, fault := range order {
+		b.WriteString(rowOf[fault] + "\n")
 	}
 	s = s[:i+len(begin)] + b.String() + s[j:]
 	if err := os.WriteFile(readme, []byte(s), 0o644); err != nil {

@@ -259,13 +259,14 @@ func validValue(b []byte) bool {
 }
 
 // validTarget accepts an origin-form target ("/path?query") of visible
-// ASCII.
+// ASCII without '#' (no fragment is sent in a request; net/http would
+// escape it as part of the path).
 func validTarget(b []byte) bool {
 	if len(b) == 0 || b[0] != '/' {
 		return false
 	}
 	for _, c := range b {
-		if c <= 0x20 || c >= 0x7f {
+		if c <= 0x20 || c >= 0x7f || c == '#' {
 			return false
 		}
 	}
