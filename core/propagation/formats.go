@@ -191,35 +191,7 @@ func isLowerHex(s string) bool {
 var traceContext = &Format{
 	Name:    core.FormatTraceContext,
 	Headers: []string{hTraceparent, hTracestate},
-	extract: func(h Carrier) Context {
-		v := get(h, hTraceparent)
-		// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55; a future
-		// version may append "-..." fields.
-		if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || (len(v) > 55 && (v[0:2] == "00" || v[55] != '-')) {
-			return Context{}
-		}
-		version, tid, sid, flags := v[0:2], v[3:35], v[36:52], v[53:55]
-		if version == "ff" || !isLowerHex(version) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(flags) {
-			return Context{}
-		}
-		t, _ := parseTraceID(tid)
-		s, _ := parseHex64(sid)
-		f, _ := parseHex64(flags)
-		c := Context{TraceID: t, SpanID: core.SpanID(s), Sampled: SamplingNo}
-		if !c.Valid() {
-			return Context{}
-		}
-		if f&1 == 1 {
-			c.Sampled = SamplingYes
-		}
-		if ts := h.GetJoined(hTracestate); ts != "" {
-			c.TraceState = ts
-			if len(c.TraceState) > maxHeaderLen {
-				c.TraceState = ""
-			}
-		}
-		return c
-	},
+	extract: extractTraceContext,
 	inject: func(h *Mutations, c Context) {
 		if !c.Valid() {
 			h.Del(hTraceparent)
@@ -244,6 +216,58 @@ var traceContext = &Format{
 			h.Del(hTracestate)
 		}
 	},
+}
+
+// extractTraceContext reads traceparent, and tracestate only when
+// traceparent is valid (the spec forbids parsing it otherwise).
+func extractTraceContext(h Carrier) Context {
+	// Two traceparent fields make the header invalid: the spec's answer to
+	// "which trace to continue?" is neither. GetJoined shows them as one
+	// value with a comma, as an intermediary may have combined them (RFC
+	// 9110 5.3); no traceparent of any version contains one.
+	v := trimOWS(h.GetJoined(hTraceparent))
+	if len(v) > maxHeaderLen || strings.IndexByte(v, ',') >= 0 {
+		return Context{}
+	}
+	// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55; a future
+	// version may append "-..." fields.
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || (len(v) > 55 && (v[0:2] == "00" || v[55] != '-')) {
+		return Context{}
+	}
+	version, tid, sid, flags := v[0:2], v[3:35], v[36:52], v[53:55]
+	if version == "ff" || !isLowerHex(version) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(flags) {
+		return Context{}
+	}
+	t, _ := parseTraceID(tid)
+	s, _ := parseHex64(sid)
+	f, _ := parseHex64(flags)
+	c := Context{TraceID: t, SpanID: core.SpanID(s), Sampled: SamplingNo}
+	if !c.Valid() {
+		return Context{}
+	}
+	if f&1 == 1 {
+		c.Sampled = SamplingYes
+	}
+	if ts := h.GetJoined(hTracestate); ts != "" {
+		c.TraceState = ts
+		if len(c.TraceState) > maxHeaderLen {
+			c.TraceState = ""
+		}
+	}
+	return c
+}
+
+// trimOWS removes the optional whitespace (spaces and tabs) HTTP allows
+// around a field value; both HTTP paths remove it already, a Carrier of
+// another origin may not.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 const ddTIDTag = "_dd.p.tid="

@@ -1,0 +1,66 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// doHeader sends a GET with h as it is: repeated fields stay repeated.
+func doHeader(t *testing.T, url string, h http.Header) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header = h
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// httpPaths are the two ways a request goes through a listener: the
+// HTTP/1.1 fast path, and net/http, which TE: trailers is handed to.
+var httpPaths = []struct {
+	name  string
+	extra http.Header
+}{
+	{"fast path", http.Header{}},
+	{"net/http path", http.Header{"Te": {"trailers"}}},
+}
+
+func withHeaders(base http.Header, kv ...string) http.Header {
+	h := base.Clone()
+	for i := 0; i < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
+// Two traceparent fields are invalid: the request starts a new trace, on
+// either HTTP path (W3C Trace Context, test_traceparent_duplicated).
+func TestDuplicatedTraceparentStartsANewTrace(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  propagation: [tracecontext]\n"))
+	const a, b = "12345678901234567890123456789011", "12345678901234567890123456789012"
+	for _, path := range httpPaths {
+		t.Run(path.name, func(t *testing.T) {
+			doHeader(t, "http://"+p.addr["l"]+"/", withHeaders(path.extra,
+				"traceparent", "00-"+a+"-1234567890123456-01", "traceparent", "00-"+b+"-1234567890123456-01", "tracestate", "foo=1"))
+			got := up.header("traceparent")
+			if got == "" || strings.Contains(got, a) || strings.Contains(got, b) {
+				t.Errorf("upstream traceparent %q: want a new trace", got)
+			}
+			if ts := up.header("tracestate"); ts != "" {
+				t.Errorf("upstream tracestate %q: the invalid traceparent's tracestate must go too", ts)
+			}
+		})
+	}
+	for _, s := range p.rec.wait(t, 2) {
+		if s.ParentID != 0 {
+			t.Errorf("span %+v continues a duplicated traceparent", s)
+		}
+	}
+}
