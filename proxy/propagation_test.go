@@ -64,3 +64,43 @@ func TestDuplicatedTraceparentStartsANewTrace(t *testing.T) {
 		}
 	}
 }
+
+// W3C Trace Context level 2: the random-trace-id flag (02) is kept from a
+// trusted parent that set it, left unset when the parent did not (or spoke
+// a format without it), and set on every trace tracehop starts, whose ids
+// are random. Sampled (01) means what it always did.
+func TestTraceContextLevel2RandomFlag(t *testing.T) {
+	up := newUpstream(t, nil)
+	trusted := startProxy(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, tracecontext]\n"))
+	edge := startProxy(t, oneRoute("ingress", "false", up.addr(), "  propagation: [b3, tracecontext]\n"))
+	const tid = "12345678901234567890123456789012"
+	cases := []struct {
+		name      string
+		p         *testProxy
+		h         http.Header
+		wantFlags string
+		sameTrace bool
+	}{
+		{"random from a trusted parent", trusted, http.Header{"Traceparent": {"00-" + tid + "-1234567890123456-02"}}, "02", true},
+		{"random and sampled", trusted, http.Header{"Traceparent": {"00-" + tid + "-1234567890123456-03"}}, "03", true},
+		{"parent without random", trusted, http.Header{"Traceparent": {"00-" + tid + "-1234567890123456-01"}}, "01", true},
+		{"b3 parent: random unknown", trusted, http.Header{"B3": {tid + "-1234567890123456-1"}}, "01", true},
+		{"new trace", trusted, http.Header{}, "03", false},
+		{"untrusted client: new trace", edge, http.Header{"Traceparent": {"00-" + tid + "-1234567890123456-00"}}, "03", false},
+	}
+	for _, c := range cases {
+		for _, path := range httpPaths {
+			t.Run(c.name+"/"+path.name, func(t *testing.T) {
+				h := c.h.Clone()
+				for k, v := range path.extra {
+					h[k] = v
+				}
+				doHeader(t, "http://"+c.p.addr["l"]+"/", h)
+				got := up.header("traceparent")
+				if len(got) != 55 || got[53:] != c.wantFlags || strings.Contains(got, tid) != c.sameTrace {
+					t.Errorf("upstream traceparent %q: want flags %s, trace continued: %v", got, c.wantFlags, c.sameTrace)
+				}
+			})
+		}
+	}
+}

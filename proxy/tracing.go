@@ -242,6 +242,7 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 
 	s := &st.span
 	s.SpanID = newSpanID()
+	started := false
 	switch {
 	case in.Valid() && l.ingress && t.sharedSpans && (in.Format == core.FormatB3 || in.Format == core.FormatB3Single):
 		// Zipkin's shared span: the server side joins the client's span.
@@ -251,6 +252,7 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 		s.TraceID, s.ParentID = in.TraceID, in.SpanID
 	default:
 		s.TraceID = t.newTraceID()
+		started = true
 	}
 	s.Kind = core.KindServer
 	if !l.ingress {
@@ -266,6 +268,11 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	out.Sampled = propagation.SamplingNo
 	if sampled {
 		out.Sampled = propagation.SamplingYes
+	}
+	if started {
+		// tracehop's trace ids are random in every bit (newTraceID): say so
+		// (W3C level 2). A continued trace keeps its parent's word.
+		out.Random = true
 	}
 	if t.spawnUpstream {
 		u := &st.upstreamSpan

@@ -204,11 +204,15 @@ var traceContext = &Format{
 		b = appendHex64(b, c.TraceID.Low)
 		b = append(b, '-')
 		b = c.SpanID.AppendHex(b)
+		// Only the flags version 00 defines; the spec wants the others 0.
+		var flags byte
 		if c.Sampled == SamplingYes {
-			b = append(b, "-01"...)
-		} else {
-			b = append(b, "-00"...)
+			flags |= flagSampled
 		}
+		if c.Random {
+			flags |= flagRandom
+		}
+		b = append(b, '-', '0', '0'+flags)
 		h.Set(hTraceparent, b)
 		if c.TraceState != "" {
 			h.SetString(hTracestate, c.TraceState)
@@ -217,6 +221,13 @@ var traceContext = &Format{
 		}
 	},
 }
+
+// The trace-flags bits tracehop knows: sampled (level 1) and random-trace-id
+// (level 2).
+const (
+	flagSampled = 0x01
+	flagRandom  = 0x02
+)
 
 // extractTraceContext reads traceparent, and tracestate only when
 // traceparent is valid (the spec forbids parsing it otherwise).
@@ -245,9 +256,10 @@ func extractTraceContext(h Carrier) Context {
 	if !c.Valid() {
 		return Context{}
 	}
-	if f&1 == 1 {
+	if f&flagSampled != 0 {
 		c.Sampled = SamplingYes
 	}
+	c.Random = f&flagRandom != 0
 	if ts := h.GetJoined(hTracestate); ts != "" {
 		c.TraceState = ts
 		if len(c.TraceState) > maxHeaderLen {

@@ -32,6 +32,11 @@ type Context struct {
 	Sampled Sampling
 	// Debug asks for the trace to be kept (B3 flags: 1, b3: d).
 	Debug bool
+	// Random is W3C Trace Context level 2's random-trace-id flag: at least
+	// the right-most 7 bytes of TraceID are random. It comes from a
+	// traceparent that says so, and tracehop sets it on the traces it
+	// starts; a receiver may sample or shard on those bytes.
+	Random bool
 	// Format names the format the context was extracted from.
 	Format string
 	// TraceState is W3C tracestate, passed on unchanged.

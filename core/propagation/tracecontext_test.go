@@ -41,6 +41,9 @@ func TestTraceparentConformance(t *testing.T) {
 	}{
 		{"version 00 sampled", header("traceparent", valid), true, true, false, tpTrace},
 		{"version 00 not sampled", header("traceparent", "00-"+tpTrace+"-"+tpSpan+"-00"), true, false, false, tpTrace},
+		{"level 2 random flag", header("traceparent", "00-"+tpTrace+"-"+tpSpan+"-02"), true, false, true, tpTrace},
+		{"sampled and random", header("traceparent", "00-"+tpTrace+"-"+tpSpan+"-03"), true, true, true, tpTrace},
+		{"unknown flags are ignored", header("traceparent", "00-"+tpTrace+"-"+tpSpan+"-ff"), true, true, true, tpTrace},
 		{"OWS around the value", header("traceparent", "\t "+valid+" \t"), true, true, false, tpTrace},
 		{"future version", header("traceparent", "cc-"+tpTrace+"-"+tpSpan+"-01"), true, true, false, tpTrace},
 		{"future version with more fields", header("traceparent", "cc-"+tpTrace+"-"+tpSpan+"-01-what-the-future-will-be-like"), true, true, false, tpTrace},
@@ -92,6 +95,9 @@ func TestTraceparentConformance(t *testing.T) {
 			}
 			if (got.Sampled == propagation.SamplingYes) != c.sampled || got.Sampled == propagation.SamplingUnset {
 				t.Errorf("sampled = %d, want %v", got.Sampled, c.sampled)
+			}
+			if got.Random != c.random {
+				t.Errorf("random = %v, want %v", got.Random, c.random)
 			}
 			// What goes on is version 00 with only the flags it defines.
 			out := http.Header{}
