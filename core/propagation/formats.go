@@ -260,12 +260,7 @@ func extractTraceContext(h Carrier) Context {
 		c.Sampled = SamplingYes
 	}
 	c.Random = f&flagRandom != 0
-	if ts := h.GetJoined(hTracestate); ts != "" {
-		c.TraceState = ts
-		if len(c.TraceState) > maxHeaderLen {
-			c.TraceState = ""
-		}
-	}
+	c.TraceState = cleanTraceState(h.GetJoined(hTracestate))
 	return c
 }
 

@@ -39,7 +39,10 @@ type Context struct {
 	Random bool
 	// Format names the format the context was extracted from.
 	Format string
-	// TraceState is W3C tracestate, passed on unchanged.
+	// TraceState is W3C tracestate as it goes on: validated by the spec's
+	// grammar (dropped whole when invalid), without whitespace, empty
+	// members or repeated keys, and at most 512 characters. tracehop adds
+	// no member of its own.
 	TraceState string
 	// DatadogOrigin and DatadogTags are x-datadog-origin and the
 	// x-datadog-tags other than _dd.p.tid, passed on unchanged.
