@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/tracehop/tracehop/core"
 )
 
 // doHeader sends a GET with h as it is: repeated fields stay repeated.
@@ -102,5 +104,47 @@ func TestTraceContextLevel2RandomFlag(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// ot-tracer carries 64-bit trace ids: with it among the formats, tracehop
+// starts 64-bit traces even when its drivers keep 128 bits, or every hop
+// after the first would read another trace id. A 128-bit trace from a
+// trusted client keeps its upper half where the next hop can find it: in
+// the other formats tracehop writes, or, at an egress, in the request-id
+// link to the ingress request the application is serving.
+func TestOTTracerKeepsTracesWhole(t *testing.T) {
+	caps := core.Capabilities{Propagation: []string{"b3"}, TraceID128: true}
+	t.Run("trace started by tracehop", func(t *testing.T) {
+		c := startChain(t, chainOptions{caps: caps, frontTracing: "  propagation: [ot-tracer]\n", sidecarTracing: "  propagation: [ot-tracer]\n", forward: forwardAll})
+		spans := c.get(t, 1)
+		checkOneTrace(t, spans)
+		if spans[0].TraceID.High != 0 {
+			t.Errorf("trace %s: want a 64-bit trace with ot-tracer", spans[0].TraceID)
+		}
+	})
+	const tid = "0af7651916cd43dd8448eb211c80319c"
+	for _, forward := range []struct {
+		name    string
+		headers []string
+	}{
+		{"app forwards every header", forwardAll},
+		{"app forwards ot-tracer and x-request-id", []string{"Ot-Tracer-Traceid", "Ot-Tracer-Spanid", "Ot-Tracer-Sampled", "X-Request-Id"}},
+	} {
+		t.Run("128-bit trace from a trusted client/"+forward.name, func(t *testing.T) {
+			tracing := "  propagation: [ot-tracer, tracecontext]\n"
+			c := startChain(t, chainOptions{caps: caps, frontTracing: tracing, sidecarTracing: tracing, forward: forward.headers})
+			// The client calls service1's sidecar, which trusts it.
+			resp, _ := do(t, "GET", "http://"+c.s1.addr["ingress"]+"/trace/1", map[string]string{"traceparent": "00-" + tid + "-00f067aa0ba902b7-01"})
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			spans := append(c.s1.rec.wait(t, 2), c.s2.rec.wait(t, 1)...)
+			for _, s := range spans {
+				if s.TraceID.String() != tid {
+					t.Errorf("%s %s span in trace %s, want the client's %s", s.LocalService, s.Kind, s.TraceID, tid)
+				}
+			}
+		})
 	}
 }

@@ -72,7 +72,6 @@ type TracerOptions struct {
 func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	tc := cfg.Tracing
 	formats := tc.Propagation
-	trace128 := true
 	if len(formats) == 0 {
 		for _, c := range opts.Capabilities {
 			for _, f := range c.Propagation {
@@ -85,16 +84,18 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	if len(formats) == 0 {
 		formats = []string{core.FormatB3, core.FormatTraceContext}
 	}
-	sharedSpans := len(opts.Capabilities) > 0
-	for _, c := range opts.Capabilities {
-		// A back end that keeps 64 bits would split 128-bit traces.
-		trace128 = trace128 && c.TraceID128
-		// Span ids are shared by all drivers: join only if all want it.
-		sharedSpans = sharedSpans && c.SharedSpans
-	}
 	prop, err := propagation.New(formats)
 	if err != nil {
 		return nil, err
+	}
+	// A format that carries 64 bits (ot-tracer) would split 128-bit traces
+	// at the next hop, and so would a back end that keeps 64.
+	trace128 := prop.TraceID128()
+	sharedSpans := len(opts.Capabilities) > 0
+	for _, c := range opts.Capabilities {
+		trace128 = trace128 && c.TraceID128
+		// Span ids are shared by all drivers: join only if all want it.
+		sharedSpans = sharedSpans && c.SharedSpans
 	}
 	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
 	if err != nil {
@@ -223,11 +224,22 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 		client = h.Get(headerClientTraceID) != ""
 		forced = h.Get(headerForceTrace) != ""
 	}
-	if !in.Valid() && !l.ingress && t.links != nil {
-		// Beyond Envoy: the application forwarded only x-request-id;
-		// continue the ingress request it belongs to.
-		if linked, ok := t.links.get(st.requestID); ok {
+	if !l.ingress && t.links != nil {
+		switch linked, ok := t.links.get(st.requestID); {
+		case !ok:
+		case !in.Valid():
+			// Beyond Envoy: the application forwarded only x-request-id;
+			// continue the ingress request it belongs to.
 			in, st.linked = linked, true
+		case linked.SpanID == in.SpanID && linked.TraceID.Low == in.TraceID.Low && (in.TraceID.High == 0 || in.TraceID.High == linked.TraceID.High):
+			// The application forwarded that request's context in a format
+			// that lost some of it (ot-tracer's upper 64 bits, or no
+			// traceparent: W3C's random flag and tracestate): take them
+			// back from the ingress request.
+			in.TraceID.High = linked.TraceID.High
+			if in.TraceState == "" && !in.Random {
+				in.Random, in.TraceState = linked.Random, linked.TraceState
+			}
 		}
 	}
 	sampled, _ := t.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})

@@ -348,6 +348,7 @@ var datadog = &Format{
 var otTracer = &Format{
 	Name:    core.FormatOTTracer,
 	Headers: []string{hOTTraceID, hOTSpanID, hOTSampled},
+	trace64: true,
 	extract: func(h Carrier) Context {
 		c := Context{Sampled: sampledFromBool(get(h, hOTSampled))}
 		tid, ok1 := parseTraceID(get(h, hOTTraceID))

@@ -58,6 +58,9 @@ type Format struct {
 	Name string
 	// Headers lists the (canonical) headers the format uses.
 	Headers []string
+	// trace64 marks a format that carries only the low 64 bits of a trace
+	// id (ot-tracer, as LightStep and Envoy read it).
+	trace64 bool
 	extract func(h Carrier) Context
 	inject  func(m *Mutations, c Context)
 }
@@ -130,7 +133,11 @@ func Names() []string {
 func AllHeaders() []string {
 	var hs []string
 	for _, n := range Names() {
-		hs = append(hs, formats[n].Headers...)
+		for _, h := range formats[n].Headers {
+			if !slices.Contains(hs, h) {
+				hs = append(hs, h)
+			}
+		}
 	}
 	return hs
 }
@@ -167,6 +174,19 @@ func New(names []string) (*Propagator, error) {
 	return p, nil
 }
 
+// TraceID128 reports whether every configured format carries all 128 bits
+// of a trace id. When one does not (ot-tracer), a tracer must start 64-bit
+// traces: a hop that reads that format would see only the low half of a
+// longer id, and start a trace of its own.
+func (p *Propagator) TraceID128() bool {
+	for _, f := range p.formats {
+		if f.trace64 {
+			return false
+		}
+	}
+	return true
+}
+
 // Formats returns the configured format names, in order.
 func (p *Propagator) Formats() []string {
 	names := make([]string, len(p.formats))
@@ -188,10 +208,11 @@ func (p *Propagator) Extract(h http.Header) Context {
 // Context.Detach copies them.
 func (p *Propagator) ExtractFrom(h Carrier) Context {
 	var decision Context
-	for _, f := range p.formats {
+	for i, f := range p.formats {
 		c := f.extract(h)
 		if c.Valid() {
 			c.Format = f.Name
+			p.complete(&c, h, i)
 			return c
 		}
 		if decision.Sampled == SamplingUnset && c.Sampled != SamplingUnset {
@@ -199,6 +220,31 @@ func (p *Propagator) ExtractFrom(h Carrier) Context {
 		}
 	}
 	return decision
+}
+
+// complete fills in, from the formats configured after the one that won
+// (formats[won]), what that one cannot carry, when they name the same span:
+// the upper 64 bits of the trace id (ot-tracer, Datadog without _dd.p.tid)
+// and W3C's random flag and tracestate. tracehop writes every configured
+// format, so whichever the next hop reads first, it loses nothing of what
+// the others carry.
+func (p *Propagator) complete(c *Context, h Carrier, won int) {
+	for _, f := range p.formats[won+1:] {
+		if f != traceContext && c.TraceID.High != 0 {
+			continue // it has nothing to add
+		}
+		o := f.extract(h)
+		if !o.Valid() || o.SpanID != c.SpanID || o.TraceID.Low != c.TraceID.Low ||
+			c.TraceID.High != 0 && o.TraceID.High != c.TraceID.High {
+			continue
+		}
+		if c.TraceID.High == 0 {
+			c.TraceID.High = o.TraceID.High
+		}
+		if f == traceContext {
+			c.Random, c.TraceState = o.Random, o.TraceState
+		}
+	}
 }
 
 // Inject writes c in every configured format and removes the headers of the
