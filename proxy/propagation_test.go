@@ -148,3 +148,41 @@ func TestOTTracerKeepsTracesWhole(t *testing.T) {
 		})
 	}
 }
+
+// Zipkin's shared spans join a CLIENT span and the SERVER span that
+// answers it. An ingress joins only a span tracehop says is a client span
+// (an egress listener's, or the spawn_upstream_span one): never the front
+// proxy's SERVER span, which it must be a child of.
+func TestSharedSpansJoinOnlyClientSpans(t *testing.T) {
+	caps := core.Capabilities{Propagation: []string{"b3"}, TraceID128: true, SharedSpans: true}
+	t.Run("front proxy's server span", func(t *testing.T) {
+		c := startChain(t, chainOptions{caps: caps, forward: forwardAll})
+		spans := c.get(t, 1)
+		checkOneTrace(t, spans)
+		front := role(t, spans, "front-proxy", core.KindServer)
+		s1in := role(t, spans, "service1", core.KindServer)
+		s1out := role(t, spans, "service1", core.KindClient)
+		s2in := role(t, spans, "service2", core.KindServer)
+		if s1in.Shared || s1in.SpanID == front.SpanID || s1in.ParentID != front.SpanID {
+			t.Errorf("service1's ingress joined the front proxy's SERVER span: front %s, service1 %s parent %s shared %v", front.SpanID, s1in.SpanID, s1in.ParentID, s1in.Shared)
+		}
+		if !s2in.Shared || s2in.SpanID != s1out.SpanID || s2in.ParentID != s1out.ParentID {
+			t.Errorf("service2's ingress must share service1's egress (CLIENT) span %s (parent %s): got %s parent %s shared %v", s1out.SpanID, s1out.ParentID, s2in.SpanID, s2in.ParentID, s2in.Shared)
+		}
+	})
+	t.Run("front proxy's upstream span", func(t *testing.T) {
+		c := startChain(t, chainOptions{caps: caps, forward: forwardAll, frontTracing: "  spawn_upstream_span: true\n"})
+		spans := c.get(t, 2)
+		checkOneTrace(t, spans)
+		front := role(t, spans, "front-proxy", core.KindServer)
+		up := role(t, spans, "front-proxy", core.KindClient)
+		s1in := role(t, spans, "service1", core.KindServer)
+		if !s1in.Shared || s1in.SpanID != up.SpanID || s1in.ParentID != front.SpanID {
+			t.Errorf("service1's ingress must share the front proxy's upstream (CLIENT) span %s: got %s parent %s shared %v", up.SpanID, s1in.SpanID, s1in.ParentID, s1in.Shared)
+		}
+	})
+	t.Run("app forwards only x-request-id", func(t *testing.T) {
+		c := startChain(t, chainOptions{caps: caps, forward: []string{"X-Request-Id"}})
+		checkOneTrace(t, c.get(t, 1))
+	})
+}

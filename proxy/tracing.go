@@ -256,9 +256,11 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	s.SpanID = newSpanID()
 	started := false
 	switch {
-	case in.Valid() && l.ingress && t.sharedSpans && (in.Format == core.FormatB3 || in.Format == core.FormatB3Single):
+	case in.Valid() && l.ingress && t.sharedSpans && in.ClientSpan:
 		// Zipkin's shared span: the server side joins the client's span.
-		// Only B3 says who the client span's parent is.
+		// Only a client span may be joined (a SERVER span joined would
+		// make two SERVER spans of one id), and only B3 says a span is one,
+		// and who its parent is.
 		s.TraceID, s.SpanID, s.ParentID, s.Shared = in.TraceID, in.SpanID, in.ParentID, true
 	case in.Valid():
 		s.TraceID, s.ParentID = in.TraceID, in.SpanID
@@ -281,6 +283,9 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	if sampled {
 		out.Sampled = propagation.SamplingYes
 	}
+	// What goes upstream is this hop's CLIENT span, on an egress listener
+	// or with spawn_upstream_span: the next hop may share it.
+	out.ClientSpan = t.sharedSpans && (!l.ingress || t.spawnUpstream)
 	if started {
 		// tracehop's trace ids are random in every bit (newTraceID): say so
 		// (W3C level 2). A continued trace keeps its parent's word.

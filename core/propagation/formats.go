@@ -25,6 +25,12 @@ const (
 	hOTTraceID      = "Ot-Tracer-Traceid"
 	hOTSpanID       = "Ot-Tracer-Spanid"
 	hOTSampled      = "Ot-Tracer-Sampled"
+	// hClientSpan is tracehop's addition to B3 for Zipkin's shared spans:
+	// the span id of B3's context again, sent only when that span is a
+	// CLIENT span, which the receiving server may then join. B3 cannot say
+	// what kind of span it carries; joining a SERVER span would give two
+	// SERVER spans one id.
+	hClientSpan = "X-Tracehop-Client-Span"
 )
 
 func sampledFromBool(s string) Sampling {
@@ -41,9 +47,10 @@ func sampledFromBool(s string) Sampling {
 // as Zipkin and Envoy do); each writes only its own.
 var b3Multi = &Format{
 	Name:    core.FormatB3,
-	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags},
+	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags, hClientSpan},
 	extract: extractB3,
 	inject: func(h *Mutations, c Context) {
+		setClientSpan(h, c)
 		h.Del(hB3ParentSpanID)
 		h.Del(hB3Flags)
 		if c.Valid() {
@@ -63,9 +70,10 @@ var b3Multi = &Format{
 
 var b3Single = &Format{
 	Name:    core.FormatB3Single,
-	Headers: []string{hB3},
+	Headers: []string{hB3, hClientSpan},
 	extract: extractB3,
 	inject: func(h *Mutations, c Context) {
+		setClientSpan(h, c)
 		if !c.Valid() {
 			switch {
 			case c.Debug:
@@ -99,17 +107,34 @@ var b3Single = &Format{
 	},
 }
 
+// setClientSpan writes or removes hClientSpan: it names c's span only when
+// c says it is a client span.
+func setClientSpan(h *Mutations, c Context) {
+	if c.Valid() && c.ClientSpan {
+		var buf [16]byte
+		h.Set(hClientSpan, c.SpanID.AppendHex(buf[:0]))
+	} else {
+		h.Del(hClientSpan)
+	}
+}
+
 // extractB3 reads the single header first, then the multi headers; failing
 // both, it returns whichever carried a bare sampling decision.
 func extractB3(h Carrier) Context {
-	single := extractB3Single(h)
-	if single.Valid() {
-		return single
+	c := extractB3Single(h)
+	if !c.Valid() {
+		multi := extractB3Multi(h)
+		if !multi.Valid() && multi.Sampled == SamplingUnset {
+			return c
+		}
+		c = multi
 	}
-	if multi := extractB3Multi(h); multi.Valid() || multi.Sampled != SamplingUnset {
-		return multi
+	if c.Valid() {
+		v := get(h, hClientSpan)
+		id, ok := parseHex64(v)
+		c.ClientSpan = ok && len(v) == 16 && core.SpanID(id) == c.SpanID
 	}
-	return single
+	return c
 }
 
 func extractB3Multi(h Carrier) Context {

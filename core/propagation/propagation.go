@@ -32,6 +32,12 @@ type Context struct {
 	Sampled Sampling
 	// Debug asks for the trace to be kept (B3 flags: 1, b3: d).
 	Debug bool
+	// ClientSpan says SpanID is a CLIENT span, which the server it calls
+	// may join (Zipkin's shared spans), rather than a SERVER span, which it
+	// must be a child of. B3 carries it, in tracehop's
+	// X-Tracehop-Client-Span header (the span id again, so that it cannot
+	// be taken for another span's).
+	ClientSpan bool
 	// Random is W3C Trace Context level 2's random-trace-id flag: at least
 	// the right-most 7 bytes of TraceID are random. It comes from a
 	// traceparent that says so, and tracehop sets it on the traces it

@@ -310,3 +310,28 @@ func TestExtractCompletesFromOtherFormats(t *testing.T) {
 		}
 	}
 }
+
+// B3 says a span is a client span (which a server may join) only in
+// X-Tracehop-Client-Span, naming that very span; both B3 formats read it
+// and write it, and it goes away with the context.
+func TestB3ClientSpan(t *testing.T) {
+	for _, f := range []string{core.FormatB3, core.FormatB3Single} {
+		p := mustNew(t, f)
+		h := http.Header{"X-Tracehop-Client-Span": {"stale"}}
+		p.Inject(h, propagation.Context{TraceID: id128, SpanID: span, Sampled: propagation.SamplingYes, ClientSpan: true})
+		if got := h.Get("X-Tracehop-Client-Span"); got != span.String() {
+			t.Errorf("%s: X-Tracehop-Client-Span = %q, want %s", f, got, span)
+		}
+		if c := p.Extract(h); !c.ClientSpan || c.SpanID != span {
+			t.Errorf("%s: read %+v, want a client span", f, c)
+		}
+		h.Set("X-Tracehop-Client-Span", "1111111111111111")
+		if c := p.Extract(h); c.ClientSpan {
+			t.Errorf("%s: a marker naming another span was taken", f)
+		}
+		p.Inject(h, propagation.Context{TraceID: id128, SpanID: span})
+		if _, ok := h["X-Tracehop-Client-Span"]; ok {
+			t.Errorf("%s: a server span's context kept the client-span marker", f)
+		}
+	}
+}
