@@ -1,12 +1,14 @@
 package proxy_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/propagation"
 )
 
 // doHeader sends a GET with h as it is: repeated fields stay repeated.
@@ -185,4 +187,52 @@ func TestSharedSpansJoinOnlyClientSpans(t *testing.T) {
 		c := startChain(t, chainOptions{caps: caps, forward: []string{"X-Request-Id"}})
 		checkOneTrace(t, c.get(t, 1))
 	})
+}
+
+// Every propagation format, with drivers that keep 64 or 128 bits, shared
+// spans on and off, request-id linking on (the application forwards only
+// x-request-id) and off (it forwards every trace header), through the
+// sandbox's three tracehops: one whole trace per request, every parent
+// present, no span id twice but for a shared CLIENT/SERVER pair.
+func TestPropagationMatrix(t *testing.T) {
+	for _, format := range propagation.Names() {
+		for _, trace128 := range []bool{false, true} {
+			for _, shared := range []bool{false, true} {
+				for _, linking := range []bool{false, true} {
+					name := fmt.Sprintf("%s/128bit=%v/shared=%v/linking=%v", format, trace128, shared, linking)
+					t.Run(name, func(t *testing.T) {
+						tracing := fmt.Sprintf("  propagation: [%s]\n  link_by_request_id: %v\n", format, linking)
+						forward := forwardAll
+						if linking {
+							forward = []string{"X-Request-Id"}
+						}
+						c := startChain(t, chainOptions{
+							caps:         core.Capabilities{Propagation: []string{format}, TraceID128: trace128, SharedSpans: shared},
+							frontTracing: tracing, sidecarTracing: tracing, forward: forward,
+						})
+						spans := c.get(t, 1)
+						checkOneTrace(t, spans)
+						front := role(t, spans, "front-proxy", core.KindServer)
+						s1in := role(t, spans, "service1", core.KindServer)
+						s1out := role(t, spans, "service1", core.KindClient)
+						s2in := role(t, spans, "service2", core.KindServer)
+						if s1in.ParentID != front.SpanID || s1out.ParentID != s1in.SpanID || s1in.Shared {
+							t.Errorf("service1: ingress parent %s (want %s) shared %v, egress parent %s (want %s)", s1in.ParentID, front.SpanID, s1in.Shared, s1out.ParentID, s1in.SpanID)
+						}
+						b3 := format == core.FormatB3 || format == core.FormatB3Single
+						if shared && b3 {
+							if !s2in.Shared || s2in.SpanID != s1out.SpanID {
+								t.Errorf("service2's ingress %s (shared %v) must share service1's egress span %s", s2in.SpanID, s2in.Shared, s1out.SpanID)
+							}
+						} else if s2in.Shared || s2in.ParentID != s1out.SpanID {
+							t.Errorf("service2's ingress: parent %s (want %s), shared %v", s2in.ParentID, s1out.SpanID, s2in.Shared)
+						}
+						if want128 := trace128 && format != core.FormatOTTracer; (front.TraceID.High != 0) != want128 {
+							t.Errorf("trace %s: want 128 bits: %v", front.TraceID, want128)
+						}
+					})
+				}
+			}
+		}
+	}
 }
