@@ -81,7 +81,8 @@ type Carrier interface {
 	// copies what it keeps.
 	Get(key string) string
 	// GetJoined returns every value of the header key joined by ",", as
-	// HTTP allows for list headers (tracestate).
+	// HTTP allows for list headers (tracestate); it is also how a header
+	// that must come once shows that it came twice (traceparent).
 	GetJoined(key string) string
 }
 
@@ -108,8 +109,8 @@ func (h HeaderCarrier) GetJoined(key string) string {
 	}
 }
 
-// maxHeaderLen bounds every trace header tracehop reads; longer ones are
-// ignored as hostile or broken.
+// maxHeaderLen bounds every trace header tracehop reads but tracestate
+// (maxTraceStateInput); longer ones are ignored as hostile or broken.
 const maxHeaderLen = 512
 
 // get returns a header's first value, or "" when it is missing or too long.
