@@ -69,7 +69,10 @@ type Capabilities struct {
 	// SharedSpans asks for Zipkin's shared-span model (Envoy's
 	// shared_span_context): an ingress span joins the calling client span,
 	// reusing its span id (and its parent), instead of being its child. The
-	// proxy does this only when every configured driver asks for it.
+	// proxy does this only when every configured driver asks for it, and
+	// only with a B3 context that tracehop marked as a CLIENT span's (an
+	// egress listener's, or spawn_upstream_span's): a SERVER span is never
+	// joined.
 	SharedSpans bool
 }
 

@@ -526,7 +526,16 @@ func TestAdminEndpoints(t *testing.T) {
 	if r, _ := do(t, "GET", admin+"/ready", nil); r.StatusCode != 200 {
 		t.Errorf("/ready %d", r.StatusCode)
 	}
-	_, metrics := do(t, "GET", admin+"/metrics", nil)
+	// The fast path counts a request just after it has written the
+	// response: give it a moment, as recorder.wait does for spans.
+	p.rec.one(t)
+	var metrics string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		_, metrics = do(t, "GET", admin+"/metrics", nil)
+		if strings.Contains(metrics, `code_class="2xx"`) || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, want := range []string{
 		`tracehop_requests_total{cluster="up",code_class="2xx",listener="l",route="checkAvailability"} 1`,
 		`tracehop_spans_sampled_total 1`, `tracehop_request_duration_seconds_bucket{cluster="up",listener="l",route="checkAvailability"`,
@@ -637,13 +646,16 @@ func TestHugeHeaderBlockIsRefused(t *testing.T) {
 }
 
 // With a driver that asks for shared spans (Zipkin's model), the ingress
-// span joins the client's span: same id, the client's parent, shared flag.
+// span joins the client's span (same id, the client's parent, shared flag)
+// when B3 says it is a client span; else it is the span's child.
 func TestSharedSpans(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := startProxyCaps(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, tracecontext]\n"), core.Capabilities{Propagation: []string{"b3"}, TraceID128: true, SharedSpans: true})
-	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{
+	b3 := map[string]string{
 		"x-b3-traceid": "0af7651916cd43dd8448eb211c80319c", "x-b3-spanid": "00f067aa0ba902b7", "x-b3-parentspanid": "1111111111111111", "x-b3-sampled": "1",
-	})
+		"x-tracehop-client-span": "00f067aa0ba902b7",
+	}
+	do(t, "GET", "http://"+p.addr["l"]+"/", b3)
 	s := p.rec.one(t)
 	if !s.Shared || s.SpanID != 0x00f067aa0ba902b7 || s.ParentID != 0x1111111111111111 {
 		t.Fatalf("shared span %+v: want id 00f067aa0ba902b7, parent 1111111111111111, shared", s)
@@ -651,11 +663,21 @@ func TestSharedSpans(t *testing.T) {
 	if up.header("x-b3-spanid") != "00f067aa0ba902b7" || up.header("x-b3-parentspanid") != "1111111111111111" {
 		t.Errorf("upstream got span %q parent %q", up.header("x-b3-spanid"), up.header("x-b3-parentspanid"))
 	}
+	if got := up.header("x-tracehop-client-span"); got != "" {
+		t.Errorf("the ingress's SERVER span went upstream as a client span (%q)", got)
+	}
+	// Not said to be a client span, or said of another span: a child.
+	b3["x-tracehop-client-span"] = "1111111111111111"
+	do(t, "GET", "http://"+p.addr["l"]+"/", b3)
+	delete(b3, "x-tracehop-client-span")
+	do(t, "GET", "http://"+p.addr["l"]+"/", b3)
 	// A context from another format does not say who the client's parent
 	// is: no sharing then.
 	do(t, "GET", "http://"+p.addr["l"]+"/", map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"})
-	if s := p.rec.wait(t, 2)[1]; s.Shared || s.ParentID != 0x00f067aa0ba902b7 {
-		t.Errorf("tracecontext span %+v must be a plain child", s)
+	for _, s := range p.rec.wait(t, 4)[1:] {
+		if s.Shared || s.ParentID != 0x00f067aa0ba902b7 {
+			t.Errorf("span %+v must be a plain child", s)
+		}
 	}
 }
 

@@ -72,7 +72,6 @@ type TracerOptions struct {
 func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	tc := cfg.Tracing
 	formats := tc.Propagation
-	trace128 := true
 	if len(formats) == 0 {
 		for _, c := range opts.Capabilities {
 			for _, f := range c.Propagation {
@@ -85,16 +84,18 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	if len(formats) == 0 {
 		formats = []string{core.FormatB3, core.FormatTraceContext}
 	}
-	sharedSpans := len(opts.Capabilities) > 0
-	for _, c := range opts.Capabilities {
-		// A back end that keeps 64 bits would split 128-bit traces.
-		trace128 = trace128 && c.TraceID128
-		// Span ids are shared by all drivers: join only if all want it.
-		sharedSpans = sharedSpans && c.SharedSpans
-	}
 	prop, err := propagation.New(formats)
 	if err != nil {
 		return nil, err
+	}
+	// A format that carries 64 bits (ot-tracer) would split 128-bit traces
+	// at the next hop, and so would a back end that keeps 64.
+	trace128 := prop.TraceID128()
+	sharedSpans := len(opts.Capabilities) > 0
+	for _, c := range opts.Capabilities {
+		trace128 = trace128 && c.TraceID128
+		// Span ids are shared by all drivers: join only if all want it.
+		sharedSpans = sharedSpans && c.SharedSpans
 	}
 	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
 	if err != nil {
@@ -223,11 +224,22 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 		client = h.Get(headerClientTraceID) != ""
 		forced = h.Get(headerForceTrace) != ""
 	}
-	if !in.Valid() && !l.ingress && t.links != nil {
-		// Beyond Envoy: the application forwarded only x-request-id;
-		// continue the ingress request it belongs to.
-		if linked, ok := t.links.get(st.requestID); ok {
+	if !l.ingress && t.links != nil {
+		switch linked, ok := t.links.get(st.requestID); {
+		case !ok:
+		case !in.Valid():
+			// Beyond Envoy: the application forwarded only x-request-id;
+			// continue the ingress request it belongs to.
 			in, st.linked = linked, true
+		case linked.SpanID == in.SpanID && linked.TraceID.Low == in.TraceID.Low && (in.TraceID.High == 0 || in.TraceID.High == linked.TraceID.High):
+			// The application forwarded that request's context in a format
+			// that lost some of it (ot-tracer's upper 64 bits, or no
+			// traceparent: W3C's random flag and tracestate): take them
+			// back from the ingress request.
+			in.TraceID.High = linked.TraceID.High
+			if in.TraceState == "" && !in.Random {
+				in.Random, in.TraceState = linked.Random, linked.TraceState
+			}
 		}
 	}
 	sampled, _ := t.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
@@ -242,15 +254,19 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 
 	s := &st.span
 	s.SpanID = newSpanID()
+	started := false
 	switch {
-	case in.Valid() && l.ingress && t.sharedSpans && (in.Format == core.FormatB3 || in.Format == core.FormatB3Single):
+	case in.Valid() && l.ingress && t.sharedSpans && in.ClientSpan:
 		// Zipkin's shared span: the server side joins the client's span.
-		// Only B3 says who the client span's parent is.
+		// Only a client span may be joined (a SERVER span joined would
+		// make two SERVER spans of one id), and only B3 says a span is one,
+		// and who its parent is.
 		s.TraceID, s.SpanID, s.ParentID, s.Shared = in.TraceID, in.SpanID, in.ParentID, true
 	case in.Valid():
 		s.TraceID, s.ParentID = in.TraceID, in.SpanID
 	default:
 		s.TraceID = t.newTraceID()
+		started = true
 	}
 	s.Kind = core.KindServer
 	if !l.ingress {
@@ -266,6 +282,14 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	out.Sampled = propagation.SamplingNo
 	if sampled {
 		out.Sampled = propagation.SamplingYes
+	}
+	// What goes upstream is this hop's CLIENT span, on an egress listener
+	// or with spawn_upstream_span: the next hop may share it.
+	out.ClientSpan = t.sharedSpans && (!l.ingress || t.spawnUpstream)
+	if started {
+		// tracehop's trace ids are random in every bit (newTraceID): say so
+		// (W3C level 2). A continued trace keeps its parent's word.
+		out.Random = true
 	}
 	if t.spawnUpstream {
 		u := &st.upstreamSpan

@@ -5,5 +5,8 @@
 // writes every configured format and removes stale headers of the others.
 //
 // Malformed or oversized headers are ignored, never an error or a panic: the
-// caller starts a new trace. Parsing ids does not allocate.
+// caller starts a new trace. W3C tracestate is checked against the spec's
+// grammar and limits and truncated to 512 characters as the spec says
+// (cleanTraceState). Parsing ids, and a well-formed tracestate, does not
+// allocate.
 package propagation

@@ -25,6 +25,12 @@ const (
 	hOTTraceID      = "Ot-Tracer-Traceid"
 	hOTSpanID       = "Ot-Tracer-Spanid"
 	hOTSampled      = "Ot-Tracer-Sampled"
+	// hClientSpan is tracehop's addition to B3 for Zipkin's shared spans:
+	// the span id of B3's context again, sent only when that span is a
+	// CLIENT span, which the receiving server may then join. B3 cannot say
+	// what kind of span it carries; joining a SERVER span would give two
+	// SERVER spans one id.
+	hClientSpan = "X-Tracehop-Client-Span"
 )
 
 func sampledFromBool(s string) Sampling {
@@ -41,9 +47,10 @@ func sampledFromBool(s string) Sampling {
 // as Zipkin and Envoy do); each writes only its own.
 var b3Multi = &Format{
 	Name:    core.FormatB3,
-	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags},
+	Headers: []string{hB3TraceID, hB3SpanID, hB3ParentSpanID, hB3Sampled, hB3Flags, hClientSpan},
 	extract: extractB3,
 	inject: func(h *Mutations, c Context) {
+		setClientSpan(h, c)
 		h.Del(hB3ParentSpanID)
 		h.Del(hB3Flags)
 		if c.Valid() {
@@ -63,9 +70,10 @@ var b3Multi = &Format{
 
 var b3Single = &Format{
 	Name:    core.FormatB3Single,
-	Headers: []string{hB3},
+	Headers: []string{hB3, hClientSpan},
 	extract: extractB3,
 	inject: func(h *Mutations, c Context) {
+		setClientSpan(h, c)
 		if !c.Valid() {
 			switch {
 			case c.Debug:
@@ -99,17 +107,34 @@ var b3Single = &Format{
 	},
 }
 
+// setClientSpan writes or removes hClientSpan: it names c's span only when
+// c says it is a client span.
+func setClientSpan(h *Mutations, c Context) {
+	if c.Valid() && c.ClientSpan {
+		var buf [16]byte
+		h.Set(hClientSpan, c.SpanID.AppendHex(buf[:0]))
+	} else {
+		h.Del(hClientSpan)
+	}
+}
+
 // extractB3 reads the single header first, then the multi headers; failing
 // both, it returns whichever carried a bare sampling decision.
 func extractB3(h Carrier) Context {
-	single := extractB3Single(h)
-	if single.Valid() {
-		return single
+	c := extractB3Single(h)
+	if !c.Valid() {
+		multi := extractB3Multi(h)
+		if !multi.Valid() && multi.Sampled == SamplingUnset {
+			return c
+		}
+		c = multi
 	}
-	if multi := extractB3Multi(h); multi.Valid() || multi.Sampled != SamplingUnset {
-		return multi
+	if c.Valid() {
+		v := get(h, hClientSpan)
+		id, ok := parseHex64(v)
+		c.ClientSpan = ok && len(v) == 16 && core.SpanID(id) == c.SpanID
 	}
-	return single
+	return c
 }
 
 func extractB3Multi(h Carrier) Context {
@@ -191,35 +216,7 @@ func isLowerHex(s string) bool {
 var traceContext = &Format{
 	Name:    core.FormatTraceContext,
 	Headers: []string{hTraceparent, hTracestate},
-	extract: func(h Carrier) Context {
-		v := get(h, hTraceparent)
-		// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55; a future
-		// version may append "-..." fields.
-		if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || (len(v) > 55 && (v[0:2] == "00" || v[55] != '-')) {
-			return Context{}
-		}
-		version, tid, sid, flags := v[0:2], v[3:35], v[36:52], v[53:55]
-		if version == "ff" || !isLowerHex(version) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(flags) {
-			return Context{}
-		}
-		t, _ := parseTraceID(tid)
-		s, _ := parseHex64(sid)
-		f, _ := parseHex64(flags)
-		c := Context{TraceID: t, SpanID: core.SpanID(s), Sampled: SamplingNo}
-		if !c.Valid() {
-			return Context{}
-		}
-		if f&1 == 1 {
-			c.Sampled = SamplingYes
-		}
-		if ts := h.GetJoined(hTracestate); ts != "" {
-			c.TraceState = ts
-			if len(c.TraceState) > maxHeaderLen {
-				c.TraceState = ""
-			}
-		}
-		return c
-	},
+	extract: extractTraceContext,
 	inject: func(h *Mutations, c Context) {
 		if !c.Valid() {
 			h.Del(hTraceparent)
@@ -232,11 +229,15 @@ var traceContext = &Format{
 		b = appendHex64(b, c.TraceID.Low)
 		b = append(b, '-')
 		b = c.SpanID.AppendHex(b)
+		// Only the flags version 00 defines; the spec wants the others 0.
+		var flags byte
 		if c.Sampled == SamplingYes {
-			b = append(b, "-01"...)
-		} else {
-			b = append(b, "-00"...)
+			flags |= flagSampled
 		}
+		if c.Random {
+			flags |= flagRandom
+		}
+		b = append(b, '-', '0', '0'+flags)
 		h.Set(hTraceparent, b)
 		if c.TraceState != "" {
 			h.SetString(hTracestate, c.TraceState)
@@ -244,6 +245,61 @@ var traceContext = &Format{
 			h.Del(hTracestate)
 		}
 	},
+}
+
+// The trace-flags bits tracehop knows: sampled (level 1) and random-trace-id
+// (level 2).
+const (
+	flagSampled = 0x01
+	flagRandom  = 0x02
+)
+
+// extractTraceContext reads traceparent, and tracestate only when
+// traceparent is valid (the spec forbids parsing it otherwise).
+func extractTraceContext(h Carrier) Context {
+	// Two traceparent fields make the header invalid: the spec's answer to
+	// "which trace to continue?" is neither. GetJoined shows them as one
+	// value with a comma, as an intermediary may have combined them (RFC
+	// 9110 5.3); no traceparent of any version contains one.
+	v := trimOWS(h.GetJoined(hTraceparent))
+	if len(v) > maxHeaderLen || strings.IndexByte(v, ',') >= 0 {
+		return Context{}
+	}
+	// version-traceid-parentid-flags: 2+1+32+1+16+1+2 = 55; a future
+	// version may append "-..." fields.
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || (len(v) > 55 && (v[0:2] == "00" || v[55] != '-')) {
+		return Context{}
+	}
+	version, tid, sid, flags := v[0:2], v[3:35], v[36:52], v[53:55]
+	if version == "ff" || !isLowerHex(version) || !isLowerHex(tid) || !isLowerHex(sid) || !isLowerHex(flags) {
+		return Context{}
+	}
+	t, _ := parseTraceID(tid)
+	s, _ := parseHex64(sid)
+	f, _ := parseHex64(flags)
+	c := Context{TraceID: t, SpanID: core.SpanID(s), Sampled: SamplingNo}
+	if !c.Valid() {
+		return Context{}
+	}
+	if f&flagSampled != 0 {
+		c.Sampled = SamplingYes
+	}
+	c.Random = f&flagRandom != 0
+	c.TraceState = cleanTraceState(h.GetJoined(hTracestate))
+	return c
+}
+
+// trimOWS removes the optional whitespace (spaces and tabs) HTTP allows
+// around a field value; both HTTP paths remove it already, a Carrier of
+// another origin may not.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 const ddTIDTag = "_dd.p.tid="
@@ -317,6 +373,7 @@ var datadog = &Format{
 var otTracer = &Format{
 	Name:    core.FormatOTTracer,
 	Headers: []string{hOTTraceID, hOTSpanID, hOTSampled},
+	trace64: true,
 	extract: func(h Carrier) Context {
 		c := Context{Sampled: sampledFromBool(get(h, hOTSampled))}
 		tid, ok1 := parseTraceID(get(h, hOTTraceID))

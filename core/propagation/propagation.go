@@ -32,9 +32,23 @@ type Context struct {
 	Sampled Sampling
 	// Debug asks for the trace to be kept (B3 flags: 1, b3: d).
 	Debug bool
+	// ClientSpan says SpanID is a CLIENT span, which the server it calls
+	// may join (Zipkin's shared spans), rather than a SERVER span, which it
+	// must be a child of. B3 carries it, in tracehop's
+	// X-Tracehop-Client-Span header (the span id again, so that it cannot
+	// be taken for another span's).
+	ClientSpan bool
+	// Random is W3C Trace Context level 2's random-trace-id flag: at least
+	// the right-most 7 bytes of TraceID are random. It comes from a
+	// traceparent that says so, and tracehop sets it on the traces it
+	// starts; a receiver may sample or shard on those bytes.
+	Random bool
 	// Format names the format the context was extracted from.
 	Format string
-	// TraceState is W3C tracestate, passed on unchanged.
+	// TraceState is W3C tracestate as it goes on: validated by the spec's
+	// grammar (dropped whole when invalid), without whitespace, empty
+	// members or repeated keys, and at most 512 characters. tracehop adds
+	// no member of its own.
 	TraceState string
 	// DatadogOrigin and DatadogTags are x-datadog-origin and the
 	// x-datadog-tags other than _dd.p.tid, passed on unchanged.
@@ -50,6 +64,9 @@ type Format struct {
 	Name string
 	// Headers lists the (canonical) headers the format uses.
 	Headers []string
+	// trace64 marks a format that carries only the low 64 bits of a trace
+	// id (ot-tracer, as LightStep and Envoy read it).
+	trace64 bool
 	extract func(h Carrier) Context
 	inject  func(m *Mutations, c Context)
 }
@@ -64,7 +81,8 @@ type Carrier interface {
 	// copies what it keeps.
 	Get(key string) string
 	// GetJoined returns every value of the header key joined by ",", as
-	// HTTP allows for list headers (tracestate).
+	// HTTP allows for list headers (tracestate); it is also how a header
+	// that must come once shows that it came twice (traceparent).
 	GetJoined(key string) string
 }
 
@@ -91,8 +109,8 @@ func (h HeaderCarrier) GetJoined(key string) string {
 	}
 }
 
-// maxHeaderLen bounds every trace header tracehop reads; longer ones are
-// ignored as hostile or broken.
+// maxHeaderLen bounds every trace header tracehop reads but tracestate
+// (maxTraceStateInput); longer ones are ignored as hostile or broken.
 const maxHeaderLen = 512
 
 // get returns a header's first value, or "" when it is missing or too long.
@@ -122,7 +140,11 @@ func Names() []string {
 func AllHeaders() []string {
 	var hs []string
 	for _, n := range Names() {
-		hs = append(hs, formats[n].Headers...)
+		for _, h := range formats[n].Headers {
+			if !slices.Contains(hs, h) {
+				hs = append(hs, h)
+			}
+		}
 	}
 	return hs
 }
@@ -159,6 +181,19 @@ func New(names []string) (*Propagator, error) {
 	return p, nil
 }
 
+// TraceID128 reports whether every configured format carries all 128 bits
+// of a trace id. When one does not (ot-tracer), a tracer must start 64-bit
+// traces: a hop that reads that format would see only the low half of a
+// longer id, and start a trace of its own.
+func (p *Propagator) TraceID128() bool {
+	for _, f := range p.formats {
+		if f.trace64 {
+			return false
+		}
+	}
+	return true
+}
+
 // Formats returns the configured format names, in order.
 func (p *Propagator) Formats() []string {
 	names := make([]string, len(p.formats))
@@ -180,10 +215,11 @@ func (p *Propagator) Extract(h http.Header) Context {
 // Context.Detach copies them.
 func (p *Propagator) ExtractFrom(h Carrier) Context {
 	var decision Context
-	for _, f := range p.formats {
+	for i, f := range p.formats {
 		c := f.extract(h)
 		if c.Valid() {
 			c.Format = f.Name
+			p.complete(&c, h, i)
 			return c
 		}
 		if decision.Sampled == SamplingUnset && c.Sampled != SamplingUnset {
@@ -191,6 +227,31 @@ func (p *Propagator) ExtractFrom(h Carrier) Context {
 		}
 	}
 	return decision
+}
+
+// complete fills in, from the formats configured after the one that won
+// (formats[won]), what that one cannot carry, when they name the same span:
+// the upper 64 bits of the trace id (ot-tracer, Datadog without _dd.p.tid)
+// and W3C's random flag and tracestate. tracehop writes every configured
+// format, so whichever the next hop reads first, it loses nothing of what
+// the others carry.
+func (p *Propagator) complete(c *Context, h Carrier, won int) {
+	for _, f := range p.formats[won+1:] {
+		if f != traceContext && c.TraceID.High != 0 {
+			continue // it has nothing to add
+		}
+		o := f.extract(h)
+		if !o.Valid() || o.SpanID != c.SpanID || o.TraceID.Low != c.TraceID.Low ||
+			c.TraceID.High != 0 && o.TraceID.High != c.TraceID.High {
+			continue
+		}
+		if c.TraceID.High == 0 {
+			c.TraceID.High = o.TraceID.High
+		}
+		if f == traceContext {
+			c.Random, c.TraceState = o.Random, o.TraceState
+		}
+	}
 }
 
 // Inject writes c in every configured format and removes the headers of the

@@ -253,3 +253,85 @@ func TestB3ReadsSingleAndMulti(t *testing.T) {
 		}
 	}
 }
+
+// A 64-bit-only format (ot-tracer) makes the propagator ask for 64-bit
+// traces; every other format carries 128 bits.
+func TestTraceID128(t *testing.T) {
+	for _, c := range []struct {
+		formats []string
+		want    bool
+	}{
+		{[]string{core.FormatB3, core.FormatB3Single, core.FormatTraceContext, core.FormatDatadog}, true},
+		{[]string{core.FormatOTTracer}, false},
+		{[]string{core.FormatB3, core.FormatOTTracer}, false},
+	} {
+		if got := mustNew(t, c.formats...).TraceID128(); got != c.want {
+			t.Errorf("%v: TraceID128() = %v, want %v", c.formats, got, c.want)
+		}
+	}
+}
+
+// When the first format found cannot carry everything, the other
+// configured formats naming the same span fill in the rest: the upper half
+// of the trace id, W3C's random flag and tracestate.
+func TestExtractCompletesFromOtherFormats(t *testing.T) {
+	tp := "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-03"
+	cases := []struct {
+		name      string
+		formats   []string
+		h         http.Header
+		want      core.TraceID
+		random    bool
+		tracestat string
+	}{
+		{"ot-tracer completed by traceparent", []string{core.FormatOTTracer, core.FormatTraceContext},
+			http.Header{"Ot-Tracer-Traceid": {"8448eb211c80319c"}, "Ot-Tracer-Spanid": {"00f067aa0ba902b7"}, "Traceparent": {tp}, "Tracestate": {"a=1"}},
+			id128, true, "a=1"},
+		{"ot-tracer completed by b3", []string{core.FormatOTTracer, core.FormatB3},
+			http.Header{"Ot-Tracer-Traceid": {"8448eb211c80319c"}, "Ot-Tracer-Spanid": {"00f067aa0ba902b7"}, "X-B3-Traceid": {id128.String()}, "X-B3-Spanid": {"00f067aa0ba902b7"}},
+			id128, false, ""},
+		{"datadog without its tid tag", []string{core.FormatDatadog, core.FormatTraceContext},
+			http.Header{"X-Datadog-Trace-Id": {"9532127138774266268"}, "X-Datadog-Parent-Id": {"67667974448284343"}, "Traceparent": {tp}},
+			id128, true, ""},
+		{"b3 completed by traceparent", []string{core.FormatB3, core.FormatTraceContext},
+			http.Header{"X-B3-Traceid": {id128.String()}, "X-B3-Spanid": {"00f067aa0ba902b7"}, "Traceparent": {tp}, "Tracestate": {"a=1"}},
+			id128, true, "a=1"},
+		{"another span: nothing taken", []string{core.FormatOTTracer, core.FormatTraceContext},
+			http.Header{"Ot-Tracer-Traceid": {"8448eb211c80319c"}, "Ot-Tracer-Spanid": {"1111111111111111"}, "Traceparent": {tp}, "Tracestate": {"a=1"}},
+			core.TraceID{Low: id128.Low}, false, ""},
+		{"another trace: nothing taken", []string{core.FormatB3, core.FormatTraceContext},
+			http.Header{"X-B3-Traceid": {"1111111111111111" + "8448eb211c80319c"}, "X-B3-Spanid": {"00f067aa0ba902b7"}, "Traceparent": {tp}, "Tracestate": {"a=1"}},
+			core.TraceID{High: 0x1111111111111111, Low: id128.Low}, false, ""},
+	}
+	for _, c := range cases {
+		got := mustNew(t, c.formats...).Extract(c.h)
+		if got.TraceID != c.want || got.SpanID == 0 || got.Random != c.random || got.TraceState != c.tracestat {
+			t.Errorf("%s: got trace %s random %v tracestate %q; want %s %v %q", c.name, got.TraceID, got.Random, got.TraceState, c.want, c.random, c.tracestat)
+		}
+	}
+}
+
+// B3 says a span is a client span (which a server may join) only in
+// X-Tracehop-Client-Span, naming that very span; both B3 formats read it
+// and write it, and it goes away with the context.
+func TestB3ClientSpan(t *testing.T) {
+	for _, f := range []string{core.FormatB3, core.FormatB3Single} {
+		p := mustNew(t, f)
+		h := http.Header{"X-Tracehop-Client-Span": {"stale"}}
+		p.Inject(h, propagation.Context{TraceID: id128, SpanID: span, Sampled: propagation.SamplingYes, ClientSpan: true})
+		if got := h.Get("X-Tracehop-Client-Span"); got != span.String() {
+			t.Errorf("%s: X-Tracehop-Client-Span = %q, want %s", f, got, span)
+		}
+		if c := p.Extract(h); !c.ClientSpan || c.SpanID != span {
+			t.Errorf("%s: read %+v, want a client span", f, c)
+		}
+		h.Set("X-Tracehop-Client-Span", "1111111111111111")
+		if c := p.Extract(h); c.ClientSpan {
+			t.Errorf("%s: a marker naming another span was taken", f)
+		}
+		p.Inject(h, propagation.Context{TraceID: id128, SpanID: span})
+		if _, ok := h["X-Tracehop-Client-Span"]; ok {
+			t.Errorf("%s: a server span's context kept the client-span marker", f)
+		}
+	}
+}

@@ -20,6 +20,8 @@
 //	max_batch_spans: 1000   # an Export is cut into POSTs of at most this many spans
 //	headers: {Authorization: "Bearer ..."}   # sent with every POST; never logged
 //	shared_span_context: false   # Envoy's option: a server span joins its client's span id
+//	                             # (only a CLIENT span tracehop made: an egress listener's or
+//	                             # spawn_upstream_span's; see the README's Propagation)
 //	trace_id_128bit: true        # false: new traces get 64-bit ids
 //
 // Zipkin keeps microseconds, and its JSON lowercases span and service names
