@@ -29,9 +29,9 @@ import (
 // seenRequest is a request as a conformant upstream framed it.
 type seenRequest struct {
 	method, target, host string
-	header         http.Header
-	body           string
-	bodyErr        error
+	header               http.Header
+	body                 string
+	bodyErr              error
 }
 
 // scriptedUpstream parses requests with net/http's reader and answers
