@@ -42,13 +42,7 @@ clusters:
 `, app2.addr()), o.sidecarTracing), o.caps)
 	var egress atomic.Value // app1 calls out through s1's egress, started after it
 	app1 := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequest("GET", "http://"+egress.Load().(string)+"/trace/2", nil)
-		for k, v := range r.Header {
-			if slices.Contains(o.forward, k) {
-				req.Header[k] = v
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := callOnward("GET", "http://"+egress.Load().(string)+"/trace/2", r, o.forward)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -72,6 +66,18 @@ clusters:
 	return &chain{front: front, s1: s1, s2: s2}
 }
 
+// callOnward is an application's call to another service, through its
+// sidecar, forwarding only the named headers of the request it serves.
+func callOnward(method, url string, in *http.Request, forward []string) (*http.Response, error) {
+	req, _ := http.NewRequest(method, url, nil)
+	for k, v := range in.Header {
+		if slices.Contains(forward, k) {
+			req.Header[k] = v
+		}
+	}
+	return http.DefaultClient.Do(req)
+}
+
 func hopConfig(service, listeners, tracing string) string {
 	return fmt.Sprintf("node: {id: %s, service: %s}\nadmin: {address: \"127.0.0.1:0\"}\nlisteners:%stracing:\n  driver: {name: file}\n%s", service, service, listeners, tracing)
 }
@@ -87,21 +93,6 @@ func (c *chain) get(t *testing.T, frontSpans int) []core.Span {
 	spans := c.front.rec.wait(t, frontSpans)
 	spans = append(spans, c.s1.rec.wait(t, 2)...)
 	return append(spans, c.s2.rec.wait(t, 1)...)
-}
-
-// role finds the span of a service and kind, failing unless there is one.
-func role(t *testing.T, spans []core.Span, service string, kind core.Kind) core.Span {
-	t.Helper()
-	var found []core.Span
-	for _, s := range spans {
-		if s.LocalService == service && s.Kind == kind {
-			found = append(found, s)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("want one %s %s span, got %d", service, kind, len(found))
-	}
-	return found[0]
 }
 
 // checkOneTrace holds spans to one whole trace: one trace id, one root,

@@ -165,35 +165,37 @@ func exchange(t testing.TB, addr, raw string, closeWrite bool, want int, wait ti
 	return answers, err != nil && !isTimeout(err)
 }
 
-// conformancePaths starts one tracehop per HTTP path, each in front of its
-// own scripted upstream.
-func conformancePaths(t *testing.T) map[string]struct {
+// conformancePath is one HTTP path of a tracehop in front of its own
+// scripted upstream.
+type conformancePath struct {
 	addr string
 	up   *scriptedUpstream
-} {
-	paths := map[string]struct {
-		addr string
-		up   *scriptedUpstream
-	}{}
+}
+
+// conformancePaths starts one tracehop per HTTP path ("fast" and
+// "net/http"), each in front of its own scripted upstream, with the given
+// body_read_timeout, traced or not.
+func conformancePaths(tb testing.TB, bodyTimeout string, traced bool) map[string]conformancePath {
+	paths := map[string]conformancePath{}
 	for _, name := range []string{"fast", "net/http"} {
-		up := newScriptedUpstream(t)
+		up := newScriptedUpstream(tb)
 		cfg := fmt.Sprintf(`node: {id: n, service: s}
 admin: {address: "127.0.0.1:0"}
 listeners:
-  - {name: l, address: "127.0.0.1:0", direction: ingress, read_header_timeout: 5s, body_read_timeout: 300ms,
+  - {name: l, address: "127.0.0.1:0", direction: ingress, read_header_timeout: 5s, body_read_timeout: %s,
      routes: [{match: {prefix: /}, cluster: up, timeout: 2s}]}
 clusters:
   - {name: up, endpoints: [%s]}
-`, up.ln.Addr()) + tracingBlock
+`, bodyTimeout, up.ln.Addr())
+		if traced {
+			cfg += tracingBlock
+		}
 		var setup func(*proxy.Server)
 		if name == "net/http" {
 			setup = proxy.SlowPathOnly
 		}
-		p := startProxyWith(t, cfg, core.Capabilities{Propagation: []string{"b3"}}, setup)
-		paths[name] = struct {
-			addr string
-			up   *scriptedUpstream
-		}{p.addr["l"], up}
+		p := startProxyWith(tb, cfg, core.Capabilities{Propagation: []string{"b3"}}, setup)
+		paths[name] = conformancePath{p.addr["l"], up}
 	}
 	return paths
 }
@@ -409,7 +411,7 @@ var responseCases = []responseCase{
 // TestHTTPConformance runs every case through both paths and reports the
 // suite's row for the README's reliability table.
 func TestHTTPConformance(t *testing.T) {
-	paths := conformancePaths(t)
+	paths := conformancePaths(t, "300ms", true)
 	tried, refused, forwardedOK := 0, 0, 0
 	for _, pathName := range []string{"fast", "net/http"} {
 		p := paths[pathName]
@@ -503,7 +505,7 @@ func statuses(answers []answer) string {
 // after its answer to HEAD, bytes after a 204) must not have them read as
 // the next client's response: each later answer would be one late.
 func TestIdleUpstreamBytesReachNoClient(t *testing.T) {
-	paths := conformancePaths(t)
+	paths := conformancePaths(t, "300ms", true)
 	for _, pathName := range []string{"fast", "net/http"} {
 		p := paths[pathName]
 		for _, c := range []struct{ name, method, answer, late string }{

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/proxy"
 )
 
 // FuzzFastPathMatchesNetHTTP sends the same bytes through the fast path
@@ -22,27 +19,8 @@ func FuzzFastPathMatchesNetHTTP(f *testing.F) {
 	for _, c := range requestCases {
 		f.Add([]byte(c.raw))
 	}
-	var paths [2]struct {
-		addr string
-		up   *scriptedUpstream
-	}
-	for i := range paths {
-		up := newScriptedUpstream(f)
-		cfg := fmt.Sprintf(`node: {id: n, service: s}
-admin: {address: "127.0.0.1:0"}
-listeners:
-  - {name: l, address: "127.0.0.1:0", direction: ingress, read_header_timeout: 5s, body_read_timeout: 100ms,
-     routes: [{match: {prefix: /}, cluster: up, timeout: 2s}]}
-clusters:
-  - {name: up, endpoints: [%s]}
-`, up.ln.Addr())
-		var setup func(*proxy.Server)
-		if i == 1 {
-			setup = proxy.SlowPathOnly
-		}
-		p := startProxyWith(f, cfg, core.Capabilities{}, setup)
-		paths[i].addr, paths[i].up = p.addr["l"], up
-	}
+	byName := conformancePaths(f, "100ms", false)
+	paths := [2]conformancePath{byName["fast"], byName["net/http"]}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if len(raw) > 64<<10 {
 			return

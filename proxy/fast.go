@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -1048,26 +1049,13 @@ func (fc *fastConn) clientFault(st *reqState, v *reqView, err error) outcome {
 	return fc.answer(st, v, http.StatusBadRequest, "the request body ended before its Content-Length", "DPE", closeLinger)
 }
 
-// answer writes a plain-text answer of tracehop's own.
+// answer writes a plain-text answer of tracehop's own and records it.
 func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string, out outcome) outcome {
 	if flags != "" {
 		st.flags = flags
 	}
-	body := "tracehop: " + msg + "\n"
-	w := append(fc.out[:0], "HTTP/1.1 "...)
-	w = strconv.AppendInt(w, int64(code), 10)
-	w = append(w, ' ')
-	w = append(w, http.StatusText(code)...)
-	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "...)
-	w = strconv.AppendInt(w, int64(len(body)), 10)
-	if out != keepAlive {
-		w = append(w, "\r\nConnection: close"...)
-	}
-	w = append(w, "\r\n\r\n"...)
-	w = append(w, body...)
-	fc.out = w[:0]
-	v.status, v.respBytes = code, int64(len(body))
-	if _, err := fc.c.Write(w); err != nil {
+	v.status, v.respBytes = code, int64(len("tracehop: \n")+len(msg))
+	if !fc.writeAnswer(code, msg, out != keepAlive) {
 		return closeConn
 	}
 	return out
@@ -1076,17 +1064,26 @@ func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string
 // refuse answers a request the fast path will not pass on, before it is
 // routed, and closes the connection (its framing cannot be trusted).
 func (fc *fastConn) refuse(code int, msg string) outcome {
-	body := "tracehop: " + msg + "\n"
+	fc.writeAnswer(code, msg, true)
+	return closeLinger
+}
+
+// writeAnswer writes a plain-text response and reports whether it could.
+func (fc *fastConn) writeAnswer(code int, msg string, close bool) bool {
 	w := append(fc.out[:0], "HTTP/1.1 "...)
 	w = strconv.AppendInt(w, int64(code), 10)
 	w = append(w, ' ')
 	w = append(w, http.StatusText(code)...)
-	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
-	w = strconv.AppendInt(w, int64(len(body)), 10)
-	w = append(append(w, "\r\n\r\n"...), body...)
+	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	if close {
+		w = append(w, "Connection: close\r\n"...)
+	}
+	w = appendLength(w, int64(len("tracehop: ")+len(msg)+1))
+	w = append(w, "\r\ntracehop: "...)
+	w = append(append(w, msg...), '\n')
 	fc.out = w[:0]
-	fc.c.Write(w)
-	return closeLinger
+	_, err := fc.c.Write(w)
+	return err == nil
 }
 
 // lingerClose closes a connection whose client may still be sending: a
@@ -1199,6 +1196,19 @@ type upstreamConn struct {
 }
 
 func (uc *upstreamConn) close() { uc.c.Close() }
+
+// connFD returns the descriptor of a TCP connection for idleState, or -1.
+// It stays valid while the connection is open, and tracehop alone closes
+// its upstream connections.
+func connFD(c net.Conn) int {
+	fd := -1
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			raw.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	return fd
+}
 
 // connPool keeps an endpoint's idle connections, most recent first.
 type connPool struct {

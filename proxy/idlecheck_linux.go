@@ -1,23 +1,9 @@
 package proxy
 
 import (
-	"net"
 	"syscall"
 	"unsafe"
 )
-
-// connFD returns the descriptor of a TCP connection for idleState, or -1.
-// It stays valid while the connection is open, and tracehop alone closes
-// its upstream connections.
-func connFD(c net.Conn) int {
-	fd := -1
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			raw.Control(func(f uintptr) { fd = int(f) })
-		}
-	}
-	return fd
-}
 
 // idleState peeks at an idle connection without blocking or consuming:
 // one recvfrom(MSG_PEEK|MSG_DONTWAIT), a raw system call because it cannot

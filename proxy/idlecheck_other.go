@@ -3,20 +3,8 @@
 package proxy
 
 import (
-	"net"
 	"syscall"
 )
-
-// connFD returns the descriptor of a TCP connection for idleState, or -1.
-func connFD(c net.Conn) int {
-	fd := -1
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			raw.Control(func(f uintptr) { fd = int(f) })
-		}
-	}
-	return fd
-}
 
 // idleState peeks at an idle connection without blocking or consuming.
 func (uc *upstreamConn) idleState() int {

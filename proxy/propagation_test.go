@@ -161,10 +161,10 @@ func TestSharedSpansJoinOnlyClientSpans(t *testing.T) {
 		c := startChain(t, chainOptions{caps: caps, forward: forwardAll})
 		spans := c.get(t, 1)
 		checkOneTrace(t, spans)
-		front := role(t, spans, "front-proxy", core.KindServer)
-		s1in := role(t, spans, "service1", core.KindServer)
-		s1out := role(t, spans, "service1", core.KindClient)
-		s2in := role(t, spans, "service2", core.KindServer)
+		front := byRole(t, spans, "front-proxy", core.KindServer)
+		s1in := byRole(t, spans, "service1", core.KindServer)
+		s1out := byRole(t, spans, "service1", core.KindClient)
+		s2in := byRole(t, spans, "service2", core.KindServer)
 		if s1in.Shared || s1in.SpanID == front.SpanID || s1in.ParentID != front.SpanID {
 			t.Errorf("service1's ingress joined the front proxy's SERVER span: front %s, service1 %s parent %s shared %v", front.SpanID, s1in.SpanID, s1in.ParentID, s1in.Shared)
 		}
@@ -176,9 +176,9 @@ func TestSharedSpansJoinOnlyClientSpans(t *testing.T) {
 		c := startChain(t, chainOptions{caps: caps, forward: forwardAll, frontTracing: "  spawn_upstream_span: true\n"})
 		spans := c.get(t, 2)
 		checkOneTrace(t, spans)
-		front := role(t, spans, "front-proxy", core.KindServer)
-		up := role(t, spans, "front-proxy", core.KindClient)
-		s1in := role(t, spans, "service1", core.KindServer)
+		front := byRole(t, spans, "front-proxy", core.KindServer)
+		up := byRole(t, spans, "front-proxy", core.KindClient)
+		s1in := byRole(t, spans, "service1", core.KindServer)
 		if !s1in.Shared || s1in.SpanID != up.SpanID || s1in.ParentID != front.SpanID {
 			t.Errorf("service1's ingress must share the front proxy's upstream (CLIENT) span %s: got %s parent %s shared %v", up.SpanID, s1in.SpanID, s1in.ParentID, s1in.Shared)
 		}
@@ -212,10 +212,10 @@ func TestPropagationMatrix(t *testing.T) {
 						})
 						spans := c.get(t, 1)
 						checkOneTrace(t, spans)
-						front := role(t, spans, "front-proxy", core.KindServer)
-						s1in := role(t, spans, "service1", core.KindServer)
-						s1out := role(t, spans, "service1", core.KindClient)
-						s2in := role(t, spans, "service2", core.KindServer)
+						front := byRole(t, spans, "front-proxy", core.KindServer)
+						s1in := byRole(t, spans, "service1", core.KindServer)
+						s1out := byRole(t, spans, "service1", core.KindClient)
+						s2in := byRole(t, spans, "service2", core.KindServer)
 						if s1in.ParentID != front.SpanID || s1out.ParentID != s1in.SpanID || s1in.Shared {
 							t.Errorf("service1: ingress parent %s (want %s) shared %v, egress parent %s (want %s)", s1in.ParentID, front.SpanID, s1in.Shared, s1out.ParentID, s1in.SpanID)
 						}

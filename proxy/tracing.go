@@ -224,7 +224,10 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 		client = h.Get(headerClientTraceID) != ""
 		forced = h.Get(headerForceTrace) != ""
 	}
-	if !l.ingress && t.links != nil {
+	// Only a context that may have lost something needs the ingress
+	// request's: none at all, a 64-bit half of a 128-bit trace, or no W3C
+	// flags and tracestate. A whole traceparent costs no table lookup.
+	if !l.ingress && t.links != nil && (!in.Valid() || t.trace128 && in.TraceID.High == 0 || !in.Random) {
 		switch linked, ok := t.links.get(st.requestID); {
 		case !ok:
 		case !in.Valid():

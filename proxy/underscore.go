@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
@@ -14,12 +13,10 @@ import (
 // forwarded: CGI-style applications (PHP, WSGI, Rack) map '-' and '_' to
 // the same variable, so the look-alike would pass for the real header that
 // tracehop checked or wrote.
+// (untrustedHeaders holds every propagation format's headers.)
 var guardedHeaders = func() map[string]bool {
 	m := map[string]bool{}
 	for _, h := range append(append([]string{"Content-Length", "Host", "Expect", "X-Real-Ip"}, requestHopHeaders...), untrustedHeaders...) {
-		m[http.CanonicalHeaderKey(h)] = true
-	}
-	for _, h := range propagation.AllHeaders() {
 		m[http.CanonicalHeaderKey(h)] = true
 	}
 	return m

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,13 +46,7 @@ func startW3CSidecar(t *testing.T, tracing string, caps core.Capabilities, forwa
 	var egress atomic.Value
 	app := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		for range calls {
-			req, _ := http.NewRequest("POST", "http://"+egress.Load().(string)+"/callback", nil)
-			for k, v := range r.Header {
-				if slices.Contains(forward, k) {
-					req.Header[k] = v
-				}
-			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := callOnward("POST", "http://"+egress.Load().(string)+"/callback", r, forward)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return

@@ -261,7 +261,9 @@ func extractTraceContext(h Carrier) Context {
 	// "which trace to continue?" is neither. GetJoined shows them as one
 	// value with a comma, as an intermediary may have combined them (RFC
 	// 9110 5.3); no traceparent of any version contains one.
-	v := trimOWS(h.GetJoined(hTraceparent))
+	// Optional whitespace is trimmed: both HTTP paths do, a Carrier of
+	// another origin may not.
+	v := strings.Trim(h.GetJoined(hTraceparent), " \t")
 	if len(v) > maxHeaderLen || strings.IndexByte(v, ',') >= 0 {
 		return Context{}
 	}
@@ -287,19 +289,6 @@ func extractTraceContext(h Carrier) Context {
 	c.Random = f&flagRandom != 0
 	c.TraceState = cleanTraceState(h.GetJoined(hTracestate))
 	return c
-}
-
-// trimOWS removes the optional whitespace (spaces and tabs) HTTP allows
-// around a field value; both HTTP paths remove it already, a Carrier of
-// another origin may not.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 const ddTIDTag = "_dd.p.tid="
