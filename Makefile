@@ -10,6 +10,8 @@ LDFLAGS   := -X github.com/tracehop/tracehop/proxy.Version=$(VERSION)
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 GOBIN_TOOLS        ?= $(HOME)/.cache/tracehop/tools
+# h2spec, the HTTP/2 conformance suite make e2e runs against an h2c listener.
+H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
 .PHONY: all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
@@ -35,10 +37,11 @@ vet:
 race:
 	$(GO) test -race -count=1 ./...
 
-## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, datadog driver -> OpenTelemetry Collector -> Jaeger
-## (both built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
+## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, datadog driver -> OpenTelemetry Collector -> Jaeger;
+## h2spec against an h2c listener (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
 e2e:
-	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
+	@test -x $(GOBIN_TOOLS)/h2spec || { echo "installing h2spec into $(GOBIN_TOOLS)"; GOBIN=$(GOBIN_TOOLS) $(GO) install $(H2SPEC); }
+	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:
