@@ -95,3 +95,34 @@ func TestConnPoolReapsIdleConnections(t *testing.T) {
 		t.Fatalf("after every connection was reaped: %d idle, reaper %v", len(p.idle), p.reaper != nil)
 	}
 }
+
+// BenchmarkIdleCheck is what the fast path pays per reused upstream
+// connection to know it is still fit for a request: one non-blocking peek.
+func BenchmarkIdleCheck(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	uc := &upstreamConn{c: c, fd: connFD(c)}
+	if uc.fd < 0 {
+		b.Fatal("no descriptor")
+	}
+	for b.Loop() {
+		if uc.idleState() != idleQuiet {
+			b.Fatal("a quiet connection looked spoken to")
+		}
+	}
+}
