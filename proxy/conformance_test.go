@@ -138,6 +138,7 @@ func exchange(t testing.TB, addr, raw string, closeWrite bool, want int, wait ti
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(wait))
 	io.WriteString(c, raw)
 	if closeWrite {
 		c.(*net.TCPConn).CloseWrite()

@@ -28,7 +28,7 @@ func FuzzFastPathMatchesNetHTTP(f *testing.F) {
 		var got [2]string
 		for i, p := range paths {
 			settle(p.up)
-			answers, _ := exchange(t, p.addr, string(raw), false, 4, 400*time.Millisecond)
+			answers, _ := exchange(t, p.addr, string(raw), false, 4, 250*time.Millisecond)
 			seen, desyncs := settle(p.up)
 			if len(desyncs) > 0 {
 				t.Fatalf("path %d: the upstream could not frame what it got: %v", i, desyncs)
