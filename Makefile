@@ -5,7 +5,7 @@ SHELL     := /bin/bash
 GO        ?= go
 BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X github.com/tracehop/tracehop/proxy.Version=$(VERSION)
+LDFLAGS   := -X github.com/tracehop/tracehop/core.Version=$(VERSION)
 # Code generators for `make proto`, pinned; installed into GOBIN_TOOLS.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0

@@ -13,8 +13,6 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-// Version is tracehop's version, set at build time.
-var Version = "dev"
 
 // StartedDriver is one configured, running driver.
 type StartedDriver struct {
@@ -24,7 +22,7 @@ type StartedDriver struct {
 
 // HostInfo describes this tracehop to its drivers.
 func HostInfo(cfg *config.Config) core.HostInfo {
-	return core.HostInfo{Version: Version, NodeID: cfg.Node.ID, Service: cfg.Node.Service, Zone: cfg.Node.Zone}
+	return core.HostInfo{Version: core.Version, NodeID: cfg.Node.ID, Service: cfg.Node.Service, Zone: cfg.Node.Zone}
 }
 
 // StartDrivers launches and configures every driver of the tracing block, in

@@ -2,10 +2,12 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -42,6 +44,11 @@ type ProcessEnv interface {
 // with it. It is meant to be the only call in a driver's main. Run by hand
 // (not by tracehop), the program says so and exits.
 func Serve(d Driver) {
+	if os.Getenv(wire.InfoEnv) == "1" {
+		// tracehop version -drivers asks what this driver is.
+		json.NewEncoder(os.Stdout).Encode(wire.DriverInfo{Version: core.Version, Protocol: wire.ProtocolVersion, Go: runtime.Version()})
+		os.Exit(0)
+	}
 	slog.SetDefault(slog.New(newLogHandler(os.Stderr)))
 	if pe, ok := d.(ProcessEnv); ok {
 		reexecWith(pe.ProcessEnv())

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -20,7 +21,9 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/cmd/tracehop/traceview"
+	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -40,7 +43,7 @@ Usage:
   tracehop validate -c FILE   check the config and start and stop every driver, serving nothing
   tracehop drivers [-c FILE]  list the drivers tracehop can find, and where
   tracehop trace view ...     draw traces as a waterfall, from the file driver's output or a Jaeger/Zipkin API
-  tracehop version            print the version
+  tracehop version [-drivers]  print the version (with -drivers: each driver's too)
   tracehop help               show this
 
 Run 'tracehop COMMAND -h' for a command's flags.
@@ -70,8 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return cmdTraceView(rest[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "tracehop %s\n", proxy.Version)
-		return exitOK
+		return cmdVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -186,40 +188,81 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// driverSearch returns where drivers are looked for: -c FILE's
+// tracing.plugin_dir first, then the default places.
+func driverSearch(file string, stderr io.Writer) (plugin.Search, bool) {
+	dir := ""
+	if file != "" {
+		cfg, err := config.Load(file)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return plugin.Search{}, false
+		}
+		if cfg.Tracing != nil {
+			dir = cfg.Tracing.PluginDir
+		}
+	}
+	return plugin.DefaultSearch(dir), true
+}
+
 func cmdDrivers(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("drivers", "drivers [-c FILE]", stderr)
 	file := fs.String("c", "", "a config file whose tracing.plugin_dir is searched first")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	dir := ""
-	if *file != "" {
-		cfg, err := config.Load(*file)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitInvalid
-		}
-		if cfg.Tracing != nil {
-			dir = cfg.Tracing.PluginDir
-		}
+	search, ok := driverSearch(*file, stderr)
+	if !ok {
+		return exitInvalid
 	}
-	found := plugin.DefaultSearch(dir).List()
+	return listDrivers(search, stdout)
+}
+
+// listDrivers prints every driver found, with what it says it is.
+func listDrivers(search plugin.Search, stdout io.Writer) int {
+	found := search.List()
 	if len(found) == 0 {
 		fmt.Fprintf(stdout, "no drivers found (tracehop-driver-* executables) in tracing.plugin_dir, $%s, tracehop's directory or $PATH\n"+
 			"build them with 'make build' (they land in ./bin)\n", plugin.EnvPluginDir)
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPATH\tFOUND IN")
+	fmt.Fprintln(tw, "NAME\tVERSION\tPROTOCOL\tPATH\tFOUND IN\tNOTE")
 	for _, f := range found {
 		where := f.Source
 		if f.Shadowed {
 			where += " (shadowed by an earlier one)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, f.Path, where)
+		version, protocol, note := "?", "?", ""
+		if info, err := plugin.Describe(context.Background(), f.Path); err != nil {
+			note = err.Error()
+		} else {
+			version, protocol, note = info.Version, strconv.Itoa(info.Protocol), plugin.Compatibility(info)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, version, protocol, f.Path, where, note)
 	}
 	tw.Flush()
 	return exitOK
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "version [-drivers] [-c FILE]", stderr)
+	drivers := fs.Bool("drivers", false, "also list every driver found, with its own version and protocol version")
+	file := fs.String("c", "", "with -drivers: a config file whose tracing.plugin_dir is searched first")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	fmt.Fprintf(stdout, "tracehop %s\n  go:              %s %s/%s\n  driver protocol: %d\n",
+		core.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, wire.ProtocolVersion)
+	if !*drivers {
+		return exitOK
+	}
+	search, ok := driverSearch(*file, stderr)
+	if !ok {
+		return exitInvalid
+	}
+	fmt.Fprintln(stdout)
+	return listDrivers(search, stdout)
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -292,7 +335,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	} else {
 		logger.Info("no tracing block: proxying without tracing")
 	}
-	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM", "version", proxy.Version, "pid", os.Getpid())
+	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM", "version", core.Version, "pid", os.Getpid())
 	<-ctx.Done()
 	stop()
 	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)

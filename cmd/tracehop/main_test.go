@@ -50,7 +50,9 @@ func TestValidateAndDrivers(t *testing.T) {
 			[]string{"tracehop-driver-nosuch, which is in none of these places", "tracing.plugin_dir: " + filepath.Join(bin, "tracehop-driver-nosuch")}},
 		{"no -c", func(string) []string { return []string{"validate"} }, "", exitUsage, []string{"-c FILE is required"}},
 		{"drivers", func(cfg string) []string { return []string{"drivers", "-c", cfg} }, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file}\n", exitOK,
-			[]string{"file  " + filepath.Join(bin, "tracehop-driver-file") + "  tracing.plugin_dir"}},
+			[]string{"NAME  VERSION  PROTOCOL  PATH", "file  dev      1         " + filepath.Join(bin, "tracehop-driver-file") + "  tracing.plugin_dir"}},
+		{"version with drivers", func(cfg string) []string { return []string{"version", "-drivers", "-c", cfg} }, "tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file}\n", exitOK,
+			[]string{"tracehop dev\n", "driver protocol: 1\n", "go:              go1.", "file  dev      1         " + filepath.Join(bin, "tracehop-driver-file")}},
 		{"unknown command", func(string) []string { return []string{"serve"} }, "", exitUsage, []string{`unknown command "serve"`}},
 	}
 	for _, c := range cases {

@@ -23,6 +23,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
@@ -444,4 +445,38 @@ func TestFanOutWithStalledDriver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	p.Shutdown(ctx) // the stalled driver cannot drain; Shutdown must still return
+}
+
+// A driver says what it is without a handshake: its tracehop version and
+// protocol version, which tracehop version -drivers compares with its own.
+func TestDescribe(t *testing.T) {
+	info, err := plugin.Describe(context.Background(), testDriverBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Version != core.Version || info.Protocol != wire.ProtocolVersion || info.Go == "" {
+		t.Fatalf("described as %+v", info)
+	}
+	if note := plugin.Compatibility(info); note != "" {
+		t.Errorf("a driver of this very build: %q", note)
+	}
+	other := filepath.Join(t.TempDir(), "tracehop-driver-other")
+	if out, err := exec.Command("go", "build", "-o", other, "-ldflags", "-X github.com/tracehop/tracehop/core.Version=v9.9.9",
+		"github.com/tracehop/tracehop/sdk/internal/testdriver").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	info, err = plugin.Describe(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := plugin.Compatibility(info); info.Version != "v9.9.9" || !strings.Contains(note, "built from tracehop v9.9.9") {
+		t.Errorf("a driver from another release: %+v, %q", info, note)
+	}
+	info.Protocol = wire.ProtocolVersion + 1
+	if note := plugin.Compatibility(info); !strings.Contains(note, fmt.Sprintf("protocol %d, this tracehop speaks %d", wire.ProtocolVersion+1, wire.ProtocolVersion)) || !strings.Contains(note, "install the driver from the same tracehop release") {
+		t.Errorf("another protocol: %q", note)
+	}
+	if _, err := plugin.Describe(context.Background(), "/bin/true"); err == nil || !strings.Contains(err.Error(), "did not say what it is") {
+		t.Errorf("a program that is no driver: %v", err)
+	}
 }

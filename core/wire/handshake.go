@@ -16,3 +16,18 @@ const (
 // PluginName is the name the driver service is registered under in the
 // plugin's plugin set.
 const PluginName = "driver"
+
+// InfoEnv, set to "1" in a driver's environment, makes the driver print
+// its DriverInfo as one JSON line and exit, without the plugin handshake:
+// how `tracehop version -drivers` learns what each driver is.
+const InfoEnv = "TRACEHOP_DRIVER_INFO"
+
+// DriverInfo is what a driver says of itself when InfoEnv asks.
+type DriverInfo struct {
+	// Version is the tracehop version the driver's SDK was built from.
+	Version string `json:"version"`
+	// Protocol is the host-driver protocol version it speaks.
+	Protocol int `json:"protocol"`
+	// Go is the Go toolchain that built it.
+	Go string `json:"go"`
+}
