@@ -13,7 +13,6 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-
 // StartedDriver is one configured, running driver.
 type StartedDriver struct {
 	Name   string
