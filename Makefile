@@ -10,11 +10,14 @@ LDFLAGS   := -X github.com/tracehop/tracehop/core.Version=$(VERSION)
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 GOBIN_TOOLS        ?= $(HOME)/.cache/tracehop/tools
+# Release tools (make release-deps), pinned: third-party licenses and SBOMs.
+GO_LICENSES        := github.com/google/go-licenses@v1.6.0
+CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
 # h2spec, the HTTP/2 conformance suite make e2e runs against an h2c listener.
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
+.PHONY: release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
 
 all: build
 
@@ -101,8 +104,21 @@ proto:
 	cd core/wire && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative driver.proto
 
+## release: tracehop and every driver for linux and darwin, amd64 and arm64: reproducible archives in dist/ with SHA256SUMS
+release: release-deps
+	VERSION=$(VERSION) GOBIN_TOOLS=$(GOBIN_TOOLS) release/release.sh
+
+## release-deps: go-licenses and cyclonedx-gomod into the tools cache (Go module proxy)
+release-deps:
+	@test -x $(GOBIN_TOOLS)/go-licenses || GOBIN=$(GOBIN_TOOLS) $(GO) install $(GO_LICENSES)
+	@test -x $(GOBIN_TOOLS)/cyclonedx-gomod || GOBIN=$(GOBIN_TOOLS) $(GO) install $(CYCLONEDX_GOMOD)
+
+## release-check: make release, then prove it reproducible and run tracehop version -drivers from an unpacked archive (CI)
+release-check: release
+	VERSION=$(VERSION) GOBIN_TOOLS=$(GOBIN_TOOLS) release/check.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
 
 COLLECTOR ?= file
 PROPAGATE ?= all
