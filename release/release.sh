@@ -40,12 +40,14 @@ for platform in $PLATFORMS; do
   dir=$work/$name
   mkdir -p "$dir/sbom"
   echo "release: building $name"
+  # One go build for every binary: the packages they share compile once.
+  GOOS=$os GOARCH=$arch go build -trimpath -buildvcs=false \
+    -ldflags "-s -w -X github.com/tracehop/tracehop/core.Version=$VERSION" -o "$dir/" $mains
+  # The SBOMs list modules and versions; license texts are in
+  # third_party_licenses (-licenses would triple the time for the same).
   for main in $mains; do
-    bin=$(basename "$main")
-    GOOS=$os GOARCH=$arch go build -trimpath -buildvcs=false \
-      -ldflags "-s -w -X github.com/tracehop/tracehop/core.Version=$VERSION" -o "$dir/$bin" "$main"
-    GOOS=$os GOARCH=$arch "$TOOLS/cyclonedx-gomod" app -json -licenses -noserial -notimestamp \
-      -main "${main#github.com/tracehop/tracehop/}" -output "$dir/sbom/$bin.cdx.json" . 2>/dev/null
+    GOOS=$os GOARCH=$arch "$TOOLS/cyclonedx-gomod" app -json -noserial -notimestamp \
+      -main "${main#github.com/tracehop/tracehop/}" -output "$dir/sbom/$(basename "$main").cdx.json" . 2>/dev/null
   done
   cp README.md LICENSE "$dir/"
   cp -r "$work/licenses" "$dir/third_party_licenses"
