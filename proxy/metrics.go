@@ -35,6 +35,8 @@ func newMetrics(tracer *Tracer, stats pipeline.StatsSource) *metrics {
 				func() float64 { return float64(tracer.started.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracehop_spans_sampled_total", Help: "Requests sampled: their spans are exported."},
 				func() float64 { return float64(tracer.sampled.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracehop_traces_rate_limited_total", Help: "New traces not started because of tracing.sampling.max_traces_per_second."},
+				func() float64 { return float64(tracer.rateLimited.Load()) }),
 		)
 		if tracer.links != nil {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_request_links", Help: "Ingress requests in flight that egress requests can link to by x-request-id."},

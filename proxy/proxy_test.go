@@ -270,6 +270,39 @@ func TestSamplingDecisions(t *testing.T) {
 	}
 }
 
+// sampling.max_traces_per_second caps the traces a tracehop starts, with
+// random sampling at 100%; requests whose parent was sampled still are,
+// so traces started upstream stay whole; /metrics counts what was capped.
+func TestMaxTracesPerSecond(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  sampling: {random: 100, max_traces_per_second: 3}\n"))
+	url := "http://" + p.addr["l"] + "/"
+	start := time.Now()
+	for range 40 {
+		do(t, "GET", url, nil)
+	}
+	most := 3 + int(time.Since(start).Seconds()*3) + 1
+	for range 5 {
+		do(t, "GET", url, map[string]string{"b3": "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"})
+	}
+	time.Sleep(100 * time.Millisecond) // the fast path records just after it answers
+	started, continued := 0, 0
+	for _, s := range p.rec.all() {
+		if s.TraceID.String() == "80f198ee56343ba864fe8b2a57d3eff7" {
+			continued++
+		} else {
+			started++
+		}
+	}
+	if started < 3 || started > most || continued != 5 {
+		t.Fatalf("%d new traces sampled of 40 (want 3 to %d), %d of 5 continued", started, most, continued)
+	}
+	resp, body := do(t, "GET", "http://"+p.addr["admin"]+"/metrics", nil)
+	if want := fmt.Sprintf("tracehop_traces_rate_limited_total %d", 40-started); resp.StatusCode != 200 || !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+}
+
 func TestMalformedTraceHeadersStartANewTrace(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, b3single, tracecontext, datadog, ot-tracer]\n"))

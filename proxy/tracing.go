@@ -43,6 +43,7 @@ type Tracer struct {
 	links         *linkTable // nil when link_by_request_id is off
 
 	started, sampled atomic.Uint64
+	rateLimited      atomic.Uint64 // new traces not started: max_traces_per_second
 }
 
 // Sink receives finished spans; the pipeline is one. Enqueue must copy
@@ -100,6 +101,11 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
 	if err != nil {
 		return nil, err
+	}
+	if m := tc.Sampling.MaxTracesPerSecond; m != nil {
+		if err := sampler.LimitNewTraces(*m); err != nil {
+			return nil, err
+		}
 	}
 	t := &Tracer{
 		prop: prop, sampler: sampler, sink: opts.Sink,
@@ -245,9 +251,11 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 			}
 		}
 	}
-	sampled, _ := t.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
+	sampled, reason := t.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
 	if in.Debug {
 		sampled = true
+	} else if reason == sampling.RateLimited {
+		t.rateLimited.Add(1)
 	}
 	st.sampled = sampled
 	t.started.Add(1)

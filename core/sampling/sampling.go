@@ -12,6 +12,8 @@ package sampling
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
+	"time"
 )
 
 // Reason says why a request is or is not traced.
@@ -26,9 +28,10 @@ const (
 	Upstream           // the incoming context said sampled
 	UpstreamNotSampled // the incoming context said not sampled
 	OverallCap         // sampled, then capped by the overall percentage
+	RateLimited        // a new trace, over max_traces_per_second
 )
 
-var reasonNames = [...]string{"not_sampled", "random", "client", "forced", "upstream", "upstream_not_sampled", "overall_cap"}
+var reasonNames = [...]string{"not_sampled", "random", "client", "forced", "upstream", "upstream_not_sampled", "overall_cap", "rate_limited"}
 
 // String returns the reason's metric label.
 func (r Reason) String() string {
@@ -38,9 +41,11 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Sampler holds the three percentages in 0.01% steps (0 to 10000).
+// Sampler holds the three percentages in 0.01% steps (0 to 10000), and the
+// rate limit on new traces.
 type Sampler struct {
 	random, client, overall uint32
+	limit                   *rateLimit // nil: no limit
 }
 
 // New returns a sampler for percentages between 0 and 100; nil means 100.
@@ -66,6 +71,45 @@ func New(random, client, overall *float64) (*Sampler, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// LimitNewTraces caps the traces this sampler starts (by random or client
+// percentage) at perSecond, with a burst of as many (at least one), as
+// Jaeger's rate-limiting sampler does: "this percent, but never more than
+// N a second", so that a traffic spike cannot multiply the tracing bill or
+// a collector's load. Traces continued from a sampled parent and forced
+// ones are not limited: a trace is decided once, where it starts, and the
+// hops after it follow. Call it before the sampler is used.
+func (s *Sampler) LimitNewTraces(perSecond float64) error {
+	if !(perSecond > 0) || math.IsInf(perSecond, 0) {
+		return fmt.Errorf("sampling.max_traces_per_second: must be a number above 0, got %v", perSecond)
+	}
+	interval := time.Duration(float64(time.Second) / perSecond)
+	s.limit = &rateLimit{interval: int64(interval), burst: int64(max(perSecond, 1) * float64(interval)), start: time.Now()}
+	return nil
+}
+
+// rateLimit is a token bucket kept as one number (the generic cell rate
+// algorithm): tat, the theoretical arrival time of the next trace, in
+// nanoseconds since start. A trace may start when now >= tat-burst; it then
+// moves tat on by interval. One compare-and-swap per new trace, no lock.
+type rateLimit struct {
+	interval, burst int64
+	start           time.Time
+	tat             atomic.Int64
+}
+
+func (l *rateLimit) allow() bool {
+	now := int64(time.Since(l.start))
+	for {
+		tat := l.tat.Load()
+		if now < tat-l.burst {
+			return false
+		}
+		if l.tat.CompareAndSwap(tat, max(tat, now)+l.interval) {
+			return true
+		}
+	}
 }
 
 // Input is what one request offers the decision.
@@ -103,6 +147,9 @@ func (s *Sampler) Decide(in Input) (bool, Reason) {
 	// simply repeat the random check.
 	if sampled && uint32((fnv64(in.RequestID)/10000)%10000) >= s.overall {
 		return false, OverallCap
+	}
+	if sampled && s.limit != nil && (reason == Random || reason == Client) && !s.limit.allow() {
+		return false, RateLimited
 	}
 	return sampled, reason
 }

@@ -2,7 +2,9 @@ package sampling_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
+	"time"
 
 	"github.com/tracehop/tracehop/core/sampling"
 )
@@ -70,5 +72,41 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Decide(in)
+	}
+}
+
+// max_traces_per_second caps new traces (a burst of N, then N a second),
+// never the ones a sampled parent or a force asked for.
+func TestRateLimitedNewTraces(t *testing.T) {
+	s, _ := sampling.New(nil, nil, nil)
+	if err := s.LimitNewTraces(10); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	started, limited := 0, 0
+	for i := range 1000 {
+		sampled, reason := s.Decide(sampling.Input{RequestID: fmt.Sprint("req-", i)})
+		switch {
+		case sampled && reason == sampling.Random:
+			started++
+		case !sampled && reason == sampling.RateLimited:
+			limited++
+		default:
+			t.Fatalf("decision %v %v", sampled, reason)
+		}
+	}
+	// The burst, plus what the elapsed time earned: never more.
+	if most := 10 + int(time.Since(start).Seconds()*10) + 1; started < 10 || started > most || started+limited != 1000 {
+		t.Fatalf("%d traces started, %d limited; want 10 to %d started", started, limited, most)
+	}
+	for _, in := range []sampling.Input{{RequestID: "x", Upstream: 1}, {RequestID: "y", Forced: true}} {
+		if sampled, reason := s.Decide(in); !sampled {
+			t.Errorf("%+v was limited (%v): only new traces are", in, reason)
+		}
+	}
+	for _, bad := range []float64{0, -1, math.Inf(1), math.NaN()} {
+		if err := s.LimitNewTraces(bad); err == nil {
+			t.Errorf("accepted a limit of %v", bad)
+		}
 	}
 }

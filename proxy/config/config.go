@@ -186,6 +186,11 @@ type Sampling struct {
 	Random  *float64 `yaml:"random"`
 	Client  *float64 `yaml:"client"`
 	Overall *float64 `yaml:"overall"`
+	// MaxTracesPerSecond caps the traces this tracehop starts (by random
+	// or client sampling), as Jaeger's rate-limiting sampler: "random
+	// percent, but never more than N a second". Unset: no cap. Traces
+	// continued from a sampled parent follow it, so a trace stays whole.
+	MaxTracesPerSecond *float64 `yaml:"max_traces_per_second"`
 }
 
 // CustomTag adds a tag to every span, from exactly one source.
@@ -480,6 +485,9 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 		} else if r := *s.v * 100; math.Abs(r-math.Round(r)) > 1e-9 {
 			bad(key, "is a percentage in steps of 0.01, got %v", *s.v)
 		}
+	}
+	if m := t.Sampling.MaxTracesPerSecond; m != nil && (!(*m > 0) || math.IsInf(*m, 0)) {
+		bad("tracing.sampling.max_traces_per_second", "must be a number above 0 (unset it for no cap), got %v", *m)
 	}
 	for i, ct := range t.CustomTags {
 		key := fmt.Sprintf("tracing.custom_tags[%d]", i)
