@@ -153,3 +153,15 @@ func TestTracingHotPathAllocations(t *testing.T) {
 		t.Fatalf("tracing allocates %.1f times per request, want 0", n)
 	}
 }
+
+// BenchmarkObserveSampled is a sampled request's metrics: the counters,
+// the duration histogram, and now and then (exemplarEvery) its exemplar.
+func BenchmarkObserveSampled(b *testing.B) {
+	m := newMetrics(nil, nil).route("l", "r", "c")
+	var id core.TraceID
+	id.Low = 42
+	start := time.Now()
+	for b.Loop() {
+		m.observe(200, start, true, &id)
+	}
+}

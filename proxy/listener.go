@@ -255,7 +255,7 @@ func (l *listener) done(st *reqState, v *reqView) {
 	if st.route != nil {
 		m = st.route.metrics
 	}
-	m.observe(status, time.Since(st.start))
+	m.observe(status, st.start, st.sampled, &st.span.TraceID)
 	if l.accessLog {
 		l.logRequest(st, v, status)
 	}
@@ -573,13 +573,33 @@ func (w *responseWriter) Flush() {
 type routeMetrics struct {
 	byClass  [6]prometheus.Counter // 1xx..5xx, other
 	duration prometheus.Observer
+	// nextExemplar is when (Unix ns) a sampled request may next leave its
+	// trace id on the duration histogram as an OpenMetrics exemplar.
+	nextExemplar atomic.Int64
 }
 
-func (m *routeMetrics) observe(status int, d time.Duration) {
+// exemplarEvery spaces a route's exemplars: Prometheus keeps one per
+// bucket anyway, a dashboard needs a few to link a latency to traces, and
+// the labels an exemplar takes are allocated: one a second costs the hot
+// path nothing measurable.
+const exemplarEvery = time.Second
+
+// observe records a request that started at start and ends now.
+func (m *routeMetrics) observe(status int, start time.Time, sampled bool, traceID *core.TraceID) {
+	d := time.Since(start)
 	class := status/100 - 1
 	if class < 0 || class > 4 {
 		class = 5
 	}
 	m.byClass[class].Inc()
+	if sampled {
+		now := start.UnixNano() + int64(d) // the clock was read once, for d
+		if next := m.nextExemplar.Load(); now >= next && m.nextExemplar.CompareAndSwap(next, now+int64(exemplarEvery)) {
+			if eo, ok := m.duration.(prometheus.ExemplarObserver); ok {
+				eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": traceID.String()})
+				return
+			}
+		}
+	}
 	m.duration.Observe(d.Seconds())
 }

@@ -303,6 +303,32 @@ func TestMaxTracesPerSecond(t *testing.T) {
 	}
 }
 
+// The request-duration histogram carries a sampled request's trace id as
+// an OpenMetrics exemplar, for scrapers that ask for OpenMetrics; the
+// plain text format is unchanged.
+func TestExemplarsLinkLatencyToTraces(t *testing.T) {
+	up := newUpstream(t, nil)
+	p := startProxy(t, oneRoute("ingress", "true", up.addr(), ""))
+	do(t, "GET", "http://"+p.addr["l"]+"/", nil)
+	traceID := p.rec.one(t).TraceID.String()
+	metrics := "http://" + p.addr["admin"] + "/metrics"
+	req, _ := http.NewRequest("GET", metrics, nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `# {trace_id="` + traceID + `"}`
+	if !strings.Contains(string(body), want) || !strings.Contains(string(body), "tracehop_request_duration_seconds_bucket") {
+		t.Errorf("OpenMetrics lacks the exemplar %s:\n%s", want, body)
+	}
+	if _, plain := do(t, "GET", metrics, nil); strings.Contains(plain, "trace_id") || !strings.Contains(plain, "tracehop_request_duration_seconds_bucket") {
+		t.Errorf("the plain text format changed")
+	}
+}
+
 func TestMalformedTraceHeadersStartANewTrace(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, b3single, tracecontext, datadog, ot-tracer]\n"))
