@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -350,15 +352,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdTraceView(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("trace view", "trace view (-file SPANS.jsonl | -jaeger URL | -zipkin URL) [-service NAME] [-trace ID] [-n N]", stderr)
+	fs := newFlagSet("trace view", "trace view (-file SPANS.jsonl | -jaeger URL | -zipkin URL) [-service NAME] [-trace ID] [-n N] [-http ADDR]", stderr)
 	file := fs.String("file", "", "Zipkin v2 JSON lines, as the file driver writes them ('-' for standard input)")
 	jaegerURL := fs.String("jaeger", "", "a Jaeger query API, e.g. http://127.0.0.1:16686")
 	zipkinURL := fs.String("zipkin", "", "a Zipkin query API, e.g. http://127.0.0.1:9411")
 	service := fs.String("service", "", "with -jaeger or -zipkin: the service whose traces to show")
 	traceID := fs.String("trace", "", "show this trace id")
-	n := fs.Int("n", 1, "how many of the most recent traces to show")
+	n := fs.Int("n", 1, "how many of the most recent traces to show (with -http: default 50)")
 	color := fs.String("color", "auto", "auto, always or never")
 	width := fs.Int("width", 0, "line width in columns (default $COLUMNS or 100)")
+	httpAddr := fs.String("http", "", "serve the traces to a browser on this address (such as 127.0.0.1:16686) instead of drawing them here")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -368,33 +371,38 @@ func cmdTraceView(args []string, stdout, stderr io.Writer) int {
 			sources++
 		}
 	}
-	if sources != 1 {
-		fmt.Fprintln(stderr, "tracehop trace view: give exactly one of -file, -jaeger, -zipkin")
+	if sources != 1 || *httpAddr != "" && *file == "-" {
+		fmt.Fprintln(stderr, "tracehop trace view: give exactly one of -file, -jaeger, -zipkin (with -http, -file names a file, not '-')")
 		fs.Usage()
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var spans []traceview.Span
-	var err error
-	switch {
-	case *file != "":
-		r := io.Reader(os.Stdin)
-		if *file != "-" {
-			f, ferr := os.Open(*file)
-			if ferr != nil {
-				fmt.Fprintln(stderr, "tracehop trace view:", ferr)
-				return exitFailure
+	nSet := false
+	fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if *httpAddr != "" && !nSet {
+		*n = 50
+	}
+	load := func(ctx context.Context) ([]traceview.Span, error) {
+		switch {
+		case *file == "-":
+			return traceview.ReadZipkin(os.Stdin)
+		case *file != "":
+			f, err := os.Open(*file)
+			if err != nil {
+				return nil, err
 			}
 			defer f.Close()
-			r = f
+			return traceview.ReadZipkin(f)
+		case *jaegerURL != "":
+			return traceview.FetchJaeger(ctx, *jaegerURL, *service, *traceID, *n)
 		}
-		spans, err = traceview.ReadZipkin(r)
-	case *jaegerURL != "":
-		spans, err = traceview.FetchJaeger(ctx, *jaegerURL, *service, *traceID, *n)
-	default:
-		spans, err = traceview.FetchZipkin(ctx, *zipkinURL, *service, *traceID, *n)
+		return traceview.FetchZipkin(ctx, *zipkinURL, *service, *traceID, *n)
 	}
+	if *httpAddr != "" {
+		return serveTraceView(*httpAddr, load, *n, stdout, stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spans, err := load(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "tracehop trace view:", err)
 		return exitFailure
@@ -424,5 +432,28 @@ func cmdTraceView(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	traceview.Render(stdout, traces, traceview.Options{Width: w, Color: useColor})
+	return exitOK
+}
+
+// serveTraceView serves the trace view to a browser until SIGINT or
+// SIGTERM.
+func serveTraceView(addr string, load traceview.Loader, n int, stdout, stderr io.Writer) int {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tracehop trace view: cannot listen on %s: %v\n", addr, err)
+		return exitFailure
+	}
+	srv := &http.Server{Handler: traceview.Handler(load, n), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "tracehop trace view: open http://%s/ in a browser (the %d most recent traces, read again on each reload); Ctrl-C stops\n", ln.Addr(), n)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(stderr, "tracehop trace view:", err)
+		return exitFailure
+	}
 	return exitOK
 }

@@ -30,6 +30,8 @@ type Span struct {
 	Duration                  time.Duration
 	Error                     bool
 	Status                    string // http.status_code, if any
+	// Tags are the span's tags, for the web view's span details.
+	Tags map[string]string
 }
 
 // zipkinSpan is the Zipkin v2 JSON model.
@@ -51,7 +53,7 @@ func (z *zipkinSpan) span() Span {
 		TraceID: padID(z.TraceID), SpanID: z.ID, ParentID: z.ParentID,
 		Service: z.LocalEndpoint.ServiceName, Name: z.Name, Kind: strings.ToLower(z.Kind),
 		Start: time.UnixMicro(z.Timestamp), Duration: time.Duration(z.Duration) * time.Microsecond,
-		Error: isErr, Status: z.Tags["http.status_code"],
+		Error: isErr, Status: z.Tags["http.status_code"], Tags: z.Tags,
 	}
 }
 
@@ -160,8 +162,10 @@ func FetchJaeger(ctx context.Context, base, service, traceID string, n int) ([]S
 					s.ParentID = r.SpanID
 				}
 			}
+			s.Tags = make(map[string]string, len(js.Tags))
 			for _, t := range js.Tags {
 				v := fmt.Sprint(t.Value)
+				s.Tags[t.Key] = v
 				switch t.Key {
 				case "error":
 					s.Error = v == "true"

@@ -110,11 +110,19 @@ func main() {
 	fmt.Printf("  logs         %s\n", sb.logDir)
 
 	if *keep {
-		fmt.Printf("\nThe sandbox is up. Try:\n  curl %s\nthen look at the trace:\n", frontURL)
+		// The trace in a browser, as the seed's hands-on ends: on
+		// 127.0.0.1:16686 where Jaeger's query API does not take it.
+		source, viewAddr := []string{"-file", spans}, "127.0.0.1:16686"
+		if *collector != "file" {
+			source, viewAddr = []string{"-jaeger", jaegerURL, "-service", "front-proxy"}, "127.0.0.1:16687"
+		}
+		sb.start("trace-view", nil, filepath.Join(sb.bin, "tracehop"), append([]string{"trace", "view", "-http", viewAddr}, source...)...)
+		sb.waitHTTP(ctx, "http://"+viewAddr+"/", "trace-view")
+		fmt.Printf("\nThe sandbox is up. Try:\n  curl %s\nthen look at the trace in a browser:\n  http://%s/   (reload after a request: spans arrive within 200ms)\nor in the terminal:\n", frontURL, viewAddr)
 		if *collector != "file" {
 			fmt.Printf("  ./bin/tracehop trace view -jaeger %s -service front-proxy\n", jaegerURL)
 		} else {
-			fmt.Printf("  ./bin/tracehop trace view -file %s   (spans arrive within 200ms)\n", spans)
+			fmt.Printf("  ./bin/tracehop trace view -file %s\n", spans)
 		}
 		fmt.Println("Ctrl-C stops it.")
 		<-ctx.Done()
