@@ -1,0 +1,330 @@
+package otlp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcgzip "google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/attrnames"
+)
+
+// Driver exports spans over OTLP, gRPC or HTTP/protobuf.
+type Driver struct {
+	// getenv reads the driver's environment; tests replace it.
+	getenv func(string) string
+
+	cfg    Config
+	mapper mapper
+	send   func(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) error
+
+	mu       sync.Mutex
+	closed   bool
+	conn     *grpc.ClientConn
+	httpc    *http.Client
+	grpcc    coltracepb.TraceServiceClient
+	grpcMD   metadata.MD
+	httpHead http.Header
+}
+
+var _ sdk.Driver = (*Driver)(nil)
+
+// New returns an unconfigured otlp driver that reads OTEL_EXPORTER_OTLP_*
+// from its process's environment.
+func New() *Driver { return &Driver{getenv: os.Getenv} }
+
+// NewWithEnv returns an unconfigured otlp driver that reads the
+// OTEL_EXPORTER_OTLP_* variables through getenv instead, for tests.
+func NewWithEnv(getenv func(string) string) *Driver { return &Driver{getenv: getenv} }
+
+// Configure decodes and checks the config, fills what it leaves out from
+// the environment and prepares the client. It does not contact the
+// receiver: gRPC connects on the first export.
+func (d *Driver) Configure(_ context.Context, raw []byte, host sdk.HostInfo) (sdk.Capabilities, error) {
+	var cfg Config
+	if err := sdk.DecodeConfig(raw, &cfg); err != nil {
+		return sdk.Capabilities{}, err
+	}
+	if err := cfg.applyEnv(d.getenv); err != nil {
+		return sdk.Capabilities{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return sdk.Capabilities{}, err
+	}
+	res, err := cfg.resource(d.getenv)
+	if err != nil {
+		return sdk.Capabilities{}, err
+	}
+	mode, _ := attrnames.Parse(cfg.AttributeNames, attrnames.OTel)
+	tlsConf, err := cfg.tlsConfig()
+	if err != nil {
+		return sdk.Capabilities{}, err
+	}
+	d.cfg = cfg
+	d.mapper = mapper{mode: mode, version: host.Version, instance: host.NodeID, resource: res}
+	if cfg.Protocol == ProtocolGRPC {
+		err = d.dialGRPC(tlsConf)
+	} else {
+		d.prepareHTTP(tlsConf)
+	}
+	if err != nil {
+		return sdk.Capabilities{}, err
+	}
+	return sdk.Capabilities{
+		Propagation: []string{sdk.FormatTraceContext},
+		TraceID128:  true,
+		Precision:   time.Nanosecond,
+	}, nil
+}
+
+// tlsConfig builds the TLS settings from the tls block; nil means the
+// system's defaults.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	var p sdk.Problems
+	conf := &tls.Config{ServerName: c.TLS.ServerName, MinVersion: tls.VersionTLS12}
+	if c.TLS.CAFile != "" {
+		pem, err := os.ReadFile(c.TLS.CAFile)
+		if err != nil {
+			p.Add("tls.ca_file", "cannot read %q: %v", c.TLS.CAFile, err)
+		} else {
+			conf.RootCAs = x509.NewCertPool()
+			if !conf.RootCAs.AppendCertsFromPEM(pem) {
+				p.Add("tls.ca_file", "%q holds no PEM certificate", c.TLS.CAFile)
+			}
+		}
+	}
+	if c.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+		if err != nil {
+			p.Add("tls.cert_file", "cannot load the pair %q / %q: %v", c.TLS.CertFile, c.TLS.KeyFile, err)
+		} else {
+			conf.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return conf, p.Err()
+}
+
+// dialGRPC prepares the gRPC client. The call goes through the OTLP
+// TraceService client generated in go.opentelemetry.io/proto/otlp, not
+// through otlptracegrpc: see the package doc for why.
+func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
+	target, plaintext := d.cfg.Endpoint, d.cfg.TLS.Insecure != nil && *d.cfg.TLS.Insecure
+	if strings.Contains(target, "://") {
+		u, _ := url.Parse(target) // Validate checked it
+		target, plaintext = u.Host, u.Scheme == "http"
+	}
+	creds := insecure.NewCredentials()
+	if !plaintext {
+		creds = credentials.NewTLS(tlsConf)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithUserAgent("tracehop-driver-otlp/" + d.mapper.version)}
+	if d.cfg.Compression == "gzip" {
+		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(grpcgzip.Name)))
+	}
+	conn, err := grpc.NewClient("passthrough:///"+target, opts...)
+	if err != nil {
+		return fmt.Errorf("endpoint: %q: %w", d.cfg.Endpoint, err)
+	}
+	d.conn = conn
+	d.grpcc = coltracepb.NewTraceServiceClient(conn)
+	d.grpcMD = metadata.MD{}
+	for k, v := range d.cfg.Headers {
+		d.grpcMD.Set(k, v.Value())
+	}
+	d.send = d.sendGRPC
+	return nil
+}
+
+func (d *Driver) prepareHTTP(tlsConf *tls.Config) {
+	d.httpc = &http.Client{Transport: &http.Transport{
+		TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
+	}}
+	d.httpHead = http.Header{}
+	for k, v := range d.cfg.Headers {
+		d.httpHead.Set(k, v.Value())
+	}
+	d.httpHead.Set("Content-Type", "application/x-protobuf")
+	d.httpHead.Set("User-Agent", "tracehop-driver-otlp/"+d.mapper.version)
+	if d.cfg.Compression == "gzip" {
+		d.httpHead.Set("Content-Encoding", "gzip")
+	}
+	d.send = d.sendHTTP
+}
+
+// Export sends the batch as one OTLP request and returns once the receiver
+// has answered: nil when it took every span, sdk.PartiallyRejected when it
+// refused some (partial success), and otherwise an error classified as the
+// OTLP spec's exporter section says, with the receiver's retry delay.
+func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
+	d.mu.Lock()
+	closed := d.closed || d.send == nil
+	d.mu.Unlock()
+	if closed {
+		return sdk.Permanent(errors.New("otlp driver is not configured or already shut down"))
+	}
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: d.mapper.resourceSpans(spans)}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.Timeout))
+	defer cancel()
+	return d.send(ctx, req)
+}
+
+func (d *Driver) sendGRPC(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) error {
+	if len(d.grpcMD) > 0 {
+		ctx = metadata.NewOutgoingContext(ctx, d.grpcMD)
+	}
+	resp, err := d.grpcc.Export(ctx, req)
+	if err != nil {
+		return grpcError(d.cfg.Endpoint, err)
+	}
+	return partial(resp.GetPartialSuccess())
+}
+
+// grpcError classifies a failed export by the OTLP spec's table of gRPC
+// codes: the transient ones are retried (RESOURCE_EXHAUSTED only when the
+// server says when to come back), every other is final.
+func grpcError(endpoint string, err error) error {
+	st := status.Convert(err)
+	var delay time.Duration
+	for _, det := range st.Details() {
+		if ri, ok := det.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			delay = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	e := fmt.Errorf("OTLP/gRPC export to %s: %s: %s", endpoint, st.Code(), st.Message())
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
+		return sdk.RetryAfter(e, delay)
+	case codes.ResourceExhausted:
+		if delay > 0 {
+			return sdk.RetryAfter(e, delay)
+		}
+	}
+	return sdk.Permanent(e)
+}
+
+func partial(ps *coltracepb.ExportTracePartialSuccess) error {
+	if ps == nil {
+		return nil
+	}
+	return sdk.PartiallyRejected(int(ps.GetRejectedSpans()), ps.GetErrorMessage())
+}
+
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (d *Driver) sendHTTP(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) error {
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		return sdk.Permanent(fmt.Errorf("encoding the batch: %w", err))
+	}
+	body := raw
+	if d.cfg.Compression == "gzip" {
+		buf := bodies.Get().(*bytes.Buffer)
+		defer bodies.Put(buf)
+		buf.Reset()
+		zw := gzip.NewWriter(buf)
+		zw.Write(raw)
+		zw.Close()
+		body = buf.Bytes()
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return sdk.Permanent(err)
+	}
+	hreq.Header = d.httpHead.Clone()
+	resp, err := d.httpc.Do(hreq)
+	if err != nil {
+		// Refused, reset, timed out: the receiver may come back.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return sdk.Retryable(fmt.Errorf("OTLP/HTTP export to %s: %w", d.cfg.Endpoint, err))
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		var out coltracepb.ExportTraceServiceResponse
+		if len(msg) > 0 && proto.Unmarshal(msg, &out) == nil {
+			return partial(out.GetPartialSuccess())
+		}
+		return nil
+	}
+	e := fmt.Errorf("OTLP/HTTP export to %s: %s: %s", d.cfg.Endpoint, resp.Status, httpMessage(msg))
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return sdk.RetryAfter(e, retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+	}
+	// 400 and every other status (500 too) is final, as the spec says.
+	return sdk.Permanent(e)
+}
+
+// httpMessage is the receiver's explanation: the message of the
+// google.rpc.Status the spec says an error body holds, or the body's text.
+func httpMessage(body []byte) string {
+	var st spb.Status
+	if proto.Unmarshal(body, &st) == nil && st.GetMessage() != "" {
+		return st.GetMessage()
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 512 {
+		s = s[:512]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// retryAfter reads an HTTP Retry-After value: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Shutdown closes the connection. Export is synchronous, so nothing is
+// buffered.
+func (d *Driver) Shutdown(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.httpc != nil {
+		d.httpc.CloseIdleConnections()
+	}
+	if d.conn != nil {
+		return d.conn.Close()
+	}
+	return nil
+}
