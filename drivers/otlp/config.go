@@ -247,4 +247,3 @@ func (c *Config) resource(getenv func(string) string) (map[string]string, error)
 func (c Config) String() string {
 	return fmt.Sprintf("protocol=%s endpoint=%s compression=%s timeout=%s headers=%d", c.Protocol, c.Endpoint, c.Compression, time.Duration(c.Timeout), len(c.Headers))
 }
-
