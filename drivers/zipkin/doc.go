@@ -23,6 +23,7 @@
 //	                             # (only a CLIENT span tracehop made: an egress listener's or
 //	                             # spawn_upstream_span's; see the README's Propagation)
 //	trace_id_128bit: true        # false: new traces get 64-bit ids
+//	attribute_names: envoy       # or otel (OpenTelemetry's HTTP semantic conventions) or both
 //
 // Zipkin keeps microseconds, and its JSON lowercases span and service names
 // (proto keeps their case).
