@@ -2,6 +2,8 @@ package otlp
 
 import (
 	"encoding/binary"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -26,12 +28,16 @@ const (
 	maxStatusMessage = 1024
 )
 
-// intAttributes are written as OTLP ints, as the semantic conventions type
-// them, when their value parses as one; everything else is a string.
-var intAttributes = map[string]bool{
-	"http.response.status_code": true, "server.port": true, "client.port": true,
-	"network.peer.port": true, "http.request.body.size": true, "http.response.body.size": true,
-	"rpc.grpc.status_code": true,
+// intAttribute says whether an attribute is written as an OTLP int, as the
+// semantic conventions type it, when its value parses as one; everything
+// else is a string. A switch, not a map: it runs for every attribute.
+func intAttribute(key string) bool {
+	switch key {
+	case "http.response.status_code", "server.port", "client.port", "network.peer.port",
+		"http.request.body.size", "http.response.body.size", "rpc.grpc.status_code":
+		return true
+	}
+	return false
 }
 
 // mapper turns a batch of tracehop spans into OTLP ResourceSpans: one per
@@ -41,6 +47,14 @@ type mapper struct {
 	version  string
 	instance string            // service.instance.id (node.id)
 	resource map[string]string // literal resource attributes
+	// resourceKeys are resource's keys, sorted: every request lists them
+	// in the same order.
+	resourceKeys []string
+}
+
+func newMapper(mode attrnames.Mode, version, instance string, resource map[string]string) *mapper {
+	keys := slices.Sorted(maps.Keys(resource))
+	return &mapper{mode: mode, version: version, instance: instance, resource: resource, resourceKeys: keys}
 }
 
 // resourceSpans maps spans. Every string is valid UTF-8 in the result:
@@ -75,8 +89,8 @@ func (m *mapper) resourceAttrs(service string) []*commonpb.KeyValue {
 	if _, set := m.resource["service.instance.id"]; !set && m.instance != "" {
 		attrs = append(attrs, kv("service.instance.id", m.instance))
 	}
-	for k, v := range m.resource {
-		attrs = append(attrs, kv(k, v))
+	for _, k := range m.resourceKeys {
+		attrs = append(attrs, kv(k, m.resource[k]))
 	}
 	return attrs
 }
@@ -104,7 +118,7 @@ func (m *mapper) span(s *sdk.Span, scratch *[]sdk.Tag) *tracepb.Span {
 		out.Flags |= flagIsRemote
 	}
 	for _, t := range tags {
-		if intAttributes[t.Key] {
+		if intAttribute(t.Key) {
 			if n, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
 				out.Attributes = append(out.Attributes, &commonpb.KeyValue{Key: t.Key, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: n}}})
 				continue

@@ -39,14 +39,16 @@ type Driver struct {
 	getenv func(string) string
 
 	cfg    Config
-	mapper mapper
-	send   func(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) error
+	mapper *mapper
+	// send sends one encoded request. released says the transport no
+	// longer holds body, so its buffer may serve the next batch.
+	send    func(ctx context.Context, body []byte) (released bool, err error)
+	buffers sync.Pool // *encoder with its request buffer, batch after batch
 
 	mu       sync.Mutex
 	closed   bool
 	conn     *grpc.ClientConn
 	httpc    *http.Client
-	grpcc    coltracepb.TraceServiceClient
 	grpcMD   metadata.MD
 	httpHead http.Header
 }
@@ -85,7 +87,7 @@ func (d *Driver) Configure(_ context.Context, raw []byte, host sdk.HostInfo) (sd
 		return sdk.Capabilities{}, err
 	}
 	d.cfg = cfg
-	d.mapper = mapper{mode: mode, version: host.Version, instance: host.NodeID, resource: res}
+	d.mapper = newMapper(mode, host.Version, host.NodeID, res)
 	if cfg.Protocol == ProtocolGRPC {
 		err = d.dialGRPC(tlsConf)
 	} else {
@@ -128,9 +130,10 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	return conf, p.Err()
 }
 
-// dialGRPC prepares the gRPC client. The call goes through the OTLP
-// TraceService client generated in go.opentelemetry.io/proto/otlp, not
-// through otlptracegrpc: see the package doc for why.
+// dialGRPC prepares the gRPC connection. The call is the OTLP
+// TraceService's Export with the request the encoder wrote and the
+// response decoded into go.opentelemetry.io/proto/otlp's type, not
+// otlptracegrpc's: see the package doc for why.
 func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 	target, plaintext := d.cfg.Endpoint, d.cfg.TLS.Insecure != nil && *d.cfg.TLS.Insecure
 	if strings.Contains(target, "://") {
@@ -150,7 +153,6 @@ func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 		return fmt.Errorf("endpoint: %q: %w", d.cfg.Endpoint, err)
 	}
 	d.conn = conn
-	d.grpcc = coltracepb.NewTraceServiceClient(conn)
 	d.grpcMD = metadata.MD{}
 	for k, v := range d.cfg.Headers {
 		d.grpcMD.Set(k, v.Value())
@@ -186,21 +188,63 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	if closed {
 		return sdk.Permanent(errors.New("otlp driver is not configured or already shut down"))
 	}
-	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: d.mapper.resourceSpans(spans)}
+	enc, _ := d.buffers.Get().(*pooledEncoder)
+	if enc == nil {
+		enc = &pooledEncoder{encoder: encoder{m: d.mapper}}
+	}
+	enc.buf = enc.appendRequest(enc.buf[:0], spans)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.Timeout))
 	defer cancel()
-	return d.send(ctx, req)
+	released, err := d.send(ctx, enc.buf)
+	if released && cap(enc.buf) <= 8<<20 { // don't keep the odd giant batch's buffer
+		d.buffers.Put(enc)
+	}
+	return err
 }
 
-func (d *Driver) sendGRPC(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) error {
+// pooledEncoder is an encoder with the buffer it writes requests into.
+type pooledEncoder struct {
+	encoder
+	buf []byte
+}
+
+// rawRequest is an ExportTraceServiceRequest already encoded (encoder):
+// rawCodec sends its bytes as they are.
+type rawRequest []byte
+
+// rawCodec is gRPC's proto codec for the one call the driver makes: the
+// request goes out as the bytes the encoder wrote, the response is decoded
+// into the OTLP project's generated type.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if r, ok := v.(*rawRequest); ok {
+		return *r, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+
+// Name is "proto", so the request's content type is application/grpc+proto
+// as for any OTLP client.
+func (rawCodec) Name() string { return "proto" }
+
+const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+func (d *Driver) sendGRPC(ctx context.Context, body []byte) (bool, error) {
 	if len(d.grpcMD) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, d.grpcMD)
 	}
-	resp, err := d.grpcc.Export(ctx, req)
-	if err != nil {
-		return grpcError(d.cfg.Endpoint, err)
+	req := rawRequest(body)
+	var resp coltracepb.ExportTraceServiceResponse
+	if err := d.conn.Invoke(ctx, exportMethod, &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+		// A failed call may leave the request in the transport's write
+		// queue: its buffer is not reused.
+		return false, grpcError(d.cfg.Endpoint, err)
 	}
-	return partial(resp.GetPartialSuccess())
+	// A unary response comes after the server read the whole request.
+	return true, partial(resp.GetPartialSuccess())
 }
 
 // grpcError classifies a failed export by the OTLP spec's table of gRPC
@@ -233,24 +277,28 @@ func partial(ps *coltracepb.ExportTracePartialSuccess) error {
 	return sdk.PartiallyRejected(int(ps.GetRejectedSpans()), ps.GetErrorMessage())
 }
 
-var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func (d *Driver) sendHTTP(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) error {
-	raw, err := proto.Marshal(req)
-	if err != nil {
-		return sdk.Permanent(fmt.Errorf("encoding the batch: %w", err))
-	}
+func (d *Driver) sendHTTP(ctx context.Context, raw []byte) (released bool, err error) {
 	body := raw
 	if d.cfg.Compression == "gzip" {
-		buf := bodies.Get().(*bytes.Buffer)
-		defer bodies.Put(buf)
-		buf.Reset()
+		// The compressed copy is what the transport reads; raw is free
+		// once it is made.
+		buf := new(bytes.Buffer)
 		zw := gzip.NewWriter(buf)
 		zw.Write(raw)
 		zw.Close()
 		body = buf.Bytes()
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.Endpoint, bytes.NewReader(body))
+	reader := bytes.NewReader(body)
+	defer func() {
+		// net/http may still be reading the body when the receiver
+		// answered before taking all of it: then the buffer is its.
+		released = d.cfg.Compression == "gzip" || reader.Len() == 0
+	}()
+	return false, d.postHTTP(ctx, reader)
+}
+
+func (d *Driver) postHTTP(ctx context.Context, body io.Reader) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.Endpoint, body)
 	if err != nil {
 		return sdk.Permanent(err)
 	}

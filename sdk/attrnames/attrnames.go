@@ -52,16 +52,26 @@ func Parse(s string, def Mode) (Mode, error) {
 	return def, fmt.Errorf("must be envoy, otel or both, got %q", s)
 }
 
-// renamed maps an Envoy tag to its OpenTelemetry name where the value
-// carries over unchanged; the tags not here and not handled by Translate
+// renamed returns a tag's OpenTelemetry name where the value carries over
+// unchanged. Tags it does not know and Translate does not handle
 // (component, node_id, guid:x-request-id, upstream_cluster, response_flags,
-// custom tags, ...) have no semantic-convention name and keep theirs.
-var renamed = map[string]string{
-	"http.method":      "http.request.method",
-	"http.status_code": "http.response.status_code",
-	"request_size":     "http.request.body.size",
-	"response_size":    "http.response.body.size",
-	"grpc.status_code": "rpc.grpc.status_code",
+// custom tags, ...) have no semantic-convention name and keep theirs. A
+// switch, not a map: it is called for every tag of every span, and a
+// string switch costs no hashing.
+func renamed(key string) (string, bool) {
+	switch key {
+	case "http.method":
+		return "http.request.method", true
+	case "http.status_code":
+		return "http.response.status_code", true
+	case "request_size":
+		return "http.request.body.size", true
+	case "response_size":
+		return "http.response.body.size", true
+	case "grpc.status_code":
+		return "rpc.grpc.status_code", true
+	}
+	return "", false
 }
 
 // Translate appends s's tags to dst in mode's names and returns them with
@@ -82,7 +92,7 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 		if mode == Both {
 			dst = append(dst, t)
 		}
-		if to, ok := renamed[t.Key]; ok {
+		if to, ok := renamed(t.Key); ok {
 			dst = append(dst, sdk.Tag{Key: to, Value: t.Value})
 			continue
 		}
