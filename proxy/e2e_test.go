@@ -29,6 +29,14 @@ func startJaeger(t *testing.T) (zipkin, query string) {
 // startJaegerOTLP is startJaeger that also returns the OTLP gRPC port.
 func startJaegerOTLP(t *testing.T) (zipkin, query, otlpPort string) {
 	t.Helper()
+	env := startJaegerPorts(t)
+	return "http://127.0.0.1:" + env["JAEGER_ZIPKIN_PORT"] + "/api/v2/spans", "http://127.0.0.1:" + env["JAEGER_QUERY_PORT"], env["JAEGER_OTLP_GRPC_PORT"]
+}
+
+// startJaegerPorts starts Jaeger and returns its ports by the variable
+// that set them (JAEGER_QUERY_PORT, JAEGER_OTLP_HTTP_PORT, ...).
+func startJaegerPorts(t *testing.T) map[string]string {
+	t.Helper()
 	bin := os.Getenv("JAEGER_BIN")
 	if bin == "" {
 		out, err := exec.Command("../examples/sandbox/jaeger.sh").Output()
@@ -53,7 +61,7 @@ func startJaegerOTLP(t *testing.T) (zipkin, query, otlpPort string) {
 	args = append(args, bin, "--config=file:"+cfg)
 	startProc(t, "jaeger", args...)
 	waitHTTP(t, "http://127.0.0.1:"+env["JAEGER_HEALTH_PORT"]+"/status")
-	return "http://127.0.0.1:" + env["JAEGER_ZIPKIN_PORT"] + "/api/v2/spans", "http://127.0.0.1:" + env["JAEGER_QUERY_PORT"], env["JAEGER_OTLP_GRPC_PORT"]
+	return env
 }
 
 // The datadog driver into a real Datadog agent protocol endpoint: an
@@ -139,17 +147,26 @@ type jaegerTrace struct {
 	} `json:"spans"`
 	Processes map[string]struct {
 		ServiceName string `json:"serviceName"`
+		Tags        []struct {
+			Key   string `json:"key"`
+			Value any    `json:"value"`
+		} `json:"tags"`
 	} `json:"processes"`
 }
 
 func TestE2EZipkinIntoJaeger(t *testing.T) {
 	zipkinURL, query := startJaeger(t)
-	for _, enc := range []string{"json", "proto"} {
+	for _, enc := range []string{"json", "proto", "json_v1"} {
 		for _, propagate := range []string{"all", "false"} {
 			t.Run(enc+"/propagate="+propagate, func(t *testing.T) {
 				// All runs share one Jaeger: each looks for the traces that
 				// were not there before its request.
-				driver := fmt.Sprintf("  driver: {name: zipkin, config: {collector_endpoint: %q, encoding: %s}}\n", zipkinURL, enc)
+				endpoint := zipkinURL
+				if enc == "json_v1" {
+					// Zipkin v1, where the seed's Envoy config posts.
+					endpoint = strings.Replace(zipkinURL, "/api/v2/", "/api/v1/", 1)
+				}
+				driver := fmt.Sprintf("  driver: {name: zipkin, config: {collector_endpoint: %q, encoding: %s}}\n", endpoint, enc)
 				sb := startSandboxWith(t, propagate, "zipkin", driver)
 				seen := seenOf(t, query, "front-proxy")
 				seen2 := seenOf(t, query, "service2")
@@ -260,4 +277,82 @@ func seenOf(t *testing.T, query, service string) map[string]bool {
 		seen[tr.TraceID] = true
 	}
 	return seen
+}
+
+// The otlp driver into Jaeger v2's own OTLP receivers, gRPC and HTTP: one
+// trace of 4 spans over 3 services per request, with OpenTelemetry's
+// attribute names, resource attributes and span names on what Jaeger
+// returns.
+func TestE2EOTLPIntoJaeger(t *testing.T) {
+	ports := startJaegerPorts(t)
+	query := "http://127.0.0.1:" + ports["JAEGER_QUERY_PORT"]
+	for _, tc := range []struct{ name, config string }{
+		{"grpc", fmt.Sprintf("{endpoint: \"127.0.0.1:%s\", tls: {insecure: true}}", ports["JAEGER_OTLP_GRPC_PORT"])},
+		{"http", fmt.Sprintf("{protocol: http/protobuf, endpoint: \"http://127.0.0.1:%s/v1/traces\"}", ports["JAEGER_OTLP_HTTP_PORT"])},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := seenOf(t, query, "front-proxy")
+			sb := startSandboxWith(t, "all", "otlp", "  driver: {name: otlp, config: "+tc.config+"}\n")
+			get(t, "http://"+sb.frontAddr+"/trace/1")
+			sb.stop(t)
+			tr := waitNewTrace(t, query, "front-proxy", seen, 4)
+			services := map[string]int{}
+			byID := map[string]string{}
+			for _, s := range tr.Spans {
+				svc := tr.Processes[s.ProcessID].ServiceName
+				services[svc]++
+				byID[s.SpanID] = svc + " " + s.OperationName
+			}
+			if len(tr.Spans) != 4 || services["front-proxy"] != 1 || services["service1"] != 2 || services["service2"] != 1 {
+				t.Fatalf("want one trace of 4 spans over 3 services, got %v", services)
+			}
+			for _, p := range tr.Processes {
+				tags := map[string]string{}
+				for _, tg := range p.Tags {
+					tags[tg.Key] = fmt.Sprint(tg.Value)
+				}
+				if !strings.HasSuffix(tags["service.instance.id"], "-sidecar") && tags["service.instance.id"] != "front-proxy" {
+					t.Errorf("%s: resource service.instance.id = %q, want the node id (process tags %v)", p.ServiceName, tags["service.instance.id"], tags)
+				}
+			}
+			roots := 0
+			for _, s := range tr.Spans {
+				parent := ""
+				for _, r := range s.References {
+					if r.RefType == "CHILD_OF" {
+						parent = r.SpanID
+					}
+				}
+				if parent == "" {
+					roots++
+					if got := byID[s.SpanID]; got != "front-proxy GET" {
+						t.Errorf("the root is %q, want the front proxy's span named as OpenTelemetry names it", got)
+					}
+				} else if _, ok := byID[parent]; !ok {
+					t.Errorf("span %s's parent %s is not in the trace", byID[s.SpanID], parent)
+				}
+				tags := map[string]string{}
+				for _, tg := range s.Tags {
+					tags[tg.Key] = fmt.Sprint(tg.Value)
+				}
+				for _, k := range []string{"http.request.method", "http.response.status_code", "server.address", "server.port",
+					"network.protocol.version", "guid:x-request-id", "otel.scope.name"} {
+					if tags[k] == "" {
+						t.Errorf("%s: Jaeger has no %s attribute (tags: %v)", byID[s.SpanID], k, tags)
+					}
+				}
+				if tags["url.path"] == "" && tags["url.full"] == "" {
+					t.Errorf("%s: neither url.path nor url.full (tags: %v)", byID[s.SpanID], tags)
+				}
+				for _, k := range []string{"http.method", "http.url", "http.status_code"} {
+					if _, legacy := tags[k]; legacy {
+						t.Errorf("%s: the Envoy name %s is there too; the otlp driver's default is otel names only", byID[s.SpanID], k)
+					}
+				}
+			}
+			if roots != 1 {
+				t.Errorf("%d roots", roots)
+			}
+		})
+	}
 }

@@ -34,6 +34,7 @@ var binPackages = map[string]string{
 	"tracehop-driver-zipkin":    "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
 	"tracehop-driver-datadog":   "github.com/tracehop/tracehop/cmd/tracehop-driver-datadog",
 	"tracehop-driver-lightstep": "github.com/tracehop/tracehop/cmd/tracehop-driver-lightstep",
+	"tracehop-driver-otlp":      "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp",
 	"service":                   "github.com/tracehop/tracehop/examples/sandbox/service",
 }
 
