@@ -45,8 +45,8 @@ func (c *Config) Validate() error {
 	} else if u, err := url.Parse(c.CollectorEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.Add("collector_endpoint", "must be an http or https URL, got %q", c.CollectorEndpoint)
 	}
-	if c.Encoding != "json" && c.Encoding != "proto" {
-		p.Add("encoding", "must be json or proto, got %q", c.Encoding)
+	if c.Encoding != "json" && c.Encoding != "proto" && c.Encoding != "json_v1" {
+		p.Add("encoding", "must be json, proto or json_v1 (Zipkin v1 JSON, for /api/v1/spans), got %q", c.Encoding)
 	}
 	if c.Timeout <= 0 {
 		p.Add("timeout", "must be positive, got %s", time.Duration(c.Timeout))
@@ -136,9 +136,12 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	}
 	for start := 0; start < len(spans); start += d.cfg.MaxBatchSpans {
 		chunk := spans[start:min(start+d.cfg.MaxBatchSpans, len(spans))]
-		if d.cfg.Encoding == "proto" {
+		switch d.cfg.Encoding {
+		case "proto":
 			bufs[0], bufs[1] = zipkinmodel.AppendProto(bufs[0][:0], bufs[1], chunk)
-		} else {
+		case "json_v1":
+			bufs[0] = zipkinmodel.AppendJSONV1List(bufs[0][:0], chunk)
+		default:
 			bufs[0] = zipkinmodel.AppendJSONList(bufs[0][:0], chunk)
 		}
 		body := bytes.NewReader(bufs[0])
