@@ -37,6 +37,25 @@ func startJaegerOTLP(t *testing.T) (zipkin, query, otlpPort string) {
 // that set them (JAEGER_QUERY_PORT, JAEGER_OTLP_HTTP_PORT, ...).
 func startJaegerPorts(t *testing.T) map[string]string {
 	t.Helper()
+	env := jaegerPorts(t)
+	runJaeger(t, env)
+	return env
+}
+
+// jaegerPorts chooses the ports of a Jaeger that runJaeger starts.
+func jaegerPorts(t *testing.T) map[string]string {
+	env := map[string]string{}
+	for _, k := range []string{"JAEGER_QUERY_PORT", "JAEGER_QUERY_GRPC_PORT", "JAEGER_HEALTH_PORT", "JAEGER_OTLP_GRPC_PORT", "JAEGER_OTLP_HTTP_PORT", "JAEGER_ZIPKIN_PORT"} {
+		_, p, _ := net.SplitHostPort(freePort(t))
+		env[k] = p
+	}
+	return env
+}
+
+// runJaeger starts Jaeger (built by examples/sandbox/jaeger.sh, or
+// $JAEGER_BIN) on the ports env names and waits for it.
+func runJaeger(t *testing.T, env map[string]string) *proc {
+	t.Helper()
 	bin := os.Getenv("JAEGER_BIN")
 	if bin == "" {
 		out, err := exec.Command("../examples/sandbox/jaeger.sh").Output()
@@ -45,23 +64,15 @@ func startJaegerPorts(t *testing.T) map[string]string {
 		}
 		bin = strings.TrimSpace(string(out))
 	}
-	port := func() string {
-		_, p, _ := net.SplitHostPort(freePort(t))
-		return p
-	}
-	env := map[string]string{}
-	for _, k := range []string{"JAEGER_QUERY_PORT", "JAEGER_QUERY_GRPC_PORT", "JAEGER_HEALTH_PORT", "JAEGER_OTLP_GRPC_PORT", "JAEGER_OTLP_HTTP_PORT", "JAEGER_ZIPKIN_PORT"} {
-		env[k] = port()
-	}
 	cfg, _ := filepath.Abs("../examples/sandbox/jaeger.yaml")
 	args := []string{"env"}
 	for k, v := range env {
 		args = append(args, k+"="+v)
 	}
 	args = append(args, bin, "--config=file:"+cfg)
-	startProc(t, "jaeger", args...)
+	p := startProc(t, "jaeger", args...)
 	waitHTTP(t, "http://127.0.0.1:"+env["JAEGER_HEALTH_PORT"]+"/status")
-	return env
+	return p
 }
 
 // The datadog driver into a real Datadog agent protocol endpoint: an
@@ -353,6 +364,49 @@ func TestE2EOTLPIntoJaeger(t *testing.T) {
 			if roots != 1 {
 				t.Errorf("%d roots", roots)
 			}
+		})
+	}
+}
+
+// The receiver is down when the sandbox starts and while requests go
+// through it, and comes up later: every span of every request arrives,
+// over gRPC and HTTP (the pipeline retries; the driver's gRPC reconnect
+// backoff is capped so that a receiver that is back is found within
+// seconds).
+func TestE2EOTLPReceiverDownThenUp(t *testing.T) {
+	for _, protocol := range []string{"grpc", "http"} {
+		t.Run(protocol, func(t *testing.T) {
+			ports := jaegerPorts(t)
+			config := fmt.Sprintf("{endpoint: \"127.0.0.1:%s\", tls: {insecure: true}}", ports["JAEGER_OTLP_GRPC_PORT"])
+			if protocol == "http" {
+				config = fmt.Sprintf("{protocol: http/protobuf, endpoint: \"http://127.0.0.1:%s/v1/traces\"}", ports["JAEGER_OTLP_HTTP_PORT"])
+			}
+			sb := startSandboxWith(t, "all", "otlp", "  driver: {name: otlp, config: "+config+"}\n")
+			const requests = 5
+			for range requests {
+				get(t, "http://"+sb.frontAddr+"/trace/1")
+			}
+			time.Sleep(3 * time.Second) // several failed exports and retries
+			runJaeger(t, ports)
+			query := "http://127.0.0.1:" + ports["JAEGER_QUERY_PORT"]
+			deadline := time.Now().Add(30 * time.Second)
+			var complete int
+			for time.Now().Before(deadline) {
+				complete = 0
+				for _, tr := range jaegerTracesNow(t, query, "front-proxy") {
+					if len(tr.Spans) == 4 {
+						complete++
+					}
+				}
+				if complete == requests {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if complete != requests {
+				t.Fatalf("%d of %d traces arrived whole after the receiver came up", complete, requests)
+			}
+			sb.stop(t)
 		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -144,7 +145,17 @@ func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 	if !plaintext {
 		creds = credentials.NewTLS(tlsConf)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithUserAgent("tracehop-driver-otlp/" + d.mapper.version)}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithUserAgent("tracehop-driver-otlp/" + d.mapper.version),
+		// gRPC's own reconnect backoff grows to 2 minutes, so after a
+		// long outage a receiver that is back would wait that long for
+		// its spans; 5s matches the pipeline's longest retry backoff.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
 	if d.cfg.Compression == "gzip" {
 		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(grpcgzip.Name)))
 	}
