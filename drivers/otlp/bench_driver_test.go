@@ -15,3 +15,11 @@ func BenchmarkDriver(b *testing.B) {
 		return map[string]any{"endpoint": r.GRPCAddr, "tls": map[string]any{"insecure": true}}
 	})
 }
+
+// BenchmarkDriverHTTP is BenchmarkDriver over OTLP/HTTP (protobuf).
+func BenchmarkDriverHTTP(b *testing.B) {
+	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
+		r := otlptest.Start(b, nil)
+		return map[string]any{"protocol": "http/protobuf", "endpoint": r.HTTPURL}
+	})
+}
