@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -91,21 +92,21 @@ func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
 	for _, g := range e.groups {
 		service := valid(g.service)
 		resSize := e.resourceSize(service)
-		scopeSize := protowire.SizeTag(fScopeSpansScope) + protowire.SizeBytes(e.scopeSize())
+		scopeSize := sizeTag(fScopeSpansScope) + sizeBytes(e.scopeSize())
 		for _, i := range g.spans {
-			scopeSize += protowire.SizeTag(fScopeSpansSpans) + protowire.SizeBytes(e.sizes[i])
+			scopeSize += sizeTag(fScopeSpansSpans) + sizeBytes(e.sizes[i])
 		}
-		rsSize := protowire.SizeTag(fResourceSpansRes) + protowire.SizeBytes(resSize) +
-			protowire.SizeTag(fResourceSpansScope) + protowire.SizeBytes(scopeSize)
-		dst = protowire.AppendTag(dst, fRequestResourceSpans, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(rsSize))
-		dst = protowire.AppendTag(dst, fResourceSpansRes, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(resSize))
+		rsSize := sizeTag(fResourceSpansRes) + sizeBytes(resSize) +
+			sizeTag(fResourceSpansScope) + sizeBytes(scopeSize)
+		dst = appendTag(dst, fRequestResourceSpans, protowire.BytesType)
+		dst = appendVarint(dst, uint64(rsSize))
+		dst = appendTag(dst, fResourceSpansRes, protowire.BytesType)
+		dst = appendVarint(dst, uint64(resSize))
 		dst = e.appendResource(dst, service)
-		dst = protowire.AppendTag(dst, fResourceSpansScope, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(scopeSize))
-		dst = protowire.AppendTag(dst, fScopeSpansScope, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(e.scopeSize()))
+		dst = appendTag(dst, fResourceSpansScope, protowire.BytesType)
+		dst = appendVarint(dst, uint64(scopeSize))
+		dst = appendTag(dst, fScopeSpansScope, protowire.BytesType)
+		dst = appendVarint(dst, uint64(e.scopeSize()))
 		dst = appendString(dst, fScopeName, scopeName)
 		dst = appendString(dst, fScopeVersion, valid(e.m.version))
 		for _, i := range g.spans {
@@ -113,8 +114,8 @@ func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
 			if f := e.fixed[i]; f != nil {
 				s = f
 			}
-			dst = protowire.AppendTag(dst, fScopeSpansSpans, protowire.BytesType)
-			dst = protowire.AppendVarint(dst, uint64(e.sizes[i]))
+			dst = appendTag(dst, fScopeSpansSpans, protowire.BytesType)
+			dst = appendVarint(dst, uint64(e.sizes[i]))
 			dst = appendSpan(dst, s, e.names[i], e.spanTags(i))
 		}
 	}
@@ -131,7 +132,21 @@ func (e *encoder) spanTags(i int) []sdk.Tag {
 
 // spanValid says whether every string encoded for s is valid UTF-8 (the
 // status message is checked where it is made; the service, per group).
+// Nearly every string is ASCII: one pass ORs their bytes together, and only
+// a span with a byte of 0x80 or more has its strings decoded. (Calling
+// utf8.ValidString on each of a proxy span's 40 short strings was a quarter
+// of the encoding's time.)
 func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
+	bits := orBytes(orBytes(0, name), s.Remote.Service)
+	for _, t := range tags {
+		bits = orBytes(orBytes(bits, t.Key), t.Value)
+	}
+	for _, ev := range s.Events {
+		bits = orBytes(bits, ev.Value)
+	}
+	if bits&0x8080808080808080 == 0 {
+		return true
+	}
 	ok := utf8.ValidString(name) && utf8.ValidString(s.Remote.Service)
 	for _, t := range tags {
 		ok = ok && utf8.ValidString(t.Key) && utf8.ValidString(t.Value)
@@ -140,6 +155,20 @@ func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
 		ok = ok && utf8.ValidString(ev.Value)
 	}
 	return ok
+}
+
+// orBytes ORs s into acc 8 bytes at a time (the tail into the low byte):
+// a byte of 0x80 or more leaves a high bit set in some byte of acc.
+func orBytes(acc uint64, s string) uint64 {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc
 }
 
 // repair makes the strings of span i valid: its translated tags in place
@@ -202,7 +231,7 @@ func (e *encoder) resourceKVs(service string, f func(k, v string)) {
 func (e *encoder) resourceSize(service string) int {
 	n := 0
 	e.resourceKVs(service, func(k, v string) {
-		n += protowire.SizeTag(fResourceAttributes) + protowire.SizeBytes(kvSize(k, v))
+		n += sizeTag(fResourceAttributes) + sizeBytes(kvSize(k, v))
 	})
 	return n
 }
@@ -218,66 +247,66 @@ func (e *encoder) scopeSize() int {
 
 // spanSize is the encoded size of s, named name, with its translated tags.
 func spanSize(s *sdk.Span, name string, tags []sdk.Tag) int {
-	n := protowire.SizeTag(fSpanTraceID) + protowire.SizeBytes(16) + protowire.SizeTag(fSpanSpanID) + protowire.SizeBytes(8)
+	n := sizeTag(fSpanTraceID) + sizeBytes(16) + sizeTag(fSpanSpanID) + sizeBytes(8)
 	if s.ParentID != 0 {
-		n += protowire.SizeTag(fSpanParentID) + protowire.SizeBytes(8)
+		n += sizeTag(fSpanParentID) + sizeBytes(8)
 	}
 	n += stringSize(fSpanName, name)
-	n += protowire.SizeTag(fSpanKind) + protowire.SizeVarint(uint64(kind(s.Kind)))
-	n += 2 * (protowire.SizeTag(fSpanStart) + protowire.SizeFixed64())
+	n += sizeTag(fSpanKind) + protowire.SizeVarint(uint64(kind(s.Kind)))
+	n += 2 * (sizeTag(fSpanStart) + protowire.SizeFixed64())
 	for _, t := range tags {
-		n += protowire.SizeTag(fSpanAttributes) + protowire.SizeBytes(attrSize(t.Key, t.Value))
+		n += sizeTag(fSpanAttributes) + sizeBytes(attrSize(t.Key, t.Value))
 	}
 	n += remoteSize(s)
 	for _, ev := range s.Events {
-		n += protowire.SizeTag(fSpanEvents) + protowire.SizeBytes(eventSize(ev))
+		n += sizeTag(fSpanEvents) + sizeBytes(eventSize(ev))
 	}
 	if s.Error {
-		n += protowire.SizeTag(fSpanStatus) + protowire.SizeBytes(statusSize(s))
+		n += sizeTag(fSpanStatus) + sizeBytes(statusSize(s))
 	}
-	n += protowire.SizeTag(fSpanFlags) + protowire.SizeFixed32()
+	n += sizeTag(fSpanFlags) + protowire.SizeFixed32()
 	return n
 }
 
 func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
-	dst = protowire.AppendTag(dst, fSpanTraceID, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, 16)
+	dst = appendTag(dst, fSpanTraceID, protowire.BytesType)
+	dst = appendVarint(dst, 16)
 	dst = binary.BigEndian.AppendUint64(dst, s.TraceID.High)
 	dst = binary.BigEndian.AppendUint64(dst, s.TraceID.Low)
-	dst = protowire.AppendTag(dst, fSpanSpanID, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, 8)
+	dst = appendTag(dst, fSpanSpanID, protowire.BytesType)
+	dst = appendVarint(dst, 8)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(s.SpanID))
 	if s.ParentID != 0 {
-		dst = protowire.AppendTag(dst, fSpanParentID, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, 8)
+		dst = appendTag(dst, fSpanParentID, protowire.BytesType)
+		dst = appendVarint(dst, 8)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(s.ParentID))
 	}
 	dst = appendString(dst, fSpanName, name)
-	dst = protowire.AppendTag(dst, fSpanKind, protowire.VarintType)
-	dst = protowire.AppendVarint(dst, uint64(kind(s.Kind)))
-	dst = protowire.AppendTag(dst, fSpanStart, protowire.Fixed64Type)
+	dst = appendTag(dst, fSpanKind, protowire.VarintType)
+	dst = appendVarint(dst, uint64(kind(s.Kind)))
+	dst = appendTag(dst, fSpanStart, protowire.Fixed64Type)
 	dst = protowire.AppendFixed64(dst, uint64(s.StartUnixNano))
-	dst = protowire.AppendTag(dst, fSpanEnd, protowire.Fixed64Type)
+	dst = appendTag(dst, fSpanEnd, protowire.Fixed64Type)
 	dst = protowire.AppendFixed64(dst, uint64(s.StartUnixNano+int64(s.Duration)))
 	for _, t := range tags {
 		dst = appendAttr(dst, fSpanAttributes, t.Key, t.Value)
 	}
 	dst = appendRemote(dst, s)
 	for _, ev := range s.Events {
-		dst = protowire.AppendTag(dst, fSpanEvents, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(eventSize(ev)))
-		dst = protowire.AppendTag(dst, fEventTime, protowire.Fixed64Type)
+		dst = appendTag(dst, fSpanEvents, protowire.BytesType)
+		dst = appendVarint(dst, uint64(eventSize(ev)))
+		dst = appendTag(dst, fEventTime, protowire.Fixed64Type)
 		dst = protowire.AppendFixed64(dst, uint64(ev.UnixNano))
 		dst = appendString(dst, fEventName, ev.Value)
 	}
 	if s.Error {
-		dst = protowire.AppendTag(dst, fSpanStatus, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(statusSize(s)))
+		dst = appendTag(dst, fSpanStatus, protowire.BytesType)
+		dst = appendVarint(dst, uint64(statusSize(s)))
 		dst = appendString(dst, fStatusMessage, valid(statusMessage(s)))
-		dst = protowire.AppendTag(dst, fStatusCode, protowire.VarintType)
-		dst = protowire.AppendVarint(dst, statusCodeError)
+		dst = appendTag(dst, fStatusCode, protowire.VarintType)
+		dst = appendVarint(dst, statusCodeError)
 	}
-	dst = protowire.AppendTag(dst, fSpanFlags, protowire.Fixed32Type)
+	dst = appendTag(dst, fSpanFlags, protowire.Fixed32Type)
 	return protowire.AppendFixed32(dst, spanFlags(s))
 }
 
@@ -294,24 +323,24 @@ func spanFlags(s *sdk.Span) uint32 {
 }
 
 func eventSize(ev sdk.Event) int {
-	return protowire.SizeTag(fEventTime) + protowire.SizeFixed64() + stringSize(fEventName, ev.Value)
+	return sizeTag(fEventTime) + protowire.SizeFixed64() + stringSize(fEventName, ev.Value)
 }
 
 func statusSize(s *sdk.Span) int {
-	return stringSize(fStatusMessage, valid(statusMessage(s))) + protowire.SizeTag(fStatusCode) + protowire.SizeVarint(statusCodeError)
+	return stringSize(fStatusMessage, valid(statusMessage(s))) + sizeTag(fStatusCode) + protowire.SizeVarint(statusCodeError)
 }
 
 // The remote endpoint's attributes, as mapper.span writes them.
 func remoteSize(s *sdk.Span) int {
 	n := 0
 	if s.Remote.Service != "" {
-		n += protowire.SizeTag(fSpanAttributes) + protowire.SizeBytes(kvSize("peer.service", s.Remote.Service))
+		n += sizeTag(fSpanAttributes) + sizeBytes(kvSize("peer.service", s.Remote.Service))
 	}
 	if s.Remote.IP.IsValid() {
 		var buf [64]byte
-		n += protowire.SizeTag(fSpanAttributes) + protowire.SizeBytes(kvSize("network.peer.address", string(s.Remote.IP.Unmap().AppendTo(buf[:0]))))
+		n += sizeTag(fSpanAttributes) + sizeBytes(kvSize("network.peer.address", string(s.Remote.IP.Unmap().AppendTo(buf[:0]))))
 		if s.Remote.Port != 0 {
-			n += protowire.SizeTag(fSpanAttributes) + protowire.SizeBytes(intKVSize("network.peer.port", int64(s.Remote.Port)))
+			n += sizeTag(fSpanAttributes) + sizeBytes(intKVSize("network.peer.port", int64(s.Remote.Port)))
 		}
 	}
 	return n
@@ -357,35 +386,35 @@ func appendAttr(dst []byte, field protowire.Number, k, v string) []byte {
 // A KeyValue with a string AnyValue. proto3 leaves an empty key out, and an
 // AnyValue's oneof string is written even when empty.
 func kvSize(k, v string) int {
-	return stringSize(fKVKey, k) + protowire.SizeTag(fKVValue) + protowire.SizeBytes(anySize(v))
+	return stringSize(fKVKey, k) + sizeTag(fKVValue) + sizeBytes(anySize(v))
 }
 
 func anySize(v string) int {
-	return protowire.SizeTag(fAnyString) + protowire.SizeBytes(len(v))
+	return sizeTag(fAnyString) + sizeBytes(len(v))
 }
 
 func appendKV(dst []byte, field protowire.Number, k, v string) []byte {
-	dst = protowire.AppendTag(dst, field, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(kvSize(k, v)))
+	dst = appendTag(dst, field, protowire.BytesType)
+	dst = appendVarint(dst, uint64(kvSize(k, v)))
 	dst = appendString(dst, fKVKey, k)
-	dst = protowire.AppendTag(dst, fKVValue, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(anySize(v)))
-	dst = protowire.AppendTag(dst, fAnyString, protowire.BytesType)
+	dst = appendTag(dst, fKVValue, protowire.BytesType)
+	dst = appendVarint(dst, uint64(anySize(v)))
+	dst = appendTag(dst, fAnyString, protowire.BytesType)
 	return protowire.AppendString(dst, v)
 }
 
 func intKVSize(k string, n int64) int {
-	return stringSize(fKVKey, k) + protowire.SizeTag(fKVValue) + protowire.SizeBytes(protowire.SizeTag(fAnyInt)+protowire.SizeVarint(uint64(n)))
+	return stringSize(fKVKey, k) + sizeTag(fKVValue) + sizeBytes(sizeTag(fAnyInt)+protowire.SizeVarint(uint64(n)))
 }
 
 func appendIntKV(dst []byte, field protowire.Number, k string, n int64) []byte {
-	dst = protowire.AppendTag(dst, field, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(intKVSize(k, n)))
+	dst = appendTag(dst, field, protowire.BytesType)
+	dst = appendVarint(dst, uint64(intKVSize(k, n)))
 	dst = appendString(dst, fKVKey, k)
-	dst = protowire.AppendTag(dst, fKVValue, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(protowire.SizeTag(fAnyInt)+protowire.SizeVarint(uint64(n))))
-	dst = protowire.AppendTag(dst, fAnyInt, protowire.VarintType)
-	return protowire.AppendVarint(dst, uint64(n))
+	dst = appendTag(dst, fKVValue, protowire.BytesType)
+	dst = appendVarint(dst, uint64(sizeTag(fAnyInt)+protowire.SizeVarint(uint64(n))))
+	dst = appendTag(dst, fAnyInt, protowire.VarintType)
+	return appendVarint(dst, uint64(n))
 }
 
 // A proto3 string field, left out when empty. The strings are valid UTF-8
@@ -394,13 +423,46 @@ func stringSize(field protowire.Number, s string) int {
 	if s == "" {
 		return 0
 	}
-	return protowire.SizeTag(field) + protowire.SizeBytes(len(s))
+	return sizeTag(field) + sizeBytes(len(s))
 }
 
 func appendString(dst []byte, field protowire.Number, s string) []byte {
 	if s == "" {
 		return dst
 	}
-	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	dst = appendTag(dst, field, protowire.BytesType)
 	return protowire.AppendString(dst, s)
+}
+
+// Fast paths of protowire's functions for what nearly every call here
+// writes: a field number below 16 (a one-byte tag) and a length or value
+// below 128 (a one-byte varint). Small enough to be inlined, which
+// protowire's are not.
+
+func appendTag(dst []byte, f protowire.Number, t protowire.Type) []byte {
+	if f < 16 {
+		return append(dst, byte(f)<<3|byte(t))
+	}
+	return protowire.AppendTag(dst, f, t)
+}
+
+func appendVarint(dst []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(dst, byte(v))
+	}
+	return protowire.AppendVarint(dst, v)
+}
+
+func sizeTag(f protowire.Number) int {
+	if f < 16 {
+		return 1
+	}
+	return protowire.SizeTag(f)
+}
+
+func sizeBytes(n int) int {
+	if n < 0x80 {
+		return 1 + n
+	}
+	return protowire.SizeBytes(n)
 }
