@@ -40,7 +40,7 @@ vet:
 race:
 	$(GO) test -race -count=1 ./...
 
-## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, datadog driver -> OpenTelemetry Collector -> Jaeger;
+## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger;
 ## h2spec against an h2c listener (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
 e2e: e2e-deps
 	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
@@ -128,7 +128,7 @@ clean:
 COLLECTOR ?= file
 PROPAGATE ?= all
 
-## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, PROPAGATE=false|request-id)
+## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, COLLECTOR=otlp for the otlp driver into Jaeger, PROPAGATE=false|request-id)
 demo: build sandbox-bin
 	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE)
 

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -90,6 +91,9 @@ const (
 type classedError struct {
 	err   error
 	class ErrorClass
+	// after is the delay the back end asked for before the next attempt
+	// (RetryAfter); zero when it did not ask.
+	after time.Duration
 }
 
 func (e *classedError) Error() string { return e.err.Error() }
@@ -111,6 +115,66 @@ func Permanent(err error) error {
 		return nil
 	}
 	return &classedError{err: err, class: ClassPermanent}
+}
+
+// RetryAfter marks err as transient and says the back end asked for d to pass
+// before the next attempt (HTTP Retry-After, gRPC RetryInfo): the host waits
+// at least d instead of its own backoff, or drops the batch when d would
+// outlast its retry budget. A d of zero or less is plain Retryable.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &classedError{err: err, class: ClassRetryable, after: max(d, 0)}
+}
+
+// RetryDelay returns the delay err was marked with by RetryAfter, or zero.
+func RetryDelay(err error) time.Duration {
+	var ce *classedError
+	if errors.As(err, &ce) && ce.class == ClassRetryable {
+		return ce.after
+	}
+	return 0
+}
+
+// PartialRejection is what Export returns when the back end took the batch
+// but refused some of its spans (OTLP's partial success): the batch is not
+// sent again, Rejected spans are counted as dropped (rejected) and the rest
+// as exported, and Message, the back end's explanation, is logged. It is an
+// error only so that it fits Export's signature; retrying cannot help.
+type PartialRejection struct {
+	// Rejected is the number of spans the back end refused; zero with a
+	// Message is a warning about an accepted batch.
+	Rejected int
+	// Message is the back end's own explanation, logged as it is.
+	Message string
+}
+
+func (p *PartialRejection) Error() string {
+	if p.Message == "" {
+		return fmt.Sprintf("back end rejected %d spans of the batch", p.Rejected)
+	}
+	return fmt.Sprintf("back end rejected %d spans of the batch: %s", p.Rejected, p.Message)
+}
+
+// PartiallyRejected returns the PartialRejection that Export returns when
+// the back end accepted a batch except for rejected spans, or only warned
+// (rejected 0, a message). It returns nil when there is nothing to report,
+// so that a driver may return it unconditionally.
+func PartiallyRejected(rejected int, message string) error {
+	if rejected <= 0 && message == "" {
+		return nil
+	}
+	return &PartialRejection{Rejected: max(rejected, 0), Message: message}
+}
+
+// AsPartialRejection returns the PartialRejection in err's chain, or nil.
+func AsPartialRejection(err error) *PartialRejection {
+	var p *PartialRejection
+	if errors.As(err, &p) {
+		return p
+	}
+	return nil
 }
 
 // ClassOf returns the class err was marked with, and false when it was not

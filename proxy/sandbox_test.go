@@ -34,6 +34,7 @@ var binPackages = map[string]string{
 	"tracehop-driver-zipkin":    "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
 	"tracehop-driver-datadog":   "github.com/tracehop/tracehop/cmd/tracehop-driver-datadog",
 	"tracehop-driver-lightstep": "github.com/tracehop/tracehop/cmd/tracehop-driver-lightstep",
+	"tracehop-driver-otlp":      "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp",
 	"service":                   "github.com/tracehop/tracehop/examples/sandbox/service",
 }
 
@@ -198,6 +199,8 @@ type sandbox struct {
 	front, s1, s2 *proc
 	frontAddr     string
 	spansFile     string
+	// admins are the three tracehops' admin addresses (metrics, ready).
+	admins []string
 }
 
 func startSandbox(t *testing.T, propagate string) *sandbox {
@@ -216,6 +219,7 @@ func startSandboxWith(t *testing.T, propagate, driver, driverBlock string) *sand
 		a[k] = freePort(t)
 	}
 	sb.frontAddr = a["front"]
+	sb.admins = []string{a["frontAdmin"], a["s1admin"], a["s2admin"]}
 	if driverBlock == "" {
 		driverBlock = fmt.Sprintf("  driver: {name: file, config: {path: %s}}\n", sb.spansFile)
 	}

@@ -59,3 +59,20 @@ func Example() {
 	// reads: [b3]
 	// 1 2
 }
+
+// Export passes on what the back end said: a delay it asked for before the
+// next attempt, or the spans of an accepted batch it refused.
+func ExampleRetryAfter() {
+	// e.g. HTTP 429 with "Retry-After: 2"
+	err := sdk.RetryAfter(errors.New("429 Too Many Requests"), 2*time.Second)
+	fmt.Println(sdk.IsPermanent(err), sdk.RetryDelay(err))
+
+	// e.g. an OTLP response with partial_success.rejected_spans = 3
+	err = sdk.PartiallyRejected(3, "3 spans have an invalid trace id")
+	fmt.Println(err)
+	fmt.Println(sdk.PartiallyRejected(0, "") == nil)
+	// Output:
+	// false 2s
+	// back end rejected 3 spans of the batch: 3 spans have an invalid trace id
+	// true
+}

@@ -17,9 +17,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
@@ -154,10 +156,25 @@ func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.E
 	if err == nil {
 		return &wire.ExportResponse{}, nil
 	}
+	if pr := core.AsPartialRejection(err); pr != nil {
+		return &wire.ExportResponse{RejectedSpans: uint32(min(pr.Rejected, len(spans))), RejectedMessage: pr.Message}, nil
+	}
 	if core.IsPermanent(err) {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	return nil, status.Error(codes.Aborted, err.Error())
+	return nil, retryableStatus(err)
+}
+
+// retryableStatus is the ABORTED status of a retryable Export error, with the
+// delay the back end asked for (RetryAfter) as the standard RetryInfo detail.
+func retryableStatus(err error) error {
+	st := status.New(codes.Aborted, err.Error())
+	if d := core.RetryDelay(err); d > 0 {
+		if withDelay, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); derr == nil {
+			st = withDelay
+		}
+	}
+	return st.Err()
 }
 
 func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire.ShutdownResponse, err error) {

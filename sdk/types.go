@@ -1,6 +1,10 @@
 package sdk
 
-import "github.com/tracehop/tracehop/core"
+import (
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+)
 
 // The types a driver works with, re-exported from core so that a driver
 // imports only sdk.
@@ -53,6 +57,31 @@ func Retryable(err error) error { return core.Retryable(err) }
 // Permanent marks an Export error as final: the host drops the batch and
 // counts it. Use it when the back end refused the data itself.
 func Permanent(err error) error { return core.Permanent(err) }
+
+// RetryAfter marks an Export error as transient and passes on the delay the
+// back end asked for before the next attempt (an HTTP Retry-After header, a
+// gRPC RetryInfo detail): the host waits at least d instead of its own
+// backoff, and drops the batch (counted as retries_exhausted) when d would
+// outlast its retry budget (tracing.pipeline.retry_for).
+func RetryAfter(err error, d time.Duration) error { return core.RetryAfter(err, d) }
+
+// RetryDelay returns the delay an error was marked with by RetryAfter, or
+// zero (a driver's tests use it to check what they pass on).
+func RetryDelay(err error) time.Duration { return core.RetryDelay(err) }
+
+// PartiallyRejected is what Export returns when the back end accepted the
+// batch except for rejected spans (OTLP's partial success): the host does
+// not re-send the batch, counts the rejected spans as dropped with reason
+// "rejected" (tracehop_spans_dropped_total{reason="rejected"}), the rest as
+// exported, and logs message, the back end's explanation. rejected 0 with a
+// message is a warning about an accepted batch; with neither it returns
+// nil, so Export may return it unconditionally.
+func PartiallyRejected(rejected int, message string) error {
+	return core.PartiallyRejected(rejected, message)
+}
+
+// PartialRejection is the value PartiallyRejected returns; see core.
+type PartialRejection = core.PartialRejection
 
 // BatchID returns the host's id for the batch being exported; a re-sent
 // batch keeps its id.

@@ -305,8 +305,10 @@ func (e *exporter) run() {
 	}
 }
 
-// export sends one batch, retrying retryable failures with backoff until it
-// succeeds, RetryFor passes or ctx ends. It returns false, keeping the batch,
+// export sends one batch, retrying retryable failures with backoff (or after
+// the delay the back end asked for, core.RetryAfter) until it succeeds,
+// RetryFor passes or ctx ends. A partly rejected batch (core.PartialRejection)
+// counts as sent, its refused spans as DropRejected. It returns false, keeping the batch,
 // only when the pipeline's stop interrupted it: shutdown then sends it again
 // under its own deadline.
 func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bool {
@@ -325,6 +327,16 @@ func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bo
 			e.c.batches.Add(1)
 			return true
 		}
+		if pr := core.AsPartialRejection(err); pr != nil {
+			// Delivered, less what the back end refused: sending the
+			// batch again would duplicate the accepted spans.
+			n := min(pr.Rejected, len(batch))
+			e.c.exported.Add(uint64(len(batch) - n))
+			e.c.batches.Add(1)
+			e.c.dropped[DropRejected].Add(uint64(n))
+			e.logFailure("back end rejected part of a batch; those spans are dropped", err, len(batch), attempt)
+			return true
+		}
 		e.c.exportErrors.Add(1)
 		if core.IsPermanent(err) {
 			e.c.dropped[DropRejected].Add(uint64(len(batch)))
@@ -340,6 +352,11 @@ func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bo
 			return true
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if asked := core.RetryDelay(err); asked > 0 {
+			// The back end said when it can take more (Retry-After,
+			// RetryInfo): coming back sooner only earns another refusal.
+			wait = asked
+		}
 		if time.Now().Add(wait).After(deadline) {
 			e.c.dropped[DropRetriesExhausted].Add(uint64(len(batch)))
 			e.logFailure("export kept failing; the batch's spans are dropped", err, len(batch), attempt)

@@ -1,9 +1,11 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -345,5 +347,96 @@ func TestInvalidSpansAreDroppedAndCounted(t *testing.T) {
 	st := p.Stats()[0]
 	if st.Dropped[pipeline.DropInvalid] != 2 || r.spans() != 1 {
 		t.Fatalf("dropped %v, exported %d", st.Dropped, r.spans())
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	var times []time.Time
+	r := &recorder{fail: func(n int) error {
+		times = append(times, time.Now())
+		if n == 1 {
+			return core.RetryAfter(errors.New("429 Too Many Requests"), 300*time.Millisecond)
+		}
+		return nil
+	}}
+	// The pipeline's own backoff would come back within 2ms.
+	p := newPipeline(t, pipeline.Config{BatchSize: 5, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond}, r)
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	shutdown(t, p)
+	if len(times) != 2 {
+		t.Fatalf("%d Export calls; want 2", len(times))
+	}
+	if gap := times[1].Sub(times[0]); gap < 300*time.Millisecond {
+		t.Fatalf("retried after %s; the back end asked for 300ms", gap)
+	}
+	if st := p.Stats()[0]; st.Exported != 5 || st.DroppedTotal() != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestRetryAfterBeyondRetryForDrops(t *testing.T) {
+	r := &recorder{fail: func(int) error {
+		return core.RetryAfter(errors.New("503 Service Unavailable"), time.Hour)
+	}}
+	p := newPipeline(t, pipeline.Config{BatchSize: 5, RetryFor: time.Second}, r)
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	start := time.Now()
+	p.Flush(context.Background())
+	shutdown(t, p)
+	if st := p.Stats()[0]; st.Dropped[pipeline.DropRetriesExhausted] != 5 || r.calls != 1 {
+		t.Fatalf("dropped = %v after %d calls; want 5 retries_exhausted after 1 call", st.Dropped, r.calls)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s: a delay past RetryFor must drop at once, not wait", d)
+	}
+}
+
+func TestPartialRejectionIsCountedAndLogged(t *testing.T) {
+	r := &recorder{fail: func(n int) error {
+		if n == 1 {
+			return core.PartiallyRejected(2, "2 spans had an empty name")
+		}
+		return nil
+	}}
+	var logs bytes.Buffer
+	p, err := pipeline.New(pipeline.Config{BatchSize: 5}, []pipeline.Target{{Name: "otlp", Driver: r}},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	p.Flush(context.Background())
+	shutdown(t, p)
+	st := p.Stats()[0]
+	if st.Exported != 3 || st.Dropped[pipeline.DropRejected] != 2 || st.DroppedTotal() != 2 || r.calls != 1 || st.ExportErrors != 0 {
+		t.Fatalf("stats = %+v after %d calls; want 3 exported, 2 rejected, no retry", st, r.calls)
+	}
+	if !strings.Contains(logs.String(), "2 spans had an empty name") {
+		t.Fatalf("the back end's message is not logged: %s", logs.String())
+	}
+}
+
+func TestPartiallyRejectedNothingToReport(t *testing.T) {
+	if err := core.PartiallyRejected(0, ""); err != nil {
+		t.Fatalf("PartiallyRejected(0, \"\") = %v; want nil", err)
+	}
+	err := fmt.Errorf("wrapped: %w", core.PartiallyRejected(0, "deprecated field"))
+	if pr := core.AsPartialRejection(err); pr == nil || pr.Rejected != 0 || pr.Message != "deprecated field" {
+		t.Fatalf("AsPartialRejection = %+v", pr)
+	}
+	if d := core.RetryDelay(core.Permanent(errors.New("x"))); d != 0 {
+		t.Fatalf("RetryDelay of a permanent error = %s", d)
+	}
+	if d := core.RetryDelay(fmt.Errorf("w: %w", core.RetryAfter(errors.New("x"), time.Second))); d != time.Second {
+		t.Fatalf("RetryDelay through a wrap = %s", d)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -413,12 +414,13 @@ func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
 	}
 	buf := d.bufs.Get().(*[]byte)
 	*buf = wire.AppendBatch((*buf)[:0], spans)
-	_, err = in.rpc.Export(ctx, &wire.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
+	resp, err := in.rpc.Export(ctx, &wire.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
 		d.bufs.Put(buf)
 	}
 	if err == nil {
-		return nil
+		// nil when the driver reported no partial rejection
+		return core.PartiallyRejected(int(resp.GetRejectedSpans()), resp.GetRejectedMessage())
 	}
 	st, _ := status.FromError(err)
 	switch st.Code() {
@@ -429,10 +431,21 @@ func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
 		in.markFailed()
 		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", d.spec.Name, st.Message()))
 	case codes.Aborted, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Unknown, codes.Internal:
-		return core.Retryable(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()))
+		return core.RetryAfter(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()), retryDelay(st))
 	default:
 		return core.Permanent(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()))
 	}
+}
+
+// retryDelay is the delay a driver passed on from its back end (the SDK sends
+// core.RetryAfter's delay as a RetryInfo detail), or zero.
+func retryDelay(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
 }
 
 // Shutdown stops supervision, lets the driver flush within ctx and stops the

@@ -480,3 +480,57 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("a program that is no driver: %v", err)
 	}
 }
+
+// A back end's retry delay and its partial rejections cross the process
+// boundary: the SDK sends them, the host hands them to the pipeline.
+func TestExportCarriesRetryDelayAndPartialRejection(t *testing.T) {
+	t.Run("retry_after", func(t *testing.T) {
+		d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin,
+			Config: jsonConfig(t, map[string]any{"fail_first": 1, "retry_after": "1500ms"})}, plugin.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = d.Export(context.Background(), []core.Span{span(1)})
+		if err == nil || core.IsPermanent(err) {
+			t.Fatalf("Export = %v; want a retryable error", err)
+		}
+		if got := core.RetryDelay(err); got != 1500*time.Millisecond {
+			t.Fatalf("RetryDelay = %s; want the driver's 1.5s", got)
+		}
+		if err := d.Export(context.Background(), []core.Span{span(1)}); err != nil {
+			t.Fatalf("second Export: %v", err)
+		}
+	})
+	t.Run("partial_rejection", func(t *testing.T) {
+		record := filepath.Join(t.TempDir(), "record")
+		d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin,
+			Config: jsonConfig(t, map[string]any{"record": record, "reject_each": 2})}, plugin.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs logBuffer
+		p, err := pipeline.New(pipeline.Config{BatchSize: 5}, []pipeline.Target{{Name: "fault", Driver: d}},
+			slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			p.Enqueue(span(uint64(i + 1)))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := p.Stats()[0]
+		if err := p.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.Exported != 3 || st.Dropped[pipeline.DropRejected] != 2 || st.ExportErrors != 0 {
+			t.Fatalf("stats = %+v; want 3 exported, 2 rejected, no error", st)
+		}
+		if !strings.Contains(logs.String(), "testdriver: refused 2 spans as told") {
+			t.Fatalf("the back end's message is not in the host's log: %s", logs.String())
+		}
+	})
+}

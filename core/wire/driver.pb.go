@@ -391,9 +391,16 @@ func (x *ExportRequest) GetSpans() []byte {
 }
 
 type ExportResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The back end took the batch but refused this many of its spans (OTLP's
+	// partial success): the host counts them as rejected and does not re-send
+	// the batch. Zero with a rejected_message is a warning. A host older than
+	// these fields ignores them and counts the whole batch as exported.
+	RejectedSpans uint32 `protobuf:"varint,1,opt,name=rejected_spans,json=rejectedSpans,proto3" json:"rejected_spans,omitempty"`
+	// The back end's explanation of the rejection, logged by the host.
+	RejectedMessage string `protobuf:"bytes,2,opt,name=rejected_message,json=rejectedMessage,proto3" json:"rejected_message,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExportResponse) Reset() {
@@ -424,6 +431,20 @@ func (x *ExportResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ExportResponse.ProtoReflect.Descriptor instead.
 func (*ExportResponse) Descriptor() ([]byte, []int) {
 	return file_driver_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ExportResponse) GetRejectedSpans() uint32 {
+	if x != nil {
+		return x.RejectedSpans
+	}
+	return 0
+}
+
+func (x *ExportResponse) GetRejectedMessage() string {
+	if x != nil {
+		return x.RejectedMessage
+	}
+	return ""
 }
 
 type ShutdownRequest struct {
@@ -525,8 +546,10 @@ const file_driver_proto_rawDesc = "" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1d\n" +
 	"\n" +
 	"span_count\x18\x02 \x01(\rR\tspanCount\x12\x14\n" +
-	"\x05spans\x18\x03 \x01(\fR\x05spans\"\x10\n" +
-	"\x0eExportResponse\"\x11\n" +
+	"\x05spans\x18\x03 \x01(\fR\x05spans\"b\n" +
+	"\x0eExportResponse\x12%\n" +
+	"\x0erejected_spans\x18\x01 \x01(\rR\rrejectedSpans\x12)\n" +
+	"\x10rejected_message\x18\x02 \x01(\tR\x0frejectedMessage\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse*v\n" +
 	"\tPrecision\x12\x19\n" +

@@ -37,7 +37,9 @@ const (
 // Errors travel as gRPC status codes. A driver's retryable failure is
 // ABORTED and its permanent one FAILED_PRECONDITION (INVALID_ARGUMENT for a
 // rejected config). UNAVAILABLE is left to the transport: the host takes it
-// to mean the plugin process is gone and restarts it.
+// to mean the plugin process is gone and restarts it. A retryable error may
+// carry a google.rpc.RetryInfo detail: the delay the back end asked for
+// before the next attempt (core.RetryAfter).
 type DriverClient interface {
 	// Configure hands the driver its own config (JSON, decoded strictly by the
 	// driver) and learns what the back end can do. It is called once per
@@ -96,7 +98,9 @@ func (c *driverClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts .
 // Errors travel as gRPC status codes. A driver's retryable failure is
 // ABORTED and its permanent one FAILED_PRECONDITION (INVALID_ARGUMENT for a
 // rejected config). UNAVAILABLE is left to the transport: the host takes it
-// to mean the plugin process is gone and restarts it.
+// to mean the plugin process is gone and restarts it. A retryable error may
+// carry a google.rpc.RetryInfo detail: the delay the back end asked for
+// before the next attempt (core.RetryAfter).
 type DriverServer interface {
 	// Configure hands the driver its own config (JSON, decoded strictly by the
 	// driver) and learns what the back end can do. It is called once per

@@ -1,6 +1,7 @@
-// Package zipkin is the Zipkin driver: it reports spans to a Zipkin v2 HTTP
+// Package zipkin is the Zipkin driver: it reports spans to a Zipkin HTTP
 // collector (Zipkin, or Jaeger's Zipkin-compatible receiver) in Zipkin's
-// JSON v2 or proto3 format. It writes both straight from the spans
+// JSON v2 or proto3 format, or in v1 JSON for collectors (and Envoy
+// configurations) still on /api/v1/spans. It writes both straight from the spans
 // (zipkinmodel.AppendJSONList, AppendProto): the tests hold them to what
 // zipkin-go's own serializers write for zipkin-go's span model, byte for
 // byte for JSON and field for field through zipkin-go's decoder for proto,
@@ -15,7 +16,8 @@
 // Config:
 //
 //	collector_endpoint: http://127.0.0.1:9411/api/v2/spans   # required
-//	encoding: json          # or proto (about 25% fewer bytes)
+//	encoding: json          # or proto (about 25% fewer bytes), or json_v1 (Zipkin v1 JSON,
+//	                        # annotations cs/sr/ss/cr and binary annotations, for /api/v1/spans)
 //	timeout: 5s             # per POST
 //	max_batch_spans: 1000   # an Export is cut into POSTs of at most this many spans
 //	headers: {Authorization: "Bearer ..."}   # sent with every POST; never logged
@@ -23,6 +25,7 @@
 //	                             # (only a CLIENT span tracehop made: an egress listener's or
 //	                             # spawn_upstream_span's; see the README's Propagation)
 //	trace_id_128bit: true        # false: new traces get 64-bit ids
+//	attribute_names: envoy       # or otel (OpenTelemetry's HTTP semantic conventions) or both
 //
 // Zipkin keeps microseconds, and its JSON lowercases span and service names
 // (proto keeps their case).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracehop/tracehop/drivers/internal/zipkinmodel"
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/attrnames"
 )
 
 // Config is the zipkin driver's config block.
@@ -25,6 +26,9 @@ type Config struct {
 	Headers           map[string]sdk.Secret `json:"headers"`
 	SharedSpanContext bool                  `json:"shared_span_context"`
 	TraceID128Bit     *bool                 `json:"trace_id_128bit"`
+	// AttributeNames is envoy (the default: the proxy's tags as Zipkin
+	// users know them), otel or both (sdk/attrnames).
+	AttributeNames string `json:"attribute_names"`
 }
 
 // Defaults.
@@ -41,8 +45,8 @@ func (c *Config) Validate() error {
 	} else if u, err := url.Parse(c.CollectorEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.Add("collector_endpoint", "must be an http or https URL, got %q", c.CollectorEndpoint)
 	}
-	if c.Encoding != "json" && c.Encoding != "proto" {
-		p.Add("encoding", "must be json or proto, got %q", c.Encoding)
+	if c.Encoding != "json" && c.Encoding != "proto" && c.Encoding != "json_v1" {
+		p.Add("encoding", "must be json, proto or json_v1 (Zipkin v1 JSON, for /api/v1/spans), got %q", c.Encoding)
 	}
 	if c.Timeout <= 0 {
 		p.Add("timeout", "must be positive, got %s", time.Duration(c.Timeout))
@@ -55,12 +59,16 @@ func (c *Config) Validate() error {
 			p.Add("headers", "%q is not a header name", k)
 		}
 	}
+	if _, err := attrnames.Parse(c.AttributeNames, attrnames.Envoy); err != nil {
+		p.Add("attribute_names", "%v", err)
+	}
 	return p.Err()
 }
 
 // Driver posts spans to a Zipkin collector.
 type Driver struct {
 	cfg    Config
+	names  attrnames.Mode
 	client *http.Client
 	header http.Header
 
@@ -82,6 +90,7 @@ func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.C
 	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
 		return sdk.Capabilities{}, err
 	}
+	d.names, _ = attrnames.Parse(d.cfg.AttributeNames, attrnames.Envoy)
 	d.header = http.Header{}
 	for k, v := range d.cfg.Headers {
 		d.header.Set(k, v.Value())
@@ -122,11 +131,17 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	if bufs == nil {
 		bufs = new([2][]byte)
 	}
+	if d.names != attrnames.Envoy {
+		spans = renamed(spans, d.names)
+	}
 	for start := 0; start < len(spans); start += d.cfg.MaxBatchSpans {
 		chunk := spans[start:min(start+d.cfg.MaxBatchSpans, len(spans))]
-		if d.cfg.Encoding == "proto" {
+		switch d.cfg.Encoding {
+		case "proto":
 			bufs[0], bufs[1] = zipkinmodel.AppendProto(bufs[0][:0], bufs[1], chunk)
-		} else {
+		case "json_v1":
+			bufs[0] = zipkinmodel.AppendJSONV1List(bufs[0][:0], chunk)
+		default:
 			bufs[0] = zipkinmodel.AppendJSONList(bufs[0][:0], chunk)
 		}
 		body := bytes.NewReader(bufs[0])
@@ -143,6 +158,20 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	}
 	d.bufs.Put(bufs)
 	return nil
+}
+
+// renamed returns copies of spans with their tags and names in mode's
+// naming (attribute_names); the copies share the spans' strings.
+func renamed(spans []sdk.Span, mode attrnames.Mode) []sdk.Span {
+	out := make([]sdk.Span, len(spans))
+	var tags []sdk.Tag
+	for i := range spans {
+		out[i] = spans[i]
+		start := len(tags)
+		tags, out[i].Name = attrnames.Translate(tags, &spans[i], mode)
+		out[i].Tags = tags[start:len(tags):len(tags)]
+	}
+	return out
 }
 
 // send posts one encoded payload of n spans.

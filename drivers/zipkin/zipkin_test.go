@@ -189,3 +189,39 @@ func TestNonUTF8TagsInProto(t *testing.T) {
 		t.Fatalf("%d of 3 spans arrived", len(r.spans))
 	}
 }
+
+// attribute_names: envoy by default; otel and both rename as sdk/attrnames
+// says, without touching the caller's spans.
+func TestAttributeNames(t *testing.T) {
+	for _, tc := range []struct {
+		names            string
+		wantOld, wantNew bool
+		wantName         string
+	}{{"", true, false, "burst"}, {"otel", false, true, "get"}, {"both", true, true, "burst"}} {
+		t.Run("names="+tc.names, func(t *testing.T) {
+			r := newReceiver(t)
+			cfg := map[string]any{"collector_endpoint": r.endpoint()}
+			if tc.names != "" {
+				cfg["attribute_names"] = tc.names
+			}
+			d, _ := configured(t, cfg)
+			spans := drivertest.Spans(1, 2)
+			if err := d.Export(context.Background(), spans); err != nil {
+				t.Fatal(err)
+			}
+			if spans[0].Name != "burst" || spans[0].Tags[0].Key != "http.method" {
+				t.Fatalf("Export changed the caller's span: %+v", spans[0])
+			}
+			got, _ := r.received()
+			_, old := got[1].Tag("http.method")
+			_, otel := got[1].Tag("http.request.method")
+			if len(got) != 2 || old != tc.wantOld || otel != tc.wantNew || got[1].Name != tc.wantName {
+				t.Fatalf("received %+v", got[1])
+			}
+		})
+	}
+	raw, _ := json.Marshal(map[string]any{"collector_endpoint": "http://x", "attribute_names": "semconv"})
+	if _, err := zipkin.New().Configure(context.Background(), raw, sdk.HostInfo{}); err == nil || !strings.Contains(err.Error(), "attribute_names") {
+		t.Fatalf("err = %v", err)
+	}
+}

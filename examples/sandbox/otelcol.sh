@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds an OpenTelemetry Collector with the contrib Datadog receiver (a real
-# Datadog-agent-protocol receiver: /v0.4/traces msgpack) and an OTLP exporter
+# Datadog-agent-protocol receiver: /v0.4/traces msgpack), the OTLP receiver
+# (the otlp driver's e2e: plain, TLS and mTLS) and OTLP and debug exporters
 # into a cache outside the repo, once, and prints the binary's path. The
 # sandbox's Datadog path is: datadog driver -> this collector -> Jaeger.
 # Versions match Jaeger v1.76.0's dependencies. The first build takes about
 # 6.5 minutes on 2 cores; later calls return at once.
 set -euo pipefail
 version=0.140.1
-cache=${TRACEHOP_CACHE:-$HOME/.cache/tracehop}/otelcol-dd-$version
+build=2   # bumped when the manifest below changes: 2 added the OTLP receiver
+cache=${TRACEHOP_CACHE:-$HOME/.cache/tracehop}/otelcol-dd-$version-$build
 bin=$cache/otelcol-dd
 if [[ -x $bin ]]; then
   echo "$bin"
@@ -26,6 +28,7 @@ cat > "$work/manifest.yaml" <<YAML
 dist: {name: otelcol-dd, output_path: $work/dist, version: $version-tracehop}
 receivers:
   - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/receiver/datadogreceiver v$version
+  - gomod: go.opentelemetry.io/collector/receiver/otlpreceiver v0.140.0
 processors:
   - gomod: go.opentelemetry.io/collector/processor/batchprocessor v0.140.0
 exporters:

@@ -41,15 +41,16 @@ type sandbox struct {
 }
 
 func main() {
-	collector := flag.String("collector", "file", "where spans go: file (the file driver; works anywhere), jaeger (the zipkin driver into a local Jaeger) or datadog (the datadog driver into an OpenTelemetry Collector's Datadog receiver, on to Jaeger)")
+	collector := flag.String("collector", "file", "where spans go: file (the file driver; works anywhere), jaeger (the zipkin driver into a local Jaeger), otlp (the otlp driver into Jaeger's OTLP receiver) or datadog (the datadog driver into an OpenTelemetry Collector's Datadog receiver, on to Jaeger)")
+	otlpProtocol := flag.String("otlp-protocol", "grpc", "with -collector otlp: grpc or http/protobuf")
 	propagate := flag.String("propagate", "all", "what service1 forwards: all trace headers, false (none: the trace splits) or request-id (tracehop links it anyway)")
 	encoding := flag.String("encoding", "json", "with -collector jaeger: the zipkin driver's encoding, json or proto")
 	keep := flag.Bool("keep", false, "leave the sandbox running until Ctrl-C")
 	bin := flag.String("bin", "bin", "the directory with tracehop, its drivers and sandbox-service")
 	work := flag.String("dir", filepath.Join(os.TempDir(), "tracehop-sandbox"), "where spans and logs go")
 	flag.Parse()
-	if *collector != "file" && *collector != "jaeger" && *collector != "datadog" {
-		fatalf("-collector must be file, jaeger or datadog, got %q", *collector)
+	if *collector != "file" && *collector != "jaeger" && *collector != "datadog" && *collector != "otlp" {
+		fatalf("-collector must be file, jaeger, otlp or datadog, got %q", *collector)
 	}
 	abs, _ := filepath.Abs(*bin)
 	sb := &sandbox{bin: abs, logDir: filepath.Join(*work, "logs")}
@@ -74,6 +75,13 @@ func main() {
 		}
 		sb.start("jaeger", nil, strings.TrimSpace(string(out)), "--config=file:examples/sandbox/jaeger.yaml")
 		sb.waitHTTP(ctx, "http://127.0.0.1:13133/status", "jaeger")
+	}
+	if *collector == "otlp" {
+		driverDir = "examples/sandbox/otlp"
+		env = append(env, "OTLP_PROTOCOL="+*otlpProtocol)
+		if *otlpProtocol == "http/protobuf" {
+			env = append(env, "OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces")
+		}
 	}
 	if *collector == "datadog" {
 		driverDir = "examples/sandbox/datadog"

@@ -36,6 +36,11 @@ type config struct {
 	// FailFirst makes the first N Export calls fail with a retryable
 	// error that looks like a collector's connection refusal.
 	FailFirst int `json:"fail_first"`
+	// RetryAfter makes those failures ask for this delay (sdk.RetryAfter).
+	RetryAfter sdk.Duration `json:"retry_after"`
+	// RejectEach makes every Export report this many spans rejected
+	// (sdk.PartiallyRejected) after recording the batch.
+	RejectEach int `json:"reject_each"`
 }
 
 type driver struct {
@@ -87,18 +92,27 @@ func (d *driver) Export(ctx context.Context, spans []sdk.Span) error {
 	}
 	if d.fails < d.cfg.FailFirst {
 		d.fails++
-		return sdk.Retryable(errors.New("dial tcp 127.0.0.1:9411: connect: connection refused"))
+		return sdk.RetryAfter(errors.New("dial tcp 127.0.0.1:9411: connect: connection refused"), time.Duration(d.cfg.RetryAfter))
 	}
 	if d.out == nil {
-		return nil
+		return sdk.PartiallyRejected(d.cfg.RejectEach, rejectMessage(d.cfg.RejectEach))
 	}
 	buf := make([]byte, 0, 21*len(spans))
 	for i := range spans {
 		buf = strconv.AppendUint(buf, uint64(spans[i].SpanID), 10)
 		buf = append(buf, '\n')
 	}
-	_, err := d.out.Write(buf)
-	return err
+	if _, err := d.out.Write(buf); err != nil {
+		return err
+	}
+	return sdk.PartiallyRejected(d.cfg.RejectEach, rejectMessage(d.cfg.RejectEach))
+}
+
+func rejectMessage(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("testdriver: refused %d spans as told", n)
 }
 
 func (d *driver) Shutdown(context.Context) error {

@@ -1,0 +1,468 @@
+package otlp
+
+import (
+	"encoding/binary"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/attrnames"
+)
+
+// Field numbers of the OTLP messages appendRequest writes, from
+// opentelemetry/proto/{collector/trace,trace,resource,common}/v1/*.proto.
+const (
+	fRequestResourceSpans = 1 // ExportTraceServiceRequest.resource_spans
+	fResourceSpansRes     = 1 // ResourceSpans.resource
+	fResourceSpansScope   = 2 // ResourceSpans.scope_spans
+	fResourceAttributes   = 1 // Resource.attributes
+	fScopeSpansScope      = 1 // ScopeSpans.scope
+	fScopeSpansSpans      = 2 // ScopeSpans.spans
+	fScopeName            = 1 // InstrumentationScope.name
+	fScopeVersion         = 2 // InstrumentationScope.version
+	fSpanTraceID          = 1
+	fSpanSpanID           = 2
+	fSpanParentID         = 4
+	fSpanName             = 5
+	fSpanKind             = 6
+	fSpanStart            = 7 // fixed64
+	fSpanEnd              = 8 // fixed64
+	fSpanAttributes       = 9
+	fSpanEvents           = 11
+	fSpanStatus           = 15
+	fSpanFlags            = 16 // fixed32
+	fEventTime            = 1  // fixed64
+	fEventName            = 2
+	fStatusMessage        = 2
+	fStatusCode           = 3
+	fKVKey                = 1
+	fKVValue              = 2
+	fAnyString            = 1
+	fAnyInt               = 3
+	statusCodeError       = 2 // Status.STATUS_CODE_ERROR
+)
+
+// encoder writes an ExportTraceServiceRequest straight from the spans, as
+// the mapper's protobuf structs would marshal (TestEncoderMatchesMapper
+// holds it to that, field for field), without building those structs: a
+// proxy span's 20 attributes are 60 allocations through the generated
+// types and none here.
+type encoder struct {
+	m *mapper
+	// scratch, reused batch after batch: every span's translated tags one
+	// after the other (span i's are tags[tagEnd[i-1]:tagEnd[i]]), its name,
+	// its encoded size, and copies of the few spans with strings that are
+	// not valid UTF-8
+	tags   []sdk.Tag
+	tagEnd []int
+	names  []string
+	sizes  []int
+	fixed  map[int]*sdk.Span
+	groups []group
+}
+
+type group struct {
+	service string
+	spans   []int // indexes into the batch, in order
+}
+
+func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
+	e.groupByService(spans)
+	// Each span's tags, names and size first: a message's length goes
+	// before it. Strings are checked for UTF-8 here, once; the writing
+	// below takes them as valid.
+	e.tags, e.tagEnd, e.names, e.sizes = e.tags[:0], e.tagEnd[:0], e.names[:0], e.sizes[:0]
+	clear(e.fixed)
+	for i := range spans {
+		s := &spans[i]
+		start := len(e.tags)
+		var name string
+		e.tags, name = attrnames.Translate(e.tags, s, e.m.mode)
+		tags := e.tags[start:]
+		if !spanValid(s, name, tags) {
+			s, name = e.repair(i, s, name, tags)
+		}
+		e.tagEnd = append(e.tagEnd, len(e.tags))
+		e.names = append(e.names, name)
+		e.sizes = append(e.sizes, spanSize(s, name, tags))
+	}
+	for _, g := range e.groups {
+		service := valid(g.service)
+		resSize := e.resourceSize(service)
+		scopeSize := sizeTag(fScopeSpansScope) + sizeBytes(e.scopeSize())
+		for _, i := range g.spans {
+			scopeSize += sizeTag(fScopeSpansSpans) + sizeBytes(e.sizes[i])
+		}
+		rsSize := sizeTag(fResourceSpansRes) + sizeBytes(resSize) +
+			sizeTag(fResourceSpansScope) + sizeBytes(scopeSize)
+		dst = appendTag(dst, fRequestResourceSpans, protowire.BytesType)
+		dst = appendVarint(dst, uint64(rsSize))
+		dst = appendTag(dst, fResourceSpansRes, protowire.BytesType)
+		dst = appendVarint(dst, uint64(resSize))
+		dst = e.appendResource(dst, service)
+		dst = appendTag(dst, fResourceSpansScope, protowire.BytesType)
+		dst = appendVarint(dst, uint64(scopeSize))
+		dst = appendTag(dst, fScopeSpansScope, protowire.BytesType)
+		dst = appendVarint(dst, uint64(e.scopeSize()))
+		dst = appendString(dst, fScopeName, scopeName)
+		dst = appendString(dst, fScopeVersion, valid(e.m.version))
+		for _, i := range g.spans {
+			s := &spans[i]
+			if f := e.fixed[i]; f != nil {
+				s = f
+			}
+			dst = appendTag(dst, fScopeSpansSpans, protowire.BytesType)
+			dst = appendVarint(dst, uint64(e.sizes[i]))
+			dst = appendSpan(dst, s, e.names[i], e.spanTags(i))
+		}
+	}
+	return dst
+}
+
+func (e *encoder) spanTags(i int) []sdk.Tag {
+	start := 0
+	if i > 0 {
+		start = e.tagEnd[i-1]
+	}
+	return e.tags[start:e.tagEnd[i]]
+}
+
+// spanValid says whether every string encoded for s is valid UTF-8 (the
+// status message is checked where it is made; the service, per group).
+// Nearly every string is ASCII: one pass ORs their bytes together, and only
+// a span with a byte of 0x80 or more has its strings decoded. (Calling
+// utf8.ValidString on each of a proxy span's 40 short strings was a quarter
+// of the encoding's time.)
+func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
+	bits := orBytes(orBytes(0, name), s.Remote.Service)
+	for _, t := range tags {
+		bits = orBytes(orBytes(bits, t.Key), t.Value)
+	}
+	for _, ev := range s.Events {
+		bits = orBytes(bits, ev.Value)
+	}
+	if bits&0x8080808080808080 == 0 {
+		return true
+	}
+	ok := utf8.ValidString(name) && utf8.ValidString(s.Remote.Service)
+	for _, t := range tags {
+		ok = ok && utf8.ValidString(t.Key) && utf8.ValidString(t.Value)
+	}
+	for _, ev := range s.Events {
+		ok = ok && utf8.ValidString(ev.Value)
+	}
+	return ok
+}
+
+// orBytes ORs s into acc 8 bytes at a time (the tail into the low byte):
+// a byte of 0x80 or more leaves a high bit set in some byte of acc.
+func orBytes(acc uint64, s string) uint64 {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc
+}
+
+// repair makes the strings of span i valid: its translated tags in place
+// (they are the encoder's copy), the rest in a copy of the span.
+func (e *encoder) repair(i int, s *sdk.Span, name string, tags []sdk.Tag) (*sdk.Span, string) {
+	for j := range tags {
+		tags[j].Key, tags[j].Value = valid(tags[j].Key), valid(tags[j].Value)
+	}
+	c := *s
+	c.Remote.Service = valid(s.Remote.Service)
+	c.Events = make([]sdk.Event, len(s.Events))
+	for j, ev := range s.Events {
+		c.Events[j] = sdk.Event{UnixNano: ev.UnixNano, Value: valid(ev.Value)}
+	}
+	if e.fixed == nil {
+		e.fixed = map[int]*sdk.Span{}
+	}
+	e.fixed[i] = &c
+	return &c, valid(name)
+}
+
+func (e *encoder) groupByService(spans []sdk.Span) {
+	for i := range e.groups {
+		e.groups[i].spans = e.groups[i].spans[:0]
+	}
+	n := 0
+outer:
+	for i := range spans {
+		for g := range e.groups[:n] {
+			if e.groups[g].service == spans[i].LocalService {
+				e.groups[g].spans = append(e.groups[g].spans, i)
+				continue outer
+			}
+		}
+		if n < len(e.groups) {
+			e.groups[n].service = spans[i].LocalService
+			e.groups[n].spans = append(e.groups[n].spans, i)
+		} else {
+			e.groups = append(e.groups, group{service: spans[i].LocalService, spans: []int{i}})
+		}
+		n++
+	}
+	e.groups = e.groups[:n]
+}
+
+// resourceKVs calls f for each resource attribute of service, in the
+// mapper's order.
+func (e *encoder) resourceKVs(service string, f func(k, v string)) {
+	if _, set := e.m.resource["service.name"]; !set {
+		f("service.name", service)
+	}
+	if _, set := e.m.resource["service.instance.id"]; !set && e.m.instance != "" {
+		f("service.instance.id", valid(e.m.instance))
+	}
+	for _, k := range e.m.resourceKeys {
+		f(valid(k), valid(e.m.resource[k]))
+	}
+}
+
+func (e *encoder) resourceSize(service string) int {
+	n := 0
+	e.resourceKVs(service, func(k, v string) {
+		n += sizeTag(fResourceAttributes) + sizeBytes(kvSize(k, v))
+	})
+	return n
+}
+
+func (e *encoder) appendResource(dst []byte, service string) []byte {
+	e.resourceKVs(service, func(k, v string) { dst = appendKV(dst, fResourceAttributes, k, v) })
+	return dst
+}
+
+func (e *encoder) scopeSize() int {
+	return stringSize(fScopeName, scopeName) + stringSize(fScopeVersion, valid(e.m.version))
+}
+
+// spanSize is the encoded size of s, named name, with its translated tags.
+func spanSize(s *sdk.Span, name string, tags []sdk.Tag) int {
+	n := sizeTag(fSpanTraceID) + sizeBytes(16) + sizeTag(fSpanSpanID) + sizeBytes(8)
+	if s.ParentID != 0 {
+		n += sizeTag(fSpanParentID) + sizeBytes(8)
+	}
+	n += stringSize(fSpanName, name)
+	n += sizeTag(fSpanKind) + protowire.SizeVarint(uint64(kind(s.Kind)))
+	n += 2 * (sizeTag(fSpanStart) + protowire.SizeFixed64())
+	for _, t := range tags {
+		n += sizeTag(fSpanAttributes) + sizeBytes(attrSize(t.Key, t.Value))
+	}
+	n += remoteSize(s)
+	for _, ev := range s.Events {
+		n += sizeTag(fSpanEvents) + sizeBytes(eventSize(ev))
+	}
+	if s.Error {
+		n += sizeTag(fSpanStatus) + sizeBytes(statusSize(s))
+	}
+	n += sizeTag(fSpanFlags) + protowire.SizeFixed32()
+	return n
+}
+
+func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
+	dst = appendTag(dst, fSpanTraceID, protowire.BytesType)
+	dst = appendVarint(dst, 16)
+	dst = binary.BigEndian.AppendUint64(dst, s.TraceID.High)
+	dst = binary.BigEndian.AppendUint64(dst, s.TraceID.Low)
+	dst = appendTag(dst, fSpanSpanID, protowire.BytesType)
+	dst = appendVarint(dst, 8)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(s.SpanID))
+	if s.ParentID != 0 {
+		dst = appendTag(dst, fSpanParentID, protowire.BytesType)
+		dst = appendVarint(dst, 8)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(s.ParentID))
+	}
+	dst = appendString(dst, fSpanName, name)
+	dst = appendTag(dst, fSpanKind, protowire.VarintType)
+	dst = appendVarint(dst, uint64(kind(s.Kind)))
+	dst = appendTag(dst, fSpanStart, protowire.Fixed64Type)
+	dst = protowire.AppendFixed64(dst, uint64(s.StartUnixNano))
+	dst = appendTag(dst, fSpanEnd, protowire.Fixed64Type)
+	dst = protowire.AppendFixed64(dst, uint64(s.StartUnixNano+int64(s.Duration)))
+	for _, t := range tags {
+		dst = appendAttr(dst, fSpanAttributes, t.Key, t.Value)
+	}
+	dst = appendRemote(dst, s)
+	for _, ev := range s.Events {
+		dst = appendTag(dst, fSpanEvents, protowire.BytesType)
+		dst = appendVarint(dst, uint64(eventSize(ev)))
+		dst = appendTag(dst, fEventTime, protowire.Fixed64Type)
+		dst = protowire.AppendFixed64(dst, uint64(ev.UnixNano))
+		dst = appendString(dst, fEventName, ev.Value)
+	}
+	if s.Error {
+		dst = appendTag(dst, fSpanStatus, protowire.BytesType)
+		dst = appendVarint(dst, uint64(statusSize(s)))
+		dst = appendString(dst, fStatusMessage, valid(statusMessage(s)))
+		dst = appendTag(dst, fStatusCode, protowire.VarintType)
+		dst = appendVarint(dst, statusCodeError)
+	}
+	dst = appendTag(dst, fSpanFlags, protowire.Fixed32Type)
+	return protowire.AppendFixed32(dst, spanFlags(s))
+}
+
+func spanFlags(s *sdk.Span) uint32 {
+	var f uint32
+	if s.Sampled {
+		f = flagSampled
+	}
+	f |= flagHasIsRemote
+	if s.Kind == sdk.KindServer && s.ParentID != 0 {
+		f |= flagIsRemote
+	}
+	return f
+}
+
+func eventSize(ev sdk.Event) int {
+	return sizeTag(fEventTime) + protowire.SizeFixed64() + stringSize(fEventName, ev.Value)
+}
+
+func statusSize(s *sdk.Span) int {
+	return stringSize(fStatusMessage, valid(statusMessage(s))) + sizeTag(fStatusCode) + protowire.SizeVarint(statusCodeError)
+}
+
+// The remote endpoint's attributes, as mapper.span writes them.
+func remoteSize(s *sdk.Span) int {
+	n := 0
+	if s.Remote.Service != "" {
+		n += sizeTag(fSpanAttributes) + sizeBytes(kvSize("peer.service", s.Remote.Service))
+	}
+	if s.Remote.IP.IsValid() {
+		var buf [64]byte
+		n += sizeTag(fSpanAttributes) + sizeBytes(kvSize("network.peer.address", string(s.Remote.IP.Unmap().AppendTo(buf[:0]))))
+		if s.Remote.Port != 0 {
+			n += sizeTag(fSpanAttributes) + sizeBytes(intKVSize("network.peer.port", int64(s.Remote.Port)))
+		}
+	}
+	return n
+}
+
+func appendRemote(dst []byte, s *sdk.Span) []byte {
+	if s.Remote.Service != "" {
+		dst = appendKV(dst, fSpanAttributes, "peer.service", s.Remote.Service)
+	}
+	if s.Remote.IP.IsValid() {
+		var buf [64]byte
+		dst = appendKV(dst, fSpanAttributes, "network.peer.address", string(s.Remote.IP.Unmap().AppendTo(buf[:0])))
+		if s.Remote.Port != 0 {
+			dst = appendIntKV(dst, fSpanAttributes, "network.peer.port", int64(s.Remote.Port))
+		}
+	}
+	return dst
+}
+
+// attrInt says whether a tag is written as an int attribute, and which.
+func attrInt(k, v string) (int64, bool) {
+	if !intAttribute(k) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
+
+func attrSize(k, v string) int {
+	if n, ok := attrInt(k, v); ok {
+		return intKVSize(k, n)
+	}
+	return kvSize(k, v)
+}
+
+func appendAttr(dst []byte, field protowire.Number, k, v string) []byte {
+	if n, ok := attrInt(k, v); ok {
+		return appendIntKV(dst, field, k, n)
+	}
+	return appendKV(dst, field, k, v)
+}
+
+// A KeyValue with a string AnyValue. proto3 leaves an empty key out, and an
+// AnyValue's oneof string is written even when empty.
+func kvSize(k, v string) int {
+	return stringSize(fKVKey, k) + sizeTag(fKVValue) + sizeBytes(anySize(v))
+}
+
+func anySize(v string) int {
+	return sizeTag(fAnyString) + sizeBytes(len(v))
+}
+
+func appendKV(dst []byte, field protowire.Number, k, v string) []byte {
+	dst = appendTag(dst, field, protowire.BytesType)
+	dst = appendVarint(dst, uint64(kvSize(k, v)))
+	dst = appendString(dst, fKVKey, k)
+	dst = appendTag(dst, fKVValue, protowire.BytesType)
+	dst = appendVarint(dst, uint64(anySize(v)))
+	dst = appendTag(dst, fAnyString, protowire.BytesType)
+	return protowire.AppendString(dst, v)
+}
+
+func intKVSize(k string, n int64) int {
+	return stringSize(fKVKey, k) + sizeTag(fKVValue) + sizeBytes(sizeTag(fAnyInt)+protowire.SizeVarint(uint64(n)))
+}
+
+func appendIntKV(dst []byte, field protowire.Number, k string, n int64) []byte {
+	dst = appendTag(dst, field, protowire.BytesType)
+	dst = appendVarint(dst, uint64(intKVSize(k, n)))
+	dst = appendString(dst, fKVKey, k)
+	dst = appendTag(dst, fKVValue, protowire.BytesType)
+	dst = appendVarint(dst, uint64(sizeTag(fAnyInt)+protowire.SizeVarint(uint64(n))))
+	dst = appendTag(dst, fAnyInt, protowire.VarintType)
+	return appendVarint(dst, uint64(n))
+}
+
+// A proto3 string field, left out when empty. The strings are valid UTF-8
+// by now (appendRequest checked them).
+func stringSize(field protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return sizeTag(field) + sizeBytes(len(s))
+}
+
+func appendString(dst []byte, field protowire.Number, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	dst = appendTag(dst, field, protowire.BytesType)
+	return protowire.AppendString(dst, s)
+}
+
+// Fast paths of protowire's functions for what nearly every call here
+// writes: a field number below 16 (a one-byte tag) and a length or value
+// below 128 (a one-byte varint). Small enough to be inlined, which
+// protowire's are not.
+
+func appendTag(dst []byte, f protowire.Number, t protowire.Type) []byte {
+	if f < 16 {
+		return append(dst, byte(f)<<3|byte(t))
+	}
+	return protowire.AppendTag(dst, f, t)
+}
+
+func appendVarint(dst []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(dst, byte(v))
+	}
+	return protowire.AppendVarint(dst, v)
+}
+
+func sizeTag(f protowire.Number) int {
+	if f < 16 {
+		return 1
+	}
+	return protowire.SizeTag(f)
+}
+
+func sizeBytes(n int) int {
+	if n < 0x80 {
+		return 1 + n
+	}
+	return protowire.SizeBytes(n)
+}

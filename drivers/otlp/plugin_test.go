@@ -1,0 +1,94 @@
+package otlp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/drivers/otlp/otlptest"
+	"github.com/tracehop/tracehop/sdk/drivertest"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Through the real plugin process and tracehop's pipeline: a 429 with
+// Retry-After (or RESOURCE_EXHAUSTED with RetryInfo) holds the retry back
+// as long as asked, and a partial success is counted as rejected with the
+// receiver's message in tracehop's log.
+func TestPluginRetryAfterAndPartialSuccess(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), plugin.BinaryPrefix+"otlp")
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", bin); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			r := otlptest.Start(t, nil)
+			throttle := otlptest.Fault{Status: 429, RetryAfter: time.Second, Message: "slow down"}
+			if p.name == "grpc" {
+				throttle = otlptest.Fault{Code: 8 /* RESOURCE_EXHAUSTED */, RetryAfter: time.Second, Message: "slow down"}
+			}
+			r.FailNext(throttle, otlptest.Fault{Rejected: 2, Message: "2 spans are too old"})
+			raw, _ := json.Marshal(p.config(r))
+			d, err := plugin.Start(context.Background(), plugin.Spec{Name: "otlp", Path: bin, Config: raw},
+				plugin.Options{Logger: drivertest.TestLogger(t), Host: core.HostInfo{Version: "test"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs syncBuffer
+			pl, err := pipeline.New(pipeline.Config{BatchSize: 5, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, ErrorLogInterval: time.Nanosecond},
+				[]pipeline.Target{{Name: "otlp", Driver: d}}, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range drivertest.Spans(1, 5) {
+				pl.Enqueue(s)
+			}
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := pl.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			st := pl.Stats()[0]
+			if err := pl.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if took < time.Second {
+				t.Errorf("the batch was re-sent after %s; the receiver asked for 1s", took)
+			}
+			if st.Exported != 3 || st.Dropped[pipeline.DropRejected] != 2 || st.DroppedTotal() != 2 || r.Attempts() != 2 {
+				t.Errorf("stats = %+v after %d attempts; want 3 exported, 2 rejected, 2 attempts", st, r.Attempts())
+			}
+			if !strings.Contains(logs.String(), "2 spans are too old") {
+				t.Errorf("the receiver's message is not in the log: %s", logs.String())
+			}
+		})
+	}
+	_ = os.Remove(bin)
+}

@@ -1,0 +1,200 @@
+package attrnames
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tracehop/tracehop/sdk"
+)
+
+// Mode is a choice of attribute names.
+type Mode uint8
+
+// The modes, as a driver's attribute_names key spells them.
+const (
+	// Envoy keeps the proxy's tags and span names as they are (Zipkin,
+	// Datadog and LightStep users' dashboards know these).
+	Envoy Mode = iota
+	// OTel writes the stable OpenTelemetry HTTP semantic conventions and
+	// names a span after its method, as OpenTelemetry instrumentations do.
+	OTel
+	// Both keeps every Envoy tag and the span name, and adds the
+	// OpenTelemetry attributes: for a migration, at the price of about
+	// twice the attributes per span.
+	Both
+)
+
+// String returns the mode's config spelling.
+func (m Mode) String() string {
+	switch m {
+	case Envoy:
+		return "envoy"
+	case OTel:
+		return "otel"
+	case Both:
+		return "both"
+	}
+	return fmt.Sprintf("Mode(%d)", m)
+}
+
+// Parse reads a mode's config spelling; "" gives def.
+func Parse(s string, def Mode) (Mode, error) {
+	switch s {
+	case "":
+		return def, nil
+	case "envoy":
+		return Envoy, nil
+	case "otel":
+		return OTel, nil
+	case "both":
+		return Both, nil
+	}
+	return def, fmt.Errorf("must be envoy, otel or both, got %q", s)
+}
+
+// renamed returns a tag's OpenTelemetry name where the value carries over
+// unchanged. Tags it does not know and Translate does not handle
+// (component, node_id, guid:x-request-id, upstream_cluster, response_flags,
+// custom tags, ...) have no semantic-convention name and keep theirs. A
+// switch, not a map: it is called for every tag of every span, and a
+// string switch costs no hashing.
+func renamed(key string) (string, bool) {
+	switch key {
+	case "http.method":
+		return "http.request.method", true
+	case "http.status_code":
+		return "http.response.status_code", true
+	case "request_size":
+		return "http.request.body.size", true
+	case "response_size":
+		return "http.response.body.size", true
+	case "grpc.status_code":
+		return "rpc.grpc.status_code", true
+	}
+	return "", false
+}
+
+// Translate appends s's tags to dst in mode's names and returns them with
+// the span's name in that mode. s is not modified. The values are s's
+// strings or substrings of them, so the result lives as long as s does.
+func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
+	if mode == Envoy {
+		return append(dst, s.Tags...), s.Name
+	}
+	var method, status string
+	for _, t := range s.Tags {
+		switch t.Key {
+		case "http.method":
+			method = t.Value
+		case "http.status_code":
+			status = t.Value
+		}
+		if mode == Both {
+			dst = append(dst, t)
+		}
+		if to, ok := renamed(t.Key); ok {
+			dst = append(dst, sdk.Tag{Key: to, Value: t.Value})
+			continue
+		}
+		switch t.Key {
+		case "http.url":
+			dst = appendURL(dst, t.Value, s.Kind)
+		case "http.protocol":
+			if v, ok := strings.CutPrefix(t.Value, "HTTP/"); ok {
+				dst = append(dst, sdk.Tag{Key: "network.protocol.name", Value: "http"}, sdk.Tag{Key: "network.protocol.version", Value: v})
+			}
+		case "user_agent":
+			if t.Value != "-" && t.Value != "" {
+				dst = append(dst, sdk.Tag{Key: "user_agent.original", Value: t.Value})
+			}
+		case "peer.address":
+			if s.Kind == sdk.KindServer {
+				dst = append(dst, sdk.Tag{Key: "client.address", Value: hostOf(t.Value)})
+			}
+		case "error", "error.message":
+			// The span's status carries both: OTLP's STATUS_CODE_ERROR
+			// and its message.
+		default:
+			if mode == OTel {
+				dst = append(dst, t)
+			}
+		}
+	}
+	if s.Error {
+		dst = append(dst, sdk.Tag{Key: "error.type", Value: errorType(status, s.Kind)})
+	}
+	if mode == Both || method == "" {
+		return dst, s.Name
+	}
+	return dst, method
+}
+
+// errorType is error.type for a failed HTTP span: the status code when it
+// says failure (5xx; 4xx too on a client span), else _OTHER (the proxy saw
+// a connection error or a gRPC failure).
+func errorType(status string, kind sdk.Kind) string {
+	if len(status) == 3 && (status[0] == '5' || status[0] == '4' && kind == sdk.KindClient) {
+		return status
+	}
+	return "_OTHER"
+}
+
+// appendURL writes Envoy's http.url (scheme://host/path?query) as the
+// semantic conventions want it: a server span's url.scheme, url.path and
+// url.query with server.address and server.port, a client span's url.full
+// with server.address and server.port. It splits the string rather than
+// parse it: the proxy wrote it, and a parse would allocate.
+func appendURL(dst []sdk.Tag, u string, kind sdk.Kind) []sdk.Tag {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return append(dst, sdk.Tag{Key: "url.full", Value: u})
+	}
+	host, target := rest, "/"
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		host, target = rest[:i], rest[i:]
+	}
+	if kind == sdk.KindClient {
+		dst = append(dst, sdk.Tag{Key: "url.full", Value: u})
+	} else {
+		path, query, hasQuery := strings.Cut(target, "?")
+		dst = append(dst, sdk.Tag{Key: "url.scheme", Value: scheme}, sdk.Tag{Key: "url.path", Value: path})
+		if hasQuery {
+			dst = append(dst, sdk.Tag{Key: "url.query", Value: query})
+		}
+	}
+	addr, port := splitHostPort(host)
+	dst = append(dst, sdk.Tag{Key: "server.address", Value: addr})
+	if port == "" {
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	}
+	return append(dst, sdk.Tag{Key: "server.port", Value: port})
+}
+
+// splitHostPort splits "host:port", "[v6]:port", "host" or "[v6]" without
+// allocating.
+func splitHostPort(hp string) (host, port string) {
+	if strings.HasPrefix(hp, "[") {
+		end := strings.IndexByte(hp, ']')
+		if end < 0 {
+			return hp, ""
+		}
+		host, rest := hp[1:end], hp[end+1:]
+		if p, ok := strings.CutPrefix(rest, ":"); ok {
+			return host, p
+		}
+		return host, ""
+	}
+	if i := strings.LastIndexByte(hp, ':'); i >= 0 && strings.IndexByte(hp, ':') == i {
+		return hp[:i], hp[i+1:]
+	}
+	return hp, ""
+}
+
+// hostOf drops the port of an address, if it has one.
+func hostOf(addr string) string {
+	h, _ := splitHostPort(addr)
+	return h
+}
