@@ -85,12 +85,17 @@ func AppendJSON(dst []byte, s *sdk.Span) []byte {
 // AppendJSONList appends spans as a JSON array, the payload zipkin-go's
 // reporter.JSONSerializer writes for the models ToModel makes.
 func AppendJSONList(dst []byte, spans []sdk.Span) []byte {
+	return appendList(dst, spans, AppendJSON)
+}
+
+// appendList appends spans as a JSON array, each written by one.
+func appendList(dst []byte, spans []sdk.Span, one func([]byte, *sdk.Span) []byte) []byte {
 	dst = append(dst, '[')
 	for i := range spans {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = AppendJSON(dst, &spans[i])
+		dst = one(dst, &spans[i])
 	}
 	return append(dst, ']')
 }

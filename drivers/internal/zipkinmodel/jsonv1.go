@@ -130,14 +130,7 @@ func AppendJSONV1(dst []byte, s *sdk.Span) []byte {
 
 // AppendJSONV1List appends spans as a Zipkin v1 JSON array.
 func AppendJSONV1List(dst []byte, spans []sdk.Span) []byte {
-	dst = append(dst, '[')
-	for i := range spans {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendJSONV1(dst, &spans[i])
-	}
-	return append(dst, ']')
+	return appendList(dst, spans, AppendJSONV1)
 }
 
 // micros is a time in microseconds since the epoch, rounded as the v2
