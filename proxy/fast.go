@@ -393,7 +393,8 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		method: str(fc.req.Method), host: str(ri.host), uri: str(fc.req.Target), proto: "HTTP/1.1",
 		userAgent: str(ri.userAgent), header: &fc.carrier, volatile: true,
 	}
-	if l.tracer != nil {
+	st.traced = l.tracer != nil && !rt.untraced()
+	if st.traced {
 		l.tracer.begin(st, &v)
 		l.tracer.prop.InjectInto(&fc.mut, st.out)
 	}
@@ -500,7 +501,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 // is inline.
 func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline bool) error {
 	l := fc.l
-	tracing := l.tracer != nil
+	tracing := st.traced
 	w := append(uc.wb[:0], fc.req.Method...)
 	w = append(w, ' ')
 	w = append(w, fc.req.Target...)

@@ -66,7 +66,10 @@ type route struct {
 	operation string
 	timeout   time.Duration
 	metrics   *routeMetrics
+	tracing   *routeTracing // the route's own tracing, or nil
 }
+
+func (rt *route) untraced() bool { return rt.tracing != nil && rt.tracing.off }
 
 func (rt *route) matches(r *http.Request) bool {
 	p := r.URL.Path
@@ -95,6 +98,7 @@ type reqState struct {
 	reqBytes      atomic.Int64
 	buf           *spanBuf // the connection's, on the fast path; else pooled
 
+	traced       bool // tracing is on, and not off for the route
 	sampled      bool
 	linked       bool
 	registered   bool
@@ -160,7 +164,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v := viewOf(r)
-	if l.tracer != nil {
+	st.traced = l.tracer != nil && (st.route == nil || !st.route.untraced())
+	if st.traced {
 		l.tracer.begin(st, &v)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -247,7 +252,7 @@ func (l *listener) complete(st *reqState, r *http.Request, v *reqView, rw *respo
 // done records a finished request, from either HTTP path: its spans, its
 // metrics and its access log line.
 func (l *listener) done(st *reqState, v *reqView) {
-	if l.tracer != nil {
+	if st.traced {
 		l.tracer.finish(st, v)
 	}
 	status := cmp.Or(v.status, http.StatusOK)
@@ -275,7 +280,7 @@ func (l *listener) logRequest(st *reqState, v *reqView, status int) {
 	if st.endpoint != nil {
 		attrs = append(attrs, slog.String("upstream", st.endpoint.addr))
 	}
-	if l.tracer != nil {
+	if st.traced {
 		attrs = append(attrs, slog.String("trace_id", st.span.TraceID.String()), slog.String("span_id", st.span.SpanID.String()),
 			slog.Bool("sampled", st.sampled))
 	}
@@ -309,7 +314,7 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 	// the application a little to parse, on every request.
 	pr.Out.Header.Del("X-Forwarded-Host")
 	pr.Out.Header.Set(headerRequestID, st.requestID)
-	if l.tracer != nil {
+	if st.traced {
 		l.tracer.inject(st, pr.Out.Header)
 	}
 	st.upstreamStart = time.Now()

@@ -329,6 +329,68 @@ func TestExemplarsLinkLatencyToTraces(t *testing.T) {
 	}
 }
 
+// A route may turn tracing off (no span, no propagation headers, still a
+// request id), sample by its own percentages, and add custom tags.
+func TestPerRouteTracing(t *testing.T) {
+	up := newUpstream(t, nil)
+	cfg := fmt.Sprintf(`node: {id: node-1, service: svc}
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - name: l
+    address: "127.0.0.1:0"
+    direction: ingress
+    routes:
+      - {match: {path: /healthz}, cluster: up, tracing: {enabled: false}}
+      - {match: {prefix: /api}, cluster: up, operation: api,
+         tracing: {sampling: {random: 0}, custom_tags: [{tag: tier, literal: gold}]}}
+      - {match: {prefix: /}, cluster: up}
+clusters:
+  - {name: up, endpoints: [%s]}
+tracing:
+  driver: {name: file}
+  custom_tags: [{tag: env, literal: test}]
+`, up.addr())
+	p := startProxy(t, cfg)
+	base := "http://" + p.addr["l"]
+	for _, slow := range []bool{false, true} {
+		// the fast path serves plain requests; a Connection option sends
+		// one to net/http
+		hdr := map[string]string{}
+		if slow {
+			hdr["Connection"] = "x-slow-path"
+		}
+		if resp, _ := do(t, "GET", base+"/healthz", hdr); resp.StatusCode != 200 {
+			t.Fatal(resp.Status)
+		}
+		if up.header("X-Request-Id") == "" || up.header("X-B3-Traceid") != "" || up.header("Traceparent") != "" {
+			t.Errorf("slow path %v: a route without tracing sent request id %q, b3 %q, traceparent %q",
+				slow, up.header("X-Request-Id"), up.header("X-B3-Traceid"), up.header("Traceparent"))
+		}
+		do(t, "GET", base+"/api/x", hdr)
+		if up.header("X-B3-Sampled") != "0" {
+			t.Errorf("slow path %v: the route's random: 0 sampled: x-b3-sampled %q", slow, up.header("X-B3-Sampled"))
+		}
+	}
+	forced := map[string]string{"x-tracehop-force-trace": "1"}
+	do(t, "GET", base+"/api/y", forced)
+	do(t, "GET", base+"/other", nil)
+	spans := p.rec.wait(t, 2)
+	byName := map[string]core.Span{}
+	for _, s := range spans {
+		byName[s.Name] = s
+	}
+	api, other := byName["api"], byName["ingress"]
+	if tier, _ := api.Tag("tier"); tier != "gold" {
+		t.Errorf("the route's custom tag is missing: %+v", api.Tags)
+	}
+	if env, _ := api.Tag("env"); env != "test" {
+		t.Errorf("the tracing block's custom tag is missing on the route's span: %+v", api.Tags)
+	}
+	if _, ok := other.Tag("tier"); ok || other.Name == "" {
+		t.Errorf("another route's span got the route's tag: %+v", other)
+	}
+}
+
 func TestMalformedTraceHeadersStartANewTrace(t *testing.T) {
 	up := newUpstream(t, nil)
 	p := startProxy(t, oneRoute("ingress", "true", up.addr(), "  propagation: [b3, b3single, tracecontext, datadog, ot-tracer]\n"))

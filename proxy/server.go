@@ -73,6 +73,9 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			for _, h := range rc.Match.Headers {
 				rt.headers = append(rt.headers, config.HeaderMatch{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value})
 			}
+			if opts.Tracer != nil {
+				rt.tracing = opts.Tracer.forRoute(rc.Tracing)
+			}
 			rt.name = routeLabel(rt, i)
 			rt.metrics = s.metrics.route(lc.Name, rt.name, rt.cluster.name)
 			l.routes = append(l.routes, rt)

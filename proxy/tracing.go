@@ -114,18 +114,7 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128, sharedSpans: sharedSpans,
 	}
 	for _, ct := range tc.CustomTags {
-		c := customTag{tag: ct.Tag, value: ct.Literal}
-		switch {
-		case ct.Environment != nil:
-			c.value = ct.Environment.Default
-			if v, ok := os.LookupEnv(ct.Environment.Name); ok {
-				c.value = v
-			}
-		case ct.RequestHeader != nil:
-			c.header = http.CanonicalHeaderKey(ct.RequestHeader.Name)
-			c.defaultValue = ct.RequestHeader.Default
-		}
-		t.customTags = append(t.customTags, c)
+		t.customTags = append(t.customTags, newCustomTag(ct))
 	}
 	if tc.Linking() {
 		t.links = newLinkTable(65536)
@@ -215,6 +204,45 @@ func viewOf(r *http.Request) reqView {
 	}
 }
 
+func newCustomTag(ct config.CustomTag) customTag {
+	c := customTag{tag: ct.Tag, value: ct.Literal}
+	switch {
+	case ct.Environment != nil:
+		c.value = ct.Environment.Default
+		if v, ok := os.LookupEnv(ct.Environment.Name); ok {
+			c.value = v
+		}
+	case ct.RequestHeader != nil:
+		c.header = http.CanonicalHeaderKey(ct.RequestHeader.Name)
+		c.defaultValue = ct.RequestHeader.Default
+	}
+	return c
+}
+
+// routeTracing is a route's own tracing (config.RouteTracing), resolved
+// once.
+type routeTracing struct {
+	off        bool
+	sampler    *sampling.Sampler // nil: the tracer's
+	customTags []customTag       // after the tracer's
+}
+
+// forRoute resolves a route's tracing block; nil when it has none.
+func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
+	if rc == nil {
+		return nil
+	}
+	rt := &routeTracing{off: rc.Off()}
+	if s := rc.Sampling; s.Random != nil || s.Client != nil || s.Overall != nil {
+		// The config was validated: the percentages are in range.
+		rt.sampler, _ = t.sampler.With(s.Random, s.Client, s.Overall)
+	}
+	for _, ct := range rc.CustomTags {
+		rt.customTags = append(rt.customTags, newCustomTag(ct))
+	}
+	return rt
+}
+
 // begin decides the request id, the sampling and the spans of one request,
 // and prepares the context to send upstream.
 func (t *Tracer) begin(st *reqState, v *reqView) {
@@ -251,7 +279,11 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 			}
 		}
 	}
-	sampled, reason := t.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
+	sampler := t.sampler
+	if st.route != nil && st.route.tracing != nil && st.route.tracing.sampler != nil {
+		sampler = st.route.tracing.sampler
+	}
+	sampled, reason := sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
 	if in.Debug {
 		sampled = true
 	} else if reason == sampling.RateLimited {
@@ -398,14 +430,20 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	} else if st.route == nil {
 		add("error.message", "no route")
 	}
-	for _, ct := range t.customTags {
-		val := ct.value
-		if ct.header != "" {
-			val = cmp.Or(v.header.Get(ct.header), ct.defaultValue)
+	tagsFrom := func(cts []customTag) {
+		for _, ct := range cts {
+			val := ct.value
+			if ct.header != "" {
+				val = cmp.Or(v.header.Get(ct.header), ct.defaultValue)
+			}
+			if val != "" {
+				add(ct.tag, val)
+			}
 		}
-		if val != "" {
-			add(ct.tag, val)
-		}
+	}
+	tagsFrom(t.customTags)
+	if st.route != nil && st.route.tracing != nil {
+		tagsFrom(st.route.tracing.customTags)
 	}
 	b.tags = tags
 	s.Tags = tags

@@ -73,6 +73,25 @@ func New(random, client, overall *float64) (*Sampler, error) {
 	return &s, nil
 }
 
+// With returns a sampler whose percentages are the given ones where not
+// nil and s's elsewhere, sharing s's rate limit (a route's own sampling:
+// its traces count against the same limit).
+func (s *Sampler) With(random, client, overall *float64) (*Sampler, error) {
+	keep := func(p *float64, v uint32) *float64 {
+		if p != nil {
+			return p
+		}
+		f := float64(v) / 100
+		return &f
+	}
+	o, err := New(keep(random, s.random), keep(client, s.client), keep(overall, s.overall))
+	if err != nil {
+		return nil, err
+	}
+	o.limit = s.limit
+	return o, nil
+}
+
 // LimitNewTraces caps the traces this sampler starts (by random or client
 // percentage) at perSecond, with a burst of as many (at least one), as
 // Jaeger's rate-limiting sampler does: "this percent, but never more than

@@ -112,7 +112,23 @@ type Route struct {
 	// 15s, as Envoy's route timeout). It does not cut a streamed response
 	// body (gRPC streams, server-sent events) short; 0s disables it.
 	Timeout *time.Duration `yaml:"timeout"`
+	// Tracing overrides the tracing block for this route, as Envoy's route
+	// tracing and nginx's per-location settings do.
+	Tracing *RouteTracing `yaml:"tracing"`
 }
+
+// RouteTracing is a route's own tracing: off (health checks, /metrics,
+// load balancer probes: no spans and no propagation headers, still a
+// request id), other sampling percentages (each unset one is the tracing
+// block's), and custom tags added to the tracing block's.
+type RouteTracing struct {
+	Enabled    *bool       `yaml:"enabled"`
+	Sampling   Sampling    `yaml:"sampling"`
+	CustomTags []CustomTag `yaml:"custom_tags"`
+}
+
+// Off reports whether tracing is turned off for the route.
+func (r *RouteTracing) Off() bool { return r != nil && r.Enabled != nil && !*r.Enabled }
 
 // Match selects requests. Every condition given must hold; an empty match
 // matches everything.
@@ -423,6 +439,13 @@ func (c *Config) validate(d *decoder) {
 			if r.Timeout != nil && *r.Timeout < 0 {
 				bad(rk+".timeout", "must not be negative")
 			}
+			if rt := r.Tracing; rt != nil {
+				if c.Tracing == nil {
+					bad(rk+".tracing", "needs a tracing block: without one tracehop traces nothing")
+				}
+				validateSampling(rk+".tracing.sampling", rt.Sampling, false, bad)
+				validateCustomTags(rk+".tracing.custom_tags", rt.CustomTags, bad)
+			}
 		}
 		if l.MaxHeaderBytes < 0 {
 			bad(key+".max_header_bytes", "must not be negative")
@@ -438,6 +461,61 @@ func (c *Config) validate(d *decoder) {
 	}
 	if c.Tracing != nil {
 		c.validateTracing(bad)
+	}
+}
+
+// validateSampling checks a sampling block at key; a route's may not set a
+// rate limit (the limit is per tracehop, shared by its routes).
+func validateSampling(key string, s Sampling, global bool, bad func(key, format string, args ...any)) {
+	for _, p := range []struct {
+		key string
+		v   *float64
+	}{{"random", s.Random}, {"client", s.Client}, {"overall", s.Overall}} {
+		if p.v == nil {
+			continue
+		}
+		k := key + "." + p.key
+		if *p.v < 0 || *p.v > 100 {
+			bad(k, "must be between 0 and 100, got %v", *p.v)
+		} else if r := *p.v * 100; math.Abs(r-math.Round(r)) > 1e-9 {
+			bad(k, "is a percentage in steps of 0.01, got %v", *p.v)
+		}
+	}
+	switch m := s.MaxTracesPerSecond; {
+	case m == nil:
+	case !global:
+		bad(key+".max_traces_per_second", "is set per tracehop (tracing.sampling), not per route: a route's traces count against it")
+	case !(*m > 0) || math.IsInf(*m, 0):
+		bad(key+".max_traces_per_second", "must be a number above 0 (unset it for no cap), got %v", *m)
+	}
+}
+
+// validateCustomTags checks a custom_tags list at key.
+func validateCustomTags(key string, tags []CustomTag, bad func(key, format string, args ...any)) {
+	for i, ct := range tags {
+		key := fmt.Sprintf("%s[%d]", key, i)
+		if ct.Tag == "" {
+			bad(key+".tag", "is required")
+		}
+		n := 0
+		if ct.Literal != "" {
+			n++
+		}
+		if ct.Environment != nil {
+			n++
+			if ct.Environment.Name == "" {
+				bad(key+".environment.name", "is required")
+			}
+		}
+		if ct.RequestHeader != nil {
+			n++
+			if ct.RequestHeader.Name == "" {
+				bad(key+".request_header.name", "is required")
+			}
+		}
+		if n != 1 {
+			bad(key, "needs exactly one of literal, environment, request_header; got %d", n)
+		}
 	}
 }
 
@@ -472,48 +550,8 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 			bad(fmt.Sprintf("tracing.propagation[%d]", i), "unknown format %q (known: %s)", f, strings.Join(knownFormats, ", "))
 		}
 	}
-	for _, s := range []struct {
-		key string
-		v   *float64
-	}{{"random", t.Sampling.Random}, {"client", t.Sampling.Client}, {"overall", t.Sampling.Overall}} {
-		if s.v == nil {
-			continue
-		}
-		key := "tracing.sampling." + s.key
-		if *s.v < 0 || *s.v > 100 {
-			bad(key, "must be between 0 and 100, got %v", *s.v)
-		} else if r := *s.v * 100; math.Abs(r-math.Round(r)) > 1e-9 {
-			bad(key, "is a percentage in steps of 0.01, got %v", *s.v)
-		}
-	}
-	if m := t.Sampling.MaxTracesPerSecond; m != nil && (!(*m > 0) || math.IsInf(*m, 0)) {
-		bad("tracing.sampling.max_traces_per_second", "must be a number above 0 (unset it for no cap), got %v", *m)
-	}
-	for i, ct := range t.CustomTags {
-		key := fmt.Sprintf("tracing.custom_tags[%d]", i)
-		if ct.Tag == "" {
-			bad(key+".tag", "is required")
-		}
-		n := 0
-		if ct.Literal != "" {
-			n++
-		}
-		if ct.Environment != nil {
-			n++
-			if ct.Environment.Name == "" {
-				bad(key+".environment.name", "is required")
-			}
-		}
-		if ct.RequestHeader != nil {
-			n++
-			if ct.RequestHeader.Name == "" {
-				bad(key+".request_header.name", "is required")
-			}
-		}
-		if n != 1 {
-			bad(key, "needs exactly one of literal, environment, request_header; got %d", n)
-		}
-	}
+	validateSampling("tracing.sampling", t.Sampling, true, bad)
+	validateCustomTags("tracing.custom_tags", t.CustomTags, bad)
 	if t.MaxPathTagLength < 0 {
 		bad("tracing.max_path_tag_length", "must not be negative")
 	}
