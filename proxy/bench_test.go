@@ -42,13 +42,31 @@ func (discardDriver) Export(context.Context, []core.Span) error { return nil }
 func (discardDriver) Shutdown(context.Context) error            { return nil }
 
 func benchListener(b testing.TB, traced bool) *listener {
+	return benchListenerWith(b, traced, benchPlain)
+}
+
+// benchOptions are the tracing features a benchmark configures.
+type benchOptions struct{ routeTracing, tracing string }
+
+var (
+	benchPlain = benchOptions{}
+	// benchFeatures configures what issue 18 added, to show it costs no
+	// allocation: a route's own sampling and tags, response-header tags
+	// and baggage tags.
+	benchFeatures = benchOptions{
+		routeTracing: `, tracing: {sampling: {random: 100}, custom_tags: [{tag: tier, response_header: {name: x-user-tier}}]}`,
+		tracing:      "  custom_tags: [{tag: cache, response_header: {name: x-cache, default: none}}, {tag: user, request_header: {name: x-user}}]\n  baggage_tags: [user.id]\n",
+	}
+)
+
+func benchListenerWith(b testing.TB, traced bool, o benchOptions) *listener {
 	yaml := `listeners:
-  - {name: l, address: "127.0.0.1:0", direction: ingress, routes: [{match: {prefix: /}, cluster: up, operation: op}]}
+  - {name: l, address: "127.0.0.1:0", direction: ingress, routes: [{match: {prefix: /}, cluster: up, operation: op` + o.routeTracing + `}]}
 clusters:
   - {name: up, endpoints: ["127.0.0.1:1"]}
 `
 	if traced {
-		yaml += "tracing:\n  driver: {name: file}\n"
+		yaml += "tracing:\n  driver: {name: file}\n" + o.tracing
 	}
 	cfg, err := config.Parse("bench.yaml", []byte(yaml))
 	if err != nil {
@@ -106,23 +124,34 @@ func BenchmarkServeHTTP(b *testing.B) {
 
 // tracingHotPath runs what tracing adds to a fast-path request: extract,
 // sample, start the span, inject, finish and enqueue.
-func tracingHotPath(tb testing.TB) func() {
-	l := benchListener(tb, true)
+func tracingHotPath(tb testing.TB, o benchOptions) func() {
+	l := benchListenerWith(tb, true, o)
 	hs := []h1.Header{
 		{Name: []byte("Host"), Value: []byte("svc")},
 		{Name: []byte("User-Agent"), Value: []byte("bench")},
 		{Name: []byte("X-B3-Traceid"), Value: []byte("0af7651916cd43dd8448eb211c80319c")},
 		{Name: []byte("X-B3-Spanid"), Value: []byte("00f067aa0ba902b7")},
 		{Name: []byte("X-B3-Sampled"), Value: []byte("1")},
+		{Name: []byte("X-User"), Value: []byte("alice")},
+		{Name: []byte("Baggage"), Value: []byte("user.id=alice,tenant=acme")},
+	}
+	resp := []h1.Header{
+		{Name: []byte("Content-Type"), Value: []byte("text/plain")},
+		{Name: []byte("X-Cache"), Value: []byte("HIT")},
+		{Name: []byte("X-User-Tier"), Value: []byte("gold")},
 	}
 	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1"}
 	fc.carrier.hs = hs
 	st := &fc.st
 	return func() {
-		*st = reqState{listener: l, route: l.routes[0], start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, requestID: "a-request-id", buf: &fc.spanBuf}
+		*st = reqState{listener: l, route: l.routes[0], start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, requestID: "a-request-id", buf: &fc.spanBuf, bagBuf: &fc.bagBuf}
 		v := reqView{method: "GET", host: "svc", uri: "/trace/1", proto: "HTTP/1.1", userAgent: "bench", header: &fc.carrier, volatile: true}
 		l.tracer.begin(st, &v)
 		l.tracer.prop.InjectInto(&fc.mut, st.out)
+		if st.sampled && l.tracer.wantsResponse(st.route) { // as relay does
+			fc.respCap.capture(resp, l.tracer, st.route)
+			v.respHeader = &fc.respCap
+		}
 		v.status, v.respBytes = 200, 100
 		l.tracer.finish(st, &v)
 	}
@@ -131,11 +160,22 @@ func tracingHotPath(tb testing.TB) func() {
 // BenchmarkTracingHotPath is tracing's own cost per request on the fast
 // path, without the network: compare with BenchmarkServeHTTP and the
 // CPU per request of `make bench`.
+//
+// "features" configures a route's own tracing, response-header, request-
+// header and baggage tags; "plain" none of them, to show what they cost
+// when unused.
 func BenchmarkTracingHotPath(b *testing.B) {
-	run := tracingHotPath(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		run()
+	for _, c := range []struct {
+		name string
+		o    benchOptions
+	}{{"plain", benchPlain}, {"features", benchFeatures}} {
+		b.Run(c.name, func(b *testing.B) {
+			run := tracingHotPath(b, c.o)
+			b.ReportAllocs()
+			for b.Loop() {
+				run()
+			}
+		})
 	}
 }
 
@@ -145,12 +185,19 @@ func BenchmarkTracingHotPath(b *testing.B) {
 // The pipeline's goroutine exports batches of 1024, whose few allocations
 // round down to nothing per request here.
 func TestTracingHotPathAllocations(t *testing.T) {
-	run := tracingHotPath(t)
-	for range hotQueue { // one full batch: every slot of the queue warm
-		run()
-	}
-	if n := testing.AllocsPerRun(1000, run); n != 0 {
-		t.Fatalf("tracing allocates %.1f times per request, want 0", n)
+	for _, c := range []struct {
+		name string
+		o    benchOptions
+	}{{"plain", benchPlain}, {"features", benchFeatures}} {
+		t.Run(c.name, func(t *testing.T) {
+			run := tracingHotPath(t, c.o)
+			for range hotQueue { // one full batch: every slot of the queue warm
+				run()
+			}
+			if n := testing.AllocsPerRun(1000, run); n != 0 {
+				t.Fatalf("tracing allocates %.1f times per request, want 0", n)
+			}
+		})
 	}
 }
 

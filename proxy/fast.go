@@ -68,6 +68,8 @@ type fastConn struct {
 	st       reqState
 	mut      propagation.Mutations
 	carrier  h1Carrier
+	respCap  respCapture
+	bagBuf   []byte // baggage restored from an ingress request (link)
 	spanBuf  spanBuf
 	rd       readDeadline
 	// idle is set while the connection waits for the first byte of a
@@ -381,7 +383,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	fc.br.Discard(headLen)
 
 	st := &fc.st
-	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf}
+	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf, bagBuf: &fc.bagBuf}
 	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
 		st.requestID = string(id)
 	} else {
@@ -547,6 +549,10 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 				w = append(append(w, v...), "\r\n"...)
 			}
 		}
+	}
+	if st.baggage != "" {
+		w = append(w, "Baggage: "...)
+		w = append(append(w, st.baggage...), "\r\n"...)
 	}
 	w = append(w, "\r\n"...)
 	if inline && ri.length > 0 {
@@ -924,6 +930,12 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		out = closeLinger
 	}
 	w = append(w, "\r\n"...)
+	if st.sampled && fc.l.tracer.wantsResponse(st.route) {
+		// The head is gone once the body is read: keep what the span's
+		// response-header tags read.
+		fc.respCap.capture(resp.Headers, fc.l.tracer, st.route)
+		v.respHeader = &fc.respCap
+	}
 	uc.br.Discard(uc.headLen)
 	v.status = resp.Status
 
@@ -1122,6 +1134,45 @@ func (rt *route) matchesFast(path string, hs []h1.Header) bool {
 		}
 	}
 	return true
+}
+
+// respCapture holds the response headers that response-header tags read,
+// copied out of the upstream connection's buffer, which the body reuses.
+type respCapture struct {
+	buf    []byte
+	fields [][3]int // name start, value start, value end in buf
+}
+
+// capture keeps the fields of hs that a custom tag of t or of rt reads.
+func (c *respCapture) capture(hs []h1.Header, t *Tracer, rt *route) {
+	c.buf, c.fields = c.buf[:0], c.fields[:0]
+	wanted := func(name []byte, tags []customTag) bool {
+		for _, ct := range tags {
+			if ct.respHeader != "" && h1.EqualFold(name, ct.respHeader) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, h := range hs {
+		if wanted(h.Name, t.customTags) || rt != nil && rt.tracing != nil && wanted(h.Name, rt.tracing.customTags) {
+			start := len(c.buf)
+			c.buf = append(c.buf, h.Name...)
+			mid := len(c.buf)
+			c.buf = append(c.buf, h.Value...)
+			c.fields = append(c.fields, [3]int{start, mid, len(c.buf)})
+		}
+	}
+}
+
+// Get returns the first captured value of key.
+func (c *respCapture) Get(key string) string {
+	for _, f := range c.fields {
+		if h1.EqualFold(c.buf[f[0]:f[1]], key) {
+			return str(c.buf[f[1]:f[2]])
+		}
+	}
+	return ""
 }
 
 // h1Carrier reads trace headers from the fast path's parsed head.

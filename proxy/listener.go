@@ -98,9 +98,14 @@ type reqState struct {
 	reqBytes      atomic.Int64
 	buf           *spanBuf // the connection's, on the fast path; else pooled
 
-	traced       bool // tracing is on, and not off for the route
-	sampled      bool
-	linked       bool
+	traced  bool // tracing is on, and not off for the route
+	sampled bool
+	linked  bool
+	// baggage is the ingress request's, restored on an egress request
+	// linked to it that lost it (link_by_request_id); bagBuf, when not
+	// nil, holds it (the fast path's, reused).
+	baggage      string
+	bagBuf       *[]byte
 	registered   bool
 	span         core.Span
 	upstreamSpan core.Span
@@ -241,6 +246,9 @@ func (l *listener) complete(st *reqState, r *http.Request, v *reqView, rw *respo
 		}
 	}
 	v.status, v.respBytes = rw.status, rw.bytes
+	if st.traced && st.sampled && l.tracer.wantsResponse(st.route) {
+		v.respHeader = propagation.HeaderCarrier(rw.Header())
+	}
 	v.grpcStatus = rw.Header().Get("Grpc-Status")
 	if v.grpcStatus == "" {
 		// An unannounced trailer, as gRPC's always is over HTTP/2.
@@ -316,6 +324,9 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Set(headerRequestID, st.requestID)
 	if st.traced {
 		l.tracer.inject(st, pr.Out.Header)
+	}
+	if st.baggage != "" {
+		pr.Out.Header.Set(propagation.BaggageHeader, st.baggage)
 	}
 	st.upstreamStart = time.Now()
 }

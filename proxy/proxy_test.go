@@ -58,6 +58,17 @@ func (r *recorder) wait(t *testing.T, n int) []core.Span {
 	return s
 }
 
+// take is wait, and then forgets the spans, for a test that sends
+// request after request.
+func (r *recorder) take(t *testing.T, n int) []core.Span {
+	t.Helper()
+	s := r.wait(t, n)
+	r.mu.Lock()
+	r.spans = r.spans[len(s):]
+	r.mu.Unlock()
+	return s
+}
+
 // one returns the single span recorded.
 func (r *recorder) one(t *testing.T) core.Span {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,8 @@ type Tracer struct {
 	trace128      bool
 	sharedSpans   bool
 	customTags    []customTag
+	respTags      bool       // a custom tag reads a response header
+	baggageTags   []string   // baggage members copied onto spans
 	links         *linkTable // nil when link_by_request_id is off
 
 	started, sampled atomic.Uint64
@@ -57,9 +60,14 @@ var _ Sink = (*pipeline.Pipeline)(nil)
 
 type customTag struct {
 	tag, value   string // value: a literal, or the environment's value read at start
-	header       string
+	header       string // a request header's name, canonical
+	respHeader   string // a response header's name, canonical
 	defaultValue string
 }
+
+// headerGetter reads a response's headers: net/http's, or those the fast
+// path copied out for the span (respCapture).
+type headerGetter interface{ Get(key string) string }
 
 // TracerOptions is what the tracer needs besides the config.
 type TracerOptions struct {
@@ -115,7 +123,9 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	}
 	for _, ct := range tc.CustomTags {
 		t.customTags = append(t.customTags, newCustomTag(ct))
+		t.respTags = t.respTags || ct.ResponseHeader != nil
 	}
+	t.baggageTags = tc.BaggageTags
 	if tc.Linking() {
 		t.links = newLinkTable(65536)
 	}
@@ -194,6 +204,9 @@ type reqView struct {
 	status     int // 0 until the response starts
 	respBytes  int64
 	grpcStatus string
+	// respHeader is the upstream's response header, when a custom tag
+	// reads it; nil when tracehop answered itself.
+	respHeader headerGetter
 }
 
 // viewOf is the reqView of a net/http request.
@@ -215,8 +228,18 @@ func newCustomTag(ct config.CustomTag) customTag {
 	case ct.RequestHeader != nil:
 		c.header = http.CanonicalHeaderKey(ct.RequestHeader.Name)
 		c.defaultValue = ct.RequestHeader.Default
+	case ct.ResponseHeader != nil:
+		c.respHeader = http.CanonicalHeaderKey(ct.ResponseHeader.Name)
+		c.defaultValue = ct.ResponseHeader.Default
 	}
 	return c
+}
+
+// wantsResponse reports whether the span of a request on route rt reads
+// response headers, which the fast path must then copy out before its
+// buffer is reused.
+func (t *Tracer) wantsResponse(rt *route) bool {
+	return t.respTags || rt != nil && rt.tracing != nil && rt.tracing.respTags
 }
 
 // routeTracing is a route's own tracing (config.RouteTracing), resolved
@@ -225,6 +248,7 @@ type routeTracing struct {
 	off        bool
 	sampler    *sampling.Sampler // nil: the tracer's
 	customTags []customTag       // after the tracer's
+	respTags   bool              // one of customTags reads a response header
 }
 
 // forRoute resolves a route's tracing block; nil when it has none.
@@ -239,6 +263,7 @@ func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
 	}
 	for _, ct := range rc.CustomTags {
 		rt.customTags = append(rt.customTags, newCustomTag(ct))
+		rt.respTags = rt.respTags || ct.ResponseHeader != nil
 	}
 	return rt
 }
@@ -262,21 +287,23 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	// request's: none at all, a 64-bit half of a 128-bit trace, or no W3C
 	// flags and tracestate. A whole traceparent costs no table lookup.
 	if !l.ingress && t.links != nil && (!in.Valid() || t.trace128 && in.TraceID.High == 0 || !in.Random) {
-		switch linked, ok := t.links.get(st.requestID); {
+		switch lk, ok := t.links.get(st.requestID, st.bagBuf); {
 		case !ok:
 		case !in.Valid():
 			// Beyond Envoy: the application forwarded only x-request-id;
 			// continue the ingress request it belongs to.
-			in, st.linked = linked, true
-		case linked.SpanID == in.SpanID && linked.TraceID.Low == in.TraceID.Low && (in.TraceID.High == 0 || in.TraceID.High == linked.TraceID.High):
+			in, st.linked = lk.ctx, true
+			st.baggage = lk.lostBaggage(h)
+		case lk.ctx.SpanID == in.SpanID && lk.ctx.TraceID.Low == in.TraceID.Low && (in.TraceID.High == 0 || in.TraceID.High == lk.ctx.TraceID.High):
 			// The application forwarded that request's context in a format
 			// that lost some of it (ot-tracer's upper 64 bits, or no
 			// traceparent: W3C's random flag and tracestate): take them
 			// back from the ingress request.
-			in.TraceID.High = linked.TraceID.High
+			in.TraceID.High = lk.ctx.TraceID.High
 			if in.TraceState == "" && !in.Random {
-				in.Random, in.TraceState = linked.Random, linked.TraceState
+				in.Random, in.TraceState = lk.ctx.Random, lk.ctx.TraceState
 			}
+			st.baggage = lk.lostBaggage(h)
 		}
 	}
 	sampler := t.sampler
@@ -342,8 +369,17 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 		out.SpanID, out.ParentID = u.SpanID, s.SpanID
 	}
 	st.out = out
-	if l.ingress && t.links != nil && t.links.put(st.requestID, out) {
-		st.registered = true
+	if l.ingress && t.links != nil {
+		// Baggage is kept with the context, as tracestate is, for the
+		// egress requests of an application that forwards only the
+		// request id. Within W3C's limit only: the table stays bounded.
+		// It may alias the request's memory (volatile): the entry is
+		// removed before that is reused, and get copies it out.
+		bg := h.GetJoined(propagation.BaggageHeader)
+		if len(bg) > propagation.MaxBaggageBytes {
+			bg = ""
+		}
+		st.registered = t.links.put(st.requestID, link{ctx: out, baggage: bg})
 	}
 }
 
@@ -433,8 +469,14 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	tagsFrom := func(cts []customTag) {
 		for _, ct := range cts {
 			val := ct.value
-			if ct.header != "" {
+			switch {
+			case ct.header != "":
 				val = cmp.Or(v.header.Get(ct.header), ct.defaultValue)
+			case ct.respHeader != "":
+				val = ct.defaultValue
+				if v.respHeader != nil {
+					val = cmp.Or(v.respHeader.Get(ct.respHeader), val)
+				}
 			}
 			if val != "" {
 				add(ct.tag, val)
@@ -444,6 +486,22 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	tagsFrom(t.customTags)
 	if st.route != nil && st.route.tracing != nil {
 		tagsFrom(st.route.tracing.customTags)
+	}
+	if len(t.baggageTags) > 0 {
+		if bg := v.header.GetJoined(propagation.BaggageHeader); bg != "" {
+			first := len(tags)
+			propagation.RangeBaggage(bg, func(k, val string) {
+				if !slices.Contains(t.baggageTags, k) {
+					return
+				}
+				for _, tg := range tags[first:] {
+					if tg.Key == k {
+						return // the first member of a key counts
+					}
+				}
+				add(k, val)
+			})
+		}
 	}
 	b.tags = tags
 	s.Tags = tags
@@ -551,17 +609,35 @@ func (sb *spanBuf) int(v int64) string {
 // carries only the x-request-id can continue the trace.
 type linkTable struct {
 	mu  sync.Mutex
-	m   map[string]propagation.Context
+	m   map[string]link
 	max int
 }
 
+// link is what an ingress request leaves for its application's egress
+// requests: its upstream context and the baggage it came with. In the
+// table, baggage may alias the ingress request's buffers, which stay
+// unchanged until its entry is removed (finish).
+type link struct {
+	ctx     propagation.Context
+	baggage string
+}
+
+// lostBaggage is the ingress request's baggage when the egress request h
+// has none of its own: the application did not forward it.
+func (lk link) lostBaggage(h propagation.Carrier) string {
+	if lk.baggage == "" || h.Get(propagation.BaggageHeader) != "" {
+		return ""
+	}
+	return lk.baggage
+}
+
 func newLinkTable(max int) *linkTable {
-	return &linkTable{m: make(map[string]propagation.Context), max: max}
+	return &linkTable{m: make(map[string]link), max: max}
 }
 
 // put records id; it refuses when the table is full, so a flood of requests
 // cannot grow it without bound.
-func (lt *linkTable) put(id string, c propagation.Context) bool {
+func (lt *linkTable) put(id string, c link) bool {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
 	if len(lt.m) >= lt.max {
@@ -571,10 +647,21 @@ func (lt *linkTable) put(id string, c propagation.Context) bool {
 	return true
 }
 
-func (lt *linkTable) get(id string) (propagation.Context, bool) {
+// get returns id's link, its baggage copied while the entry is certainly
+// alive: into *buf (reused, so the fast path does not allocate) or, with
+// buf nil, a new string.
+func (lt *linkTable) get(id string, buf *[]byte) (link, bool) {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
 	c, ok := lt.m[id]
+	if ok && c.baggage != "" {
+		if buf == nil {
+			c.baggage = strings.Clone(c.baggage)
+		} else {
+			*buf = append((*buf)[:0], c.baggage...)
+			c.baggage = unsafe.String(&(*buf)[0], len(*buf))
+		}
+	}
 	return c, ok
 }
 
@@ -582,7 +669,7 @@ func (lt *linkTable) get(id string) (propagation.Context, bool) {
 func (lt *linkTable) del(id string, span core.SpanID) {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
-	if c, ok := lt.m[id]; ok && c.SpanID == span {
+	if c, ok := lt.m[id]; ok && c.ctx.SpanID == span {
 		delete(lt.m, id)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tracehop/tracehop/core"
@@ -169,11 +170,15 @@ type Tracing struct {
 	PluginDir string `yaml:"plugin_dir"`
 	// Propagation lists the formats to extract (in order) and inject; by
 	// default the union of what the drivers' back ends read.
-	Propagation       []string    `yaml:"propagation"`
-	Sampling          Sampling    `yaml:"sampling"`
-	CustomTags        []CustomTag `yaml:"custom_tags"`
-	MaxPathTagLength  int         `yaml:"max_path_tag_length"`
-	SpawnUpstreamSpan bool        `yaml:"spawn_upstream_span"`
+	Propagation []string    `yaml:"propagation"`
+	Sampling    Sampling    `yaml:"sampling"`
+	CustomTags  []CustomTag `yaml:"custom_tags"`
+	// BaggageTags names W3C baggage members copied onto the span, each as
+	// a tag of the member's key (as OpenTelemetry's baggage span
+	// processors do). Baggage itself passes through untouched.
+	BaggageTags       []string `yaml:"baggage_tags"`
+	MaxPathTagLength  int      `yaml:"max_path_tag_length"`
+	SpawnUpstreamSpan bool     `yaml:"spawn_upstream_span"`
 	// LinkByRequestID (default true) makes an egress request that carries
 	// only the x-request-id of a request this tracehop is serving on an
 	// ingress listener a child of that request's span.
@@ -215,6 +220,11 @@ type CustomTag struct {
 	Literal       string         `yaml:"literal"`
 	Environment   *TagFromEnv    `yaml:"environment"`
 	RequestHeader *TagFromHeader `yaml:"request_header"`
+	// ResponseHeader reads the upstream's response (an x-cache or
+	// x-user-tier), as Envoy's response_header tag and Traefik's
+	// capturedResponseHeaders; the default is used when the header is
+	// absent, or when tracehop answered itself.
+	ResponseHeader *TagFromHeader `yaml:"response_header"`
 }
 
 // TagFromEnv reads the tag's value from the environment once, at start.
@@ -507,14 +517,21 @@ func validateCustomTags(key string, tags []CustomTag, bad func(key, format strin
 				bad(key+".environment.name", "is required")
 			}
 		}
-		if ct.RequestHeader != nil {
+		for i, h := range []*TagFromHeader{ct.RequestHeader, ct.ResponseHeader} {
+			name := [...]string{"request_header", "response_header"}[i]
+			if h == nil {
+				continue
+			}
 			n++
-			if ct.RequestHeader.Name == "" {
-				bad(key+".request_header.name", "is required")
+			switch {
+			case h.Name == "":
+				bad(key+"."+name+".name", "is required")
+			case !httpguts.ValidHeaderFieldName(h.Name):
+				bad(key+"."+name+".name", "%q is not a header name (letters, digits and !#$%%&'*+-.^_`|~ only)", h.Name)
 			}
 		}
 		if n != 1 {
-			bad(key, "needs exactly one of literal, environment, request_header; got %d", n)
+			bad(key, "needs exactly one of literal, environment, request_header, response_header; got %d", n)
 		}
 	}
 }
@@ -552,6 +569,11 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 	}
 	validateSampling("tracing.sampling", t.Sampling, true, bad)
 	validateCustomTags("tracing.custom_tags", t.CustomTags, bad)
+	for i, k := range t.BaggageTags {
+		if !httpguts.ValidHeaderFieldName(k) {
+			bad(fmt.Sprintf("tracing.baggage_tags[%d]", i), "%q is not a W3C baggage key (a token: letters, digits and !#$%%&'*+-.^_`|~)", k)
+		}
+	}
 	if t.MaxPathTagLength < 0 {
 		bad("tracing.max_path_tag_length", "must not be negative")
 	}

@@ -35,6 +35,9 @@ func TestGoodFull(t *testing.T) {
 	if want, _ := filepath.Abs("bin"); !strings.HasSuffix(tr.PluginDir, "bin") || filepath.Clean(tr.PluginDir) != filepath.Join("testdata", "..", "bin") && tr.PluginDir != want {
 		t.Errorf("plugin_dir = %q, want it resolved against the config's directory", tr.PluginDir)
 	}
+	if rh := tr.CustomTags[3].ResponseHeader; rh == nil || rh.Name != "x-cache" || rh.Default != "none" || len(tr.BaggageTags) != 2 {
+		t.Errorf("response_header tag %+v, baggage_tags %v", rh, tr.BaggageTags)
+	}
 	if q := tr.Queue.Pipeline(); q.QueueSize != 4096 || q.BatchSize != 256 || q.BatchDelay != 100*time.Millisecond {
 		t.Errorf("queue = %+v", q)
 	}
