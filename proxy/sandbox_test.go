@@ -221,7 +221,10 @@ func startSandboxWith(t *testing.T, propagate, driver, driverBlock string) *sand
 	sb.frontAddr = a["front"]
 	sb.admins = []string{a["frontAdmin"], a["s1admin"], a["s2admin"]}
 	if driverBlock == "" {
-		driverBlock = fmt.Sprintf("  driver: {name: file, config: {path: %s}}\n", sb.spansFile)
+		// With the tags a user adds from the answer and from baggage.
+		driverBlock = fmt.Sprintf("  driver: {name: file, config: {path: %s}}\n", sb.spansFile) +
+			"  custom_tags: [{tag: content_type, response_header: {name: content-type, default: none}}]\n" +
+			"  baggage_tags: [user.id]\n"
 	}
 	tracing := fmt.Sprintf("tracing:\n  plugin_dir: %s\n%s", bin, driverBlock)
 	write := func(name, body string) string {
@@ -330,7 +333,15 @@ func TestSandbox(t *testing.T) {
 		t.Run("propagate="+mode, func(t *testing.T) {
 			t.Parallel()
 			sb := startSandbox(t, mode)
-			if body := get(t, "http://"+sb.frontAddr+"/trace/1"); !strings.Contains(body, "service 1") {
+			req, _ := http.NewRequest("GET", "http://"+sb.frontAddr+"/trace/1", nil)
+			req.Header.Set("Baggage", "user.id=alice,tenant=acme")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), "service 1") {
 				t.Fatalf("body %q", body)
 			}
 			spans := sb.spans(t)
@@ -359,6 +370,23 @@ func TestSandbox(t *testing.T) {
 				if s1out.TraceID == s1in.TraceID || s1out.ParentID != 0 {
 					t.Errorf("propagate=false must split the trace: egress span %s parent %s, ingress trace %s", s1out.TraceID, s1out.ParentID, s1in.TraceID)
 				}
+			}
+			// Baggage reaches service2 when the application forwards it, and
+			// when it forwards only x-request-id (the sidecar restores it).
+			for i, s := range []sdk.Span{front, s1in, s1out, s2in} {
+				user, _ := s.Tag("user.id")
+				if want := "alice"; (i < 2 || mode != "false") && user != want {
+					t.Errorf("propagate=%s: %s %s span: baggage tag user.id %q, want %q", mode, s.LocalService, s.Kind, user, want)
+				}
+				if ct, _ := s.Tag("content_type"); !strings.HasPrefix(ct, "text/plain") {
+					t.Errorf("%s %s span: response-header tag content_type %q, want the answer's text/plain", s.LocalService, s.Kind, ct)
+				}
+			}
+			if user, ok := s2in.Tag("user.id"); mode == "false" && ok {
+				t.Errorf("propagate=false: service2 got baggage %q its application never sent", user)
+			}
+			if user, ok := s1out.Tag("user.id"); mode == "false" && ok {
+				t.Errorf("propagate=false: service1's egress span got baggage %q its application never sent", user)
 			}
 			// Envoy's tags, and one request id along a joined path.
 			rid, _ := front.Tag("guid:x-request-id")

@@ -488,7 +488,11 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 		tagsFrom(st.route.tracing.customTags)
 	}
 	if len(t.baggageTags) > 0 {
-		if bg := v.header.GetJoined(propagation.BaggageHeader); bg != "" {
+		bg := v.header.GetJoined(propagation.BaggageHeader)
+		if bg == "" {
+			bg = st.baggage // restored from the ingress request: sent upstream
+		}
+		if bg != "" {
 			first := len(tags)
 			propagation.RangeBaggage(bg, func(k, val string) {
 				if !slices.Contains(t.baggageTags, k) {

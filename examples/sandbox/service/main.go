@@ -31,6 +31,7 @@ var traceHeaders = []string{
 	"x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3",
 	"traceparent", "tracestate", "x-datadog-trace-id", "x-datadog-parent-id", "x-datadog-sampling-priority",
 	"x-datadog-origin", "x-datadog-tags", "ot-tracer-traceid", "ot-tracer-spanid", "ot-tracer-sampled",
+	"baggage",
 }
 
 func main() {
