@@ -20,6 +20,7 @@ import (
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
 
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/attrnames"
 )
 
 // Config is the datadog driver's config block.
@@ -30,6 +31,10 @@ type Config struct {
 	Version   string            `json:"version"`
 	Tags      map[string]string `json:"tags"`
 	Timeout   sdk.Duration      `json:"timeout"`
+	// AttributeNames is envoy (the default: the proxy's tags as they
+	// are), otel (OpenTelemetry's HTTP semantic conventions, which
+	// Datadog maps for OTLP-ingested spans) or both (sdk/attrnames).
+	AttributeNames string `json:"attribute_names"`
 }
 
 // Validate reports every problem with the config.
@@ -45,6 +50,9 @@ func (c *Config) Validate() error {
 		if k == "" {
 			p.Add("tags", "a tag needs a name")
 		}
+	}
+	if _, err := attrnames.Parse(c.AttributeNames, attrnames.Envoy); err != nil {
+		p.Add("attribute_names", "%v", err)
 	}
 	return p.Err()
 }
@@ -73,6 +81,7 @@ func (d *Driver) ProcessEnv() map[string]string {
 // Driver reports spans to a Datadog agent.
 type Driver struct {
 	cfg     Config
+	names   attrnames.Mode
 	stats   *dropCounter
 	acks    *ackCounter
 	mu      sync.Mutex // one batch at a time: acknowledgements belong to it
@@ -178,6 +187,7 @@ func (d *Driver) Configure(_ context.Context, raw []byte, host sdk.HostInfo) (sd
 	if d.cfg.Service == "" {
 		d.cfg.Service = "tracehop"
 	}
+	d.names, _ = attrnames.Parse(d.cfg.AttributeNames, attrnames.Envoy) // Validate checked it
 	d.stats = &dropCounter{}
 	d.acks = &ackCounter{next: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}}
 	d.start()
@@ -227,6 +237,7 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		return sdk.Permanent(errors.New("datadog driver is not configured or already shut down"))
 	}
 	d.acks.takeErr()
+	spans = attrnames.Rename(spans, d.names)
 	base := d.acks.chunks.Load()
 	for i := range spans {
 		if err := d.emit(ctx, &spans[i]); err != nil {
@@ -309,10 +320,16 @@ func emitSpan(s *sdk.Span, defaultService, version string) {
 	if service == "" {
 		service = defaultService
 	}
-	method, _ := s.Tag("http.method")
+	method, ok := s.Tag("http.method")
+	if !ok {
+		method, _ = s.Tag("http.request.method") // attribute_names: otel
+	}
 	opName, resource, spanType := "tracehop.span", s.Name, ""
 	if method != "" {
 		opName, resource, spanType = "http.request", method+" "+s.Name, ext.SpanTypeWeb
+		if s.Name == method || strings.HasPrefix(s.Name, method+" ") {
+			resource = s.Name // OpenTelemetry's span names start with the method
+		}
 	}
 	opts := []tracer.StartSpanOption{
 		tracer.ChildOf(parent), tracer.WithSpanID(uint64(s.SpanID)), tracer.StartTime(s.Start()),

@@ -170,3 +170,41 @@ func TestProcessEnvironment(t *testing.T) {
 		t.Errorf("unasked-for traffic: %v", r.Other())
 	}
 }
+
+// attribute_names: otel sends OpenTelemetry's names, which Datadog maps for
+// OTLP data, and keeps the span a web request named by its method.
+func TestAttributeNames(t *testing.T) {
+	r := receiver(t)
+	d := datadog.New()
+	raw, _ := json.Marshal(map[string]any{"agent_addr": r.Addr, "attribute_names": "otel"})
+	if _, err := d.Configure(context.Background(), raw, sdk.HostInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	spans := drivertest.CanonicalTrace(time.Now())
+	if err := d.Export(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+	d.Shutdown(context.Background())
+	if _, ok := spans[0].Tag("http.method"); !ok {
+		t.Fatalf("Export changed the caller's span: %+v", spans[0])
+	}
+	got := r.Raw()
+	if len(got) != len(spans) {
+		t.Fatalf("%d spans arrived, want %d", len(got), len(spans))
+	}
+	for _, s := range got {
+		if s.SpanID != uint64(spans[0].SpanID) {
+			continue
+		}
+		if s.Meta["http.request.method"] != "GET" || s.Meta["http.method"] != "" {
+			t.Errorf("meta %v: want http.request.method and no http.method", s.Meta)
+		}
+		if s.Name != "http.request" || s.Resource != "GET" || s.Type != "web" {
+			t.Errorf("name %q resource %q type %q, want http.request, GET, web", s.Name, s.Resource, s.Type)
+		}
+	}
+	raw, _ = json.Marshal(map[string]any{"agent_addr": r.Addr, "attribute_names": "semconv"})
+	if _, err := datadog.New().Configure(context.Background(), raw, sdk.HostInfo{}); err == nil || !strings.Contains(err.Error(), "attribute_names") {
+		t.Fatalf("err = %v", err)
+	}
+}

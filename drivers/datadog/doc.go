@@ -27,4 +27,5 @@
 //	version: 1.2.3
 //	tags: {team: edge}           # global tags on every span
 //	timeout: 10s                 # how long Export waits for the agent to acknowledge a batch
+//	attribute_names: envoy       # or otel (OpenTelemetry's HTTP semantic conventions) or both
 package datadog

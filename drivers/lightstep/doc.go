@@ -13,6 +13,7 @@
 //	transport: grpc                # or http (POST /api/v2/reports)
 //	component_name: ""             # one service name for every span; default: each span's own
 //	timeout: 10s                   # per flush
+//	attribute_names: envoy         # or otel (OpenTelemetry's HTTP semantic conventions) or both
 //
 // LightStep keeps 64-bit trace ids: the upper half of a 128-bit id is lost
 // on the wire and kept as the tag trace_id_high. Durations keep

@@ -16,6 +16,7 @@ import (
 	otlog "github.com/opentracing/opentracing-go/log"
 
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/attrnames"
 )
 
 // Collector is where reports go.
@@ -33,6 +34,11 @@ type Config struct {
 	Transport       string       `json:"transport"`
 	ComponentName   string       `json:"component_name"`
 	Timeout         sdk.Duration `json:"timeout"`
+	// AttributeNames is envoy (the default: the proxy's tags as they
+	// are), otel (OpenTelemetry's HTTP semantic conventions, what
+	// ServiceNow Cloud Observability shows for OTLP data) or both
+	// (sdk/attrnames).
+	AttributeNames string `json:"attribute_names"`
 }
 
 // Validate reports every problem with the config.
@@ -56,6 +62,9 @@ func (c *Config) Validate() error {
 	if c.Timeout <= 0 {
 		p.Add("timeout", "must be positive")
 	}
+	if _, err := attrnames.Parse(c.AttributeNames, attrnames.Envoy); err != nil {
+		p.Add("attribute_names", "%v", err)
+	}
 	return p.Err()
 }
 
@@ -68,6 +77,7 @@ const chunk = 1000
 type Driver struct {
 	cfg   Config
 	token string
+	names attrnames.Mode
 
 	mu      sync.Mutex // one chunk in flight: status events belong to it
 	tracers map[string]ls.Tracer
@@ -115,6 +125,7 @@ func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.C
 	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
 		return sdk.Capabilities{}, err
 	}
+	d.names, _ = attrnames.Parse(d.cfg.AttributeNames, attrnames.Envoy) // Validate checked it
 	d.token = d.cfg.AccessToken.Value()
 	if d.cfg.AccessTokenFile != "" {
 		b, err := os.ReadFile(d.cfg.AccessTokenFile)
@@ -168,6 +179,7 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	if d.tracers == nil || d.closed {
 		return sdk.Permanent(errors.New("lightstep driver is not configured or already shut down"))
 	}
+	spans = attrnames.Rename(spans, d.names)
 	byService := map[string][]int{}
 	var order []string
 	for i := range spans {

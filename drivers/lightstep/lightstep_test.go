@@ -115,3 +115,46 @@ func TestCollectorDownThenUp(t *testing.T) {
 		t.Fatalf("err = %v, want a retryable LightStep error", err)
 	}
 }
+
+// attribute_names: envoy by default; otel renames as sdk/attrnames says,
+// without touching the caller's spans.
+func TestAttributeNames(t *testing.T) {
+	for _, tc := range []struct {
+		names            string
+		wantOld, wantNew bool
+	}{{"", true, false}, {"otel", false, true}, {"both", true, true}} {
+		t.Run("names="+tc.names, func(t *testing.T) {
+			r := receiver(t)
+			cfg := map[string]any{"access_token": "t", "collector": collector(r.GRPCAddr)}
+			if tc.names != "" {
+				cfg["attribute_names"] = tc.names
+			}
+			raw, _ := json.Marshal(cfg)
+			d := lightstep.New()
+			if _, err := d.Configure(context.Background(), raw, sdk.HostInfo{}); err != nil {
+				t.Fatal(err)
+			}
+			spans := drivertest.Spans(1, 2)
+			if err := d.Export(context.Background(), spans); err != nil {
+				t.Fatal(err)
+			}
+			d.Shutdown(context.Background())
+			if spans[0].Tags[0].Key != "http.method" {
+				t.Fatalf("Export changed the caller's span: %+v", spans[0])
+			}
+			got, _ := r.Spans()
+			if len(got) != 2 {
+				t.Fatalf("%d spans arrived", len(got))
+			}
+			_, old := got[1].Tag("http.method")
+			_, otel := got[1].Tag("http.request.method")
+			if old != tc.wantOld || otel != tc.wantNew {
+				t.Fatalf("received tags %+v", got[1].Tags)
+			}
+		})
+	}
+	raw, _ := json.Marshal(map[string]any{"access_token": "t", "attribute_names": "semconv"})
+	if _, err := lightstep.New().Configure(context.Background(), raw, sdk.HostInfo{}); err == nil || !strings.Contains(err.Error(), "attribute_names") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -131,9 +131,7 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	if bufs == nil {
 		bufs = new([2][]byte)
 	}
-	if d.names != attrnames.Envoy {
-		spans = renamed(spans, d.names)
-	}
+	spans = attrnames.Rename(spans, d.names)
 	for start := 0; start < len(spans); start += d.cfg.MaxBatchSpans {
 		chunk := spans[start:min(start+d.cfg.MaxBatchSpans, len(spans))]
 		switch d.cfg.Encoding {
@@ -158,20 +156,6 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	}
 	d.bufs.Put(bufs)
 	return nil
-}
-
-// renamed returns copies of spans with their tags and names in mode's
-// naming (attribute_names); the copies share the spans' strings.
-func renamed(spans []sdk.Span, mode attrnames.Mode) []sdk.Span {
-	out := make([]sdk.Span, len(spans))
-	var tags []sdk.Tag
-	for i := range spans {
-		out[i] = spans[i]
-		start := len(tags)
-		tags, out[i].Name = attrnames.Translate(tags, &spans[i], mode)
-		out[i].Tags = tags[start:len(tags):len(tags)]
-	}
-	return out
 }
 
 // send posts one encoded payload of n spans.

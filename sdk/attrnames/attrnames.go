@@ -198,3 +198,22 @@ func hostOf(addr string) string {
 	h, _ := splitHostPort(addr)
 	return h
 }
+
+// Rename returns copies of spans with their tags and names in mode's
+// naming, for a driver's Export when its attribute_names is not envoy. The
+// copies share the spans' strings; the caller's spans are not modified
+// (the SDK may retry them).
+func Rename(spans []sdk.Span, mode Mode) []sdk.Span {
+	if mode == Envoy {
+		return spans
+	}
+	out := make([]sdk.Span, len(spans))
+	var tags []sdk.Tag
+	for i := range spans {
+		out[i] = spans[i]
+		start := len(tags)
+		tags, out[i].Name = Translate(tags, &spans[i], mode)
+		out[i].Tags = tags[start:len(tags):len(tags)]
+	}
+	return out
+}
