@@ -33,7 +33,24 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(RedactedConfig(s.cfg))
+		snap := s.snap.Load()
+		v := RedactedConfig(snap.cfg)
+		if m, ok := v.(map[string]any); ok {
+			m["Hash"] = snap.hash // as tracehop_config_info says it
+		}
+		w.Header().Set("X-Tracehop-Config-Hash", snap.hash)
+		enc.Encode(v)
+	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		if s.reload == nil {
+			http.Error(w, "this tracehop was not started from a config file: nothing to reload", http.StatusNotImplemented)
+			return
+		}
+		if err := s.reload(r.Context()); err != nil {
+			http.Error(w, "reload failed; the running config stays in force:\n"+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		fmt.Fprintf(w, "reloaded: config %s in force\n", s.snap.Load().hash)
 	})
 	return mux
 }

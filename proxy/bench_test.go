@@ -87,7 +87,7 @@ clusters:
 		}
 	}
 	s := NewServer(cfg, Options{Tracer: tracer})
-	l := s.listeners[0]
+	l := s.snap.Load().listeners[0]
 	for _, rt := range l.routes {
 		rt.cluster.transport.RegisterProtocol("http", cannedTransport{})
 	}

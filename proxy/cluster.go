@@ -18,6 +18,7 @@ import (
 // cluster is a set of upstream endpoints reached through one pooled
 // transport, picked round robin.
 type cluster struct {
+	cfg       config.Cluster // a reload keeps the cluster when this is unchanged
 	name      string
 	endpoints []endpoint
 	next      atomic.Uint64
@@ -34,7 +35,7 @@ type endpoint struct {
 }
 
 func newCluster(c config.Cluster, log *slog.Logger) *cluster {
-	cl := &cluster{name: c.Name}
+	cl := &cluster{cfg: c, name: c.Name}
 	for _, ep := range c.Endpoints {
 		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, log: log, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
 		e.ip, _ = netip.ParseAddrPort(ep)
@@ -67,6 +68,15 @@ func newCluster(c config.Cluster, log *slog.Logger) *cluster {
 // maxResponseHeaderBytes bounds the response heads net/http reads from an
 // upstream, 1xx heads included.
 const maxResponseHeaderBytes = 64 << 10
+
+// close closes the cluster's idle connections, and those given back to it
+// later: a reload removed or replaced it, or tracehop is stopping.
+func (c *cluster) close() {
+	c.transport.CloseIdleConnections()
+	for i := range c.endpoints {
+		c.endpoints[i].pool.closeIdle()
+	}
+}
 
 func (c *cluster) pick() *endpoint {
 	n := c.next.Add(1) - 1

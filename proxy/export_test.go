@@ -5,7 +5,8 @@ package proxy
 // served), so that tests can run the same cases through both paths. Call
 // it before Start.
 func SlowPathOnly(s *Server) {
-	for _, l := range s.listeners {
+	s.slowPathOnly = true
+	for _, l := range s.snap.Load().listeners {
 		l.slowPathOnly = true
 	}
 }

@@ -20,7 +20,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -55,7 +54,8 @@ const (
 // fastConn is one client connection on the fast path. It serves one
 // request at a time, so it owns one request's state and buffers.
 type fastConn struct {
-	l        *listener
+	sock     *socket
+	l        *listener // the socket's listener in force for this request
 	c        net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer // for chunked responses, made on first use
@@ -102,11 +102,14 @@ func (h *handoff) Accept() (net.Conn, error) {
 func (h *handoff) Close() error   { h.once.Do(func() { close(h.done) }); return nil }
 func (h *handoff) Addr() net.Addr { return h.addr }
 
-func (h *handoff) give(c net.Conn) {
+// give hands c to net/http; false when the handoff is closed (its
+// snapshot was retired), and c is still the caller's.
+func (h *handoff) give(c net.Conn) bool {
 	select {
 	case h.ch <- c:
+		return true
 	case <-h.done:
-		c.Close()
+		return false
 	}
 }
 
@@ -134,69 +137,6 @@ func (c *replayConn) CloseWrite() error {
 	return nil
 }
 
-// serve accepts connections until ln is closed.
-func (l *listener) serve(ln net.Listener) error {
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of file descriptors and the like: back off as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed; retrying", "listener", l.name, "error", err, "in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		go l.serveConn(c)
-	}
-}
-
-func (l *listener) track(fc *fastConn, add bool) {
-	l.connsMu.Lock()
-	defer l.connsMu.Unlock()
-	if add {
-		l.conns[fc] = struct{}{}
-		l.connsWG.Add(1)
-	} else {
-		delete(l.conns, fc)
-		l.connsWG.Done()
-	}
-}
-
-// drain stops the fast path: idle connections close at once, busy ones
-// after their request; when ctx ends, the rest are closed.
-func (l *listener) drain(ctx context.Context) error {
-	l.closing.Store(true)
-	l.connsMu.Lock()
-	for fc := range l.conns {
-		// Wakes a connection waiting for its next request; a busy one
-		// sees closing after its response. (It sets idle before it reads
-		// closing, and drain sets closing before it reads idle: one of
-		// the two sees the other.)
-		if fc.idle.Load() {
-			fc.c.SetReadDeadline(time.Now())
-		}
-	}
-	l.connsMu.Unlock()
-	done := make(chan struct{})
-	go func() { l.connsWG.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		l.connsMu.Lock()
-		for fc := range l.conns {
-			fc.c.Close()
-		}
-		l.connsMu.Unlock()
-		<-done
-		return ctx.Err()
-	}
-}
-
 // outcome says what a connection does after a request.
 type outcome int
 
@@ -209,38 +149,6 @@ const (
 	handOff
 )
 
-func (l *listener) serveConn(c net.Conn) {
-	fc := &fastConn{l: l, c: c, br: bufio.NewReaderSize(c, connBufSize)}
-	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		fc.peer = ap.AddrPort()
-		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
-	}
-	fc.peerAddr = fc.peer.Addr().String()
-	fc.carrier.hide = !l.trusted
-	l.track(fc, true)
-	defer l.track(fc, false)
-	for {
-		n, ok := fc.readHead()
-		if !ok {
-			c.Close()
-			return
-		}
-		switch fc.serveRequest(n) {
-		case keepAlive:
-		case closeConn:
-			c.Close()
-			return
-		case closeLinger:
-			lingerClose(c)
-			return
-		case handOff:
-			c.SetReadDeadline(time.Time{})
-			l.handoff.give(&replayConn{Conn: c, br: fc.br})
-			return
-		}
-	}
-}
-
 // readHead waits for a whole request head in the buffer and returns its
 // length; -1 (with ok) means the head is too large for the fast path.
 func (fc *fastConn) readHead() (int, bool) {
@@ -250,7 +158,7 @@ func (fc *fastConn) readHead() (int, bool) {
 			fc.rd.set(fc.c, l.idleTimeout)
 		}
 		fc.idle.Store(true)
-		if l.closing.Load() {
+		if fc.sock.closing.Load() {
 			return 0, false
 		}
 		_, err := fc.br.Peek(1)
@@ -273,7 +181,7 @@ func (fc *fastConn) readHead() (int, bool) {
 			deadline = true
 		}
 		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
-			if len(buf) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !l.closing.Load() {
+			if len(buf) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !fc.sock.closing.Load() {
 				return -1, true // net/http answers the slow client
 			}
 			return 0, false
@@ -407,7 +315,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		out = fc.proxy(st, &v, &ri)
 	}
 	l.done(st, &v)
-	if out == keepAlive && (ri.close || l.closing.Load()) {
+	if out == keepAlive && (ri.close || fc.sock.closing.Load()) {
 		out = closeConn
 	}
 	return out

@@ -29,7 +29,11 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-// listener serves one configured address.
+// listener is one configured listener as a snapshot built it: its routes,
+// tracer and settings, never modified once built. Its socket serves the
+// fast path on the listener in force; the connections the fast path hands
+// to net/http stay with the listener that took them (srv), until a reload
+// retires it.
 type listener struct {
 	name      string
 	ingress   bool
@@ -41,9 +45,8 @@ type listener struct {
 	accessLog bool
 	noRoute   *routeMetrics
 	srv       *http.Server // serves what the fast path hands off
+	handoff   *handoff     // srv's listener, made when the socket is bound
 
-	ln            net.Listener
-	handoff       *handoff
 	idleTimeout   time.Duration
 	headerTimeout time.Duration
 	bodyTimeout   time.Duration
@@ -51,10 +54,6 @@ type listener struct {
 	// slowPathOnly hands every request to net/http after the fast path's
 	// first checks: the conformance tests run each case through both paths.
 	slowPathOnly bool
-	closing      atomic.Bool
-	connsMu      sync.Mutex
-	conns        map[*fastConn]struct{}
-	connsWG      sync.WaitGroup
 }
 
 type route struct {

@@ -12,12 +12,17 @@ import (
 // metrics is one Server's Prometheus registry: no process-wide state, so
 // tests and several servers can live side by side.
 type metrics struct {
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	reloads    *prometheus.CounterVec
+	lastReload prometheus.Gauge
+	configInfo *prometheus.GaugeVec
 }
 
-func newMetrics(tracer *Tracer, stats pipeline.StatsSource) *metrics {
+// newMetrics makes the registry; tracer and stats return the tracer and
+// the pipeline in force (nil without tracing), which a reload replaces.
+func newMetrics(tracer func() *Tracer, stats func() pipeline.StatsSource) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -27,26 +32,52 @@ func newMetrics(tracer *Tracer, stats pipeline.StatsSource) *metrics {
 			Name: "tracehop_request_duration_seconds", Help: "Time from the request's arrival to the end of its response.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"listener", "route", "cluster"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tracehop_config_reloads_total", Help: "Config reloads, by result (success or failure: the running config stayed).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tracehop_config_last_reload_success_timestamp_seconds", Help: "When the config in force was loaded (Unix time).",
+		}),
+		configInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tracehop_config_info", Help: "The config in force: 1 for its hash (as /config shows it).",
+		}, []string{"hash"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if tracer != nil {
-		m.reg.MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracehop_spans_started_total", Help: "Requests for which a span was started (sampled or not)."},
-				func() float64 { return float64(tracer.started.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracehop_spans_sampled_total", Help: "Requests sampled: their spans are exported."},
-				func() float64 { return float64(tracer.sampled.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracehop_traces_rate_limited_total", Help: "New traces not started because of tracing.sampling.max_traces_per_second."},
-				func() float64 { return float64(tracer.rateLimited.Load()) }),
-		)
-		if tracer.links != nil {
-			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_request_links", Help: "Ingress requests in flight that egress requests can link to by x-request-id."},
-				func() float64 { return float64(tracer.links.len()) }))
-		}
-	}
-	if stats != nil {
-		m.reg.MustRegister(&pipelineCollector{stats: stats})
-	}
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, m.configInfo,
+		&tracerCollector{tracer: tracer}, &pipelineCollector{stats: stats},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// tracerCollector exposes the tracer's counters, which a reload carries
+// over, and the request-id link table.
+type tracerCollector struct{ tracer func() *Tracer }
+
+var (
+	descStarted     = prometheus.NewDesc("tracehop_spans_started_total", "Requests for which a span was started (sampled or not).", nil, nil)
+	descSampled     = prometheus.NewDesc("tracehop_spans_sampled_total", "Requests sampled: their spans are exported.", nil, nil)
+	descRateLimited = prometheus.NewDesc("tracehop_traces_rate_limited_total", "New traces not started because of tracing.sampling.max_traces_per_second.", nil, nil)
+	descLinks       = prometheus.NewDesc("tracehop_request_links", "Ingress requests in flight that egress requests can link to by x-request-id.", nil, nil)
+)
+
+func (c *tracerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descStarted, descSampled, descRateLimited, descLinks} {
+		ch <- d
+	}
+}
+
+func (c *tracerCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.tracer()
+	if t == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descStarted, prometheus.CounterValue, float64(t.counts.started.Load()))
+	ch <- prometheus.MustNewConstMetric(descSampled, prometheus.CounterValue, float64(t.counts.sampled.Load()))
+	ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(t.counts.rateLimited.Load()))
+	if t.links != nil {
+		ch <- prometheus.MustNewConstMetric(descLinks, prometheus.GaugeValue, float64(t.links.len()))
+	}
 }
 
 func (m *metrics) route(listener, route, cluster string) *routeMetrics {
@@ -59,7 +90,7 @@ func (m *metrics) route(listener, route, cluster string) *routeMetrics {
 
 // pipelineCollector exposes the span pipeline's counters per driver.
 type pipelineCollector struct {
-	stats pipeline.StatsSource
+	stats func() pipeline.StatsSource
 }
 
 var (
@@ -81,7 +112,11 @@ func (c *pipelineCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.stats.Stats() {
+	src := c.stats()
+	if src == nil {
+		return
+	}
+	for _, s := range src.Stats() {
 		name := s.Name
 		ch <- prometheus.MustNewConstMetric(descEnqueued, prometheus.CounterValue, float64(s.Enqueued), name)
 		ch <- prometheus.MustNewConstMetric(descExported, prometheus.CounterValue, float64(s.Exported), name)

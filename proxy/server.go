@@ -1,13 +1,18 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,21 +21,43 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-// Server is a running tracehop: its listeners, the admin server, and the
-// span pipeline they feed.
+// Server is a running tracehop: its sockets, the admin server, and the
+// configuration in force, a snapshot that Apply replaces while it runs.
 type Server struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	listeners []*listener
-	clusters  map[string]*cluster
-	tracer    *Tracer
-	pipeline  *pipeline.Pipeline
-	metrics   *metrics
-	admin     *http.Server
-	draining  atomic.Bool
+	log          *slog.Logger
+	accessLog    bool
+	slowPathOnly bool
+	metrics      *metrics
+	admin        *http.Server
+	adminAddr    string
+	draining     atomic.Bool
+	// retireAfter bounds how long a replaced snapshot waits for its
+	// requests in flight before its pipeline is retired.
+	retireAfter time.Duration
+	// reload, when set, is what POST /reload on the admin server runs.
+	reload func(context.Context) error
 
-	bound []net.Listener
-	wg    sync.WaitGroup
+	snap atomic.Pointer[snapshot]
+
+	mu       sync.Mutex // Start, Apply and Shutdown, one at a time
+	sockets  []*socket
+	started  bool
+	retiring sync.WaitGroup // replaced snapshots and removed sockets
+	wg       sync.WaitGroup // accept loops and servers
+}
+
+// snapshot is one configuration in force: the listeners, clusters, tracer
+// and pipeline built from a validated config. It is never modified: a
+// reload builds the next one (sharing what did not change: clusters, the
+// link table, the exporters of drivers that carry over), points every
+// socket at it at once, and retires this one when its requests are done.
+type snapshot struct {
+	cfg       *config.Config
+	hash      string
+	listeners []*listener // in config order
+	clusters  map[string]*cluster
+	tracer    *Tracer            // nil without tracing
+	pipeline  *pipeline.Pipeline // nil without tracing, or in tests that bring a sink
 }
 
 // Options are a Server's parts that do not come from the config file.
@@ -41,6 +68,9 @@ type Options struct {
 	Pipeline *pipeline.Pipeline
 	// AccessLog writes one log line per request.
 	AccessLog bool
+	// RetireAfter bounds the wait of a replaced configuration for its
+	// requests in flight (default 15s, tracehop run's -drain-timeout).
+	RetireAfter time.Duration
 }
 
 // NewServer builds the data plane for cfg. Nothing listens until Start.
@@ -48,33 +78,59 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, clusters: map[string]*cluster{}, tracer: opts.Tracer, pipeline: opts.Pipeline}
-	var stats pipeline.StatsSource
-	if opts.Pipeline != nil {
-		stats = opts.Pipeline
+	s := &Server{log: opts.Logger, accessLog: opts.AccessLog, retireAfter: cmp.Or(opts.RetireAfter, 15*time.Second), adminAddr: cfg.Admin.Address}
+	s.metrics = newMetrics(
+		func() *Tracer { return s.snap.Load().tracer },
+		func() pipeline.StatsSource {
+			if p := s.snap.Load().pipeline; p != nil {
+				return p
+			}
+			return nil
+		})
+	snap := s.build(cfg, opts.Tracer, opts.Pipeline, nil)
+	s.snap.Store(snap)
+	s.metrics.configInfo.WithLabelValues(snap.hash).Set(1)
+	s.metrics.lastReload.SetToCurrentTime()
+	for i, lc := range cfg.Listeners {
+		sock := newSocket(lc.Name, lc.Address, s.log)
+		sock.cur.Store(snap.listeners[i])
+		s.sockets = append(s.sockets, sock)
 	}
-	s.metrics = newMetrics(opts.Tracer, stats)
+	if cfg.Admin.Address != "off" {
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return s
+}
+
+// build makes the snapshot of cfg. Clusters whose config did not change
+// are prev's, with their pooled connections.
+func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline, prev *snapshot) *snapshot {
+	snap := &snapshot{cfg: cfg, hash: configHash(cfg), clusters: map[string]*cluster{}, tracer: tracer, pipeline: p}
 	for _, c := range cfg.Clusters {
-		s.clusters[c.Name] = newCluster(c, opts.Logger)
+		if old := prev.cluster(c.Name); old != nil && reflect.DeepEqual(old.cfg, c) {
+			snap.clusters[c.Name] = old
+			continue
+		}
+		snap.clusters[c.Name] = newCluster(c, s.log)
 	}
 	for _, lc := range cfg.Listeners {
 		l := &listener{
 			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(),
-			tracer: opts.Tracer, log: opts.Logger, accessLog: opts.AccessLog,
+			tracer: tracer, log: s.log, accessLog: s.accessLog,
 			noRoute:     s.metrics.route(lc.Name, "none", "none"),
 			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,
-			underscores: lc.HeadersWithUnderscores, conns: map[*fastConn]struct{}{},
+			underscores: lc.HeadersWithUnderscores, slowPathOnly: s.slowPathOnly,
 		}
 		for i, rc := range lc.Routes {
 			rt := &route{
-				name: rc.Name, prefix: rc.Match.Prefix, path: rc.Match.Path, cluster: s.clusters[rc.Cluster],
+				name: rc.Name, prefix: rc.Match.Prefix, path: rc.Match.Path, cluster: snap.clusters[rc.Cluster],
 				operation: rc.Operation, timeout: *rc.Timeout,
 			}
 			for _, h := range rc.Match.Headers {
 				rt.headers = append(rt.headers, config.HeaderMatch{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value})
 			}
-			if opts.Tracer != nil {
-				rt.tracing = opts.Tracer.forRoute(rc.Tracing)
+			if tracer != nil {
+				rt.tracing = tracer.forRoute(rc.Tracing)
 			}
 			rt.name = routeLabel(rt, i)
 			rt.metrics = s.metrics.route(lc.Name, rt.name, rt.cluster.name)
@@ -85,7 +141,7 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			ModifyResponse: canonicalLength,
 			Transport:      l,
 			ErrorHandler:   l.errorHandler,
-			ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 			BufferPool:     bufferPool{},
 		}
 		protocols := new(http.Protocols)
@@ -97,14 +153,26 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			IdleTimeout:       lc.IdleTimeout,
 			MaxHeaderBytes:    lc.MaxHeaderBytes,
 			Protocols:         protocols,
-			ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
-		s.listeners = append(s.listeners, l)
+		snap.listeners = append(snap.listeners, l)
 	}
-	if cfg.Admin.Address != "off" {
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	return snap
+}
+
+func (sn *snapshot) cluster(name string) *cluster {
+	if sn == nil {
+		return nil
 	}
-	return s
+	return sn.clusters[name]
+}
+
+// configHash identifies a config by what it says, not how it is written:
+// the SHA-256 of its decoded form, as /config and /metrics show it.
+func configHash(cfg *config.Config) string {
+	raw, _ := json.Marshal(cfg)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:6])
 }
 
 // Addr describes one bound address.
@@ -116,61 +184,202 @@ type Addr struct {
 // background. If any address cannot be bound, nothing is left listening and
 // the error names the listener.
 func (s *Server) Start() ([]Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := s.snap.Load()
+	var bound []net.Listener
+	fail := func(err error) ([]Addr, error) {
+		for _, ln := range bound {
+			ln.Close()
+		}
+		for _, sock := range s.sockets {
+			sock.ln = nil
+		}
+		return nil, err
+	}
 	var addrs []Addr
-	bind := func(name, dir, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+	for i, sock := range s.sockets {
+		ln, err := bindListener(sock.name, sock.addr)
 		if err != nil {
-			return nil, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
+			return fail(err)
 		}
-		s.bound = append(s.bound, ln)
-		addrs = append(addrs, Addr{Name: name, Direction: dir, Address: ln.Addr().String()})
-		return ln, nil
+		bound = append(bound, ln)
+		sock.ln = ln
+		addrs = append(addrs, Addr{Name: sock.name, Direction: snap.cfg.Listeners[i].Direction, Address: ln.Addr().String()})
 	}
-	type serve struct {
-		srv *http.Server
-		ln  net.Listener
-	}
-	var todo []serve
-	for i, l := range s.listeners {
-		lc := s.cfg.Listeners[i]
-		ln, err := bind(l.name, lc.Direction, lc.Address)
-		if err != nil {
-			s.closeBound()
-			return nil, err
-		}
-		l.ln, l.handoff = ln, newHandoff(ln.Addr())
-		todo = append(todo, serve{l.srv, l.handoff})
-	}
+	var adminLn net.Listener
 	if s.admin != nil {
-		ln, err := bind("admin", "admin", s.cfg.Admin.Address)
+		ln, err := bindListener("admin", s.adminAddr)
 		if err != nil {
-			s.closeBound()
-			return nil, err
+			return fail(err)
 		}
-		todo = append(todo, serve{s.admin, ln})
+		adminLn = ln
+		addrs = append(addrs, Addr{Name: "admin", Direction: "admin", Address: ln.Addr().String()})
 	}
-	for _, l := range s.listeners {
+	for _, sock := range s.sockets {
+		s.attach(sock, sock.cur.Load())
+		s.serveSocket(sock)
+	}
+	if adminLn != nil {
 		s.wg.Go(func() {
-			if err := l.serve(l.ln); err != nil {
-				s.log.Error("listener stopped", "listener", l.name, "error", err)
+			if err := s.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("admin server stopped", "address", adminLn.Addr().String(), "error", err)
 			}
 		})
 	}
-	for _, t := range todo {
-		s.wg.Go(func() {
-			if err := t.srv.Serve(t.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("server stopped", "address", t.ln.Addr().String(), "error", err)
-			}
-		})
-	}
+	s.started = true
 	return addrs, nil
 }
 
-func (s *Server) closeBound() {
-	for _, ln := range s.bound {
-		ln.Close()
+func bindListener(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
 	}
-	s.bound = nil
+	return ln, nil
+}
+
+// attach makes l the listener of sock, with a handoff of its own served by
+// its net/http server.
+func (s *Server) attach(sock *socket, l *listener) {
+	l.handoff = newHandoff(sock.ln.Addr())
+	s.wg.Go(func() {
+		if err := l.srv.Serve(l.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("server stopped", "listener", l.name, "error", err)
+		}
+	})
+	sock.cur.Store(l)
+}
+
+func (s *Server) serveSocket(sock *socket) {
+	s.wg.Go(func() {
+		if err := sock.serve(); err != nil {
+			s.log.Error("listener stopped", "listener", sock.name, "error", err)
+		}
+	})
+}
+
+// Apply makes cfg the configuration in force, with tracer and p (nil
+// without tracing) built for it, without dropping a connection: a
+// listener whose address stays keeps its socket; new addresses are bound
+// first, and if one cannot be, nothing changes and the error names it.
+// Requests in flight finish on the snapshot they began on; it is retired
+// (its net/http connections closed when idle, its pipeline shut down
+// where no driver carries over, clusters that are gone closed) once they
+// are done, or after RetireAfter.
+func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return errors.New("tracehop is shutting down")
+	}
+	prev := s.snap.Load()
+	next := s.build(cfg, tracer, p, prev)
+
+	// Sockets carry over by address (a port 0 address only by name too:
+	// each binds a new port).
+	kept := make([]*socket, len(cfg.Listeners))
+	used := map[*socket]bool{}
+	for i, lc := range cfg.Listeners {
+		for _, sock := range s.sockets {
+			if !used[sock] && sock.addr == lc.Address && (!ephemeral(lc.Address) || sock.name == lc.Name) {
+				kept[i], used[sock] = sock, true
+				break
+			}
+		}
+	}
+	var opened []*socket
+	for i, lc := range cfg.Listeners {
+		if kept[i] != nil || !s.started {
+			continue
+		}
+		ln, err := bindListener(lc.Name, lc.Address)
+		if err != nil {
+			for _, sock := range opened {
+				sock.ln.Close()
+			}
+			return err
+		}
+		sock := newSocket(lc.Name, lc.Address, s.log)
+		sock.ln = ln
+		kept[i] = sock
+		opened = append(opened, sock)
+	}
+	// The switch.
+	for i, sock := range kept {
+		if sock == nil { // not started: the socket binds at Start
+			sock = newSocket(cfg.Listeners[i].Name, cfg.Listeners[i].Address, s.log)
+			sock.cur.Store(next.listeners[i])
+			kept[i] = sock
+			continue
+		}
+		if s.started {
+			s.attach(sock, next.listeners[i])
+		} else {
+			sock.cur.Store(next.listeners[i])
+		}
+	}
+	s.snap.Store(next)
+	for _, sock := range opened {
+		s.serveSocket(sock)
+	}
+	var removed []*socket
+	for _, sock := range s.sockets {
+		if !used[sock] {
+			removed = append(removed, sock)
+		}
+	}
+	s.sockets = kept
+	s.metrics.configInfo.Reset()
+	s.metrics.configInfo.WithLabelValues(next.hash).Set(1)
+	s.retiring.Go(func() { s.retire(prev, next, removed) })
+	return nil
+}
+
+func ephemeral(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err != nil || port == "0" || port == ""
+}
+
+// retirementGrace is how long a replaced snapshot is left alone before
+// its retirement looks at its requests in flight: a request that loaded
+// it just before the switch has begun by then.
+const retirementGrace = 200 * time.Millisecond
+
+// retire stops what a reload replaced, once nothing uses it.
+func (s *Server) retire(prev, next *snapshot, removed []*socket) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.retireAfter)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, sock := range removed {
+		if sock.ln != nil {
+			sock.ln.Close()
+		}
+		wg.Go(func() { sock.drain(ctx) })
+	}
+	time.Sleep(retirementGrace)
+	for _, l := range prev.listeners {
+		if l.handoff != nil {
+			// Connections it took finish their request and close.
+			wg.Go(func() { l.srv.Shutdown(ctx) })
+		}
+	}
+	wg.Wait()
+	if t := prev.tracer; t != nil {
+		for t.inflight.Load() > 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if prev.pipeline != nil && prev.pipeline != next.pipeline {
+		if err := prev.pipeline.Shutdown(ctx); err != nil {
+			s.log.Warn("a driver removed by the reload did not stop cleanly", "error", err)
+		}
+	}
+	for name, c := range prev.clusters {
+		if next.clusters[name] != c {
+			c.close()
+		}
+	}
 }
 
 // Shutdown drains the server: /ready turns 503, listeners stop accepting,
@@ -178,31 +387,44 @@ func (s *Server) closeBound() {
 // drivers and the drivers are stopped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := s.snap.Load()
 	var wg sync.WaitGroup
 	var errs []error
 	var mu sync.Mutex
-	for _, l := range s.listeners {
-		if l.ln != nil {
-			l.ln.Close() // accept no more
+	fail := func(name string, err error) {
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("listener %q: %w", name, err))
+		mu.Unlock()
+	}
+	for i, sock := range s.sockets {
+		if sock.ln != nil {
+			sock.ln.Close() // accept no more
 		}
-		for _, stop := range []func(context.Context) error{l.srv.Shutdown, l.drain} {
+		l := snap.listeners[i]
+		wg.Go(func() {
+			if err := sock.drain(ctx); err != nil {
+				fail(l.name, err)
+			}
+		})
+		if l.handoff != nil {
 			wg.Go(func() {
-				if err := stop(ctx); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("listener %q: %w", l.name, err))
-					mu.Unlock()
+				if err := l.srv.Shutdown(ctx); err != nil {
+					fail(l.name, err)
 				}
 			})
 		}
 	}
 	wg.Wait()
-	if s.pipeline != nil {
+	s.retiring.Wait() // what reloads replaced is flushed first
+	if snap.pipeline != nil {
 		// Spans that could not be delivered by the deadline are counted and
 		// logged; they do not make the shutdown fail.
-		if err := s.pipeline.Shutdown(ctx); err != nil {
+		if err := snap.pipeline.Shutdown(ctx); err != nil {
 			s.log.Warn("stopping a driver failed", "error", err)
 		}
-		for _, st := range s.pipeline.Stats() {
+		for _, st := range snap.pipeline.Stats() {
 			if n := st.Dropped[pipeline.DropShutdown] + st.Dropped[pipeline.DropRetriesExhausted]; n > 0 {
 				s.log.Warn("spans could not be delivered before shutdown", "driver", st.Name, "dropped", n, "exported", st.Exported)
 			}
@@ -212,11 +434,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.admin.Shutdown(ctx)
 	}
 	s.wg.Wait()
-	for _, c := range s.clusters {
-		c.transport.CloseIdleConnections()
-		for i := range c.endpoints {
-			c.endpoints[i].pool.closeIdle()
-		}
+	for _, c := range snap.clusters {
+		c.close()
 	}
 	return errors.Join(errs...)
 }

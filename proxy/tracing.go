@@ -44,7 +44,16 @@ type Tracer struct {
 	respTags      bool       // a custom tag reads a response header
 	baggageTags   []string   // baggage members copied onto spans
 	links         *linkTable // nil when link_by_request_id is off
+	counts        *tracerCounts
+	// inflight counts the sampled requests whose spans are not finished:
+	// a reload retires this tracer's pipeline only when it is 0, so that
+	// every span reaches the drivers in force when its request began.
+	inflight atomic.Int64
+}
 
+// tracerCounts are the tracer's counters, kept across reloads: a new
+// tracer takes over its predecessor's.
+type tracerCounts struct {
 	started, sampled atomic.Uint64
 	rateLimited      atomic.Uint64 // new traces not started: max_traces_per_second
 }
@@ -75,6 +84,10 @@ type TracerOptions struct {
 	// Capabilities of every configured driver: they choose the default
 	// propagation formats and whether trace ids are 128-bit.
 	Capabilities []core.Capabilities
+	// Previous is the tracer a reload replaces: the new one keeps its
+	// counters and, when both link requests by id, its table of ingress
+	// requests in flight (they may have egress requests still to come).
+	Previous *Tracer
 }
 
 // NewTracer builds the tracer for cfg.Tracing.
@@ -126,7 +139,14 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		t.respTags = t.respTags || ct.ResponseHeader != nil
 	}
 	t.baggageTags = tc.BaggageTags
-	if tc.Linking() {
+	t.counts = new(tracerCounts)
+	if prev := opts.Previous; prev != nil {
+		t.counts = prev.counts
+		t.links = prev.links
+	}
+	if !tc.Linking() {
+		t.links = nil
+	} else if t.links == nil {
 		t.links = newLinkTable(65536)
 	}
 	return t, nil
@@ -314,12 +334,13 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	if in.Debug {
 		sampled = true
 	} else if reason == sampling.RateLimited {
-		t.rateLimited.Add(1)
+		t.counts.rateLimited.Add(1)
 	}
 	st.sampled = sampled
-	t.started.Add(1)
+	t.counts.started.Add(1)
 	if sampled {
-		t.sampled.Add(1)
+		t.counts.sampled.Add(1)
+		t.inflight.Add(1)
 	}
 
 	s := &st.span
@@ -396,6 +417,7 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	if !st.sampled {
 		return
 	}
+	defer t.inflight.Add(-1) // after the sink has the spans
 	end := time.Now()
 	s := &st.span
 	s.Duration = end.Sub(st.start)

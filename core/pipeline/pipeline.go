@@ -22,6 +22,12 @@ type Target struct {
 
 // Pipeline fans finished spans out to every target's queue and exports them
 // in batches. Enqueue is safe for concurrent use and never blocks.
+//
+// A reload replaces a pipeline by its Successor, which shares the exporter
+// (queue, goroutine, counters, driver) of every driver that carries over;
+// the old pipeline keeps taking the spans of requests that began before
+// the switch until it is retired with Shutdown, which stops only the
+// exporters no successor shares.
 type Pipeline struct {
 	exporters []*exporter
 	closed    atomic.Bool
@@ -39,20 +45,58 @@ func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
 	}
 	p := &Pipeline{}
 	for _, t := range targets {
-		e := &exporter{
-			name:    t.Name,
-			driver:  t.Driver,
-			cfg:     cfg,
-			log:     logger.With("driver", t.Name),
-			q:       newQueue(cfg.QueueSize, cfg.BatchSize),
-			flushes: make(chan chan struct{}),
-			stop:    make(chan struct{}),
-			done:    make(chan struct{}),
-		}
-		p.exporters = append(p.exporters, e)
-		go e.run()
+		p.exporters = append(p.exporters, newExporter(cfg, t, logger))
 	}
 	return p, nil
+}
+
+func newExporter(cfg Config, t Target, logger *slog.Logger) *exporter {
+	e := &exporter{
+		name:    t.Name,
+		driver:  t.Driver,
+		cfg:     cfg,
+		log:     logger.With("driver", t.Name),
+		q:       newQueue(cfg.QueueSize, cfg.BatchSize),
+		flushes: make(chan chan struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	e.refs.Store(1)
+	go e.run()
+	return e
+}
+
+// Successor returns the pipeline of a reloaded config, delivering to
+// targets. A target whose Driver is one of p's shares p's exporter for it:
+// the same queue, goroutine and counters, so nothing queued is lost or
+// reordered and its Config stays p's (a changed queue block means new
+// drivers: the caller starts them). The other targets get new exporters
+// with cfg. p keeps working until Shutdown retires it.
+func (p *Pipeline) Successor(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	next := &Pipeline{}
+	for _, t := range targets {
+		var shared *exporter
+		for _, e := range p.exporters {
+			if e.driver == t.Driver {
+				shared = e
+				break
+			}
+		}
+		if shared != nil {
+			shared.refs.Add(1)
+			next.exporters = append(next.exporters, shared)
+			continue
+		}
+		next.exporters = append(next.exporters, newExporter(cfg, t, logger))
+	}
+	return next, nil
 }
 
 // Enqueue hands a finished span to every driver. It never blocks and, once
@@ -107,7 +151,8 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 
 // Shutdown stops accepting spans, exports what is queued within ctx's
 // deadline (what is left then is dropped and counted as DropShutdown) and
-// shuts every driver down. It is idempotent.
+// shuts every driver down, but for those a Successor shares: they go on
+// untouched. It is idempotent.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var errs []error
 	p.stopOnce.Do(func() {
@@ -115,6 +160,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		for _, e := range p.exporters {
+			if e.refs.Add(-1) > 0 {
+				continue // a successor delivers through it
+			}
 			wg.Go(func() {
 				err := e.shutdown(ctx)
 				if err != nil {
@@ -151,6 +199,9 @@ type exporter struct {
 	stop    chan struct{}
 	done    chan struct{}
 	c       counters
+	// refs counts the pipelines that deliver through the exporter: more
+	// than one across a reload.
+	refs atomic.Int32
 
 	// stopCtx is set before stop is closed; it bounds the final drain.
 	stopCtx context.Context

@@ -440,3 +440,43 @@ func TestPartiallyRejectedNothingToReport(t *testing.T) {
 		t.Fatalf("RetryDelay through a wrap = %s", d)
 	}
 }
+
+// A reload's successor shares the exporter of a driver that carries over,
+// so its queue goes on; retiring the old pipeline flushes and stops only
+// the driver that was removed, and every span reaches the driver in force
+// when it was enqueued.
+func TestSuccessorSharesCarriedDrivers(t *testing.T) {
+	kept, removed, added := &recorder{}, &recorder{}, &recorder{}
+	cfg := pipeline.Config{QueueSize: 100, BatchSize: 10, BatchDelay: time.Hour}
+	old, err := pipeline.New(cfg, []pipeline.Target{{Name: "kept", Driver: kept}, {Name: "removed", Driver: removed}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		old.Enqueue(span(uint64(i)))
+	}
+	next, err := old.Successor(cfg, []pipeline.Target{{Name: "kept", Driver: kept}, {Name: "added", Driver: added}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A request that began before the switch finishes after it.
+	old.Enqueue(span(6))
+	for i := 7; i <= 9; i++ {
+		next.Enqueue(span(uint64(i)))
+	}
+	shutdown(t, old)
+	if removed.spans() != 6 || removed.shutdown != 1 {
+		t.Fatalf("the removed driver got %d spans (want 6) and %d shutdowns (want 1)", removed.spans(), removed.shutdown)
+	}
+	if kept.shutdown != 0 {
+		t.Fatal("retiring the old pipeline stopped a driver its successor shares")
+	}
+	next.Enqueue(span(10))
+	shutdown(t, next)
+	if kept.spans() != 10 || added.spans() != 4 || kept.shutdown != 1 || added.shutdown != 1 {
+		t.Fatalf("kept %d spans (want 10, shut %d), added %d (want 4, shut %d)", kept.spans(), kept.shutdown, added.spans(), added.shutdown)
+	}
+	if st := next.Stats(); st[0].Name != "kept" || st[0].Exported != 10 {
+		t.Fatalf("the shared exporter's counters did not carry over: %+v", st[0])
+	}
+}

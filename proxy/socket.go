@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// socket is one bound listening address and the fast-path connections it
+// accepted. It outlives configurations: a reload that keeps a listener's
+// address keeps its socket, so the port never refuses, and points it at
+// the listener built from the new config (cur). Each request loads cur
+// once, when its head has arrived, and runs on that listener to its end.
+type socket struct {
+	name string // the listener's name when the socket was opened, for logs
+	addr string // the configured address, which identifies the socket across reloads
+	ln   net.Listener
+	log  *slog.Logger
+	cur  atomic.Pointer[listener]
+
+	closing atomic.Bool
+	connsMu sync.Mutex
+	conns   map[*fastConn]struct{}
+	connsWG sync.WaitGroup
+}
+
+func newSocket(name, addr string, log *slog.Logger) *socket {
+	return &socket{name: name, addr: addr, log: log, conns: map[*fastConn]struct{}{}}
+}
+
+// serve accepts connections until ln is closed.
+func (s *socket) serve() error {
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "listener", s.name, "error", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go s.serveConn(c)
+	}
+}
+
+func (s *socket) track(fc *fastConn, add bool) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if add {
+		s.conns[fc] = struct{}{}
+		s.connsWG.Add(1)
+	} else {
+		delete(s.conns, fc)
+		s.connsWG.Done()
+	}
+}
+
+// drain stops the fast path: idle connections close at once, busy ones
+// after their request; when ctx ends, the rest are closed.
+func (s *socket) drain(ctx context.Context) error {
+	s.closing.Store(true)
+	s.connsMu.Lock()
+	for fc := range s.conns {
+		// Wakes a connection waiting for its next request; a busy one
+		// sees closing after its response. (It sets idle before it reads
+		// closing, and drain sets closing before it reads idle: one of
+		// the two sees the other.)
+		if fc.idle.Load() {
+			fc.c.SetReadDeadline(time.Now())
+		}
+	}
+	s.connsMu.Unlock()
+	done := make(chan struct{})
+	go func() { s.connsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.connsMu.Lock()
+		for fc := range s.conns {
+			fc.c.Close()
+		}
+		s.connsMu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (s *socket) serveConn(c net.Conn) {
+	fc := &fastConn{sock: s, l: s.cur.Load(), c: c, br: bufio.NewReaderSize(c, connBufSize)}
+	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		fc.peer = ap.AddrPort()
+		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
+	}
+	fc.peerAddr = fc.peer.Addr().String()
+	s.track(fc, true)
+	defer s.track(fc, false)
+	for {
+		// The wait for a head runs on the timeouts of the listener that
+		// served the last request; the request on the one in force when
+		// its head is here.
+		n, ok := fc.readHead()
+		if !ok {
+			c.Close()
+			return
+		}
+		fc.l = s.cur.Load()
+		fc.carrier.hide = !fc.l.trusted
+		switch fc.serveRequest(n) {
+		case keepAlive:
+		case closeConn:
+			c.Close()
+			return
+		case closeLinger:
+			lingerClose(c)
+			return
+		case handOff:
+			c.SetReadDeadline(time.Time{})
+			rc := &replayConn{Conn: c, br: fc.br}
+			// A handoff closes when a reload retires its listener: the
+			// connection goes to the one in force.
+			for l := fc.l; !l.handoff.give(rc); l = s.cur.Load() {
+				if s.closing.Load() {
+					c.Close()
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+			return
+		}
+	}
+}
