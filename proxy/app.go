@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
@@ -16,12 +21,23 @@ type App struct {
 	Tracer  *Tracer // nil without tracing
 	Drivers []StartedDriver
 	Addrs   []Addr
+
+	opts     AppOptions
+	mu       sync.Mutex // one reload at a time
+	cfg      *config.Config
+	pipeline *pipeline.Pipeline
 }
 
 // AppOptions tune Start.
 type AppOptions struct {
 	Logger    *slog.Logger
 	AccessLog bool
+	// ConfigFile is where the config came from: ReloadFile reads it again
+	// (SIGHUP, the file watch, POST /reload on the admin server).
+	ConfigFile string
+	// DrainTimeout bounds the wait of a configuration a reload replaced
+	// for its requests in flight (default 15s).
+	DrainTimeout time.Duration
 }
 
 // Start launches what cfg describes: its drivers (each configured, or an
@@ -31,36 +47,27 @@ func Start(ctx context.Context, cfg *config.Config, opts AppOptions) (*App, erro
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	app := &App{}
-	var p *pipeline.Pipeline
+	app := &App{opts: opts, cfg: cfg}
 	if cfg.Tracing != nil {
 		drivers, err := StartDrivers(ctx, cfg, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
 		app.Drivers = drivers
-		targets := make([]pipeline.Target, len(drivers))
-		caps := make([]core.Capabilities, len(drivers))
-		for i, d := range drivers {
-			targets[i] = pipeline.Target{Name: d.Name, Driver: d.Driver}
-			caps[i] = d.Driver.Capabilities()
-		}
-		p, err = pipeline.New(cfg.Tracing.Queue.Pipeline(), targets, opts.Logger.With("component", "pipeline"))
+		app.pipeline, app.Tracer, err = app.tracing(cfg, drivers, nil, nil)
 		if err != nil {
 			StopDrivers(context.Background(), drivers)
-			return nil, fmt.Errorf("tracing.queue: %w", err)
-		}
-		app.Tracer, err = NewTracer(cfg, TracerOptions{Sink: p, Capabilities: caps})
-		if err != nil {
-			p.Shutdown(context.Background())
 			return nil, err
 		}
 	}
-	app.Server = NewServer(cfg, Options{Logger: opts.Logger, Tracer: app.Tracer, Pipeline: p, AccessLog: opts.AccessLog})
+	app.Server = NewServer(cfg, Options{Logger: opts.Logger, Tracer: app.Tracer, Pipeline: app.pipeline, AccessLog: opts.AccessLog, RetireAfter: opts.DrainTimeout})
+	if opts.ConfigFile != "" {
+		app.Server.reload = app.ReloadFile
+	}
 	addrs, err := app.Server.Start()
 	if err != nil {
-		if p != nil {
-			p.Shutdown(context.Background())
+		if app.pipeline != nil {
+			app.pipeline.Shutdown(context.Background())
 		}
 		return nil, err
 	}
@@ -68,5 +75,155 @@ func Start(ctx context.Context, cfg *config.Config, opts AppOptions) (*App, erro
 	return app, nil
 }
 
+// tracing builds the pipeline and tracer of cfg over drivers; prevP and
+// prevT, when a reload replaces them, hand over what carries on.
+func (a *App) tracing(cfg *config.Config, drivers []StartedDriver, prevP *pipeline.Pipeline, prevT *Tracer) (*pipeline.Pipeline, *Tracer, error) {
+	targets := make([]pipeline.Target, len(drivers))
+	caps := make([]core.Capabilities, len(drivers))
+	for i, d := range drivers {
+		targets[i] = pipeline.Target{Name: d.Name, Driver: d.Driver}
+		caps[i] = d.Driver.Capabilities()
+	}
+	log := a.opts.Logger.With("component", "pipeline")
+	var p *pipeline.Pipeline
+	var err error
+	if prevP != nil {
+		p, err = prevP.Successor(cfg.Tracing.Queue.Pipeline(), targets, log)
+	} else {
+		p, err = pipeline.New(cfg.Tracing.Queue.Pipeline(), targets, log)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracing.queue: %w", err)
+	}
+	t, err := NewTracer(cfg, TracerOptions{Sink: p, Capabilities: caps, Previous: prevT})
+	if err != nil {
+		p.Shutdown(context.Background())
+		return nil, nil, err
+	}
+	return p, t, nil
+}
+
+// Reload makes cfg (loaded and validated) the configuration in force. It
+// starts and configures every driver that is new or whose config changed
+// before anything switches; if one fails, or a new listener's address
+// cannot be bound, the running configuration stays untouched and the
+// error says why. Drivers that did not change keep running (same
+// process, same queue); removed ones get the spans of requests that began
+// before the switch, then stop.
+func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.reload(ctx, cfg)
+	a.Server.recordReload(err)
+	return err
+}
+
+func (a *App) reload(ctx context.Context, cfg *config.Config) error {
+	if cfg.Admin.Address != a.cfg.Admin.Address {
+		a.opts.Logger.Warn("admin.address changes on a restart only: the admin server stays where it is", "address", a.cfg.Admin.Address, "new", cfg.Admin.Address)
+	}
+	var drivers, started []StartedDriver
+	if cfg.Tracing != nil {
+		old := map[string]StartedDriver{}
+		if a.cfg.Tracing != nil {
+			for i, d := range a.cfg.Tracing.AllDrivers() {
+				old[driverKey(a.cfg, d)] = a.Drivers[i]
+			}
+		}
+		var todo []config.Driver
+		specs := cfg.Tracing.AllDrivers()
+		drivers = make([]StartedDriver, len(specs))
+		for i, d := range specs {
+			if sd, ok := old[driverKey(cfg, d)]; ok {
+				drivers[i] = sd
+				delete(old, driverKey(cfg, d)) // the same driver twice gets two processes
+				continue
+			}
+			todo = append(todo, d)
+		}
+		if len(todo) > 0 {
+			sub := *cfg.Tracing
+			sub.Driver, sub.Drivers = nil, todo
+			only := *cfg
+			only.Tracing = &sub
+			var err error
+			started, err = StartDrivers(ctx, &only, a.opts.Logger)
+			if err != nil {
+				return err
+			}
+			j := 0
+			for i := range drivers {
+				if drivers[i].Driver == nil {
+					drivers[i] = started[j]
+					j++
+				}
+			}
+		}
+	}
+	var p *pipeline.Pipeline
+	var t *Tracer
+	if cfg.Tracing != nil {
+		var err error
+		if p, t, err = a.tracing(cfg, drivers, a.pipeline, a.Tracer); err != nil {
+			StopDrivers(context.Background(), started)
+			return err
+		}
+	}
+	if err := a.Server.Apply(cfg, t, p); err != nil {
+		if p != nil {
+			// Stops the new drivers, and gives back the exporters it
+			// shared with the pipeline in force.
+			p.Shutdown(context.Background())
+		}
+		return err
+	}
+	a.cfg, a.pipeline, a.Tracer, a.Drivers = cfg, p, t, drivers
+	return nil
+}
+
+// driverKey identifies a driver's process: a reload keeps a driver whose
+// key is unchanged. A new queue block restarts every driver (an exporter
+// keeps the queue it was made with).
+func driverKey(cfg *config.Config, d config.Driver) string {
+	raw, _ := json.Marshal(struct {
+		Driver    config.Driver
+		PluginDir string
+		Host      core.HostInfo
+		Queue     config.Queue
+	}{d, cfg.Tracing.PluginDir, HostInfo(cfg), cfg.Tracing.Queue})
+	return string(raw)
+}
+
+// ReloadFile reads the config file again and reloads it, as SIGHUP, the
+// file watch and POST /reload do. Every problem is logged (file:line: key:
+// what is wrong) and the running config stays when there is one.
+func (a *App) ReloadFile(ctx context.Context) error {
+	log := a.opts.Logger
+	if a.opts.ConfigFile == "" {
+		return errors.New("no config file to reload")
+	}
+	log.Info("reloading the config", "config", a.opts.ConfigFile)
+	cfg, err := config.Load(a.opts.ConfigFile)
+	if err != nil {
+		a.Server.recordReload(err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				log.Error("config reload refused: the running config stays in force", "problem", line)
+			}
+		}
+		return err
+	}
+	if err := a.Reload(ctx, cfg); err != nil {
+		log.Error("config reload failed: the running config stays in force", "config", a.opts.ConfigFile, "error", err)
+		return err
+	}
+	log.Info("config reloaded", "config", a.opts.ConfigFile, "hash", a.Server.snap.Load().hash)
+	return nil
+}
+
 // Shutdown drains requests, flushes spans and stops the drivers.
-func (a *App) Shutdown(ctx context.Context) error { return a.Server.Shutdown(ctx) }
+func (a *App) Shutdown(ctx context.Context) error {
+	a.mu.Lock() // no reload in the middle
+	defer a.mu.Unlock()
+	return a.Server.Shutdown(ctx)
+}

@@ -348,6 +348,7 @@ const retirementGrace = 200 * time.Millisecond
 
 // retire stops what a reload replaced, once nothing uses it.
 func (s *Server) retire(prev, next *snapshot, removed []*socket) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), s.retireAfter)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -365,9 +366,13 @@ func (s *Server) retire(prev, next *snapshot, removed []*socket) {
 		}
 	}
 	wg.Wait()
+	s.log.Debug("retiring a replaced config", "waited_for_connections", time.Since(start))
 	if t := prev.tracer; t != nil {
 		for t.inflight.Load() > 0 && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
+		}
+		if n := t.inflight.Load(); n > 0 {
+			s.log.Warn("a replaced config still has requests in flight after the drain timeout; their spans may be lost", "requests", n)
 		}
 	}
 	if prev.pipeline != nil && prev.pipeline != next.pipeline {
@@ -469,3 +474,17 @@ func CheckAddresses(cfg *config.Config) error {
 	}
 	return errors.Join(errs...)
 }
+
+// recordReload counts a reload's result in /metrics.
+func (s *Server) recordReload(err error) {
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	s.metrics.reloads.WithLabelValues("success").Inc()
+	s.metrics.lastReload.SetToCurrentTime()
+}
+
+// ConfigHash is the hash of the config in force, as /config and
+// tracehop_config_info show it.
+func (s *Server) ConfigHash() string { return s.snap.Load().hash }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -271,7 +272,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "run -c FILE", stderr)
 	file := fs.String("c", "", "the config file (required)")
 	accessLog := fs.Bool("access-log", true, "log one line per request")
-	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish")
+	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish (and, on a reload, how long the replaced config waits for its requests)")
+	watch := fs.Bool("watch", true, "reload the config when its file changes (checked every second; SIGHUP and POST /reload on the admin server reload too)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file")
 	var lf logFlags
 	lf.register(fs)
@@ -311,7 +313,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	app, err := proxy.Start(startCtx, cfg, proxy.AppOptions{Logger: logger, AccessLog: *accessLog})
+	app, err := proxy.Start(startCtx, cfg, proxy.AppOptions{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain})
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)
@@ -337,7 +339,34 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	} else {
 		logger.Info("no tracing block: proxying without tracing")
 	}
-	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM", "version", core.Version, "pid", os.Getpid())
+	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
+	reloads := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			select {
+			case reloads <- struct{}{}:
+			default: // one is pending already
+			}
+		}
+	}()
+	if *watch {
+		go watchFile(ctx, *file, reloads, logger)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-reloads:
+				rctx, cancel := context.WithTimeout(ctx, time.Minute)
+				app.ReloadFile(rctx) // logs what happened
+				cancel()
+			}
+		}
+	}()
 	<-ctx.Done()
 	stop()
 	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)
@@ -456,4 +485,43 @@ func serveTraceView(addr string, load traceview.Loader, n int, stdout, stderr io
 		return exitFailure
 	}
 	return exitOK
+}
+
+// watchFile asks for a reload when the config file's content changes. It
+// polls (once a second) rather than watching inotify events: Kubernetes
+// ConfigMaps and editors replace files by renaming, which a poll of the
+// content sees the same way. A change is acted on once the content has
+// been stable for a poll, so that a file written in several steps is read
+// whole.
+func watchFile(ctx context.Context, path string, reloads chan<- struct{}, logger *slog.Logger) {
+	read := func() [32]byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return [32]byte{}
+		}
+		return sha256.Sum256(b)
+	}
+	last := read()
+	pending := false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sum := read()
+		switch {
+		case sum != last:
+			last, pending = sum, true // wait for it to settle
+		case pending:
+			pending = false
+			logger.Info("the config file changed", "config", path)
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
