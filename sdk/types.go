@@ -1,7 +1,9 @@
 package sdk
 
 import (
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tracehop/tracehop/core"
 )
@@ -90,3 +92,15 @@ var BatchID = core.BatchID
 // IsPermanent reports whether err was marked Permanent (a driver's tests use
 // it to check its error classes).
 func IsPermanent(err error) bool { return core.IsPermanent(err) }
+
+// ValidUTF8 returns s, or when s is not valid UTF-8 (header values need not
+// be, and tracehop passes them on) a copy with each invalid byte sequence
+// replaced by U+FFFD. Protobuf-based back ends refuse a whole batch for one
+// such string: make strings valid where you encode them. It does not
+// allocate for a valid string.
+func ValidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}

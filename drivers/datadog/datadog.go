@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"log/slog"
 	"net"
@@ -133,11 +134,44 @@ type ackCounter struct {
 	chunks  atomic.Int64
 	mu      sync.Mutex
 	lastErr error
+	// export is the context of the Export in progress: the tracer's
+	// requests to the agent end with it, so that a stalled agent cannot
+	// hold Export (nor the tracer's Flush and Stop) past its deadline.
+	export atomic.Pointer[context.Context]
+}
+
+// agentRefusal is an answer of the agent other than 2xx.
+type agentRefusal struct {
+	status string
+	code   int
+}
+
+func (e *agentRefusal) Error() string { return "the agent answered " + e.status }
+
+// permanent says whether sending the same payload again cannot help: the
+// agent refused the data itself (400, 413, 415, ...). 408, 429 and 5xx are
+// worth a retry.
+func (e *agentRefusal) permanent() bool {
+	return e.code >= 400 && e.code < 500 && e.code != http.StatusRequestTimeout && e.code != http.StatusTooManyRequests
 }
 
 func (a *ackCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	n, _ := strconv.ParseInt(req.Header.Get("X-Datadog-Trace-Count"), 10, 64)
+	var stop func() bool
+	if ec := a.export.Load(); ec != nil {
+		ctx, cancel := context.WithCancel(req.Context())
+		after := context.AfterFunc(*ec, cancel)
+		stop = func() bool { after(); cancel(); return true }
+		req = req.WithContext(ctx)
+	}
 	resp, err := a.next.RoundTrip(req)
+	if stop != nil {
+		if err != nil {
+			stop()
+		} else {
+			resp.Body = &closeHook{ReadCloser: resp.Body, close: stop}
+		}
+	}
 	if !strings.HasSuffix(req.URL.Path, "/traces") {
 		return resp, err
 	}
@@ -147,9 +181,21 @@ func (a *ackCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		a.chunks.Add(n)
 	default:
-		a.setErr(fmt.Errorf("the agent answered %s", resp.Status))
+		a.setErr(&agentRefusal{status: resp.Status, code: resp.StatusCode})
 	}
 	return resp, err
+}
+
+// closeHook runs close once its body is closed.
+type closeHook struct {
+	io.ReadCloser
+	close func() bool
+}
+
+func (c *closeHook) Close() error {
+	err := c.ReadCloser.Close()
+	c.close()
+	return err
 }
 
 func (a *ackCounter) setErr(err error) {
@@ -237,6 +283,8 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		return sdk.Permanent(errors.New("datadog driver is not configured or already shut down"))
 	}
 	d.acks.takeErr()
+	d.acks.export.Store(&ctx)
+	defer d.acks.export.Store(nil)
 	spans = attrnames.Rename(spans, d.names)
 	base := d.acks.chunks.Load()
 	for i := range spans {
@@ -248,7 +296,7 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	deadline := time.Now().Add(time.Duration(d.cfg.Timeout))
 	wait := time.Millisecond // the agent usually answers within a few ms
 	for d.acks.chunks.Load() < want {
-		tracer.Flush()
+		tracer.Flush() // its requests end with ctx (ackCounter.export)
 		if err := d.acks.takeErr(); err != nil {
 			return d.failed(fmt.Errorf("%w; %d of %d spans acknowledged", err, d.acks.chunks.Load()-base, len(spans)))
 		}
@@ -266,10 +314,15 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 
 // failed restarts the tracer so that what it still holds of the failed
 // batch is not sent behind the pipeline's back (the pipeline re-sends the
-// batch), and returns err as retryable.
+// batch), and returns err as retryable, or permanent when the agent
+// refused the data itself.
 func (d *Driver) failed(err error) error {
 	tracer.Stop()
 	d.start()
+	var refusal *agentRefusal
+	if errors.As(err, &refusal) && refusal.permanent() {
+		return sdk.Permanent(err)
+	}
 	return sdk.Retryable(err)
 }
 
@@ -316,7 +369,7 @@ var kindNames = map[sdk.Kind]string{sdk.KindServer: "server", sdk.KindClient: "c
 
 func emitSpan(s *sdk.Span, defaultService, version string) {
 	parent := tracer.FromGenericCtx(&parentCtx{hi: s.TraceID.High, lo: s.TraceID.Low, span: uint64(s.ParentID)})
-	service := s.LocalService
+	service := sdk.ValidUTF8(s.LocalService)
 	if service == "" {
 		service = defaultService
 	}
@@ -324,18 +377,20 @@ func emitSpan(s *sdk.Span, defaultService, version string) {
 	if !ok {
 		method, _ = s.Tag("http.request.method") // attribute_names: otel
 	}
-	opName, resource, spanType := "tracehop.span", s.Name, ""
+	method = sdk.ValidUTF8(method)
+	name := sdk.ValidUTF8(s.Name)
+	opName, resource, spanType := "tracehop.span", name, ""
 	if method != "" {
-		opName, resource, spanType = "http.request", method+" "+s.Name, ext.SpanTypeWeb
-		if s.Name == method || strings.HasPrefix(s.Name, method+" ") {
-			resource = s.Name // OpenTelemetry's span names start with the method
+		opName, resource, spanType = "http.request", method+" "+name, ext.SpanTypeWeb
+		if name == method || strings.HasPrefix(name, method+" ") {
+			resource = name // OpenTelemetry's span names start with the method
 		}
 	}
 	opts := []tracer.StartSpanOption{
 		tracer.ChildOf(parent), tracer.WithSpanID(uint64(s.SpanID)), tracer.StartTime(s.Start()),
 		tracer.ServiceName(service), tracer.ResourceName(resource),
 		tracer.Tag(ext.SpanKind, kindNames[s.Kind]), tracer.Tag(ext.ManualKeep, true),
-		tracer.Tag("tracehop.name", s.Name),
+		tracer.Tag("tracehop.name", name),
 	}
 	if spanType != "" {
 		opts = append(opts, tracer.SpanType(spanType))
@@ -350,14 +405,14 @@ func emitSpan(s *sdk.Span, defaultService, version string) {
 		if t.Key == "error" || t.Key == ext.ManualKeep || t.Key == ext.ManualDrop {
 			continue // error must be a bool; keep/drop are ours to set
 		}
-		sp.SetTag(t.Key, t.Value)
+		sp.SetTag(sdk.ValidUTF8(t.Key), sdk.ValidUTF8(t.Value))
 	}
 	if s.Error {
 		sp.SetTag(ext.Error, true)
 	}
 	if r := s.Remote; !r.IsZero() {
 		if r.Service != "" {
-			sp.SetTag(ext.PeerService, r.Service)
+			sp.SetTag(ext.PeerService, sdk.ValidUTF8(r.Service))
 		}
 		if r.IP.IsValid() {
 			sp.SetTag(ext.NetworkDestinationIP, r.IP.String())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -36,7 +37,18 @@ func TestConformance(t *testing.T) {
 		Backend: func(t *testing.T) drivertest.Backend {
 			r := receiver(t)
 			last = r
-			return drivertest.Backend{Config: map[string]any{"agent_addr": r.Addr, "timeout": "20s"}, Received: r.Spans}
+			g := drivertest.NewGate(t, r.Addr)
+			return drivertest.Backend{
+				Config: map[string]any{"agent_addr": g.Addr(), "timeout": "20s"}, Received: r.Spans, TraceIDs: r.TraceIDs,
+				Fail: func(f drivertest.Failure) func() {
+					return g.Fail(f, func(f drivertest.Failure) func() {
+						if f == drivertest.FailRefuse {
+							return r.FailAll(http.StatusBadRequest)
+						}
+						return r.FailAll(http.StatusServiceUnavailable)
+					})
+				},
+			}
 		},
 		Invalid: []drivertest.InvalidConfig{
 			{Name: "agent_addr", Config: map[string]any{"agent_addr": "nohostport"}, Key: "agent_addr"},
@@ -207,4 +219,15 @@ func TestAttributeNames(t *testing.T) {
 	if _, err := datadog.New().Configure(context.Background(), raw, sdk.HostInfo{}); err == nil || !strings.Contains(err.Error(), "attribute_names") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// TestMain gives the in-process checks the environment the driver's
+// process has (sdk.Serve sets ProcessEnv before the library starts):
+// without it, dd-trace-go's remote configuration and telemetry would poll
+// the test agent in the background.
+func TestMain(m *testing.M) {
+	for k, v := range datadog.New().ProcessEnv() {
+		os.Setenv(k, v)
+	}
+	os.Exit(m.Run())
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	ls "github.com/lightstep/lightstep-tracer-go"
 	"github.com/opentracing/opentracing-go"
 	otlog "github.com/opentracing/opentracing-go/log"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tracehop/tracehop/sdk"
 	"github.com/tracehop/tracehop/sdk/attrnames"
@@ -236,10 +239,39 @@ func (d *Driver) emitAndFlush(ctx context.Context, service string, spans []sdk.S
 		tr.Close(cctx)
 		cancel()
 		delete(d.tracers, service)
+		if refused(errs) {
+			return sdk.Permanent(failure)
+		}
 		return sdk.Retryable(failure)
 	}
 	return nil
 }
+
+// refused reports whether the collector refused the data itself, which
+// sending it again cannot change: gRPC INVALID_ARGUMENT, PERMISSION_DENIED
+// or UNAUTHENTICATED (as the OTLP spec classes them), or an HTTP 4xx other
+// than 408 and 429. The library reports HTTP answers only in its error
+// text ("status code (400) is not ok").
+func refused(errs []error) bool {
+	for _, err := range errs {
+		if st, ok := status.FromError(err); ok && st.Code() != codes.OK && st.Code() != codes.Unknown {
+			switch st.Code() {
+			case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+				return true
+			}
+			continue
+		}
+		if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
+			code, _ := strconv.Atoi(m[1])
+			if code >= 400 && code < 500 && code != 408 && code != 429 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var httpStatus = regexp.MustCompile(`status code \((\d{3})\)`)
 
 var kindNames = map[sdk.Kind]string{sdk.KindServer: "server", sdk.KindClient: "client", sdk.KindProducer: "producer", sdk.KindConsumer: "consumer"}
 
@@ -249,11 +281,11 @@ func emit(tr ls.Tracer, s *sdk.Span) {
 	if traceID == 0 {
 		traceID = s.TraceID.High // SetTraceID is ignored when zero
 	}
-	sp := tr.StartSpan(s.Name, ls.SetTraceID(traceID), ls.SetSpanID(uint64(s.SpanID)), ls.SetParentSpanID(uint64(s.ParentID)),
+	sp := tr.StartSpan(sdk.ValidUTF8(s.Name), ls.SetTraceID(traceID), ls.SetSpanID(uint64(s.SpanID)), ls.SetParentSpanID(uint64(s.ParentID)),
 		opentracing.StartTime(s.Start()), spanTags(s))
 	var logs []opentracing.LogRecord
 	for _, e := range s.Events {
-		logs = append(logs, opentracing.LogRecord{Timestamp: time.Unix(0, e.UnixNano), Fields: []otlog.Field{otlog.String("event", e.Value)}})
+		logs = append(logs, opentracing.LogRecord{Timestamp: time.Unix(0, e.UnixNano), Fields: []otlog.Field{otlog.String("event", sdk.ValidUTF8(e.Value))}})
 	}
 	sp.FinishWithOptions(opentracing.FinishOptions{FinishTime: s.End(), LogRecords: logs})
 }
@@ -263,7 +295,8 @@ func emit(tr ls.Tracer, s *sdk.Span) {
 func spanTags(s *sdk.Span) opentracing.Tags {
 	tags := opentracing.Tags{}
 	for _, t := range s.Tags {
-		tags[t.Key] = t.Value
+		// Protobuf strings must be UTF-8; header values need not be.
+		tags[sdk.ValidUTF8(t.Key)] = sdk.ValidUTF8(t.Value)
 	}
 	if k, ok := kindNames[s.Kind]; ok {
 		tags["span.kind"] = k
@@ -276,7 +309,7 @@ func spanTags(s *sdk.Span) opentracing.Tags {
 	}
 	if r := s.Remote; !r.IsZero() {
 		if r.Service != "" {
-			tags["peer.service"] = r.Service
+			tags["peer.service"] = sdk.ValidUTF8(r.Service)
 		}
 		if r.IP.Is4() {
 			tags["peer.ipv4"] = r.IP.String()

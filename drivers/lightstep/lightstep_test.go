@@ -44,9 +44,11 @@ func TestConformance(t *testing.T) {
 					if transport == "http" {
 						addr = r.HTTPAddr
 					}
+					g := drivertest.NewGate(t, addr)
 					return drivertest.Backend{
-						Config:   map[string]any{"access_token": "test-token", "collector": collector(addr), "transport": transport},
-						Received: r.Spans,
+						Config:   map[string]any{"access_token": "test-token", "collector": collector(g.Addr()), "transport": transport},
+						Received: r.Spans, TraceIDs: r.TraceIDs,
+						Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
 					}
 				},
 				Invalid: []drivertest.InvalidConfig{

@@ -51,11 +51,26 @@ func TestConformance(t *testing.T) {
 				MainPackage: "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp",
 				Backend: func(t *testing.T) drivertest.Backend {
 					r := otlptest.Start(t, nil)
+					// The driver reaches the receiver through a gate
+					// that can make it unreachable or unresponsive.
+					addr := r.GRPCAddr
+					if p.name == "http" {
+						addr = strings.TrimSuffix(strings.TrimPrefix(r.HTTPURL, "http://"), "/v1/traces")
+					}
+					g := drivertest.NewGate(t, addr)
 					cfg := p.config(r)
+					if p.name == "http" {
+						cfg["endpoint"] = "http://" + g.Addr() + "/v1/traces"
+					} else {
+						cfg["endpoint"] = g.Addr()
+					}
 					// The kit compares the proxy's own tags and span
 					// names; both keeps them beside the OTel names.
 					cfg["attribute_names"] = "both"
-					return drivertest.Backend{Config: cfg, Received: r.Spans}
+					return drivertest.Backend{
+						Config: cfg, Received: r.Spans, TraceIDs: r.TraceIDs,
+						Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+					}
 				},
 				Invalid: []drivertest.InvalidConfig{
 					{Name: "protocol", Config: map[string]any{"protocol": "thrift"}, Key: "protocol"},

@@ -30,6 +30,30 @@ type receiver struct {
 	types    []string
 	headers  []http.Header
 	failWith []int // status codes to answer with first, one per POST
+	failAll  int   // a status code to answer every POST with, until cleared
+	traceIDs []string
+}
+
+// answer makes the receiver answer as an overloaded (503) or refusing
+// (400) collector does, for drivertest's failure checks.
+func (r *receiver) answer(f drivertest.Failure) (restore func()) {
+	code := map[drivertest.Failure]int{drivertest.FailOverloaded: http.StatusServiceUnavailable, drivertest.FailRefuse: http.StatusBadRequest}[f]
+	r.mu.Lock()
+	r.failAll = code
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		r.failAll = 0
+		r.mu.Unlock()
+	}
+}
+
+// ids returns the trace ids as Zipkin writes them (hex), read by zipkin-go,
+// not by the driver's codec: the kit's anchor against byte-order bugs.
+func (r *receiver) ids() ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.traceIDs...), nil
 }
 
 func newReceiver(t testing.TB) *receiver {
@@ -45,6 +69,10 @@ func newReceiver(t testing.TB) *receiver {
 			code := r.failWith[0]
 			r.failWith = r.failWith[1:]
 			http.Error(w, "injected failure", code)
+			return
+		}
+		if r.failAll != 0 {
+			http.Error(w, "injected failure", r.failAll)
 			return
 		}
 		var models []*model.SpanModel
@@ -63,6 +91,7 @@ func newReceiver(t testing.TB) *receiver {
 		}
 		for _, m := range models {
 			r.spans = append(r.spans, zipkinmodel.FromModel(m))
+			r.traceIDs = append(r.traceIDs, m.TraceID.String())
 		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
@@ -87,7 +116,13 @@ func TestConformance(t *testing.T) {
 				MainPackage: "github.com/tracehop/tracehop/cmd/tracehop-driver-zipkin",
 				Backend: func(t *testing.T) drivertest.Backend {
 					r := newReceiver(t)
-					return drivertest.Backend{Config: map[string]any{"collector_endpoint": r.endpoint(), "encoding": enc}, Received: r.received}
+					g := drivertest.NewGate(t, r.Listener.Addr().String())
+					return drivertest.Backend{
+						Config:   map[string]any{"collector_endpoint": "http://" + g.Addr() + "/api/v2/spans", "encoding": enc},
+						Received: r.received,
+						Fail:     func(f drivertest.Failure) func() { return g.Fail(f, r.answer) },
+						TraceIDs: r.ids,
+					}
 				},
 				Invalid: []drivertest.InvalidConfig{
 					{Name: "no endpoint", Config: map[string]any{}, Key: "collector_endpoint"},

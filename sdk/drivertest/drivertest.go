@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
@@ -30,6 +31,53 @@ type Backend struct {
 	// Received returns every span the back end has received so far, in
 	// any order, converted back from its wire format.
 	Received func() ([]sdk.Span, error)
+	// Fail makes the back end fail as a real one does until restore is
+	// called, so that the kit can check the driver's error classes: what
+	// Export returns (marked Permanent for FailRefuse, not Permanent for
+	// the others), that it returns by its context's deadline, and that
+	// nothing is lost when the host sends the batch again. Required, unless
+	// Suite.NoFailures says why the back end cannot fail.
+	Fail func(f Failure) (restore func())
+	// TraceIDs returns the trace id of every span received, as 32
+	// lowercase hex digits, read by something other than the driver's own
+	// codec and yours: the back end's query API, or the kit's reference
+	// receivers. The kit compares them with the W3C strings of the
+	// canonical trace, so that a byte-order bug shared by the driver and
+	// its test receiver cannot pass. Optional, but without it such a bug
+	// goes unseen; a back end that keeps 64 bits returns 16 digits.
+	TraceIDs func() ([]string, error)
+}
+
+// Failure is a way a back end fails.
+type Failure int
+
+// The failures Backend.Fail must be able to make.
+const (
+	// FailDown: nothing listens (connection refused).
+	FailDown Failure = iota + 1
+	// FailOverloaded: the back end answers "try again later" (HTTP 503 or
+	// 429, gRPC UNAVAILABLE or RESOURCE_EXHAUSTED).
+	FailOverloaded
+	// FailSlow: the back end takes the request and never answers; Export
+	// must give up by its context's deadline.
+	FailSlow
+	// FailRefuse: the back end refuses the data itself (HTTP 400, gRPC
+	// INVALID_ARGUMENT): sending it again cannot help.
+	FailRefuse
+)
+
+func (f Failure) String() string {
+	switch f {
+	case FailDown:
+		return "down"
+	case FailOverloaded:
+		return "overloaded"
+	case FailSlow:
+		return "slow"
+	case FailRefuse:
+		return "refusing"
+	}
+	return "failure(" + strconv.Itoa(int(f)) + ")"
 }
 
 // InvalidConfig is a config the driver must refuse.
@@ -57,6 +105,11 @@ type Suite struct {
 	MainPackage string
 	// BurstSpans is the size of the burst check (default 10,000).
 	BurstSpans int
+	// NoFailures, when the back end cannot fail the ways Backend.Fail
+	// makes it (a local file), says why; the failure checks are then
+	// logged as not applicable. Leave it empty for any back end reached
+	// over a network.
+	NoFailures string
 }
 
 // starter starts a configured driver one way or the other.
@@ -109,6 +162,78 @@ func runChecks(t *testing.T, s Suite, start starter) {
 	t.Run("ConcurrentExport", func(t *testing.T) { checkConcurrent(t, s, start) })
 	t.Run("Burst", func(t *testing.T) { checkBurst(t, s, start) })
 	t.Run("ExportAfterShutdown", func(t *testing.T) { checkAfterShutdown(t, s, start) })
+	t.Run("Failures", func(t *testing.T) { checkFailures(t, s, start) })
+}
+
+// exportTimeout bounds each Export the kit makes; the slow back end's
+// check uses a shorter deadline and allows this much past it.
+const (
+	exportTimeout  = 30 * time.Second
+	slowDeadline   = 500 * time.Millisecond
+	deadlineLeeway = 2 * time.Second
+)
+
+// checkFailures makes the back end fail each way and checks the driver's
+// answer: the error class the host acts on, the deadline, and that the
+// batch arrives whole when the host sends it again once the back end is
+// back.
+func checkFailures(t *testing.T, s Suite, start starter) {
+	if s.NoFailures != "" {
+		t.Logf("not applicable: %s", s.NoFailures)
+		return
+	}
+	first := uint64(7000)
+	for _, f := range []Failure{FailDown, FailOverloaded, FailSlow, FailRefuse} {
+		t.Run(f.String(), func(t *testing.T) {
+			d, _, b := configured(t, s, start)
+			defer d.Shutdown(context.Background())
+			if b.Fail == nil {
+				t.Fatal("drivertest: Backend.Fail is nil: give the kit a way to make the back end fail (or set Suite.NoFailures to say why it cannot)")
+			}
+			spans := Spans(first, 5)
+			first += 5
+			restore := b.Fail(f)
+			timeout := exportTimeout
+			if f == FailSlow {
+				timeout = slowDeadline
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			t0 := time.Now()
+			err := d.Export(ctx, spans)
+			took := time.Since(t0)
+			cancel()
+			restore()
+			switch {
+			case err == nil:
+				t.Fatalf("Export to a %s back end returned nil: the host would count the batch as delivered", f)
+			case f == FailSlow && took > slowDeadline+deadlineLeeway:
+				t.Errorf("Export to a back end that never answers took %s with a %s deadline: honour the context", took.Round(time.Millisecond), slowDeadline)
+			case f == FailRefuse && !sdk.IsPermanent(err):
+				t.Errorf("Export to a back end that refuses the data returned %v, not marked sdk.Permanent: the host would send it again and again", err)
+			case f != FailRefuse && sdk.IsPermanent(err):
+				t.Errorf("Export to a %s back end returned %v, marked sdk.Permanent: the host drops the batch, though a retry would deliver it", f, err)
+			}
+			if f == FailRefuse {
+				return
+			}
+			// The host's retry: the same batch, once the back end is back.
+			ctx, cancel = context.WithTimeout(context.Background(), exportTimeout)
+			defer cancel()
+			var lastErr error
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				if lastErr = d.Export(ctx, spans); lastErr == nil {
+					break
+				}
+			}
+			if lastErr != nil {
+				t.Fatalf("Export once the back end was back: %v", lastErr)
+			}
+			if err := d.Shutdown(context.Background()); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			checkAll(t, received(t, b), first-5, 5)
+		})
+	}
 }
 
 func checkInvalid(t *testing.T, s Suite, start starter) {
@@ -163,7 +288,28 @@ func checkCanonical(t *testing.T, s Suite, start starter) {
 			t.Errorf("span %s (%s): %s", w.SpanID, w.Name, problem)
 		}
 	}
+	if b.TraceIDs != nil {
+		ids, err := b.TraceIDs()
+		if err != nil {
+			t.Fatalf("reading the back end's trace ids: %v", err)
+		}
+		for _, id := range ids {
+			if id != CanonicalTraceID && id != CanonicalTraceID[16:] {
+				t.Errorf("the back end shows trace id %q; the canonical trace's is %s (W3C, as traceparent writes it): check the byte order of your ids", id, CanonicalTraceID)
+			}
+		}
+		if len(ids) < len(want) {
+			t.Errorf("the back end shows %d trace ids for %d spans", len(ids), len(want))
+		}
+	}
 }
+
+// The canonical trace's ids as W3C Trace Context writes them (traceparent),
+// the anchor for Backend.TraceIDs.
+const (
+	CanonicalTraceID = "0af7651916cd43dd8448eb211c80319c"
+	CanonicalRootID  = "00f067aa0ba902b7"
+)
 
 func checkShutdownTwice(t *testing.T, s Suite, start starter) {
 	d, _, _ := configured(t, s, start)
@@ -353,9 +499,11 @@ func Spans(first uint64, n int) []sdk.Span {
 }
 
 // CanonicalTrace returns the kit's reference trace of the Envoy sandbox
-// topology: front-proxy -> service1 -> service2, with a 128-bit trace id, a
-// client span with an IPv6 remote endpoint, an error span, unicode tags and
-// events. Times have sub-microsecond parts so that rounding shows.
+// topology: front-proxy -> service1 -> service2, with a 128-bit trace id
+// (CanonicalTraceID), a client span with an IPv6 remote endpoint, an error
+// span, events, and the strings drivers choke on: unicode, empty, 4 KB
+// long and not valid UTF-8. Times have sub-microsecond parts so that
+// rounding shows.
 func CanonicalTrace(now time.Time) []sdk.Span {
 	trace := sdk.TraceID{High: 0x0af7651916cd43dd, Low: 0x8448eb211c80319c}
 	start := now.Truncate(time.Millisecond).UnixNano() + 123
@@ -399,6 +547,11 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Kind: sdk.KindServer, LocalService: "service2", StartUnixNano: start + 2_500_000, Duration: 7*time.Millisecond + 1,
 			Tags: []sdk.Tag{
 				{Key: "http.status_code", Value: "503"}, {Key: "error.message", Value: "upstream connect error"},
+				// Header values need not be UTF-8, and tracehop passes them
+				// on: a driver must deliver the batch with the bytes made
+				// valid, not fail it (protobuf refuses such strings).
+				{Key: "user_agent", Value: "curl/8.5.0 \xff\xfe\xc3(raw bytes)"},
+				{Key: "http.url", Value: "http://service2/" + strings.Repeat("long/", 800)},
 			},
 			Events: []sdk.Event{
 				{UnixNano: start + 2_600_000, Value: "upstream connect start"},
@@ -442,10 +595,17 @@ func Compare(want, got sdk.Span, caps sdk.Capabilities) []string {
 		p = append(p, fmt.Sprintf("error flag %v, want %v", got.Error, want.Error))
 	}
 	for _, wt := range want.Tags {
-		if v, ok := got.Tag(wt.Key); !ok {
+		v, ok := got.Tag(wt.Key)
+		switch {
+		case !ok:
 			p = append(p, fmt.Sprintf("tag %q missing", wt.Key))
-		} else if v != wt.Value {
-			p = append(p, fmt.Sprintf("tag %q = %q, want %q", wt.Key, v, wt.Value))
+		case !utf8.ValidString(wt.Value):
+			// Made valid: invalid bytes replaced (U+FFFD) or dropped.
+			if !utf8.ValidString(v) || validPart(v) != validPart(wt.Value) {
+				p = append(p, fmt.Sprintf("tag %q = %q, want %q with its invalid bytes made valid (replaced by U+FFFD or dropped)", wt.Key, v, wt.Value))
+			}
+		case v != wt.Value:
+			p = append(p, fmt.Sprintf("tag %q = %.80q, want %.80q", wt.Key, v, wt.Value))
 		}
 	}
 	if got.Remote.Service != want.Remote.Service || got.Remote.Port != want.Remote.Port || got.Remote.IP != want.Remote.IP {
@@ -463,6 +623,11 @@ func Compare(want, got sdk.Span, caps sdk.Capabilities) []string {
 		}
 	}
 	return p
+}
+
+// validPart is s without invalid bytes and U+FFFD.
+func validPart(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\uFFFD", "")
 }
 
 func abs(v int64) int64 {

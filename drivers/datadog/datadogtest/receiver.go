@@ -50,6 +50,7 @@ type Receiver struct {
 	raw    []Span
 	other  []string
 	failed int // answer this many trace payloads with 503 first
+	always int // answer every trace payload with this status while set
 }
 
 // Start serves on 127.0.0.1 with a port from the kernel.
@@ -84,6 +85,12 @@ func (r *Receiver) traces(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "injected failure", http.StatusServiceUnavailable)
 		return
 	}
+	if r.always != 0 {
+		code := r.always
+		r.mu.Unlock()
+		http.Error(w, "injected failure", code)
+		return
+	}
 	r.mu.Unlock()
 	var chunks [][]Span
 	if err := msgpack.Unmarshal(body, &chunks); err != nil {
@@ -103,6 +110,30 @@ func (r *Receiver) FailNext(n int) {
 	r.mu.Lock()
 	r.failed = n
 	r.mu.Unlock()
+}
+
+// FailAll answers every trace payload with status code until restore is
+// called.
+func (r *Receiver) FailAll(code int) (restore func()) {
+	r.mu.Lock()
+	r.always = code
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		r.always = 0
+		r.mu.Unlock()
+	}
+}
+
+// TraceIDs returns each span's trace id as Datadog shows it with 128-bit
+// ids (_dd.p.tid then the low 64 bits, in hex), from what the msgpack
+// library decoded: drivertest's anchor against byte-order bugs.
+func (r *Receiver) TraceIDs() ([]string, error) {
+	var out []string
+	for _, s := range r.Raw() {
+		out = append(out, fmt.Sprintf("%016s%016x", s.Meta["_dd.p.tid"], s.TraceID))
+	}
+	return out, nil
 }
 
 // Close stops the receiver.

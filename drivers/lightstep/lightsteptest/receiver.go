@@ -8,6 +8,9 @@ package lightsteptest
 
 import (
 	"context"
+	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
 // Receiver records every span reported to it.
@@ -31,7 +35,37 @@ type Receiver struct {
 	httpSrv *http.Server
 	mu      sync.Mutex
 	spans   []sdk.Span
+	ids     []string
 	tokens  map[string]int
+	always  drivertest.Failure // answered to every report while set
+}
+
+// Answer makes the collector answer every report as an overloaded one
+// (gRPC UNAVAILABLE, HTTP 503) or one refusing the data (INVALID_ARGUMENT,
+// HTTP 400) does, until restore is called: drivertest's Backend.Fail.
+func (r *Receiver) Answer(f drivertest.Failure) (restore func()) {
+	r.mu.Lock()
+	r.always = f
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		r.always = 0
+		r.mu.Unlock()
+	}
+}
+
+func (r *Receiver) failure() drivertest.Failure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.always
+}
+
+// TraceIDs returns the trace id of every span received, in hex as the
+// collector's own types decode it (64 bits: LightStep keeps no more).
+func (r *Receiver) TraceIDs() ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...), nil
 }
 
 // Start serves both transports on 127.0.0.1 with ports from the kernel.
@@ -52,6 +86,14 @@ func Start() (*Receiver, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v2/reports", func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		switch r.failure() {
+		case drivertest.FailRefuse:
+			http.Error(w, "refused by drivertest", http.StatusBadRequest)
+			return
+		case drivertest.FailOverloaded:
+			http.Error(w, "overloaded by drivertest", http.StatusServiceUnavailable)
+			return
+		}
 		var rr collectorpb.ReportRequest
 		if err := proto.Unmarshal(body, &rr); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -95,6 +137,12 @@ func (r *Receiver) Tokens() map[string]int {
 type grpcService struct{ r *Receiver }
 
 func (g grpcService) Report(_ context.Context, rr *collectorpb.ReportRequest) (*collectorpb.ReportResponse, error) {
+	switch g.r.failure() {
+	case drivertest.FailRefuse:
+		return nil, status.Error(codes.InvalidArgument, "refused by drivertest")
+	case drivertest.FailOverloaded:
+		return nil, status.Error(codes.Unavailable, "overloaded by drivertest")
+	}
 	g.r.record(rr)
 	return &collectorpb.ReportResponse{}, nil
 }
@@ -111,6 +159,7 @@ func (r *Receiver) record(rr *collectorpb.ReportRequest) {
 	r.tokens[rr.GetAuth().GetAccessToken()]++
 	for _, s := range rr.GetSpans() {
 		r.spans = append(r.spans, convert(s, service))
+		r.ids = append(r.ids, fmt.Sprintf("%016x", s.GetSpanContext().GetTraceId()))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -37,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
 // Fault is how the receiver answers one request instead of taking it.
@@ -70,6 +72,7 @@ type Receiver struct {
 	requests []*coltracepb.ExportTraceServiceRequest
 	headers  []map[string]string
 	faults   []Fault
+	always   *Fault // answered to every request while set (FailAll)
 	attempts int
 }
 
@@ -121,6 +124,45 @@ func (r *Receiver) FailNext(f ...Fault) {
 	r.faults = append(r.faults, f...)
 }
 
+// FailAll answers every request with f until restore is called.
+func (r *Receiver) FailAll(f Fault) (restore func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.always = &f
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.always = nil
+	}
+}
+
+// Answer is what drivertest's Backend.Fail needs of the receiver itself:
+// an overloaded receiver answers UNAVAILABLE (HTTP 503), a refusing one
+// INVALID_ARGUMENT (HTTP 400), as the OTLP spec's examples do.
+func (r *Receiver) Answer(f drivertest.Failure) (restore func()) {
+	if f == drivertest.FailRefuse {
+		return r.FailAll(Fault{Code: codes.InvalidArgument, Status: http.StatusBadRequest, Message: "refused by drivertest"})
+	}
+	return r.FailAll(Fault{Code: codes.Unavailable, Status: http.StatusServiceUnavailable, Message: "overloaded by drivertest"})
+}
+
+// TraceIDs returns the trace id of every span taken, in hex, as the
+// generated OTLP types decode it: drivertest's anchor against byte-order
+// bugs.
+func (r *Receiver) TraceIDs() ([]string, error) {
+	var out []string
+	for _, req := range r.Requests() {
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					out = append(out, hex.EncodeToString(s.GetTraceId()))
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // Attempts counts every request, answered with a fault or not.
 func (r *Receiver) Attempts() int {
 	r.mu.Lock()
@@ -153,6 +195,8 @@ func (r *Receiver) take(req *coltracepb.ExportTraceServiceRequest, headers map[s
 	failing := len(r.faults) > 0
 	if failing {
 		f, r.faults = r.faults[0], r.faults[1:]
+	} else if r.always != nil {
+		f, failing = *r.always, true
 	}
 	if !failing || f.Rejected > 0 {
 		r.requests = append(r.requests, req)
