@@ -199,7 +199,19 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			t0 := time.Now()
-			err := d.Export(ctx, spans)
+			done := make(chan error, 1)
+			go func() { done <- d.Export(ctx, spans) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(timeout + deadlineLeeway):
+				// It ignores its context: free it (the back end answers
+				// again) and report.
+				restore()
+				err = <-done
+				cancel()
+				t.Fatalf("Export to a %s back end was still running %s after its %s deadline (it returned %v once the back end was back): honour the context", f, deadlineLeeway, timeout, err)
+			}
 			took := time.Since(t0)
 			cancel()
 			restore()

@@ -1,0 +1,68 @@
+package drivertest_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestKitCatchesEveryBug runs the kit on the mutant driver once per bug
+// the kit used to miss (internal/mutant), each in a test process of its
+// own, and checks that the kit fails it in the check that must catch it,
+// and that the driver without a bug passes.
+func TestKitCatchesEveryBug(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kit five times; run without -short")
+	}
+	bin := filepath.Join(t.TempDir(), "mutant.test")
+	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gocmd, "test", "-c", "-o", bin, "./internal/mutant").CombinedOutput(); err != nil {
+		t.Fatalf("go test -c ./internal/mutant: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		bug, check, says string // the failing check, and what its message says
+	}{
+		{"", "", ""},
+		{"utf8", "CanonicalTrace", "invalid UTF-8"},
+		{"classes", "Failures/refusing", "not marked sdk.Permanent"},
+		{"byteorder", "CanonicalTrace", "trace id 8448eb211c80319c0af7651916cd43dd, want 0af7651916cd43dd8448eb211c80319c"},
+		{"deadline", "Failures/slow", "honour the context"},
+	} {
+		name := c.bug
+		if name == "" {
+			name = "none"
+		}
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(bin, "-test.run", "TestKit", "-test.count", "1")
+			cmd.Dir = "internal/mutant" // the kit builds the plugin with go build from here
+			cmd.Env = append(os.Environ(), "DRIVERTEST_MUTANT="+c.bug)
+			out, err := cmd.CombinedOutput()
+			text := string(out)
+			if c.bug == "" {
+				if err != nil {
+					t.Fatalf("the kit fails the driver without a bug: %v\n%s", err, tail(text))
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("the kit passed a driver with bug %q", c.bug)
+			}
+			if !strings.Contains(text, "--- FAIL: TestKit/InProcess/"+c.check) || !strings.Contains(text, c.says) {
+				t.Fatalf("bug %q: the kit failed, but not in %s saying %q:\n%s", c.bug, c.check, c.says, tail(text))
+			}
+		})
+	}
+}
+
+func tail(s string) string {
+	var keep []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, "--- FAIL") || strings.Contains(line, "drivertest.go:") && !strings.Contains(line, "level=") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
