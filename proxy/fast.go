@@ -15,12 +15,13 @@ package proxy
 // far replayed: HTTP/1.0, HTTP/2 (prior knowledge), upgrades (WebSocket),
 // Expect, chunked request bodies, Connection options, heads the fast path
 // does not accept (obsolete folding, bare LF, huge heads), requests with no
-// route, h2c clusters. The connection then stays with net/http, so a
+// route, h2c and h2 clusters. The connection then stays with net/http, so a
 // client's later requests on it are served there too.
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -70,6 +71,7 @@ type fastConn struct {
 	carrier  h1Carrier
 	spanBuf  spanBuf
 	rd       readDeadline
+	tls      *connTLS // nil on a plaintext listener
 	// idle is set while the connection waits for the first byte of a
 	// request: only then may drain wake it, so that no request is cut.
 	idle atomic.Bool
@@ -82,6 +84,9 @@ type handoff struct {
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
+	// given counts the connections handed over, for tests that check
+	// which path served them.
+	given atomic.Int64
 }
 
 func newHandoff(addr net.Addr) *handoff {
@@ -101,6 +106,7 @@ func (h *handoff) Close() error   { h.once.Do(func() { close(h.done) }); return 
 func (h *handoff) Addr() net.Addr { return h.addr }
 
 func (h *handoff) give(c net.Conn) {
+	h.given.Add(1)
 	select {
 	case h.ch <- c:
 	case <-h.done:
@@ -152,16 +158,24 @@ func (l *listener) serve(ln net.Listener) error {
 	}
 }
 
-func (l *listener) track(fc *fastConn, add bool) {
+// track adds fc to the connections drain waits for, or removes it. Once
+// drain has begun, an add is refused (false): the connection (one that
+// finished its TLS handshake just then) is closed unserved, and drain's
+// wait never sees an Add after it started.
+func (l *listener) track(fc *fastConn, add bool) bool {
 	l.connsMu.Lock()
 	defer l.connsMu.Unlock()
 	if add {
+		if l.closing.Load() {
+			return false
+		}
 		l.conns[fc] = struct{}{}
 		l.connsWG.Add(1)
 	} else {
 		delete(l.conns, fc)
 		l.connsWG.Done()
 	}
+	return true
 }
 
 // drain stops the fast path: idle connections close at once, busy ones
@@ -208,14 +222,31 @@ const (
 )
 
 func (l *listener) serveConn(c net.Conn) {
-	fc := &fastConn{l: l, c: c, br: bufio.NewReaderSize(c, connBufSize)}
+	var ct *connTLS
+	var tc *tls.Conn
+	if l.tls != nil {
+		var ok bool
+		if tc, ct, ok = l.handshake(c); !ok {
+			return
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			// HTTP/2 (gRPC, browsers) is net/http's, from the start.
+			l.handoff.give(tc)
+			return
+		}
+		c = tc
+	}
+	fc := &fastConn{l: l, c: c, br: bufio.NewReaderSize(c, connBufSize), tls: ct}
 	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		fc.peer = ap.AddrPort()
 		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
 	}
 	fc.peerAddr = fc.peer.Addr().String()
 	fc.carrier.hide = !l.trusted
-	l.track(fc, true)
+	if !l.track(fc, true) {
+		c.Close()
+		return
+	}
 	defer l.track(fc, false)
 	for {
 		n, ok := fc.readHead()
@@ -233,7 +264,11 @@ func (l *listener) serveConn(c net.Conn) {
 			return
 		case handOff:
 			c.SetReadDeadline(time.Time{})
-			l.handoff.give(&replayConn{Conn: c, br: fc.br})
+			if tc != nil {
+				l.handoff.give(&tlsReplayConn{replayConn{Conn: c, br: fc.br}, tc})
+			} else {
+				l.handoff.give(&replayConn{Conn: c, br: fc.br})
+			}
 			return
 		}
 	}
@@ -375,13 +410,13 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 			break
 		}
 	}
-	if rt == nil || rt.cluster.h2c {
+	if rt == nil || rt.cluster.h2 {
 		return handOff
 	}
 	fc.br.Discard(headLen)
 
 	st := &fc.st
-	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf}
+	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf, tls: fc.tls}
 	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
 		st.requestID = string(id)
 	} else {
@@ -520,6 +555,9 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		if fc.req.Underscore && dropUnderscored(str(h.Name), l.underscores) {
 			continue
 		}
+		if fc.tls != nil && h1.EqualFold(h.Name, headerXFCC) && !l.forwardClientXFCC() {
+			continue // never trusted unless forward_client_cert says so
+		}
 		w = appendHeader(w, h.Name, h.Value)
 	}
 	if ri.lengths > 0 {
@@ -536,9 +574,18 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		w = append(append(w, v...), ", "...)
 	}
 	w = st.peer.Addr().AppendTo(w)
-	w = append(w, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
+	if fc.tls == nil {
+		w = append(w, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
+	} else {
+		w = append(w, "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: "...)
+	}
 	w = append(w, st.requestID...)
 	w = append(w, "\r\n"...)
+	if fc.tls != nil && fc.tls.id != nil && l.xfcc == config.XFCCSanitizeSet {
+		w = append(w, headerXFCC+": "...)
+		w = append(w, fc.tls.id.XFCC...)
+		w = append(w, "\r\n"...)
+	}
 	if tracing {
 		for i := range fc.mut.Len() {
 			if k, v, del, final := fc.mut.At(i); final && !del {
@@ -1225,6 +1272,7 @@ type connPool struct {
 	idleTimeout time.Duration
 	reaper      *time.Timer
 	closed      bool
+	tls         *upstreamTLS // nil: plaintext
 }
 
 // upstreamIdleTimeout matches the net/http path's IdleConnTimeout.
@@ -1285,6 +1333,14 @@ const (
 
 // dial opens a new connection, bypassing the idle ones.
 func (p *connPool) dial(d *net.Dialer) (*upstreamConn, error) {
+	if p.tls != nil {
+		tc, raw, err := p.dialTLSRaw(context.Background(), d)
+		if err != nil {
+			return nil, err
+		}
+		// The idle check peeks at the TCP connection under TLS.
+		return &upstreamConn{c: tc, fd: connFD(raw), br: bufio.NewReaderSize(tc, connBufSize), pool: p}, nil
+	}
 	c, err := d.Dial("tcp", p.addr)
 	if err != nil {
 		return nil, err

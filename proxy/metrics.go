@@ -15,6 +15,9 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// tlsFailures counts failed TLS handshakes on listeners, by reason
+	// (tlsconf.Reason*).
+	tlsFailures *prometheus.CounterVec
 }
 
 func newMetrics(tracer *Tracer, stats pipeline.StatsSource) *metrics {
@@ -27,8 +30,11 @@ func newMetrics(tracer *Tracer, stats pipeline.StatsSource) *metrics {
 			Name: "tracehop_request_duration_seconds", Help: "Time from the request's arrival to the end of its response.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"listener", "route", "cluster"}),
+		tlsFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tracehop_tls_handshake_failures_total", Help: "TLS handshakes that failed on a listener, by reason.",
+		}, []string{"listener", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.requests, m.duration, m.tlsFailures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if tracer != nil {
 		m.reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tracehop_spans_started_total", Help: "Requests for which a span was started (sampled or not)."},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
 // Server is a running tracehop: its listeners, the admin server, and the
@@ -31,6 +32,9 @@ type Server struct {
 
 	bound []net.Listener
 	wg    sync.WaitGroup
+	// initErr is what NewServer could not set up (a certificate that no
+	// longer loads since the config was checked): Start returns it.
+	initErr error
 }
 
 // Options are a Server's parts that do not come from the config file.
@@ -55,7 +59,12 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	}
 	s.metrics = newMetrics(opts.Tracer, stats)
 	for _, c := range cfg.Clusters {
-		s.clusters[c.Name] = newCluster(c, opts.Logger)
+		cl, err := newCluster(c, opts.Logger)
+		if err != nil {
+			s.initErr = errors.Join(s.initErr, err)
+			cl, _ = newCluster(config.Cluster{Name: c.Name, Endpoints: c.Endpoints, Protocol: config.HTTP1}, opts.Logger)
+		}
+		s.clusters[c.Name] = cl
 	}
 	for _, lc := range cfg.Listeners {
 		l := &listener{
@@ -64,6 +73,14 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			noRoute:     s.metrics.route(lc.Name, "none", "none"),
 			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,
 			underscores: lc.HeadersWithUnderscores, conns: map[*fastConn]struct{}{},
+			tlsFailures: s.metrics.tlsFailures,
+		}
+		if lc.TLS != nil {
+			tc, err := tlsconf.ServerConfig(lc.TLS, opts.Logger)
+			if err != nil {
+				s.initErr = errors.Join(s.initErr, fmt.Errorf("listener %q: %w", lc.Name, err))
+			}
+			l.tls, l.handshakeTimeout, l.xfcc = tc, lc.TLS.HandshakeTimeout, lc.TLS.ForwardClientCert
 		}
 		for i, rc := range lc.Routes {
 			rt := &route{
@@ -91,6 +108,12 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 		protocols := new(http.Protocols)
 		protocols.SetHTTP1(true)
 		protocols.SetUnencryptedHTTP2(true)
+		if l.tls != nil {
+			// HTTP/2 over TLS: the fast path hands a connection whose
+			// ALPN chose h2 over as the *tls.Conn it is, and net/http
+			// serves it through TLSNextProto.
+			protocols.SetHTTP2(true)
+		}
 		l.srv = &http.Server{
 			Handler:           l,
 			ReadHeaderTimeout: lc.ReadHeaderTimeout,
@@ -116,6 +139,9 @@ type Addr struct {
 // background. If any address cannot be bound, nothing is left listening and
 // the error names the listener.
 func (s *Server) Start() ([]Addr, error) {
+	if s.initErr != nil {
+		return nil, s.initErr
+	}
 	var addrs []Addr
 	bind := func(name, dir, addr string) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
