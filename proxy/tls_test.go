@@ -28,7 +28,7 @@ import (
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
-	"github.com/tracehop/tracehop/proxy/internal/tlsconf/tlstest"
+	"github.com/tracehop/tracehop/internal/tlstest"
 )
 
 // pki is the certificates one TLS test uses, made at run time into its

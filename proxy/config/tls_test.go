@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/proxy/config"
-	"github.com/tracehop/tracehop/proxy/internal/tlsconf/tlstest"
+	"github.com/tracehop/tracehop/internal/tlstest"
 )
 
 // TestTLSConfig loads a listener and a cluster with TLS from certificates

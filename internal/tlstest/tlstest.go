@@ -1,7 +1,9 @@
 // Package tlstest makes certificates for tests at run time (ECDSA P-256, a
 // CA of its own and leaves it signs), written into the test's temporary
 // directory: no certificate or key is ever committed. It is for tests and
-// the sandbox's demo only.
+// the sandbox's demo only. It sits at the module's root so that every
+// package's tests (cmd/tracehop, proxy, proxy/config) and the sandbox can
+// use it.
 package tlstest
 
 import (
