@@ -25,10 +25,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/tlstest"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
-	"github.com/tracehop/tracehop/internal/tlstest"
 )
 
 // pki is the certificates one TLS test uses, made at run time into its

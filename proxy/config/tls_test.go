@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/internal/tlstest"
+	"github.com/tracehop/tracehop/proxy/config"
 )
 
 // TestTLSConfig loads a listener and a cluster with TLS from certificates
