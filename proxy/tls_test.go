@@ -321,7 +321,8 @@ func TestTLSCluster(t *testing.T) {
 	us.StartTLS()
 	t.Cleanup(us.Close)
 	addr := strings.TrimPrefix(us.URL, "https://")
-	tp := startProxy(t, fmt.Sprintf(`listeners:
+	tp := startProxy(t, fmt.Sprintf(`admin: {address: off}
+listeners:
   - {name: l, address: "127.0.0.1:0", direction: egress, routes: [{cluster: up, timeout: 2s}]}
 clusters:
   - {name: up, endpoints: [%s], connect_timeout: 1s, tls: {ca_file: %s, server_name: localhost}}
@@ -389,7 +390,8 @@ func TestTLSSNI(t *testing.T) {
 	aCrt, aKey, _ := p.ca.WritePair(p.dir, "a", tlstest.Leaf{CommonName: "a", DNS: []string{"a.test"}})
 	bCrt, bKey, _ := p.ca.WritePair(p.dir, "b", tlstest.Leaf{CommonName: "b", DNS: []string{"b.test"}})
 	up := newUpstream(t, nil)
-	cfg := fmt.Sprintf(`listeners:
+	cfg := fmt.Sprintf(`admin: {address: off}
+listeners:
   - name: l
     address: "127.0.0.1:0"
     direction: ingress
@@ -566,7 +568,8 @@ func TestReliabilityTLSUntrustedUpstream(t *testing.T) {
 	us.StartTLS()
 	t.Cleanup(us.Close)
 	addr := strings.TrimPrefix(us.URL, "https://")
-	tp := startProxy(t, fmt.Sprintf(`listeners:
+	tp := startProxy(t, fmt.Sprintf(`admin: {address: off}
+listeners:
   - {name: l, address: "127.0.0.1:0", direction: egress, routes: [{cluster: up, timeout: 2s}]}
 clusters:
   - {name: up, endpoints: [%s], connect_timeout: 1s, tls: {ca_file: %s, server_name: localhost}}
@@ -636,4 +639,54 @@ func metricsGrep(s *proxy.Server, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Sidecar to sidecar over mutual TLS, as in a mesh: service1's egress
+// sidecar dials service2's ingress sidecar with its client certificate;
+// the ingress verifies it (client_auth: require), tags its span with the
+// caller's identity and passes it on as x-forwarded-client-cert; the two
+// spans are one trace.
+func TestTLSSidecarToSidecar(t *testing.T) {
+	p := newPKI(t)
+	up := newUpstream(t, nil)
+	ingress := startProxy(t, fmt.Sprintf(`node: {id: sidecar2, service: service2}
+admin: {address: off}
+listeners:
+  - name: in
+    address: "127.0.0.1:0"
+    direction: ingress
+    routes: [{cluster: app}]
+    tls: {cert_file: %s, key_file: %s, client_ca_file: %s, forward_client_cert: sanitize_set}
+clusters:
+  - {name: app, endpoints: [%s]}
+`, p.serverCrt, p.srvKey, p.caFile, up.addr())+tracingBlock)
+	egress := startProxy(t, fmt.Sprintf(`node: {id: sidecar1, service: service1}
+admin: {address: off}
+listeners:
+  - {name: out, address: "127.0.0.1:0", direction: egress, routes: [{cluster: service2}]}
+clusters:
+  - name: service2
+    endpoints: [%s]
+    tls: {ca_file: %s, server_name: localhost, cert_file: %s, key_file: %s}
+`, ingress.addr["in"], p.caFile, p.clientCrt, p.cliKey)+tracingBlock)
+	for range 3 {
+		if resp, body := do(t, "GET", "http://"+egress.addr["out"]+"/call", nil); resp.StatusCode != 200 || body != "hello" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	}
+	client, server := egress.rec.wait(t, 3), ingress.rec.wait(t, 3)
+	for i := range 3 {
+		if client[i].TraceID != server[i].TraceID || server[i].ParentID != client[i].SpanID {
+			t.Errorf("request %d: the ingress span does not continue the egress span's trace", i)
+		}
+	}
+	if id := tagOf(server[0], "tls.client.identity"); id != "spiffe://mesh.test/ns/default/sa/service1" {
+		t.Errorf("tls.client.identity = %q", id)
+	}
+	if x := up.header("X-Forwarded-Client-Cert"); !strings.Contains(x, "URI=spiffe://mesh.test/ns/default/sa/service1") {
+		t.Errorf("XFCC = %q", x)
+	}
+	if proxy.HandedOff(egress.srv, "out") != 0 || proxy.HandedOff(ingress.srv, "in") != 0 {
+		t.Errorf("hand-offs: want both sidecars on the fast path")
+	}
 }
