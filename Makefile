@@ -129,14 +129,16 @@ clean:
 
 COLLECTOR ?= file
 PROPAGATE ?= all
+# TLS=1: the front proxy on HTTPS, service1 -> service2 over mutual TLS (certificates made by the demo)
+TLS ?=
 
-## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, COLLECTOR=otlp for the otlp driver into Jaeger, PROPAGATE=false|request-id)
+## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, COLLECTOR=otlp for the otlp driver into Jaeger, PROPAGATE=false|request-id, TLS=1 for HTTPS and mutual TLS)
 demo: build sandbox-bin
-	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE)
+	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) $(if $(TLS),-tls)
 
 ## sandbox: the same topology, left running until Ctrl-C
 sandbox: build sandbox-bin
-	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) -keep
+	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) $(if $(TLS),-tls) -keep
 
 sandbox-bin:
 	$(GO) build -o $(BIN)/sandbox-service ./examples/sandbox/service
