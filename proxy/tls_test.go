@@ -690,3 +690,53 @@ clusters:
 		t.Errorf("hand-offs: want both sidecars on the fast path")
 	}
 }
+
+// BenchmarkFastPathTLS is BenchmarkFastPath over TLS (ECDSA P-256, TLS
+// 1.3, keep-alive): what terminating TLS adds to a request on the fast
+// path. /new is one request per connection: a full handshake each.
+func BenchmarkFastPathTLS(b *testing.B) {
+	p := newPKI(b)
+	up := rawUpstream(b)
+	for _, traced := range []bool{false, true} {
+		name, block := "untraced", ""
+		if traced {
+			name, block = "traced", tracingBlock
+		}
+		tp := startProxyWith(b, fmt.Sprintf(`admin: {address: off}
+listeners:
+  - name: l
+    address: "127.0.0.1:0"
+    direction: ingress
+    routes: [{cluster: up}]
+    tls: {cert_file: %s, key_file: %s}
+clusters:
+  - {name: up, endpoints: [%s]}
+`, p.serverCrt, p.srvKey, up)+block, benchCaps, nil)
+		tc := &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+		b.Run(name, func(b *testing.B) {
+			conn, err := tls.Dial("tcp", tp.addr["l"], tc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			pingPong(b, conn)
+		})
+		if traced {
+			continue
+		}
+		b.Run("new-connection", func(b *testing.B) {
+			req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+			for b.Loop() {
+				conn, err := tls.Dial("tcp", tp.addr["l"], tc)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Write(req)
+				if _, err := io.Copy(io.Discard, conn); err != nil {
+					b.Fatal(err)
+				}
+				conn.Close()
+			}
+		})
+	}
+}
