@@ -72,6 +72,8 @@ type fastConn struct {
 	spanBuf  spanBuf
 	rd       readDeadline
 	tls      *connTLS // nil on a plaintext listener
+	// closeAfter: the request in hand said Connection: close.
+	closeAfter bool
 	// idle is set while the connection waits for the first byte of a
 	// request: only then may drain wake it, so that no request is cut.
 	idle atomic.Bool
@@ -414,6 +416,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		return handOff
 	}
 	fc.br.Discard(headLen)
+	fc.closeAfter = ri.close
 
 	st := &fc.st
 	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf, tls: fc.tls}
@@ -969,6 +972,12 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		// client's connection cannot be reused (RFC 9112 §9.5).
 		w = append(w, "Connection: close\r\n"...)
 		out = closeLinger
+	} else if fc.closeAfter || fc.l.closing.Load() {
+		// The client asked to close, or tracehop is draining: say so
+		// (RFC 9112 §9.6), as net/http does, so that a client does not
+		// send its next request into a closing connection.
+		w = append(w, "Connection: close\r\n"...)
+		out = closeConn
 	}
 	w = append(w, "\r\n"...)
 	uc.br.Discard(uc.headLen)

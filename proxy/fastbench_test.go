@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/proxy"
 )
 
 var benchCaps = core.Capabilities{Propagation: []string{"b3", "tracecontext"}, TraceID128: true}
@@ -105,5 +106,31 @@ clusters:
 			defer conn.Close()
 			pingPong(b, conn)
 		})
+	}
+}
+
+// A request with Connection: close gets Connection: close on its answer
+// from the fast path (RFC 9112 §9.6), as net/http's, and the connection
+// closes: a client does not send its next request into it.
+func TestFastPathConnectionClose(t *testing.T) {
+	up := rawUpstream(t)
+	tp := startProxy(t, fmt.Sprintf(`admin: {address: off}
+listeners:
+  - {name: l, address: "127.0.0.1:0", direction: ingress, routes: [{cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%s]}
+`, up))
+	conn, err := net.Dial("tcp", tp.addr["l"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	b, err := io.ReadAll(conn)
+	if err != nil || !bytes.Contains(b, []byte("\r\nConnection: close\r\n")) || !bytes.HasSuffix(b, []byte("hello")) {
+		t.Errorf("%q %v", b, err)
+	}
+	if n := proxy.HandedOff(tp.srv, "l"); n != 0 {
+		t.Errorf("%d hand-offs: want the fast path", n)
 	}
 }
