@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -738,5 +739,67 @@ clusters:
 				conn.Close()
 			}
 		})
+	}
+}
+
+// An HTTP/1.1 request the fast path hands to net/http (a chunked body)
+// keeps what TLS told: X-Forwarded-Proto https and the client's identity.
+func TestTLSHandedOffHTTP1(t *testing.T) {
+	p := newPKI(t)
+	up := newUpstream(t, nil)
+	tp := startProxy(t, tlsListener(p, up.addr(), fmt.Sprintf("      client_ca_file: %s\n      forward_client_cert: sanitize_set", p.caFile), ""))
+	c := p.client(t, p.clientCrt, p.cliKey, false)
+	req, _ := http.NewRequest("POST", "https://localhost:"+port(tp.addr["l"])+"/chunked", io.MultiReader(strings.NewReader("a"), strings.NewReader("b")))
+	req.ContentLength = -1 // chunked
+	req.Header.Set("X-Forwarded-Client-Cert", "By=forged")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || proxy.HandedOff(tp.srv, "l") != 1 {
+		t.Fatalf("status %d, %d hand-offs (want 1)", resp.StatusCode, proxy.HandedOff(tp.srv, "l"))
+	}
+	if up.header("X-Forwarded-Proto") != "https" || !strings.Contains(up.header("X-Forwarded-Client-Cert"), "URI=spiffe://mesh.test/ns/default/sa/service1") ||
+		strings.Contains(up.header("X-Forwarded-Client-Cert"), "forged") {
+		t.Errorf("X-Forwarded-Proto %q, XFCC %q", up.header("X-Forwarded-Proto"), up.header("X-Forwarded-Client-Cert"))
+	}
+	if s := tp.rec.one(t); tagOf(s, "tls.client.identity") == "" || !strings.HasPrefix(tagOf(s, "http.url"), "https://") {
+		t.Errorf("span tags %v", s.Tags)
+	}
+}
+
+// A cluster with protocol h2 speaks HTTP/2 over TLS (ALPN) to a gRPC
+// server with TLS credentials.
+func TestTLSClusterH2GRPC(t *testing.T) {
+	p := newPKI(t)
+	cert, err := tls.LoadX509KeyPair(p.serverCrt, p.srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	tp := startProxy(t, fmt.Sprintf(`admin: {address: off}
+listeners:
+  - {name: l, address: "127.0.0.1:0", direction: egress, routes: [{cluster: grpc}]}
+clusters:
+  - {name: grpc, endpoints: [%s], protocol: h2, tls: {ca_file: %s, server_name: localhost}}
+`, ln.Addr(), p.caFile)+tracingBlock)
+	conn, err := grpc.NewClient("passthrough:///"+tp.addr["l"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hr, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC through an h2 TLS cluster: %v %v", hr, err)
 	}
 }
