@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,7 +80,15 @@ func main() {
 	flag.IntVar(&o.basePort, "port", 18080, "first of the loopback ports used")
 	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
+	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
 	flag.Parse()
+	if *render != "" {
+		if err := rerender(*render, o.readme); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,6 +96,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// rerender computes the medians and ratios of a saved run again (after a
+// change to how they are computed) and prints its table, rewriting the
+// README's when readme is set.
+func rerender(file, readme string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	res.Ratios = nil
+	res.finish()
+	fmt.Print(res.table())
+	if readme != "" {
+		return res.render(readme)
+	}
+	return nil
 }
 
 func lookTool(name, dir string) string {

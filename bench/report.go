@@ -197,9 +197,17 @@ func (r *results) finish() {
 			peak := float64(c.RSS["tracehop"][1]) / (1 << 20)
 			r.Ratios = append(r.Ratios, ratio{"tracehop peak RSS, MiB, traced at saturation", peak, "< 64", peak < 64})
 		}
-		if c := r.Configs["tracehop-zipkin"]; c.SpansSampled > 0 {
-			v := float64(c.SpansReceived) / float64(c.SpansSampled)
-			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled", v, "= 1", c.SpansReceived == c.SpansSampled})
+		// Every zipkin configuration (plaintext and TLS) reports to the
+		// one receiver: what it received is set on tracehop-zipkin's row.
+		sampled := int64(0)
+		for _, name := range []string{"tracehop-zipkin", "tracehop-zipkin-tls"} {
+			if c, ok := r.Configs[name]; ok {
+				sampled += c.SpansSampled
+			}
+		}
+		if c := r.Configs["tracehop-zipkin"]; sampled > 0 {
+			v := float64(c.SpansReceived) / float64(sampled)
+			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled (every zipkin configuration)", v, "= 1", c.SpansReceived == sampled})
 		}
 	}
 }
