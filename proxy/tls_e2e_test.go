@@ -50,6 +50,11 @@ func TestE2ETLSCurl(t *testing.T) {
 	if x := up.header("X-Forwarded-Client-Cert"); !strings.Contains(x, "URI=spiffe://mesh.test/ns/default/sa/service1") {
 		t.Errorf("XFCC = %q", x)
 	}
+	// Plaintext HTTP on the TLS port: net/http's 400, at once.
+	out, _ := exec.Command(curl, "-sS", "-m", "5", "-w", " %{http_code}", strings.Replace(url, "https:", "http:", 1)).CombinedOutput()
+	if string(out) != "Client sent an HTTP request to an HTTPS server.\n 400" {
+		t.Errorf("curl http:// to the TLS port: %q", out)
+	}
 	if out, err := exec.Command(curl, "-sS", "--cacert", p.caFile, url).CombinedOutput(); err == nil {
 		t.Errorf("curl without a client certificate got through: %q", out)
 	}

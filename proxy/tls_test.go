@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -801,5 +802,19 @@ clusters:
 	hr, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("gRPC through an h2 TLS cluster: %v %v", hr, err)
+	}
+}
+
+// /config shows where a key is, never what it holds.
+func TestTLSConfigDumpHasNoKeys(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := config.Parse("test.yaml", []byte(tlsListener(p, "127.0.0.1:1", fmt.Sprintf("      client_ca_file: %s", p.caFile),
+		fmt.Sprintf("    tls: {ca_file: %s, cert_file: %s, key_file: %s}", p.caFile, p.clientCrt, p.cliKey))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(proxy.RedactedConfig(cfg))
+	if !strings.Contains(string(b), p.srvKey) || strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), "BEGIN") {
+		t.Errorf("/config: %s", b)
 	}
 }
