@@ -40,7 +40,7 @@ vet:
 race:
 	$(GO) test -race -count=1 ./...
 
-## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger;
+## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger; TLS with curl, openssl s_client and an nginx ssl upstream;
 ## h2spec against an h2c listener (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
 e2e: e2e-deps
 	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
@@ -103,11 +103,13 @@ proto:
 	cd core/wire && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative driver.proto
 
-## e2e-deps: h2spec (Go module proxy) and headless Chromium (Debian) for make e2e
+## e2e-deps: h2spec (Go module proxy), headless Chromium, and curl, openssl and nginx-light for the TLS tests (Debian) for make e2e
 e2e-deps:
 	@test -x $(GOBIN_TOOLS)/h2spec || { echo "installing h2spec into $(GOBIN_TOOLS)"; GOBIN=$(GOBIN_TOOLS) $(GO) install $(H2SPEC); }
 	@command -v chromium >/dev/null || { echo "installing chromium (Debian) for the trace view's browser test"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+	@command -v curl >/dev/null && command -v openssl >/dev/null && command -v nginx >/dev/null || { echo "installing curl, openssl, nginx-light (Debian) for the TLS tests"; \
+	  apt-get install -y -q curl openssl nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q curl openssl nginx-light >/dev/null; }; }
 
 ## release: tracehop and every driver for linux and darwin, amd64 and arm64: reproducible archives in dist/ with SHA256SUMS
 release: release-deps
@@ -127,14 +129,16 @@ clean:
 
 COLLECTOR ?= file
 PROPAGATE ?= all
+# TLS=1: the front proxy on HTTPS, service1 -> service2 over mutual TLS (certificates made by the demo)
+TLS ?=
 
-## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, COLLECTOR=otlp for the otlp driver into Jaeger, PROPAGATE=false|request-id)
+## demo: start the sandbox, send a request, draw the trace, stop (COLLECTOR=jaeger for Jaeger, COLLECTOR=otlp for the otlp driver into Jaeger, PROPAGATE=false|request-id, TLS=1 for HTTPS and mutual TLS)
 demo: build sandbox-bin
-	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE)
+	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) $(if $(TLS),-tls)
 
 ## sandbox: the same topology, left running until Ctrl-C
 sandbox: build sandbox-bin
-	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) -keep
+	$(GO) run ./examples/sandbox/run -collector $(COLLECTOR) -propagate $(PROPAGATE) $(if $(TLS),-tls) -keep
 
 sandbox-bin:
 	$(GO) build -o $(BIN)/sandbox-service ./examples/sandbox/service

@@ -21,10 +21,11 @@ type saturated struct {
 }
 
 // runWrk runs `wrk -t1 -c50 -dD --latency URL`, the peers' saturating load.
-func runWrk(ctx context.Context, wrk, url string, conns int, d time.Duration) (saturated, error) {
+func runWrk(ctx context.Context, wrk, url string, conns int, d time.Duration, extra ...string) (saturated, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, wrk, "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
+	args := append([]string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}, extra...)
+	out, err := exec.CommandContext(ctx, wrk, append(args, url)...).CombinedOutput()
 	if err != nil {
 		return saturated{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
@@ -92,8 +93,12 @@ type fixedRate struct {
 func runFortio(ctx context.Context, fortio, url string, qps, conns int, d time.Duration) (fixedRate, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, fortio, "load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(conns),
-		"-t", d.String(), "-r", "0.00001", "-uniform", "-p", "50,90,99", "-json", "-", "-quiet", url)
+	args := []string{"load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(conns),
+		"-t", d.String(), "-r", "0.00001", "-uniform", "-p", "50,90,99", "-json", "-", "-quiet"}
+	if strings.HasPrefix(url, "https:") {
+		args = append(args, "-k") // the bench's own CA: not verified, as wrk does not
+	}
+	cmd := exec.CommandContext(ctx, fortio, append(args, url)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

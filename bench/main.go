@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tracehop/tracehop/internal/tlstest"
 )
 
 // target is one configuration under load.
@@ -35,6 +38,16 @@ type target struct {
 	// admin is tracehop's admin address, for its span counters.
 	admin  string
 	traced bool
+	// tls: the target terminates TLS (the same ECDSA P-256 certificate and
+	// TLS 1.3 cipher for every one); it also gets a new-connection run.
+	tls bool
+}
+
+func (t *target) url() string {
+	if t.tls {
+		return "https://" + t.addr + "/"
+	}
+	return "http://" + t.addr + "/"
 }
 
 type options struct {
@@ -67,7 +80,15 @@ func main() {
 	flag.IntVar(&o.basePort, "port", 18080, "first of the loopback ports used")
 	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
+	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
 	flag.Parse()
+	if *render != "" {
+		if err := rerender(*render, o.readme); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -75,6 +96,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// rerender computes the medians and ratios of a saved run again (after a
+// change to how they are computed) and prints its table, rewriting the
+// README's when readme is set.
+func rerender(file, readme string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	res.Ratios = nil
+	res.finish()
+	fmt.Print(res.table())
+	if readme != "" {
+		return res.render(readme)
+	}
+	return nil
 }
 
 func lookTool(name, dir string) string {
@@ -172,16 +214,24 @@ func run(ctx context.Context, o options) error {
 	if err := add(&target{Name: "direct", Desc: "wrk straight to the upstream", addr: upstreamAddr}, nil); err != nil {
 		return err
 	}
+	certFile, keyFile, err := benchCert(dir)
+	if err != nil {
+		return err
+	}
 	tracehop := func(name, desc, tracing string, traced bool) error {
 		addr, admin := next(), next()
 		cfg := filepath.Join(dir, name+".yaml")
+		tlsBlock := ""
+		if strings.HasSuffix(name, "-tls") {
+			tlsBlock = fmt.Sprintf(", tls: {cert_file: %q, key_file: %q, alpn: [http/1.1]}", certFile, keyFile)
+		}
 		yaml := fmt.Sprintf(`node: {id: bench, service: bench}
 admin: {address: %q}
 listeners:
-  - {name: in, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]}
+  - {name: in, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]%s}
 clusters:
   - {name: up, endpoints: [%q]}
-%s`, admin, addr, upstreamAddr, tracing)
+%s`, admin, addr, tlsBlock, upstreamAddr, tracing)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 			return err
 		}
@@ -189,12 +239,12 @@ clusters:
 		if o.profile != "" {
 			argv = append(argv, "-cpuprofile", filepath.Join(o.profile, name+".pprof"))
 		}
-		return add(&target{Name: name, Desc: desc, addr: addr, admin: admin, traced: traced}, one, argv...)
+		return add(&target{Name: name, Desc: desc, addr: addr, admin: admin, traced: traced, tls: tlsBlock != ""}, one, argv...)
 	}
 	// native starts a peer installed from Debian (when it is) with a config
 	// file made for its address; args come before the file's path.
 	native := func(name, desc, file string, conf func(addr string) string, args ...string) error {
-		path := lookTool(name, "")
+		path := lookTool(strings.TrimSuffix(name, "-tls"), "")
 		if path == "" {
 			fmt.Printf("bench: %s is not installed (make bench-deps): skipped\n", name)
 			return nil
@@ -203,7 +253,7 @@ clusters:
 		if err := os.WriteFile(cfg, []byte(conf(addr)), 0o644); err != nil {
 			return err
 		}
-		return add(&target{Name: name, Desc: desc, addr: addr}, nil, append([]string{path}, append(args, cfg)...)...)
+		return add(&target{Name: name, Desc: desc, addr: addr, tls: strings.HasSuffix(name, "-tls")}, nil, append([]string{path}, append(args, cfg)...)...)
 	}
 	driverEnv := func(name string) string {
 		env := "    env: {GOMAXPROCS: \"1\""
@@ -236,6 +286,35 @@ clusters:
 			return native("haproxy", "HAProxy, nbthread 1, http-keep-alive", "haproxy.cfg",
 				func(addr string) string { return haproxyConf(addr, upstreamAddr) }, "-db", "-f")
 		},
+		// TLS termination, side by side: one ECDSA P-256 certificate, TLS
+		// 1.3 with TLS_AES_128_GCM_SHA256 (Go's choice; nginx and HAProxy
+		// are told to make it too) and X25519 (what wrk's OpenSSL offers).
+		func() error {
+			return tracehop("tracehop-tls", "tracehop on TLS, tracing off", "", false)
+		},
+		func() error {
+			return tracehop("tracehop-zipkin-tls", "tracehop on TLS, 100% sampled, zipkin driver (proto)",
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin-tls"), sinkAddr), true)
+		},
+		func() error {
+			if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o755); err != nil {
+				return err
+			}
+			return native("nginx-tls", "nginx on TLS, worker_processes 1, upstream keepalive", "nginx-tls.conf",
+				func(addr string) string {
+					return nginxTLSConf(filepath.Join(dir, "tls"), addr, upstreamAddr, certFile, keyFile)
+				}, "-p", filepath.Join(dir, "tls"), "-c")
+		},
+		func() error {
+			pem := filepath.Join(dir, "haproxy.pem")
+			c, _ := os.ReadFile(certFile)
+			k, _ := os.ReadFile(keyFile)
+			if err := os.WriteFile(pem, append(c, k...), 0o600); err != nil {
+				return err
+			}
+			return native("haproxy-tls", "HAProxy on TLS, nbthread 1, http-keep-alive", "haproxy-tls.cfg",
+				func(addr string) string { return haproxyTLSConf(addr, upstreamAddr, pem) }, "-db", "-f")
+		},
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -243,7 +322,7 @@ clusters:
 		}
 	}
 	for _, t := range targets {
-		fmt.Printf("bench: %-16s http://%s/  %s\n", t.Name, t.addr, t.Desc)
+		fmt.Printf("bench: %-20s %s  %s\n", t.Name, t.url(), t.Desc)
 	}
 
 	res := newResults(o, targets)
@@ -252,7 +331,7 @@ clusters:
 		o.warmup, o.rounds, len(targets), o.satDur, o.rateDur, o.qps,
 		(time.Duration(len(targets))*o.warmup + time.Duration(total)*(o.satDur+o.rateDur+time.Second) + 8*time.Second).Round(time.Second))
 	for _, t := range targets {
-		if _, err := runWrk(ctx, wrk, "http://"+t.addr+"/", o.conns, o.warmup); err != nil {
+		if _, err := runWrk(ctx, wrk, t.url(), o.conns, o.warmup); err != nil {
 			return fmt.Errorf("%s warm-up: %w", t.Name, err)
 		}
 	}
@@ -318,7 +397,7 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (sam
 		return treeCPU(t.proc.pid())
 	}
 	c0, by0 := cpu()
-	w, err := runWrk(ctx, wrk, "http://"+t.addr+"/", o.conns, o.satDur)
+	w, err := runWrk(ctx, wrk, t.url(), o.conns, o.satDur)
 	if err != nil {
 		return s, err
 	}
@@ -331,7 +410,7 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (sam
 			s.CPUByProcess[comm] = float64(d-by0[comm]) / float64(time.Microsecond) / float64(w.Requests)
 		}
 	}
-	f, err := runFortio(ctx, fortio, "http://"+t.addr+"/", o.qps, o.rateConns, o.rateDur)
+	f, err := runFortio(ctx, fortio, t.url(), o.qps, o.rateConns, o.rateDur)
 	if err != nil {
 		return s, err
 	}
@@ -341,6 +420,21 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (sam
 	s.Errors += f.Errors
 	if f.Requests > 0 && t.proc != nil {
 		s.FixedCPUPerReq = float64(c2-c1) / float64(time.Microsecond) / float64(f.Requests)
+	}
+	if t.tls {
+		// One request per connection: a full handshake each (wrk's
+		// OpenSSL client does not resume sessions).
+		n, err := runWrk(ctx, wrk, t.url(), o.conns, o.satDur/2, "-H", "Connection: close")
+		if err != nil {
+			return s, err
+		}
+		c3, _ := cpu()
+		s.NewConnRPS = n.RPS
+		s.Requests += n.Requests
+		s.Errors += n.Errors
+		if n.Requests > 0 && t.proc != nil {
+			s.NewConnCPU = float64(c3-c2) / float64(time.Microsecond) / float64(n.Requests)
+		}
 	}
 	return s, nil
 }
@@ -398,6 +492,35 @@ http {
   }
 }
 `, dir, addr, upstream)
+}
+
+// nginxTLSConf is nginxConf terminating TLS.
+func nginxTLSConf(dir, addr, upstream, cert, key string) string {
+	plain := nginxConf(dir, addr, upstream)
+	return strings.Replace(plain, "    listen "+addr+";", fmt.Sprintf(`    listen %s ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+    ssl_ecdh_curve X25519;`, addr, cert, key), 1)
+}
+
+// haproxyTLSConf is haproxyConf terminating TLS; pem holds the
+// certificate and its key.
+func haproxyTLSConf(addr, upstream, pem string) string {
+	plain := haproxyConf(addr, upstream)
+	plain = strings.Replace(plain, "global\n", "global\n  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256\n  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-bind-curves X25519\n", 1)
+	return strings.Replace(plain, "  bind "+addr+"\n", fmt.Sprintf("  bind %s ssl crt %s alpn http/1.1\n", addr, pem), 1)
+}
+
+// benchCert makes the certificate every TLS configuration serves: ECDSA
+// P-256, signed by a CA made now, into dir.
+func benchCert(dir string) (certFile, keyFile string, err error) {
+	ca, err := tlstest.NewCA("tracehop bench CA")
+	if err != nil {
+		return "", "", err
+	}
+	return ca.WritePair(dir, "bench", tlstest.Localhost("bench"))
 }
 
 func haproxyConf(addr, upstream string) string {

@@ -27,6 +27,10 @@ type sample struct {
 	FixedP50       time.Duration      `json:"fixed_rate_p50_ns"`
 	FixedP90       time.Duration      `json:"fixed_rate_p90_ns"`
 	FixedP99       time.Duration      `json:"fixed_rate_p99_ns"`
+	// For TLS configurations: one request per new connection (a full
+	// handshake each), per second, and the CPU µs each took.
+	NewConnRPS float64 `json:"new_connection_rps,omitempty"`
+	NewConnCPU float64 `json:"new_connection_cpu_us,omitempty"`
 }
 
 // config is every round of one configuration and their medians.
@@ -143,6 +147,8 @@ func (r *results) finish() {
 			FixedP50:       median(c.Rounds, func(s sample) time.Duration { return s.FixedP50 }),
 			FixedP90:       median(c.Rounds, func(s sample) time.Duration { return s.FixedP90 }),
 			FixedP99:       median(c.Rounds, func(s sample) time.Duration { return s.FixedP99 }),
+			NewConnRPS:     median(c.Rounds, func(s sample) float64 { return s.NewConnRPS }),
+			NewConnCPU:     median(c.Rounds, func(s sample) float64 { return s.NewConnCPU }),
 		}
 		if c.Rounds[0].CPUByProcess != nil {
 			c.Median.CPUByProcess = map[string]float64{}
@@ -177,15 +183,31 @@ func (r *results) finish() {
 	atLeast("req/s: traced / nginx", traced, nginx, rps, 0.8)
 	atMost("p99 @fixed rate: traced / untraced", traced, untraced, p99, 1.5)
 	atMost("p99 @fixed rate: traced / nginx", traced, nginx, p99, 1.5)
+	// Issue 14: TLS termination beside nginx's.
+	tracedTLS, untracedTLS, nginxTLS := get("tracehop-zipkin-tls"), get("tracehop-tls"), get("nginx-tls")
+	cpu := func(s *sample) float64 { return s.CPUPerReq }
+	atMost("CPU µs/req on TLS: traced / nginx", tracedTLS, nginxTLS, cpu, 1.25)
+	if untracedTLS != nil && nginxTLS != nil && nginxTLS.NewConnRPS > 0 {
+		v := untracedTLS.NewConnRPS / nginxTLS.NewConnRPS
+		r.Ratios = append(r.Ratios, ratio{"handshakes/s (one request per connection): tracehop / nginx", v, "compared", true})
+	}
 	if traced != nil {
 		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request (tracehop + driver)", traced.CPUPerReq, "<= 40", traced.CPUPerReq <= 40})
 		if c := r.Configs["tracehop-zipkin"]; c.RSS != nil {
 			peak := float64(c.RSS["tracehop"][1]) / (1 << 20)
 			r.Ratios = append(r.Ratios, ratio{"tracehop peak RSS, MiB, traced at saturation", peak, "< 64", peak < 64})
 		}
-		if c := r.Configs["tracehop-zipkin"]; c.SpansSampled > 0 {
-			v := float64(c.SpansReceived) / float64(c.SpansSampled)
-			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled", v, "= 1", c.SpansReceived == c.SpansSampled})
+		// Every zipkin configuration (plaintext and TLS) reports to the
+		// one receiver: what it received is set on tracehop-zipkin's row.
+		sampled := int64(0)
+		for _, name := range []string{"tracehop-zipkin", "tracehop-zipkin-tls"} {
+			if c, ok := r.Configs[name]; ok {
+				sampled += c.SpansSampled
+			}
+		}
+		if c := r.Configs["tracehop-zipkin"]; sampled > 0 {
+			v := float64(c.SpansReceived) / float64(sampled)
+			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled (every zipkin configuration)", v, "= 1", c.SpansReceived == sampled})
 		}
 	}
 }
@@ -199,9 +221,9 @@ func (r *results) table() string {
 	if c, ok := r.Configs["direct"]; ok {
 		direct = c.Median.RPS
 	}
-	fmt.Fprintf(&b, "| config | req/s (median) | x direct | req/s per round | CPU µs/req, saturated | CPU µs/req @%s | p50 / p90 / p99 µs @%s | wrk p99 µs | peak RSS MiB | spans sampled / exported / received | errors |\n",
+	fmt.Fprintf(&b, "| config | req/s (median) | x direct | req/s per round | CPU µs/req, saturated | CPU µs/req @%s | p50 / p90 / p99 µs @%s | wrk p99 µs | peak RSS MiB | spans sampled / exported / received | new conn/s (CPU µs each) | errors |\n",
 		r.qps(), r.qps())
-	b.WriteString("|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|\n")
+	b.WriteString("|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|---:|\n")
 	for _, name := range r.Order {
 		c := r.Configs[name]
 		m := c.Median
@@ -244,15 +266,21 @@ func (r *results) table() string {
 				spans += fmt.Sprintf(", dropped %s %d", reason, n)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %d |\n",
-			name, m.RPS, x, strings.Join(per, " "), cpu, fixedCPU, us(m.FixedP50), us(m.FixedP90), us(m.FixedP99), us(m.SatP99), rss, spans, c.Errors)
+		newConn := "-"
+		if m.NewConnRPS > 0 {
+			newConn = fmt.Sprintf("%.0f (%.0f)", m.NewConnRPS, m.NewConnCPU)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %d |\n",
+			name, m.RPS, x, strings.Join(per, " "), cpu, fixedCPU, us(m.FixedP50), us(m.FixedP90), us(m.FixedP99), us(m.SatP99), rss, spans, newConn, c.Errors)
 	}
 	if len(r.Ratios) > 0 {
-		b.WriteString("\n| target (issue 6) | measured | target | met |\n|---|---:|---|---|\n")
+		b.WriteString("\n| target (issues 6, 14) | measured | target | met |\n|---|---:|---|---|\n")
 		for _, q := range r.Ratios {
 			met := "yes"
 			if !q.Met {
 				met = "**no**"
+			} else if q.Target == "compared" {
+				met = "-"
 			}
 			fmt.Fprintf(&b, "| %s | %.2f | %s | %s |\n", q.Name, q.Value, q.Target, met)
 		}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
 // cluster is a set of upstream endpoints reached through one pooled
@@ -24,25 +26,33 @@ type cluster struct {
 	next      atomic.Uint64
 	transport *http.Transport // for requests net/http serves
 	dialer    *net.Dialer     // for the fast path's connections
-	h2c       bool
+	h2        bool            // h2c or h2: net/http serves every request
 }
 
 type endpoint struct {
 	url  *url.URL
 	addr string         // host:port, for the upstream_address tag
 	ip   netip.AddrPort // for the span's remote endpoint, when literal
-	pool *connPool      // the fast path's idle connections
+	pool *connPool      // the fast path's idle connections (and the TLS dialer)
 }
 
-func newCluster(c config.Cluster, log *slog.Logger) *cluster {
+func newCluster(c config.Cluster, log *slog.Logger) (*cluster, error) {
 	cl := &cluster{cfg: c, name: c.Name}
+	dialer := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	cl.dialer = dialer
 	for _, ep := range c.Endpoints {
 		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, log: log, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
 		e.ip, _ = netip.ParseAddrPort(ep)
+		if c.TLS != nil {
+			tc, err := tlsconf.ClientConfig(c.TLS, c.Protocol, ep, log)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
+			}
+			e.url.Scheme = "https"
+			e.pool.tls = &upstreamTLS{config: tc, cluster: c.Name, timeout: c.ConnectTimeout}
+		}
 		cl.endpoints = append(cl.endpoints, e)
 	}
-	dialer := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
-	cl.dialer = dialer
 	t := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
@@ -55,14 +65,35 @@ func newCluster(c config.Cluster, log *slog.Logger) *cluster {
 		// (net/http counts both), near the fast path's 16 KiB head.
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
-	if c.Protocol == config.H2C {
-		cl.h2c = true
+	switch c.Protocol {
+	case config.H2C:
+		cl.h2 = true
 		p := new(http.Protocols)
 		p.SetUnencryptedHTTP2(true)
 		t.Protocols = p
+	case config.H2:
+		cl.h2 = true
+		p := new(http.Protocols)
+		p.SetHTTP2(true)
+		t.Protocols = p
+	}
+	if c.TLS != nil {
+		// net/http dials through the fast path's pools' TLS dialer: one
+		// handshake, one way of logging a failed verification.
+		byAddr := map[string]*connPool{}
+		for i := range cl.endpoints {
+			byAddr[cl.endpoints[i].addr] = cl.endpoints[i].pool
+		}
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			p := byAddr[addr]
+			if p == nil {
+				return nil, fmt.Errorf("no endpoint %s in cluster %q", addr, c.Name)
+			}
+			return p.dialTLS(ctx, dialer)
+		}
 	}
 	cl.transport = t
-	return cl
+	return cl, nil
 }
 
 // maxResponseHeaderBytes bounds the response heads net/http reads from an
@@ -97,6 +128,11 @@ func upstreamStatus(err error) (int, string) {
 		return http.StatusGatewayTimeout, "upstream request timeout"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
 		return http.StatusServiceUnavailable, "upstream connect error"
+	case errors.As(err, new(*upstreamTLSError)):
+		// Envoy's words; a handshake that failed is not a connect error:
+		// the upstream is there, but it is not who it should be (or does
+		// not speak TLS). Not retried: another try fails alike.
+		return http.StatusBadGateway, "upstream TLS error"
 	}
 	return http.StatusBadGateway, "upstream error"
 }

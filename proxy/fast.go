@@ -15,11 +15,12 @@ package proxy
 // far replayed: HTTP/1.0, HTTP/2 (prior knowledge), upgrades (WebSocket),
 // Expect, chunked request bodies, Connection options, heads the fast path
 // does not accept (obsolete folding, bare LF, huge heads), requests with no
-// route, h2c clusters. The connection then stays with net/http, so a
+// route, h2c and h2 clusters. The connection then stays with net/http, so a
 // client's later requests on it are served there too.
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -72,6 +73,9 @@ type fastConn struct {
 	bagBuf   []byte // baggage restored from an ingress request (link)
 	spanBuf  spanBuf
 	rd       readDeadline
+	tls      *connTLS // nil on a plaintext listener
+	// closeAfter: the request in hand said Connection: close.
+	closeAfter bool
 	// idle is set while the connection waits for the first byte of a
 	// request: only then may drain wake it, so that no request is cut.
 	idle atomic.Bool
@@ -84,6 +88,9 @@ type handoff struct {
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
+	// given counts the connections handed over, for tests that check
+	// which path served them.
+	given atomic.Int64
 }
 
 func newHandoff(addr net.Addr) *handoff {
@@ -105,6 +112,7 @@ func (h *handoff) Addr() net.Addr { return h.addr }
 // give hands c to net/http; false when the handoff is closed (its
 // snapshot was retired), and c is still the caller's.
 func (h *handoff) give(c net.Conn) bool {
+	h.given.Add(1)
 	select {
 	case h.ch <- c:
 		return true
@@ -285,13 +293,14 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 			break
 		}
 	}
-	if rt == nil || rt.cluster.h2c {
+	if rt == nil || rt.cluster.h2 {
 		return handOff
 	}
 	fc.br.Discard(headLen)
+	fc.closeAfter = ri.close
 
 	st := &fc.st
-	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf, bagBuf: &fc.bagBuf}
+	*st = reqState{listener: l, route: rt, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, buf: &fc.spanBuf, bagBuf: &fc.bagBuf, tls: fc.tls}
 	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
 		st.requestID = string(id)
 	} else {
@@ -430,6 +439,9 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		if fc.req.Underscore && dropUnderscored(str(h.Name), l.underscores) {
 			continue
 		}
+		if fc.tls != nil && h1.EqualFold(h.Name, headerXFCC) && !l.forwardClientXFCC() {
+			continue // never trusted unless forward_client_cert says so
+		}
 		w = appendHeader(w, h.Name, h.Value)
 	}
 	if ri.lengths > 0 {
@@ -446,9 +458,18 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		w = append(append(w, v...), ", "...)
 	}
 	w = st.peer.Addr().AppendTo(w)
-	w = append(w, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
+	if fc.tls == nil {
+		w = append(w, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
+	} else {
+		w = append(w, "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: "...)
+	}
 	w = append(w, st.requestID...)
 	w = append(w, "\r\n"...)
+	if fc.tls != nil && fc.tls.id != nil && l.xfcc == config.XFCCSanitizeSet {
+		w = append(w, headerXFCC+": "...)
+		w = append(w, fc.tls.id.XFCC...)
+		w = append(w, "\r\n"...)
+	}
 	if tracing {
 		for i := range fc.mut.Len() {
 			if k, v, del, final := fc.mut.At(i); final && !del {
@@ -836,6 +857,12 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		// client's connection cannot be reused (RFC 9112 §9.5).
 		w = append(w, "Connection: close\r\n"...)
 		out = closeLinger
+	} else if fc.closeAfter || fc.sock.closing.Load() {
+		// The client asked to close, or tracehop is draining: say so
+		// (RFC 9112 §9.6), as net/http does, so that a client does not
+		// send its next request into a closing connection.
+		w = append(w, "Connection: close\r\n"...)
+		out = closeConn
 	}
 	w = append(w, "\r\n"...)
 	if st.sampled && fc.l.tracer.wantsResponse(st.route) {
@@ -1184,6 +1211,7 @@ type connPool struct {
 	idleTimeout time.Duration
 	reaper      *time.Timer
 	closed      bool
+	tls         *upstreamTLS // nil: plaintext
 }
 
 // upstreamIdleTimeout matches the net/http path's IdleConnTimeout.
@@ -1244,6 +1272,14 @@ const (
 
 // dial opens a new connection, bypassing the idle ones.
 func (p *connPool) dial(d *net.Dialer) (*upstreamConn, error) {
+	if p.tls != nil {
+		tc, raw, err := p.dialTLSRaw(context.Background(), d)
+		if err != nil {
+			return nil, err
+		}
+		// The idle check peeks at the TCP connection under TLS.
+		return &upstreamConn{c: tc, fd: connFD(raw), br: bufio.NewReaderSize(tc, connBufSize), pool: p}, nil
+	}
 	c, err := d.Dial("tcp", p.addr)
 	if err != nil {
 		return nil, err

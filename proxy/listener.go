@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
 // listener is one configured listener as a snapshot built it: its routes,
@@ -54,6 +56,13 @@ type listener struct {
 	// slowPathOnly hands every request to net/http after the fast path's
 	// first checks: the conformance tests run each case through both paths.
 	slowPathOnly bool
+	// tls makes the listener HTTPS (nil: plaintext); see tls.go. A
+	// reload builds it anew, so that certificate settings follow the same
+	// rule as the rest: new connections take the listener in force.
+	tls              *tls.Config
+	handshakeTimeout time.Duration
+	xfcc             string // config.XFCC*
+	tlsFailures      *prometheus.CounterVec
 }
 
 type route struct {
@@ -92,7 +101,8 @@ type reqState struct {
 	start         time.Time
 	upstreamStart time.Time
 	peer          netip.AddrPort
-	peerAddr      string // the address as text, when the connection has it already
+	peerAddr      string   // the address as text, when the connection has it already
+	tls           *connTLS // the client's TLS connection, or nil
 	requestID     string
 	reqBytes      atomic.Int64
 	buf           *spanBuf // the connection's, on the fast path; else pooled
@@ -145,14 +155,21 @@ func stateOf(r *http.Request) *reqState {
 }
 
 // untrustedHeaders are removed from requests on listeners that do not trust
-// their clients: trace context, request id and trace forcing.
-var untrustedHeaders = append(propagation.AllHeaders(), headerRequestID, headerForceTrace, headerClientTraceID)
+// their clients: trace context, request id, trace forcing, and a client
+// certificate's identity (x-forwarded-client-cert) nobody verified here.
+var untrustedHeaders = append(propagation.AllHeaders(), headerRequestID, headerForceTrace, headerClientTraceID, headerXFCC)
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{listener: l, start: time.Now(), peer: peerAddr(r)}
 	if !l.trusted {
 		for _, k := range untrustedHeaders {
 			delete(r.Header, k)
+		}
+	}
+	if r.TLS != nil {
+		st.tls = &connTLS{id: tlsconf.ClientIdentity(r.TLS)}
+		if !l.forwardClientXFCC() {
+			delete(r.Header, headerXFCC)
 		}
 	}
 	refusal := l.sanitize(w, r)
@@ -321,6 +338,9 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 	// the application a little to parse, on every request.
 	pr.Out.Header.Del("X-Forwarded-Host")
 	pr.Out.Header.Set(headerRequestID, st.requestID)
+	if st.tls != nil && st.tls.id != nil && l.xfcc == config.XFCCSanitizeSet {
+		pr.Out.Header.Set(headerXFCC, st.tls.id.XFCC)
+	}
 	if st.traced {
 		l.tracer.inject(st, pr.Out.Header)
 	}

@@ -18,6 +18,9 @@ type metrics struct {
 	reloads    *prometheus.CounterVec
 	lastReload prometheus.Gauge
 	configInfo *prometheus.GaugeVec
+	// tlsFailures counts failed TLS handshakes on listeners, by reason
+	// (tlsconf.Reason*).
+	tlsFailures *prometheus.CounterVec
 }
 
 // newMetrics makes the registry; tracer and stats return the tracer and
@@ -42,9 +45,12 @@ func newMetrics(tracer func() *Tracer, stats func() pipeline.StatsSource) *metri
 			Name: "tracehop_config_info", Help: "The config in force: 1 for its hash (as /config shows it).",
 		}, []string{"hash"}),
 	}
+	m.tlsFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tracehop_tls_handshake_failures_total", Help: "TLS handshakes that failed on a listener, by reason.",
+	}, []string{"listener", "reason"})
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
-	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, m.configInfo,
+	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, m.configInfo, m.tlsFailures,
 		&tracerCollector{tracer: tracer}, &pipelineCollector{stats: stats},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -337,7 +337,7 @@ tracing:
 		}
 		get()
 	}
-	if n := metricValue(t, admin, `tracehop_config_reloads_total{result="failure"}`); n != 5 {
+	if n := adminMetric(t, admin, `tracehop_config_reloads_total{result="failure"}`); n != 5 {
 		t.Errorf("%v failures counted, want 5", n)
 	}
 	os.WriteFile(path, []byte(cfg("", fmt.Sprintf("{name: file, config: {path: %s}}", fileB))), 0o644)
@@ -361,7 +361,7 @@ tracing:
 	if a, b := len(readSpanFile(t, fileA)), len(readSpanFile(t, fileB)); a != 6 || b != 2 {
 		t.Errorf("driver A has %d spans (want 6), B %d (want 2)", a, b)
 	}
-	if n := metricValue(t, admin, `tracehop_config_reloads_total{result="success"}`); n != 1 {
+	if n := adminMetric(t, admin, `tracehop_config_reloads_total{result="success"}`); n != 1 {
 		t.Errorf("%v successes counted, want 1", n)
 	}
 	resp, err := http.Get("http://" + admin + "/config")
@@ -394,8 +394,8 @@ tracing:
 	t.Log("checks done")
 }
 
-// metricValue reads one series from an admin server's /metrics.
-func metricValue(t *testing.T, admin, series string) float64 {
+// adminMetric reads one series from an admin server's /metrics.
+func adminMetric(t *testing.T, admin, series string) float64 {
 	t.Helper()
 	tr := &traced{admin: admin}
 	return tr.metric(t, series)

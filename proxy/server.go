@@ -19,6 +19,7 @@ import (
 
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
 // Server is a running tracehop: its sockets, the admin server, and the
@@ -44,6 +45,9 @@ type Server struct {
 	started  bool
 	retiring sync.WaitGroup // replaced snapshots and removed sockets
 	wg       sync.WaitGroup // accept loops and servers
+	// initErr is what NewServer could not set up (a certificate that no
+	// longer loads since the config was checked): Start returns it.
+	initErr error
 }
 
 // snapshot is one configuration in force: the listeners, clusters, tracer
@@ -87,7 +91,8 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			}
 			return nil
 		})
-	snap := s.build(cfg, opts.Tracer, opts.Pipeline, nil)
+	snap, err := s.build(cfg, opts.Tracer, opts.Pipeline, nil)
+	s.initErr = err
 	s.snap.Store(snap)
 	s.metrics.configInfo.WithLabelValues(snap.hash).Set(1)
 	s.metrics.lastReload.SetToCurrentTime()
@@ -104,14 +109,24 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 
 // build makes the snapshot of cfg. Clusters whose config did not change
 // are prev's, with their pooled connections.
-func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline, prev *snapshot) *snapshot {
+//
+// A certificate or key that does not load (changed since the config was
+// checked) is an error; the snapshot is still whole, with that part
+// plaintext, for NewServer to report at Start.
+func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline, prev *snapshot) (*snapshot, error) {
 	snap := &snapshot{cfg: cfg, hash: configHash(cfg), clusters: map[string]*cluster{}, tracer: tracer, pipeline: p}
+	var errs []error
 	for _, c := range cfg.Clusters {
 		if old := prev.cluster(c.Name); old != nil && reflect.DeepEqual(old.cfg, c) {
 			snap.clusters[c.Name] = old
 			continue
 		}
-		snap.clusters[c.Name] = newCluster(c, s.log)
+		cl, err := newCluster(c, s.log)
+		if err != nil {
+			errs = append(errs, err)
+			cl, _ = newCluster(config.Cluster{Name: c.Name, Endpoints: c.Endpoints, Protocol: config.HTTP1}, s.log)
+		}
+		snap.clusters[c.Name] = cl
 	}
 	for _, lc := range cfg.Listeners {
 		l := &listener{
@@ -120,6 +135,14 @@ func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 			noRoute:     s.metrics.route(lc.Name, "none", "none"),
 			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,
 			underscores: lc.HeadersWithUnderscores, slowPathOnly: s.slowPathOnly,
+			tlsFailures: s.metrics.tlsFailures,
+		}
+		if lc.TLS != nil {
+			tc, err := tlsconf.ServerConfig(lc.TLS, s.log)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("listener %q: %w", lc.Name, err))
+			}
+			l.tls, l.handshakeTimeout, l.xfcc = tc, lc.TLS.HandshakeTimeout, lc.TLS.ForwardClientCert
 		}
 		for i, rc := range lc.Routes {
 			rt := &route{
@@ -147,6 +170,12 @@ func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 		protocols := new(http.Protocols)
 		protocols.SetHTTP1(true)
 		protocols.SetUnencryptedHTTP2(true)
+		if l.tls != nil {
+			// HTTP/2 over TLS: the fast path hands a connection whose
+			// ALPN chose h2 over as the *tls.Conn it is, and net/http
+			// serves it through TLSNextProto.
+			protocols.SetHTTP2(true)
+		}
 		l.srv = &http.Server{
 			Handler:           l,
 			ReadHeaderTimeout: lc.ReadHeaderTimeout,
@@ -157,7 +186,7 @@ func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 		}
 		snap.listeners = append(snap.listeners, l)
 	}
-	return snap
+	return snap, errors.Join(errs...)
 }
 
 func (sn *snapshot) cluster(name string) *cluster {
@@ -184,6 +213,9 @@ type Addr struct {
 // background. If any address cannot be bound, nothing is left listening and
 // the error names the listener.
 func (s *Server) Start() ([]Addr, error) {
+	if s.initErr != nil {
+		return nil, s.initErr
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap := s.snap.Load()
@@ -274,7 +306,10 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 		return errors.New("tracehop is shutting down")
 	}
 	prev := s.snap.Load()
-	next := s.build(cfg, tracer, p, prev)
+	next, err := s.build(cfg, tracer, p, prev)
+	if err != nil {
+		return err
+	}
 
 	// Sockets carry over by address (a port 0 address only by name too:
 	// each binds a new port).

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -54,16 +55,24 @@ func (s *socket) serve() error {
 	}
 }
 
-func (s *socket) track(fc *fastConn, add bool) {
+// track adds fc to the connections drain waits for, or removes it. Once
+// drain has begun, an add is refused (false): the connection (one that
+// finished its TLS handshake just then) is closed unserved, and drain's
+// wait never sees an Add after it started.
+func (s *socket) track(fc *fastConn, add bool) bool {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
 	if add {
+		if s.closing.Load() {
+			return false
+		}
 		s.conns[fc] = struct{}{}
 		s.connsWG.Add(1)
 	} else {
 		delete(s.conns, fc)
 		s.connsWG.Done()
 	}
+	return true
 }
 
 // drain stops the fast path: idle connections close at once, busy ones
@@ -98,13 +107,33 @@ func (s *socket) drain(ctx context.Context) error {
 }
 
 func (s *socket) serveConn(c net.Conn) {
-	fc := &fastConn{sock: s, l: s.cur.Load(), c: c, br: bufio.NewReaderSize(c, connBufSize)}
+	// The listener in force when the connection came: its TLS settings
+	// take the handshake.
+	l := s.cur.Load()
+	var ct *connTLS
+	var tc *tls.Conn
+	if l.tls != nil {
+		var ok bool
+		if tc, ct, ok = l.handshake(c); !ok {
+			return
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			// HTTP/2 (gRPC, browsers) is net/http's, from the start.
+			s.give(l, tc)
+			return
+		}
+		c = tc
+	}
+	fc := &fastConn{sock: s, l: l, c: c, br: bufio.NewReaderSize(c, connBufSize), tls: ct}
 	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		fc.peer = ap.AddrPort()
 		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
 	}
 	fc.peerAddr = fc.peer.Addr().String()
-	s.track(fc, true)
+	if !s.track(fc, true) {
+		c.Close()
+		return
+	}
 	defer s.track(fc, false)
 	for {
 		// The wait for a head runs on the timeouts of the listener that
@@ -127,17 +156,25 @@ func (s *socket) serveConn(c net.Conn) {
 			return
 		case handOff:
 			c.SetReadDeadline(time.Time{})
-			rc := &replayConn{Conn: c, br: fc.br}
-			// A handoff closes when a reload retires its listener: the
-			// connection goes to the one in force.
-			for l := fc.l; !l.handoff.give(rc); l = s.cur.Load() {
-				if s.closing.Load() {
-					c.Close()
-					return
-				}
-				time.Sleep(time.Millisecond)
+			if tc != nil {
+				s.give(fc.l, &tlsReplayConn{replayConn{Conn: c, br: fc.br}, tc})
+			} else {
+				s.give(fc.l, &replayConn{Conn: c, br: fc.br})
 			}
 			return
 		}
+	}
+}
+
+// give hands c to l's net/http server. A handoff closes when a reload
+// retires its listener: the connection goes to the one in force.
+func (s *socket) give(l *listener, c net.Conn) {
+	for !l.handoff.give(c) {
+		if s.closing.Load() {
+			c.Close()
+			return
+		}
+		time.Sleep(time.Millisecond)
+		l = s.cur.Load()
 	}
 }

@@ -480,6 +480,10 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	if st.flags != "" {
 		add("response_flags", st.flags)
 	}
+	if st.tls != nil && st.tls.id != nil {
+		add("tls.client.identity", st.tls.id.Name)
+		add("tls.client.subject", st.tls.id.Subject)
+	}
 	if failed {
 		add("error", "true")
 	}
@@ -572,7 +576,9 @@ func protocolName(r *http.Request) string {
 // max_path_tag_length.
 func (t *Tracer) url(b *spanBuf, v *reqView, st *reqState) string {
 	scheme := "http://"
-	if st.listener.trusted {
+	if st.tls != nil {
+		scheme = "https://"
+	} else if st.listener.trusted {
 		if p := v.header.Get("X-Forwarded-Proto"); p == "https" {
 			scheme = "https://"
 		}

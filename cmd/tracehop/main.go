@@ -162,6 +162,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	fmt.Fprintf(stdout, "%s: config is valid: %d listeners, %d clusters\n", *file, len(cfg.Listeners), len(cfg.Clusters))
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	if !printCertificates(cfg, stdout, stderr) {
+		return exitInvalid
+	}
 	if err := proxy.CheckAddresses(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
@@ -189,6 +195,27 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			d.Name, d.Driver.Path(), strings.Join(caps.Propagation, ", "), ids, caps.Precision)
 	}
 	return exitOK
+}
+
+// printCertificates prints each certificate the config uses: its subject,
+// names and days to expiry, with a warning for one expired or expiring
+// within 30 days. It reports whether every one could be read.
+func printCertificates(cfg *config.Config, stdout, stderr io.Writer) bool {
+	now := time.Now()
+	certs, err := proxy.Certificates(cfg, now)
+	for _, c := range certs {
+		days := int(c.NotAfter.Sub(now).Hours() / 24)
+		fmt.Fprintf(stdout, "%s: %s: %s; names %s; expires %s (%d days)\n", c.Key, c.File, c.Subject,
+			strings.Join(c.Names, ", "), c.NotAfter.UTC().Format(time.DateOnly), days)
+		if c.Warning != "" {
+			fmt.Fprintf(stdout, "warning: %s: %s: the certificate %s\n", c.Key, c.File, c.Warning)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return false
+	}
+	return true
 }
 
 // driverSearch returns where drivers are looked for: -c FILE's
@@ -313,6 +340,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	for _, w := range cfg.Warnings {
+		logger.Warn(w.Msg, "config", w.File, "line", w.Line, "key", w.Key)
+	}
+	if certs, err := proxy.Certificates(cfg, time.Now()); err == nil {
+		for _, c := range certs {
+			if c.Warning != "" {
+				logger.Warn("certificate "+c.Warning, "key", c.Key, "file", c.File, "subject", c.Subject)
+			}
+		}
+	}
 	app, err := proxy.Start(startCtx, cfg, proxy.AppOptions{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain})
 	cancel()
 	if err != nil {

@@ -35,8 +35,11 @@ type Config struct {
 	// File is the path the config was loaded from.
 	File string `yaml:"-"`
 	// Dir is the file's directory, against which relative paths in the
-	// config (plugin_dir, driver path) are resolved.
+	// config (plugin_dir, driver path, certificate files) are resolved.
 	Dir string `yaml:"-"`
+	// Warnings are settings that load but weaken something (TLS
+	// verification turned off): logged at start, printed by validate.
+	Warnings []Problem `yaml:"-"`
 }
 
 // Node names this tracehop: the node_id and zone tags and the local service
@@ -87,6 +90,8 @@ type Listener struct {
 	// Transfer_Encoding, X_Forwarded_For, the trace headers) is dropped:
 	// CGI-style applications read it as the real one.
 	HeadersWithUnderscores string `yaml:"headers_with_underscores"`
+	// TLS makes the listener HTTPS: nil is plaintext.
+	TLS *ListenerTLS `yaml:"tls"`
 }
 
 // What HeadersWithUnderscores may say.
@@ -149,7 +154,8 @@ type HeaderMatch struct {
 // Cluster protocols.
 const (
 	HTTP1 = "http1"
-	H2C   = "h2c"
+	H2C   = "h2c" // HTTP/2 in plaintext (prior knowledge)
+	H2    = "h2"  // HTTP/2 over TLS (ALPN): needs a tls block
 )
 
 // Cluster is a set of upstream endpoints.
@@ -157,8 +163,11 @@ type Cluster struct {
 	Name      string   `yaml:"name"`
 	Endpoints []string `yaml:"endpoints"`
 	Protocol  string   `yaml:"protocol"`
-	// ConnectTimeout defaults to 1s.
+	// ConnectTimeout defaults to 1s. With TLS it bounds the TCP connect
+	// and the handshake together.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// TLS makes tracehop dial the endpoints over TLS: nil is plaintext.
+	TLS *ClusterTLS `yaml:"tls"`
 }
 
 // Tracing configures span generation, propagation and delivery.
@@ -306,6 +315,7 @@ func Parse(path string, raw []byte) (*Config, error) {
 		slices.SortStableFunc(d.problems, func(a, b Problem) int { return a.Line - b.Line })
 		return nil, &Error{Problems: d.problems}
 	}
+	cfg.Warnings = d.warnings
 	return cfg, nil
 }
 
@@ -330,6 +340,9 @@ func (c *Config) applyDefaults() {
 		if l.HeadersWithUnderscores == "" {
 			l.HeadersWithUnderscores = UnderscoresAllow
 		}
+		if l.TLS != nil {
+			l.TLS.applyDefaults(c.Dir)
+		}
 		for j := range l.Routes {
 			if l.Routes[j].Timeout == nil {
 				t := DefaultRouteTimeout
@@ -344,6 +357,9 @@ func (c *Config) applyDefaults() {
 		}
 		if cl.ConnectTimeout == 0 {
 			cl.ConnectTimeout = DefaultConnectTimeout
+		}
+		if cl.TLS != nil {
+			cl.TLS.applyDefaults(c.Dir)
 		}
 	}
 	if t := c.Tracing; t != nil {
@@ -395,8 +411,16 @@ func (c *Config) validate(d *decoder) {
 		for j, ep := range cl.Endpoints {
 			checkAddr(fmt.Sprintf("%s.endpoints[%d]", key, j), ep)
 		}
-		if cl.Protocol != HTTP1 && cl.Protocol != H2C {
-			bad(key+".protocol", "must be http1 or h2c, got %q", cl.Protocol)
+		switch {
+		case cl.Protocol != HTTP1 && cl.Protocol != H2C && cl.Protocol != H2:
+			bad(key+".protocol", "must be http1, h2c or h2, got %q", cl.Protocol)
+		case cl.Protocol == H2 && cl.TLS == nil:
+			bad(key+".protocol", "h2 is HTTP/2 over TLS: add a tls block (tls: {}) or use h2c for HTTP/2 in plaintext")
+		case cl.Protocol == H2C && cl.TLS != nil:
+			bad(key+".protocol", "h2c is HTTP/2 in plaintext, but the cluster has a tls block: use h2 for HTTP/2 over TLS")
+		}
+		if cl.TLS != nil {
+			cl.TLS.validate(key+".tls", d, bad)
 		}
 		if cl.ConnectTimeout < 0 {
 			bad(key+".connect_timeout", "must not be negative")
@@ -467,6 +491,9 @@ func (c *Config) validate(d *decoder) {
 		case UnderscoresAllow, UnderscoresDrop, UnderscoresReject:
 		default:
 			bad(key+".headers_with_underscores", "must be allow, drop or reject, got %q", l.HeadersWithUnderscores)
+		}
+		if l.TLS != nil {
+			l.TLS.validate(key+".tls", d, bad)
 		}
 	}
 	if c.Tracing != nil {

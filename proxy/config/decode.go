@@ -55,11 +55,18 @@ func (e *Error) Error() string {
 type decoder struct {
 	file     string
 	problems []Problem
+	warnings []Problem
 	lines    map[string]int
 }
 
 func (d *decoder) addf(line int, key, format string, args ...any) {
 	d.problems = append(d.problems, Problem{File: d.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warnf records something allowed but risky: the config loads, and
+// tracehop says so at start and in validate.
+func (d *decoder) warnf(line int, key, format string, args ...any) {
+	d.warnings = append(d.warnings, Problem{File: d.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // lineOf returns the line where key was set, or of its nearest parent.

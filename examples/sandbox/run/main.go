@@ -8,6 +8,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tracehop/tracehop/internal/tlstest"
 )
 
 const (
@@ -46,11 +50,15 @@ func main() {
 	propagate := flag.String("propagate", "all", "what service1 forwards: all trace headers, false (none: the trace splits) or request-id (tracehop links it anyway)")
 	encoding := flag.String("encoding", "json", "with -collector jaeger: the zipkin driver's encoding, json or proto")
 	keep := flag.Bool("keep", false, "leave the sandbox running until Ctrl-C")
+	useTLS := flag.Bool("tls", false, "the front proxy on HTTPS and service1 -> service2 over mutual TLS between the sidecars, with certificates the demo makes (file collector only)")
 	bin := flag.String("bin", "bin", "the directory with tracehop, its drivers and sandbox-service")
 	work := flag.String("dir", filepath.Join(os.TempDir(), "tracehop-sandbox"), "where spans and logs go")
 	flag.Parse()
 	if *collector != "file" && *collector != "jaeger" && *collector != "datadog" && *collector != "otlp" {
 		fatalf("-collector must be file, jaeger, otlp or datadog, got %q", *collector)
+	}
+	if *useTLS && *collector != "file" {
+		fatalf("-tls works with -collector file only")
 	}
 	abs, _ := filepath.Abs(*bin)
 	sb := &sandbox{bin: abs, logDir: filepath.Join(*work, "logs")}
@@ -93,6 +101,22 @@ func main() {
 		sb.start("otelcol", nil, strings.TrimSpace(string(out)), "--config=examples/sandbox/otelcol.yaml")
 		sb.waitHTTP(ctx, "http://127.0.0.1:8126/info", "otelcol")
 	}
+	url := frontURL
+	if *useTLS {
+		driverDir = "examples/sandbox/tls"
+		certs := filepath.Join(*work, "certs")
+		ca, err := makeCerts(certs)
+		if err != nil {
+			fatalf("making the demo's certificates: %v", err)
+		}
+		step("made a CA and certificates for the front proxy and both sidecars in %s", certs)
+		env = append(env, "SANDBOX_CERTS="+certs)
+		url = strings.Replace(frontURL, "http://127.0.0.1", "https://localhost", 1)
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+		frontCA = filepath.Join(certs, "ca.crt")
+	}
 	step("starting service2, service1 (propagate=%s), their sidecars and the front proxy", *propagate)
 	sb.start("service2", nil, filepath.Join(sb.bin, "sandbox-service"), "-listen", "127.0.0.1:8081", "-name", "2")
 	sb.start("service1", nil, filepath.Join(sb.bin, "sandbox-service"), "-listen", "127.0.0.1:8080", "-name", "1",
@@ -106,9 +130,15 @@ func main() {
 	} {
 		sb.waitHTTP(ctx, url, name)
 	}
-	fmt.Printf("  front proxy  http://127.0.0.1:8000  (admin http://127.0.0.1:9901/metrics)\n")
-	fmt.Printf("  service1     sidecar in :8100, out :9100 -> app :8080 (admin :9902)\n")
-	fmt.Printf("  service2     sidecar in :8200 -> app :8081 (admin :9903)\n")
+	if *useTLS {
+		fmt.Printf("  front proxy  https://localhost:8000  (admin http://127.0.0.1:9901/metrics; CA %s)\n", frontCA)
+		fmt.Printf("  service1     sidecar in :8100, out :9100 -> app :8080 (admin :9902); to service2's sidecar over mutual TLS\n")
+		fmt.Printf("  service2     sidecar in :8200 (mutual TLS, client_auth: require) -> app :8081 (admin :9903)\n")
+	} else {
+		fmt.Printf("  front proxy  http://127.0.0.1:8000  (admin http://127.0.0.1:9901/metrics)\n")
+		fmt.Printf("  service1     sidecar in :8100, out :9100 -> app :8080 (admin :9902)\n")
+		fmt.Printf("  service2     sidecar in :8200 -> app :8081 (admin :9903)\n")
+	}
 	if *collector != "file" {
 		fmt.Printf("  jaeger       %s (query API; the UI is not part of this build)\n", jaegerURL)
 	}
@@ -126,7 +156,11 @@ func main() {
 		}
 		sb.start("trace-view", nil, filepath.Join(sb.bin, "tracehop"), append([]string{"trace", "view", "-http", viewAddr}, source...)...)
 		sb.waitHTTP(ctx, "http://"+viewAddr+"/", "trace-view")
-		fmt.Printf("\nThe sandbox is up. Try:\n  curl %s\nthen look at the trace in a browser:\n  http://%s/   (reload after a request: spans arrive within 200ms)\nor in the terminal:\n", frontURL, viewAddr)
+		curlArgs := url
+		if *useTLS {
+			curlArgs = "--cacert " + frontCA + " " + url
+		}
+		fmt.Printf("\nThe sandbox is up. Try:\n  curl %s\nthen look at the trace in a browser:\n  http://%s/   (reload after a request: spans arrive within 200ms)\nor in the terminal:\n", curlArgs, viewAddr)
 		if *collector != "file" {
 			fmt.Printf("  ./bin/tracehop trace view -jaeger %s -service front-proxy\n", jaegerURL)
 		} else {
@@ -138,8 +172,8 @@ func main() {
 		return
 	}
 
-	step("curl %s", frontURL)
-	body, err := get(frontURL)
+	step("curl %s", url)
+	body, err := get(url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "  request failed:", err)
 		code = 1
@@ -247,6 +281,36 @@ func (sb *sandbox) waitHTTP(ctx context.Context, url, name string) {
 	}
 	sb.stopAll()
 	fatalf("%s did not answer %s within 30s", name, url)
+}
+
+// frontCA is the demo CA's file, with -tls.
+var frontCA string
+
+// makeCerts makes the demo's CA and a certificate each for the front
+// proxy (localhost), service1's sidecar (its client certificate, a SPIFFE
+// id) and service2's sidecar (service2.sandbox) into dir, and returns the
+// CA's PEM. They are made again on each run and never committed.
+func makeCerts(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ca, err := tlstest.NewCA("tracehop sandbox CA")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ca.WriteCA(dir, "ca"); err != nil {
+		return nil, err
+	}
+	for name, leaf := range map[string]tlstest.Leaf{
+		"front-proxy": tlstest.Localhost("front-proxy"),
+		"service1":    {CommonName: "service1", URIs: []string{"spiffe://sandbox/ns/default/sa/service1"}},
+		"service2":    {CommonName: "service2", DNS: []string{"service2.sandbox"}},
+	} {
+		if _, _, err := ca.WritePair(dir, name, leaf); err != nil {
+			return nil, err
+		}
+	}
+	return ca.CertPEM, nil
 }
 
 func tail(path string) string {
