@@ -213,6 +213,9 @@ func (a *App) ReloadFile(ctx context.Context) error {
 		}
 		return err
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w.Msg, "config", w.File, "line", w.Line, "key", w.Key)
+	}
 	if err := a.Reload(ctx, cfg); err != nil {
 		log.Error("config reload failed: the running config stays in force", "config", a.opts.ConfigFile, "error", err)
 		return err

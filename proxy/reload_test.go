@@ -412,3 +412,44 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TLS follows reloads like the rest: a listener that keeps its port turns
+// HTTPS, and then requires client certificates, for new connections, while
+// a connection established before a change keeps what it negotiated.
+func TestReloadTLS(t *testing.T) {
+	p := newPKI(t)
+	up := newUpstream(t, nil)
+	port := freePort(t)
+	cfg := func(tlsBlock string) string {
+		return fmt.Sprintf(`admin: {address: off}
+listeners:
+  - name: l
+    address: %s
+    direction: ingress
+    routes: [{cluster: up}]
+%sclusters:
+  - {name: up, endpoints: [%s]}
+`, port, tlsBlock, up.addr())
+	}
+	r := startReloadable(t, cfg(""), nil)
+	if code, _ := getBody(t, &http.Client{}, "http://"+port+"/"); code != 200 {
+		t.Fatalf("plaintext before: %d", code)
+	}
+	serverTLS := fmt.Sprintf("    tls: {cert_file: %s, key_file: %s}\n", p.serverCrt, p.srvKey)
+	r.apply(t, cfg(serverTLS), nil)
+	kept := p.client(t, "", "", false) // connects now, keeps its connection
+	if resp, _ := httpsGet(t, kept, "https://"+port+"/", nil); resp.StatusCode != 200 {
+		t.Fatalf("HTTPS after the reload: %d", resp.StatusCode)
+	}
+	mtls := fmt.Sprintf("    tls: {cert_file: %s, key_file: %s, client_ca_file: %s}\n", p.serverCrt, p.srvKey, p.caFile)
+	r.apply(t, cfg(mtls), nil)
+	if resp, _ := httpsGet(t, kept, "https://"+port+"/", nil); resp.StatusCode != 200 {
+		t.Errorf("a connection made before mTLS was required: %d, want it kept", resp.StatusCode)
+	}
+	if _, err := p.client(t, "", "", false).Get("https://" + port + "/"); err == nil {
+		t.Error("a new connection without a client certificate was served after the reload required one")
+	}
+	if resp, _ := httpsGet(t, p.client(t, p.clientCrt, p.cliKey, false), "https://"+port+"/", nil); resp.StatusCode != 200 {
+		t.Errorf("a new connection with a client certificate: %d", resp.StatusCode)
+	}
+}
