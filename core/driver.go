@@ -75,6 +75,10 @@ type Capabilities struct {
 	// egress listener's, or spawn_upstream_span's): a SERVER span is never
 	// joined.
 	SharedSpans bool
+	// SecretKeys are the dotted paths of the driver's config keys whose
+	// values are secrets (sdk.Secret fields; sdk.Serve fills them in): the
+	// host prints them as [REDACTED] wherever it shows the config.
+	SecretKeys []string
 }
 
 // ErrorClass says whether retrying a failed Export can help.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -34,7 +35,7 @@ func (s *Server) adminHandler() http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		snap := s.snap.Load()
-		v := RedactedConfig(snap.cfg)
+		v := RedactedConfig(snap.cfg, snap.tracer.secretKeys()...)
 		if m, ok := v.(map[string]any); ok {
 			m["Hash"] = snap.hash // as tracehop_config_info says it
 		}
@@ -63,8 +64,10 @@ var secretKey = regexp.MustCompile(`(?i)(secret|token|password|passwd|api[_-]?ke
 
 // RedactedConfig returns cfg as plain data with every secret replaced: values of
 // secret-looking keys in drivers' configs, every value of a driver's
-// headers (they carry gateway credentials) and of its environment.
-func RedactedConfig(cfg *config.Config) any {
+// headers (they carry gateway credentials) and of its environment, and the
+// keys each driver declared secret (secretKeys[i] for the i-th driver:
+// core.Capabilities.SecretKeys, its sdk.Secret fields), whatever their names.
+func RedactedConfig(cfg *config.Config, secretKeys ...[]string) any {
 	raw, _ := json.Marshal(cfg)
 	var v map[string]any
 	json.Unmarshal(raw, &v)
@@ -79,7 +82,7 @@ func RedactedConfig(cfg *config.Config) any {
 	if ds, ok := tracing["Drivers"].([]any); ok {
 		drivers = append(drivers, ds...)
 	}
-	for _, d := range drivers {
+	for i, d := range drivers {
 		dm, _ := d.(map[string]any)
 		if env, ok := dm["Env"].(map[string]any); ok {
 			for k := range env {
@@ -87,8 +90,31 @@ func RedactedConfig(cfg *config.Config) any {
 			}
 		}
 		redactMap(dm["Config"], false)
+		if i < len(secretKeys) {
+			for _, key := range secretKeys[i] {
+				redactPath(dm["Config"], strings.Split(key, "."))
+			}
+		}
 	}
 	return v
+}
+
+// redactPath replaces the value at path ("*" for every key of a map).
+func redactPath(v any, path []string) {
+	m, ok := v.(map[string]any)
+	if !ok || len(path) == 0 {
+		return
+	}
+	for k, e := range m {
+		if path[0] != "*" && k != path[0] {
+			continue
+		}
+		if len(path) == 1 {
+			m[k] = Redacted
+		} else {
+			redactPath(e, path[1:])
+		}
+	}
 }
 
 func redactMap(v any, all bool) {

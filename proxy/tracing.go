@@ -45,6 +45,7 @@ type Tracer struct {
 	baggageTags   []string   // baggage members copied onto spans
 	links         *linkTable // nil when link_by_request_id is off
 	counts        *tracerCounts
+	secrets       [][]string // each driver's secret config keys
 	// inflight counts the sampled requests whose spans are not finished:
 	// a reload retires this tracer's pipeline only when it is 0, so that
 	// every span reaches the drivers in force when its request began.
@@ -139,6 +140,9 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		t.respTags = t.respTags || ct.ResponseHeader != nil
 	}
 	t.baggageTags = tc.BaggageTags
+	for _, c := range opts.Capabilities {
+		t.secrets = append(t.secrets, c.SecretKeys)
+	}
 	t.counts = new(tracerCounts)
 	if prev := opts.Previous; prev != nil {
 		t.counts = prev.counts
@@ -150,6 +154,14 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		t.links = newLinkTable(65536)
 	}
 	return t, nil
+}
+
+// secretKeys returns each driver's secret config keys (nil for no tracer).
+func (t *Tracer) secretKeys() [][]string {
+	if t == nil {
+		return nil
+	}
+	return t.secrets
 }
 
 // Formats returns the propagation formats in use.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,6 +19,9 @@ import (
 // errors that name the key; if dst has a Validate() error method, it runs
 // last. An empty or null config leaves the defaults alone.
 func DecodeConfig(raw []byte, dst any) error {
+	decodedSecrets.Lock()
+	decodedSecrets.keys = SecretKeys(dst)
+	decodedSecrets.Unlock()
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
@@ -176,4 +180,62 @@ func (p *Problems) Err() error {
 		return nil
 	}
 	return errors.New(strings.Join(p.list, "; "))
+}
+
+// SecretKeys returns the dotted paths of the sdk.Secret fields of cfg's
+// type (a config struct or a pointer to one), by their json names: "token"
+// for a Secret field, "auth.license" for one in a nested struct,
+// "headers.*" for every value of a map of Secrets. sdk.Serve tells the
+// host these keys (DecodeConfig records them), so that tracehop prints
+// their values as [REDACTED] wherever it shows the config, whatever the
+// keys are called.
+func SecretKeys(cfg any) []string {
+	var out []string
+	collectSecrets(reflect.TypeOf(cfg), "", &out, 0)
+	return out
+}
+
+var secretType = reflect.TypeFor[Secret]()
+
+func collectSecrets(t reflect.Type, prefix string, out *[]string, depth int) {
+	if t == nil || depth > 8 {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == secretType:
+		*out = append(*out, prefix)
+	case t.Kind() == reflect.Map && t.Elem() == secretType:
+		*out = append(*out, joinKey(prefix, "*"))
+	case t.Kind() == reflect.Struct:
+		for f := range t.Fields() {
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			collectSecrets(f.Type, joinKey(prefix, name), out, depth+1)
+		}
+	}
+}
+
+func joinKey(prefix, k string) string {
+	if prefix == "" {
+		return k
+	}
+	return prefix + "." + k
+}
+
+// decodedSecrets are the secret keys of the last config DecodeConfig
+// decoded: sdk.Serve passes them to the host with the capabilities.
+var decodedSecrets struct {
+	sync.Mutex
+	keys []string
 }

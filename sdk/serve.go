@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,6 +131,13 @@ func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.configured = true
+	decodedSecrets.Lock()
+	for _, k := range decodedSecrets.keys {
+		if !slices.Contains(caps.SecretKeys, k) {
+			caps.SecretKeys = append(caps.SecretKeys, k)
+		}
+	}
+	decodedSecrets.Unlock()
 	return &wire.ConfigureResponse{Capabilities: wire.CapabilitiesToWire(caps)}, nil
 }
 

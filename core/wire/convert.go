@@ -15,7 +15,7 @@ func CapabilitiesToWire(c core.Capabilities) *Capabilities {
 	case c.Precision >= time.Microsecond:
 		p = Precision_PRECISION_MICROSECOND
 	}
-	return &Capabilities{Propagation: c.Propagation, TraceId_128Bit: c.TraceID128, Precision: p, SharedSpans: c.SharedSpans}
+	return &Capabilities{Propagation: c.Propagation, TraceId_128Bit: c.TraceID128, Precision: p, SharedSpans: c.SharedSpans, SecretKeys: c.SecretKeys}
 }
 
 // CapabilitiesFromWire converts the wire message back; a nil message means a
@@ -24,7 +24,7 @@ func CapabilitiesFromWire(w *Capabilities) core.Capabilities {
 	if w == nil {
 		return core.Capabilities{Precision: time.Nanosecond}
 	}
-	c := core.Capabilities{Propagation: w.Propagation, TraceID128: w.TraceId_128Bit, Precision: time.Nanosecond, SharedSpans: w.SharedSpans}
+	c := core.Capabilities{Propagation: w.Propagation, TraceID128: w.TraceId_128Bit, Precision: time.Nanosecond, SharedSpans: w.SharedSpans, SecretKeys: w.SecretKeys}
 	switch w.Precision {
 	case Precision_PRECISION_MICROSECOND:
 		c.Precision = time.Microsecond

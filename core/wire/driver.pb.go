@@ -215,7 +215,11 @@ type Capabilities struct {
 	TraceId_128Bit bool      `protobuf:"varint,2,opt,name=trace_id_128bit,json=traceId128bit,proto3" json:"trace_id_128bit,omitempty"`
 	Precision      Precision `protobuf:"varint,3,opt,name=precision,proto3,enum=tracehop.driver.v1.Precision" json:"precision,omitempty"`
 	// The driver asks for Zipkin's shared-span model (core.Capabilities).
-	SharedSpans   bool `protobuf:"varint,4,opt,name=shared_spans,json=sharedSpans,proto3" json:"shared_spans,omitempty"`
+	SharedSpans bool `protobuf:"varint,4,opt,name=shared_spans,json=sharedSpans,proto3" json:"shared_spans,omitempty"`
+	// The keys of the driver's config (dotted paths, such as
+	// "auth.license") whose values are secrets: the host redacts them
+	// wherever it shows the config, whatever their names.
+	SecretKeys    []string `protobuf:"bytes,5,rep,name=secret_keys,json=secretKeys,proto3" json:"secret_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +280,13 @@ func (x *Capabilities) GetSharedSpans() bool {
 		return x.SharedSpans
 	}
 	return false
+}
+
+func (x *Capabilities) GetSecretKeys() []string {
+	if x != nil {
+		return x.SecretKeys
+	}
+	return nil
 }
 
 type ConfigureResponse struct {
@@ -534,12 +545,14 @@ const file_driver_proto_rawDesc = "" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x120\n" +
-	"\x04host\x18\x02 \x01(\v2\x1c.tracehop.driver.v1.HostInfoR\x04host\"\xb8\x01\n" +
+	"\x04host\x18\x02 \x01(\v2\x1c.tracehop.driver.v1.HostInfoR\x04host\"\xd9\x01\n" +
 	"\fCapabilities\x12 \n" +
 	"\vpropagation\x18\x01 \x03(\tR\vpropagation\x12&\n" +
 	"\x0ftrace_id_128bit\x18\x02 \x01(\bR\rtraceId128bit\x12;\n" +
 	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\x12!\n" +
-	"\fshared_spans\x18\x04 \x01(\bR\vsharedSpans\"Y\n" +
+	"\fshared_spans\x18\x04 \x01(\bR\vsharedSpans\x12\x1f\n" +
+	"\vsecret_keys\x18\x05 \x03(\tR\n" +
+	"secretKeys\"Y\n" +
 	"\x11ConfigureResponse\x12D\n" +
 	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\"_\n" +
 	"\rExportRequest\x12\x19\n" +

@@ -1,12 +1,17 @@
 package drivertest_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
 // TestKitCatchesEveryBug runs the kit on the mutant driver once per bug
@@ -65,4 +70,21 @@ func tail(s string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// A driver's sdk.Secret fields reach the host as secret keys through the
+// plugin protocol, whatever their names, so that tracehop redacts them.
+func TestSecretKeysReachTheHost(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tracehop-driver-mutant")
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/sdk/drivertest/internal/mutant/cmd/tracehop-driver-mutant", bin); err != nil {
+		t.Fatal(err)
+	}
+	d, err := plugin.Start(context.Background(), plugin.Spec{Name: "mutant", Path: bin, Config: []byte(`{"endpoint": "http://127.0.0.1:1/", "license": "s3cr3t"}`)}, plugin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(context.Background())
+	if keys := d.Capabilities().SecretKeys; !slices.Contains(keys, "license") {
+		t.Fatalf("secret keys %v: want license", keys)
+	}
 }
