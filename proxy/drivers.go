@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/tracehop/tracehop/core"
@@ -51,7 +52,7 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 				Host:   HostInfo(cfg),
 				Logger: logger,
 			})
-			errs[i] = err
+			errs[i] = placed(cfg, i, err)
 			started[i] = StartedDriver{Name: d.Name, Driver: drv}
 		})
 	}
@@ -61,6 +62,25 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 		return nil, &DriverError{Err: err}
 	}
 	return started, nil
+}
+
+// placed turns a driver's refusal of its config into problems at the YAML
+// lines of the keys it names (tracehop.yaml:17:
+// tracing.driver.config.endpont: unknown key ...), when the driver names
+// them (the SDK's DecodeConfig and Problems do).
+func placed(cfg *config.Config, i int, err error) error {
+	var ce *plugin.ConfigError
+	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+		return err
+	}
+	out := &config.Error{}
+	for _, p := range ce.Problems {
+		key := cfg.DriverKey(i) + ".config." + p.Key
+		file, line := cfg.Place(key)
+		out.Problems = append(out.Problems, config.Problem{File: file, Line: line, Key: key, Msg: fmt.Sprintf("%s (driver %q)", p.Message, ce.Driver)})
+	}
+	slices.SortStableFunc(out.Problems, func(a, b config.Problem) int { return a.Line - b.Line })
+	return out
 }
 
 // DriverError reports drivers that could not be started: not found, not a

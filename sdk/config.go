@@ -15,20 +15,32 @@ import (
 
 // DecodeConfig decodes a driver's raw config (the JSON the host sends to
 // Configure) strictly into dst, a pointer to the driver's config struct with
-// json tags and its defaults already set. Unknown keys and wrong types are
-// errors that name the key; if dst has a Validate() error method, it runs
-// last. An empty or null config leaves the defaults alone.
+// json tags and its defaults already set. Every problem is reported at once,
+// each naming its key: unknown keys (with the nearest valid one: "did you
+// mean"), values of the wrong type; then, if dst has a Validate() error
+// method and the decoding went well, its problems. The error is a
+// *ConfigError, which tracehop turns into one line per problem at the YAML
+// line of the key. An empty or null config leaves the defaults alone.
 func DecodeConfig(raw []byte, dst any) error {
 	decodedSecrets.Lock()
 	decodedSecrets.keys = SecretKeys(dst)
 	decodedSecrets.Unlock()
 	raw = bytes.TrimSpace(raw)
+	var ce ConfigError
 	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(dst); err != nil {
-			return decodeError(err, dst)
+		if !json.Valid(raw) {
+			var v any
+			err := json.Unmarshal(raw, &v)
+			var syntaxErr *json.SyntaxError
+			if errors.As(err, &syntaxErr) {
+				return fmt.Errorf("config is not valid JSON at byte %d: %v", syntaxErr.Offset, err)
+			}
+			return fmt.Errorf("config is not valid JSON: %v", err)
 		}
+		decodeInto(raw, reflect.ValueOf(dst), "", &ce)
+	}
+	if len(ce.Problems) > 0 {
+		return &ce
 	}
 	if v, ok := dst.(interface{ Validate() error }); ok {
 		return v.Validate()
@@ -36,23 +48,168 @@ func DecodeConfig(raw []byte, dst any) error {
 	return nil
 }
 
-func decodeError(err error, dst any) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return fmt.Errorf("config: must be a map of settings, got %s", typeErr.Value)
+// ConfigError lists every problem of a driver's config, each with its key
+// (a dotted path inside the driver's config block). DecodeConfig and
+// Problems.Err return it; sdk.Serve passes the keys to tracehop, which
+// prints each problem at its line of the YAML file.
+type ConfigError struct {
+	Problems []ConfigProblem
+}
+
+// ConfigProblem is one problem with one key.
+type ConfigProblem struct {
+	Key, Message string
+}
+
+func (e *ConfigError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Key + ": " + p.Message
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e *ConfigError) add(key, format string, args ...any) {
+	e.Problems = append(e.Problems, ConfigProblem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// decodeInto decodes raw into v key by key, so that one bad key does not
+// hide the next: a struct's keys are matched to its json fields (unknown
+// ones reported), and each value decoded on its own.
+func decodeInto(raw json.RawMessage, v reflect.Value, key string, ce *ConfigError) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
 		}
-		return fmt.Errorf("%s: expected %s, got %s", typeErr.Field, describeType(typeErr.Type), typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("config is not valid JSON at byte %d: %v", syntaxErr.Offset, err)
+		v = v.Elem()
 	}
-	msg := err.Error()
-	if key, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return fmt.Errorf("%s: unknown key (valid keys: %s)", strings.Trim(key, `"`), strings.Join(jsonKeys(dst), ", "))
+	if v.Kind() != reflect.Struct || reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
+		if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
+			ce.add(cmpKey(key), "%s", typeProblem(err, v.Type()))
+		}
+		return
 	}
-	return errors.New(strings.TrimPrefix(msg, "json: "))
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		if key == "" {
+			ce.add("config", "must be a map of settings, got %s", jsonKind(raw))
+		} else {
+			ce.add(key, "expected a map, got %s", jsonKind(raw))
+		}
+		return
+	}
+	byName := map[string]int{}
+	var names []string
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		byName[name] = i
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		i, ok := byName[k]
+		if !ok {
+			if near := nearest(k, names); near != "" {
+				ce.add(joinKey(key, k), "unknown key (did you mean %q? valid keys: %s)", near, strings.Join(names, ", "))
+			} else {
+				ce.add(joinKey(key, k), "unknown key (valid keys: %s)", strings.Join(names, ", "))
+			}
+			continue
+		}
+		decodeInto(fields[k], v.Field(i), joinKey(key, k), ce)
+	}
+}
+
+func cmpKey(key string) string {
+	if key == "" {
+		return "config"
+	}
+	return key
+}
+
+func typeProblem(err error, t reflect.Type) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		want := t
+		if typeErr.Type != nil {
+			want = typeErr.Type
+		}
+		return fmt.Sprintf("expected %s, got %s", describeType(want), typeErr.Value)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func jsonKind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// nearest returns the name closest to k within an edit distance of 2 (or
+// sharing a prefix of 4), or "".
+func nearest(k string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		d := editDistance(strings.ToLower(k), strings.ToLower(n))
+		if d < bestD || d == bestD && best == "" {
+			best, bestD = n, d
+		}
+	}
+	if best != "" && bestD <= 2 {
+		return best
+	}
+	for _, n := range names {
+		if len(k) >= 4 && len(n) >= 4 && strings.HasPrefix(n, k[:4]) {
+			return n
+		}
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func describeType(t reflect.Type) string {
@@ -165,21 +322,23 @@ func (s *Secret) UnmarshalJSON(b []byte) error {
 // Problems collects every problem in a config so that Validate can report
 // them all at once, each naming its key.
 type Problems struct {
-	list []string
+	e ConfigError
 }
 
-// Add records a problem with key.
+// Add records a problem with key (a dotted path inside the driver's config
+// block, such as "endpoint" or "tls.ca_file").
 func (p *Problems) Add(key, format string, args ...any) {
-	p.list = append(p.list, key+": "+fmt.Sprintf(format, args...))
+	p.e.add(key, format, args...)
 }
 
-// Err returns nil when nothing was added, else one error listing every
-// problem.
+// Err returns nil when nothing was added, else a *ConfigError listing
+// every problem.
 func (p *Problems) Err() error {
-	if len(p.list) == 0 {
+	if len(p.e.Problems) == 0 {
 		return nil
 	}
-	return errors.New(strings.Join(p.list, "; "))
+	e := p.e
+	return &e
 }
 
 // SecretKeys returns the dotted paths of the sdk.Secret fields of cfg's

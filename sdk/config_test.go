@@ -1,6 +1,8 @@
 package sdk_test
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +43,24 @@ func TestDecodeConfigNamesTheKey(t *testing.T) {
 	}
 	if s := c.Token.String(); s != "[REDACTED]" {
 		t.Errorf("a secret prints as %q", s)
+	}
+}
+
+// Every problem at once, each with its key, and the nearest valid key for
+// a typo.
+func TestDecodeConfigReportsEveryProblem(t *testing.T) {
+	var c testConfig
+	err := sdk.DecodeConfig([]byte(`{"timout": "5s", "count": "x", "nested": {"flg": true}}`), &c)
+	var ce *sdk.ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *sdk.ConfigError", err)
+	}
+	want := []sdk.ConfigProblem{
+		{Key: "count", Message: "expected a whole number, got string"},
+		{Key: "nested.flg", Message: `unknown key (did you mean "flag"? valid keys: flag)`},
+		{Key: "timout", Message: `unknown key (did you mean "timeout"? valid keys: count, nested, timeout, token)`},
+	}
+	if !slices.Equal(ce.Problems, want) {
+		t.Fatalf("problems:\n%q\nwant:\n%q", ce.Problems, want)
 	}
 }

@@ -55,7 +55,7 @@ func Example() {
 	fmt.Println(d.counts["svc:front-proxy"], d.counts["svc:service1"])
 	d.Shutdown(ctx)
 	// Output:
-	// bad config: prefx: unknown key (valid keys: prefix)
+	// bad config: prefx: unknown key (did you mean "prefix"? valid keys: prefix)
 	// reads: [b3]
 	// 1 2
 }

@@ -128,7 +128,20 @@ func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *
 		if c, marked := core.ClassOf(err); marked && c == core.ClassRetryable {
 			return nil, status.Error(codes.Aborted, err.Error())
 		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		st := status.New(codes.InvalidArgument, err.Error())
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			// The keys, so that tracehop can say where in its YAML each
+			// problem is.
+			br := &errdetails.BadRequest{}
+			for _, p := range ce.Problems {
+				br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: p.Key, Description: p.Message})
+			}
+			if withDetails, derr := st.WithDetails(br); derr == nil {
+				st = withDetails
+			}
+		}
+		return nil, st.Err()
 	}
 	s.configured = true
 	decodedSecrets.Lock()

@@ -327,10 +327,37 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
 				"a driver must not wait on its collector while configuring", name, d.opts.ConfigureTimeout))
 		default:
-			return fail(fmt.Errorf("driver %q rejected its config: %s", name, st.Message()))
+			ce := &ConfigError{Driver: name, Message: st.Message()}
+			for _, d := range st.Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					for _, v := range br.GetFieldViolations() {
+						ce.Problems = append(ce.Problems, ConfigProblem{Key: v.GetField(), Message: v.GetDescription()})
+					}
+				}
+			}
+			return fail(ce)
 		}
 	}
 	return in, wire.CapabilitiesFromWire(resp.Capabilities), nil
+}
+
+// ConfigError is a driver's refusal of its config. Problems, when the
+// driver was built with the SDK's DecodeConfig or Problems, name each key
+// (a dotted path inside the driver's config block), so that the host can
+// say where each is in its YAML file.
+type ConfigError struct {
+	Driver   string
+	Message  string
+	Problems []ConfigProblem
+}
+
+// ConfigProblem is one problem with one key of a driver's config.
+type ConfigProblem struct {
+	Key, Message string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("driver %q rejected its config: %s", e.Driver, e.Message)
 }
 
 func (d *Driver) host() core.HostInfo {

@@ -40,6 +40,26 @@ type Config struct {
 	// Warnings are settings that load but weaken something (TLS
 	// verification turned off): logged at start, printed by validate.
 	Warnings []Problem `yaml:"-"`
+
+	lines map[string]int // the line of every key set in the file
+}
+
+// Place returns where key (a dotted path, as problems name keys, such as
+// "tracing.driver.config.endpoint") was set: the file and the line of the
+// key, or of its nearest parent that the file sets (the keys inside a
+// driver's config block are known to the line of its top-level keys).
+func (c *Config) Place(key string) (file string, line int) {
+	d := decoder{lines: c.lines}
+	return c.File, d.lineOf(key)
+}
+
+// DriverKey is the key of the i-th driver of AllDrivers: tracing.driver,
+// or tracing.drivers[i].
+func (c *Config) DriverKey(i int) string {
+	if c.Tracing != nil && c.Tracing.Driver != nil {
+		return "tracing.driver"
+	}
+	return fmt.Sprintf("tracing.drivers[%d]", i)
 }
 
 // Node names this tracehop: the node_id and zone tags and the local service
@@ -316,6 +336,7 @@ func Parse(path string, raw []byte) (*Config, error) {
 		return nil, &Error{Problems: d.problems}
 	}
 	cfg.Warnings = d.warnings
+	cfg.lines = d.lines
 	return cfg, nil
 }
 
