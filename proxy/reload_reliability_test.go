@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,7 +189,13 @@ tracing:
 	stop := make(chan struct{})
 	const rate = 500
 	extraOn := atomic.Bool{}
+	// What tracehop holds before any load: what it holds after, once the
+	// load's connections are closed, must not have grown.
+	upPorts := []int{up1.Listener.Addr().(*net.TCPAddr).Port, up2.Listener.Addr().(*net.TCPAddr).Port}
+	fds0, goroutines0 := countFDs(tr.proc.cmd.Process.Pid, upPorts...), tr.metric(t, "go_goroutines")
+	loaderDone := make(chan struct{})
 	go func() {
+		defer close(loaderDone)
 		tick := time.NewTicker(time.Second / rate)
 		defer tick.Stop()
 		for i := 0; ; i++ {
@@ -212,7 +219,6 @@ tracing:
 
 	total := chaosDur(20*time.Second, 60*time.Second)
 	interval := total / time.Duration(reloads+1)
-	fds0, goroutines0 := 0, 0.0
 	type window struct {
 		sent, done time.Time
 		sink       string // in force from done on
@@ -224,9 +230,6 @@ tracing:
 	}
 	for i, st := range stages[1:] {
 		time.Sleep(interval)
-		if i == 1 {
-			fds0, goroutines0 = countFDs(tr.proc.cmd.Process.Pid), tr.metric(t, "go_goroutines")
-		}
 		before := attempts()
 		if st.what == "listener removed" {
 			extraOn.Store(false)
@@ -251,9 +254,11 @@ tracing:
 	}
 	time.Sleep(interval)
 	close(stop)
+	<-loaderDone
 	wg.Wait()
-	time.Sleep(time.Second) // the last retirement
-	fds1, goroutines1 := countFDs(tr.proc.cmd.Process.Pid), tr.metric(t, "go_goroutines")
+	client.CloseIdleConnections()
+	time.Sleep(time.Second) // the last retirement; tracehop sees the closes
+	fds1, goroutines1 := countFDs(tr.proc.cmd.Process.Pid, upPorts...), tr.metric(t, "go_goroutines")
 	driverProcs := len(childPids(tr.proc.cmd.Process.Pid))
 	failures := tr.metric(t, `tracehop_config_reloads_total{result="failure"}`)
 	tr.proc.stop(t) // flushes the drivers in force
@@ -350,9 +355,36 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-func countFDs(pid int) int {
+// countFDs counts pid's open descriptors but its TCP connections to the
+// given remote ports: pooled upstream connections stay open (idle up to
+// 90 s) by design, and their number follows the load, not the reloads.
+func countFDs(pid int, exceptPorts ...int) int {
+	remote := map[string]int{} // socket inode -> remote port
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
+			}
+			_, port, _ := strings.Cut(f[2], ":")
+			var p int
+			fmt.Sscanf(port, "%X", &p)
+			remote[f[9]] = p
+		}
+	}
 	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	return len(entries)
+	n := 0
+	for _, e := range entries {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); ok {
+			if p, ok := remote[strings.TrimSuffix(inode, "]")]; ok && slices.Contains(exceptPorts, p) {
+				continue
+			}
+		}
+		n++
+	}
+	return n
 }
 
 // childPids lists the processes whose parent is pid.
