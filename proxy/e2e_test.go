@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracehop/tracehop/drivers/otlp/otlptest"
+	"github.com/tracehop/tracehop/sdk/drivertest/otlpreceiver"
 )
 
 // The end-to-end suite (make e2e): the sandbox with the zipkin driver,
@@ -583,14 +583,14 @@ func spanCounters(t *testing.T, sb *sandbox, metric string) map[string]float64 {
 }
 
 // Through tracehop and the otlp driver's process into a receiver that
-// answers as told (otlptest: the OTLP protos, the real wire format; no real
+// answers as told (otlpreceiver: the OTLP protos, the real wire format; no real
 // back end can be made to throttle or refuse on demand): a 429 with
 // Retry-After: 2 holds the batch back at least 2 seconds, and a partial
 // success shows in tracehop's drop metrics as rejected.
 func TestE2EOTLPThrottleAndPartialSuccess(t *testing.T) {
-	r := otlptest.Start(t, nil)
-	r.FailNext(otlptest.Fault{Status: 429, RetryAfter: 2 * time.Second, Message: "slow down"},
-		otlptest.Fault{Rejected: 1, Message: "1 span too old"})
+	r := otlpreceiver.Start(t, nil)
+	r.FailNext(otlpreceiver.Fault{Status: 429, RetryAfter: 2 * time.Second, Message: "slow down"},
+		otlpreceiver.Fault{Rejected: 1, Message: "1 span too old"})
 	sb := startSandboxWith(t, "all", "otlp", "  driver: {name: otlp, config: {protocol: http/protobuf, endpoint: \""+r.HTTPURL+"\"}}\n")
 	start := time.Now()
 	get(t, "http://"+sb.frontAddr+"/trace/1")

@@ -3,15 +3,15 @@ package otlp_test
 import (
 	"testing"
 
-	"github.com/tracehop/tracehop/drivers/otlp/otlptest"
 	"github.com/tracehop/tracehop/sdk/drivertest"
+	"github.com/tracehop/tracehop/sdk/drivertest/otlpreceiver"
 )
 
 // BenchmarkDriver: spans/s through the otlp driver's process, and its peak
 // memory under a sustained 10,000 spans/s, into a local OTLP/gRPC receiver.
 func BenchmarkDriver(b *testing.B) {
 	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
-		r := otlptest.Start(b, nil)
+		r := otlpreceiver.Start(b, nil)
 		return map[string]any{"endpoint": r.GRPCAddr, "tls": map[string]any{"insecure": true}}
 	})
 }
@@ -19,7 +19,7 @@ func BenchmarkDriver(b *testing.B) {
 // BenchmarkDriverHTTP is BenchmarkDriver over OTLP/HTTP (protobuf).
 func BenchmarkDriverHTTP(b *testing.B) {
 	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
-		r := otlptest.Start(b, nil)
+		r := otlpreceiver.Start(b, nil)
 		return map[string]any{"protocol": "http/protobuf", "endpoint": r.HTTPURL}
 	})
 }

@@ -23,21 +23,21 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/tracehop/tracehop/drivers/otlp"
-	"github.com/tracehop/tracehop/drivers/otlp/otlptest"
 	"github.com/tracehop/tracehop/sdk"
 	"github.com/tracehop/tracehop/sdk/drivertest"
+	"github.com/tracehop/tracehop/sdk/drivertest/otlpreceiver"
 )
 
 // protocols are the two transports, each with the config that points the
 // driver at a receiver.
 var protocols = []struct {
 	name   string
-	config func(r *otlptest.Receiver) map[string]any
+	config func(r *otlpreceiver.Receiver) map[string]any
 }{
-	{"grpc", func(r *otlptest.Receiver) map[string]any {
+	{"grpc", func(r *otlpreceiver.Receiver) map[string]any {
 		return map[string]any{"endpoint": r.GRPCAddr, "tls": map[string]any{"insecure": true}}
 	}},
-	{"http", func(r *otlptest.Receiver) map[string]any {
+	{"http", func(r *otlpreceiver.Receiver) map[string]any {
 		return map[string]any{"protocol": "http/protobuf", "endpoint": r.HTTPURL}
 	}},
 }
@@ -50,27 +50,17 @@ func TestConformance(t *testing.T) {
 				New:         func() sdk.Driver { return otlp.New() },
 				MainPackage: "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp",
 				Backend: func(t *testing.T) drivertest.Backend {
-					r := otlptest.Start(t, nil)
-					// The driver reaches the receiver through a gate
-					// that can make it unreachable or unresponsive.
-					addr := r.GRPCAddr
-					if p.name == "http" {
-						addr = strings.TrimSuffix(strings.TrimPrefix(r.HTTPURL, "http://"), "/v1/traces")
-					}
-					g := drivertest.NewGate(t, addr)
-					cfg := p.config(r)
-					if p.name == "http" {
-						cfg["endpoint"] = "http://" + g.Addr() + "/v1/traces"
-					} else {
-						cfg["endpoint"] = g.Addr()
-					}
-					// The kit compares the proxy's own tags and span
-					// names; both keeps them beside the OTel names.
-					cfg["attribute_names"] = "both"
-					return drivertest.Backend{
-						Config: cfg, Received: r.Spans, TraceIDs: r.TraceIDs,
-						Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
-					}
+					proto := map[string]string{"grpc": "grpc", "http": "http/protobuf"}[p.name]
+					return otlpreceiver.Start(t, nil).Backend(t, proto, func(endpoint string) map[string]any {
+						cfg := map[string]any{"endpoint": endpoint, "protocol": proto, "tls": map[string]any{"insecure": true}}
+						if proto != "grpc" {
+							delete(cfg, "tls")
+						}
+						// The kit compares the proxy's own tags and span
+						// names; both keeps them beside the OTel names.
+						cfg["attribute_names"] = "both"
+						return cfg
+					})
 				},
 				Invalid: []drivertest.InvalidConfig{
 					{Name: "protocol", Config: map[string]any{"protocol": "thrift"}, Key: "protocol"},
@@ -108,7 +98,7 @@ func attrs(kvs []*commonpb.KeyValue) map[string]*commonpb.AnyValue {
 func TestMapping(t *testing.T) {
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
-			r := otlptest.Start(t, nil)
+			r := otlpreceiver.Start(t, nil)
 			d := otlp.NewWithEnv(func(string) string { return "" })
 			cfg := p.config(r)
 			cfg["resource"] = map[string]any{"deployment.environment.name": "test"}
@@ -187,7 +177,7 @@ func TestMapping(t *testing.T) {
 func TestInvalidUTF8IsRepaired(t *testing.T) {
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
-			r := otlptest.Start(t, nil)
+			r := otlpreceiver.Start(t, nil)
 			d := otlp.NewWithEnv(func(string) string { return "" })
 			configure(t, d, p.config(r), sdk.HostInfo{})
 			s := drivertest.Spans(1, 1)[0]
@@ -224,29 +214,29 @@ func TestErrorClasses(t *testing.T) {
 	cases := []struct {
 		name  string
 		proto string
-		fault otlptest.Fault
+		fault otlpreceiver.Fault
 		want  want
 	}{
-		{"unavailable", "grpc", otlptest.Fault{Code: codes.Unavailable}, want{}},
-		{"unavailable with RetryInfo", "grpc", otlptest.Fault{Code: codes.Unavailable, RetryAfter: 3 * time.Second}, want{delay: 3 * time.Second}},
-		{"resource exhausted with RetryInfo", "grpc", otlptest.Fault{Code: codes.ResourceExhausted, RetryAfter: 2 * time.Second}, want{delay: 2 * time.Second}},
-		{"resource exhausted without", "grpc", otlptest.Fault{Code: codes.ResourceExhausted}, want{permanent: true}},
-		{"invalid argument", "grpc", otlptest.Fault{Code: codes.InvalidArgument, Message: "bad span"}, want{permanent: true}},
-		{"unauthenticated", "grpc", otlptest.Fault{Code: codes.Unauthenticated}, want{permanent: true}},
-		{"deadline", "grpc", otlptest.Fault{Code: codes.DeadlineExceeded}, want{}},
-		{"partial success", "grpc", otlptest.Fault{Rejected: 2, Message: "2 spans too old"}, want{rejected: 2}},
-		{"429 Retry-After", "http", otlptest.Fault{Status: 429, RetryAfter: 4 * time.Second}, want{delay: 4 * time.Second}},
-		{"503", "http", otlptest.Fault{Status: 503}, want{}},
-		{"502", "http", otlptest.Fault{Status: 502}, want{}},
-		{"504", "http", otlptest.Fault{Status: 504}, want{}},
-		{"400", "http", otlptest.Fault{Status: 400, Message: "bad span"}, want{permanent: true}},
-		{"500", "http", otlptest.Fault{Status: 500}, want{permanent: true}},
-		{"401", "http", otlptest.Fault{Status: 401}, want{permanent: true}},
-		{"partial success", "http", otlptest.Fault{Rejected: 3, Message: "3 spans too old"}, want{rejected: 3}},
+		{"unavailable", "grpc", otlpreceiver.Fault{Code: codes.Unavailable}, want{}},
+		{"unavailable with RetryInfo", "grpc", otlpreceiver.Fault{Code: codes.Unavailable, RetryAfter: 3 * time.Second}, want{delay: 3 * time.Second}},
+		{"resource exhausted with RetryInfo", "grpc", otlpreceiver.Fault{Code: codes.ResourceExhausted, RetryAfter: 2 * time.Second}, want{delay: 2 * time.Second}},
+		{"resource exhausted without", "grpc", otlpreceiver.Fault{Code: codes.ResourceExhausted}, want{permanent: true}},
+		{"invalid argument", "grpc", otlpreceiver.Fault{Code: codes.InvalidArgument, Message: "bad span"}, want{permanent: true}},
+		{"unauthenticated", "grpc", otlpreceiver.Fault{Code: codes.Unauthenticated}, want{permanent: true}},
+		{"deadline", "grpc", otlpreceiver.Fault{Code: codes.DeadlineExceeded}, want{}},
+		{"partial success", "grpc", otlpreceiver.Fault{Rejected: 2, Message: "2 spans too old"}, want{rejected: 2}},
+		{"429 Retry-After", "http", otlpreceiver.Fault{Status: 429, RetryAfter: 4 * time.Second}, want{delay: 4 * time.Second}},
+		{"503", "http", otlpreceiver.Fault{Status: 503}, want{}},
+		{"502", "http", otlpreceiver.Fault{Status: 502}, want{}},
+		{"504", "http", otlpreceiver.Fault{Status: 504}, want{}},
+		{"400", "http", otlpreceiver.Fault{Status: 400, Message: "bad span"}, want{permanent: true}},
+		{"500", "http", otlpreceiver.Fault{Status: 500}, want{permanent: true}},
+		{"401", "http", otlpreceiver.Fault{Status: 401}, want{permanent: true}},
+		{"partial success", "http", otlpreceiver.Fault{Rejected: 3, Message: "3 spans too old"}, want{rejected: 3}},
 	}
 	for _, c := range cases {
 		t.Run(c.proto+"/"+c.name, func(t *testing.T) {
-			r := otlptest.Start(t, nil)
+			r := otlpreceiver.Start(t, nil)
 			d := otlp.NewWithEnv(func(string) string { return "" })
 			cfg := protocols[0].config(r)
 			if c.proto == "http" {
@@ -282,7 +272,7 @@ func TestErrorClasses(t *testing.T) {
 func TestReceiverDownThenUp(t *testing.T) {
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
-			r := otlptest.Start(t, nil)
+			r := otlpreceiver.Start(t, nil)
 			d := otlp.NewWithEnv(func(string) string { return "" })
 			cfg := p.config(r)
 			configure(t, d, cfg, sdk.HostInfo{})
@@ -300,7 +290,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 // The standard OTEL_EXPORTER_OTLP_* variables configure what the config
 // leaves out; the config's own keys win.
 func TestEnvironment(t *testing.T) {
-	r := otlptest.Start(t, nil)
+	r := otlpreceiver.Start(t, nil)
 	env := map[string]string{
 		"OTEL_EXPORTER_OTLP_PROTOCOL":       "http/protobuf",
 		"OTEL_EXPORTER_OTLP_ENDPOINT":       strings.TrimSuffix(r.HTTPURL, "/v1/traces"),
@@ -394,7 +384,7 @@ func TestTLS(t *testing.T) {
 				name = p + "/mtls"
 			}
 			t.Run(name, func(t *testing.T) {
-				r := otlptest.Start(t, serverConf(mtls))
+				r := otlpreceiver.Start(t, serverConf(mtls))
 				cfg := map[string]any{"endpoint": r.GRPCAddr}
 				if p == "http" {
 					cfg = map[string]any{"protocol": "http/protobuf", "endpoint": r.HTTPURL}

@@ -15,8 +15,8 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/plugin"
-	"github.com/tracehop/tracehop/drivers/otlp/otlptest"
 	"github.com/tracehop/tracehop/sdk/drivertest"
+	"github.com/tracehop/tracehop/sdk/drivertest/otlpreceiver"
 )
 
 type syncBuffer struct {
@@ -47,12 +47,12 @@ func TestPluginRetryAfterAndPartialSuccess(t *testing.T) {
 	}
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
-			r := otlptest.Start(t, nil)
-			throttle := otlptest.Fault{Status: 429, RetryAfter: time.Second, Message: "slow down"}
+			r := otlpreceiver.Start(t, nil)
+			throttle := otlpreceiver.Fault{Status: 429, RetryAfter: time.Second, Message: "slow down"}
 			if p.name == "grpc" {
-				throttle = otlptest.Fault{Code: 8 /* RESOURCE_EXHAUSTED */, RetryAfter: time.Second, Message: "slow down"}
+				throttle = otlpreceiver.Fault{Code: 8 /* RESOURCE_EXHAUSTED */, RetryAfter: time.Second, Message: "slow down"}
 			}
-			r.FailNext(throttle, otlptest.Fault{Rejected: 2, Message: "2 spans are too old"})
+			r.FailNext(throttle, otlpreceiver.Fault{Rejected: 2, Message: "2 spans are too old"})
 			raw, _ := json.Marshal(p.config(r))
 			d, err := plugin.Start(context.Background(), plugin.Spec{Name: "otlp", Path: bin, Config: raw},
 				plugin.Options{Logger: drivertest.TestLogger(t), Host: core.HostInfo{Version: "test"}})

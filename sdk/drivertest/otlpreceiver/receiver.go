@@ -1,11 +1,11 @@
-// Package otlptest is an OTLP trace receiver for tests, gRPC and
+// Package otlpreceiver is drivertest's reference OTLP trace receiver, gRPC and
 // HTTP/protobuf on 127.0.0.1, that decodes requests with the OTLP project's
 // own generated types (go.opentelemetry.io/proto/otlp), answers as the OTLP
 // spec says a receiver answers, and can be told to fail: an UNAVAILABLE or a
 // 503, a 429 with Retry-After, RESOURCE_EXHAUSTED with RetryInfo, a partial
 // success. Real receivers (Jaeger, the Collector) cover the happy path in the
 // e2e tests; this one covers the answers they cannot be made to give.
-package otlptest
+package otlpreceiver
 
 import (
 	"compress/gzip"
@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,6 +134,27 @@ func (r *Receiver) FailAll(f Fault) (restore func()) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.always = nil
+	}
+}
+
+// Backend is drivertest's view of the receiver for a driver that sends
+// OTLP over protocol ("grpc" or "http/protobuf"): a gate in front of that
+// listener (so that it can be made unreachable or unresponsive), and the
+// Backend whose Config is config(endpoint), endpoint being what the driver
+// must send to (host:port for gRPC, the traces URL for HTTP).
+func (r *Receiver) Backend(t testing.TB, protocol string, config func(endpoint string) map[string]any) drivertest.Backend {
+	addr := r.GRPCAddr
+	if protocol != "grpc" {
+		addr = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(r.HTTPURL, "http://"), "https://"), "/v1/traces")
+	}
+	g := drivertest.NewGate(t, addr)
+	endpoint := g.Addr()
+	if protocol != "grpc" {
+		endpoint = strings.Replace(r.HTTPURL, addr, g.Addr(), 1)
+	}
+	return drivertest.Backend{
+		Config: config(endpoint), Received: r.Spans, TraceIDs: r.TraceIDs,
+		Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
 	}
 }
 
@@ -310,7 +332,7 @@ func (r *Receiver) Spans() ([]sdk.Span, error) {
 
 func fromOTLP(s *tracepb.Span) (sdk.Span, error) {
 	if len(s.TraceId) != 16 || len(s.SpanId) != 8 || (len(s.ParentSpanId) != 0 && len(s.ParentSpanId) != 8) {
-		return sdk.Span{}, errors.New("otlptest: a span with malformed ids")
+		return sdk.Span{}, errors.New("otlpreceiver: a span with malformed ids")
 	}
 	out := sdk.Span{
 		TraceID:       sdk.TraceID{High: binary.BigEndian.Uint64(s.TraceId), Low: binary.BigEndian.Uint64(s.TraceId[8:])},
