@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -51,6 +52,16 @@ func Serve(d Driver) {
 		// tracehop version -drivers asks what this driver is.
 		json.NewEncoder(os.Stdout).Encode(wire.DriverInfo{Version: core.Version, Protocol: wire.ProtocolVersion, Go: runtime.Version()})
 		os.Exit(0)
+	}
+	if os.Getenv(wire.MagicCookieKey) != wire.MagicCookieValue {
+		// Run by hand: go-plugin's own message names no program.
+		name := filepath.Base(os.Args[0])
+		fmt.Fprintf(os.Stderr, "%s is a tracehop driver: tracehop starts it, it is not run by hand.\n"+
+			"Name it in tracehop's config (tracing.driver: {name: %s}, found in tracing.plugin_dir, beside tracehop, or in $PATH;\n"+
+			"or tracing.driver.path: /path/to/%s) and run tracehop run -c CONFIG.\n"+
+			"tracehop drivers lists the drivers tracehop finds; tracehop validate -c CONFIG starts and checks them.\n",
+			name, strings.TrimPrefix(name, "tracehop-driver-"), name)
+		os.Exit(1)
 	}
 	slog.SetDefault(slog.New(newLogHandler(os.Stderr)))
 	if pe, ok := d.(ProcessEnv); ok {

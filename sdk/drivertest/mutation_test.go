@@ -88,3 +88,20 @@ func TestSecretKeysReachTheHost(t *testing.T) {
 		t.Fatalf("secret keys %v: want license", keys)
 	}
 }
+
+// A driver binary run by hand says what it is and how tracehop runs it.
+func TestDriverRunByHandSaysHowToRunIt(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tracehop-driver-mutant")
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/sdk/drivertest/internal/mutant/cmd/tracehop-driver-mutant", bin); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin).CombinedOutput()
+	if err == nil {
+		t.Fatal("exited 0")
+	}
+	for _, want := range []string{"tracehop-driver-mutant is a tracehop driver", "tracing.driver: {name: mutant}", "tracehop validate -c CONFIG"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
