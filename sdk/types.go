@@ -9,38 +9,84 @@ import (
 )
 
 // The types a driver works with, re-exported from core so that a driver
-// imports only sdk.
+// imports only sdk. They are aliases: go doc shows core's definitions, so
+// each comment here lists the fields a driver reads.
 type (
-	// Driver is the interface a driver implements; see core.Driver for
-	// the lifecycle.
+	// Driver is the interface a driver implements:
+	//
+	//	Configure(ctx, raw []byte, host HostInfo) (Capabilities, error)
+	//	Export(ctx, spans []Span) error
+	//	Shutdown(ctx) error
+	//
+	// Configure is called once, before any Export: decode raw (JSON) with
+	// DecodeConfig, create your client, and do not wait on the back end.
+	// Export may be called concurrently; return nil only once the back end
+	// took the whole batch, else an error marked Retryable, Permanent,
+	// RetryAfter or PartiallyRejected; honour ctx's deadline. The spans are
+	// valid only during the call. Shutdown flushes, is idempotent and is
+	// safe without Configure.
 	Driver = core.Driver
-	// Span is a finished span, read-only for the driver.
+	// Span is a finished span, read-only (the same span goes to every
+	// driver). Its fields:
+	//
+	//	TraceID       TraceID       // 128 bits (High, Low); High is 0 on a 64-bit trace
+	//	SpanID        SpanID
+	//	ParentID      SpanID        // 0 for a root span
+	//	Name          string
+	//	Kind          Kind          // KindServer, KindClient, ...; never KindUnspecified
+	//	LocalService  string        // the service the span was recorded for
+	//	StartUnixNano int64         // wall clock, ns since the epoch
+	//	Duration      time.Duration // never negative
+	//	Tags          []Tag         // in order; Envoy's names (see sdk/attrnames)
+	//	Events        []Event       // timestamped annotations
+	//	Remote        Endpoint      // the other side of the call, if known
+	//	Error, Sampled, Debug bool
+	//	Shared        bool          // a server span reusing its client's id (Zipkin)
+	//
+	// and its methods Tag(key) (value, ok), Start() and End() time.Time.
+	// Strings are the bytes tracehop saw (header values need not be UTF-8:
+	// see ValidUTF8).
 	Span = core.Span
-	// TraceID is a 128-bit trace id.
+	// TraceID is a 128-bit trace id: High and Low uint64. String() is the
+	// 32 lowercase hex digits W3C's traceparent writes: High first,
+	// big-endian (the kit checks your back end shows the same).
 	TraceID = core.TraceID
-	// SpanID is a 64-bit span id.
+	// SpanID is a 64-bit span id; String() is its 16 hex digits.
 	SpanID = core.SpanID
-	// Tag is a span's key/value annotation.
+	// Tag is a span's key/value annotation: Key, Value string.
 	Tag = core.Tag
-	// Event is a span's timestamped annotation.
+	// Event is a span's timestamped annotation: UnixNano int64 (wall
+	// clock) and Value string.
 	Event = core.Event
-	// Endpoint is a span's remote side.
+	// Endpoint is a span's remote side: Service string, IP netip.Addr (may
+	// be invalid: unknown), Port uint16 (0: unknown); IsZero() when
+	// nothing is known.
 	Endpoint = core.Endpoint
-	// Kind is a span's role in a remote call.
+	// Kind is a span's role in a remote call: the Kind* constants.
 	Kind = core.Kind
-	// HostInfo describes the tracehop process the driver reports for.
+	// HostInfo describes the tracehop process the driver reports for:
+	// Version (tracehop's), DriverName (tracing.driver.name), NodeID,
+	// Service and Zone (the config's node block).
 	HostInfo = core.HostInfo
-	// Capabilities is what a driver's Configure declares.
+	// Capabilities is what Configure declares about the back end:
+	//
+	//	Propagation []string      // the Format* the back end's tracers read, preferred first
+	//	TraceID128  bool          // all 128 bits kept (false: the low 64)
+	//	Precision   time.Duration // the smallest time unit kept (0: ns)
+	//	SharedSpans bool          // Zipkin's shared-span model
+	//	SecretKeys  []string      // config keys to redact; sdk.Serve adds your Secret fields
 	Capabilities = core.Capabilities
 )
 
-// The span kinds.
+// The span kinds. The host never sends KindUnspecified (it is made
+// KindInternal); it is there for drivers that map kinds both ways.
 const (
-	KindServer   = core.KindServer
-	KindClient   = core.KindClient
-	KindProducer = core.KindProducer
-	KindConsumer = core.KindConsumer
-	KindInternal = core.KindInternal
+	KindUnspecified = core.KindUnspecified
+	KindServer      = core.KindServer
+	KindClient      = core.KindClient
+	KindProducer    = core.KindProducer
+	KindConsumer    = core.KindConsumer
+	KindInternal    = core.KindInternal
 )
 
 // The propagation formats a driver may declare in Capabilities.Propagation.
