@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image
 
 all: build
 
@@ -138,3 +138,7 @@ sandbox: build sandbox-bin
 
 sandbox-bin:
 	$(GO) build -o $(BIN)/sandbox-service ./examples/sandbox/service
+
+## image: the tracehop image (./Containerfile: static binaries FROM scratch, non-root, drivers beside tracehop), with podman or docker
+image:
+	@VERSION=$(VERSION) LDFLAGS='$(LDFLAGS)' deploy/image.sh tracehop
