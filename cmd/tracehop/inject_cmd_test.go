@@ -19,7 +19,7 @@ func TestInjectCommand(t *testing.T) {
 	}{
 		{"file", []string{"inject", "-f", "inject/testdata/apps.yaml"}, "", exitOK,
 			[]string{"- name: tracehop\n", "kind: Widget"},
-			[]string{"added the sidecar (localhost/tracehop:latest) to Deployment store/shop, StatefulSet ledger, Pod one-off; 2 other documents", "note: Deployment store/shop: raised terminationGracePeriodSeconds"}},
+			[]string{"added the sidecar (localhost/tracehop:latest) to Deployment store/shop, StatefulSet ledger, Pod one-off; 3 other documents", "note: Deployment store/shop: raised terminationGracePeriodSeconds"}},
 		{"stdin and flags", []string{"inject", "-image", "registry.example/tracehop:1.0", "-configmap", "shared", "-ports", "in=7000", "-admin-port", "7901", "-memory-limit", "64Mi"},
 			"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: x, ports: [{containerPort: 9901}]}]\n", exitOK,
 			[]string{"image: registry.example/tracehop:1.0", "name: shared", "containerPort: 7000", "containerPort: 7901", "memory: 64Mi", "prometheus.io/port: \"7901\""},

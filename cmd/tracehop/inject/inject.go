@@ -26,6 +26,9 @@ const (
 	ContainerName    = "tracehop"
 	ConfigVolumeName = "tracehop-config"
 	TmpVolumeName    = "tracehop-tmp"
+	// SkipAnnotation set to "disabled" on a Pod template leaves it as it
+	// is (a front proxy, which is tracehop itself; a collector).
+	SkipAnnotation = "tracehop.io/inject"
 	// InjectedAnnotation marks an injected Pod template with the version
 	// of tracehop that injected it.
 	InjectedAnnotation = "tracehop.io/injected"
@@ -252,6 +255,9 @@ func injectDocument(doc []byte, opts Options) (out []byte, what string, notes []
 		return nil, what, nil, err
 	}
 	tmpl, path := template(obj)
+	if tmpl.Annotations[SkipAnnotation] == "disabled" {
+		return nil, what, nil, nil
+	}
 	if tmpl.Name == "" && path == nil {
 		return nil, what, nil, errors.New("metadata.name is empty: a Pod needs a name")
 	}
@@ -396,10 +402,11 @@ func plan(tmpl *corev1.PodTemplateSpec, workloadName string, opts Options) (core
 		Image:           opts.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Args:            []string{"run", "-c", ConfigPath, "-log-format", "json", "-drain-timeout", opts.DrainTimeout.String()},
+		// Only metadata.name: podman kube play refuses other field paths
+		// (metadata.namespace, spec.nodeName), and the config's node.id is
+		// what needs it.
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-			{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 		},
 		Ports: []corev1.ContainerPort{{Name: "tracehop-admin", ContainerPort: opts.AdminPort, Protocol: corev1.ProtocolTCP}},
 		ReadinessProbe: &corev1.Probe{

@@ -50,7 +50,7 @@ func TestInjectGolden(t *testing.T) {
 	if !bytes.Equal(out, want) {
 		t.Errorf("output differs from %s (go test -update rewrites it; check the diff):\n%s", golden, out)
 	}
-	if got := strings.Join(res.Injected, ", "); got != "Deployment store/shop, StatefulSet ledger, Pod one-off" || res.Copied != 2 {
+	if got := strings.Join(res.Injected, ", "); got != "Deployment store/shop, StatefulSet ledger, Pod one-off" || res.Copied != 3 {
 		t.Errorf("injected %q, copied %d", got, res.Copied)
 	}
 	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "raised terminationGracePeriodSeconds from 10 to 25") {
@@ -59,10 +59,10 @@ func TestInjectGolden(t *testing.T) {
 
 	docs := strings.Split(string(out), "\n---\n")
 	inDocs := strings.Split(string(in), "\n---\n")
-	if len(docs) != 5 {
-		t.Fatalf("%d documents out, want 5", len(docs))
+	if len(docs) != 6 {
+		t.Fatalf("%d documents out, want 6", len(docs))
 	}
-	for _, i := range []int{0, 4} { // the Service and the Widget
+	for _, i := range []int{0, 4, 5} { // the Service, the Widget, the opted-out Pod
 		if docs[i] != inDocs[i] {
 			t.Errorf("document %d changed:\n%s\nwas:\n%s", i+1, docs[i], inDocs[i])
 		}
@@ -121,7 +121,7 @@ func checkSidecar(t *testing.T, kind string, tmpl corev1.PodTemplateSpec, config
 			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
 		}
 	}
-	if env["POD_NAME"] != "metadata.name" || env["POD_NAMESPACE"] != "metadata.namespace" {
+	if env["POD_NAME"] != "metadata.name" || len(c.Env) != 1 {
 		t.Errorf("%s: downward API env %v", kind, env)
 	}
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/ready" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
