@@ -16,19 +16,24 @@ tool=${CONTAINER_TOOL:-$(command -v podman || command -v docker || true)}
 [[ -n $tool ]] || { echo "deploy/image.sh: neither podman nor docker is installed: apt-get install -y podman runc (see docs/deploying.md)" >&2; exit 1; }
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/tracehop-image.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/bin" "$ctx/tmp"
+# rootfs/ is copied as the image's /, modes kept: a COPY of a directory's
+# contents would create /tmp as 0755, and go-plugin, as user 65532, could not
+# make its socket there.
+root=$ctx/rootfs
+mkdir -p "$root/usr/local/bin" "$root/tmp" "$root/etc/ssl/certs"
+chmod 1777 "$root/tmp"
 
 # gobuild PKG... builds static linux binaries into the context's bin/.
 gobuild() {
   # $LDFLAGS is the Makefile's (the version stamp); -s -w: no symbol tables (a third of the size).
-  CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "${LDFLAGS:-"-X github.com/tracehop/tracehop/core.Version=$version"} -s -w" -o "$ctx/bin/" "$@"
+  CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "${LDFLAGS:-"-X github.com/tracehop/tracehop/core.Version=$version"} -s -w" -o "$root/usr/local/bin/" "$@"
 }
 
 # libs FILE copies the shared libraries a dynamically linked FILE needs (and
-# its loader) into the context's lib/, keeping their paths.
+# its loader) into the image, keeping their paths.
 libs() {
   ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
-    mkdir -p "$ctx/lib$(dirname "$lib")" && cp -L "$lib" "$ctx/lib$lib"
+    mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
   done
 }
 
@@ -37,21 +42,19 @@ tracehop)
   name=localhost/tracehop
   echo "image: building tracehop and its drivers (static, version $version)..." >&2
   gobuild ./cmd/...
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/" 2>/dev/null || : >"$ctx/ca-certificates.crt"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/" 2>/dev/null || echo "image: no /etc/ssl/certs/ca-certificates.crt here: drivers cannot verify TLS collectors (apt-get install ca-certificates)" >&2
   file=Containerfile
   ;;
 sandbox-app)
   name=localhost/tracehop-sandbox-app
   echo "image: building the sandbox application (static)..." >&2
-  gobuild ./examples/sandbox/service && mv "$ctx/bin/service" "$ctx/bin/sandbox-service"
-  mkdir -p "$ctx/lib"
+  gobuild ./examples/sandbox/service && mv "$root/usr/local/bin/service" "$root/usr/local/bin/sandbox-service"
   file=examples/sandbox/kubernetes/Containerfile.binary
   ;;
 jaeger)
   name=localhost/tracehop-jaeger
   bin=${JAEGER_BIN:-$(examples/sandbox/jaeger.sh)}
-  cp "$bin" "$ctx/bin/jaeger"
-  mkdir -p "$ctx/lib"
+  cp "$bin" "$root/usr/local/bin/jaeger"
   libs "$bin"   # jaeger.sh builds with cgo's resolver: libc and its loader come along
   file=examples/sandbox/kubernetes/Containerfile.binary
   ;;
