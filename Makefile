@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image images k8s-demo
 
 all: build
 
@@ -41,9 +41,9 @@ race:
 	$(GO) test -race -count=1 ./...
 
 ## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger;
-## h2spec against an h2c listener (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
+## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here) (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
 e2e: e2e-deps
-	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
+	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ ./examples/sandbox/kubernetes/run/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:
@@ -103,11 +103,12 @@ proto:
 	cd core/wire && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative driver.proto
 
-## e2e-deps: h2spec (Go module proxy) and headless Chromium (Debian) for make e2e
+## e2e-deps: h2spec (Go module proxy), headless Chromium and podman with runc (Debian) for make e2e
 e2e-deps:
 	@test -x $(GOBIN_TOOLS)/h2spec || { echo "installing h2spec into $(GOBIN_TOOLS)"; GOBIN=$(GOBIN_TOOLS) $(GO) install $(H2SPEC); }
 	@command -v chromium >/dev/null || { echo "installing chromium (Debian) for the trace view's browser test"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+	@deploy/podman-setup.sh
 
 ## release: tracehop and every driver for linux and darwin, amd64 and arm64: reproducible archives in dist/ with SHA256SUMS
 release: release-deps
@@ -142,3 +143,11 @@ sandbox-bin:
 ## image: the tracehop image (./Containerfile: static binaries FROM scratch, non-root, drivers beside tracehop), with podman or docker
 image:
 	@VERSION=$(VERSION) LDFLAGS='$(LDFLAGS)' deploy/image.sh tracehop
+
+## images: the tracehop image and the Kubernetes sandbox's (its application; Jaeger, built by examples/sandbox/jaeger.sh)
+images: image
+	@deploy/image.sh sandbox-app >/dev/null && deploy/image.sh jaeger >/dev/null
+
+## k8s-demo: the sandbox as Kubernetes Pods in podman (kube play), one request, its trace checked in Jaeger, kube down (PROPAGATE=false, INJECT=1: through tracehop inject, KEEP=1)
+k8s-demo: build images
+	$(GO) run ./examples/sandbox/kubernetes/run -propagate $(PROPAGATE) $(if $(INJECT),-inject) $(if $(KEEP),-keep)
