@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image images k8s-demo
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image images k8s-demo k8s-scale
 
 all: build
 
@@ -151,3 +151,10 @@ images: image
 ## k8s-demo: the sandbox as Kubernetes Pods in podman (kube play), one request, its trace checked in Jaeger, kube down (PROPAGATE=false, INJECT=1: through tracehop inject, KEEP=1)
 k8s-demo: build images
 	$(GO) run ./examples/sandbox/kubernetes/run -propagate $(PROPAGATE) $(if $(INJECT),-inject) $(if $(KEEP),-keep)
+
+## k8s-scale: N Pods (default 8) of app + injected sidecar in podman, RATE req/s each for DURATION, CPU/RSS per sidecar and spans delivered (docs/deploying.md)
+N ?= 8
+RATE ?= 100
+DURATION ?= 30s
+k8s-scale: images
+	$(GO) run ./examples/sandbox/kubernetes/run -scale $(N) -rate $(RATE) -duration $(DURATION)

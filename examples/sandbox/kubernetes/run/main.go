@@ -32,12 +32,22 @@ func main() {
 	flag.IntVar(&c.FrontPort, "front-port", 8000, "the host port (on 127.0.0.1) of the front proxy")
 	flag.IntVar(&c.JaegerPort, "jaeger-port", 16686, "the host port (on 127.0.0.1) of Jaeger's UI and query API")
 	keep := flag.Bool("keep", false, "leave the sandbox running until Ctrl-C, then take it down")
+	scale := flag.Int("scale", 0, "instead of the sandbox: this many application Pods with injected sidecars, all loaded at once, measured (CPU, RSS, spans) for docs/deploying.md")
+	rate := flag.Int("rate", 100, "with -scale: requests per second to each Pod")
+	duration := flag.Duration("duration", 30*time.Second, "with -scale: how long the load lasts")
 	flag.Parse()
 	c.Log = func(format string, args ...any) {
 		fmt.Printf("==> "+format+"\n", args...)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *scale > 0 {
+		if err := Scale(ctx, ScaleConfig{Dir: c.Dir, Pods: *scale, Rate: *rate, Duration: *duration, Log: c.Log}); err != nil {
+			fmt.Fprintln(os.Stderr, "k8s-scale:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if abs, err := filepath.Abs(c.Tracehop); err == nil {
 		c.Tracehop = abs
 	}

@@ -296,11 +296,34 @@ func (sb *Sandbox) DumpLogs(w io.Writer) {
 func (sb *Sandbox) Down(ctx context.Context) error {
 	sb.c.Log("podman kube down sandbox.yaml")
 	out, err := sb.podman(ctx, "kube", "down", "sandbox.yaml")
+	if played, rerr := os.ReadFile(filepath.Join(sb.work, "sandbox.yaml")); rerr == nil {
+		removeConfigMapVolumes(played, sb.c.Log)
+	}
 	os.RemoveAll(sb.work)
 	if err != nil {
 		return fmt.Errorf("podman kube down: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// removeConfigMapVolumes removes the volumes podman 4.3 makes of the
+// ConfigMaps a Pod mounts (one per ConfigMap, named after it), which
+// podman kube down leaves behind.
+func removeConfigMapVolumes(manifest []byte, log func(string, ...any)) {
+	for _, doc := range strings.Split(string(manifest), "\n---\n") {
+		if !strings.Contains(doc, "\nkind: ConfigMap\n") && !strings.HasPrefix(doc, "kind: ConfigMap\n") {
+			continue
+		}
+		var cm corev1.ConfigMap
+		if err := kyaml.Unmarshal([]byte(doc), &cm); err != nil || cm.Name == "" {
+			continue
+		}
+		if exec.Command("podman", "volume", "exists", cm.Name).Run() == nil {
+			if out, err := exec.Command("podman", "volume", "rm", "-f", cm.Name).CombinedOutput(); err != nil {
+				log("podman volume rm %s: %v: %s", cm.Name, err, out)
+			}
+		}
+	}
 }
 
 // ForPodman adapts Kubernetes manifests to podman 4.3's kube play, which
