@@ -152,9 +152,9 @@ images: image
 k8s-demo: build images
 	$(GO) run ./examples/sandbox/kubernetes/run -propagate $(PROPAGATE) $(if $(INJECT),-inject) $(if $(KEEP),-keep)
 
-## k8s-scale: N Pods (default 8) of app + injected sidecar in podman, RATE req/s each for DURATION, CPU/RSS per sidecar and spans delivered (docs/deploying.md)
+## k8s-scale: N Pods (default 8) of app + injected sidecar in podman, RATE req/s each for DURATION, CPU/RSS per sidecar and spans delivered (COLLECTOR_DOWN=20s stops Jaeger a while; docs/deploying.md)
 N ?= 8
 RATE ?= 100
 DURATION ?= 30s
 k8s-scale: images
-	$(GO) run ./examples/sandbox/kubernetes/run -scale $(N) -rate $(RATE) -duration $(DURATION)
+	$(GO) run ./examples/sandbox/kubernetes/run -scale $(N) -rate $(RATE) -duration $(DURATION) $(if $(COLLECTOR_DOWN),-collector-down $(COLLECTOR_DOWN))

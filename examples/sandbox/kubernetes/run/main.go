@@ -35,6 +35,7 @@ func main() {
 	scale := flag.Int("scale", 0, "instead of the sandbox: this many application Pods with injected sidecars, all loaded at once, measured (CPU, RSS, spans) for docs/deploying.md")
 	rate := flag.Int("rate", 100, "with -scale: requests per second to each Pod")
 	duration := flag.Duration("duration", 30*time.Second, "with -scale: how long the load lasts")
+	down := flag.Duration("collector-down", 0, "with -scale: stop Jaeger for this long, a quarter into the load")
 	flag.Parse()
 	c.Log = func(format string, args ...any) {
 		fmt.Printf("==> "+format+"\n", args...)
@@ -42,7 +43,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *scale > 0 {
-		if err := Scale(ctx, ScaleConfig{Dir: c.Dir, Pods: *scale, Rate: *rate, Duration: *duration, Log: c.Log}); err != nil {
+		if err := Scale(ctx, ScaleConfig{Dir: c.Dir, Pods: *scale, Rate: *rate, Duration: *duration, CollectorDown: *down, Log: c.Log}); err != nil {
 			fmt.Fprintln(os.Stderr, "k8s-scale:", err)
 			os.Exit(1)
 		}

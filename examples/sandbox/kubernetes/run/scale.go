@@ -30,7 +30,10 @@ type ScaleConfig struct {
 	Pods     int
 	Rate     int           // requests per second to each Pod
 	Duration time.Duration // of the load
-	Log      func(format string, args ...any)
+	// CollectorDown stops Jaeger's container for this long, from a quarter
+	// into the load: the sidecars queue, retry and (past the queue) drop.
+	CollectorDown time.Duration
+	Log           func(format string, args ...any)
 }
 
 // scaleSidecarConfig is every simulated sidecar's config: ingress to the
@@ -240,14 +243,54 @@ spec:
 			inflight.Wait()
 		}()
 	}
+	var maxQueue atomic.Int64
+	loadDone := make(chan struct{})
+	go func() { // scale-0's span queue, every second
+		for {
+			select {
+			case <-loadDone:
+				return
+			case <-time.After(time.Second):
+			}
+			if q := scrape("http://127.0.0.1:22000/metrics")["tracehop_queue_spans"]; q > maxQueue.Load() {
+				maxQueue.Store(q)
+			}
+		}
+	}()
+	if c.CollectorDown > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(c.Duration / 4)
+			c.Log("collector down: podman stop jaeger-jaeger (for %s)", c.CollectorDown)
+			if out, err := podman("stop", "-t", "1", "jaeger-jaeger"); err != nil {
+				c.Log("podman stop: %v: %s", err, out)
+			}
+			time.Sleep(c.CollectorDown)
+			c.Log("collector up again: podman start jaeger-jaeger (its in-memory store starts empty)")
+			if out, err := podman("start", "jaeger-jaeger"); err != nil {
+				c.Log("podman start: %v: %s", err, out)
+			}
+		}()
+	}
 	wg.Wait()
+	close(loadDone)
 	elapsed := time.Since(start)
 	after := make([]sidecarSample, c.Pods)
 	for i, pid := range pids {
 		after[i] = sample(pid)
 	}
-	c.Log("load done in %s; waiting 5s for the last batches, then reading each sidecar's /metrics and Jaeger", elapsed.Round(time.Millisecond))
+	c.Log("load done in %s; scale-0's span queue peaked at %d spans (sampled each second); waiting for the queues to empty, then reading each sidecar's /metrics and Jaeger", elapsed.Round(time.Millisecond), maxQueue.Load())
 	time.Sleep(5 * time.Second)
+	for wait := time.Now().Add(time.Minute); time.Now().Before(wait); time.Sleep(time.Second) {
+		busy := false
+		for i := range c.Pods {
+			busy = busy || scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", 22000+i))["tracehop_queue_spans"] > 0
+		}
+		if !busy {
+			break
+		}
+	}
 
 	fmt.Printf("\n| Pod | requests ok / failed | req/s | sidecar CPU (tracehop + driver) | CPU µs/req | RSS now / peak MiB | spans exported / dropped (/metrics) | traces in Jaeger |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|\n")
