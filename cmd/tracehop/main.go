@@ -59,11 +59,6 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	return runWithStdin(args, os.Stdin, stdout, stderr)
-}
-
-// runWithStdin is run with the standard input that tracehop inject reads.
-func runWithStdin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -76,7 +71,7 @@ func runWithStdin(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	case "drivers":
 		return cmdDrivers(rest, stdout, stderr)
 	case "inject":
-		return cmdInject(rest, stdin, stdout, stderr)
+		return runBeside("tracehop-inject", "inject", rest, os.Stdin, stdout, stderr)
 	case "trace":
 		if len(rest) == 0 || rest[0] != "view" {
 			fmt.Fprintln(stderr, "tracehop trace: the only subcommand is 'view': tracehop trace view -h")

@@ -215,7 +215,7 @@ func checkTracehop(t *testing.T, wname string, tmpl corev1.PodTemplateSpec, c co
 
 // shop.yaml is app-only/shop.yaml through tracehop inject.
 func TestShopIsInjected(t *testing.T) {
-	got, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "run", "github.com/tracehop/tracehop/cmd/tracehop", "inject", "-f", "app-only/shop.yaml").Output()
+	got, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "run", "github.com/tracehop/tracehop/cmd/tracehop-inject", "-f", "app-only/shop.yaml").Output()
 	if err != nil {
 		t.Fatalf("tracehop inject: %v", err)
 	}
@@ -224,6 +224,6 @@ func TestShopIsInjected(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != string(want) {
-		t.Error("shop.yaml is not tracehop inject's output of app-only/shop.yaml; regenerate it:\n  go run ./cmd/tracehop inject -f deploy/kubernetes/app-only/shop.yaml > deploy/kubernetes/shop.yaml")
+		t.Error("shop.yaml is not tracehop inject's output of app-only/shop.yaml; regenerate it:\n  go run ./cmd/tracehop-inject -f deploy/kubernetes/app-only/shop.yaml > deploy/kubernetes/shop.yaml")
 	}
 }

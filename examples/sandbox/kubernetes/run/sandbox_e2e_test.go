@@ -26,9 +26,12 @@ func TestE2EKubernetesSandbox(t *testing.T) {
 			t.Fatalf("deploy/image.sh %s: %v\n%s", img, err, out)
 		}
 	}
-	tracehop := filepath.Join(t.TempDir(), "tracehop")
-	if out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", tracehop, "github.com/tracehop/tracehop/cmd/tracehop").CombinedOutput(); err != nil {
-		t.Fatalf("go build tracehop: %v\n%s", err, out)
+	bin := t.TempDir()
+	tracehop := filepath.Join(bin, "tracehop") // runs tracehop-inject from beside it
+	for _, pkg := range []string{"tracehop", "tracehop-inject"} {
+		if out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(bin, pkg), "github.com/tracehop/tracehop/cmd/"+pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
 	}
 	for _, tc := range []struct {
 		name      string

@@ -17,7 +17,7 @@ import (
 // the manifests the demo plays are the ones inject makes.
 func TestSandboxManifestIsInjected(t *testing.T) {
 	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(gocmd, "run", "github.com/tracehop/tracehop/cmd/tracehop", "inject", "-f", "../sandbox-apps.yaml")
+	cmd := exec.Command(gocmd, "run", "github.com/tracehop/tracehop/cmd/tracehop-inject", "-f", "../sandbox-apps.yaml")
 	got, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("tracehop inject: %v", err)
@@ -27,7 +27,7 @@ func TestSandboxManifestIsInjected(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != string(want) {
-		t.Errorf("sandbox.yaml is not what tracehop inject makes of sandbox-apps.yaml; regenerate it:\n  go run ./cmd/tracehop inject -f examples/sandbox/kubernetes/sandbox-apps.yaml > examples/sandbox/kubernetes/sandbox.yaml")
+		t.Errorf("sandbox.yaml is not what tracehop inject makes of sandbox-apps.yaml; regenerate it:\n  go run ./cmd/tracehop-inject -f examples/sandbox/kubernetes/sandbox-apps.yaml > examples/sandbox/kubernetes/sandbox.yaml")
 	}
 }
 

@@ -1,6 +1,14 @@
+// Command tracehop-inject is `tracehop inject`: Kubernetes YAML in, the
+// same with the tracehop sidecar out (see package inject). It is a binary
+// of its own, which tracehop runs from beside itself (as git runs git-NAME
+// for `git NAME`), so that the Kubernetes API types stay out of the tracehop
+// that runs in every Pod: linked in, they made it 10 MB larger and 4.4 MB
+// larger in memory at start.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,10 +20,27 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// cmdInject is `tracehop inject`: Kubernetes YAML in, the same with the
-// tracehop sidecar out (see package inject).
-func cmdInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("inject", "inject [-f FILE] [flags] > injected.yaml", stderr)
+// Exit codes, as tracehop's.
+const (
+	exitOK      = 0
+	exitFailure = 1 // reading or writing failed
+	exitUsage   = 2 // the command line is wrong
+	exitInvalid = 3 // the manifests are refused
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: tracehop inject [-f FILE] [flags] > injected.yaml\n\n"+
+			"Adds the tracehop sidecar to the Pods, Deployments, StatefulSets, DaemonSets and ReplicaSets in\n"+
+			"FILE (or standard input) and writes every document back; see deploy/kubernetes/README.md.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	def := inject.DefaultOptions()
 	file := fs.String("f", "-", "the manifests: a YAML file of one or more documents ('-' for standard input)")
 	image := fs.String("image", def.Image, "the sidecar's image")
@@ -26,8 +51,15 @@ func cmdInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cpu := fs.String("cpu-request", def.Resources.Requests.Cpu().String(), "the sidecar's CPU request")
 	mem := fs.String("memory-request", def.Resources.Requests.Memory().String(), "the sidecar's memory request")
 	memLimit := fs.String("memory-limit", def.Resources.Limits.Memory().String(), "the sidecar's memory limit")
-	if ok, code := parse(fs, args); !ok {
-		return code
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tracehop inject: unexpected argument %q (the manifests go in -f FILE or on standard input)\n", fs.Arg(0))
+		return exitUsage
 	}
 	opts := def
 	opts.Image, opts.ConfigMap, opts.AdminPort, opts.DrainTimeout, opts.Version = *image, *configMap, int32(*admin), *drain, core.Version
