@@ -80,9 +80,9 @@ func DefaultOptions() Options {
 		PreStopSeconds: 5,
 		Resources: corev1.ResourceRequirements{
 			// Measured (docs/deploying.md, make k8s-scale): a sidecar with its
-			// driver holds 37 MiB idle and peaks at 46 MiB at 100 req/s, 54 at
-			// 500; it uses 6% of a core at 100 req/s. No CPU limit: throttling
-			// would stall every request through the Pod.
+			// driver holds 34 MiB idle, 43-47 MiB at 100 req/s, 54 at 500 and
+			// 71 with its queue full; it uses 6% of a core at 100 req/s. No
+			// CPU limit: throttling would stall every request through the Pod.
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 		},
