@@ -148,9 +148,9 @@ image:
 images: image
 	@deploy/image.sh sandbox-app >/dev/null && deploy/image.sh jaeger >/dev/null
 
-## k8s-demo: the sandbox as Kubernetes Pods in podman (kube play), one request, its trace checked in Jaeger, kube down (PROPAGATE=false, INJECT=1: through tracehop inject, KEEP=1)
+## k8s-demo: the sandbox as Kubernetes Pods in podman (kube play), one request, its trace checked in Jaeger, kube down (PROPAGATE=false, INJECT=1: through tracehop inject, DEPLOY=1: deploy/kubernetes, KEEP=1)
 k8s-demo: build images
-	$(GO) run ./examples/sandbox/kubernetes/run -propagate $(PROPAGATE) $(if $(INJECT),-inject) $(if $(KEEP),-keep)
+	$(GO) run ./examples/sandbox/kubernetes/run -propagate $(PROPAGATE) $(if $(INJECT),-inject) $(if $(DEPLOY),-deploy deploy/kubernetes) $(if $(KEEP),-keep)
 
 ## k8s-scale: N Pods (default 8) of app + injected sidecar in podman, RATE req/s each for DURATION, CPU/RSS per sidecar and spans delivered (COLLECTOR_DOWN=20s stops Jaeger a while; docs/deploying.md)
 N ?= 8

@@ -7,7 +7,9 @@
 //
 // With -inject it plays sandbox-apps.yaml through `tracehop inject` instead
 // of the committed sandbox.yaml; with -propagate false service1's
-// application forwards no trace headers and the check wants two traces.
+// application forwards no trace headers and the check wants two traces;
+// with -deploy deploy/kubernetes it plays the production-shaped manifests
+// and wants one trace over the front proxy and the shop.
 package main
 
 import (
@@ -27,6 +29,7 @@ func main() {
 	var c Config
 	flag.StringVar(&c.Dir, "dir", "examples/sandbox/kubernetes", "the folder with sandbox.yaml, sandbox-apps.yaml and settings.yaml")
 	flag.BoolVar(&c.Inject, "inject", false, "play sandbox-apps.yaml through `tracehop inject` instead of sandbox.yaml")
+	flag.StringVar(&c.Deploy, "deploy", "", "play this folder's deploy/kubernetes manifests (Jaeger, the front proxy, the shop; Deployments played as one Pod each) instead of the sandbox")
 	flag.StringVar(&c.Tracehop, "tracehop", "bin/tracehop", "with -inject: the tracehop binary that injects")
 	flag.StringVar(&c.Propagate, "propagate", "all", "what service1's application forwards: all, false (the trace splits in two) or request-id")
 	flag.IntVar(&c.FrontPort, "front-port", 8000, "the host port (on 127.0.0.1) of the front proxy")
@@ -70,7 +73,7 @@ func main() {
 		c.Log("ok: %s", sb.Summary(traces))
 	}
 	if *keep && code == 0 {
-		c.Log("the sandbox is up: curl http://127.0.0.1:%d/trace/1, traces at http://127.0.0.1:%d; Ctrl-C takes it down", c.FrontPort, c.JaegerPort)
+		c.Log("the sandbox is up: curl %s/trace/1, traces at %s; Ctrl-C takes it down", sb.front, sb.jaeger)
 		<-ctx.Done()
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/cmd/tracehop/traceview"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	kjson "sigs.k8s.io/json"
@@ -28,13 +30,22 @@ import (
 // Service's does in a cluster.
 const Network = "tracehop-sandbox"
 
-// pods are the sandbox's Pods, as named in its manifests.
-var pods = []string{"jaeger", "front-proxy", "service1", "service2"}
+// sandboxPods are the sandbox's Pods, as named in its manifests;
+// deployPods are deploy/kubernetes's Deployments, played as Pods.
+var (
+	sandboxPods = []string{"jaeger", "front-proxy", "service1", "service2"}
+	deployPods  = []string{"jaeger", "front-proxy", "shop"}
+	deployFiles = []string{"collector.yaml", "front-proxy.yaml", "shop.yaml"}
+)
 
 // Config says which manifests to play and where to publish them.
 type Config struct {
-	Dir       string // the folder with the manifests
-	Inject    bool   // play sandbox-apps.yaml through `tracehop inject`
+	Dir    string // the folder with the manifests
+	Inject bool   // play sandbox-apps.yaml through `tracehop inject`
+	// Deploy plays deploy/kubernetes (Deploy is its folder) instead of the
+	// sandbox: Jaeger, the front proxy and the shop, reached at their Pods'
+	// addresses (those manifests publish no host ports).
+	Deploy    string
 	Tracehop  string // the tracehop binary, for Inject
 	Propagate string // all, false or request-id
 	// FrontPort and JaegerPort are the host ports (on 127.0.0.1) that
@@ -47,6 +58,51 @@ type Config struct {
 type Sandbox struct {
 	c    Config
 	work string // where the played manifests are: podman kube down reads them
+	pods []string
+	// front and jaeger are the base URLs of the front proxy and Jaeger's
+	// query API; want is the services of each trace the request makes.
+	front, jaeger string
+	want          [][]string
+	// instanceIDs are the service.instance.id resource attributes of each
+	// trace's processes, by trace id and service.
+	instanceIDs map[string]map[string]string
+}
+
+// readInstanceIDs reads the process tags service.instance.id of traces
+// from Jaeger (traceview keeps span tags only).
+func (sb *Sandbox) readInstanceIDs(ctx context.Context, traces []traceview.Trace) {
+	sb.instanceIDs = map[string]map[string]string{}
+	for _, t := range traces {
+		var body struct {
+			Data []struct {
+				Processes map[string]struct {
+					ServiceName string `json:"serviceName"`
+					Tags        []struct {
+						Key   string `json:"key"`
+						Value any    `json:"value"`
+					} `json:"tags"`
+				} `json:"processes"`
+			} `json:"data"`
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", sb.jaeger+"/api/traces/"+strings.TrimLeft(t.ID, "0"), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		ids := map[string]string{}
+		for _, d := range body.Data {
+			for _, p := range d.Processes {
+				for _, tag := range p.Tags {
+					if tag.Key == "service.instance.id" {
+						ids[p.ServiceName] = fmt.Sprint(tag.Value)
+					}
+				}
+			}
+		}
+		sb.instanceIDs[t.ID] = ids
+	}
 }
 
 // Play starts the sandbox and waits until every tracehop is ready.
@@ -59,7 +115,14 @@ func Play(ctx context.Context, c Config) (*Sandbox, error) {
 			return nil, fmt.Errorf("image %s is missing: make k8s-demo builds it (deploy/image.sh)", img)
 		}
 	}
+	pods := sandboxPods
+	if c.Deploy != "" {
+		pods = deployPods
+	}
 	for _, p := range []int{c.FrontPort, c.JaegerPort} {
+		if c.Deploy != "" {
+			break
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
 			return nil, fmt.Errorf("host port %d is taken (%v): choose others with -front-port and -jaeger-port", p, err)
@@ -73,7 +136,15 @@ func Play(ctx context.Context, c Config) (*Sandbox, error) {
 	}
 	var manifest []byte
 	var err error
-	if c.Inject {
+	if c.Deploy != "" {
+		for _, f := range deployFiles {
+			b, err := os.ReadFile(filepath.Join(c.Deploy, f))
+			if err != nil {
+				return nil, err
+			}
+			manifest = append(append(manifest, bytes.TrimSuffix(b, []byte("\n"))...), "\n---\n"...)
+		}
+	} else if c.Inject {
 		c.Log("tracehop inject -f %s", filepath.Join(c.Dir, "sandbox-apps.yaml"))
 		cmd := exec.CommandContext(ctx, c.Tracehop, "inject", "-f", filepath.Join(c.Dir, "sandbox-apps.yaml"))
 		var stderr bytes.Buffer
@@ -100,7 +171,17 @@ func Play(ctx context.Context, c Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	sb := &Sandbox{c: c, work: work}
+	sb := &Sandbox{c: c, work: work, pods: pods,
+		front:  fmt.Sprintf("http://127.0.0.1:%d", c.FrontPort),
+		jaeger: fmt.Sprintf("http://127.0.0.1:%d", c.JaegerPort),
+		want:   [][]string{{"front-proxy", "service1", "service1", "service2"}},
+	}
+	if c.Propagate == "false" {
+		sb.want = [][]string{{"front-proxy", "service1"}, {"service1", "service2"}}
+	}
+	if c.Deploy != "" {
+		sb.want = [][]string{{"front-proxy", "shop"}}
+	}
 	for name, b := range map[string][]byte{"sandbox.yaml": played, "settings.yaml": settings} {
 		if err := os.WriteFile(filepath.Join(work, name), b, 0o644); err != nil {
 			return nil, err
@@ -112,7 +193,11 @@ func Play(ctx context.Context, c Config) (*Sandbox, error) {
 			return nil, fmt.Errorf("podman network create %s: %v\n%s", Network, err, out)
 		}
 	}
-	c.Log("podman kube play --network %s --configmap settings.yaml sandbox.yaml (in %s; propagate=%s)", Network, work, c.Propagate)
+	if c.Deploy != "" {
+		c.Log("podman kube play --network %s sandbox.yaml (in %s: %s's %s, each Deployment as one Pod)", Network, work, c.Deploy, strings.Join(deployFiles, ", "))
+	} else {
+		c.Log("podman kube play --network %s --configmap settings.yaml sandbox.yaml (in %s; propagate=%s)", Network, work, c.Propagate)
+	}
 	if out, err := sb.podman(ctx, "kube", "play", "--network", Network, "--configmap", "settings.yaml", "sandbox.yaml"); err != nil {
 		sb.DumpLogs(os.Stderr)
 		sb.Down(context.Background())
@@ -135,16 +220,26 @@ func (sb *Sandbox) podman(ctx context.Context, args ...string) ([]byte, error) {
 // waitReady waits for each tracehop's /ready (at its Pod's address on the
 // podman network: the admin ports are not published) and Jaeger's query API.
 func (sb *Sandbox) waitReady(ctx context.Context) error {
-	urls := map[string]string{"jaeger": fmt.Sprintf("http://127.0.0.1:%d/", sb.c.JaegerPort)}
-	for _, p := range []string{"front-proxy", "service1", "service2"} {
+	urls := map[string]string{}
+	for _, p := range sb.pods {
 		ip, err := sb.podIP(ctx, p)
 		if err != nil {
 			return err
 		}
 		urls[p] = "http://" + net.JoinHostPort(ip, "9901") + "/ready"
+		if p == "jaeger" {
+			urls[p] = sb.jaeger + "/"
+			if sb.c.Deploy != "" {
+				sb.jaeger = "http://" + net.JoinHostPort(ip, "16686")
+				urls[p] = sb.jaeger + "/"
+			}
+		}
+		if p == "front-proxy" && sb.c.Deploy != "" {
+			sb.front = "http://" + net.JoinHostPort(ip, "8000")
+		}
 	}
 	deadline := time.Now().Add(90 * time.Second)
-	for _, p := range pods {
+	for _, p := range sb.pods {
 		sb.c.Log("waiting for %s: %s", p, urls[p])
 		for {
 			if resp, err := http.Get(urls[p]); err == nil {
@@ -180,7 +275,7 @@ func (sb *Sandbox) podIP(ctx context.Context, pod string) (string, error) {
 // propagate=false two traces of 2 spans (the application dropped the
 // context between service1's ingress and egress).
 func (sb *Sandbox) Check(ctx context.Context) ([]traceview.Trace, error) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/trace/1", sb.c.FrontPort)
+	url := sb.front + "/trace/1"
 	sb.c.Log("curl %s", url)
 	resp, err := http.Get(url)
 	if err != nil {
@@ -192,14 +287,14 @@ func (sb *Sandbox) Check(ctx context.Context) ([]traceview.Trace, error) {
 		return nil, fmt.Errorf("GET %s: %d %q", url, resp.StatusCode, body)
 	}
 	fmt.Printf("    %s", body)
-	jaeger := fmt.Sprintf("http://127.0.0.1:%d", sb.c.JaegerPort)
+	jaeger := sb.jaeger
 	sb.c.Log("waiting for the spans in Jaeger (%s/api/traces?service=front-proxy)", jaeger)
 	var last error
 	deadline := time.Now().Add(45 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(time.Second)
 		var traces []traceview.Trace
-		for _, svc := range []string{"front-proxy", "service2"} {
+		for _, svc := range []string{"front-proxy", sb.want[len(sb.want)-1][len(sb.want[len(sb.want)-1])-1]} {
 			spans, err := traceview.FetchJaeger(ctx, jaeger, svc, "", 20)
 			if err != nil {
 				last = err
@@ -211,6 +306,7 @@ func (sb *Sandbox) Check(ctx context.Context) ([]traceview.Trace, error) {
 				}
 			}
 		}
+		sb.readInstanceIDs(ctx, traces)
 		if last = sb.judge(traces); last == nil {
 			return traces, nil
 		}
@@ -229,10 +325,7 @@ func containsTrace(ts []traceview.Trace, id string) bool {
 
 // judge says what is wrong with the traces found, or nil.
 func (sb *Sandbox) judge(traces []traceview.Trace) error {
-	want := [][]string{{"front-proxy", "service1", "service1", "service2"}}
-	if sb.c.Propagate == "false" {
-		want = [][]string{{"front-proxy", "service1"}, {"service1", "service2"}}
-	}
+	want := sb.want
 	var got [][]string
 	for _, t := range traces {
 		var services []string
@@ -241,9 +334,12 @@ func (sb *Sandbox) judge(traces []traceview.Trace) error {
 			services = append(services, s.Service)
 			ids[s.SpanID] = true
 			// node.id is "${POD_NAME}", from the downward API; the Pods
-			// are named like their services.
-			if s.Tags["node_id"] != s.Service {
-				return fmt.Errorf("a %s span has node_id %q, want the Pod's name %q (from POD_NAME)", s.Service, s.Tags["node_id"], s.Service)
+			// are named like their services. The zipkin driver writes it
+			// as the span tag node_id, the otlp driver as that and as the
+			// resource attribute service.instance.id.
+			tag, resource := s.Tags["node_id"], sb.instanceIDs[t.ID][s.Service]
+			if tag == "" && resource == "" || tag != "" && tag != s.Service || resource != "" && resource != s.Service {
+				return fmt.Errorf("a %s span has node_id %q and service.instance.id %q, want the Pod's name %q (from POD_NAME)", s.Service, tag, resource, s.Service)
 			}
 		}
 		sort.Strings(services)
@@ -275,7 +371,11 @@ func (sb *Sandbox) Summary(traces []traceview.Trace) string {
 		}
 		parts = append(parts, fmt.Sprintf("trace %s: %d spans over %d services", t.ID, len(t.Spans), len(services)))
 	}
-	return fmt.Sprintf("propagate=%s: %d trace(s) in Jaeger as expected (%s)", sb.c.Propagate, len(traces), strings.Join(parts, "; "))
+	what := "propagate=" + sb.c.Propagate
+	if sb.c.Deploy != "" {
+		what = sb.c.Deploy
+	}
+	return fmt.Sprintf("%s: %d trace(s) in Jaeger as expected (%s)", what, len(traces), strings.Join(parts, "; "))
 }
 
 // DumpLogs writes the last lines of every container's log, for a failure.
@@ -283,7 +383,7 @@ func (sb *Sandbox) DumpLogs(w io.Writer) {
 	out, _ := exec.Command("podman", "ps", "-a", "--format", "{{.Names}} {{.Status}}").Output()
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		name, status, _ := strings.Cut(line, " ")
-		for _, p := range pods {
+		for _, p := range sb.pods {
 			if strings.HasPrefix(name, p+"-") {
 				logs, _ := exec.Command("podman", "logs", "--tail", "15", name).CombinedOutput()
 				fmt.Fprintf(w, "--- podman logs %s (%s)\n%s", name, status, logs)
@@ -330,12 +430,20 @@ func removeConfigMapVolumes(manifest []byte, log func(string, ...any)) {
 // publishes every containerPort on the host (a cluster publishes only
 // hostPorts): it drops the ports that have no hostPort, so that Pods do not
 // fight over the host's 9901 and 8100, turns the probes' named ports into
-// numbers, and moves the hostPorts as hostPorts says. Documents other than
-// Pods are copied as they are.
+// numbers, and moves the hostPorts as hostPorts says. A Deployment becomes
+// one Pod named as the Deployment (podman resolves Pods by name, and
+// ignores Services); a Namespace is left out. Other documents are copied as
+// they are.
 func ForPodman(manifest []byte, hostPorts map[int32]int32) ([]byte, error) {
 	docs := strings.Split(string(manifest), "\n---\n")
+	var out []string
 	for i, doc := range docs {
-		if !strings.Contains(doc, "\nkind: Pod\n") {
+		isPod, isDeployment := strings.Contains(doc, "\nkind: Pod\n"), strings.Contains(doc, "\nkind: Deployment\n")
+		if strings.Contains(doc, "\nkind: Namespace\n") || strings.HasPrefix(doc, "apiVersion: v1\nkind: Namespace\n") {
+			continue // podman has none
+		}
+		if !isPod && !isDeployment {
+			out = append(out, doc)
 			continue
 		}
 		js, err := kyaml.YAMLToJSONStrict([]byte(doc))
@@ -343,7 +451,16 @@ func ForPodman(manifest []byte, hostPorts map[int32]int32) ([]byte, error) {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 		var pod corev1.Pod
-		if strict, err := kjson.UnmarshalStrict(js, &pod); err != nil || len(strict) > 0 {
+		if isDeployment {
+			// One Pod named as the Deployment: podman 4.3 would name it
+			// NAME-pod-0, which no Service name resolves to.
+			var d appsv1.Deployment
+			if strict, err := kjson.UnmarshalStrict(js, &d); err != nil || len(strict) > 0 {
+				return nil, fmt.Errorf("document %d: %v %v", i+1, err, strict)
+			}
+			pod = corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
+			pod.APIVersion, pod.Kind, pod.Name = "v1", "Pod", d.Name
+		} else if strict, err := kjson.UnmarshalStrict(js, &pod); err != nil || len(strict) > 0 {
 			return nil, fmt.Errorf("document %d: %v %v", i+1, err, strict)
 		}
 		for ci := range pod.Spec.Containers {
@@ -370,7 +487,7 @@ func ForPodman(manifest []byte, hostPorts map[int32]int32) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		docs[i] = string(b)
+		out = append(out, string(b))
 	}
-	return []byte(strings.Join(docs, "\n---\n")), nil
+	return []byte(strings.Join(out, "\n---\n")), nil
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // The Kubernetes sandbox in podman (make e2e): the images built from this
-// tree, the committed manifests and inject's, each checked in Jaeger, and
-// every Pod removed after. Needs podman (and runc), which .ci/run installs.
+// tree, the committed manifests, inject's, and deploy/kubernetes's, each
+// checked in Jaeger, and every Pod removed after. Needs podman (and runc), which .ci/run installs.
 func TestE2EKubernetesSandbox(t *testing.T) {
 	root, _ := filepath.Abs("../../../..")
 	for _, img := range []string{"tracehop", "sandbox-app", "jaeger"} {
@@ -37,13 +37,15 @@ func TestE2EKubernetesSandbox(t *testing.T) {
 		name      string
 		inject    bool
 		propagate string
+		deploy    string
 	}{
-		{"sandbox.yaml/propagate=all", false, "all"},
-		{"sandbox.yaml/propagate=false", false, "false"},
-		{"inject/propagate=all", true, "all"},
+		{"sandbox.yaml/propagate=all", false, "all", ""},
+		{"sandbox.yaml/propagate=false", false, "false", ""},
+		{"inject/propagate=all", true, "all", ""},
+		{"deploy/kubernetes", false, "all", "../../../../deploy/kubernetes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Config{Dir: "..", Inject: tc.inject, Tracehop: tracehop, Propagate: tc.propagate,
+			c := Config{Dir: "..", Inject: tc.inject, Deploy: tc.deploy, Tracehop: tracehop, Propagate: tc.propagate,
 				FrontPort: freePort(t), JaegerPort: freePort(t), Log: t.Logf}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
@@ -55,7 +57,7 @@ func TestE2EKubernetesSandbox(t *testing.T) {
 				if err := sb.Down(context.Background()); err != nil {
 					t.Error(err)
 				}
-				for _, p := range pods {
+				for _, p := range sb.pods {
 					if exec.Command("podman", "pod", "exists", p).Run() == nil {
 						t.Errorf("pod %s is still there after podman kube down", p)
 					}

@@ -75,3 +75,39 @@ func TestForPodman(t *testing.T) {
 		t.Errorf("ports left: %v, want only front-proxy's 18000 and jaeger's 26686", hostPorts)
 	}
 }
+
+// A Deployment is played as one Pod of its name, with its template; a
+// Namespace is left out; a Service is copied.
+func TestForPodmanDeployment(t *testing.T) {
+	var in []byte
+	for _, f := range []string{"namespace.yaml", "front-proxy.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../../../../deploy/kubernetes", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = append(append(in, b...), "---\n"...)
+	}
+	out, err := ForPodman(in[:len(in)-len("---\n")], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(out), "\n---\n")
+	if len(docs) != 3 || strings.Contains(string(out), "kind: Namespace") || strings.Contains(string(out), "kind: Deployment") {
+		t.Fatalf("want the ConfigMap, a Pod and the Service, got %d documents:\n%s", len(docs), out)
+	}
+	js, err := kyaml.YAMLToJSONStrict([]byte(docs[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	if strict, err := kjson.UnmarshalStrict(js, &pod); err != nil || len(strict) > 0 {
+		t.Fatalf("%v %v\n%s", err, strict, docs[1])
+	}
+	if pod.Kind != "Pod" || pod.Name != "front-proxy" || pod.Labels["app"] != "front-proxy" || pod.Annotations["tracehop.io/inject"] != "disabled" ||
+		len(pod.Spec.Containers) != 1 || pod.Spec.Containers[0].ReadinessProbe.HTTPGet.Port.IntValue() != 9901 || len(pod.Spec.Containers[0].Ports) != 0 {
+		t.Errorf("the Pod: %+v", pod)
+	}
+	if !strings.Contains(docs[2], "kind: Service") {
+		t.Errorf("the Service is not copied:\n%s", docs[2])
+	}
+}
