@@ -265,6 +265,9 @@ func injectDocument(doc []byte, opts Options) (out []byte, what string, notes []
 	if tmpl.Name == "" && path == nil {
 		return nil, what, nil, errors.New("metadata.name is empty: a Pod needs a name")
 	}
+	if len(tmpl.Spec.Containers) == 0 {
+		return nil, what, nil, errors.New("its Pod has no containers: the sidecar goes beside an application (a Pod needs at least one container)")
+	}
 	workloadName := scalar(lookup(top, "metadata"), "name")
 	sidecar, volumes, err := plan(tmpl, workloadName, opts)
 	if err != nil {

@@ -172,6 +172,7 @@ func TestInjectRefuses(t *testing.T) {
 		{"bad_port_clash.yaml", []string{`bad_port_clash.yaml: document 1 (Deployment shop): container "app" uses port 9901, which the sidecar's tracehop-admin needs (containers in a Pod share its ports): move it, or give tracehop other ports with -ports/-admin-port and the same in its config; container "app" has a port named "th-ingress", which the sidecar's port takes: rename one (-ports NAME=PORT)`}},
 		{"bad_old_apiversion.yaml", []string{`bad_old_apiversion.yaml: document 1 (Deployment shop): apiVersion "extensions/v1beta1": tracehop inject reads Deployment as apps/v1; convert the manifest to that apiVersion`}},
 		{"bad_duplicate_field.yaml", []string{`bad_duplicate_field.yaml: document 1 (Pod shop): cannot read it: yaml: unmarshal errors:`, `  line 7: key "containers" already set in map`}},
+		{"bad_no_containers.yaml", []string{`bad_no_containers.yaml: document 1 (Pod empty): its Pod has no containers: the sidecar goes beside an application (a Pod needs at least one container)`}},
 		{"bad_two_documents.yaml", []string{
 			`bad_two_documents.yaml: document 2 (Pod a): already has the tracehop sidecar (annotation tracehop.io/injected: "v0.9.0"): leave this document out, or remove the sidecar first`,
 			`bad_two_documents.yaml: document 3 (Pod b): container "app" uses port 8100, which the sidecar's th-ingress needs (containers in a Pod share its ports): move it, or give tracehop other ports with -ports/-admin-port and the same in its config`}},
@@ -216,5 +217,21 @@ func TestParsePorts(t *testing.T) {
 		if s := fmt.Sprint(got); s != c.want {
 			t.Errorf("%s: %s, want %s", c.in, s, c.want)
 		}
+	}
+}
+
+// A manifest written in flow style gets the sidecar in flow style, and it
+// reads back as the same Pod.
+func TestInjectFlowStyle(t *testing.T) {
+	in := "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {a: b}}\nspec: {containers: [{name: app, image: x}]}\n"
+	out, _, err := inject.Inject([]byte(in), "flow.yaml", options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p corev1.Pod
+	decode(t, string(out), &p)
+	checkSidecar(t, "Pod", corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}, "p-tracehop")
+	if p.Labels["a"] != "b" || p.Spec.Containers[0].Image != "x" {
+		t.Errorf("the Pod's own fields changed:\n%s", out)
 	}
 }
