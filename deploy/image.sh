@@ -64,6 +64,10 @@ jaeger)
   exit 2
   ;;
 esac
-echo "image: $tool build $name:$version (also tagged latest)..." >&2
-"$tool" build -q -f "$file" -t "$name:$version" -t "$name:latest" "$ctx" >&2
-echo "$name:$version"
+# The sandbox's images are tagged latest only: they are rebuilt for every
+# demo, and a tag per commit would pile up.
+tags=(-t "$name:latest")
+[[ $what == tracehop ]] && tags+=(-t "$name:$version")
+echo "image: $tool build $name:latest$([[ $what == tracehop ]] && echo " and :$version")..." >&2
+"$tool" build -q -f "$file" "${tags[@]}" "$ctx" >&2
+if [[ $what == tracehop ]]; then echo "$name:$version"; else echo "$name:latest"; fi
