@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image images k8s-demo k8s-scale
 
 all: build
 
@@ -41,9 +41,11 @@ race:
 	$(GO) test -race -count=1 ./...
 
 ## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger; TLS with curl, openssl s_client and an nginx ssl upstream;
-## h2spec against an h2c listener (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
+## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here) (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
 e2e: e2e-deps
 	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
+	@echo "e2e: the Kubernetes sandbox in podman (after the others: its Pods would compete with their timings)"
+	JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2E -v ./examples/sandbox/kubernetes/run/
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:
@@ -103,13 +105,14 @@ proto:
 	cd core/wire && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative driver.proto
 
-## e2e-deps: h2spec (Go module proxy), headless Chromium, and curl, openssl and nginx-light for the TLS tests (Debian) for make e2e
+## e2e-deps: h2spec (Go module proxy), headless Chromium, curl, openssl and nginx-light for the TLS tests, and podman with runc (Debian) for make e2e
 e2e-deps:
 	@test -x $(GOBIN_TOOLS)/h2spec || { echo "installing h2spec into $(GOBIN_TOOLS)"; GOBIN=$(GOBIN_TOOLS) $(GO) install $(H2SPEC); }
 	@command -v chromium >/dev/null || { echo "installing chromium (Debian) for the trace view's browser test"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 	@command -v curl >/dev/null && command -v openssl >/dev/null && command -v nginx >/dev/null || { echo "installing curl, openssl, nginx-light (Debian) for the TLS tests"; \
 	  apt-get install -y -q curl openssl nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q curl openssl nginx-light >/dev/null; }; }
+	@deploy/podman-setup.sh
 
 ## release: tracehop and every driver for linux and darwin, amd64 and arm64: reproducible archives in dist/ with SHA256SUMS
 release: release-deps
@@ -142,3 +145,22 @@ sandbox: build sandbox-bin
 
 sandbox-bin:
 	$(GO) build -o $(BIN)/sandbox-service ./examples/sandbox/service
+
+## image: the tracehop image (./Containerfile: static binaries FROM scratch, non-root, drivers beside tracehop), with podman or docker
+image:
+	@VERSION=$(VERSION) LDFLAGS='$(LDFLAGS)' deploy/image.sh tracehop
+
+## images: the tracehop image and the Kubernetes sandbox's (its application; Jaeger, built by examples/sandbox/jaeger.sh)
+images: image
+	@deploy/image.sh sandbox-app >/dev/null && deploy/image.sh jaeger >/dev/null
+
+## k8s-demo: the sandbox as Kubernetes Pods in podman (kube play), one request, its trace checked in Jaeger, kube down (PROPAGATE=false, INJECT=1: through tracehop inject, DEPLOY=1: deploy/kubernetes, KEEP=1)
+k8s-demo: build images
+	$(GO) run ./examples/sandbox/kubernetes/run -propagate $(PROPAGATE) $(if $(INJECT),-inject) $(if $(DEPLOY),-deploy deploy/kubernetes) $(if $(KEEP),-keep)
+
+## k8s-scale: N Pods (default 8) of app + injected sidecar in podman, RATE req/s each for DURATION, CPU/RSS per sidecar and spans delivered (COLLECTOR_DOWN=20s stops Jaeger a while; docs/deploying.md)
+N ?= 8
+RATE ?= 100
+DURATION ?= 30s
+k8s-scale: images
+	$(GO) run ./examples/sandbox/kubernetes/run -scale $(N) -rate $(RATE) -duration $(DURATION) $(if $(COLLECTOR_DOWN),-collector-down $(COLLECTOR_DOWN))

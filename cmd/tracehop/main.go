@@ -45,12 +45,13 @@ Usage:
   tracehop run -c FILE        serve traffic as the config says
   tracehop validate -c FILE   check the config and start and stop every driver, serving nothing
   tracehop drivers [-c FILE]  list the drivers tracehop can find, and where
+  tracehop inject [-f FILE]   add the tracehop sidecar to Kubernetes Pods, Deployments, StatefulSets (YAML in, YAML out)
   tracehop trace view ...     draw traces as a waterfall, from the file driver's output or a Jaeger/Zipkin API
   tracehop version [-drivers]  print the version (with -drivers: each driver's too)
   tracehop help               show this
 
 Run 'tracehop COMMAND -h' for a command's flags.
-Exit codes: 0 ok, 1 failure while running, 2 usage error, 3 invalid config or a driver refused it.
+Exit codes: 0 ok, 1 failure while running, 2 usage error, 3 invalid config or a driver refused it (or manifests inject refuses).
 `
 
 func main() {
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "drivers":
 		return cmdDrivers(rest, stdout, stderr)
+	case "inject":
+		return runBeside("tracehop-inject", "inject", rest, os.Stdin, stdout, stderr)
 	case "trace":
 		if len(rest) == 0 || rest[0] != "view" {
 			fmt.Fprintln(stderr, "tracehop trace: the only subcommand is 'view': tracehop trace view -h")

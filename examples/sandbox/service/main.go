@@ -38,7 +38,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to serve on")
 	name := flag.String("name", "1", "the service's number, as in /trace/N")
 	next := flag.String("next", "", "URL of the next service, through the sidecar's egress listener (e.g. http://127.0.0.1:9000/trace/2); empty: answer directly")
-	propagate := flag.String("propagate", "all", "which incoming headers to forward to -next: all, false or request-id")
+	propagate := flag.String("propagate", envOr("PROPAGATE", "all"), "which incoming headers to forward to -next: all, false or request-id (default from $PROPAGATE, as the Kubernetes sandbox sets it from a ConfigMap)")
 	flag.Parse()
 	switch *propagate {
 	case "all", "false", "request-id":
@@ -89,4 +89,12 @@ func main() {
 		log.Error("serve", "error", err)
 		os.Exit(1)
 	}
+}
+
+// envOr returns the environment variable key, or def when it is unset or empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }
