@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tracehop/tracehop/core"
@@ -23,7 +24,8 @@ type App struct {
 	Addrs   []Addr
 
 	opts     AppOptions
-	mu       sync.Mutex // one reload at a time
+	mu       sync.Mutex  // one reload at a time
+	closed   atomic.Bool // Shutdown has begun: no more reloads
 	cfg      *config.Config
 	pipeline *pipeline.Pipeline
 }
@@ -118,7 +120,13 @@ func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
 	return err
 }
 
+// errShuttingDown refuses a reload once Shutdown has begun.
+var errShuttingDown = errors.New("tracehop is shutting down: the config is not reloaded")
+
 func (a *App) reload(ctx context.Context, cfg *config.Config) error {
+	if a.closed.Load() {
+		return errShuttingDown
+	}
 	if cfg.Admin.Address != a.cfg.Admin.Address {
 		a.opts.Logger.Warn("admin.address changes on a restart only: the admin server stays where it is", "address", a.cfg.Admin.Address, "new", cfg.Admin.Address)
 	}
@@ -130,7 +138,7 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 				old[driverKey(a.cfg, d)] = a.Drivers[i]
 			}
 		}
-		var todo []config.Driver
+		var todo []int // indexes of the drivers to start
 		specs := cfg.Tracing.AllDrivers()
 		drivers = make([]StartedDriver, len(specs))
 		for i, d := range specs {
@@ -139,24 +147,16 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 				delete(old, driverKey(cfg, d)) // the same driver twice gets two processes
 				continue
 			}
-			todo = append(todo, d)
+			todo = append(todo, i)
 		}
 		if len(todo) > 0 {
-			sub := *cfg.Tracing
-			sub.Driver, sub.Drivers = nil, todo
-			only := *cfg
-			only.Tracing = &sub
 			var err error
-			started, err = StartDrivers(ctx, &only, a.opts.Logger)
+			started, err = startDrivers(ctx, cfg, todo, a.opts.Logger)
 			if err != nil {
 				return err
 			}
-			j := 0
-			for i := range drivers {
-				if drivers[i].Driver == nil {
-					drivers[i] = started[j]
-					j++
-				}
+			for j, i := range todo {
+				drivers[i] = started[j]
 			}
 		}
 	}
@@ -202,6 +202,13 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	if a.opts.ConfigFile == "" {
 		return errors.New("no config file to reload")
 	}
+	// The file is read under the lock: two reloads at once apply the
+	// newest content last.
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed.Load() {
+		return errShuttingDown
+	}
 	log.Info("reloading the config", "config", a.opts.ConfigFile)
 	cfg, err := config.Load(a.opts.ConfigFile)
 	if err != nil {
@@ -216,7 +223,9 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w.Msg, "config", w.File, "line", w.Line, "key", w.Key)
 	}
-	if err := a.Reload(ctx, cfg); err != nil {
+	err = a.reload(ctx, cfg)
+	a.Server.recordReload(err)
+	if err != nil {
 		log.Error("config reload failed: the running config stays in force", "config", a.opts.ConfigFile, "error", err)
 		return err
 	}
@@ -224,9 +233,12 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown drains requests, flushes spans and stops the drivers.
+// Shutdown drains requests, flushes spans and stops the drivers. Reloads
+// are refused from now on; one in progress fails at its switch (the
+// server is draining) and stops what it started.
 func (a *App) Shutdown(ctx context.Context) error {
-	a.mu.Lock() // no reload in the middle
-	defer a.mu.Unlock()
+	// Not under a.mu: a reload starting drivers must not hold the
+	// shutdown up.
+	a.closed.Store(true)
 	return a.Server.Shutdown(ctx)
 }

@@ -32,17 +32,28 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	if cfg.Tracing == nil {
 		return nil, nil
 	}
+	all := make([]int, len(cfg.Tracing.AllDrivers()))
+	for i := range all {
+		all[i] = i
+	}
+	return startDrivers(ctx, cfg, all, logger)
+}
+
+// startDrivers starts the drivers of cfg at indexes (of AllDrivers), so
+// that a refusal names each driver's own key and line.
+func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger *slog.Logger) ([]StartedDriver, error) {
 	specs := cfg.Tracing.AllDrivers()
-	started := make([]StartedDriver, len(specs))
-	errs := make([]error, len(specs))
+	started := make([]StartedDriver, len(indexes))
+	errs := make([]error, len(indexes))
 	var wg sync.WaitGroup
-	for i, d := range specs {
+	for j, i := range indexes {
+		d := specs[i]
 		wg.Go(func() {
 			// A missing config block marshals as null, which
 			// sdk.DecodeConfig takes as "all defaults".
 			raw, err := json.Marshal(d.Config)
 			if err != nil {
-				errs[i] = fmt.Errorf("driver %q: config: %w", d.Name, err)
+				errs[j] = fmt.Errorf("driver %q: config: %w", d.Name, err)
 				return
 			}
 			drv, err := plugin.Start(ctx, plugin.Spec{
@@ -52,8 +63,8 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 				Host:   HostInfo(cfg),
 				Logger: logger,
 			})
-			errs[i] = placed(cfg, i, err)
-			started[i] = StartedDriver{Name: d.Name, Driver: drv}
+			errs[j] = placed(cfg, i, err)
+			started[j] = StartedDriver{Name: d.Name, Driver: drv}
 		})
 	}
 	wg.Wait()

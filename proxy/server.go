@@ -403,17 +403,32 @@ func (s *Server) retire(prev, next *snapshot, removed []*socket) {
 	wg.Wait()
 	s.log.Debug("retiring a replaced config", "waited_for_connections", time.Since(start))
 	if t := prev.tracer; t != nil {
-		for t.inflight.Load() > 0 && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
+		// Twice at 0, a grace apart: a request that loaded the replaced
+		// listener just before the switch has begun (and counted itself)
+		// by the second look.
+		for zeros := 0; zeros < 2 && ctx.Err() == nil; {
+			if t.inflight.Load() > 0 {
+				zeros = 0
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			if zeros++; zeros < 2 {
+				time.Sleep(retirementGrace)
+			}
 		}
 		if n := t.inflight.Load(); n > 0 {
-			s.log.Warn("a replaced config still has requests in flight after the drain timeout; their spans may be lost", "requests", n)
+			s.log.Warn("a replaced config still has requests in flight after the drain timeout; the spans of those whose driver was removed will be counted as dropped", "requests", n)
 		}
 	}
 	if prev.pipeline != nil && prev.pipeline != next.pipeline {
-		if err := prev.pipeline.Shutdown(ctx); err != nil {
+		// Its own deadline: waiting for requests above may have used the
+		// first one up, and what a removed driver has queued must still
+		// be flushed into it.
+		fctx, fcancel := context.WithTimeout(context.Background(), s.retireAfter)
+		if err := prev.pipeline.Shutdown(fctx); err != nil {
 			s.log.Warn("a driver removed by the reload did not stop cleanly", "error", err)
 		}
+		fcancel()
 	}
 	for name, c := range prev.clusters {
 		if next.clusters[name] != c {
@@ -457,7 +472,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	s.retiring.Wait() // what reloads replaced is flushed first
+	// What reloads replaced is flushed first, within ctx.
+	retired := make(chan struct{})
+	go func() { s.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-ctx.Done():
+		s.log.Warn("a configuration replaced by a reload was still retiring at the end of the drain")
+	}
 	if snap.pipeline != nil {
 		// Spans that could not be delivered by the deadline are counted and
 		// logged; they do not make the shutdown fail.

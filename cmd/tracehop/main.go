@@ -320,6 +320,24 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tracehop run:", err)
 		return exitUsage
 	}
+	// SIGHUP is ours from here on, before the drivers start (which may
+	// take a while): its default action would kill tracehop. A reload asked
+	// for during the start runs once it is up.
+	reloads := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			select {
+			case reloads <- struct{}{}:
+			default: // one is pending already
+			}
+		}
+	}()
+	// The file watch compares against what was loaded, so that a change
+	// made while tracehop starts is not missed.
+	loaded := fileSum(*file)
 	cfg, err := config.Load(*file)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -380,20 +398,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		logger.Info("no tracing block: proxying without tracing")
 	}
 	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
-	reloads := make(chan struct{}, 1)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			select {
-			case reloads <- struct{}{}:
-			default: // one is pending already
-			}
-		}
-	}()
 	if *watch {
-		go watchFile(ctx, *file, reloads, logger)
+		go watchFile(ctx, *file, loaded, reloads, logger)
 	}
 	go func() {
 		for {
@@ -533,15 +539,9 @@ func serveTraceView(addr string, load traceview.Loader, n int, stdout, stderr io
 // content sees the same way. A change is acted on once the content has
 // been stable for a poll, so that a file written in several steps is read
 // whole.
-func watchFile(ctx context.Context, path string, reloads chan<- struct{}, logger *slog.Logger) {
-	read := func() [32]byte {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return [32]byte{}
-		}
-		return sha256.Sum256(b)
-	}
-	last := read()
+func watchFile(ctx context.Context, path string, loaded [32]byte, reloads chan<- struct{}, logger *slog.Logger) {
+	read := func() [32]byte { return fileSum(path) }
+	last := loaded
 	pending := false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -564,4 +564,13 @@ func watchFile(ctx context.Context, path string, reloads chan<- struct{}, logger
 			}
 		}
 	}
+}
+
+// fileSum is the SHA-256 of a file's content (zero when it cannot be read).
+func fileSum(path string) [32]byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [32]byte{}
+	}
+	return sha256.Sum256(b)
 }

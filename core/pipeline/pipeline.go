@@ -84,13 +84,12 @@ func (p *Pipeline) Successor(cfg Config, targets []Target, logger *slog.Logger) 
 	for _, t := range targets {
 		var shared *exporter
 		for _, e := range p.exporters {
-			if e.driver == t.Driver {
+			if e.driver == t.Driver && e.ref() {
 				shared = e
 				break
 			}
 		}
 		if shared != nil {
-			shared.refs.Add(1)
 			next.exporters = append(next.exporters, shared)
 			continue
 		}
@@ -111,12 +110,10 @@ func (p *Pipeline) Enqueue(s core.Span) {
 		}
 		return
 	}
-	if p.closed.Load() {
-		for _, e := range p.exporters {
-			e.c.dropped[DropShutdown].Add(1)
-		}
-		return
-	}
+	// No check of p.closed here: after a reload retired p, an exporter its
+	// successor shares still takes spans (a request that began before the
+	// switch and ends after the retirement); a stopped one refuses them
+	// itself (pushClosed), counted below.
 	for _, e := range p.exporters {
 		switch e.q.push(&s) {
 		case pushed:
@@ -201,7 +198,8 @@ type exporter struct {
 	c       counters
 	// refs counts the pipelines that deliver through the exporter: more
 	// than one across a reload.
-	refs atomic.Int32
+	refs     atomic.Int32
+	stopOnce sync.Once
 
 	// stopCtx is set before stop is closed; it bounds the final drain.
 	stopCtx context.Context
@@ -255,10 +253,31 @@ func (e *exporter) flush(ctx context.Context) error {
 	}
 }
 
+// ref takes a reference for a successor, unless the exporter has stopped
+// (its last pipeline shut down): then the driver must start anew.
+func (e *exporter) ref() bool {
+	for {
+		n := e.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if e.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 func (e *exporter) shutdown(ctx context.Context) error {
-	e.stopCtx = ctx
-	close(e.stop)
+	first := false
+	e.stopOnce.Do(func() {
+		first = true
+		e.stopCtx = ctx
+		close(e.stop)
+	})
 	<-e.done
+	if !first {
+		return nil // stopped already: the driver too
+	}
 	if ctx.Err() != nil {
 		// The drain used the whole deadline (a collector that refuses
 		// everything): the driver still gets a moment to stop cleanly.
