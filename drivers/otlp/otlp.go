@@ -148,6 +148,11 @@ func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUserAgent("tracehop-driver-otlp/" + d.mapper.version),
+		// A batch is hundreds of kilobytes: with gRPC's 32 KiB write
+		// buffer its frames go out in many small writes (measured: 10.9
+		// µs of driver CPU per span against 9.3–9.9 with this).
+		grpc.WithWriteBufferSize(512 << 10),
+		grpc.WithReadBufferSize(64 << 10),
 		// gRPC's own reconnect backoff grows to 2 minutes, so after a
 		// long outage a receiver that is back would wait that long for
 		// its spans; 5s matches the pipeline's longest retry backoff.
@@ -175,6 +180,10 @@ func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 func (d *Driver) prepareHTTP(tlsConf *tls.Config) {
 	d.httpc = &http.Client{Transport: &http.Transport{
 		TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
+		// The request body goes out in 4 KiB writes by default: 256 KiB
+		// takes the HTTP export from 9.5 to 7.7 µs of driver CPU per span
+		// (BenchmarkDriverHTTP).
+		WriteBufferSize: 256 << 10,
 	}}
 	d.httpHead = http.Header{}
 	for k, v := range d.cfg.Headers {
