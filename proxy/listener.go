@@ -608,6 +608,7 @@ func (w *responseWriter) Flush() {
 type routeMetrics struct {
 	byClass  [6]prometheus.Counter // 1xx..5xx, other
 	duration prometheus.Observer
+	labels   [3]string // listener, route, cluster
 	// nextExemplar is when (Unix ns) a sampled request may next leave its
 	// trace id on the duration histogram as an OpenMetrics exemplar.
 	nextExemplar atomic.Int64

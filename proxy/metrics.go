@@ -87,11 +87,44 @@ func (c *tracerCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *metrics) route(listener, route, cluster string) *routeMetrics {
-	rm := &routeMetrics{duration: m.duration.WithLabelValues(listener, route, cluster)}
+	rm := &routeMetrics{duration: m.duration.WithLabelValues(listener, route, cluster), labels: [3]string{listener, route, cluster}}
 	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"} {
 		rm.byClass[i] = m.requests.WithLabelValues(listener, route, cluster, class)
 	}
 	return rm
+}
+
+// forget removes the series of routes a reload took away (those of old
+// that keep is without), so that /metrics does not grow with every
+// renamed route.
+func (m *metrics) forget(old, keep []*listener) {
+	kept := map[[3]string]bool{}
+	for _, l := range keep {
+		kept[l.noRoute.labels] = true
+		for _, rt := range l.routes {
+			kept[rt.metrics.labels] = true
+		}
+	}
+	for _, l := range old {
+		for _, rm := range append([]*routeMetrics{l.noRoute}, routeMetricsOf(l)...) {
+			if kept[rm.labels] {
+				continue
+			}
+			lv := rm.labels
+			m.duration.DeleteLabelValues(lv[0], lv[1], lv[2])
+			for _, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"} {
+				m.requests.DeleteLabelValues(lv[0], lv[1], lv[2], class)
+			}
+		}
+	}
+}
+
+func routeMetricsOf(l *listener) []*routeMetrics {
+	out := make([]*routeMetrics, len(l.routes))
+	for i, rt := range l.routes {
+		out[i] = rt.metrics
+	}
+	return out
 }
 
 // pipelineCollector exposes the span pipeline's counters per driver.

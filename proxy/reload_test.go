@@ -149,6 +149,15 @@ tracing:
 	if spans[0].Name != "ingress" {
 		t.Errorf("unexpected span %+v", spans[0])
 	}
+	// Once the old config is retired, its route's series leave /metrics.
+	for deadline := time.Now().Add(5 * time.Second); strings.Contains(proxy.Metrics(r.srv), `cluster="c1"`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the removed route's series are still in /metrics after its config was retired")
+		}
+	}
+	if m := proxy.Metrics(r.srv); !strings.Contains(m, `tracehop_requests_total{cluster="c2",code_class="2xx",listener="l",route="route0"} 1`) {
+		t.Errorf("the route in force lost its series:\n%s", m)
+	}
 	r.apply(t, cfg("{match: {prefix: /b}, cluster: c2}", "0"), rec3)
 	getBody(t, client, base+"/b/y")
 	if up2.header("X-B3-Sampled") != "0" {

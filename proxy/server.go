@@ -40,11 +40,12 @@ type Server struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu       sync.Mutex // Start, Apply and Shutdown, one at a time
-	sockets  []*socket
-	started  bool
-	retiring sync.WaitGroup // replaced snapshots and removed sockets
-	wg       sync.WaitGroup // accept loops and servers
+	mu        sync.Mutex // Start, Apply and Shutdown, one at a time
+	metricsMu sync.Mutex // a reload's build and switch, against a retirement forgetting series
+	sockets   []*socket
+	started   bool
+	retiring  sync.WaitGroup // replaced snapshots and removed sockets
+	wg        sync.WaitGroup // accept loops and servers
 	// initErr is what NewServer could not set up (a certificate that no
 	// longer loads since the config was checked): Start returns it.
 	initErr error
@@ -306,6 +307,10 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 		return errors.New("tracehop is shutting down")
 	}
 	prev := s.snap.Load()
+	// From the build (which makes the new routes' series) to the switch,
+	// no retirement forgets series.
+	s.metricsMu.Lock()
+	defer s.metricsMu.Unlock()
 	next, err := s.build(cfg, tracer, p, prev)
 	if err != nil {
 		return err
@@ -435,6 +440,13 @@ func (s *Server) retire(prev, next *snapshot, removed []*socket) {
 			c.close()
 		}
 	}
+	// Unless a newer reload is in force (or being built) by now: its
+	// routes decide.
+	s.metricsMu.Lock()
+	if s.snap.Load() == next {
+		s.metrics.forget(prev.listeners, next.listeners)
+	}
+	s.metricsMu.Unlock()
 }
 
 // Shutdown drains the server: /ready turns 503, listeners stop accepting,
