@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tracehop/tracehop/internal/editdist"
 )
 
 // DecodeConfig decodes a driver's raw config (the JSON the host sends to
@@ -176,7 +178,7 @@ func jsonKind(raw json.RawMessage) string {
 func nearest(k string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
-		d := editDistance(strings.ToLower(k), strings.ToLower(n))
+		d := editdist.Distance(strings.ToLower(k), strings.ToLower(n))
 		if d < bestD || d == bestD && best == "" {
 			best, bestD = n, d
 		}
@@ -190,26 +192,6 @@ func nearest(k string, names []string) string {
 		}
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func describeType(t reflect.Type) string {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tracehop/tracehop/internal/editdist"
 )
 
 // Problem is one thing wrong with a config file.
@@ -330,29 +332,9 @@ func closest(s string, candidates []string) string {
 		bestD = 4
 	}
 	for _, c := range candidates {
-		if dist := editDistance(s, c); dist < bestD {
+		if dist := editdist.Distance(s, c); dist < bestD {
 			best, bestD = c, dist
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
