@@ -106,16 +106,9 @@ func decodeInto(raw json.RawMessage, v reflect.Value, key string, ce *ConfigErro
 	var names []string
 	t := v.Type()
 	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
+		name, ok := jsonName(t.Field(i))
+		if !ok {
 			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
 		}
 		byName[name] = i
 		names = append(names, name)
@@ -138,6 +131,22 @@ func decodeInto(raw json.RawMessage, v reflect.Value, key string, ce *ConfigErro
 		}
 		decodeInto(fields[k], v.Field(i), joinKey(key, k), ce)
 	}
+}
+
+// jsonName is the key encoding/json uses for f; false for a field it
+// leaves out (unexported, or tagged "-").
+func jsonName(f reflect.StructField) (string, bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	switch name {
+	case "-":
+		return "", false
+	case "":
+		return f.Name, true
+	}
+	return name, true
 }
 
 func cmpKey(key string) string {
@@ -214,32 +223,6 @@ func describeType(t reflect.Type) string {
 		return "a list"
 	}
 	return t.String()
-}
-
-func jsonKeys(dst any) []string {
-	t := reflect.TypeOf(dst)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	var keys []string
-	for f := range t.Fields() {
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		keys = append(keys, name)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // Duration is a time.Duration that decodes from a Go duration string such as
@@ -352,17 +335,9 @@ func collectSecrets(t reflect.Type, prefix string, out *[]string, depth int) {
 		*out = append(*out, joinKey(prefix, "*"))
 	case t.Kind() == reflect.Struct:
 		for f := range t.Fields() {
-			if !f.IsExported() {
-				continue
+			if name, ok := jsonName(f); ok {
+				collectSecrets(f.Type, joinKey(prefix, name), out, depth+1)
 			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "-" {
-				continue
-			}
-			if name == "" {
-				name = f.Name
-			}
-			collectSecrets(f.Type, joinKey(prefix, name), out, depth+1)
 		}
 	}
 }
