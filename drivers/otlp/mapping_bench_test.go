@@ -2,6 +2,8 @@ package otlp
 
 import (
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,10 +28,19 @@ func TestEncoderMatchesMapper(t *testing.T) {
 	odd[1].Events = []sdk.Event{{UnixNano: odd[1].StartUnixNano, Value: ""}, {UnixNano: 1, Value: "\xe2\x82"}}
 	odd[2].Remote = sdk.Endpoint{Service: "up", IP: netip.MustParseAddr("::ffff:10.0.0.1"), Port: 65535}
 	odd[2].Kind = sdk.KindProducer
+	// The encoder reserves room for lengths: a span over 16 KiB and a
+	// group over 2 MiB need more, a bare span less.
+	large := drivertest.ProxySpans(1, 200)
+	for i := range large {
+		large[i].Tags = append(large[i].Tags, sdk.Tag{Key: "big", Value: strings.Repeat("x", 12<<10+i*50)})
+	}
+	bare := []sdk.Span{{TraceID: sdk.TraceID{Low: 1}, SpanID: 2, LocalService: "s", Events: []sdk.Event{{Value: "e"}}}}
 	batches := map[string][]sdk.Span{
 		"canonical": drivertest.CanonicalTrace(time.Now()),
 		"proxy":     drivertest.ProxySpans(1, 20),
 		"odd":       odd,
+		"large":     large,
+		"bare":      bare,
 	}
 	resources := []map[string]string{nil, {"b": "2", "a": "1", "service.name": "override", "x\xff": "y\xfe"}}
 	for name, spans := range batches {
@@ -87,5 +98,17 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
 		})
+	}
+}
+
+// parseInt's fast path answers as strconv.ParseInt does.
+func TestParseIntMatchesStrconv(t *testing.T) {
+	for _, v := range []string{"", "0", "7", "200", "007", "-1", "+5", "1_000", " 1", "1 ", "12a",
+		"999999999999999999", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "99999999999999999999"} {
+		want, err := strconv.ParseInt(v, 10, 64)
+		got, ok := parseInt(v)
+		if ok != (err == nil) || (ok && got != want) {
+			t.Errorf("parseInt(%q) = %d, %v; strconv says %d, %v", v, got, ok, want, err)
+		}
 	}
 }
