@@ -752,7 +752,11 @@ func peakRSS(pid int) uint64 {
 // sustained 10,000 spans/s for 5 s with the driver process's peak memory
 // (Sustained10k). It builds mainPackage as tracehop-driver-NAME and starts
 // it for each sub-benchmark with the config that config returns (pointing
-// at a receiver it starts).
+// at a receiver it starts). With sdk.ProfileEnv set in the benchmark's
+// environment the driver process writes its CPU profile there (run one
+// sub-benchmark, or the last one's profile is what is left):
+//
+//	TRACEHOP_DRIVER_CPUPROFILE=/tmp/driver.pprof go test -run '^$' -bench '^BenchmarkDriver$/Export' ./drivers/NAME
 func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *testing.B) map[string]any) {
 	bin := filepath.Join(b.TempDir(), plugin.BinaryPrefix+name)
 	if err := BuildDriver(mainPackage, bin); err != nil {
@@ -763,7 +767,7 @@ func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *test
 		if err != nil {
 			b.Fatal(err)
 		}
-		d, err := plugin.Start(context.Background(), plugin.Spec{Name: name, Path: bin, Config: raw}, plugin.Options{})
+		d, err := plugin.Start(context.Background(), plugin.Spec{Name: name, Path: bin, Config: raw, PassEnv: []string{sdk.ProfileEnv}}, plugin.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
