@@ -8,10 +8,13 @@ import (
 )
 
 // BenchmarkDriver: spans/s through the otlp driver's process, and its peak
-// memory under a sustained 10,000 spans/s, into a local OTLP/gRPC receiver.
+// memory under a sustained 10,000 spans/s, into a local OTLP/gRPC receiver
+// that decodes every request and keeps nothing (as zipkin's benchmark
+// receiver does).
 func BenchmarkDriver(b *testing.B) {
 	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
 		r := otlpreceiver.Start(b, nil)
+		r.Discard()
 		return map[string]any{"endpoint": r.GRPCAddr, "tls": map[string]any{"insecure": true}}
 	})
 }
@@ -20,6 +23,17 @@ func BenchmarkDriver(b *testing.B) {
 func BenchmarkDriverHTTP(b *testing.B) {
 	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
 		r := otlpreceiver.Start(b, nil)
+		r.Discard()
 		return map[string]any{"protocol": "http/protobuf", "endpoint": r.HTTPURL}
+	})
+}
+
+// BenchmarkDriverUndecoded is BenchmarkDriver into a receiver that reads
+// each request without decoding it: the driver and its transport alone,
+// without the receiver's decoding (which runs on the same cores).
+func BenchmarkDriverUndecoded(b *testing.B) {
+	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
+		r := otlpreceiver.StartUndecoded(b)
+		return map[string]any{"endpoint": r.GRPCAddr, "tls": map[string]any{"insecure": true}}
 	})
 }

@@ -32,6 +32,10 @@ type receiver struct {
 	failWith []int // status codes to answer with first, one per POST
 	failAll  int   // a status code to answer every POST with, until cleared
 	traceIDs []string
+	// discard: decode every POST, keep nothing (benchmarks: a receiver
+	// holding every span of a run weighs on the figures through its
+	// garbage collection); undecoded: read it, not even decode it
+	discard, undecoded bool
 }
 
 // answer makes the receiver answer as an overloaded (503) or refusing
@@ -63,6 +67,16 @@ func newReceiver(t testing.TB) *receiver {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.posts++
+		if r.discard {
+			if !r.undecoded {
+				if _, err := zipkinproto.ParseSpans(body, false); err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+			}
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
 		r.types = append(r.types, req.Header.Get("Content-Type"))
 		r.headers = append(r.headers, req.Header.Clone())
 		if len(r.failWith) > 0 {

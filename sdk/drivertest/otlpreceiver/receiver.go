@@ -75,14 +75,39 @@ type Receiver struct {
 	faults   []Fault
 	always   *Fault // answered to every request while set (FailAll)
 	attempts int
+	discard  bool // Discard: decode, count, keep nothing
+	// undecoded (StartUndecoded): requests are read, not decoded
+	undecoded bool
 }
+
+// undecodedCodec is the gRPC codec of StartUndecoded: it takes a request's
+// bytes as read and leaves the message empty.
+type undecodedCodec struct{}
+
+func (undecodedCodec) Marshal(v any) ([]byte, error)   { return proto.Marshal(v.(proto.Message)) }
+func (undecodedCodec) Unmarshal(_ []byte, _ any) error { return nil }
+func (undecodedCodec) Name() string                    { return "proto" }
 
 // Start starts a receiver on 127.0.0.1 with kernel-chosen ports and stops
 // it at the test's end. With a tls.Config both listeners speak TLS (set
 // ClientAuth for mTLS).
 func Start(t testing.TB, tlsConf *tls.Config) *Receiver {
 	t.Helper()
-	r := &Receiver{}
+	return start(t, tlsConf, true)
+}
+
+// StartUndecoded starts a plaintext receiver that reads every request and
+// answers success without decoding it (Requests and Spans stay empty), for
+// benchmarks of a driver and its transport alone: decoding OTLP into the
+// generated Go types costs a receiver in the same process more than the
+// driver spends writing it.
+func StartUndecoded(t testing.TB) *Receiver {
+	t.Helper()
+	return start(t, nil, false)
+}
+
+func start(t testing.TB, tlsConf *tls.Config, decode bool) *Receiver {
+	r := &Receiver{undecoded: !decode, discard: !decode}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +122,9 @@ func Start(t testing.TB, tlsConf *tls.Config) *Receiver {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)))
 		hl = tls.NewListener(hl, tlsConf)
 		scheme = "https"
+	}
+	if !decode {
+		opts = append(opts, grpc.ForceServerCodec(undecodedCodec{}))
 	}
 	r.grpcSrv = grpc.NewServer(opts...)
 	coltracepb.RegisterTraceServiceServer(r.grpcSrv, r)
@@ -135,6 +163,16 @@ func (r *Receiver) FailAll(f Fault) (restore func()) {
 		defer r.mu.Unlock()
 		r.always = nil
 	}
+}
+
+// Discard makes the receiver decode every request and keep nothing but the
+// count of attempts, for benchmarks: a receiver holding every span of a
+// benchmark's run grows to hundreds of megabytes, and its garbage
+// collection then weighs on the figures in place of the driver's cost.
+func (r *Receiver) Discard() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.discard = true
 }
 
 // Backend is drivertest's view of the receiver for a driver that sends
@@ -212,6 +250,9 @@ func (r *Receiver) take(req *coltracepb.ExportTraceServiceRequest, headers map[s
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.attempts++
+	if r.discard {
+		return Fault{}, false
+	}
 	r.headers = append(r.headers, headers)
 	var f Fault
 	failing := len(r.faults) > 0
@@ -268,6 +309,9 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var msg coltracepb.ExportTraceServiceRequest
+	if r.undecoded {
+		raw = nil
+	}
 	if err := proto.Unmarshal(raw, &msg); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
