@@ -90,6 +90,9 @@ func (u *scriptedUpstream) serve(c net.Conn) {
 				answer, late = a, l
 			}
 		}
+		if answer == hangUp {
+			return
+		}
 		if _, err := io.WriteString(c, answer); err != nil {
 			return
 		}
@@ -99,6 +102,10 @@ func (u *scriptedUpstream) serve(c net.Conn) {
 		}
 	}
 }
+
+// hangUp, as a script's answer, makes the upstream close the connection
+// after reading the request, without a word: a crash mid-handler.
+const hangUp = "hang up"
 
 func isClosed(err error) bool {
 	return strings.Contains(err.Error(), "use of closed") || strings.Contains(err.Error(), "connection reset")
@@ -140,6 +147,19 @@ func exchange(t testing.TB, addr, raw string, closeWrite bool, want int, wait ti
 // exchangeRaw is exchange that also returns every byte the client read.
 func exchangeRaw(t testing.TB, addr, raw string, closeWrite bool, want int, wait time.Duration) (answers []answer, closed bool, got string) {
 	t.Helper()
+	return exchangeAfter(t, addr, "", raw, closeWrite, want, wait)
+}
+
+// warmUp is a request the fast path answers by handing its connection to
+// net/http for good (a Connection option): what follows it on the
+// connection reaches net/http as real traffic does, past the fast path's
+// own checks.
+const warmUp = "GET /warm HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, x-handoff\r\n\r\n"
+
+// exchangeAfter is exchangeRaw on a connection that first sent first (if
+// any) and read its answer.
+func exchangeAfter(t testing.TB, addr, first, raw string, closeWrite bool, want int, wait time.Duration) (answers []answer, closed bool, got string) {
+	t.Helper()
 	var seen strings.Builder
 	defer func() { got = seen.String() }()
 	c, err := net.Dial("tcp", addr)
@@ -147,13 +167,33 @@ func exchangeRaw(t testing.TB, addr, raw string, closeWrite bool, want int, wait
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.SetDeadline(time.Now().Add(wait))
+	var br *bufio.Reader
+	if first != "" {
+		io.WriteString(c, first)
+		br = bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("warm-up: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("warm-up: %d", resp.StatusCode)
+		}
+	}
 	c.SetWriteDeadline(time.Now().Add(wait))
 	io.WriteString(c, raw)
 	if closeWrite {
 		c.(*net.TCPConn).CloseWrite()
 	}
 	c.SetReadDeadline(time.Now().Add(wait))
-	br := bufio.NewReader(io.TeeReader(c, &seen))
+	if br == nil {
+		br = bufio.NewReader(io.TeeReader(c, &seen))
+	} else {
+		// What the warm-up's reader holds already, then the rest.
+		held, _ := br.Peek(br.Buffered())
+		br = bufio.NewReader(io.MultiReader(io.TeeReader(bytes.NewReader(held), &seen), io.TeeReader(c, &seen)))
+	}
 	method := strings.SplitN(raw, " ", 2)[0]
 	finals := 0
 	for finals < want {
@@ -170,7 +210,8 @@ func exchangeRaw(t testing.TB, addr, raw string, closeWrite bool, want int, wait
 			finals++
 		}
 	}
-	c.SetReadDeadline(time.Now().Add(time.Second))
+	// tracehop shuts its side at once when it closes: a moment tells.
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	_, err = br.ReadByte()
 	return answers, err != nil && !isTimeout(err), ""
 }
@@ -180,7 +221,16 @@ func exchangeRaw(t testing.TB, addr, raw string, closeWrite bool, want int, wait
 type conformancePath struct {
 	addr string
 	up   *scriptedUpstream
+	// first is sent before each case on its connection: the handed-off
+	// path's warm-up.
+	first string
 }
+
+// conformancePathNames are the paths every case runs through: the fast
+// path; net/http as the fast path hands it each request (after its first
+// checks); and net/http on a connection handed to it by an earlier
+// request, which no check of the fast path's sees.
+var conformancePathNames = []string{"fast", "net/http", "handed-off"}
 
 // conformancePaths starts one tracehop per HTTP path ("fast" and
 // "net/http"), each in front of its own scripted upstream, with the given
@@ -205,9 +255,23 @@ clusters:
 			setup = proxy.SlowPathOnly
 		}
 		p := startProxyWith(tb, cfg, core.Capabilities{Propagation: []string{"b3"}}, setup)
-		paths[name] = conformancePath{p.addr["l"], up}
+		paths[name] = conformancePath{addr: p.addr["l"], up: up}
 	}
+	paths["handed-off"] = conformancePath{addr: paths["fast"].addr, up: paths["fast"].up, first: warmUp}
 	return paths
+}
+
+// take returns and forgets what the path's upstream saw, without the
+// warm-up.
+func (p conformancePath) settle() ([]seenRequest, []string) {
+	seen, desyncs := settle(p.up)
+	var out []seenRequest
+	for _, r := range seen {
+		if r.target != "/warm" {
+			out = append(out, r)
+		}
+	}
+	return out, desyncs
 }
 
 // requestCase is a hostile (or plain) request and what must come of it.
@@ -220,6 +284,12 @@ type requestCase struct {
 	answers int
 	// closes: tracehop must close the connection after its answer(s).
 	closes bool
+	// then is the status of the second answer, when checked.
+	then int
+	// handedOff is the status on a handed-off connection where net/http
+	// cannot do what the fast path does (0: status), with the reason in
+	// the case's comment.
+	handedOff int
 	// closeWrite: the client half-closes after its bytes (it has no more
 	// to send); otherwise it waits, as clients do.
 	closeWrite bool
@@ -244,6 +314,16 @@ func forwarded(n int, check func(r seenRequest) error) func([]seenRequest) error
 		}
 		return nil
 	}
+}
+
+// seenBetween: the upstream saw from least to most requests, none
+// smuggled, each passing check: for a case whose paths may differ in
+// whether it is forwarded.
+func seenBetween(seen []seenRequest, least, most int, check func(seenRequest) error) error {
+	if len(seen) < least || len(seen) > most {
+		return fmt.Errorf("the upstream saw %d requests, want %d to %d: %+v", len(seen), least, most, seen)
+	}
+	return forwarded(len(seen), check)(seen)
 }
 
 func body(want string) func(seenRequest) error {
@@ -298,7 +378,17 @@ var requestCases = []requestCase{
 	{name: "Transfer-Encoding identity", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", status: 501, closes: true},
 	{name: "Transfer-Encoding with space before the colon", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello", status: 400, closes: true},
 	{name: "Transfer-Encoding folded", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n\r\nhello", status: 408, closes: true, upstream: anyUpstream},
-	{name: "Transfer-Encoding in HTTP/1.0", raw: "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", status: 400, closes: true},
+	// net/http deletes Transfer-Encoding from an HTTP/1.0 head unseen and
+	// frames by Content-Length: on a handed-off connection it is forwarded
+	// framed so, and the connection closes after it (as after every
+	// HTTP/1.0 request with a body there), so nothing follows it in.
+	{name: "Transfer-Encoding in HTTP/1.0", raw: "POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello" + smuggled, status: 400, closes: true,
+		handedOff: 200, upstream: func(seen []seenRequest) error { return seenBetween(seen, 0, 1, body("hello")) }},
+	{name: "Transfer-Encoding in HTTP/1.0, bare LF", raw: "POST / HTTP/1.0\nHost: x\nConnection: keep-alive\nTransfer-Encoding: chunked\nContent-Length: 5\n\nhello" + smuggled, status: 400, closes: true,
+		handedOff: 200, upstream: func(seen []seenRequest) error { return seenBetween(seen, 0, 1, body("hello")) }},
+	{name: "Transfer-Encoding in HTTP/1.0, folded field", raw: "POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nX-A: a\r\n b\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello" + smuggled, status: 400, closes: true,
+		handedOff: 200, upstream: func(seen []seenRequest) error { return seenBetween(seen, 0, 1, body("hello")) }},
+	{name: "HTTP/1.0 body, keep-alive", raw: "POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello" + smuggled, status: 200, closes: true, upstream: forwarded(1, body("hello"))},
 	{name: "chunked body", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 200, closes: true, upstream: forwarded(1, body("hello"))},
 	// Malformed chunked request bodies are the client's fault: 400.
 	{name: "chunk size 0x5", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", status: 400, closes: true, upstream: anyUpstream},
@@ -342,6 +432,20 @@ var requestCases = []requestCase{
 	{name: "Upgrade h2c", raw: "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", status: 200,
 		upstream: forwarded(1, noHeader("Upgrade", "Http2-Settings"))},
 	{name: "absolute-form target", raw: "GET http://x/abs HTTP/1.1\r\nHost: x\r\n\r\n", status: 200, upstream: forwarded(1, nil)},
+	// The request-target: RFC 9112 §3.2, RFC 9110 §4.2.4 and §9.3.6.
+	{name: "absolute-form with userinfo", raw: "GET http://user@evil.test/x HTTP/1.1\r\nHost: good\r\n\r\n", status: 400},
+	{name: "absolute-form that is not http", raw: "GET ftp://evil/x HTTP/1.1\r\nHost: good\r\n\r\n", status: 400},
+	{name: "fragment in the target", raw: "GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+	{name: "CONNECT in origin-form", raw: "CONNECT /tun HTTP/1.1\r\nHost: x\r\n\r\n" + smuggled, status: 405, closes: true},
+	{name: "CONNECT in authority-form", raw: "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n" + smuggled, status: 405, closes: true},
+	// Request lines that are not: answered at once, not after a wait for a
+	// head or an HTTP/2 preface.
+	{name: "HTTP/0.9 request", raw: "GET /\r\n\r\n", status: 400, closes: true},
+	{name: "HTTP/0.9 request without a blank line", raw: "GET /\r\n", status: 400, closes: true},
+	{name: "short garbage", raw: "HELLO\r\n\r\n", status: 400, closes: true},
+	// RFC 9113 §3.4: the HTTP/2 preface only as a connection's first bytes.
+	{name: "HTTP/2 preface after a request", raw: "GET / HTTP/1.1\r\nHost: x\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00", status: 200, answers: 2, closes: true,
+		upstream: forwarded(1, nil), then: 400},
 	{name: "huge header block", raw: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 100<<10) + "\r\n\r\n", status: 431, closes: true},
 }
 
@@ -375,6 +479,8 @@ type responseCase struct {
 	// never are byte sequences that must not reach the client: framing
 	// relayed verbatim, a header a lenient client would read.
 	never []string
+	// request is the client's request, when not GET /r in HTTP/1.1.
+	request string
 }
 
 var responseCases = []responseCase{
@@ -407,6 +513,22 @@ var responseCases = []responseCase{
 	{name: "chunk size with 0x", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", never: []string{"0x5"}},
 	{name: "bare CR in a chunk extension", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a\rX-Injected: yes\r\nhello\r\n0\r\n\r\n", never: []string{"X-Injected"}},
 	{name: "trailer line that is not a field", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nnot a field\r\n\r\n", never: []string{"not a field"}},
+	// RFC 9110 §7.6.1: the fields Connection names go, wherever they are.
+	{name: "Connection option before its field", answer: "HTTP/1.1 200 OK\r\nX-Secret: s1\r\nX-Internal: i1\r\nConnection: X-Secret, X-Internal\r\nX-Secret: s2\r\nContent-Length: 2\r\n\r\nok", status: 200, never: []string{"X-Secret", "X-Internal"}},
+	{name: "fifth Connection option", answer: "HTTP/1.1 200 OK\r\nConnection: a1, a2, a3, a4, X-Secret\r\nX-Secret: s2\r\nContent-Length: 2\r\n\r\nok", status: 200, never: []string{"X-Secret"}},
+	// RFC 9110 §6.5.1: no trailer that frames, routes or authenticates.
+	{name: "forbidden trailers", answer: "HTTP/1.1 200 OK\r\nTrailer: X-T, Set-Cookie\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: v\r\nSet-Cookie: s=1\r\nContent-Length: 50\r\nHost: evil\r\nAuthorization: x\r\n\r\n", status: 200,
+		never: []string{"Set-Cookie:", "Content-Length: 50", "evil", "Authorization"},
+		check: func(resp *http.Response, body string) error {
+			if body != "ok" || resp.Trailer.Get("X-T") != "v" {
+				return fmt.Errorf("body %q, trailer %v: the allowed trailer must pass", body, resp.Trailer)
+			}
+			return nil
+		}},
+	// RFC 9110 §8.3: no Content-Type is the sender's to leave out.
+	{name: "no Content-Type is not invented", answer: "HTTP/1.1 200 OK\r\nX-Content-Type-Options: nosniff\r\nContent-Length: 31\r\n\r\n<html><script>1</script></html>", status: 200, never: []string{"\r\nContent-Type:"}},
+	// RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+	{name: "1xx to an HTTP/1.0 client", request: "GET /r HTTP/1.0\r\nHost: x\r\n\r\n", answer: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", status: 200, never: []string{" 100 ", " 103 "}},
 	{name: "bare CR in a trailer", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-A: a\rX-Injected: yes\r\n\r\n", never: []string{"X-Injected"}},
 }
 
@@ -415,24 +537,30 @@ var responseCases = []responseCase{
 func TestHTTPConformance(t *testing.T) {
 	paths := conformancePaths(t, "300ms", true)
 	tried, refused, forwardedOK := 0, 0, 0
-	for _, pathName := range []string{"fast", "net/http"} {
+	for _, pathName := range conformancePathNames {
 		p := paths[pathName]
 		for _, c := range requestCases {
 			t.Run("request/"+pathName+"/"+c.name, func(t *testing.T) {
-				settle(p.up)
+				p.settle()
 				tried++
 				want := max(c.answers, 1)
-				answers, closed := exchange(t, p.addr, c.raw, c.closeWrite, want, 3*time.Second)
-				if len(answers) == 0 || answers[0].resp.StatusCode != c.status {
-					t.Fatalf("answers %s, want %d", statuses(answers), c.status)
+				answers, closed, _ := exchangeAfter(t, p.addr, p.first, c.raw, c.closeWrite, want, 3*time.Second)
+				status := c.status
+				if pathName == "handed-off" && c.handedOff != 0 {
+					status = c.handedOff
+				}
+				if len(answers) == 0 || answers[0].resp.StatusCode != status {
+					t.Fatalf("answers %s, want %d", statuses(answers), status)
 				}
 				if len(answers) != want {
 					t.Errorf("%d answers (%s), want %d", len(answers), statuses(answers), want)
+				} else if c.then != 0 && answers[1].resp.StatusCode != c.then {
+					t.Errorf("answers %s, want %d second", statuses(answers), c.then)
 				}
 				if c.closes && !closed {
 					t.Errorf("the connection stayed open after %s", statuses(answers))
 				}
-				seen, desyncs := settle(p.up)
+				seen, desyncs := p.settle()
 				if len(desyncs) > 0 {
 					t.Errorf("the upstream could not frame what it got: %v", desyncs)
 				}
@@ -455,9 +583,18 @@ func TestHTTPConformance(t *testing.T) {
 		for _, c := range responseCases {
 			t.Run("response/"+pathName+"/"+c.name, func(t *testing.T) {
 				tried++
-				p.up.setScript(func(r *http.Request) (string, string) { return c.answer, "" })
+				p.up.setScript(func(r *http.Request) (string, string) {
+					if r.URL.Path == "/warm" {
+						return "", ""
+					}
+					return c.answer, ""
+				})
 				defer p.up.setScript(nil)
-				answers, _, got := exchangeRaw(t, p.addr, "GET /r HTTP/1.1\r\nHost: x\r\n\r\n", false, 1, 3*time.Second)
+				req := c.request
+				if req == "" {
+					req = "GET /r HTTP/1.1\r\nHost: x\r\n\r\n"
+				}
+				answers, _, got := exchangeAfter(t, p.addr, p.first, req, false, 1, 3*time.Second)
 				for _, n := range c.never {
 					if strings.Contains(got, n) {
 						t.Errorf("the client got %q: %q", n, got)
@@ -650,6 +787,86 @@ clusters:
 		c.Close()
 		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Errorf("slow path only %v, early 413: %v %v", slow, resp, err)
+		}
+	}
+}
+
+// RFC 9110 §9.2.2: a proxy does not send a request again by itself when it
+// may have reached the upstream, unless it is safe to. An upstream that
+// read a request on a kept-alive connection and closed it unanswered gets
+// a POST once (the client gets 502) and a GET twice (once more on a new
+// connection), on every path, as net/http's Transport decides.
+func TestNoReplayOfUnsafeRequests(t *testing.T) {
+	paths := conformancePaths(t, "300ms", false)
+	for _, pathName := range conformancePathNames {
+		p := paths[pathName]
+		for _, c := range []struct {
+			req   string
+			times int
+		}{
+			{"POST /crash HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 1},
+			{"PATCH /crash HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 1},
+			{"DELETE /crash HTTP/1.1\r\nHost: x\r\n\r\n", 1},
+			{"POST /crash HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k1\r\nContent-Length: 5\r\n\r\nhello", 1}, // a body: ReverseProxy cannot replay it
+			{"POST /crash HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n", 2},
+			{"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n", 2},
+		} {
+			t.Run(pathName+"/"+strings.Fields(c.req)[0]+map[bool]string{true: "+key"}[strings.Contains(c.req, "Idempotency")]+map[bool]string{true: "+body"}[strings.Contains(c.req, "hello")], func(t *testing.T) {
+				p.up.setScript(func(r *http.Request) (string, string) {
+					if r.URL.Path == "/crash" {
+						return hangUp, ""
+					}
+					return "", ""
+				})
+				defer p.up.setScript(nil)
+				p.settle()
+				// The first request leaves a kept-alive upstream
+				// connection in the pool; the second takes it.
+				first := p.first + "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+				if p.first != "" {
+					first = p.first // the warm-up does it
+				}
+				answers, _, _ := exchangeAfter(t, p.addr, first, c.req, false, 1, 3*time.Second)
+				if len(answers) != 1 || answers[0].resp.StatusCode != http.StatusBadGateway {
+					t.Errorf("answers %s, want 502", statuses(answers))
+				}
+				seen, _ := p.settle()
+				n := 0
+				for _, r := range seen {
+					if r.target == "/crash" {
+						n++
+					}
+				}
+				if n != c.times {
+					t.Errorf("the upstream got the request %d times, want %d", n, c.times)
+				}
+			})
+		}
+	}
+}
+
+// A route that matches on Host matches the same requests on every path
+// (net/http keeps Host apart from the other header fields).
+func TestHostRouteOnEveryPath(t *testing.T) {
+	up := newScriptedUpstream(t)
+	cfg := fmt.Sprintf(`node: {id: n, service: s}
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: l, address: "127.0.0.1:0", direction: ingress,
+     routes: [{match: {prefix: /, headers: [{name: host, value: a.test}]}, cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%s]}
+`, up.ln.Addr())
+	fast := startProxyWith(t, cfg, core.Capabilities{}, nil)
+	slow := startProxyWith(t, cfg, core.Capabilities{}, proxy.SlowPathOnly)
+	for _, p := range []struct{ name, addr, first string }{
+		{"fast", fast.addr["l"], ""}, {"net/http", slow.addr["l"], ""}, {"handed-off", fast.addr["l"], "GET /warm HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, x-handoff\r\n\r\n"},
+	} {
+		for host, want := range map[string]int{"a.test": 200, "b.test": 404} {
+			answers, _, _ := exchangeAfter(t, p.addr, p.first, "GET /x HTTP/1.1\r\nHost: "+host+"\r\n\r\n", false, 1, 3*time.Second)
+			if len(answers) != 1 || answers[0].resp.StatusCode != want {
+				t.Errorf("%s, Host %s: answers %s, want %d", p.name, host, statuses(answers), want)
+			}
 		}
 	}
 }

@@ -20,6 +20,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -76,6 +77,8 @@ type fastConn struct {
 	tls      *connTLS // nil on a plaintext listener
 	// closeAfter: the request in hand said Connection: close.
 	closeAfter bool
+	// served: the fast path has answered a request on the connection.
+	served bool
 	// idle is set while the connection waits for the first byte of a
 	// request: only then may drain wake it, so that no request is cut.
 	idle atomic.Bool
@@ -184,6 +187,9 @@ func (fc *fastConn) readHead() (int, bool) {
 		if len(buf) == fc.br.Size() {
 			return -1, true
 		}
+		if line, _, ok := bytes.Cut(buf, []byte("\n")); ok && !requestLineLike(bytes.TrimSuffix(line, []byte("\r"))) {
+			return -1, true // no head will come: handOff refuses it now
+		}
 		if !deadline && l.headerTimeout > 0 {
 			fc.rd.set(fc.c, l.headerTimeout)
 			deadline = true
@@ -265,19 +271,19 @@ func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 func (fc *fastConn) serveRequest(headLen int) outcome {
 	l := fc.l
 	if headLen < 0 {
-		return handOff
+		return fc.handOff()
 	}
 	buf, _ := fc.br.Peek(headLen)
 	fc.head = append(fc.head[:0], buf...)
 	if h1.ParseRequest(fc.head, &fc.req) != nil {
-		return handOff
+		return fc.handOff()
 	}
 	ri := fc.scanRequest()
 	if ri.te && fc.req.Minor == 0 {
-		// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty
-		// framing, whatever else the head says (net/http would use the
-		// Content-Length and keep the connection).
-		return fc.refuse(http.StatusBadRequest, "Transfer-Encoding is not defined for HTTP/1.0")
+		return fc.refuse(http.StatusBadRequest, http10TERefusal)
+	}
+	if str(fc.req.Method) == http.MethodConnect {
+		return fc.refuse(http.StatusMethodNotAllowed, connectRefusal)
 	}
 	if fc.req.Minor != 1 || l.slowPathOnly {
 		return handOff
@@ -328,6 +334,67 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		out = closeConn
 	}
 	return out
+}
+
+// http10TERefusal answers an HTTP/1.0 request with Transfer-Encoding: RFC
+// 9112 §6.1 makes its framing faulty, whatever else the head says
+// (net/http would frame it by Content-Length and keep the connection).
+const http10TERefusal = "Transfer-Encoding is not defined for HTTP/1.0"
+
+// handOff gives the connection to net/http, except for what net/http
+// would take differently from a conformant server when it is handed a
+// connection in the middle, as if new: it refuses those itself, at once.
+func (fc *fastConn) handOff() outcome {
+	buf, _ := fc.br.Peek(fc.br.Buffered())
+	line, _, complete := bytes.Cut(buf, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	switch {
+	case bytes.HasPrefix(buf, http2Preface):
+		if fc.served {
+			// RFC 9113 §3.4: the preface starts a connection; after
+			// HTTP/1.1 requests net/http would still switch to HTTP/2.
+			return fc.refuse(http.StatusBadRequest, prefaceRefusal)
+		}
+	case complete && !requestLineLike(line):
+		// HTTP/0.9, a bare "GET /", garbage: net/http would first wait
+		// out read_header_timeout for 14 bytes of a possible HTTP/2
+		// preface.
+		return fc.refuse(http.StatusBadRequest, "malformed request line")
+	case bytes.HasSuffix(line, []byte(" HTTP/1.0")) && hasFieldNamed(buf, "Transfer-Encoding"):
+		// A head the fast path could not parse (bare LF, folding, too
+		// many fields) still must not reach net/http, which ignores
+		// Transfer-Encoding in HTTP/1.0.
+		return fc.refuse(http.StatusBadRequest, http10TERefusal)
+	}
+	return handOff
+}
+
+// http2Preface's first line is all that is needed to know it.
+var http2Preface = []byte("PRI * HTTP/2.0\r\n")
+
+// requestLineLike says whether line ends as a request line does, in an
+// HTTP version (net/http refuses anything else with 400, after its wait).
+func requestLineLike(line []byte) bool {
+	n := len(line)
+	return n >= len("A / HTTP/1.1") && string(line[n-8:n-3]) == "HTTP/" && line[n-2] == '.'
+}
+
+// hasFieldNamed says whether a line of the head in buf, past the request
+// line, is a field named name, read leniently (whitespace before the colon,
+// any line end).
+func hasFieldNamed(buf []byte, name string) bool {
+	_, rest, _ := bytes.Cut(buf, []byte("\n"))
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		if n, _, ok := bytes.Cut(line, []byte(":")); ok && h1.EqualFold(bytes.TrimRight(bytes.TrimSpace(n), "\r"), name) {
+			return true
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			break // the head's end
+		}
+	}
+	return false
 }
 
 // underscoreRefusal is the answer to a header name with an underscore on
@@ -383,7 +450,8 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 			return fc.fail(st, v, err, unread)
 		}
 		st.upstreamStart = time.Now()
-		err = fc.send(uc, st, ri, inline)
+		sendErr := fc.send(uc, st, ri, inline)
+		err = sendErr
 		if err == nil {
 			if !inline {
 				return fc.stream(uc, st, v, ri)
@@ -402,7 +470,11 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		// upstream's idle timeout, a restart): they go too. A timeout is
 		// a slow upstream, not a stale connection.
 		timeout := errors.Is(err, os.ErrDeadlineExceeded)
-		stale := uc.reused && !uc.answered && !timeout
+		// RFC 9110 §9.2.2: a request that may have reached the upstream
+		// is sent again only when it is safe to (net/http's rule, so that
+		// both paths agree): a failed write, or a replayable request.
+		replay := sendErr != nil || fc.replayable(ri)
+		stale := uc.reused && !uc.answered && !timeout && replay
 		if stale {
 			ep.pool.dropIdleSince(uc.idleSince)
 		}
@@ -414,6 +486,26 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		}
 	}
 	return fc.relay(uc, st, v, nil)
+}
+
+// replayable says whether the request may be sent again after it may have
+// reached the upstream, as net/http's Transport decides (for the net/http
+// path): GET, HEAD, OPTIONS and TRACE, or a request with an idempotency
+// key; without a body, which ReverseProxy cannot send twice.
+func (fc *fastConn) replayable(ri *reqInfo) bool {
+	if ri.length > 0 {
+		return false
+	}
+	switch str(fc.req.Method) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	for _, h := range fc.req.Headers {
+		if h1.EqualFold(h.Name, "Idempotency-Key") || h1.EqualFold(h.Name, "X-Idempotency-Key") {
+			return true
+		}
+	}
+	return false
 }
 
 // send writes the upstream request head, rewritten, with the body when it
@@ -782,8 +874,21 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	}
 	kind, length := bodyUntilClose, int64(-1)
 	upstreamClose := resp.Minor == 0
-	var connTokens [4]string
-	nTokens := 0
+	// RFC 9110 §7.6.1: every field Connection names goes, wherever it
+	// stands, so the options are read first.
+	connOptions := false
+	for _, h := range resp.Headers {
+		if h1.EqualFold(h.Name, "Connection") {
+			for tok := range strings.SplitSeq(str(h.Value), ",") {
+				switch tok = strings.TrimSpace(tok); {
+				case strings.EqualFold(tok, "close"):
+					upstreamClose = true
+				case tok != "" && !strings.EqualFold(tok, "keep-alive"):
+					connOptions = true
+				}
+			}
+		}
+	}
 	w := fc.appendStatusLine(fc.out[:0])
 	for _, h := range resp.Headers {
 		switch {
@@ -805,29 +910,14 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			}
 			kind = bodyChunked
 			continue
-		case h1.EqualFold(h.Name, "Connection"):
-			for tok := range strings.SplitSeq(str(h.Value), ",") {
-				tok = strings.TrimSpace(tok)
-				if strings.EqualFold(tok, "close") {
-					upstreamClose = true
-				} else if nTokens < len(connTokens) {
-					connTokens[nTokens] = tok
-					nTokens++
-				}
-			}
+		case h1.EqualFold(h.Name, "Connection"), hopResponseHeader(h.Name):
 			continue
-		case hopResponseHeader(h.Name):
+		case connOptions && connectionNames(resp.Headers, h.Name):
 			continue
 		case h1.EqualFold(h.Name, "Grpc-Status"):
 			v.grpcStatus = string(h.Value)
 		}
-		skip := false
-		for _, t := range connTokens[:nTokens] {
-			skip = skip || h1.EqualFold(h.Name, t)
-		}
-		if !skip {
-			w = appendHeader(w, h.Name, h.Value)
-		}
+		w = appendHeader(w, h.Name, h.Value)
 	}
 	switch {
 	case resp.Status == 204 || resp.Status == 304 || v.method == "HEAD":
@@ -931,6 +1021,20 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		st.endpoint.pool.put(uc)
 	}
 	return out
+}
+
+// connectionNames says whether a Connection field of hs names name.
+func connectionNames(hs []h1.Header, name []byte) bool {
+	for _, h := range hs {
+		if h1.EqualFold(h.Name, "Connection") {
+			for tok := range strings.SplitSeq(str(h.Value), ",") {
+				if h1.EqualFold(name, strings.TrimSpace(tok)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // appendStatusLine writes the status line of fc.resp as HTTP/1.1, with

@@ -28,6 +28,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/h1"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
@@ -86,6 +87,13 @@ func (rt *route) matches(r *http.Request) bool {
 	}
 	for _, h := range rt.headers {
 		v, ok := r.Header[h.Name]
+		if h.Name == "Host" {
+			// net/http keeps Host out of the header map (and puts the
+			// absolute-form target's host there, which wins): match
+			// what the fast path matches, whichever path a request
+			// takes.
+			v, ok = []string{r.Host}, r.Host != ""
+		}
 		if !ok || h.Value != "" && (len(v) == 0 || v[0] != h.Value) {
 			return false
 		}
@@ -172,7 +180,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(r.Header, headerXFCC)
 		}
 	}
-	refusal := l.sanitize(w, r)
+	refusal, refusalStatus := l.sanitize(w, r)
 	if id := r.Header.Get(headerRequestID); validRequestID(id) {
 		st.requestID = id
 	} else {
@@ -193,7 +201,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.body = &countingBody{ReadCloser: r.Body, st: st, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
 		r.Body = st.body
 	}
-	rw := &responseWriter{ResponseWriter: w}
+	rw := &responseWriter{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1)}
 	// ReverseProxy aborts a response that breaks midway (the client went
 	// away, the upstream reset) by panicking with http.ErrAbortHandler:
 	// finish the span on the way out, then let the panic go on to the
@@ -208,7 +216,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case refusal != "":
 		st.flags = "DPE"
-		http.Error(rw, "tracehop: "+refusal, http.StatusBadRequest)
+		http.Error(rw, "tracehop: "+refusal, refusalStatus)
 	case st.route == nil:
 		http.Error(rw, "tracehop: no route for "+r.URL.Path, http.StatusNotFound)
 	default:
@@ -219,14 +227,40 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // sanitize applies to a request on the net/http path what the fast path
 // applies to its own, so that no answer depends on the path a request
-// took. It returns why the request is refused, or "".
-func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) string {
+// took. It returns why the request is refused, and the status to refuse
+// it with, or "".
+func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) (string, int) {
+	if r.Method == http.MethodConnect {
+		// tracehop is not a forward proxy: a tunnel would carry bytes
+		// past every route and check, and an upstream's 2xx to CONNECT
+		// makes its connection a tunnel (RFC 9112 §6.3), whatever it
+		// says of its length.
+		w.Header().Set("Connection", "close")
+		return connectRefusal, http.StatusMethodNotAllowed
+	}
+	if r.Method == "PRI" && r.RequestURI == "*" {
+		// An HTTP/2 preface in the middle of an HTTP/1.1 connection
+		// (RFC 9113 §3.4: only its first bytes), as the fast path answers.
+		w.Header().Set("Connection", "close")
+		return prefaceRefusal, http.StatusBadRequest
+	}
+	if r.ProtoMajor == 1 {
+		// The request-target (RFC 9112 §3.2): never a fragment; in
+		// absolute-form, an http or https URI without userinfo (RFC 9110
+		// §4.2.4), since its host replaces Host.
+		if strings.IndexByte(r.RequestURI, '#') >= 0 {
+			return "a request-target has no fragment (#)", http.StatusBadRequest
+		}
+		if r.URL.User != nil || r.URL.Scheme != "" && r.URL.Scheme != "http" && r.URL.Scheme != "https" {
+			return "an absolute-form request-target must be an http or https URI without userinfo", http.StatusBadRequest
+		}
+	}
 	for k := range r.Header {
 		if strings.IndexByte(k, '_') < 0 {
 			continue
 		}
 		if l.underscores == config.UnderscoresReject {
-			return underscoreRefusal
+			return underscoreRefusal, http.StatusBadRequest
 		}
 		if dropUnderscored(k, l.underscores) {
 			delete(r.Header, k)
@@ -247,9 +281,25 @@ func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) string {
 		if len(r.TransferEncoding) > 0 {
 			w.Header().Set("Connection", "close")
 		}
+		// net/http ignores (and deletes) Transfer-Encoding in an HTTP/1.0
+		// request and frames its body by Content-Length, where RFC 9112
+		// §6.1 wants the framing treated as faulty and the connection
+		// closed. It cannot be told apart here either: every HTTP/1.0
+		// request with a body closes its connection, so that no bytes a
+		// Transfer-Encoding framed are read as a next request.
+		if r.ProtoMinor == 0 && r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+		}
 	}
-	return ""
+	return "", 0
 }
+
+// prefaceRefusal is the answer to an HTTP/2 preface after HTTP/1.1
+// requests, on both paths.
+const prefaceRefusal = "an HTTP/2 connection preface is only valid as a connection's first bytes"
+
+// connectRefusal is the answer to CONNECT, on both paths.
+const connectRefusal = "CONNECT is not supported: tracehop is a reverse proxy, not a tunnel"
 
 // complete finishes the request's span, metrics and access log line.
 func (l *listener) complete(st *reqState, r *http.Request, v *reqView, rw *responseWriter) {
@@ -432,6 +482,43 @@ func canonicalLength(resp *http.Response) error {
 	return nil
 }
 
+// modifyResponse is ReverseProxy's ModifyResponse: the canonical
+// Content-Length, and no trailer field that frames, routes or
+// authenticates (RFC 9110 §6.5.1), as the fast path's h1.CopyChunked
+// drops them: those announced are removed now, the rest once the body is
+// read, when the transport has filled resp.Trailer and before ReverseProxy
+// copies it.
+func modifyResponse(resp *http.Response) error {
+	if len(resp.Trailer) > 0 {
+		dropForbiddenTrailers(resp.Trailer)
+	}
+	if resp.Body != nil && resp.Body != http.NoBody && len(resp.TransferEncoding) > 0 {
+		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp}
+	}
+	return canonicalLength(resp)
+}
+
+func dropForbiddenTrailers(t http.Header) {
+	for k := range t {
+		if h1.ForbiddenTrailerName(k) {
+			delete(t, k)
+		}
+	}
+}
+
+// trailerFilter removes forbidden trailers when the body is closed:
+// ReverseProxy closes it, then reads resp.Trailer.
+type trailerFilter struct {
+	io.ReadCloser
+	resp *http.Response
+}
+
+func (f *trailerFilter) Close() error {
+	err := f.ReadCloser.Close()
+	dropForbiddenTrailers(f.resp.Trailer)
+	return err
+}
+
 // errTooMany1xx ends an exchange whose upstream keeps sending
 // informational responses.
 var errTooMany1xx = errors.New("the upstream sent too many 1xx responses")
@@ -562,9 +649,22 @@ type responseWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	http10 bool // the client spoke HTTP/1.0
 }
 
 func (w *responseWriter) WriteHeader(code int) {
+	if code < 200 && code != http.StatusSwitchingProtocols && w.http10 {
+		// RFC 9110 §15.2: no 1xx to an HTTP/1.0 client, which would take
+		// it for the final answer. (ReverseProxy relays an upstream's
+		// through here and clears the header after.)
+		return
+	}
+	if _, ok := w.Header()["Content-Type"]; !ok && code >= 200 {
+		// No Content-Type is the upstream's choice (RFC 9110 §8.3):
+		// net/http would sniff the body and invent one; a nil value is
+		// its documented way to prevent that. The fast path adds none.
+		w.Header()["Content-Type"] = nil
+	}
 	if w.status == 0 && code >= 200 {
 		w.status = code
 	} else if code == http.StatusSwitchingProtocols {

@@ -162,7 +162,7 @@ func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 		}
 		l.proxy = &httputil.ReverseProxy{
 			Rewrite:        l.rewrite,
-			ModifyResponse: canonicalLength,
+			ModifyResponse: modifyResponse,
 			Transport:      l,
 			ErrorHandler:   l.errorHandler,
 			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),

@@ -148,6 +148,7 @@ func (s *socket) serveConn(c net.Conn) {
 		fc.carrier.hide = !fc.l.trusted
 		switch fc.serveRequest(n) {
 		case keepAlive:
+			fc.served = true
 		case closeConn:
 			c.Close()
 			return

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Header is one header line; Name and Value alias the parsed buffer.
@@ -436,15 +437,28 @@ func copyTrailers(w io.Writer, r *bufio.Reader, flush func() error) error {
 // forbiddenTrailer names the fields that must not be sent as trailers
 // (RFC 9110 §6.5.1): those that frame, route or authenticate a message.
 func forbiddenTrailer(name []byte) bool {
-	for _, f := range [...]string{"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive",
-		"Te", "Trailer", "Upgrade", "Proxy-Connection", "Content-Encoding", "Content-Type", "Content-Range",
-		"Authorization", "Set-Cookie", "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range"} {
+	for _, f := range forbiddenTrailers {
 		if EqualFold(name, f) {
 			return true
 		}
 	}
 	return false
 }
+
+// ForbiddenTrailerName is forbiddenTrailer for a name as net/http holds
+// it, so that the net/http path drops the trailers the fast path drops.
+func ForbiddenTrailerName(name string) bool {
+	for _, f := range forbiddenTrailers {
+		if strings.EqualFold(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+var forbiddenTrailers = [...]string{"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive",
+	"Te", "Trailer", "Upgrade", "Proxy-Connection", "Content-Encoding", "Content-Type", "Content-Range",
+	"Authorization", "Set-Cookie", "Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range"}
 
 // CopyN copies n bytes (n < 0: up to EOF) from r to w through r's buffer,
 // without a buffer of its own. flush is as for CopyChunked; failures to
