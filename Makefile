@@ -54,7 +54,7 @@ chaos:
 	  TRACEHOP_RELIABILITY_OUT=$$rows TRACEHOP_RENDER_README=$(CURDIR)/README.md $(GO) test -count=1 -run TestRenderReliabilityTable ./proxy/ >/dev/null; \
 	  rm -f $$rows; echo "README.md's reliability table is rewritten from this run"; exit $$status
 
-## conformance: the HTTP/1.1 conformance suite through both paths; rewrites its row of the README's reliability table
+## conformance: the HTTP/1.1 conformance suite through every path (fast, net/http, handed off); rewrites its row of the README's reliability table
 conformance:
 	@rows=$$(mktemp) && TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -run 'TestHTTPConformance' -v ./proxy/ 2>&1 \
 	  | grep -E -- '^\s*--- FAIL|RELIABILITY|^(ok|FAIL)|_test.go:[0-9]+: [^[]' ; status=$${PIPESTATUS[0]}; \
