@@ -41,6 +41,7 @@ import (
 
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/deadline"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
 
@@ -72,7 +73,7 @@ type fastConn struct {
 	respCap  respCapture
 	bagBuf   []byte // baggage restored from an ingress request (link)
 	spanBuf  spanBuf
-	rd       readDeadline
+	rd       deadline.Read
 	tls      *connTLS // nil on a plaintext listener
 	// closeAfter: the request in hand said Connection: close.
 	closeAfter bool
@@ -163,7 +164,7 @@ func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
 	if fc.br.Buffered() == 0 {
 		if l.idleTimeout > 0 {
-			fc.rd.set(fc.c, l.idleTimeout)
+			fc.rd.Set(fc.c, l.idleTimeout)
 		}
 		fc.idle.Store(true)
 		if fc.sock.closing.Load() {
@@ -185,7 +186,7 @@ func (fc *fastConn) readHead() (int, bool) {
 			return -1, true
 		}
 		if !deadline && l.headerTimeout > 0 {
-			fc.rd.set(fc.c, l.headerTimeout)
+			fc.rd.Set(fc.c, l.headerTimeout)
 			deadline = true
 		}
 		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
@@ -358,7 +359,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	inline := ri.length <= int64(fc.br.Size())
 	if inline && ri.length > int64(fc.br.Buffered()) {
 		if l.bodyTimeout > 0 {
-			fc.rd.set(fc.c, l.bodyTimeout)
+			fc.rd.Set(fc.c, l.bodyTimeout)
 		}
 		if _, err := fc.br.Peek(int(ri.length)); err != nil {
 			return fc.clientFault(st, v, err)
@@ -502,7 +503,7 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 // request, from the end of the body to its response head (504).
 func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqInfo) outcome {
 	timeout := st.route.timeout
-	uc.rd.clear(uc.c)
+	uc.rd.Clear(uc.c)
 	up := &upload{done: make(chan error, 1)}
 	go up.run(fc, uc, ri.length, timeout)
 	err := fc.readResponseHead(uc, -1)
@@ -510,7 +511,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 	up.headSeen = true
 	up.mu.Unlock()
 	// The upload may have set a deadline before it saw headSeen.
-	uc.rd.forget()
+	uc.rd.Forget()
 	if err != nil {
 		var bodyErr error
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -522,7 +523,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 				bodyErr = nil // the upstream failed first
 			}
 		}
-		fc.rd.forget()
+		fc.rd.Forget()
 		uc.close()
 		switch {
 		case bodyErr != nil && !isWriteErr(bodyErr):
@@ -538,7 +539,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 	if up.stop(fc, uc) != nil || !up.ok {
 		out = closeLinger
 	}
-	fc.rd.forget()
+	fc.rd.Forget()
 	return out
 }
 
@@ -620,11 +621,11 @@ func (up *upload) running() bool {
 // readTimeout, each write to the upstream by writeTimeout. Failures to
 // write are h1.WriteErrors; anything else is the client's.
 func copyBody(dst net.Conn, br *bufio.Reader, src net.Conn, n int64, readTimeout, writeTimeout time.Duration) error {
-	var rd readDeadline
+	var rd deadline.Read
 	for done := int64(0); done < n; {
 		if br.Buffered() == 0 {
 			if readTimeout > 0 {
-				rd.set(src, readTimeout)
+				rd.Set(src, readTimeout)
 			}
 			if _, err := br.Peek(1); err != nil {
 				if err == io.EOF {
@@ -695,9 +696,9 @@ func maybeTraceHeader(name []byte) bool {
 // (a negative timeout leaves the connection's deadline as it is).
 func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) error {
 	if timeout > 0 {
-		uc.rd.set(uc.c, timeout)
+		uc.rd.Set(uc.c, timeout)
 	} else if timeout == 0 {
-		uc.rd.clear(uc.c)
+		uc.rd.Clear(uc.c)
 	}
 	for {
 		buf, err := uc.br.Peek(1)
@@ -888,7 +889,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			_, err = fc.c.Write(w)
 			sent = length
 		} else if _, err = fc.c.Write(w); err == nil {
-			uc.rd.clear(uc.c)
+			uc.rd.Clear(uc.c)
 			sent, err = h1.CopyN(fc.c, uc.br, length, nil)
 			upErr = err != nil && sent < length && !isWriteErr(err)
 		}
@@ -897,7 +898,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			fc.bw = bufio.NewWriterSize(fc.c, 8<<10)
 		}
 		fc.bw.Write(w)
-		uc.rd.clear(uc.c)
+		uc.rd.Clear(uc.c)
 		sent, err = h1.CopyChunked(fc.bw, uc.br, fc.bw.Flush)
 		upErr = err != nil && !isWriteErr(err)
 		if err == nil {
@@ -907,7 +908,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		}
 	case bodyUntilClose:
 		if _, err = fc.c.Write(w); err == nil {
-			uc.rd.clear(uc.c)
+			uc.rd.Clear(uc.c)
 			sent, err = h1.CopyN(fc.c, uc.br, -1, nil)
 			upErr = err != nil && !isWriteErr(err)
 		}
@@ -1177,7 +1178,7 @@ type upstreamConn struct {
 	reused   bool // it served a request before
 	answered bool // the upstream sent bytes for this request
 	headLen  int
-	rd       readDeadline
+	rd       deadline.Read
 	// idleSince is when it last went back to the pool.
 	idleSince time.Time
 }
@@ -1364,38 +1365,5 @@ func (p *connPool) closeIdle() {
 	p.mu.Unlock()
 	for _, uc := range idle {
 		uc.close()
-	}
-}
-
-// readDeadline moves a connection's read deadline only when it has to. A
-// deadline already within [want, want+slack] is kept, so that a busy
-// keep-alive connection re-arms its runtime timer about once per slack
-// rather than for every request: a timeout then fires up to slack late,
-// never early. Whoever else sets the deadline (drain) leaves this stale,
-// which errs toward an earlier wake-up only.
-type readDeadline struct{ at time.Time }
-
-func (d *readDeadline) set(c net.Conn, timeout time.Duration) {
-	slack := min(timeout/32, 250*time.Millisecond)
-	want := time.Now().Add(timeout)
-	if !d.at.Before(want) && d.at.Sub(want) <= slack {
-		return
-	}
-	d.at = want.Add(slack)
-	c.SetReadDeadline(d.at)
-}
-
-// forget records that someone else set the deadline (a request body's
-// upload): the next set or clear moves it, whatever it was.
-func (d *readDeadline) forget() { d.at = unknownDeadline }
-
-// unknownDeadline is far enough ahead that set always moves it, and not
-// zero, so that clear always clears.
-var unknownDeadline = time.Unix(1<<40, 0)
-
-func (d *readDeadline) clear(c net.Conn) {
-	if !d.at.IsZero() {
-		d.at = time.Time{}
-		c.SetReadDeadline(time.Time{})
 	}
 }
