@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"net/url"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tracehop/tracehop/proxy/config"
@@ -112,27 +110,4 @@ func (c *cluster) close() {
 func (c *cluster) pick() *endpoint {
 	n := c.next.Add(1) - 1
 	return &c.endpoints[n%uint64(len(c.endpoints))]
-}
-
-// errUpstreamTimeout is the cause of a request cancelled by its route
-// timeout.
-var errUpstreamTimeout = errors.New("upstream did not answer within the route timeout")
-
-// upstreamStatus maps an upstream failure to the status the client gets and
-// a short reason: a timeout is 504, a failed connect 503 (Envoy's
-// "upstream connect error"), anything else 502.
-func upstreamStatus(err error) (int, string) {
-	var op *net.OpError
-	switch {
-	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, "upstream request timeout"
-	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
-		return http.StatusServiceUnavailable, "upstream connect error"
-	case errors.As(err, new(*upstreamTLSError)):
-		// Envoy's words; a handshake that failed is not a connect error:
-		// the upstream is there, but it is not who it should be (or does
-		// not speak TLS). Not retried: another try fails alike.
-		return http.StatusBadGateway, "upstream TLS error"
-	}
-	return http.StatusBadGateway, "upstream error"
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -348,6 +349,29 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Set(propagation.BaggageHeader, st.baggage)
 	}
 	st.upstreamStart = time.Now()
+}
+
+// errUpstreamTimeout is the cause of a request cancelled by its route
+// timeout.
+var errUpstreamTimeout = errors.New("upstream did not answer within the route timeout")
+
+// upstreamStatus maps an upstream failure to the status the client gets and
+// a short reason: a timeout is 504, a failed connect 503 (Envoy's
+// "upstream connect error"), anything else 502.
+func upstreamStatus(err error) (int, string) {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "upstream request timeout"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
+		return http.StatusServiceUnavailable, "upstream connect error"
+	case errors.As(err, new(*upstreamTLSError)):
+		// Envoy's words; a handshake that failed is not a connect error:
+		// the upstream is there, but it is not who it should be (or does
+		// not speak TLS). Not retried: another try fails alike.
+		return http.StatusBadGateway, "upstream TLS error"
+	}
+	return http.StatusBadGateway, "upstream error"
 }
 
 func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
