@@ -72,6 +72,9 @@ type fastConn struct {
 	spanBuf  spanBuf
 	rd       deadline.Read
 	tls      *connTLS // nil on a plaintext listener
+	// respHeadLen is the length of the response head that
+	// readResponseHead found in the upstream connection's buffer.
+	respHeadLen int
 	// closeAfter: the request in hand said Connection: close.
 	closeAfter bool
 	// idle is set while the connection waits for the first byte of a
@@ -708,7 +711,7 @@ func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) er
 			// The deadline stays: relay clears it before it reads a body
 			// from the network. An answer already in the buffer (most)
 			// costs no timer update.
-			uc.headLen = n
+			fc.respHeadLen = n
 			return nil
 		}
 		if len(buf) == uc.br.Size() {
@@ -737,7 +740,7 @@ const max1xx = 5
 // request body, or nil.
 func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload) outcome {
 	for n1xx := 0; ; n1xx++ {
-		buf, _ := uc.br.Peek(uc.headLen)
+		buf, _ := uc.br.Peek(fc.respHeadLen)
 		if err := h1.ParseResponse(buf, &fc.resp); err != nil {
 			uc.close()
 			return fc.fail(st, v, errors.New("the upstream sent a malformed response head"), closeLinger)
@@ -764,7 +767,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			uc.close()
 			return fc.abort(st, v, "DC")
 		}
-		uc.br.Discard(uc.headLen)
+		uc.br.Discard(fc.respHeadLen)
 		if err := fc.readResponseHead(uc, st.route.timeout); err != nil {
 			uc.close()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -869,7 +872,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		fc.respCap.capture(resp.Headers, fc.l.tracer, st.route)
 		v.respHeader = &fc.respCap
 	}
-	uc.br.Discard(uc.headLen)
+	uc.br.Discard(fc.respHeadLen)
 	v.status = resp.Status
 
 	var err error

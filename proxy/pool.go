@@ -22,7 +22,6 @@ type upstreamConn struct {
 	pool     *connPool
 	reused   bool // it served a request before
 	answered bool // the upstream sent bytes for this request
-	headLen  int
 	rd       deadline.Read
 	// idleSince is when it last went back to the pool.
 	idleSince time.Time
