@@ -40,6 +40,7 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/deadline"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
+	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
 
 const (
@@ -294,7 +295,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 			break
 		}
 	}
-	if rt == nil || rt.cluster.h2 {
+	if rt == nil || rt.cluster.HTTP2() {
 		return handOff
 	}
 	fc.br.Discard(headLen)
@@ -349,7 +350,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	l := fc.l
 	rt := st.route
 	cl := rt.cluster
-	ep := cl.pick()
+	ep := cl.Pick()
 	st.endpoint = ep
 	// A body that fits the connection's buffer is read whole before
 	// anything goes upstream: it then travels in the head's write, and the
@@ -372,13 +373,13 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		unread = keepAlive
 		defer fc.br.Discard(int(ri.length))
 	}
-	var uc *upstreamConn
+	var uc *upstream.Conn
 	var err error
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 {
-			uc, err = ep.pool.get(cl.dialer)
+			uc, err = ep.Get()
 		} else {
-			uc, err = ep.pool.dial(cl.dialer)
+			uc, err = ep.Dial()
 		}
 		if err != nil {
 			return fc.fail(st, v, err, unread)
@@ -394,7 +395,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		if err == nil {
 			break
 		}
-		uc.close()
+		uc.Close()
 		// A kept-alive connection the upstream closed just as it was
 		// taken (the pool checks each one, so only a close that crossed
 		// the request on the wire is left) fails before any answer: try
@@ -403,9 +404,9 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		// upstream's idle timeout, a restart): they go too. A timeout is
 		// a slow upstream, not a stale connection.
 		timeout := errors.Is(err, os.ErrDeadlineExceeded)
-		stale := uc.reused && !uc.answered && !timeout
+		stale := uc.Reused() && !uc.Answered && !timeout
 		if stale {
-			ep.pool.dropIdleSince(uc.idleSince)
+			ep.DropIdleSince(uc.IdleSince())
 		}
 		if !stale || attempt > 0 {
 			if timeout {
@@ -419,10 +420,10 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 
 // send writes the upstream request head, rewritten, with the body when it
 // is inline.
-func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline bool) error {
+func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bool) error {
 	l := fc.l
 	tracing := st.traced
-	w := append(uc.wb[:0], fc.req.Method...)
+	w := append(uc.WriteBuf[:0], fc.req.Method...)
 	w = append(w, ' ')
 	w = append(w, fc.req.Target...)
 	w = append(w, " HTTP/1.1\r\n"...)
@@ -489,8 +490,8 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		body, _ := fc.br.Peek(int(ri.length))
 		w = append(w, body...)
 	}
-	uc.wb = w
-	_, err := uc.c.Write(w)
+	uc.WriteBuf = w
+	_, err := uc.NetConn.Write(w)
 	return err
 }
 
@@ -501,9 +502,9 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 // client's body gets body_read_timeout between reads (408), the upstream
 // gets the route timeout for each write it does not take and, as for any
 // request, from the end of the body to its response head (504).
-func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqInfo) outcome {
+func (fc *fastConn) stream(uc *upstream.Conn, st *reqState, v *reqView, ri *reqInfo) outcome {
 	timeout := st.route.timeout
-	uc.rd.Clear(uc.c)
+	uc.ReadDeadline.Clear(uc.NetConn)
 	up := &upload{done: make(chan error, 1)}
 	go up.run(fc, uc, ri.length, timeout)
 	err := fc.readResponseHead(uc, -1)
@@ -511,7 +512,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 	up.headSeen = true
 	up.mu.Unlock()
 	// The upload may have set a deadline before it saw headSeen.
-	uc.rd.Forget()
+	uc.ReadDeadline.Forget()
 	if err != nil {
 		var bodyErr error
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -524,7 +525,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 			}
 		}
 		fc.rd.Forget()
-		uc.close()
+		uc.Close()
 		switch {
 		case bodyErr != nil && !isWriteErr(bodyErr):
 			return fc.clientFault(st, v, bodyErr)
@@ -553,22 +554,22 @@ type upload struct {
 	err      error
 }
 
-func (up *upload) run(fc *fastConn, uc *upstreamConn, n int64, timeout time.Duration) {
-	err := copyBody(uc.c, fc.br, fc.c, n, fc.l.bodyTimeout, timeout)
+func (up *upload) run(fc *fastConn, uc *upstream.Conn, n int64, timeout time.Duration) {
+	err := copyBody(uc.NetConn, fc.br, fc.c, n, fc.l.bodyTimeout, timeout)
 	up.mu.Lock()
 	if !up.headSeen {
 		switch {
 		case err == nil && timeout > 0:
 			// The route timeout counts from the end of the request.
-			uc.c.SetReadDeadline(time.Now().Add(timeout))
+			uc.NetConn.SetReadDeadline(time.Now().Add(timeout))
 		case err == nil:
 		case isWriteErr(err):
 			// The upstream stopped reading: its early answer may still
 			// be on the way.
-			uc.c.SetReadDeadline(time.Now().Add(earlyAnswerGrace))
+			uc.NetConn.SetReadDeadline(time.Now().Add(earlyAnswerGrace))
 		default:
 			// The client failed: stop waiting for the upstream.
-			uc.c.SetReadDeadline(time.Now())
+			uc.NetConn.SetReadDeadline(time.Now())
 		}
 	}
 	up.mu.Unlock()
@@ -585,7 +586,7 @@ var errUploadStopped = errors.New("the request body's upload was stopped")
 // stop ends the upload if it still runs (the response is complete, or the
 // upstream failed) and returns its error: errUploadStopped if it had to be
 // cut. The client's connection may then hold body bytes nobody read.
-func (up *upload) stop(fc *fastConn, uc *upstreamConn) error {
+func (up *upload) stop(fc *fastConn, uc *upstream.Conn) error {
 	if up.finished {
 		return up.err
 	}
@@ -593,7 +594,7 @@ func (up *upload) stop(fc *fastConn, uc *upstreamConn) error {
 	case up.err = <-up.done:
 	default:
 		fc.c.SetReadDeadline(time.Now())
-		uc.c.SetWriteDeadline(time.Now())
+		uc.NetConn.SetWriteDeadline(time.Now())
 		if err := <-up.done; err != nil {
 			up.err = errUploadStopped
 		}
@@ -694,19 +695,19 @@ func maybeTraceHeader(name []byte) bool {
 
 // readResponseHead waits for the upstream's response head, at most timeout
 // (a negative timeout leaves the connection's deadline as it is).
-func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) error {
+func (fc *fastConn) readResponseHead(uc *upstream.Conn, timeout time.Duration) error {
 	if timeout > 0 {
-		uc.rd.Set(uc.c, timeout)
+		uc.ReadDeadline.Set(uc.NetConn, timeout)
 	} else if timeout == 0 {
-		uc.rd.Clear(uc.c)
+		uc.ReadDeadline.Clear(uc.NetConn)
 	}
 	for {
-		buf, err := uc.br.Peek(1)
+		buf, err := uc.Reader.Peek(1)
 		if err != nil {
 			return err
 		}
-		uc.answered = true
-		buf, _ = uc.br.Peek(uc.br.Buffered())
+		uc.Answered = true
+		buf, _ = uc.Reader.Peek(uc.Reader.Buffered())
 		if n := h1.HeadLen(buf); n >= 0 {
 			// The deadline stays: relay clears it before it reads a body
 			// from the network. An answer already in the buffer (most)
@@ -714,10 +715,10 @@ func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) er
 			fc.respHeadLen = n
 			return nil
 		}
-		if len(buf) == uc.br.Size() {
+		if len(buf) == uc.Reader.Size() {
 			return errors.New("the upstream's response head is larger than 16 KiB")
 		}
-		if _, err := uc.br.Peek(len(buf) + 1); err != nil {
+		if _, err := uc.Reader.Peek(len(buf) + 1); err != nil {
 			return err
 		}
 	}
@@ -738,11 +739,11 @@ const max1xx = 5
 
 // relay writes the response to the client. up is the upload of a streamed
 // request body, or nil.
-func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload) outcome {
+func (fc *fastConn) relay(uc *upstream.Conn, st *reqState, v *reqView, up *upload) outcome {
 	for n1xx := 0; ; n1xx++ {
-		buf, _ := uc.br.Peek(fc.respHeadLen)
+		buf, _ := uc.Reader.Peek(fc.respHeadLen)
 		if err := h1.ParseResponse(buf, &fc.resp); err != nil {
-			uc.close()
+			uc.Close()
 			return fc.fail(st, v, errors.New("the upstream sent a malformed response head"), closeLinger)
 		}
 		s := fc.resp.Status
@@ -752,7 +753,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		// Informational (103 Early Hints): pass it on, written again
 		// without hop-by-hop or framing fields, and read on.
 		if n1xx == max1xx {
-			uc.close()
+			uc.Close()
 			return fc.fail(st, v, errors.New("the upstream sent too many 1xx responses"), closeLinger)
 		}
 		w := fc.appendStatusLine(fc.out[:0])
@@ -764,12 +765,12 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		w = append(w, "\r\n"...)
 		fc.out = w[:0]
 		if _, err := fc.c.Write(w); err != nil {
-			uc.close()
+			uc.Close()
 			return fc.abort(st, v, "DC")
 		}
-		uc.br.Discard(fc.respHeadLen)
+		uc.Reader.Discard(fc.respHeadLen)
 		if err := fc.readResponseHead(uc, st.route.timeout); err != nil {
-			uc.close()
+			uc.Close()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				err = errUpstreamTimeout
 			}
@@ -778,7 +779,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	}
 	resp := &fc.resp
 	if resp.Status == 101 {
-		uc.close()
+		uc.Close()
 		return fc.fail(st, v, errors.New("the upstream switched protocols unasked"), closeLinger)
 	}
 	kind, length := bodyUntilClose, int64(-1)
@@ -792,7 +793,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			// Written again below, once and canonically, where it may be.
 			n, ok := h1.ParseLength(h.Value)
 			if !ok || length >= 0 && n != length {
-				uc.close()
+				uc.Close()
 				return fc.fail(st, v, errors.New("the upstream sent an invalid Content-Length"), closeLinger)
 			}
 			length = n
@@ -801,7 +802,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			if !h1.EqualFold(h.Value, "chunked") || resp.Minor == 0 {
 				// RFC 9112 §6.1: in HTTP/1.0, Transfer-Encoding means
 				// faulty framing.
-				uc.close()
+				uc.Close()
 				return fc.fail(st, v, errors.New("the upstream sent a Transfer-Encoding other than chunked"), closeLinger)
 			}
 			kind = bodyChunked
@@ -872,7 +873,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		fc.respCap.capture(resp.Headers, fc.l.tracer, st.route)
 		v.respHeader = &fc.respCap
 	}
-	uc.br.Discard(fc.respHeadLen)
+	uc.Reader.Discard(fc.respHeadLen)
 	v.status = resp.Status
 
 	var err error
@@ -882,15 +883,15 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	case bodyNone:
 		_, err = fc.c.Write(w)
 	case bodyLength:
-		if length <= inlineBody && int64(uc.br.Buffered()) >= length {
-			body, _ := uc.br.Peek(int(length))
+		if length <= inlineBody && int64(uc.Reader.Buffered()) >= length {
+			body, _ := uc.Reader.Peek(int(length))
 			w = append(w, body...)
-			uc.br.Discard(int(length))
+			uc.Reader.Discard(int(length))
 			_, err = fc.c.Write(w)
 			sent = length
 		} else if _, err = fc.c.Write(w); err == nil {
-			uc.rd.Clear(uc.c)
-			sent, err = h1.CopyN(fc.c, uc.br, length, nil)
+			uc.ReadDeadline.Clear(uc.NetConn)
+			sent, err = h1.CopyN(fc.c, uc.Reader, length, nil)
 			upErr = err != nil && sent < length && !isWriteErr(err)
 		}
 	case bodyChunked:
@@ -898,8 +899,8 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			fc.bw = bufio.NewWriterSize(fc.c, 8<<10)
 		}
 		fc.bw.Write(w)
-		uc.rd.Clear(uc.c)
-		sent, err = h1.CopyChunked(fc.bw, uc.br, fc.bw.Flush)
+		uc.ReadDeadline.Clear(uc.NetConn)
+		sent, err = h1.CopyChunked(fc.bw, uc.Reader, fc.bw.Flush)
 		upErr = err != nil && !isWriteErr(err)
 		if err == nil {
 			err = fc.bw.Flush()
@@ -908,8 +909,8 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		}
 	case bodyUntilClose:
 		if _, err = fc.c.Write(w); err == nil {
-			uc.rd.Clear(uc.c)
-			sent, err = h1.CopyN(fc.c, uc.br, -1, nil)
+			uc.ReadDeadline.Clear(uc.NetConn)
+			sent, err = h1.CopyN(fc.c, uc.Reader, -1, nil)
 			upErr = err != nil && !isWriteErr(err)
 		}
 		upstreamClose = true
@@ -917,7 +918,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	fc.out = w[:0]
 	v.respBytes = sent
 	if err != nil {
-		uc.close()
+		uc.Close()
 		if upErr {
 			return fc.abort(st, v, "UR")
 		}
@@ -927,9 +928,9 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		upstreamClose = true // the request never ended on it
 	}
 	if upstreamClose {
-		uc.close()
+		uc.Close()
 	} else {
-		st.endpoint.pool.put(uc)
+		st.endpoint.Put(uc)
 	}
 	return out
 }

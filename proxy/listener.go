@@ -30,6 +30,7 @@ import (
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
+	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
 
 // listener is one configured listener as a snapshot built it: its routes,
@@ -71,7 +72,7 @@ type route struct {
 	prefix    string
 	path      string
 	headers   []config.HeaderMatch
-	cluster   *cluster
+	cluster   *upstream.Cluster
 	operation string
 	timeout   time.Duration
 	metrics   *routeMetrics
@@ -98,7 +99,7 @@ func (rt *route) matches(r *http.Request) bool {
 type reqState struct {
 	listener      *listener
 	route         *route
-	endpoint      *endpoint
+	endpoint      *upstream.Endpoint
 	start         time.Time
 	upstreamStart time.Time
 	peer          netip.AddrPort
@@ -133,7 +134,7 @@ func (st *reqState) clusterName() string {
 	if st.route == nil {
 		return "none"
 	}
-	return st.route.cluster.name
+	return st.route.cluster.Name()
 }
 
 // operation names the request's span: the route's operation, else Envoy's
@@ -303,7 +304,7 @@ func (l *listener) logRequest(st *reqState, v *reqView, status int) {
 		slog.String("request_id", st.requestID),
 	}
 	if st.endpoint != nil {
-		attrs = append(attrs, slog.String("upstream", st.endpoint.addr))
+		attrs = append(attrs, slog.String("upstream", st.endpoint.Addr()))
 	}
 	if st.traced {
 		attrs = append(attrs, slog.String("trace_id", st.span.TraceID.String()), slog.String("span_id", st.span.SpanID.String()),
@@ -323,9 +324,9 @@ func (l *listener) logRequest(st *reqState, v *reqView, status int) {
 // headers.
 func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
-	ep := st.route.cluster.pick()
+	ep := st.route.cluster.Pick()
 	st.endpoint = ep
-	pr.SetURL(ep.url)
+	pr.SetURL(ep.URL())
 	pr.Out.Host = pr.In.Host // a sidecar keeps the Host the client asked for
 	if l.trusted {
 		// Continue the X-Forwarded-For chain of trusted hops.
@@ -365,7 +366,7 @@ func upstreamStatus(err error) (int, string) {
 		return http.StatusGatewayTimeout, "upstream request timeout"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
 		return http.StatusServiceUnavailable, "upstream connect error"
-	case errors.As(err, new(*upstreamTLSError)):
+	case errors.As(err, new(*upstream.TLSError)):
 		// Envoy's words; a handshake that failed is not a connect error:
 		// the upstream is there, but it is not who it should be (or does
 		// not speak TLS). Not retried: another try fails alike.
@@ -409,7 +410,7 @@ func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 // starts again after each part of it.
 func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req)
-	t := st.route.cluster.transport
+	t := st.route.cluster.Transport()
 	ctx, cancel := context.WithCancelCause(req.Context())
 	ctx = bound1xx(ctx, cancel)
 	timer := &routeTimer{d: st.route.timeout, cancel: cancel}

@@ -1,8 +1,8 @@
 package proxy
 
-// TLS glue: where the listener and the fast path's pools meet
-// proxy/internal/tlsconf. The material itself (pairs re-read on change,
-// configs, failure reasons, client identity) lives there.
+// TLS glue: where the listener meets proxy/internal/tlsconf. The material
+// itself (pairs re-read on change, configs, failure reasons, client
+// identity) lives there; TLS to upstreams is proxy/internal/upstream's.
 
 import (
 	"crypto/tls"

@@ -1,4 +1,7 @@
-package proxy
+package upstream
+
+// TLS to upstreams: the client side of a cluster's tls block. The
+// configs themselves come from proxy/internal/tlsconf.
 
 import (
 	"context"
@@ -24,41 +27,46 @@ type upstreamTLS struct {
 
 const tlsWarnEvery = 10 * time.Second
 
-// upstreamTLSError is a failed handshake with an upstream: which
-// endpoint, which name, why.
-type upstreamTLSError struct {
+// TLSError is a failed handshake with an upstream: which endpoint, which
+// name, why. The data plane tells it from other failures (errors.As) to
+// answer it apart: the upstream is there but is not who it should be, or
+// does not speak TLS, and another try would fail alike.
+type TLSError struct {
 	endpoint, serverName string
 	err                  error
 }
 
-func (e *upstreamTLSError) Error() string {
+// Error names the endpoint and the server name checked, and says why in
+// words an operator can act on (tlsconf.VerifyReason).
+func (e *TLSError) Error() string {
 	if why := tlsconf.VerifyReason(e.err); why != "" {
 		return fmt.Sprintf("the certificate of %s (server name %q) failed verification: %s", e.endpoint, e.serverName, why)
 	}
 	return fmt.Sprintf("the TLS handshake with %s (server name %q) failed: %v", e.endpoint, e.serverName, e.err)
 }
 
-func (e *upstreamTLSError) Unwrap() error { return e.err }
+// Unwrap gives the handshake's own error, for errors.Is and errors.As.
+func (e *TLSError) Unwrap() error { return e.err }
 
 // dialTLS connects to the pool's endpoint and runs the client handshake,
 // both within connect_timeout. It returns the TLS connection and the TCP
 // connection under it (whose descriptor the idle check peeks at: a TLS
 // record that arrives unasked, a close_notify or anything else, is bytes
 // nobody asked for, as in plaintext).
-func (p *connPool) dialTLS(ctx context.Context, d *net.Dialer) (net.Conn, error) {
-	tc, _, err := p.dialTLSRaw(ctx, d)
+func (p *connPool) dialTLS(ctx context.Context) (net.Conn, error) {
+	tc, _, err := p.dialTLSRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return tc, nil
 }
 
-func (p *connPool) dialTLSRaw(ctx context.Context, d *net.Dialer) (*tls.Conn, net.Conn, error) {
+func (p *connPool) dialTLSRaw(ctx context.Context) (*tls.Conn, net.Conn, error) {
 	ut := p.tls
 	deadline := time.Now().Add(ut.timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	raw, err := d.DialContext(ctx, "tcp", p.addr)
+	raw, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -66,7 +74,7 @@ func (p *connPool) dialTLSRaw(ctx context.Context, d *net.Dialer) (*tls.Conn, ne
 	raw.SetDeadline(deadline)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		terr := &upstreamTLSError{endpoint: p.addr, serverName: ut.config.ServerName, err: err}
+		terr := &TLSError{endpoint: p.addr, serverName: ut.config.ServerName, err: err}
 		if p.log != nil {
 			level := slog.LevelDebug
 			if now := time.Now().UnixNano(); now-ut.lastWarn.Load() >= int64(tlsWarnEvery) {

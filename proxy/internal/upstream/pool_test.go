@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"io"
@@ -26,14 +26,13 @@ func TestConnPoolReapsIdleConnections(t *testing.T) {
 		}
 	}()
 	const idle = time.Second
-	p := &connPool{addr: ln.Addr().String(), maxIdle: 4, idleTimeout: idle}
+	p := &connPool{addr: ln.Addr().String(), dialer: new(net.Dialer), maxIdle: 4, idleTimeout: idle}
 	defer p.closeIdle()
-	var d net.Dialer
-	old, err := p.get(&d)
+	old, err := p.get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := p.get(&d)
+	fresh, err := p.get()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +82,7 @@ func BenchmarkIdleCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	uc := &upstreamConn{c: c, fd: connFD(c)}
+	uc := &Conn{NetConn: c, fd: connFD(c)}
 	if uc.fd < 0 {
 		b.Fatal("no descriptor")
 	}
