@@ -89,7 +89,7 @@ clusters:
 	s := NewServer(cfg, Options{Tracer: tracer})
 	l := s.snap.Load().listeners[0]
 	for _, rt := range l.routes {
-		rt.cluster.transport.RegisterProtocol("http", cannedTransport{})
+		rt.cluster.Transport().RegisterProtocol("http", cannedTransport{})
 	}
 	return l
 }

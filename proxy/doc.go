@@ -34,5 +34,9 @@
 //
 // The package is large; the concepts that stand on their own are split out:
 // proxy/config (the strict YAML), proxy/internal/h1 (HTTP/1.1 parsing and
-// framing for the fast path).
+// framing for the fast path), proxy/internal/tlsconf (TLS material and its
+// rotation), proxy/internal/upstream (how a cluster's endpoints are
+// reached: the net/http transports, the fast path's pools of kept-alive
+// connections, TLS to upstreams) and proxy/internal/deadline (read
+// deadlines moved only when they must, for both sides of the fast path).
 package proxy

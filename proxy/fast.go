@@ -21,10 +21,8 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -34,7 +32,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -42,7 +39,9 @@ import (
 
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/deadline"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
+	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
 
 const (
@@ -73,8 +72,11 @@ type fastConn struct {
 	respCap  respCapture
 	bagBuf   []byte // baggage restored from an ingress request (link)
 	spanBuf  spanBuf
-	rd       readDeadline
+	rd       deadline.Read
 	tls      *connTLS // nil on a plaintext listener
+	// respHeadLen is the length of the response head that
+	// readResponseHead found in the upstream connection's buffer.
+	respHeadLen int
 	// closeAfter: the request in hand said Connection: close.
 	closeAfter bool
 	// served: the fast path has answered a request on the connection.
@@ -166,7 +168,7 @@ func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
 	if fc.br.Buffered() == 0 {
 		if l.idleTimeout > 0 {
-			fc.rd.set(fc.c, l.idleTimeout)
+			fc.rd.Set(fc.c, l.idleTimeout)
 		}
 		fc.idle.Store(true)
 		if fc.sock.closing.Load() {
@@ -191,7 +193,7 @@ func (fc *fastConn) readHead() (int, bool) {
 			return -1, true // no head will come: handOff refuses it now
 		}
 		if !deadline && l.headerTimeout > 0 {
-			fc.rd.set(fc.c, l.headerTimeout)
+			fc.rd.Set(fc.c, l.headerTimeout)
 			deadline = true
 		}
 		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
@@ -299,7 +301,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 			break
 		}
 	}
-	if rt == nil || rt.cluster.h2 {
+	if rt == nil || rt.cluster.HTTP2() {
 		return handOff
 	}
 	fc.br.Discard(headLen)
@@ -415,7 +417,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	l := fc.l
 	rt := st.route
 	cl := rt.cluster
-	ep := cl.pick()
+	ep := cl.Pick()
 	st.endpoint = ep
 	// A body that fits the connection's buffer is read whole before
 	// anything goes upstream: it then travels in the head's write, and the
@@ -425,7 +427,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	inline := ri.length <= int64(fc.br.Size())
 	if inline && ri.length > int64(fc.br.Buffered()) {
 		if l.bodyTimeout > 0 {
-			fc.rd.set(fc.c, l.bodyTimeout)
+			fc.rd.Set(fc.c, l.bodyTimeout)
 		}
 		if _, err := fc.br.Peek(int(ri.length)); err != nil {
 			return fc.clientFault(st, v, err)
@@ -438,13 +440,13 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		unread = keepAlive
 		defer fc.br.Discard(int(ri.length))
 	}
-	var uc *upstreamConn
+	var uc *upstream.Conn
 	var err error
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 {
-			uc, err = ep.pool.get(cl.dialer)
+			uc, err = ep.Get()
 		} else {
-			uc, err = ep.pool.dial(cl.dialer)
+			uc, err = ep.Dial()
 		}
 		if err != nil {
 			return fc.fail(st, v, err, unread)
@@ -461,7 +463,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		if err == nil {
 			break
 		}
-		uc.close()
+		uc.Close()
 		// A kept-alive connection the upstream closed just as it was
 		// taken (the pool checks each one, so only a close that crossed
 		// the request on the wire is left) fails before any answer: try
@@ -474,9 +476,9 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		// is sent again only when it is safe to (net/http's rule, so that
 		// both paths agree): a failed write, or a replayable request.
 		replay := sendErr != nil || fc.replayable(ri)
-		stale := uc.reused && !uc.answered && !timeout && replay
+		stale := uc.Reused() && !uc.Answered && !timeout && replay
 		if stale {
-			ep.pool.dropIdleSince(uc.idleSince)
+			ep.DropIdleSince(uc.IdleSince())
 		}
 		if !stale || attempt > 0 {
 			if timeout {
@@ -510,10 +512,10 @@ func (fc *fastConn) replayable(ri *reqInfo) bool {
 
 // send writes the upstream request head, rewritten, with the body when it
 // is inline.
-func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline bool) error {
+func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bool) error {
 	l := fc.l
 	tracing := st.traced
-	w := append(uc.wb[:0], fc.req.Method...)
+	w := append(uc.WriteBuf[:0], fc.req.Method...)
 	w = append(w, ' ')
 	w = append(w, fc.req.Target...)
 	w = append(w, " HTTP/1.1\r\n"...)
@@ -580,8 +582,8 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 		body, _ := fc.br.Peek(int(ri.length))
 		w = append(w, body...)
 	}
-	uc.wb = w
-	_, err := uc.c.Write(w)
+	uc.WriteBuf = w
+	_, err := uc.NetConn.Write(w)
 	return err
 }
 
@@ -592,9 +594,9 @@ func (fc *fastConn) send(uc *upstreamConn, st *reqState, ri *reqInfo, inline boo
 // client's body gets body_read_timeout between reads (408), the upstream
 // gets the route timeout for each write it does not take and, as for any
 // request, from the end of the body to its response head (504).
-func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqInfo) outcome {
+func (fc *fastConn) stream(uc *upstream.Conn, st *reqState, v *reqView, ri *reqInfo) outcome {
 	timeout := st.route.timeout
-	uc.rd.clear(uc.c)
+	uc.ReadDeadline.Clear(uc.NetConn)
 	up := &upload{done: make(chan error, 1)}
 	go up.run(fc, uc, ri.length, timeout)
 	err := fc.readResponseHead(uc, -1)
@@ -602,7 +604,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 	up.headSeen = true
 	up.mu.Unlock()
 	// The upload may have set a deadline before it saw headSeen.
-	uc.rd.forget()
+	uc.ReadDeadline.Forget()
 	if err != nil {
 		var bodyErr error
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -614,8 +616,8 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 				bodyErr = nil // the upstream failed first
 			}
 		}
-		fc.rd.forget()
-		uc.close()
+		fc.rd.Forget()
+		uc.Close()
 		switch {
 		case bodyErr != nil && !isWriteErr(bodyErr):
 			return fc.clientFault(st, v, bodyErr)
@@ -630,7 +632,7 @@ func (fc *fastConn) stream(uc *upstreamConn, st *reqState, v *reqView, ri *reqIn
 	if up.stop(fc, uc) != nil || !up.ok {
 		out = closeLinger
 	}
-	fc.rd.forget()
+	fc.rd.Forget()
 	return out
 }
 
@@ -644,22 +646,22 @@ type upload struct {
 	err      error
 }
 
-func (up *upload) run(fc *fastConn, uc *upstreamConn, n int64, timeout time.Duration) {
-	err := copyBody(uc.c, fc.br, fc.c, n, fc.l.bodyTimeout, timeout)
+func (up *upload) run(fc *fastConn, uc *upstream.Conn, n int64, timeout time.Duration) {
+	err := copyBody(uc.NetConn, fc.br, fc.c, n, fc.l.bodyTimeout, timeout)
 	up.mu.Lock()
 	if !up.headSeen {
 		switch {
 		case err == nil && timeout > 0:
 			// The route timeout counts from the end of the request.
-			uc.c.SetReadDeadline(time.Now().Add(timeout))
+			uc.NetConn.SetReadDeadline(time.Now().Add(timeout))
 		case err == nil:
 		case isWriteErr(err):
 			// The upstream stopped reading: its early answer may still
 			// be on the way.
-			uc.c.SetReadDeadline(time.Now().Add(earlyAnswerGrace))
+			uc.NetConn.SetReadDeadline(time.Now().Add(earlyAnswerGrace))
 		default:
 			// The client failed: stop waiting for the upstream.
-			uc.c.SetReadDeadline(time.Now())
+			uc.NetConn.SetReadDeadline(time.Now())
 		}
 	}
 	up.mu.Unlock()
@@ -676,7 +678,7 @@ var errUploadStopped = errors.New("the request body's upload was stopped")
 // stop ends the upload if it still runs (the response is complete, or the
 // upstream failed) and returns its error: errUploadStopped if it had to be
 // cut. The client's connection may then hold body bytes nobody read.
-func (up *upload) stop(fc *fastConn, uc *upstreamConn) error {
+func (up *upload) stop(fc *fastConn, uc *upstream.Conn) error {
 	if up.finished {
 		return up.err
 	}
@@ -684,7 +686,7 @@ func (up *upload) stop(fc *fastConn, uc *upstreamConn) error {
 	case up.err = <-up.done:
 	default:
 		fc.c.SetReadDeadline(time.Now())
-		uc.c.SetWriteDeadline(time.Now())
+		uc.NetConn.SetWriteDeadline(time.Now())
 		if err := <-up.done; err != nil {
 			up.err = errUploadStopped
 		}
@@ -712,11 +714,11 @@ func (up *upload) running() bool {
 // readTimeout, each write to the upstream by writeTimeout. Failures to
 // write are h1.WriteErrors; anything else is the client's.
 func copyBody(dst net.Conn, br *bufio.Reader, src net.Conn, n int64, readTimeout, writeTimeout time.Duration) error {
-	var rd readDeadline
+	var rd deadline.Read
 	for done := int64(0); done < n; {
 		if br.Buffered() == 0 {
 			if readTimeout > 0 {
-				rd.set(src, readTimeout)
+				rd.Set(src, readTimeout)
 			}
 			if _, err := br.Peek(1); err != nil {
 				if err == io.EOF {
@@ -785,30 +787,30 @@ func maybeTraceHeader(name []byte) bool {
 
 // readResponseHead waits for the upstream's response head, at most timeout
 // (a negative timeout leaves the connection's deadline as it is).
-func (fc *fastConn) readResponseHead(uc *upstreamConn, timeout time.Duration) error {
+func (fc *fastConn) readResponseHead(uc *upstream.Conn, timeout time.Duration) error {
 	if timeout > 0 {
-		uc.rd.set(uc.c, timeout)
+		uc.ReadDeadline.Set(uc.NetConn, timeout)
 	} else if timeout == 0 {
-		uc.rd.clear(uc.c)
+		uc.ReadDeadline.Clear(uc.NetConn)
 	}
 	for {
-		buf, err := uc.br.Peek(1)
+		buf, err := uc.Reader.Peek(1)
 		if err != nil {
 			return err
 		}
-		uc.answered = true
-		buf, _ = uc.br.Peek(uc.br.Buffered())
+		uc.Answered = true
+		buf, _ = uc.Reader.Peek(uc.Reader.Buffered())
 		if n := h1.HeadLen(buf); n >= 0 {
 			// The deadline stays: relay clears it before it reads a body
 			// from the network. An answer already in the buffer (most)
 			// costs no timer update.
-			uc.headLen = n
+			fc.respHeadLen = n
 			return nil
 		}
-		if len(buf) == uc.br.Size() {
+		if len(buf) == uc.Reader.Size() {
 			return errors.New("the upstream's response head is larger than 16 KiB")
 		}
-		if _, err := uc.br.Peek(len(buf) + 1); err != nil {
+		if _, err := uc.Reader.Peek(len(buf) + 1); err != nil {
 			return err
 		}
 	}
@@ -829,11 +831,11 @@ const max1xx = 5
 
 // relay writes the response to the client. up is the upload of a streamed
 // request body, or nil.
-func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload) outcome {
+func (fc *fastConn) relay(uc *upstream.Conn, st *reqState, v *reqView, up *upload) outcome {
 	for n1xx := 0; ; n1xx++ {
-		buf, _ := uc.br.Peek(uc.headLen)
+		buf, _ := uc.Reader.Peek(fc.respHeadLen)
 		if err := h1.ParseResponse(buf, &fc.resp); err != nil {
-			uc.close()
+			uc.Close()
 			return fc.fail(st, v, errors.New("the upstream sent a malformed response head"), closeLinger)
 		}
 		s := fc.resp.Status
@@ -843,7 +845,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		// Informational (103 Early Hints): pass it on, written again
 		// without hop-by-hop or framing fields, and read on.
 		if n1xx == max1xx {
-			uc.close()
+			uc.Close()
 			return fc.fail(st, v, errors.New("the upstream sent too many 1xx responses"), closeLinger)
 		}
 		w := fc.appendStatusLine(fc.out[:0])
@@ -855,12 +857,12 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		w = append(w, "\r\n"...)
 		fc.out = w[:0]
 		if _, err := fc.c.Write(w); err != nil {
-			uc.close()
+			uc.Close()
 			return fc.abort(st, v, "DC")
 		}
-		uc.br.Discard(uc.headLen)
+		uc.Reader.Discard(fc.respHeadLen)
 		if err := fc.readResponseHead(uc, st.route.timeout); err != nil {
-			uc.close()
+			uc.Close()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				err = errUpstreamTimeout
 			}
@@ -869,7 +871,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	}
 	resp := &fc.resp
 	if resp.Status == 101 {
-		uc.close()
+		uc.Close()
 		return fc.fail(st, v, errors.New("the upstream switched protocols unasked"), closeLinger)
 	}
 	kind, length := bodyUntilClose, int64(-1)
@@ -896,7 +898,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			// Written again below, once and canonically, where it may be.
 			n, ok := h1.ParseLength(h.Value)
 			if !ok || length >= 0 && n != length {
-				uc.close()
+				uc.Close()
 				return fc.fail(st, v, errors.New("the upstream sent an invalid Content-Length"), closeLinger)
 			}
 			length = n
@@ -905,7 +907,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			if !h1.EqualFold(h.Value, "chunked") || resp.Minor == 0 {
 				// RFC 9112 §6.1: in HTTP/1.0, Transfer-Encoding means
 				// faulty framing.
-				uc.close()
+				uc.Close()
 				return fc.fail(st, v, errors.New("the upstream sent a Transfer-Encoding other than chunked"), closeLinger)
 			}
 			kind = bodyChunked
@@ -961,7 +963,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		fc.respCap.capture(resp.Headers, fc.l.tracer, st.route)
 		v.respHeader = &fc.respCap
 	}
-	uc.br.Discard(uc.headLen)
+	uc.Reader.Discard(fc.respHeadLen)
 	v.status = resp.Status
 
 	var err error
@@ -971,15 +973,15 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	case bodyNone:
 		_, err = fc.c.Write(w)
 	case bodyLength:
-		if length <= inlineBody && int64(uc.br.Buffered()) >= length {
-			body, _ := uc.br.Peek(int(length))
+		if length <= inlineBody && int64(uc.Reader.Buffered()) >= length {
+			body, _ := uc.Reader.Peek(int(length))
 			w = append(w, body...)
-			uc.br.Discard(int(length))
+			uc.Reader.Discard(int(length))
 			_, err = fc.c.Write(w)
 			sent = length
 		} else if _, err = fc.c.Write(w); err == nil {
-			uc.rd.clear(uc.c)
-			sent, err = h1.CopyN(fc.c, uc.br, length, nil)
+			uc.ReadDeadline.Clear(uc.NetConn)
+			sent, err = h1.CopyN(fc.c, uc.Reader, length, nil)
 			upErr = err != nil && sent < length && !isWriteErr(err)
 		}
 	case bodyChunked:
@@ -987,8 +989,8 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 			fc.bw = bufio.NewWriterSize(fc.c, 8<<10)
 		}
 		fc.bw.Write(w)
-		uc.rd.clear(uc.c)
-		sent, err = h1.CopyChunked(fc.bw, uc.br, fc.bw.Flush)
+		uc.ReadDeadline.Clear(uc.NetConn)
+		sent, err = h1.CopyChunked(fc.bw, uc.Reader, fc.bw.Flush)
 		upErr = err != nil && !isWriteErr(err)
 		if err == nil {
 			err = fc.bw.Flush()
@@ -997,8 +999,8 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		}
 	case bodyUntilClose:
 		if _, err = fc.c.Write(w); err == nil {
-			uc.rd.clear(uc.c)
-			sent, err = h1.CopyN(fc.c, uc.br, -1, nil)
+			uc.ReadDeadline.Clear(uc.NetConn)
+			sent, err = h1.CopyN(fc.c, uc.Reader, -1, nil)
 			upErr = err != nil && !isWriteErr(err)
 		}
 		upstreamClose = true
@@ -1006,7 +1008,7 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 	fc.out = w[:0]
 	v.respBytes = sent
 	if err != nil {
-		uc.close()
+		uc.Close()
 		if upErr {
 			return fc.abort(st, v, "UR")
 		}
@@ -1016,9 +1018,9 @@ func (fc *fastConn) relay(uc *upstreamConn, st *reqState, v *reqView, up *upload
 		upstreamClose = true // the request never ended on it
 	}
 	if upstreamClose {
-		uc.close()
+		uc.Close()
 	} else {
-		st.endpoint.pool.put(uc)
+		st.endpoint.Put(uc)
 	}
 	return out
 }
@@ -1269,237 +1271,4 @@ func (c *h1Carrier) GetJoined(key string) string {
 		return string(joined)
 	}
 	return str(first)
-}
-
-// upstreamConn is a kept-alive HTTP/1.1 connection to an endpoint.
-type upstreamConn struct {
-	c        net.Conn
-	fd       int // for the idle check; -1 when the connection has none
-	br       *bufio.Reader
-	wb       []byte
-	pool     *connPool
-	reused   bool // it served a request before
-	answered bool // the upstream sent bytes for this request
-	headLen  int
-	rd       readDeadline
-	// idleSince is when it last went back to the pool.
-	idleSince time.Time
-}
-
-func (uc *upstreamConn) close() { uc.c.Close() }
-
-// connFD returns the descriptor of a TCP connection for idleState, or -1.
-// It stays valid while the connection is open, and tracehop alone closes
-// its upstream connections.
-func connFD(c net.Conn) int {
-	fd := -1
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			raw.Control(func(f uintptr) { fd = int(f) })
-		}
-	}
-	return fd
-}
-
-// connPool keeps an endpoint's idle connections, most recent first.
-type connPool struct {
-	addr    string
-	log     *slog.Logger
-	mu      sync.Mutex
-	idle    []*upstreamConn // oldest first
-	maxIdle int
-	// Connections idle longer than idleTimeout are closed, as net/http's
-	// Transport does for the other path: an upstream that scaled down, or
-	// traffic that stopped, leaves no sockets open for good. The reaper
-	// timer runs only while there are idle connections.
-	idleTimeout time.Duration
-	reaper      *time.Timer
-	closed      bool
-	tls         *upstreamTLS // nil: plaintext
-}
-
-// upstreamIdleTimeout matches the net/http path's IdleConnTimeout.
-const upstreamIdleTimeout = 90 * time.Second
-
-// get takes the most recently used idle connection that is still fit for a
-// request, else dials. An idle connection that has something to read is
-// not (see peekAfterIdle for when it looks): bytes there (a body after the answer to a HEAD, more than a
-// Content-Length said, anything after a 204) would be read as the next
-// client's response, and every later answer on it would be one late; an
-// end of stream means the upstream closed it (its keep-alive timeout),
-// and a request written there would be lost. One non-blocking peek per
-// request tells, before anything is written (nginx, HAProxy and net/http
-// watch their idle connections for the same reasons).
-func (p *connPool) get(d *net.Dialer) (*upstreamConn, error) {
-	for {
-		p.mu.Lock()
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			return p.dial(d)
-		}
-		uc := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if time.Since(uc.idleSince) >= peekAfterIdle {
-			if state := uc.idleState(); state != idleQuiet {
-				if state == idleSpoke && p.log != nil {
-					p.log.Debug("closed an idle upstream connection that sent unsolicited bytes", "upstream", p.addr)
-				}
-				uc.close()
-				continue
-			}
-		}
-		uc.reused, uc.answered = true, false
-		return uc, nil
-	}
-}
-
-// peekAfterIdle is how long a connection must have been idle before get
-// peeks at it. The peek is a system call (about 0.55 µs here: go test
-// -bench IdleCheck ./proxy/), as much as the fast path's whole budget for
-// it; under load a connection goes back out within microseconds, where
-// what an upstream wrote after its answer is still in the buffer put
-// checks, and the window for bytes to arrive unseen is under a
-// millisecond. A connection the upstream closed (its keep-alive timeout)
-// or wrote to later (the HEAD case of issue 11: 150 ms) was idle longer,
-// and is peeked.
-const peekAfterIdle = time.Millisecond
-
-// What an idle connection's peek found.
-const (
-	idleQuiet  = iota // nothing: fit for a request
-	idleSpoke         // bytes nobody asked for
-	idleClosed        // end of stream or an error
-)
-
-// dial opens a new connection, bypassing the idle ones.
-func (p *connPool) dial(d *net.Dialer) (*upstreamConn, error) {
-	if p.tls != nil {
-		tc, raw, err := p.dialTLSRaw(context.Background(), d)
-		if err != nil {
-			return nil, err
-		}
-		// The idle check peeks at the TCP connection under TLS.
-		return &upstreamConn{c: tc, fd: connFD(raw), br: bufio.NewReaderSize(tc, connBufSize), pool: p}, nil
-	}
-	c, err := d.Dial("tcp", p.addr)
-	if err != nil {
-		return nil, err
-	}
-	return &upstreamConn{c: c, fd: connFD(c), br: bufio.NewReaderSize(c, connBufSize), pool: p}, nil
-}
-
-func (p *connPool) put(uc *upstreamConn) {
-	if uc.br.Buffered() > 0 {
-		uc.close() // the upstream sent more than the response
-		return
-	}
-	p.mu.Lock()
-	if len(p.idle) < p.maxIdle && !p.closed {
-		uc.idleSince = time.Now()
-		p.idle = append(p.idle, uc)
-		uc = nil
-		if p.idleTimeout > 0 && p.reaper == nil {
-			p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
-		}
-	}
-	p.mu.Unlock()
-	if uc != nil {
-		uc.close()
-	}
-}
-
-// reap closes the connections idle for idleTimeout, and comes back when the
-// oldest left will be.
-func (p *connPool) reap() {
-	p.mu.Lock()
-	if p.reaper == nil { // closeIdle stopped it as it fired
-		p.mu.Unlock()
-		return
-	}
-	now := time.Now()
-	stale := p.takeIdleUntil(now.Add(-p.idleTimeout))
-	if len(p.idle) > 0 {
-		p.reaper.Reset(p.idleTimeout - now.Sub(p.idle[0].idleSince))
-	} else {
-		p.reaper = nil
-	}
-	p.mu.Unlock()
-	for _, uc := range stale {
-		uc.close()
-	}
-}
-
-// dropIdleSince closes the idle connections that have been idle since t or
-// longer.
-func (p *connPool) dropIdleSince(t time.Time) {
-	p.mu.Lock()
-	stale := p.takeIdleUntil(t)
-	p.mu.Unlock()
-	for _, uc := range stale {
-		uc.close()
-	}
-}
-
-// takeIdleUntil removes from the pool the connections idle since t or
-// earlier (the oldest, at the front) and returns them. p.mu is held.
-func (p *connPool) takeIdleUntil(t time.Time) []*upstreamConn {
-	n := 0
-	for n < len(p.idle) && !p.idle[n].idleSince.After(t) {
-		n++
-	}
-	stale := slices.Clone(p.idle[:n])
-	p.idle = slices.Delete(p.idle, 0, n)
-	return stale
-}
-
-// closeIdle closes every idle connection, for good: connections handed
-// back later are closed too.
-func (p *connPool) closeIdle() {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle, p.closed = nil, true
-	if p.reaper != nil {
-		p.reaper.Stop()
-		p.reaper = nil
-	}
-	p.mu.Unlock()
-	for _, uc := range idle {
-		uc.close()
-	}
-}
-
-// readDeadline moves a connection's read deadline only when it has to. A
-// deadline already within [want, want+slack] is kept, so that a busy
-// keep-alive connection re-arms its runtime timer about once per slack
-// rather than for every request: a timeout then fires up to slack late,
-// never early. Whoever else sets the deadline (drain) leaves this stale,
-// which errs toward an earlier wake-up only.
-type readDeadline struct{ at time.Time }
-
-func (d *readDeadline) set(c net.Conn, timeout time.Duration) {
-	slack := min(timeout/32, 250*time.Millisecond)
-	want := time.Now().Add(timeout)
-	if !d.at.Before(want) && d.at.Sub(want) <= slack {
-		return
-	}
-	d.at = want.Add(slack)
-	c.SetReadDeadline(d.at)
-}
-
-// forget records that someone else set the deadline (a request body's
-// upload): the next set or clear moves it, whatever it was.
-func (d *readDeadline) forget() { d.at = unknownDeadline }
-
-// unknownDeadline is far enough ahead that set always moves it, and not
-// zero, so that clear always clears.
-var unknownDeadline = time.Unix(1<<40, 0)
-
-func (d *readDeadline) clear(c net.Conn) {
-	if !d.at.IsZero() {
-		d.at = time.Time{}
-		c.SetReadDeadline(time.Time{})
-	}
 }

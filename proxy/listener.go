@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
+	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
 
 // listener is one configured listener as a snapshot built it: its routes,
@@ -71,7 +73,7 @@ type route struct {
 	prefix    string
 	path      string
 	headers   []config.HeaderMatch
-	cluster   *cluster
+	cluster   *upstream.Cluster
 	operation string
 	timeout   time.Duration
 	metrics   *routeMetrics
@@ -105,7 +107,7 @@ func (rt *route) matches(r *http.Request) bool {
 type reqState struct {
 	listener      *listener
 	route         *route
-	endpoint      *endpoint
+	endpoint      *upstream.Endpoint
 	start         time.Time
 	upstreamStart time.Time
 	peer          netip.AddrPort
@@ -140,7 +142,7 @@ func (st *reqState) clusterName() string {
 	if st.route == nil {
 		return "none"
 	}
-	return st.route.cluster.name
+	return st.route.cluster.Name()
 }
 
 // operation names the request's span: the route's operation, else Envoy's
@@ -352,7 +354,7 @@ func (l *listener) logRequest(st *reqState, v *reqView, status int) {
 		slog.String("request_id", st.requestID),
 	}
 	if st.endpoint != nil {
-		attrs = append(attrs, slog.String("upstream", st.endpoint.addr))
+		attrs = append(attrs, slog.String("upstream", st.endpoint.Addr()))
 	}
 	if st.traced {
 		attrs = append(attrs, slog.String("trace_id", st.span.TraceID.String()), slog.String("span_id", st.span.SpanID.String()),
@@ -372,9 +374,9 @@ func (l *listener) logRequest(st *reqState, v *reqView, status int) {
 // headers.
 func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
-	ep := st.route.cluster.pick()
+	ep := st.route.cluster.Pick()
 	st.endpoint = ep
-	pr.SetURL(ep.url)
+	pr.SetURL(ep.URL())
 	pr.Out.Host = pr.In.Host // a sidecar keeps the Host the client asked for
 	if l.trusted {
 		// Continue the X-Forwarded-For chain of trusted hops.
@@ -398,6 +400,29 @@ func (l *listener) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Set(propagation.BaggageHeader, st.baggage)
 	}
 	st.upstreamStart = time.Now()
+}
+
+// errUpstreamTimeout is the cause of a request cancelled by its route
+// timeout.
+var errUpstreamTimeout = errors.New("upstream did not answer within the route timeout")
+
+// upstreamStatus maps an upstream failure to the status the client gets and
+// a short reason: a timeout is 504, a failed connect 503 (Envoy's
+// "upstream connect error"), anything else 502.
+func upstreamStatus(err error) (int, string) {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "upstream request timeout"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
+		return http.StatusServiceUnavailable, "upstream connect error"
+	case errors.As(err, new(*upstream.TLSError)):
+		// Envoy's words; a handshake that failed is not a connect error:
+		// the upstream is there, but it is not who it should be (or does
+		// not speak TLS). Not retried: another try fails alike.
+		return http.StatusBadGateway, "upstream TLS error"
+	}
+	return http.StatusBadGateway, "upstream error"
 }
 
 func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
@@ -435,7 +460,7 @@ func (l *listener) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 // starts again after each part of it.
 func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req)
-	t := st.route.cluster.transport
+	t := st.route.cluster.Transport()
 	ctx, cancel := context.WithCancelCause(req.Context())
 	ctx = bound1xx(ctx, cancel)
 	timer := &routeTimer{d: st.route.timeout, cancel: cancel}

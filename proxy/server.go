@@ -20,6 +20,7 @@ import (
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
+	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
 
 // Server is a running tracehop: its sockets, the admin server, and the
@@ -60,7 +61,7 @@ type snapshot struct {
 	cfg       *config.Config
 	hash      string
 	listeners []*listener // in config order
-	clusters  map[string]*cluster
+	clusters  map[string]*upstream.Cluster
 	tracer    *Tracer            // nil without tracing
 	pipeline  *pipeline.Pipeline // nil without tracing, or in tests that bring a sink
 }
@@ -115,17 +116,17 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 // checked) is an error; the snapshot is still whole, with that part
 // plaintext, for NewServer to report at Start.
 func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline, prev *snapshot) (*snapshot, error) {
-	snap := &snapshot{cfg: cfg, hash: configHash(cfg), clusters: map[string]*cluster{}, tracer: tracer, pipeline: p}
+	snap := &snapshot{cfg: cfg, hash: configHash(cfg), clusters: map[string]*upstream.Cluster{}, tracer: tracer, pipeline: p}
 	var errs []error
 	for _, c := range cfg.Clusters {
-		if old := prev.cluster(c.Name); old != nil && reflect.DeepEqual(old.cfg, c) {
+		if old := prev.cluster(c.Name); old != nil && reflect.DeepEqual(old.Config(), c) {
 			snap.clusters[c.Name] = old
 			continue
 		}
-		cl, err := newCluster(c, s.log)
+		cl, err := upstream.NewCluster(c, s.log)
 		if err != nil {
 			errs = append(errs, err)
-			cl, _ = newCluster(config.Cluster{Name: c.Name, Endpoints: c.Endpoints, Protocol: config.HTTP1}, s.log)
+			cl, _ = upstream.NewCluster(config.Cluster{Name: c.Name, Endpoints: c.Endpoints, Protocol: config.HTTP1}, s.log)
 		}
 		snap.clusters[c.Name] = cl
 	}
@@ -157,7 +158,7 @@ func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 				rt.tracing = tracer.forRoute(rc.Tracing)
 			}
 			rt.name = routeLabel(rt, i)
-			rt.metrics = s.metrics.route(lc.Name, rt.name, rt.cluster.name)
+			rt.metrics = s.metrics.route(lc.Name, rt.name, rt.cluster.Name())
 			l.routes = append(l.routes, rt)
 		}
 		l.proxy = &httputil.ReverseProxy{
@@ -190,7 +191,7 @@ func (s *Server) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 	return snap, errors.Join(errs...)
 }
 
-func (sn *snapshot) cluster(name string) *cluster {
+func (sn *snapshot) cluster(name string) *upstream.Cluster {
 	if sn == nil {
 		return nil
 	}
@@ -437,7 +438,7 @@ func (s *Server) retire(prev, next *snapshot, removed []*socket) {
 	}
 	for name, c := range prev.clusters {
 		if next.clusters[name] != c {
-			c.close()
+			c.Close()
 		}
 	}
 	// Unless a newer reload is in force (or being built) by now: its
@@ -509,7 +510,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	for _, c := range snap.clusters {
-		c.close()
+		c.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -1,17 +1,14 @@
 package proxy
 
-// TLS glue: where the listener and the fast path's pools meet
-// proxy/internal/tlsconf. The material itself (pairs re-read on change,
-// configs, failure reasons, client identity) lives there.
+// TLS glue: where the listener meets proxy/internal/tlsconf. The material
+// itself (pairs re-read on change, configs, failure reasons, client
+// identity) lives there; TLS to upstreams is proxy/internal/upstream's.
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/tracehop/tracehop/proxy/config"
@@ -72,76 +69,6 @@ func (c *tlsReplayConn) ConnectionState() tls.ConnectionState { return c.tc.Conn
 // sent is passed on (forward_client_cert: forward_only); otherwise it is
 // removed, never trusted.
 func (l *listener) forwardClientXFCC() bool { return l.xfcc == config.XFCCForwardOnly }
-
-// upstreamTLS is how a pool dials its endpoint over TLS.
-type upstreamTLS struct {
-	config  *tls.Config
-	cluster string
-	timeout time.Duration // connect_timeout: the connect and the handshake
-	// lastWarn (Unix ns) spaces the warnings of failed handshakes: one per
-	// endpoint every tlsWarnEvery, the rest at debug level.
-	lastWarn atomic.Int64
-}
-
-const tlsWarnEvery = 10 * time.Second
-
-// upstreamTLSError is a failed handshake with an upstream: which
-// endpoint, which name, why.
-type upstreamTLSError struct {
-	endpoint, serverName string
-	err                  error
-}
-
-func (e *upstreamTLSError) Error() string {
-	if why := tlsconf.VerifyReason(e.err); why != "" {
-		return fmt.Sprintf("the certificate of %s (server name %q) failed verification: %s", e.endpoint, e.serverName, why)
-	}
-	return fmt.Sprintf("the TLS handshake with %s (server name %q) failed: %v", e.endpoint, e.serverName, e.err)
-}
-
-func (e *upstreamTLSError) Unwrap() error { return e.err }
-
-// dialTLS connects to the pool's endpoint and runs the client handshake,
-// both within connect_timeout. It returns the TLS connection and the TCP
-// connection under it (whose descriptor the idle check peeks at: a TLS
-// record that arrives unasked, a close_notify or anything else, is bytes
-// nobody asked for, as in plaintext).
-func (p *connPool) dialTLS(ctx context.Context, d *net.Dialer) (net.Conn, error) {
-	tc, _, err := p.dialTLSRaw(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	return tc, nil
-}
-
-func (p *connPool) dialTLSRaw(ctx context.Context, d *net.Dialer) (*tls.Conn, net.Conn, error) {
-	ut := p.tls
-	deadline := time.Now().Add(ut.timeout)
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	raw, err := d.DialContext(ctx, "tcp", p.addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	tc := tls.Client(raw, ut.config)
-	raw.SetDeadline(deadline)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		terr := &upstreamTLSError{endpoint: p.addr, serverName: ut.config.ServerName, err: err}
-		if p.log != nil {
-			level := slog.LevelDebug
-			if now := time.Now().UnixNano(); now-ut.lastWarn.Load() >= int64(tlsWarnEvery) {
-				ut.lastWarn.Store(now)
-				level = slog.LevelWarn
-			}
-			p.log.Log(ctx, level, "TLS handshake with an upstream failed", "cluster", ut.cluster, "endpoint", p.addr,
-				"server_name", ut.config.ServerName, "error", terr.Error())
-		}
-		return nil, nil, terr
-	}
-	raw.SetDeadline(time.Time{})
-	return tc, raw, nil
-}
 
 // CertificateInfo describes one certificate a config uses, for tracehop
 // validate. Nothing of a key is in it.

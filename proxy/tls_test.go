@@ -342,7 +342,7 @@ clusters:
 		t.Errorf("%d hand-offs: want the fast path", n)
 	}
 	us.CloseClientConnections()
-	time.Sleep(50 * time.Millisecond) // past peekAfterIdle: the closed connection is seen and dropped
+	time.Sleep(50 * time.Millisecond) // past the pool's peekAfterIdle: the closed connection is seen and dropped
 	if resp, _ := do(t, "GET", url, nil); resp.StatusCode != 200 {
 		t.Fatalf("after the upstream closed: %d", resp.StatusCode)
 	}

@@ -480,10 +480,10 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	add("request_size", b.int(st.reqBytes.Load()))
 	add("response_size", b.int(v.respBytes))
 	if st.route != nil {
-		add("upstream_cluster", st.route.cluster.name)
+		add("upstream_cluster", st.route.cluster.Name())
 	}
 	if st.endpoint != nil {
-		add("upstream_address", st.endpoint.addr)
+		add("upstream_address", st.endpoint.Addr())
 	}
 	add("http.status_code", statusText(status))
 	if grpcStatus != "" {
@@ -570,9 +570,9 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 }
 
 func upstreamEndpoint(st *reqState) core.Endpoint {
-	e := core.Endpoint{Service: st.route.cluster.name}
-	if st.endpoint.ip.IsValid() {
-		e.IP, e.Port = st.endpoint.ip.Addr(), st.endpoint.ip.Port()
+	e := core.Endpoint{Service: st.route.cluster.Name()}
+	if ip := st.endpoint.AddrPort(); ip.IsValid() {
+		e.IP, e.Port = ip.Addr(), ip.Port()
 	}
 	return e
 }

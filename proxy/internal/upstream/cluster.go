@@ -1,8 +1,7 @@
-package proxy
+package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,38 +9,33 @@ import (
 	"net/netip"
 	"net/url"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
-// cluster is a set of upstream endpoints reached through one pooled
-// transport, picked round robin.
-type cluster struct {
+// Cluster is a set of upstream endpoints reached through one pooled
+// transport, picked round robin. Its config never changes: a reload that
+// changes it builds another cluster, and one that does not keeps this one
+// with its pooled connections.
+type Cluster struct {
 	cfg       config.Cluster // a reload keeps the cluster when this is unchanged
 	name      string
-	endpoints []endpoint
+	endpoints []Endpoint
 	next      atomic.Uint64
 	transport *http.Transport // for requests net/http serves
-	dialer    *net.Dialer     // for the fast path's connections
 	h2        bool            // h2c or h2: net/http serves every request
 }
 
-type endpoint struct {
-	url  *url.URL
-	addr string         // host:port, for the upstream_address tag
-	ip   netip.AddrPort // for the span's remote endpoint, when literal
-	pool *connPool      // the fast path's idle connections (and the TLS dialer)
-}
-
-func newCluster(c config.Cluster, log *slog.Logger) (*cluster, error) {
-	cl := &cluster{cfg: c, name: c.Name}
+// NewCluster builds the cluster c describes; log takes the failures of
+// TLS handshakes with its endpoints. It fails only when c's TLS material
+// does not load.
+func NewCluster(c config.Cluster, log *slog.Logger) (*Cluster, error) {
+	cl := &Cluster{cfg: c, name: c.Name}
 	dialer := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
-	cl.dialer = dialer
 	for _, ep := range c.Endpoints {
-		e := endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, log: log, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
+		e := Endpoint{url: &url.URL{Scheme: "http", Host: ep}, addr: ep, pool: &connPool{addr: ep, log: log, dialer: dialer, maxIdle: 256, idleTimeout: upstreamIdleTimeout}}
 		e.ip, _ = netip.ParseAddrPort(ep)
 		if c.TLS != nil {
 			tc, err := tlsconf.ClientConfig(c.TLS, c.Protocol, ep, log)
@@ -89,7 +83,7 @@ func newCluster(c config.Cluster, log *slog.Logger) (*cluster, error) {
 			if p == nil {
 				return nil, fmt.Errorf("no endpoint %s in cluster %q", addr, c.Name)
 			}
-			return p.dialTLS(ctx, dialer)
+			return p.dialTLS(ctx)
 		}
 	}
 	cl.transport = t
@@ -100,39 +94,34 @@ func newCluster(c config.Cluster, log *slog.Logger) (*cluster, error) {
 // upstream, 1xx heads included.
 const maxResponseHeaderBytes = 64 << 10
 
-// close closes the cluster's idle connections, and those given back to it
+// Close closes the cluster's idle connections, and those given back to it
 // later: a reload removed or replaced it, or tracehop is stopping.
-func (c *cluster) close() {
+func (c *Cluster) Close() {
 	c.transport.CloseIdleConnections()
 	for i := range c.endpoints {
 		c.endpoints[i].pool.closeIdle()
 	}
 }
 
-func (c *cluster) pick() *endpoint {
+// Pick chooses the endpoint for a request, round robin.
+func (c *Cluster) Pick() *Endpoint {
 	n := c.next.Add(1) - 1
 	return &c.endpoints[n%uint64(len(c.endpoints))]
 }
 
-// errUpstreamTimeout is the cause of a request cancelled by its route
-// timeout.
-var errUpstreamTimeout = errors.New("upstream did not answer within the route timeout")
+// Name is the cluster's name in the config, for tags, metric labels and
+// answers that blame it.
+func (c *Cluster) Name() string { return c.name }
 
-// upstreamStatus maps an upstream failure to the status the client gets and
-// a short reason: a timeout is 504, a failed connect 503 (Envoy's
-// "upstream connect error"), anything else 502.
-func upstreamStatus(err error) (int, string) {
-	var op *net.OpError
-	switch {
-	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, "upstream request timeout"
-	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
-		return http.StatusServiceUnavailable, "upstream connect error"
-	case errors.As(err, new(*upstreamTLSError)):
-		// Envoy's words; a handshake that failed is not a connect error:
-		// the upstream is there, but it is not who it should be (or does
-		// not speak TLS). Not retried: another try fails alike.
-		return http.StatusBadGateway, "upstream TLS error"
-	}
-	return http.StatusBadGateway, "upstream error"
-}
+// Config is what the cluster was built from: a reload keeps the cluster
+// when the new config's is the same.
+func (c *Cluster) Config() config.Cluster { return c.cfg }
+
+// Transport carries the requests net/http serves (the fast path's go
+// through the endpoints' pools). Its connections are the cluster's own.
+func (c *Cluster) Transport() *http.Transport { return c.transport }
+
+// HTTP2 reports whether the cluster speaks HTTP/2 (h2c or h2): net/http
+// then serves every request to it, since the fast path speaks HTTP/1.1
+// only.
+func (c *Cluster) HTTP2() bool { return c.h2 }

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"syscall"
@@ -8,7 +8,7 @@ import (
 // idleState peeks at an idle connection without blocking or consuming:
 // one recvfrom(MSG_PEEK|MSG_DONTWAIT), a raw system call because it cannot
 // block and need not involve the scheduler.
-func (uc *upstreamConn) idleState() int {
+func (uc *Conn) idleState() int {
 	if uc.fd < 0 {
 		return idleQuiet
 	}

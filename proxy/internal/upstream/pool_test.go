@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"io"
@@ -6,39 +6,6 @@ import (
 	"testing"
 	"time"
 )
-
-// A busy connection keeps its read deadline while it is within the slack,
-// moves it when a shorter timeout asks for an earlier one, and never sets
-// it earlier than asked.
-func TestReadDeadlineMovesOnlyWhenItMust(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	var d readDeadline
-	d.set(a, time.Minute)
-	first := d.at
-	if until := time.Until(first); until < time.Minute {
-		t.Fatalf("deadline in %s, want at least the timeout", until)
-	}
-	d.set(a, time.Minute)
-	if d.at != first {
-		t.Errorf("a second request within the slack moved the deadline")
-	}
-	d.set(a, time.Second)
-	if !d.at.Before(first) || time.Until(d.at) < time.Second {
-		t.Errorf("a shorter timeout left the deadline at %s", time.Until(d.at))
-	}
-	d.clear(a)
-	// The deadline is really gone: a write from the other side is read.
-	go b.Write([]byte("x"))
-	d.set(a, 50*time.Millisecond)
-	d.clear(a)
-	time.Sleep(100 * time.Millisecond)
-	buf := make([]byte, 1)
-	if _, err := a.Read(buf); err != nil {
-		t.Fatalf("read after clear: %v", err)
-	}
-}
 
 // Idle upstream connections are closed once idle for the pool's timeout,
 // oldest first, and the ones used since stay.
@@ -59,14 +26,13 @@ func TestConnPoolReapsIdleConnections(t *testing.T) {
 		}
 	}()
 	const idle = time.Second
-	p := &connPool{addr: ln.Addr().String(), maxIdle: 4, idleTimeout: idle}
+	p := &connPool{addr: ln.Addr().String(), dialer: new(net.Dialer), maxIdle: 4, idleTimeout: idle}
 	defer p.closeIdle()
-	var d net.Dialer
-	old, err := p.get(&d)
+	old, err := p.get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := p.get(&d)
+	fresh, err := p.get()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +82,7 @@ func BenchmarkIdleCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	uc := &upstreamConn{c: c, fd: connFD(c)}
+	uc := &Conn{NetConn: c, fd: connFD(c)}
 	if uc.fd < 0 {
 		b.Fatal("no descriptor")
 	}

@@ -1,13 +1,13 @@
 //go:build unix && !linux
 
-package proxy
+package upstream
 
 import (
 	"syscall"
 )
 
 // idleState peeks at an idle connection without blocking or consuming.
-func (uc *upstreamConn) idleState() int {
+func (uc *Conn) idleState() int {
 	if uc.fd < 0 {
 		return idleQuiet
 	}
