@@ -13,6 +13,7 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -42,6 +43,9 @@ type scriptedUpstream struct {
 	seen    []seenRequest
 	desyncs []string // what the upstream could not parse as a request
 	script  func(r *http.Request) (answer string, late string)
+	// lateDelay is how long after an answer its late bytes come (100 ms
+	// when 0).
+	lateDelay time.Duration
 }
 
 func newScriptedUpstream(t testing.TB) *scriptedUpstream {
@@ -79,7 +83,7 @@ func (u *scriptedUpstream) serve(c net.Conn) {
 		body, bodyErr := io.ReadAll(r.Body)
 		u.mu.Lock()
 		u.seen = append(u.seen, seenRequest{r.Method, r.RequestURI, r.Host, r.Header, string(body), bodyErr})
-		script := u.script
+		script, lateDelay := u.script, cmp.Or(u.lateDelay, 100*time.Millisecond)
 		u.mu.Unlock()
 		if bodyErr != nil {
 			return
@@ -97,7 +101,7 @@ func (u *scriptedUpstream) serve(c net.Conn) {
 			return
 		}
 		if late != "" {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(lateDelay)
 			io.WriteString(c, late)
 		}
 	}
@@ -678,6 +682,83 @@ func TestIdleUpstreamBytesReachNoClient(t *testing.T) {
 	}
 }
 
+// An upstream that wrongly writes a body after a bodiless answer does it
+// at once: a request sent right after, pipelined behind it, must not be
+// written on that connection and read those bytes as its answer. (On the
+// net/http paths only HEAD is covered: net/http's Transport lends a
+// connection out again as soon as a 204 or 304 is read, and tracehop
+// cannot hold it back there.)
+func TestLateBytesAfterBodilessAnswers(t *testing.T) {
+	paths := conformancePaths(t, "300ms", false)
+	for _, pathName := range conformancePathNames {
+		p := paths[pathName]
+		for _, c := range []struct{ name, method, answer string }{
+			{"HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n"},
+			{"204", "GET", "HTTP/1.1 204 No Content\r\n\r\n"},
+			{"304", "GET", "HTTP/1.1 304 Not Modified\r\n\r\n"},
+		} {
+			if pathName != "fast" && c.method != "HEAD" {
+				continue
+			}
+			t.Run(pathName+"/"+c.name, func(t *testing.T) {
+				p.up.mu.Lock()
+				p.up.lateDelay = 300 * time.Microsecond
+				p.up.mu.Unlock()
+				p.up.setScript(func(r *http.Request) (string, string) {
+					if r.URL.Path == "/resp" {
+						return c.answer, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npoisoned\n"
+					}
+					return "HTTP/1.1 200 OK\r\nContent-Length: " + fmt.Sprint(len(r.URL.Path)) + "\r\n\r\n" + r.URL.Path, ""
+				})
+				defer func() {
+					p.up.setScript(nil)
+					p.up.mu.Lock()
+					p.up.lateDelay = 0
+					p.up.mu.Unlock()
+				}()
+				wrong := 0
+				for range 20 {
+					if victim := afterBodiless(t, p, c.method+" /resp HTTP/1.1\r\nHost: x\r\n\r\nGET /victim HTTP/1.1\r\nHost: x\r\n\r\n", c.method); victim != "/victim" {
+						wrong++
+					}
+				}
+				if wrong > 0 {
+					t.Errorf("%d of 20 requests sent right after a bodiless answer got another answer than theirs", wrong)
+				}
+			})
+		}
+	}
+}
+
+// afterBodiless sends raw (two pipelined requests, the first with method)
+// on a new connection of p and returns the second answer's body.
+func afterBodiless(t *testing.T, p conformancePath, raw, method string) string {
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	br := bufio.NewReader(c)
+	for _, r := range []struct{ raw, method string }{{p.first, "GET"}, {raw, method}} {
+		if r.raw == "" {
+			continue
+		}
+		io.WriteString(c, r.raw)
+		resp, err := http.ReadResponse(br, &http.Request{Method: r.method})
+		if err != nil {
+			return err.Error()
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err.Error()
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 func bodies(answers []answer) []string {
 	var b []string
 	for _, a := range answers {
@@ -868,5 +949,26 @@ clusters:
 				t.Errorf("%s, Host %s: answers %s, want %d", p.name, host, statuses(answers), want)
 			}
 		}
+	}
+}
+
+// A request read whole keeps its connection after the upstream failed it:
+// the client's next request is answered, as by nginx and HAProxy (here a
+// response head over the fast path's 16 KiB, which net/http takes).
+func TestClientConnectionOutlivesAnUpstreamFailure(t *testing.T) {
+	paths := conformancePaths(t, "300ms", false)
+	for _, pathName := range conformancePathNames {
+		p := paths[pathName]
+		p.up.setScript(func(r *http.Request) (string, string) {
+			if r.URL.Path == "/big" {
+				return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\nContent-Length: 2\r\n\r\nok", ""
+			}
+			return "", ""
+		})
+		answers, _, _ := exchangeAfter(t, p.addr, p.first, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n", false, 2, 3*time.Second)
+		if len(answers) != 2 || answers[1].resp.StatusCode != 200 {
+			t.Errorf("%s: answers %s, want the second request answered 200", pathName, statuses(answers))
+		}
+		p.up.setScript(nil)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -484,7 +485,9 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 			if timeout {
 				err = errUpstreamTimeout
 			}
-			return fc.fail(st, v, err, max(unread, closeConn))
+			// The client's connection stays in step when its request
+			// was read whole: it may go on, as with nginx and HAProxy.
+			return fc.fail(st, v, err, unread)
 		}
 	}
 	return fc.relay(uc, st, v, nil)
@@ -808,7 +811,7 @@ func (fc *fastConn) readResponseHead(uc *upstream.Conn, timeout time.Duration) e
 			return nil
 		}
 		if len(buf) == uc.Reader.Size() {
-			return errors.New("the upstream's response head is larger than 16 KiB")
+			return fmt.Errorf("the upstream's response head is larger than %d KiB", uc.Reader.Size()>>10)
 		}
 		if _, err := uc.Reader.Peek(len(buf) + 1); err != nil {
 			return err
@@ -929,6 +932,7 @@ func (fc *fastConn) relay(uc *upstream.Conn, st *reqState, v *reqView, up *uploa
 			w = appendLength(w, length)
 		}
 		kind = bodyNone
+		uc.Bodiless = true // a wrong upstream writes one anyway: the pool parks it
 	case kind == bodyChunked:
 		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and
 		// an intermediary removes the Content-Length before it forwards.

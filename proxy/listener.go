@@ -470,7 +470,17 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		timer.resume()
 	}
-	resp, err := t.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	if req.Method == http.MethodHead {
+		// An upstream that wrongly writes a body after its answer to
+		// HEAD writes it at once, and net/http's Transport may lend the
+		// connection out again before its read loop sees the bytes: the
+		// next request would read them as its answer. Answers to HEAD are
+		// few; their connections are not reused (the fast path's pool
+		// parks them instead).
+		out.Close = true
+	}
+	resp, err := t.RoundTrip(out)
 	timedOut := timer.stop()
 	if err == nil && errors.Is(context.Cause(ctx), errTooMany1xx) {
 		// The final answer came in the same read as the 1xx flood.

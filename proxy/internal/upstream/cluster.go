@@ -56,7 +56,8 @@ func NewCluster(c config.Cluster, log *slog.Logger) (*Cluster, error) {
 		// The proxy passes bodies through as they are.
 		DisableCompression: true,
 		// Bounds a response head and the 1xx heads before it together
-		// (net/http counts both), near the fast path's 16 KiB head.
+		// (net/http counts both); the fast path bounds each head at 16
+		// KiB (its read buffer), and at most 5 1xx.
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
 	switch c.Protocol {
@@ -94,8 +95,10 @@ func NewCluster(c config.Cluster, log *slog.Logger) (*Cluster, error) {
 // upstream, 1xx heads included.
 const maxResponseHeaderBytes = 64 << 10
 
-// Close closes the cluster's idle connections, and those given back to it
-// later: a reload removed or replaced it, or tracehop is stopping.
+// Close closes the cluster's idle connections, and, on the fast path's
+// pools, those given back to them later (net/http's Transport closes only
+// what is idle now; what it gets back later closes after its 90 s idle
+// timeout): a reload removed or replaced it, or tracehop is stopping.
 func (c *Cluster) Close() {
 	c.transport.CloseIdleConnections()
 	for i := range c.endpoints {
