@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -970,5 +971,86 @@ func TestClientConnectionOutlivesAnUpstreamFailure(t *testing.T) {
 			t.Errorf("%s: answers %s, want the second request answered 200", pathName, statuses(answers))
 		}
 		p.up.setScript(nil)
+	}
+}
+
+// A request whose connection must close after its answer (chunked; HTTP/1.0
+// with a body) still closes when the upstream sent a 1xx first:
+// ReverseProxy clears the header after each 1xx, so the close is decided on
+// the final answer. Nothing after such a request is served.
+func TestCloseSurvivesInformationalAnswers(t *testing.T) {
+	paths := conformancePaths(t, "300ms", false)
+	for _, pathName := range conformancePathNames {
+		p := paths[pathName]
+		p.up.setScript(func(r *http.Request) (string, string) {
+			if r.URL.Path == "/warm" {
+				return "", ""
+			}
+			return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ""
+		})
+		for _, raw := range []string{
+			"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + smuggled,
+			"POST /x HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello" + smuggled,
+		} {
+			p.settle()
+			answers, closed, _ := exchangeAfter(t, p.addr, p.first, raw, false, 2, 2*time.Second)
+			seen, _ := p.settle()
+			if !closed {
+				t.Errorf("%s, %.16q: the connection stayed open (answers %s)", pathName, raw, statuses(answers))
+			}
+			if err := anyUpstream(seen); err != nil {
+				t.Errorf("%s, %.16q: %v", pathName, raw, err)
+			}
+		}
+		p.up.setScript(nil)
+	}
+}
+
+// An h2c cluster's connection is shared by every request: a HEAD does not
+// retire it (an HTTP/1.1 cluster's does, on the net/http path), and a
+// trailer that frames, routes or authenticates does not pass, announced
+// or not, while gRPC's do.
+func TestH2CClusterHeadAndTrailers(t *testing.T) {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	var conns atomic.Int32
+	upSrv := &http.Server{Protocols: protocols,
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "Content-Type, Grpc-Status")
+			w.WriteHeader(200)
+			io.WriteString(w, "body")
+			w.Header().Set("Content-Type", "evil/type")
+			w.Header().Set("Grpc-Status", "0")
+			w.Header().Set(http.TrailerPrefix+"Set-Cookie", "sid=evil")
+			w.Header().Set(http.TrailerPrefix+"Grpc-Message", "fine")
+		})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go upSrv.Serve(ln)
+	t.Cleanup(func() { upSrv.Close() })
+	p := startProxy(t, strings.Replace(oneRoute("ingress", "true", ln.Addr().String(), ""), "connect_timeout: 500ms", "connect_timeout: 500ms, protocol: h2c", 1))
+	h2 := &http.Client{Transport: &http.Transport{Protocols: protocols}}
+	for _, m := range []string{"GET", "HEAD", "GET", "HEAD", "GET"} {
+		req, _ := http.NewRequest(m, "http://"+p.addr["l"]+"/", nil)
+		resp, err := h2.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if m == "GET" && (resp.Trailer.Get("Set-Cookie") != "" || resp.Trailer.Get("Content-Type") != "" ||
+			resp.Trailer.Get("Grpc-Status") != "0" || resp.Trailer.Get("Grpc-Message") != "fine") {
+			t.Errorf("trailers %v: want Grpc-Status and Grpc-Message only", resp.Trailer)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 5 requests with HEADs among them, want 1", n)
 	}
 }

@@ -164,7 +164,9 @@ const (
 )
 
 // readHead waits for a whole request head in the buffer and returns its
-// length; -1 (with ok) means the head is too large for the fast path.
+// length; -1 (with ok) means the fast path will not read one: the head is
+// too large, the client too slow, or its first line is no request line
+// (handOff decides what then).
 func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
 	if fc.br.Buffered() == 0 {
@@ -475,8 +477,9 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		timeout := errors.Is(err, os.ErrDeadlineExceeded)
 		// RFC 9110 §9.2.2: a request that may have reached the upstream
 		// is sent again only when it is safe to (net/http's rule, so that
-		// both paths agree): a failed write, or a replayable request.
-		replay := sendErr != nil || fc.replayable(ri)
+		// both paths agree): none of it was written, or it is replayable.
+		var nothing errNothingWritten
+		replay := errors.As(sendErr, &nothing) || fc.replayable(ri)
 		stale := uc.Reused() && !uc.Answered && !timeout && replay
 		if stale {
 			ep.DropIdleSince(uc.IdleSince())
@@ -492,6 +495,12 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	}
 	return fc.relay(uc, st, v, nil)
 }
+
+// errNothingWritten is a failed write of a request of which no byte left:
+// the upstream cannot have seen it, and it may go again whatever it is.
+type errNothingWritten struct{ error }
+
+func (e errNothingWritten) Unwrap() error { return e.error }
 
 // replayable says whether the request may be sent again after it may have
 // reached the upstream, as net/http's Transport decides (for the net/http
@@ -586,8 +595,13 @@ func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bo
 		w = append(w, body...)
 	}
 	uc.WriteBuf = w
-	_, err := uc.NetConn.Write(w)
-	return err
+	if n, err := uc.NetConn.Write(w); err != nil {
+		if n == 0 {
+			return errNothingWritten{err}
+		}
+		return err
+	}
+	return nil
 }
 
 // stream sends a body too large to hold while it waits for the answer: an

@@ -182,7 +182,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(r.Header, headerXFCC)
 		}
 	}
-	refusal, refusalStatus := l.sanitize(w, r)
+	rw := &responseWriter{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1)}
+	refusal, refusalStatus := l.sanitize(rw, r)
 	if id := r.Header.Get(headerRequestID); validRequestID(id) {
 		st.requestID = id
 	} else {
@@ -203,7 +204,6 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.body = &countingBody{ReadCloser: r.Body, st: st, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
 		r.Body = st.body
 	}
-	rw := &responseWriter{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1)}
 	// ReverseProxy aborts a response that breaks midway (the client went
 	// away, the upstream reset) by panicking with http.ErrAbortHandler:
 	// finish the span on the way out, then let the panic go on to the
@@ -231,19 +231,20 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // applies to its own, so that no answer depends on the path a request
 // took. It returns why the request is refused, and the status to refuse
 // it with, or "".
-func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) (string, int) {
+func (l *listener) sanitize(w *responseWriter, r *http.Request) (string, int) {
 	if r.Method == http.MethodConnect {
 		// tracehop is not a forward proxy: a tunnel would carry bytes
 		// past every route and check, and an upstream's 2xx to CONNECT
 		// makes its connection a tunnel (RFC 9112 §6.3), whatever it
-		// says of its length.
-		w.Header().Set("Connection", "close")
+		// says of its length. (Over HTTP/2 the stream is refused, not
+		// the connection.)
+		w.close = r.ProtoMajor == 1
 		return connectRefusal, http.StatusMethodNotAllowed
 	}
 	if r.Method == "PRI" && r.RequestURI == "*" {
 		// An HTTP/2 preface in the middle of an HTTP/1.1 connection
 		// (RFC 9113 §3.4: only its first bytes), as the fast path answers.
-		w.Header().Set("Connection", "close")
+		w.close = true
 		return prefaceRefusal, http.StatusBadRequest
 	}
 	if r.ProtoMajor == 1 {
@@ -281,7 +282,7 @@ func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) (string, int
 		// connection closed after the response, and it cannot be told
 		// apart here, so every chunked request's connection closes.
 		if len(r.TransferEncoding) > 0 {
-			w.Header().Set("Connection", "close")
+			w.close = true
 		}
 		// net/http ignores (and deletes) Transfer-Encoding in an HTTP/1.0
 		// request and frames its body by Content-Length, where RFC 9112
@@ -290,7 +291,7 @@ func (l *listener) sanitize(w http.ResponseWriter, r *http.Request) (string, int
 		// request with a body closes its connection, so that no bytes a
 		// Transfer-Encoding framed are read as a next request.
 		if r.ProtoMinor == 0 && r.ContentLength != 0 {
-			w.Header().Set("Connection", "close")
+			w.close = true
 		}
 	}
 	return "", 0
@@ -471,13 +472,14 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 		timer.resume()
 	}
 	out := req.WithContext(ctx)
-	if req.Method == http.MethodHead {
+	if req.Method == http.MethodHead && !st.route.cluster.HTTP2() {
 		// An upstream that wrongly writes a body after its answer to
 		// HEAD writes it at once, and net/http's Transport may lend the
 		// connection out again before its read loop sees the bytes: the
 		// next request would read them as its answer. Answers to HEAD are
 		// few; their connections are not reused (the fast path's pool
-		// parks them instead).
+		// parks them instead). HTTP/2 frames cannot carry such bytes, and
+		// its connection is shared: it stays.
 		out.Close = true
 	}
 	resp, err := t.RoundTrip(out)
@@ -527,7 +529,7 @@ func modifyResponse(resp *http.Response) error {
 	if len(resp.Trailer) > 0 {
 		dropForbiddenTrailers(resp.Trailer)
 	}
-	if resp.Body != nil && resp.Body != http.NoBody && len(resp.TransferEncoding) > 0 {
+	if resp.Body != nil && resp.Body != http.NoBody && (len(resp.TransferEncoding) > 0 || resp.ProtoMajor == 2) {
 		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp}
 	}
 	return canonicalLength(resp)
@@ -685,6 +687,9 @@ type responseWriter struct {
 	status int
 	bytes  int64
 	http10 bool // the client spoke HTTP/1.0
+	// close: the final answer says Connection: close, whatever came
+	// before it (ReverseProxy clears the header map after each 1xx).
+	close bool
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -693,6 +698,9 @@ func (w *responseWriter) WriteHeader(code int) {
 		// it for the final answer. (ReverseProxy relays an upstream's
 		// through here and clears the header after.)
 		return
+	}
+	if w.close && code >= 200 {
+		w.Header().Set("Connection", "close")
 	}
 	if _, ok := w.Header()["Content-Type"]; !ok && code >= 200 {
 		// No Content-Type is the upstream's choice (RFC 9110 §8.3):

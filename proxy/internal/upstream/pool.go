@@ -38,8 +38,8 @@ type Conn struct {
 
 	// Bodiless is set by the data plane when the answer in hand had no
 	// body although the upstream could have sent one after it (HEAD,
-	// 204, 304): Put then keeps the connection out of use until get
-	// would peek at it (see parkBodiless).
+	// 204, 304): Put then parks the connection, out of use for
+	// parkBodiless, after which get peeks at it before lending it.
 	Bodiless bool
 
 	fd     int  // for the idle check; -1 when the connection has none
@@ -101,12 +101,13 @@ const upstreamIdleTimeout = 90 * time.Second
 const readBufSize = 16 << 10
 
 // get takes the most recently used idle connection that is still fit for a
-// request, else dials. An idle connection that has something to read is
-// not (see peekAfterIdle for when it looks): bytes there (a body after the answer to a HEAD, more than a
-// Content-Length said, anything after a 204) would be read as the next
-// client's response, and every later answer on it would be one late; an
-// end of stream means the upstream closed it (its keep-alive timeout),
-// and a request written there would be lost. One non-blocking peek per
+// request, else dials; a parked one (parkBodiless) only once its time is
+// up. An idle connection that has something to read is not fit (see
+// peekAfterIdle for when it looks): bytes there (a body after the answer
+// to a HEAD, more than a Content-Length said, anything after a 204) would
+// be read as the next client's response, and every later answer on it
+// would be one late; an end of stream means the upstream closed it (its
+// keep-alive timeout), and a request written there would be lost. One non-blocking peek per
 // request tells, before anything is written (nginx, HAProxy and net/http
 // watch their idle connections for the same reasons).
 func (p *connPool) get() (*Conn, error) {

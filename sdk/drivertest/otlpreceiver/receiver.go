@@ -165,8 +165,9 @@ func (r *Receiver) FailAll(f Fault) (restore func()) {
 	}
 }
 
-// Discard makes the receiver decode every request and keep nothing but the
-// count of attempts, for benchmarks: a receiver holding every span of a
+// Discard makes the receiver decode every request, take it (no fault is
+// answered from then on) and keep nothing but the count of attempts, for
+// benchmarks: a receiver holding every span of a
 // benchmark's run grows to hundreds of megabytes, and its garbage
 // collection then weighs on the figures in place of the driver's cost.
 func (r *Receiver) Discard() {
