@@ -10,7 +10,9 @@
 // is lent again only when it is idle and clean as far as can be seen
 // (nothing was left in its buffer when it came back, and, once it has
 // been idle long enough for bytes to arrive unseen, a non-blocking peek at
-// the socket finds neither bytes nor a close), so that no client gets
+// the socket finds neither bytes nor a close; one back from an answer
+// without a body, where a wrong upstream writes one anyway, is parked a
+// moment before that), so that no client gets
 // another's response and no request is written into a connection the
 // upstream closed; connections idle too long are reaped, and a closed
 // cluster's are closed as they come back. The data plane only asks an
