@@ -946,7 +946,12 @@ func (fc *fastConn) relay(uc *upstream.Conn, st *reqState, v *reqView, up *uploa
 			w = appendLength(w, length)
 		}
 		kind = bodyNone
-		uc.Bodiless = true // a wrong upstream writes one anyway: the pool parks it
+		// A wrong upstream writes a body anyway, at once: the pool parks
+		// the connection after a 204 or 304; after a HEAD (fewer, and
+		// under load a parked connection was still measured to fall an
+		// answer behind now and then) it is not reused at all.
+		uc.Bodiless = true
+		upstreamClose = upstreamClose || v.method == http.MethodHead
 	case kind == bodyChunked:
 		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and
 		// an intermediary removes the Content-Length before it forwards.

@@ -471,18 +471,27 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		timer.resume()
 	}
+	// An upstream that wrongly writes a body after an answer without one
+	// (to HEAD, a 204, a 304) writes it at once, and net/http's Transport
+	// lends the connection out again as soon as it has read the answer:
+	// the next request would read those bytes as its own answer, and every
+	// later one on it would be one late. Such answers are few: their
+	// HTTP/1.1 connections are not reused (HTTP/2 frames cannot carry such
+	// bytes, and its connection is shared). A HEAD says so in its request;
+	// a 204 or 304 closes the connection it came on, and a request the
+	// Transport had already given it fails its write and goes on a new one.
+	var conn net.Conn
+	if !st.route.cluster.HTTP2() {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { conn = info.Conn }})
+	}
 	out := req.WithContext(ctx)
 	if req.Method == http.MethodHead && !st.route.cluster.HTTP2() {
-		// An upstream that wrongly writes a body after its answer to
-		// HEAD writes it at once, and net/http's Transport may lend the
-		// connection out again before its read loop sees the bytes: the
-		// next request would read them as its answer. Answers to HEAD are
-		// few; their connections are not reused (the fast path's pool
-		// parks them instead). HTTP/2 frames cannot carry such bytes, and
-		// its connection is shared: it stays.
 		out.Close = true
 	}
 	resp, err := t.RoundTrip(out)
+	if err == nil && conn != nil && (resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified) {
+		conn.Close()
+	}
 	timedOut := timer.stop()
 	if err == nil && errors.Is(context.Cause(ctx), errTooMany1xx) {
 		// The final answer came in the same read as the 1xx flood.
