@@ -1048,3 +1048,25 @@ func TestH2CClusterHeadAndTrailers(t *testing.T) {
 		t.Errorf("%d upstream connections for 5 requests with HEADs among them, want 1", n)
 	}
 }
+
+// A head that stops arriving is answered 408 once read_header_timeout has
+// passed, not after it passed twice (the fast path's wait, then net/http's).
+func TestSlowHeadAnsweredOnce(t *testing.T) {
+	up := newScriptedUpstream(t)
+	p := startProxy(t, fmt.Sprintf(`node: {id: n, service: s}
+admin: {address: "127.0.0.1:0"}
+listeners:
+  - {name: l, address: "127.0.0.1:0", direction: ingress, read_header_timeout: 1s, routes: [{cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%s]}
+`, up.ln.Addr()))
+	start := time.Now()
+	answers, closed, _ := exchangeRaw(t, p.addr["l"], "GET / HTTP/1.1\r\nHost: x\r\n", false, 1, 3*time.Second)
+	took := time.Since(start)
+	if len(answers) != 1 || answers[0].resp.StatusCode != http.StatusRequestTimeout || !closed {
+		t.Errorf("answers %s, closed %v, want 408 and a close", statuses(answers), closed)
+	}
+	if took >= 1900*time.Millisecond { // twice would be 2s
+		t.Errorf("answered after %v: read_header_timeout (1s) was waited twice", took)
+	}
+}

@@ -165,8 +165,8 @@ const (
 
 // readHead waits for a whole request head in the buffer and returns its
 // length; -1 (with ok) means the fast path will not read one: the head is
-// too large, the client too slow, or its first line is no request line
-// (handOff decides what then).
+// too large or its first line is no request line (handOff decides what
+// then); headTimedOut, that read_header_timeout passed with a part of one.
 func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
 	if fc.br.Buffered() == 0 {
@@ -201,7 +201,7 @@ func (fc *fastConn) readHead() (int, bool) {
 		}
 		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !fc.sock.closing.Load() {
-				return -1, true // net/http answers the slow client
+				return headTimedOut, true
 			}
 			return 0, false
 		}
@@ -273,8 +273,17 @@ func (fc *fastConn) scanRequest() (ri reqInfo) {
 // str views b as a string without a copy; it is valid while b is.
 func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
+// headTimedOut is readHead's answer for a head that did not arrive in
+// time.
+const headTimedOut = -2
+
 func (fc *fastConn) serveRequest(headLen int) outcome {
 	l := fc.l
+	if headLen == headTimedOut {
+		// As HAProxy does, and at once: handed to net/http, the client
+		// would get read_header_timeout once more.
+		return fc.refuse(http.StatusRequestTimeout, "the request head did not arrive within read_header_timeout")
+	}
 	if headLen < 0 {
 		return fc.handOff()
 	}
