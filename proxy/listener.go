@@ -463,14 +463,6 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req)
 	t := st.route.cluster.Transport()
 	ctx, cancel := context.WithCancelCause(req.Context())
-	ctx = bound1xx(ctx, cancel)
-	timer := &routeTimer{d: st.route.timeout, cancel: cancel}
-	if st.route.timeout > 0 {
-		if st.body != nil { // ReverseProxy wraps it: found through st
-			st.body.timer = timer
-		}
-		timer.resume()
-	}
 	// An upstream that wrongly writes a body after an answer without one
 	// (to HEAD, a 204, a 304) writes it at once, and net/http's Transport
 	// lends the connection out again as soon as it has read the answer:
@@ -481,11 +473,17 @@ func (l *listener) RoundTrip(req *http.Request) (*http.Response, error) {
 	// a 204 or 304 closes the connection it came on, and a request the
 	// Transport had already given it fails its write and goes on a new one.
 	var conn net.Conn
-	if !st.route.cluster.HTTP2() {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { conn = info.Conn }})
+	http1 := !st.route.cluster.HTTP2()
+	ctx = traceExchange(ctx, cancel, http1, &conn)
+	timer := &routeTimer{d: st.route.timeout, cancel: cancel}
+	if st.route.timeout > 0 {
+		if st.body != nil { // ReverseProxy wraps it: found through st
+			st.body.timer = timer
+		}
+		timer.resume()
 	}
 	out := req.WithContext(ctx)
-	if req.Method == http.MethodHead && !st.route.cluster.HTTP2() {
+	if req.Method == http.MethodHead && http1 {
 		out.Close = true
 	}
 	resp, err := t.RoundTrip(out)
@@ -569,18 +567,26 @@ func (f *trailerFilter) Close() error {
 // informational responses.
 var errTooMany1xx = errors.New("the upstream sent too many 1xx responses")
 
-// bound1xx stops a round trip after max1xx informational responses, as the
-// fast path does. (ReverseProxy's own trace hook relays them and its
+// traceExchange stops a round trip after max1xx informational responses,
+// as the fast path does. (ReverseProxy's own trace hook relays them and its
 // result is the one net/http heeds, so the bound cancels the round trip.)
-func bound1xx(ctx context.Context, cancel context.CancelCauseFunc) context.Context {
+//
+// With conns, it also records in *conn the HTTP/1.1 connection the request
+// went on. One trace for both: each one added composes with those already
+// in ctx (ReverseProxy's) through reflection.
+func traceExchange(ctx context.Context, cancel context.CancelCauseFunc, conns bool, conn *net.Conn) context.Context {
 	n := 0
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error {
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error {
 		if n++; n >= max1xx {
 			cancel(errTooMany1xx)
 			return errTooMany1xx
 		}
 		return nil
-	}})
+	}}
+	if conns {
+		trace.GotConn = func(info httptrace.GotConnInfo) { *conn = info.Conn }
+	}
+	return httptrace.WithClientTrace(ctx, trace)
 }
 
 // routeTimer is a route timeout that can pause while tracehop waits for
