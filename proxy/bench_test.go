@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/proxy/config"
@@ -41,7 +43,7 @@ func (discardDriver) Configure(context.Context, []byte, core.HostInfo) (core.Cap
 func (discardDriver) Export(context.Context, []core.Span) error { return nil }
 func (discardDriver) Shutdown(context.Context) error            { return nil }
 
-func benchListener(b testing.TB, traced bool) *listener {
+func benchListener(b testing.TB, traced bool) *frontend {
 	return benchListenerWith(b, traced, benchPlain)
 }
 
@@ -59,7 +61,7 @@ var (
 	}
 )
 
-func benchListenerWith(b testing.TB, traced bool, o benchOptions) *listener {
+func benchListenerWith(b testing.TB, traced bool, o benchOptions) *frontend {
 	yaml := `listeners:
   - {name: l, address: "127.0.0.1:0", direction: ingress, routes: [{match: {prefix: /}, cluster: up, operation: op` + o.routeTracing + `}]}
 clusters:
@@ -87,7 +89,7 @@ clusters:
 		}
 	}
 	s := NewServer(cfg, Options{Tracer: tracer})
-	l := s.snap.Load().listeners[0]
+	l := s.snap.Load().frontends[0]
 	for _, rt := range l.routes {
 		rt.cluster.Transport().RegisterProtocol("http", cannedTransport{})
 	}
@@ -146,16 +148,20 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 	fc.carrier.hs = hs
 	st := &fc.st
 	return func() {
-		*st = reqState{listener: l, route: l.routes[0], start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr, requestID: "a-request-id", buf: &fc.spanBuf, bagBuf: &fc.bagBuf}
+		*st = reqState{frontend: l, reqTrace: reqTrace{
+			ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
+			requestID: "a-request-id", buf: &fc.spanBuf, bagBuf: &fc.bagBuf,
+		}}
+		st.setRoute(l.routes[0])
 		v := reqView{method: "GET", host: "svc", uri: "/trace/1", proto: "HTTP/1.1", userAgent: "bench", header: &fc.carrier, volatile: true}
-		l.tracer.begin(st, &v)
+		l.tracer.begin(&st.reqTrace, &v)
 		l.tracer.prop.InjectInto(&fc.mut, st.out)
-		if st.sampled && l.tracer.wantsResponse(st.route) { // as relay does
-			fc.respCap.capture(resp, l.tracer, st.route)
+		if st.sampled && l.tracer.wantsResponse(st.routeTracing) { // as relay does
+			fc.respCap.capture(resp, l.tracer, st.routeTracing)
 			v.respHeader = &fc.respCap
 		}
 		v.status, v.respBytes = 200, 100
-		l.tracer.finish(st, &v)
+		l.tracer.finish(&st.reqTrace, &v)
 	}
 }
 
@@ -206,7 +212,7 @@ func TestTracingHotPathAllocations(t *testing.T) {
 // BenchmarkObserveSampled is a sampled request's metrics: the counters,
 // the duration histogram, and now and then (exemplarEvery) its exemplar.
 func BenchmarkObserveSampled(b *testing.B) {
-	m := newMetrics(nil, nil).route("l", "r", "c")
+	m := newMetrics(prometheus.NewRegistry(), nil, nil).route("l", "r", "c")
 	var id core.TraceID
 	id.Low = 42
 	start := time.Now()

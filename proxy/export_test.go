@@ -2,7 +2,8 @@ package proxy
 
 import (
 	"net/http/httptest"
-	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // SlowPathOnly makes every listener of s hand each request to net/http
@@ -11,7 +12,7 @@ import (
 // it before Start.
 func SlowPathOnly(s *Server) {
 	s.slowPathOnly = true
-	for _, l := range s.snap.Load().listeners {
+	for _, l := range s.snap.Load().frontends {
 		l.slowPathOnly = true
 	}
 }
@@ -20,7 +21,7 @@ func SlowPathOnly(s *Server) {
 // handed from the fast path to net/http: tests check by it which path
 // served them.
 func HandedOff(s *Server, name string) int64 {
-	for _, l := range s.snap.Load().listeners {
+	for _, l := range s.snap.Load().frontends {
 		if l.name == name && l.handoff != nil {
 			return l.handoff.given.Load()
 		}
@@ -28,12 +29,9 @@ func HandedOff(s *Server, name string) int64 {
 	return -1
 }
 
-// Metrics returns the server's /metrics text.
+// Metrics returns the server's metrics in the text format /metrics serves.
 func Metrics(s *Server) string {
-	var b strings.Builder
-	h := s.adminHandler()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	b.WriteString(rec.Body.String())
-	return b.String()
+	promhttp.HandlerFor(s.Gatherer(), promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
 }

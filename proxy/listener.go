@@ -13,17 +13,17 @@ import (
 	"time"
 )
 
-// socket is one bound listening address and the fast-path connections it
+// listener is one bound listening address and the fast-path connections it
 // accepted. It outlives configurations: a reload that keeps a listener's
-// address keeps its socket, so the port never refuses, and points it at
+// address keeps its listener, so the port never refuses, and points it at
 // the listener built from the new config (cur). Each request loads cur
 // once, when its head has arrived, and runs on that listener to its end.
-type socket struct {
+type listener struct {
 	name string // the listener's name when the socket was opened, for logs
 	addr string // the configured address, which identifies the socket across reloads
 	ln   net.Listener
 	log  *slog.Logger
-	cur  atomic.Pointer[listener]
+	cur  atomic.Pointer[frontend]
 
 	closing atomic.Bool
 	connsMu sync.Mutex
@@ -31,12 +31,12 @@ type socket struct {
 	connsWG sync.WaitGroup
 }
 
-func newSocket(name, addr string, log *slog.Logger) *socket {
-	return &socket{name: name, addr: addr, log: log, conns: map[*fastConn]struct{}{}}
+func newListener(name, addr string, log *slog.Logger) *listener {
+	return &listener{name: name, addr: addr, log: log, conns: map[*fastConn]struct{}{}}
 }
 
 // serve accepts connections until ln is closed.
-func (s *socket) serve() error {
+func (s *listener) serve() error {
 	var delay time.Duration
 	for {
 		c, err := s.ln.Accept()
@@ -59,7 +59,7 @@ func (s *socket) serve() error {
 // drain has begun, an add is refused (false): the connection (one that
 // finished its TLS handshake just then) is closed unserved, and drain's
 // wait never sees an Add after it started.
-func (s *socket) track(fc *fastConn, add bool) bool {
+func (s *listener) track(fc *fastConn, add bool) bool {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
 	if add {
@@ -77,7 +77,7 @@ func (s *socket) track(fc *fastConn, add bool) bool {
 
 // drain stops the fast path: idle connections close at once, busy ones
 // after their request; when ctx ends, the rest are closed.
-func (s *socket) drain(ctx context.Context) error {
+func (s *listener) drain(ctx context.Context) error {
 	s.closing.Store(true)
 	s.connsMu.Lock()
 	for fc := range s.conns {
@@ -106,7 +106,7 @@ func (s *socket) drain(ctx context.Context) error {
 	}
 }
 
-func (s *socket) serveConn(c net.Conn) {
+func (s *listener) serveConn(c net.Conn) {
 	// The listener in force when the connection came: its TLS settings
 	// take the handshake.
 	l := s.cur.Load()
@@ -124,7 +124,7 @@ func (s *socket) serveConn(c net.Conn) {
 		}
 		c = tc
 	}
-	fc := &fastConn{sock: s, l: l, c: c, br: bufio.NewReaderSize(c, connBufSize), tls: ct}
+	fc := &fastConn{closing: &s.closing, l: l, c: c, br: bufio.NewReaderSize(c, connBufSize), tls: ct}
 	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		fc.peer = ap.AddrPort()
 		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
@@ -169,7 +169,7 @@ func (s *socket) serveConn(c net.Conn) {
 
 // give hands c to l's net/http server. A handoff closes when a reload
 // retires its listener: the connection goes to the one in force.
-func (s *socket) give(l *listener, c net.Conn) {
+func (s *listener) give(l *frontend, c net.Conn) {
 	for !l.handoff.give(c) {
 		if s.closing.Load() {
 			c.Close()

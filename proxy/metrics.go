@@ -1,16 +1,17 @@
 package proxy
 
 import (
-	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
 )
 
-// metrics is one Server's Prometheus registry: no process-wide state, so
-// tests and several servers can live side by side.
+// metrics are one Server's Prometheus series, in the registry it was given
+// (Options.Metrics): no process-wide state, so tests and several servers
+// can live side by side.
 type metrics struct {
 	reg        *prometheus.Registry
 	requests   *prometheus.CounterVec
@@ -25,9 +26,9 @@ type metrics struct {
 
 // newMetrics makes the registry; tracer and stats return the tracer and
 // the pipeline in force (nil without tracing), which a reload replaces.
-func newMetrics(tracer func() *Tracer, stats func() pipeline.StatsSource) *metrics {
+func newMetrics(reg *prometheus.Registry, tracer func() *Tracer, stats func() pipeline.StatsSource) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tracehop_requests_total", Help: "Requests served, by listener, route, cluster and status class.",
 		}, []string{"listener", "route", "cluster", "code_class"}),
@@ -51,8 +52,7 @@ func newMetrics(tracer func() *Tracer, stats func() pipeline.StatsSource) *metri
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, m.configInfo, m.tlsFailures,
-		&tracerCollector{tracer: tracer}, &pipelineCollector{stats: stats},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		&tracerCollector{tracer: tracer}, &pipelineCollector{stats: stats})
 	return m
 }
 
@@ -92,39 +92,6 @@ func (m *metrics) route(listener, route, cluster string) *routeMetrics {
 		rm.byClass[i] = m.requests.WithLabelValues(listener, route, cluster, class)
 	}
 	return rm
-}
-
-// forget removes the series of routes a reload took away (those of old
-// that keep is without), so that /metrics does not grow with every
-// renamed route.
-func (m *metrics) forget(old, keep []*listener) {
-	kept := map[[3]string]bool{}
-	for _, l := range keep {
-		kept[l.noRoute.labels] = true
-		for _, rt := range l.routes {
-			kept[rt.metrics.labels] = true
-		}
-	}
-	for _, l := range old {
-		for _, rm := range append([]*routeMetrics{l.noRoute}, routeMetricsOf(l)...) {
-			if kept[rm.labels] {
-				continue
-			}
-			lv := rm.labels
-			m.duration.DeleteLabelValues(lv[0], lv[1], lv[2])
-			for _, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"} {
-				m.requests.DeleteLabelValues(lv[0], lv[1], lv[2], class)
-			}
-		}
-	}
-}
-
-func routeMetricsOf(l *listener) []*routeMetrics {
-	out := make([]*routeMetrics, len(l.routes))
-	for i, rt := range l.routes {
-		out[i] = rt.metrics
-	}
-	return out
 }
 
 // pipelineCollector exposes the span pipeline's counters per driver.
@@ -184,12 +151,39 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func routeLabel(r *route, i int) string {
-	if r.name != "" {
-		return r.name
+// routeMetrics are one route's request counters, resolved once so that a
+// request does no label lookup.
+type routeMetrics struct {
+	byClass  [6]prometheus.Counter // 1xx..5xx, other
+	duration prometheus.Observer
+	labels   [3]string // listener, route, cluster
+	// nextExemplar is when (Unix ns) a sampled request may next leave its
+	// trace id on the duration histogram as an OpenMetrics exemplar.
+	nextExemplar atomic.Int64
+}
+
+// exemplarEvery spaces a route's exemplars: Prometheus keeps one per
+// bucket anyway, a dashboard needs a few to link a latency to traces, and
+// the labels an exemplar takes are allocated: one a second costs the hot
+// path nothing measurable.
+const exemplarEvery = time.Second
+
+// observe records a request that started at start and ends now.
+func (m *routeMetrics) observe(status int, start time.Time, sampled bool, traceID *core.TraceID) {
+	d := time.Since(start)
+	class := status/100 - 1
+	if class < 0 || class > 4 {
+		class = 5
 	}
-	if r.operation != "" {
-		return r.operation
+	m.byClass[class].Inc()
+	if sampled {
+		now := start.UnixNano() + int64(d) // the clock was read once, for d
+		if next := m.nextExemplar.Load(); now >= next && m.nextExemplar.CompareAndSwap(next, now+int64(exemplarEvery)) {
+			if eo, ok := m.duration.(prometheus.ExemplarObserver); ok {
+				eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": traceID.String()})
+				return
+			}
+		}
 	}
-	return "route" + strconv.Itoa(i)
+	m.duration.Observe(d.Seconds())
 }

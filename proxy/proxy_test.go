@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -106,9 +107,19 @@ func (u *upstream) header(k string) string {
 func (u *upstream) addr() string { return strings.TrimPrefix(u.URL, "http://") }
 
 type testProxy struct {
-	srv  *proxy.Server
-	rec  *recorder
-	addr map[string]string // listener name -> address
+	srv   *proxy.Server
+	admin *app.Admin // nil with admin.address: off
+	rec   *recorder
+	addr  map[string]string // listener name -> address
+}
+
+// shutdown stops the server, then its admin server, as tracehop run does.
+func (tp *testProxy) shutdown(ctx context.Context) error {
+	err := tp.srv.Shutdown(ctx)
+	if tp.admin != nil {
+		tp.admin.Close()
+	}
+	return err
 }
 
 // startProxy starts an in-process tracehop from a YAML config whose
@@ -151,12 +162,28 @@ func startProxyWith(t testing.TB, yaml string, caps core.Capabilities, setup fun
 	for _, a := range addrs {
 		tp.addr[a.Name] = a.Address
 	}
+	tp.admin = serveAdmin(t, cfg, tp.srv, tp.addr)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		tp.srv.Shutdown(ctx)
+		tp.shutdown(ctx)
 	})
 	return tp
+}
+
+// serveAdmin serves s's admin server, as tracehop run does, and records
+// its address as addr["admin"].
+func serveAdmin(t testing.TB, cfg *config.Config, s *proxy.Server, addr map[string]string) *app.Admin {
+	t.Helper()
+	admin, err := app.ListenAdmin(cfg.Admin.Address, s, s.Gatherer(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin != nil {
+		addr["admin"] = admin.Addr()
+		admin.Serve()
+	}
+	return admin
 }
 
 const tracingBlock = `tracing:
@@ -710,7 +737,7 @@ func TestShutdownDrainsRequestsInFlight(t *testing.T) {
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.srv.Shutdown(ctx); err != nil {
+	if err := p.shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := <-result; got != "done" {

@@ -330,7 +330,7 @@ func TestReliabilityNoLeaksAfterUpstreamFaults(t *testing.T) {
 		}
 		client.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		p.srv.Shutdown(ctx)
+		p.shutdown(ctx)
 		cancel()
 	}
 	hang.CloseClientConnections()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/drivers/file"
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -64,10 +65,12 @@ func startReloadable(t *testing.T, yaml string, rec *recorder) *reloadable {
 	for _, a := range addrs {
 		r.addr[a.Name] = a.Address
 	}
+	admin := serveAdmin(t, cfg, r.srv, r.addr)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		r.srv.Shutdown(ctx)
+		admin.Close()
 	})
 	return r
 }
@@ -253,7 +256,7 @@ clusters:
 
 // startApp runs tracehop as `tracehop run` does, with real drivers, from a
 // config file the test rewrites.
-func startApp(t *testing.T, path, yaml string) *proxy.App {
+func startApp(t *testing.T, path, yaml string) *app.App {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -262,7 +265,7 @@ func startApp(t *testing.T, path, yaml string) *proxy.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := proxy.Start(context.Background(), cfg, proxy.AppOptions{ConfigFile: path, DrainTimeout: 5 * time.Second, Logger: testLogger(t)})
+	app, err := app.Start(context.Background(), cfg, app.Options{ConfigFile: path, DrainTimeout: 5 * time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,22 +15,12 @@ import (
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 )
 
-// headerXFCC is Envoy's x-forwarded-client-cert: who the client's
-// verified certificate names, for the upstream to authorize by.
-const headerXFCC = "X-Forwarded-Client-Cert"
-
-// connTLS is what a TLS client connection tells about itself, worked out
-// once per connection.
-type connTLS struct {
-	id *tlsconf.Identity // nil without a verified client certificate
-}
-
 // handshake runs the server side of a TLS handshake on c, bounded by the
 // listener's handshake timeout, so that a client that stalls in it holds
 // nothing but its own goroutine for that long. A failure is counted by
 // reason and logged at debug level only: the internet is full of scanners.
 // A plaintext HTTP request gets net/http's 400 before the close.
-func (l *listener) handshake(c net.Conn) (*tls.Conn, *connTLS, bool) {
+func (l *frontend) handshake(c net.Conn) (*tls.Conn, *connTLS, bool) {
 	tc := tls.Server(c, l.tls)
 	if l.handshakeTimeout > 0 {
 		c.SetDeadline(time.Now().Add(l.handshakeTimeout))
@@ -64,11 +54,6 @@ type tlsReplayConn struct {
 }
 
 func (c *tlsReplayConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
-
-// forwardClientXFCC reports whether an x-forwarded-client-cert the client
-// sent is passed on (forward_client_cert: forward_only); otherwise it is
-// removed, never trusted.
-func (l *listener) forwardClientXFCC() bool { return l.xfcc == config.XFCCForwardOnly }
 
 // CertificateInfo describes one certificate a config uses, for tracehop
 // validate. Nothing of a key is in it.

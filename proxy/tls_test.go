@@ -27,6 +27,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/internal/tlstest"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
@@ -813,7 +814,7 @@ func TestTLSConfigDumpHasNoKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(proxy.RedactedConfig(cfg))
+	b, _ := json.Marshal(app.RedactedConfig(cfg))
 	if !strings.Contains(string(b), p.srvKey) || strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), "BEGIN") {
 		t.Errorf("/config: %s", b)
 	}

@@ -2,223 +2,82 @@ package proxy
 
 import (
 	"cmp"
-	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/core/sampling"
-	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
+	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
 
-// Headers tracehop reads besides the propagation formats.
-const (
-	headerRequestID     = "X-Request-Id"
-	headerClientTraceID = "X-Client-Trace-Id"
-	headerForceTrace    = "X-Tracehop-Force-Trace"
-)
+// reqTrace is the tracing of one request: what the data plane tells
+// tracing about it (either HTTP path fills it in) and what begin decides
+// for finish to complete. Tracing sees nothing else of a request: no
+// connection, listener or route, so that both paths call it alike and its
+// arrows point one way.
+type reqTrace struct {
+	// Set before begin.
+	ingress, trusted bool              // the listener's direction and trust
+	routeTracing     *routeTracing     // the route's own tracing, or nil
+	operation        string            // the route's operation name, or "": the default
+	cluster          *upstream.Cluster // the route's cluster; nil: no route
+	requestID        string
+	start            time.Time
+	peer             netip.AddrPort
+	peerAddr         string   // the address as text, when the connection has it already
+	tls              *connTLS // the client's TLS connection, or nil
+	buf              *spanBuf // the connection's, on the fast path; else pooled
+	// bagBuf, when not nil, holds baggage restored from an ingress request
+	// (the fast path's, reused).
+	bagBuf *[]byte
 
-// Tracer makes the spans of the requests tracehop proxies. It is built once
-// from the tracing config and shared by every listener.
-type Tracer struct {
-	prop          *propagation.Propagator
-	sampler       *sampling.Sampler
-	sink          Sink
-	service       string
-	nodeID, zone  string
-	maxPath       int
-	spawnUpstream bool
-	trace128      bool
-	sharedSpans   bool
-	customTags    []customTag
-	respTags      bool       // a custom tag reads a response header
-	baggageTags   []string   // baggage members copied onto spans
-	links         *linkTable // nil when link_by_request_id is off
-	counts        *tracerCounts
-	secrets       [][]string // each driver's secret config keys
-	// inflight counts the sampled requests whose spans are not finished:
-	// a reload retires this tracer's pipeline only when it is 0, so that
-	// every span reaches the drivers in force when its request began.
-	inflight atomic.Int64
+	// Set as the request goes on; read by finish.
+	endpoint      *upstream.Endpoint
+	upstreamStart time.Time
+	reqBytes      atomic.Int64
+	upstreamErr   error
+	errReason     string
+	flags         string // Envoy-style response flags: DC, UR, DPE, SI
+
+	// Decided by begin.
+	traced  bool // tracing is on, and not off for the route
+	sampled bool
+	linked  bool
+	// baggage is the ingress request's, restored on an egress request
+	// linked to it that lost it (link_by_request_id).
+	baggage      string
+	registered   bool
+	span         core.Span
+	upstreamSpan core.Span
+	out          propagation.Context
 }
 
-// tracerCounts are the tracer's counters, kept across reloads: a new
-// tracer takes over its predecessor's.
-type tracerCounts struct {
-	started, sampled atomic.Uint64
-	rateLimited      atomic.Uint64 // new traces not started: max_traces_per_second
+// clusterName names the request's cluster, "none" without a route.
+func (tr *reqTrace) clusterName() string {
+	if tr.cluster == nil {
+		return "none"
+	}
+	return tr.cluster.Name()
 }
 
-// Sink receives finished spans; the pipeline is one. Enqueue must copy
-// what it keeps (core.Span.Clone): the span's tags and strings are reused
-// once it returns.
-type Sink interface {
-	Enqueue(core.Span)
-}
-
-var _ Sink = (*pipeline.Pipeline)(nil)
-
-type customTag struct {
-	tag, value   string // value: a literal, or the environment's value read at start
-	header       string // a request header's name, canonical
-	respHeader   string // a response header's name, canonical
-	defaultValue string
-}
-
-// headerGetter reads a response's headers: net/http's, or those the fast
-// path copied out for the span (respCapture).
-type headerGetter interface{ Get(key string) string }
-
-// TracerOptions is what the tracer needs besides the config.
-type TracerOptions struct {
-	Sink Sink
-	// Capabilities of every configured driver: they choose the default
-	// propagation formats and whether trace ids are 128-bit.
-	Capabilities []core.Capabilities
-	// Previous is the tracer a reload replaces: the new one keeps its
-	// counters and, when both link requests by id, its table of ingress
-	// requests in flight (they may have egress requests still to come).
-	Previous *Tracer
-}
-
-// NewTracer builds the tracer for cfg.Tracing.
-func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
-	tc := cfg.Tracing
-	formats := tc.Propagation
-	if len(formats) == 0 {
-		for _, c := range opts.Capabilities {
-			for _, f := range c.Propagation {
-				if !slices.Contains(formats, f) {
-					formats = append(formats, f)
-				}
-			}
-		}
+// spanName names the request's span: the route's operation, else Envoy's
+// default: "ingress", or "egress HOST".
+func (tr *reqTrace) spanName(host string) string {
+	if tr.operation != "" {
+		return tr.operation
 	}
-	if len(formats) == 0 {
-		formats = []string{core.FormatB3, core.FormatTraceContext}
+	if tr.ingress {
+		return "ingress"
 	}
-	prop, err := propagation.New(formats)
-	if err != nil {
-		return nil, err
-	}
-	// A format that carries 64 bits (ot-tracer) would split 128-bit traces
-	// at the next hop, and so would a back end that keeps 64.
-	trace128 := prop.TraceID128()
-	sharedSpans := len(opts.Capabilities) > 0
-	for _, c := range opts.Capabilities {
-		trace128 = trace128 && c.TraceID128
-		// Span ids are shared by all drivers: join only if all want it.
-		sharedSpans = sharedSpans && c.SharedSpans
-	}
-	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
-	if err != nil {
-		return nil, err
-	}
-	if m := tc.Sampling.MaxTracesPerSecond; m != nil {
-		if err := sampler.LimitNewTraces(*m); err != nil {
-			return nil, err
-		}
-	}
-	t := &Tracer{
-		prop: prop, sampler: sampler, sink: opts.Sink,
-		service: cmp.Or(cfg.Node.Service, cfg.Node.ID, "tracehop"),
-		nodeID:  cfg.Node.ID, zone: cfg.Node.Zone,
-		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128, sharedSpans: sharedSpans,
-	}
-	for _, ct := range tc.CustomTags {
-		t.customTags = append(t.customTags, newCustomTag(ct))
-		t.respTags = t.respTags || ct.ResponseHeader != nil
-	}
-	t.baggageTags = tc.BaggageTags
-	for _, c := range opts.Capabilities {
-		t.secrets = append(t.secrets, c.SecretKeys)
-	}
-	t.counts = new(tracerCounts)
-	if prev := opts.Previous; prev != nil {
-		t.counts = prev.counts
-		t.links = prev.links
-	}
-	if !tc.Linking() {
-		t.links = nil
-	} else if t.links == nil {
-		t.links = newLinkTable(65536)
-	}
-	return t, nil
-}
-
-// secretKeys returns each driver's secret config keys (nil for no tracer).
-func (t *Tracer) secretKeys() [][]string {
-	if t == nil {
-		return nil
-	}
-	return t.secrets
-}
-
-// Formats returns the propagation formats in use.
-func (t *Tracer) Formats() []string { return t.prop.Formats() }
-
-func newSpanID() core.SpanID {
-	for {
-		if id := rand.Uint64(); id != 0 {
-			return core.SpanID(id)
-		}
-	}
-}
-
-func (t *Tracer) newTraceID() core.TraceID {
-	id := core.TraceID{Low: uint64(newSpanID())}
-	if t.trace128 {
-		id.High = rand.Uint64()
-	}
-	return id
-}
-
-// newRequestID returns a random UUIDv4.
-func newRequestID() string {
-	var b [16]byte
-	hi, lo := rand.Uint64(), rand.Uint64()
-	for i := range 8 {
-		b[i], b[8+i] = byte(hi>>(56-8*i)), byte(lo>>(56-8*i))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	j := 0
-	for i, v := range b {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out[j] = '-'
-			j++
-		}
-		out[j], out[j+1] = hexDigits[v>>4], hexDigits[v&0xf]
-		j += 2
-	}
-	return string(out[:])
-}
-
-const hexDigits = "0123456789abcdef"
-
-// validRequestID accepts what a sane client or proxy sends: 1 to 128
-// printable ASCII characters.
-func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return "egress " + host
 }
 
 // reqView is what tracing and the access log read of a request and its
@@ -241,69 +100,10 @@ type reqView struct {
 	respHeader headerGetter
 }
 
-// viewOf is the reqView of a net/http request.
-func viewOf(r *http.Request) reqView {
-	return reqView{
-		method: r.Method, host: r.Host, uri: r.URL.RequestURI(), proto: protocolName(r), userAgent: r.UserAgent(),
-		header: propagation.HeaderCarrier(r.Header),
-	}
-}
-
-func newCustomTag(ct config.CustomTag) customTag {
-	c := customTag{tag: ct.Tag, value: ct.Literal}
-	switch {
-	case ct.Environment != nil:
-		c.value = ct.Environment.Default
-		if v, ok := os.LookupEnv(ct.Environment.Name); ok {
-			c.value = v
-		}
-	case ct.RequestHeader != nil:
-		c.header = http.CanonicalHeaderKey(ct.RequestHeader.Name)
-		c.defaultValue = ct.RequestHeader.Default
-	case ct.ResponseHeader != nil:
-		c.respHeader = http.CanonicalHeaderKey(ct.ResponseHeader.Name)
-		c.defaultValue = ct.ResponseHeader.Default
-	}
-	return c
-}
-
-// wantsResponse reports whether the span of a request on route rt reads
-// response headers, which the fast path must then copy out before its
-// buffer is reused.
-func (t *Tracer) wantsResponse(rt *route) bool {
-	return t.respTags || rt != nil && rt.tracing != nil && rt.tracing.respTags
-}
-
-// routeTracing is a route's own tracing (config.RouteTracing), resolved
-// once.
-type routeTracing struct {
-	off        bool
-	sampler    *sampling.Sampler // nil: the tracer's
-	customTags []customTag       // after the tracer's
-	respTags   bool              // one of customTags reads a response header
-}
-
-// forRoute resolves a route's tracing block; nil when it has none.
-func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
-	if rc == nil {
-		return nil
-	}
-	rt := &routeTracing{off: rc.Off()}
-	if s := rc.Sampling; s.Random != nil || s.Client != nil || s.Overall != nil {
-		// The config was validated: the percentages are in range.
-		rt.sampler, _ = t.sampler.With(s.Random, s.Client, s.Overall)
-	}
-	for _, ct := range rc.CustomTags {
-		rt.customTags = append(rt.customTags, newCustomTag(ct))
-		rt.respTags = rt.respTags || ct.ResponseHeader != nil
-	}
-	return rt
-}
-
 // begin decides the request id, the sampling and the spans of one request,
 // and prepares the context to send upstream.
-func (t *Tracer) begin(st *reqState, v *reqView) {
-	l := st.listener
+func (t *Tracer) begin(st *reqTrace, v *reqView) {
+	l := st
 	h := v.header
 	var in propagation.Context
 	var client, forced bool
@@ -339,8 +139,8 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 		}
 	}
 	sampler := t.sampler
-	if st.route != nil && st.route.tracing != nil && st.route.tracing.sampler != nil {
-		sampler = st.route.tracing.sampler
+	if st.routeTracing != nil && st.routeTracing.sampler != nil {
+		sampler = st.routeTracing.sampler
 	}
 	sampled, reason := sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
 	if in.Debug {
@@ -378,7 +178,7 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 	s.LocalService = t.service
 	s.StartUnixNano = st.start.UnixNano()
 	s.Sampled, s.Debug = sampled, in.Debug
-	s.Name = st.operation(v.host)
+	s.Name = st.spanName(v.host)
 
 	out := in
 	out.TraceID, out.SpanID, out.ParentID = s.TraceID, s.SpanID, s.ParentID
@@ -417,12 +217,12 @@ func (t *Tracer) begin(st *reqState, v *reqView) {
 }
 
 // inject writes the upstream trace context into the outgoing headers.
-func (t *Tracer) inject(st *reqState, h http.Header) {
+func (t *Tracer) inject(st *reqTrace, h http.Header) {
 	t.prop.Inject(h, st.out)
 }
 
 // finish completes the request's spans and hands them to the sink.
-func (t *Tracer) finish(st *reqState, v *reqView) {
+func (t *Tracer) finish(st *reqTrace, v *reqView) {
 	if st.registered {
 		t.links.del(st.requestID, st.out.SpanID)
 	}
@@ -453,7 +253,34 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 		path = min(path, t.maxPath)
 	}
 	b.reset(len("https://") + len(v.host) + path + 2*20)
-	tags := b.tags[:0]
+	b.tags = t.appendTags(b.tags[:0], b, st, v, status, failed)
+	s.Tags = b.tags
+	if st.ingress {
+		s.Remote = core.Endpoint{IP: st.peer.Addr(), Port: st.peer.Port()}
+	} else if st.endpoint != nil {
+		s.Remote = upstreamEndpoint(st)
+	}
+	if t.spawnUpstream {
+		u := &st.upstreamSpan
+		u.StartUnixNano = st.upstreamStart.UnixNano()
+		if st.upstreamStart.IsZero() {
+			u.StartUnixNano = s.StartUnixNano
+		}
+		u.Duration = time.Duration(end.UnixNano() - u.StartUnixNano)
+		u.Error = failed
+		u.Tags = b.tags
+		if st.endpoint != nil {
+			u.Remote = upstreamEndpoint(st)
+		}
+		t.sink.Enqueue(*u)
+	}
+	t.sink.Enqueue(*s)
+}
+
+// appendTags appends the tags of a finished request's spans to tags, with
+// the strings made for them in b: Envoy's tags, then the custom tags of
+// the tracer and of the route, then the baggage members asked for.
+func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqView, status int, failed bool) []core.Tag {
 	add := func(k, v string) { tags = append(tags, core.Tag{Key: k, Value: v}) }
 	add("component", "proxy")
 	if t.nodeID != "" {
@@ -463,7 +290,7 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 		add("zone", t.zone)
 	}
 	add("guid:x-request-id", st.requestID)
-	if st.listener.trusted {
+	if st.trusted {
 		if id := v.header.Get(headerClientTraceID); id != "" {
 			add("guid:x-client-trace-id", id)
 		}
@@ -479,15 +306,15 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	add("peer.address", peer)
 	add("request_size", b.int(st.reqBytes.Load()))
 	add("response_size", b.int(v.respBytes))
-	if st.route != nil {
-		add("upstream_cluster", st.route.cluster.Name())
+	if st.cluster != nil {
+		add("upstream_cluster", st.cluster.Name())
 	}
 	if st.endpoint != nil {
 		add("upstream_address", st.endpoint.Addr())
 	}
 	add("http.status_code", statusText(status))
-	if grpcStatus != "" {
-		add("grpc.status_code", grpcStatus)
+	if v.grpcStatus != "" {
+		add("grpc.status_code", v.grpcStatus)
 	}
 	if st.flags != "" {
 		add("response_flags", st.flags)
@@ -501,7 +328,7 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 	}
 	if st.upstreamErr != nil {
 		add("error.message", st.errReason+": "+st.upstreamErr.Error())
-	} else if st.route == nil {
+	} else if st.cluster == nil {
 		add("error.message", "no route")
 	}
 	tagsFrom := func(cts []customTag) {
@@ -522,8 +349,8 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 		}
 	}
 	tagsFrom(t.customTags)
-	if st.route != nil && st.route.tracing != nil {
-		tagsFrom(st.route.tracing.customTags)
+	if st.routeTracing != nil {
+		tagsFrom(st.routeTracing.customTags)
 	}
 	if len(t.baggageTags) > 0 {
 		bg := v.header.GetJoined(propagation.BaggageHeader)
@@ -545,52 +372,24 @@ func (t *Tracer) finish(st *reqState, v *reqView) {
 			})
 		}
 	}
-	b.tags = tags
-	s.Tags = tags
-	if st.listener.ingress {
-		s.Remote = core.Endpoint{IP: st.peer.Addr(), Port: st.peer.Port()}
-	} else if st.endpoint != nil {
-		s.Remote = upstreamEndpoint(st)
-	}
-	if t.spawnUpstream {
-		u := &st.upstreamSpan
-		u.StartUnixNano = st.upstreamStart.UnixNano()
-		if st.upstreamStart.IsZero() {
-			u.StartUnixNano = s.StartUnixNano
-		}
-		u.Duration = time.Duration(end.UnixNano() - u.StartUnixNano)
-		u.Error = failed
-		u.Tags = tags
-		if st.endpoint != nil {
-			u.Remote = upstreamEndpoint(st)
-		}
-		t.sink.Enqueue(*u)
-	}
-	t.sink.Enqueue(*s)
+	return tags
 }
 
-func upstreamEndpoint(st *reqState) core.Endpoint {
-	e := core.Endpoint{Service: st.route.cluster.Name()}
+func upstreamEndpoint(st *reqTrace) core.Endpoint {
+	e := core.Endpoint{Service: st.cluster.Name()}
 	if ip := st.endpoint.AddrPort(); ip.IsValid() {
 		e.IP, e.Port = ip.Addr(), ip.Port()
 	}
 	return e
 }
 
-func protocolName(r *http.Request) string {
-	if r.ProtoMajor == 2 {
-		return "HTTP/2"
-	}
-	return r.Proto
-}
-
 // url builds the http.url tag like Envoy: proto://host/path, the path cut to
 // max_path_tag_length.
-func (t *Tracer) url(b *spanBuf, v *reqView, st *reqState) string {
+func (t *Tracer) url(b *spanBuf, v *reqView, st *reqTrace) string {
 	scheme := "http://"
 	if st.tls != nil {
 		scheme = "https://"
-	} else if st.listener.trusted {
+	} else if st.trusted {
 		if p := v.header.Get("X-Forwarded-Proto"); p == "https" {
 			scheme = "https://"
 		}
@@ -648,91 +447,6 @@ func (sb *spanBuf) int(v int64) string {
 	return unsafe.String(&sb.text[start], len(sb.text)-start)
 }
 
-// linkTable maps the request ids of ingress requests in flight to the
-// context their upstream call carries, so that an egress request that
-// carries only the x-request-id can continue the trace.
-type linkTable struct {
-	mu  sync.Mutex
-	m   map[string]link
-	max int
-}
-
-// link is what an ingress request leaves for its application's egress
-// requests: its upstream context and the baggage it came with. In the
-// table, baggage may alias the ingress request's buffers, which stay
-// unchanged until its entry is removed (finish).
-type link struct {
-	ctx     propagation.Context
-	baggage string
-}
-
-// lostBaggage is the ingress request's baggage when the egress request h
-// has none of its own: the application did not forward it.
-func (lk link) lostBaggage(h propagation.Carrier) string {
-	if lk.baggage == "" || h.Get(propagation.BaggageHeader) != "" {
-		return ""
-	}
-	return lk.baggage
-}
-
-func newLinkTable(max int) *linkTable {
-	return &linkTable{m: make(map[string]link), max: max}
-}
-
-// put records id; it refuses when the table is full, so a flood of requests
-// cannot grow it without bound.
-func (lt *linkTable) put(id string, c link) bool {
-	lt.mu.Lock()
-	defer lt.mu.Unlock()
-	if len(lt.m) >= lt.max {
-		return false
-	}
-	lt.m[id] = c
-	return true
-}
-
-// get returns id's link, its baggage copied while the entry is certainly
-// alive: into *buf (reused, so the fast path does not allocate) or, with
-// buf nil, a new string.
-func (lt *linkTable) get(id string, buf *[]byte) (link, bool) {
-	lt.mu.Lock()
-	defer lt.mu.Unlock()
-	c, ok := lt.m[id]
-	if ok && c.baggage != "" {
-		if buf == nil {
-			c.baggage = strings.Clone(c.baggage)
-		} else {
-			*buf = append((*buf)[:0], c.baggage...)
-			c.baggage = unsafe.String(&(*buf)[0], len(*buf))
-		}
-	}
-	return c, ok
-}
-
-// del removes id if it still maps to the span that put it there.
-func (lt *linkTable) del(id string, span core.SpanID) {
-	lt.mu.Lock()
-	defer lt.mu.Unlock()
-	if c, ok := lt.m[id]; ok && c.ctx.SpanID == span {
-		delete(lt.m, id)
-	}
-}
-
-func (lt *linkTable) len() int {
-	lt.mu.Lock()
-	defer lt.mu.Unlock()
-	return len(lt.m)
-}
-
-// peerAddr parses a request's RemoteAddr.
-func peerAddr(r *http.Request) netip.AddrPort {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
 // statusCodes holds the decimal text of every status code, so that tagging
 // one does not allocate.
 var statusCodes = func() (t [600]string) {
@@ -748,3 +462,12 @@ func statusText(code int) string {
 	}
 	return strconv.Itoa(code)
 }
+
+// connTLS is what a TLS client connection tells about itself, worked out
+// once per connection.
+type connTLS struct {
+	id *tlsconf.Identity // nil without a verified client certificate
+}
+
+// str views b as a string without a copy; it is valid while b is.
+func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

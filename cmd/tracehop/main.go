@@ -27,6 +27,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/plugin"
 	"github.com/tracehop/tracehop/core/wire"
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -141,23 +142,44 @@ func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 	return true, 0
 }
 
+// commandFlags are the flags of the commands that read a config file and
+// log: -c FILE (required) and the log flags.
+type commandFlags struct {
+	file *string
+	log  logFlags
+}
+
+// configFlags registers -c and the log flags on fs.
+func configFlags(fs *flag.FlagSet) *commandFlags {
+	cf := &commandFlags{file: fs.String("c", "", "the config file (required)")}
+	cf.log.register(fs)
+	return cf
+}
+
+// parse parses args; with a nil logger the command stops with code.
+func (cf *commandFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer) (*string, *slog.Logger, int) {
+	if ok, code := parse(fs, args); !ok {
+		return nil, nil, code
+	}
+	if *cf.file == "" {
+		fmt.Fprintf(stderr, "tracehop %s: -c FILE is required\n", fs.Name())
+		fs.Usage()
+		return nil, nil, exitUsage
+	}
+	logger, err := cf.log.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tracehop %s: %v\n", fs.Name(), err)
+		return nil, nil, exitUsage
+	}
+	return cf.file, logger, 0
+}
+
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("validate", "validate -c FILE", stderr)
-	file := fs.String("c", "", "the config file (required)")
-	var lf logFlags
-	lf.register(fs)
-	if ok, code := parse(fs, args); !ok {
+	cf := configFlags(fs)
+	file, logger, code := cf.parse(fs, args, stderr)
+	if logger == nil {
 		return code
-	}
-	if *file == "" {
-		fmt.Fprintln(stderr, "tracehop validate: -c FILE is required")
-		fs.Usage()
-		return exitUsage
-	}
-	logger, err := lf.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "tracehop validate:", err)
-		return exitUsage
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
@@ -182,12 +204,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	fmt.Fprintf(stdout, "starting %d driver(s) to check them...\n", len(cfg.Tracing.AllDrivers()))
-	started, err := proxy.StartDrivers(ctx, cfg, logger)
+	started, err := app.StartDrivers(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
 	}
-	defer proxy.StopDrivers(context.Background(), started)
+	defer app.StopDrivers(context.Background(), started)
 	for _, d := range started {
 		caps := d.Driver.Capabilities()
 		ids := "64-bit"
@@ -300,25 +322,14 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "run -c FILE", stderr)
-	file := fs.String("c", "", "the config file (required)")
+	cf := configFlags(fs)
 	accessLog := fs.Bool("access-log", true, "log one line per request")
 	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish (and, on a reload, how long the replaced config waits for its requests)")
 	watch := fs.Bool("watch", true, "reload the config when its file changes (checked every second; SIGHUP and POST /reload on the admin server reload too)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file")
-	var lf logFlags
-	lf.register(fs)
-	if ok, code := parse(fs, args); !ok {
+	file, logger, code := cf.parse(fs, args, stderr)
+	if logger == nil {
 		return code
-	}
-	if *file == "" {
-		fmt.Fprintln(stderr, "tracehop run: -c FILE is required")
-		fs.Usage()
-		return exitUsage
-	}
-	logger, err := lf.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "tracehop run:", err)
-		return exitUsage
 	}
 	// SIGHUP is ours from here on, before the drivers start (which may
 	// take a while): its default action would kill tracehop. A reload asked
@@ -371,29 +382,29 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	app, err := proxy.Start(startCtx, cfg, proxy.AppOptions{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain})
+	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain})
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)
-		var de *proxy.DriverError
+		var de *app.DriverError
 		if errors.As(err, &de) {
 			return exitInvalid
 		}
 		return exitFailure
 	}
-	for _, a := range app.Addrs {
+	for _, a := range a.Addrs {
 		if a.Direction == "admin" {
 			logger.Info("admin server", "address", a.Address, "metrics", "http://"+a.Address+"/metrics", "config", "http://"+a.Address+"/config")
 			continue
 		}
 		logger.Info("listening", "listener", a.Name, "direction", a.Direction, "address", a.Address)
 	}
-	if app.Tracer != nil {
-		names := make([]string, len(app.Drivers))
-		for i, d := range app.Drivers {
+	if a.Tracer != nil {
+		names := make([]string, len(a.Drivers))
+		for i, d := range a.Drivers {
 			names[i] = d.Name
 		}
-		logger.Info("tracing", "drivers", names, "propagation", app.Tracer.Formats())
+		logger.Info("tracing", "drivers", names, "propagation", a.Tracer.Formats())
 	} else {
 		logger.Info("no tracing block: proxying without tracing")
 	}
@@ -408,7 +419,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				return
 			case <-reloads:
 				rctx, cancel := context.WithTimeout(ctx, time.Minute)
-				app.ReloadFile(rctx) // logs what happened
+				a.ReloadFile(rctx) // logs what happened
 				cancel()
 			}
 		}
@@ -418,7 +429,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
-	if err := app.Shutdown(sctx); err != nil {
+	if err := a.Shutdown(sctx); err != nil {
 		logger.Error("shutdown was not clean", "error", err)
 		return exitFailure
 	}

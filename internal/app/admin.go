@@ -1,30 +1,86 @@
-package proxy
+package app
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-func (s *Server) adminHandler() http.Handler {
+// Admin is the admin server: liveness, readiness, metrics, the config in
+// force and reloads, on an address of its own (admin.address).
+type Admin struct {
+	srv *http.Server
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// ListenAdmin binds the admin server of s to addr (nil, nil for "off");
+// Serve starts it. gather is what /metrics serves, reload what POST
+// /reload runs (nil: 501, tracehop was not started from a file).
+func ListenAdmin(addr string, s *proxy.Server, gather prometheus.Gatherer, reload func(context.Context) error, log *slog.Logger) (*Admin, error) {
+	if addr == "off" {
+		return nil, nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: cannot listen on %s: %w", "admin", addr, err)
+	}
+	return &Admin{srv: &http.Server{Handler: adminHandler(s, gather, reload), ReadHeaderTimeout: 5 * time.Second}, ln: ln, log: log}, nil
+}
+
+// Addr is the bound address.
+func (a *Admin) Addr() string { return a.ln.Addr().String() }
+
+// Serve serves in the background until Shutdown or Close.
+func (a *Admin) Serve() {
+	go func() {
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin server stopped", "address", a.Addr(), "error", err)
+		}
+	}()
+}
+
+// Shutdown stops the admin server once its requests are answered.
+func (a *Admin) Shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }
+
+// Close stops the admin server at once; nil-safe, for a start that failed.
+func (a *Admin) Close() error {
+	if a == nil {
+		return nil
+	}
+	a.ln.Close()
+	return a.srv.Close()
+}
+
+func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if s.draining.Load() {
+		if s.Draining() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{
 		// Exemplars (a sampled request's trace_id on the duration
 		// histogram) are served to scrapers that ask for OpenMetrics; the
 		// plain text format stays as it was.
@@ -34,24 +90,24 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		snap := s.snap.Load()
-		v := RedactedConfig(snap.cfg, snap.tracer.secretKeys()...)
+		in := s.InForce()
+		v := RedactedConfig(in.Config, in.SecretKeys...)
 		if m, ok := v.(map[string]any); ok {
-			m["Hash"] = snap.hash // as tracehop_config_info says it
+			m["Hash"] = in.Hash // as tracehop_config_info says it
 		}
-		w.Header().Set("X-Tracehop-Config-Hash", snap.hash)
+		w.Header().Set("X-Tracehop-Config-Hash", in.Hash)
 		enc.Encode(v)
 	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
-		if s.reload == nil {
+		if reload == nil {
 			http.Error(w, "this tracehop was not started from a config file: nothing to reload", http.StatusNotImplemented)
 			return
 		}
-		if err := s.reload(r.Context()); err != nil {
+		if err := reload(r.Context()); err != nil {
 			http.Error(w, "reload failed; the running config stays in force:\n"+err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
-		fmt.Fprintf(w, "reloaded: config %s in force\n", s.snap.Load().hash)
+		fmt.Fprintf(w, "reloaded: config %s in force\n", s.ConfigHash())
 	})
 	return mux
 }

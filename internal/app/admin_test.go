@@ -1,11 +1,12 @@
-package proxy_test
+package app_test
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
 
-	"github.com/tracehop/tracehop/proxy"
+	"github.com/tracehop/tracehop/internal/app"
+	"github.com/tracehop/tracehop/proxy/config"
 )
 
 // Keys a driver declares secret are redacted whatever their names; the
@@ -20,7 +21,7 @@ tracing:
     - {name: a, config: {endpoint: "http://x", dsn: "postgres://u:hunter2@db", account: {license: "LIC-123", user: bob}}}
     - {name: b, config: {api_key: "k-456", headers: {x-token: "t-789"}}}
 `)
-	raw, _ := json.Marshal(proxy.RedactedConfig(cfg, []string{"dsn", "account.license"}, nil))
+	raw, _ := json.Marshal(app.RedactedConfig(cfg, []string{"dsn", "account.license"}, nil))
 	out := string(raw)
 	for _, secret := range []string{"hunter2", "LIC-123", "k-456", "t-789"} {
 		if strings.Contains(out, secret) {
@@ -32,4 +33,13 @@ tracing:
 			t.Errorf("%q was redacted too: %s", kept, out)
 		}
 	}
+}
+
+func parseConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -1,4 +1,4 @@
-package proxy
+package app
 
 import (
 	"context"
@@ -11,27 +11,32 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-// App is a started tracehop: drivers, pipeline, tracer and server.
+// App is a started tracehop: drivers, pipeline, tracer, the data plane's
+// server and the admin server.
 type App struct {
-	Server  *Server
-	Tracer  *Tracer // nil without tracing
-	Drivers []StartedDriver
-	Addrs   []Addr
+	Server  *proxy.Server
+	Tracer  *proxy.Tracer // nil without tracing
+	Drivers []RunningDriver
+	Addrs   []proxy.Addr
+	admin   *Admin // nil with admin.address: off
 
-	opts     AppOptions
+	opts     Options
 	mu       sync.Mutex  // one reload at a time
 	closed   atomic.Bool // Shutdown has begun: no more reloads
 	cfg      *config.Config
 	pipeline *pipeline.Pipeline
 }
 
-// AppOptions tune Start.
-type AppOptions struct {
+// Options tune Start.
+type Options struct {
 	Logger    *slog.Logger
 	AccessLog bool
 	// ConfigFile is where the config came from: ReloadFile reads it again
@@ -45,7 +50,7 @@ type AppOptions struct {
 // Start launches what cfg describes: its drivers (each configured, or an
 // error naming every driver that refused), the span pipeline, and every
 // listener. On error nothing is left running.
-func Start(ctx context.Context, cfg *config.Config, opts AppOptions) (*App, error) {
+func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -62,16 +67,34 @@ func Start(ctx context.Context, cfg *config.Config, opts AppOptions) (*App, erro
 			return nil, err
 		}
 	}
-	app.Server = NewServer(cfg, Options{Logger: opts.Logger, Tracer: app.Tracer, Pipeline: app.pipeline, AccessLog: opts.AccessLog, RetireAfter: opts.DrainTimeout})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	app.Server = proxy.NewServer(cfg, proxy.Options{Logger: opts.Logger, Tracer: app.Tracer, Pipeline: app.pipeline, AccessLog: opts.AccessLog, RetireAfter: opts.DrainTimeout, Metrics: reg})
+	var reload func(context.Context) error
 	if opts.ConfigFile != "" {
-		app.Server.reload = app.ReloadFile
+		reload = app.ReloadFile
 	}
-	addrs, err := app.Server.Start()
+	// The admin address is bound first: if it or a listener's cannot be,
+	// nothing is left listening.
+	admin, err := ListenAdmin(cfg.Admin.Address, app.Server, reg, reload, opts.Logger)
 	if err != nil {
 		if app.pipeline != nil {
 			app.pipeline.Shutdown(context.Background())
 		}
 		return nil, err
+	}
+	addrs, err := app.Server.Start()
+	if err != nil {
+		admin.Close()
+		if app.pipeline != nil {
+			app.pipeline.Shutdown(context.Background())
+		}
+		return nil, err
+	}
+	if admin != nil {
+		app.admin = admin
+		addrs = append(addrs, proxy.Addr{Name: "admin", Direction: "admin", Address: admin.Addr()})
+		admin.Serve()
 	}
 	app.Addrs = addrs
 	return app, nil
@@ -79,7 +102,7 @@ func Start(ctx context.Context, cfg *config.Config, opts AppOptions) (*App, erro
 
 // tracing builds the pipeline and tracer of cfg over drivers; prevP and
 // prevT, when a reload replaces them, hand over what carries on.
-func (a *App) tracing(cfg *config.Config, drivers []StartedDriver, prevP *pipeline.Pipeline, prevT *Tracer) (*pipeline.Pipeline, *Tracer, error) {
+func (a *App) tracing(cfg *config.Config, drivers []RunningDriver, prevP *pipeline.Pipeline, prevT *proxy.Tracer) (*pipeline.Pipeline, *proxy.Tracer, error) {
 	targets := make([]pipeline.Target, len(drivers))
 	caps := make([]core.Capabilities, len(drivers))
 	for i, d := range drivers {
@@ -97,7 +120,7 @@ func (a *App) tracing(cfg *config.Config, drivers []StartedDriver, prevP *pipeli
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracing.queue: %w", err)
 	}
-	t, err := NewTracer(cfg, TracerOptions{Sink: p, Capabilities: caps, Previous: prevT})
+	t, err := proxy.NewTracer(cfg, proxy.TracerOptions{Sink: p, Capabilities: caps, Previous: prevT})
 	if err != nil {
 		p.Shutdown(context.Background())
 		return nil, nil, err
@@ -116,7 +139,7 @@ func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	err := a.reload(ctx, cfg)
-	a.Server.recordReload(err)
+	a.Server.RecordReload(err)
 	return err
 }
 
@@ -130,9 +153,9 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 	if cfg.Admin.Address != a.cfg.Admin.Address {
 		a.opts.Logger.Warn("admin.address changes on a restart only: the admin server stays where it is", "address", a.cfg.Admin.Address, "new", cfg.Admin.Address)
 	}
-	var drivers, started []StartedDriver
+	var drivers, started []RunningDriver
 	if cfg.Tracing != nil {
-		old := map[string]StartedDriver{}
+		old := map[string]RunningDriver{}
 		if a.cfg.Tracing != nil {
 			for i, d := range a.cfg.Tracing.AllDrivers() {
 				old[driverKey(a.cfg, d)] = a.Drivers[i]
@@ -140,7 +163,7 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		}
 		var todo []int // indexes of the drivers to start
 		specs := cfg.Tracing.AllDrivers()
-		drivers = make([]StartedDriver, len(specs))
+		drivers = make([]RunningDriver, len(specs))
 		for i, d := range specs {
 			if sd, ok := old[driverKey(cfg, d)]; ok {
 				drivers[i] = sd
@@ -161,7 +184,7 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	var p *pipeline.Pipeline
-	var t *Tracer
+	var t *proxy.Tracer
 	if cfg.Tracing != nil {
 		var err error
 		if p, t, err = a.tracing(cfg, drivers, a.pipeline, a.Tracer); err != nil {
@@ -212,7 +235,7 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	log.Info("reloading the config", "config", a.opts.ConfigFile)
 	cfg, err := config.Load(a.opts.ConfigFile)
 	if err != nil {
-		a.Server.recordReload(err)
+		a.Server.RecordReload(err)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line = strings.TrimSpace(line); line != "" {
 				log.Error("config reload refused: the running config stays in force", "problem", line)
@@ -224,21 +247,27 @@ func (a *App) ReloadFile(ctx context.Context) error {
 		log.Warn(w.Msg, "config", w.File, "line", w.Line, "key", w.Key)
 	}
 	err = a.reload(ctx, cfg)
-	a.Server.recordReload(err)
+	a.Server.RecordReload(err)
 	if err != nil {
 		log.Error("config reload failed: the running config stays in force", "config", a.opts.ConfigFile, "error", err)
 		return err
 	}
-	log.Info("config reloaded", "config", a.opts.ConfigFile, "hash", a.Server.snap.Load().hash)
+	log.Info("config reloaded", "config", a.opts.ConfigFile, "hash", a.Server.ConfigHash())
 	return nil
 }
 
-// Shutdown drains requests, flushes spans and stops the drivers. Reloads
+// Shutdown drains requests, flushes spans, stops the drivers and then the
+// admin server. Reloads
 // are refused from now on; one in progress fails at its switch (the
 // server is draining) and stops what it started.
 func (a *App) Shutdown(ctx context.Context) error {
 	// Not under a.mu: a reload starting drivers must not hold the
 	// shutdown up.
 	a.closed.Store(true)
-	return a.Server.Shutdown(ctx)
+	err := a.Server.Shutdown(ctx)
+	if a.admin != nil {
+		// Last: /ready says 503 while requests drain and spans flush.
+		a.admin.Shutdown(ctx)
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package proxy
+package app
 
 import (
 	"context"
@@ -14,8 +14,9 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-// StartedDriver is one configured, running driver.
-type StartedDriver struct {
+// RunningDriver is one configured driver and its process: the config
+// entry's name, and the host's supervisor of the process.
+type RunningDriver struct {
 	Name   string
 	Driver *plugin.Driver
 }
@@ -28,7 +29,7 @@ func HostInfo(cfg *config.Config) core.HostInfo {
 // StartDrivers launches and configures every driver of the tracing block, in
 // parallel. If any fails, the others are stopped and the error lists every
 // failure.
-func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) ([]StartedDriver, error) {
+func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) ([]RunningDriver, error) {
 	if cfg.Tracing == nil {
 		return nil, nil
 	}
@@ -41,9 +42,9 @@ func StartDrivers(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 
 // startDrivers starts the drivers of cfg at indexes (of AllDrivers), so
 // that a refusal names each driver's own key and line.
-func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger *slog.Logger) ([]StartedDriver, error) {
+func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger *slog.Logger) ([]RunningDriver, error) {
 	specs := cfg.Tracing.AllDrivers()
-	started := make([]StartedDriver, len(indexes))
+	started := make([]RunningDriver, len(indexes))
 	errs := make([]error, len(indexes))
 	var wg sync.WaitGroup
 	for j, i := range indexes {
@@ -64,7 +65,7 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 				Logger: logger,
 			})
 			errs[j] = placed(cfg, i, err)
-			started[j] = StartedDriver{Name: d.Name, Driver: drv}
+			started[j] = RunningDriver{Name: d.Name, Driver: drv}
 		})
 	}
 	wg.Wait()
@@ -105,7 +106,7 @@ func (e *DriverError) Error() string { return e.Err.Error() }
 func (e *DriverError) Unwrap() error { return e.Err }
 
 // StopDrivers shuts down every started driver.
-func StopDrivers(ctx context.Context, ds []StartedDriver) {
+func StopDrivers(ctx context.Context, ds []RunningDriver) {
 	for _, d := range ds {
 		if d.Driver != nil {
 			d.Driver.Shutdown(ctx)

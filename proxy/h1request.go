@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tracehop/tracehop/proxy/config"
+	"github.com/tracehop/tracehop/proxy/internal/h1"
+)
+
+func (fc *fastConn) serveRequest(headLen int) outcome {
+	l := fc.l
+	if headLen == headTimedOut {
+		// As HAProxy does, and at once: handed to net/http, the client
+		// would get read_header_timeout once more.
+		return fc.refuse(http.StatusRequestTimeout, "the request head did not arrive within read_header_timeout")
+	}
+	if headLen < 0 {
+		return fc.handOff()
+	}
+	buf, _ := fc.br.Peek(headLen)
+	fc.head = append(fc.head[:0], buf...)
+	if h1.ParseRequest(fc.head, &fc.req) != nil {
+		return fc.handOff()
+	}
+	ri := fc.scanRequest()
+	if ri.te && fc.req.Minor == 0 {
+		return fc.refuse(http.StatusBadRequest, http10TERefusal)
+	}
+	if str(fc.req.Method) == http.MethodConnect {
+		return fc.refuse(http.StatusMethodNotAllowed, connectRefusal)
+	}
+	if fc.req.Minor != 1 || l.slowPathOnly {
+		return handOff
+	}
+	path, _, _ := strings.Cut(str(fc.req.Target), "?")
+	if ri.unsupported || strings.IndexByte(path, '%') >= 0 {
+		return handOff
+	}
+	var rt *route
+	for _, r := range l.routes {
+		if r.matchesFast(path, fc.req.Headers) {
+			rt = r
+			break
+		}
+	}
+	if rt == nil || rt.cluster.HTTP2() {
+		return handOff
+	}
+	fc.br.Discard(headLen)
+	fc.closeAfter = ri.close
+
+	st := &fc.st
+	*st = reqState{frontend: l, reqTrace: reqTrace{
+		ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
+		buf: &fc.spanBuf, bagBuf: &fc.bagBuf, tls: fc.tls,
+	}}
+	st.setRoute(rt)
+	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
+		st.requestID = string(id)
+	} else {
+		st.requestID = newRequestID()
+	}
+	st.reqBytes.Store(ri.length)
+	fc.carrier.hs = fc.req.Headers
+	v := reqView{
+		method: str(fc.req.Method), host: str(ri.host), uri: str(fc.req.Target), proto: "HTTP/1.1",
+		userAgent: str(ri.userAgent), header: &fc.carrier, volatile: true,
+	}
+	st.traced = st.traceOn(l)
+	if st.traced {
+		l.tracer.begin(&st.reqTrace, &v)
+		l.tracer.prop.InjectInto(&fc.mut, st.out)
+	}
+	var out outcome
+	if fc.req.Underscore && l.underscores == config.UnderscoresReject && fc.hasUnderscoreHeader() {
+		out = fc.answer(st, &v, http.StatusBadRequest, underscoreRefusal, "DPE", closeLinger)
+	} else {
+		out = fc.proxy(st, &v, &ri)
+	}
+	l.done(st, &v)
+	if out == keepAlive && (ri.close || fc.closing.Load()) {
+		out = closeConn
+	}
+	return out
+}

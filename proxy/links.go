@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/propagation"
+)
+
+// linkTable maps the request ids of ingress requests in flight to the
+// context their upstream call carries, so that an egress request that
+// carries only the x-request-id can continue the trace.
+type linkTable struct {
+	mu  sync.Mutex
+	m   map[string]link
+	max int
+}
+
+// link is what an ingress request leaves for its application's egress
+// requests: its upstream context and the baggage it came with. In the
+// table, baggage may alias the ingress request's buffers, which stay
+// unchanged until its entry is removed (finish).
+type link struct {
+	ctx     propagation.Context
+	baggage string
+}
+
+// lostBaggage is the ingress request's baggage when the egress request h
+// has none of its own: the application did not forward it.
+func (lk link) lostBaggage(h propagation.Carrier) string {
+	if lk.baggage == "" || h.Get(propagation.BaggageHeader) != "" {
+		return ""
+	}
+	return lk.baggage
+}
+
+func newLinkTable(max int) *linkTable {
+	return &linkTable{m: make(map[string]link), max: max}
+}
+
+// put records id; it refuses when the table is full, so a flood of requests
+// cannot grow it without bound.
+func (lt *linkTable) put(id string, c link) bool {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	if len(lt.m) >= lt.max {
+		return false
+	}
+	lt.m[id] = c
+	return true
+}
+
+// get returns id's link, its baggage copied while the entry is certainly
+// alive: into *buf (reused, so the fast path does not allocate) or, with
+// buf nil, a new string.
+func (lt *linkTable) get(id string, buf *[]byte) (link, bool) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	c, ok := lt.m[id]
+	if ok && c.baggage != "" {
+		if buf == nil {
+			c.baggage = strings.Clone(c.baggage)
+		} else {
+			*buf = append((*buf)[:0], c.baggage...)
+			c.baggage = unsafe.String(&(*buf)[0], len(*buf))
+		}
+	}
+	return c, ok
+}
+
+// del removes id if it still maps to the span that put it there.
+func (lt *linkTable) del(id string, span core.SpanID) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	if c, ok := lt.m[id]; ok && c.ctx.SpanID == span {
+		delete(lt.m, id)
+	}
+}
+
+func (lt *linkTable) len() int {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	return len(lt.m)
+}

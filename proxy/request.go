@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// reqState is everything tracehop knows about one request in flight,
+// whichever path serves it.
+type reqState struct {
+	// reqTrace is what tracing reads of the request and decides for it;
+	// its fields are the request's own (the request id, the upstream, the
+	// outcome), promoted here.
+	reqTrace
+	frontend    *frontend
+	route       *route
+	aborted     bool          // the response broke off midway
+	clientFault atomic.Int32  // the net/http path: the client's body failed (clientBody*)
+	body        *countingBody // the net/http path: the request body, if any
+}
+
+// setRoute records the route a request matched, and tells tracing what it
+// reads of it.
+func (st *reqState) setRoute(rt *route) {
+	st.route = rt
+	st.cluster, st.routeTracing, st.operation = rt.cluster, rt.tracing, rt.operation
+}
+
+// traceOn says whether a request is traced: tracing is on, and not off for
+// its route.
+func (st *reqState) traceOn(l *frontend) bool {
+	return l.tracer != nil && (st.route == nil || !st.route.untraced())
+}
+
+type stateKey struct{}
+
+func stateOf(r *http.Request) *reqState {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	return st
+}
+
+// newRequestID returns a random UUIDv4.
+func newRequestID() string {
+	var b [16]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i], b[8+i] = byte(hi>>(56-8*i)), byte(lo>>(56-8*i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	j := 0
+	for i, v := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hexDigits[v>>4], hexDigits[v&0xf]
+		j += 2
+	}
+	return string(out[:])
+}
+
+const hexDigits = "0123456789abcdef"
+
+// validRequestID accepts what a sane client or proxy sends: 1 to 128
+// printable ASCII characters.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// guardedHeaders are the request headers that frame, route or identify a
+// request, or carry its trace. A name with underscores that reads as one of
+// them once '_' is '-' (Content_Length, X_Forwarded_For) is never
+// forwarded: CGI-style applications (PHP, WSGI, Rack) map '-' and '_' to
+// the same variable, so the look-alike would pass for the real header that
+// tracehop checked or wrote.
+// (untrustedHeaders holds every propagation format's headers.)
+var guardedHeaders = func() map[string]bool {
+	m := map[string]bool{}
+	for _, h := range append(append([]string{"Content-Length", "Host", "Expect", "X-Real-Ip"}, requestHopHeaders...), untrustedHeaders...) {
+		m[http.CanonicalHeaderKey(h)] = true
+	}
+	return m
+}()
+
+// dropUnderscored reports whether a header name is not forwarded under the
+// listener's headers_with_underscores mode (reject is answered before).
+func dropUnderscored(name, mode string) bool {
+	if strings.IndexByte(name, '_') < 0 {
+		return false
+	}
+	return mode != config.UnderscoresAllow || guardedHeaders[http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))]
+}
+
+// requestHopHeaders are not forwarded: hop-by-hop headers (as
+// httputil.ReverseProxy removes them) and those tracehop writes itself.
+var requestHopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", headerRequestID,
+	"Content-Length",
+}
+
+// prefaceRefusal is the answer to an HTTP/2 preface after HTTP/1.1
+// requests, on both paths.
+const prefaceRefusal = "an HTTP/2 connection preface is only valid as a connection's first bytes"
+
+// connectRefusal is the answer to CONNECT, on both paths.
+const connectRefusal = "CONNECT is not supported: tracehop is a reverse proxy, not a tunnel"
+
+// http10TERefusal answers an HTTP/1.0 request with Transfer-Encoding: RFC
+// 9112 §6.1 makes its framing faulty, whatever else the head says
+// (net/http would frame it by Content-Length and keep the connection).
+const http10TERefusal = "Transfer-Encoding is not defined for HTTP/1.0"
+
+// underscoreRefusal is the answer to a header name with an underscore on
+// a listener with headers_with_underscores: reject.
+const underscoreRefusal = "header names with underscores are refused here (headers_with_underscores: reject)"
+
+// done records a finished request, from either HTTP path: its spans, its
+// metrics and its access log line.
+func (l *frontend) done(st *reqState, v *reqView) {
+	if st.traced {
+		l.tracer.finish(&st.reqTrace, v)
+	}
+	status := cmp.Or(v.status, http.StatusOK)
+	m := l.noRoute
+	if st.route != nil {
+		m = st.route.metrics
+	}
+	m.observe(status, st.start, st.sampled, &st.span.TraceID)
+	if l.accessLog {
+		l.logRequest(st, v, status)
+	}
+}
+
+func (l *frontend) logRequest(st *reqState, v *reqView, status int) {
+	path, _, _ := strings.Cut(v.uri, "?")
+	attrs := []slog.Attr{
+		slog.String("listener", l.name), slog.String("method", v.method), slog.String("path", path),
+		slog.Int("status", status), slog.Duration("duration", time.Since(st.start)),
+		slog.Int64("bytes_in", st.reqBytes.Load()), slog.Int64("bytes_out", v.respBytes),
+		slog.String("request_id", st.requestID),
+	}
+	if st.endpoint != nil {
+		attrs = append(attrs, slog.String("upstream", st.endpoint.Addr()))
+	}
+	if st.traced {
+		attrs = append(attrs, slog.String("trace_id", st.span.TraceID.String()), slog.String("span_id", st.span.SpanID.String()),
+			slog.Bool("sampled", st.sampled))
+	}
+	if st.upstreamErr != nil {
+		attrs = append(attrs, slog.String("error", st.upstreamErr.Error()))
+	}
+	if st.flags != "" {
+		attrs = append(attrs, slog.String("response_flags", st.flags))
+	}
+	l.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}

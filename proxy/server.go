@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// Server is tracehop's running data plane: its sockets and the
+// configuration in force, a snapshot that Apply replaces while it runs.
+type Server struct {
+	log          *slog.Logger
+	accessLog    bool
+	slowPathOnly bool
+	metrics      *metrics
+	draining     atomic.Bool
+	// retireAfter bounds how long a replaced snapshot waits for its
+	// requests in flight before its pipeline is retired.
+	retireAfter time.Duration
+
+	snap atomic.Pointer[snapshot]
+
+	mu        sync.Mutex // Start, Apply and Shutdown, one at a time
+	metricsMu sync.Mutex // a reload's build and switch, against a retirement forgetting series
+	listeners []*listener
+	started   bool
+	retiring  sync.WaitGroup // replaced snapshots and removed sockets
+	wg        sync.WaitGroup // accept loops and servers
+	// initErr is what NewServer could not set up (a certificate that no
+	// longer loads since the config was checked): Start returns it.
+	initErr error
+}
+
+// Options are a Server's parts that do not come from the config file.
+type Options struct {
+	Logger *slog.Logger
+	// Tracer and Pipeline are nil when the config has no tracing block.
+	Tracer   *Tracer
+	Pipeline *pipeline.Pipeline
+	// AccessLog writes one log line per request.
+	AccessLog bool
+	// RetireAfter bounds the wait of a replaced configuration for its
+	// requests in flight (default 15s, tracehop run's -drain-timeout).
+	RetireAfter time.Duration
+	// Metrics is where the server registers its metrics (requests,
+	// reloads, the tracer's and the pipeline's counters); nil gives it a
+	// registry of its own, which Gatherer returns.
+	Metrics *prometheus.Registry
+}
+
+// NewServer builds the data plane for cfg. Nothing listens until Start.
+func NewServer(cfg *config.Config, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: opts.Logger, accessLog: opts.AccessLog, retireAfter: cmp.Or(opts.RetireAfter, 15*time.Second)}
+	reg := opts.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(reg,
+		func() *Tracer { return s.snap.Load().tracer },
+		func() pipeline.StatsSource {
+			if p := s.snap.Load().pipeline; p != nil {
+				return p
+			}
+			return nil
+		})
+	snap, err := s.builder().build(cfg, opts.Tracer, opts.Pipeline, nil)
+	s.initErr = err
+	s.snap.Store(snap)
+	s.metrics.configInfo.WithLabelValues(snap.hash).Set(1)
+	s.metrics.lastReload.SetToCurrentTime()
+	for i, lc := range cfg.Listeners {
+		sock := newListener(lc.Name, lc.Address, s.log)
+		sock.cur.Store(snap.frontends[i])
+		s.listeners = append(s.listeners, sock)
+	}
+	return s
+}
+
+// Addr describes one bound address.
+type Addr struct {
+	Name, Direction, Address string
+}
+
+// Start binds every listener and serves in the background. If any address cannot be bound, nothing is left listening and
+// the error names the listener.
+func (s *Server) Start() ([]Addr, error) {
+	if s.initErr != nil {
+		return nil, s.initErr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := s.snap.Load()
+	var bound []net.Listener
+	fail := func(err error) ([]Addr, error) {
+		for _, ln := range bound {
+			ln.Close()
+		}
+		for _, sock := range s.listeners {
+			sock.ln = nil
+		}
+		return nil, err
+	}
+	var addrs []Addr
+	for i, sock := range s.listeners {
+		ln, err := bindListener(sock.name, sock.addr)
+		if err != nil {
+			return fail(err)
+		}
+		bound = append(bound, ln)
+		sock.ln = ln
+		addrs = append(addrs, Addr{Name: sock.name, Direction: snap.cfg.Listeners[i].Direction, Address: ln.Addr().String()})
+	}
+	for _, sock := range s.listeners {
+		s.attach(sock, sock.cur.Load())
+		s.serveSocket(sock)
+	}
+	s.started = true
+	return addrs, nil
+}
+
+func bindListener(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
+	}
+	return ln, nil
+}
+
+// attach makes l the listener of sock, with a handoff of its own served by
+// its net/http server.
+func (s *Server) attach(sock *listener, l *frontend) {
+	l.handoff = newHandoff(sock.ln.Addr())
+	s.wg.Go(func() {
+		if err := l.srv.Serve(l.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("server stopped", "listener", l.name, "error", err)
+		}
+	})
+	sock.cur.Store(l)
+}
+
+func (s *Server) serveSocket(sock *listener) {
+	s.wg.Go(func() {
+		if err := sock.serve(); err != nil {
+			s.log.Error("listener stopped", "listener", sock.name, "error", err)
+		}
+	})
+}
+
+// Shutdown drains the server: Draining turns true (/ready 503), listeners stop accepting,
+// requests in flight finish (until ctx ends), queued spans are flushed to the
+// drivers and the drivers are stopped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := s.snap.Load()
+	var wg sync.WaitGroup
+	var errs []error
+	var mu sync.Mutex
+	fail := func(name string, err error) {
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("listener %q: %w", name, err))
+		mu.Unlock()
+	}
+	for i, sock := range s.listeners {
+		if sock.ln != nil {
+			sock.ln.Close() // accept no more
+		}
+		l := snap.frontends[i]
+		wg.Go(func() {
+			if err := sock.drain(ctx); err != nil {
+				fail(l.name, err)
+			}
+		})
+		if l.handoff != nil {
+			wg.Go(func() {
+				if err := l.srv.Shutdown(ctx); err != nil {
+					fail(l.name, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	// What reloads replaced is flushed first, within ctx.
+	retired := make(chan struct{})
+	go func() { s.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-ctx.Done():
+		s.log.Warn("a configuration replaced by a reload was still retiring at the end of the drain")
+	}
+	if snap.pipeline != nil {
+		// Spans that could not be delivered by the deadline are counted and
+		// logged; they do not make the shutdown fail.
+		if err := snap.pipeline.Shutdown(ctx); err != nil {
+			s.log.Warn("stopping a driver failed", "error", err)
+		}
+		for _, st := range snap.pipeline.Stats() {
+			if n := st.Dropped[pipeline.DropShutdown] + st.Dropped[pipeline.DropRetriesExhausted]; n > 0 {
+				s.log.Warn("spans could not be delivered before shutdown", "driver", st.Name, "dropped", n, "exported", st.Exported)
+			}
+		}
+	}
+	s.wg.Wait()
+	for _, c := range snap.clusters {
+		c.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// CheckAddresses binds and releases every listener's address and the admin
+// address, so that `tracehop validate` reports an address in use as a start
+// would.
+func CheckAddresses(cfg *config.Config) error {
+	var errs []error
+	check := func(name, addr string) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err))
+			return
+		}
+		ln.Close()
+	}
+	for _, l := range cfg.Listeners {
+		check(l.Name, l.Address)
+	}
+	if cfg.Admin.Address != "off" {
+		check("admin", cfg.Admin.Address)
+	}
+	return errors.Join(errs...)
+}
+
+// RecordReload counts a reload's result (tracehop_config_reloads_total),
+// whether it failed before reaching Apply or at it.
+func (s *Server) RecordReload(err error) {
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	s.metrics.reloads.WithLabelValues("success").Inc()
+	s.metrics.lastReload.SetToCurrentTime()
+}
+
+// ConfigHash is the hash of the config in force, as /config and
+// tracehop_config_info show it.
+func (s *Server) ConfigHash() string { return s.snap.Load().hash }
+
+// Draining reports whether Shutdown has begun: the admin server's /ready
+// answers 503 from then on, so that load balancers stop sending traffic.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// InForce describes the configuration in force, for the admin server's
+// /config: the config, its hash, and each driver's secret config keys
+// (in the order of the config's drivers) to redact.
+type InForce struct {
+	Config     *config.Config
+	Hash       string
+	SecretKeys [][]string
+}
+
+// InForce returns the configuration in force.
+func (s *Server) InForce() InForce {
+	snap := s.snap.Load()
+	return InForce{Config: snap.cfg, Hash: snap.hash, SecretKeys: snap.tracer.secretKeys()}
+}
+
+// Gatherer is the registry the server's metrics are in (Options.Metrics,
+// or its own), for the admin server's /metrics.
+func (s *Server) Gatherer() prometheus.Gatherer { return s.metrics.reg }
+
+// builder is how the server builds snapshots.
+func (s *Server) builder() builder {
+	return builder{log: s.log, accessLog: s.accessLog, slowPathOnly: s.slowPathOnly, metrics: s.metrics}
+}

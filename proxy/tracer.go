@@ -1,0 +1,229 @@
+package proxy
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"sync/atomic"
+
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/propagation"
+	"github.com/tracehop/tracehop/core/sampling"
+	"github.com/tracehop/tracehop/proxy/config"
+)
+
+// Headers tracehop reads besides the propagation formats.
+const (
+	headerRequestID     = "X-Request-Id"
+	headerClientTraceID = "X-Client-Trace-Id"
+	headerForceTrace    = "X-Tracehop-Force-Trace"
+)
+
+// Tracer makes the spans of the requests tracehop proxies. It is built once
+// from the tracing config and shared by every listener.
+type Tracer struct {
+	prop          *propagation.Propagator
+	sampler       *sampling.Sampler
+	sink          Sink
+	service       string
+	nodeID, zone  string
+	maxPath       int
+	spawnUpstream bool
+	trace128      bool
+	sharedSpans   bool
+	customTags    []customTag
+	respTags      bool       // a custom tag reads a response header
+	baggageTags   []string   // baggage members copied onto spans
+	links         *linkTable // nil when link_by_request_id is off
+	counts        *tracerCounts
+	secrets       [][]string // each driver's secret config keys
+	// inflight counts the sampled requests whose spans are not finished:
+	// a reload retires this tracer's pipeline only when it is 0, so that
+	// every span reaches the drivers in force when its request began.
+	inflight atomic.Int64
+}
+
+// tracerCounts are the tracer's counters, kept across reloads: a new
+// tracer takes over its predecessor's.
+type tracerCounts struct {
+	started, sampled atomic.Uint64
+	rateLimited      atomic.Uint64 // new traces not started: max_traces_per_second
+}
+
+// Sink receives finished spans; the pipeline is one. Enqueue must copy
+// what it keeps (core.Span.Clone): the span's tags and strings are reused
+// once it returns.
+type Sink interface {
+	Enqueue(core.Span)
+}
+
+var _ Sink = (*pipeline.Pipeline)(nil)
+
+type customTag struct {
+	tag, value   string // value: a literal, or the environment's value read at start
+	header       string // a request header's name, canonical
+	respHeader   string // a response header's name, canonical
+	defaultValue string
+}
+
+// headerGetter reads a response's headers: net/http's, or those the fast
+// path copied out for the span (respCapture).
+type headerGetter interface{ Get(key string) string }
+
+// TracerOptions is what the tracer needs besides the config.
+type TracerOptions struct {
+	Sink Sink
+	// Capabilities of every configured driver: they choose the default
+	// propagation formats and whether trace ids are 128-bit.
+	Capabilities []core.Capabilities
+	// Previous is the tracer a reload replaces: the new one keeps its
+	// counters and, when both link requests by id, its table of ingress
+	// requests in flight (they may have egress requests still to come).
+	Previous *Tracer
+}
+
+// NewTracer builds the tracer for cfg.Tracing.
+func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
+	tc := cfg.Tracing
+	formats := tc.Propagation
+	if len(formats) == 0 {
+		for _, c := range opts.Capabilities {
+			for _, f := range c.Propagation {
+				if !slices.Contains(formats, f) {
+					formats = append(formats, f)
+				}
+			}
+		}
+	}
+	if len(formats) == 0 {
+		formats = []string{core.FormatB3, core.FormatTraceContext}
+	}
+	prop, err := propagation.New(formats)
+	if err != nil {
+		return nil, err
+	}
+	// A format that carries 64 bits (ot-tracer) would split 128-bit traces
+	// at the next hop, and so would a back end that keeps 64.
+	trace128 := prop.TraceID128()
+	sharedSpans := len(opts.Capabilities) > 0
+	for _, c := range opts.Capabilities {
+		trace128 = trace128 && c.TraceID128
+		// Span ids are shared by all drivers: join only if all want it.
+		sharedSpans = sharedSpans && c.SharedSpans
+	}
+	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
+	if err != nil {
+		return nil, err
+	}
+	if m := tc.Sampling.MaxTracesPerSecond; m != nil {
+		if err := sampler.LimitNewTraces(*m); err != nil {
+			return nil, err
+		}
+	}
+	t := &Tracer{
+		prop: prop, sampler: sampler, sink: opts.Sink,
+		service: cmp.Or(cfg.Node.Service, cfg.Node.ID, "tracehop"),
+		nodeID:  cfg.Node.ID, zone: cfg.Node.Zone,
+		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128, sharedSpans: sharedSpans,
+	}
+	for _, ct := range tc.CustomTags {
+		t.customTags = append(t.customTags, newCustomTag(ct))
+		t.respTags = t.respTags || ct.ResponseHeader != nil
+	}
+	t.baggageTags = tc.BaggageTags
+	for _, c := range opts.Capabilities {
+		t.secrets = append(t.secrets, c.SecretKeys)
+	}
+	t.counts = new(tracerCounts)
+	if prev := opts.Previous; prev != nil {
+		t.counts = prev.counts
+		t.links = prev.links
+	}
+	if !tc.Linking() {
+		t.links = nil
+	} else if t.links == nil {
+		t.links = newLinkTable(65536)
+	}
+	return t, nil
+}
+
+// secretKeys returns each driver's secret config keys (nil for no tracer).
+func (t *Tracer) secretKeys() [][]string {
+	if t == nil {
+		return nil
+	}
+	return t.secrets
+}
+
+// Formats returns the propagation formats in use.
+func (t *Tracer) Formats() []string { return t.prop.Formats() }
+
+func newSpanID() core.SpanID {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return core.SpanID(id)
+		}
+	}
+}
+
+func (t *Tracer) newTraceID() core.TraceID {
+	id := core.TraceID{Low: uint64(newSpanID())}
+	if t.trace128 {
+		id.High = rand.Uint64()
+	}
+	return id
+}
+
+func newCustomTag(ct config.CustomTag) customTag {
+	c := customTag{tag: ct.Tag, value: ct.Literal}
+	switch {
+	case ct.Environment != nil:
+		c.value = ct.Environment.Default
+		if v, ok := os.LookupEnv(ct.Environment.Name); ok {
+			c.value = v
+		}
+	case ct.RequestHeader != nil:
+		c.header = http.CanonicalHeaderKey(ct.RequestHeader.Name)
+		c.defaultValue = ct.RequestHeader.Default
+	case ct.ResponseHeader != nil:
+		c.respHeader = http.CanonicalHeaderKey(ct.ResponseHeader.Name)
+		c.defaultValue = ct.ResponseHeader.Default
+	}
+	return c
+}
+
+// wantsResponse reports whether the span of a request on a route with
+// tracing rt (nil: none of its own) reads response headers, which the fast
+// path must then copy out before its buffer is reused.
+func (t *Tracer) wantsResponse(rt *routeTracing) bool {
+	return t.respTags || rt != nil && rt.respTags
+}
+
+// routeTracing is a route's own tracing (config.RouteTracing), resolved
+// once.
+type routeTracing struct {
+	off        bool
+	sampler    *sampling.Sampler // nil: the tracer's
+	customTags []customTag       // after the tracer's
+	respTags   bool              // one of customTags reads a response header
+}
+
+// forRoute resolves a route's tracing block; nil when it has none.
+func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
+	if rc == nil {
+		return nil
+	}
+	rt := &routeTracing{off: rc.Off()}
+	if s := rc.Sampling; s.Random != nil || s.Client != nil || s.Overall != nil {
+		// The config was validated: the percentages are in range.
+		rt.sampler, _ = t.sampler.With(s.Random, s.Client, s.Overall)
+	}
+	for _, ct := range rc.CustomTags {
+		rt.customTags = append(rt.customTags, newCustomTag(ct))
+		rt.respTags = rt.respTags || ct.ResponseHeader != nil
+	}
+	return rt
+}
