@@ -10,14 +10,14 @@ import (
 	"sync"
 
 	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
 // StartedDriver is one configured, running driver.
 type StartedDriver struct {
 	Name   string
-	Driver *plugin.Driver
+	Driver *driverhost.Driver
 }
 
 // HostInfo describes this tracehop to its drivers.
@@ -56,10 +56,10 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 				errs[j] = fmt.Errorf("driver %q: config: %w", d.Name, err)
 				return
 			}
-			drv, err := plugin.Start(ctx, plugin.Spec{
+			drv, err := driverhost.Start(ctx, driverhost.Spec{
 				Name: d.Name, Path: d.Path, Checksum: d.Checksum, Config: raw, Env: d.Env, PassEnv: d.PassEnv,
-			}, plugin.Options{
-				Search: plugin.DefaultSearch(cfg.Tracing.PluginDir),
+			}, driverhost.Options{
+				Search: driverhost.DefaultSearch(cfg.Tracing.PluginDir),
 				Host:   HostInfo(cfg),
 				Logger: logger,
 			})
@@ -80,7 +80,7 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 // tracing.driver.config.endpont: unknown key ...), when the driver names
 // them (the SDK's DecodeConfig and Problems do).
 func placed(cfg *config.Config, i int, err error) error {
-	var ce *plugin.ConfigError
+	var ce *driverhost.ConfigError
 	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
 		return err
 	}

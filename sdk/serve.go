@@ -27,6 +27,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
+	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
 
 var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
@@ -89,7 +90,7 @@ type grpcPlugin struct {
 }
 
 func (p *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	wire.RegisterDriverServer(s, p.server)
+	driverpb.RegisterDriverServer(s, p.server)
 	return nil
 }
 
@@ -100,7 +101,7 @@ func (p *grpcPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.Cli
 // server adapts a Driver to the wire protocol: it converts batches, keeps the
 // lifecycle honest and maps error classes to status codes.
 type server struct {
-	wire.UnimplementedDriverServer
+	driverpb.UnimplementedDriverServer
 	driver Driver
 	// stderr is the process's real standard error. go-plugin swaps
 	// os.Stderr for a pipe it streams to the host, and that stream loses
@@ -124,7 +125,7 @@ func recovered(method string, err *error) {
 	}
 }
 
-func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *wire.ConfigureResponse, err error) {
+func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) (_ *driverpb.ConfigureResponse, err error) {
 	defer recovered("Configure", &err)
 	if s.stderr != nil {
 		s.restoreOnce.Do(func() { os.Stderr = s.stderr })
@@ -134,7 +135,7 @@ func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *
 	if s.configured {
 		return nil, status.Error(codes.FailedPrecondition, "Configure called twice")
 	}
-	caps, err := s.driver.Configure(ctx, req.ConfigJson, wire.HostInfoFromWire(req.Host))
+	caps, err := s.driver.Configure(ctx, req.ConfigJson, driverpb.HostInfoFromWire(req.Host))
 	if err != nil {
 		if c, marked := core.ClassOf(err); marked && c == core.ClassRetryable {
 			return nil, status.Error(codes.Aborted, err.Error())
@@ -162,10 +163,10 @@ func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *
 		}
 	}
 	decodedSecrets.Unlock()
-	return &wire.ConfigureResponse{Capabilities: wire.CapabilitiesToWire(caps)}, nil
+	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps)}, nil
 }
 
-func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.ExportResponse, err error) {
+func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *driverpb.ExportResponse, err error) {
 	defer recovered("Export", &err)
 	s.mu.Lock()
 	configured, stopped := s.configured, s.stopped
@@ -186,10 +187,10 @@ func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.E
 	}
 	err = s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans)
 	if err == nil {
-		return &wire.ExportResponse{}, nil
+		return &driverpb.ExportResponse{}, nil
 	}
 	if pr := core.AsPartialRejection(err); pr != nil {
-		return &wire.ExportResponse{RejectedSpans: uint32(min(pr.Rejected, len(spans))), RejectedMessage: pr.Message}, nil
+		return &driverpb.ExportResponse{RejectedSpans: uint32(min(pr.Rejected, len(spans))), RejectedMessage: pr.Message}, nil
 	}
 	if core.IsPermanent(err) {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
@@ -209,7 +210,7 @@ func retryableStatus(err error) error {
 	return st.Err()
 }
 
-func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire.ShutdownResponse, err error) {
+func (s *server) Shutdown(ctx context.Context, _ *driverpb.ShutdownRequest) (_ *driverpb.ShutdownResponse, err error) {
 	defer recovered("Shutdown", &err)
 	s.mu.Lock()
 	s.stopped = true
@@ -218,7 +219,7 @@ func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire
 	if err := s.driver.Shutdown(ctx); err != nil {
 		return nil, status.Error(codes.Unknown, err.Error())
 	}
-	return &wire.ShutdownResponse{}, nil
+	return &driverpb.ShutdownResponse{}, nil
 }
 
 // exitWithHost ends the process once tracehop, its parent, is gone. A host
@@ -233,7 +234,7 @@ func (s *server) exitWithHost(parent int, every time.Duration) {
 	slog.Warn("tracehop, this driver's host, is gone: shutting down", "host_pid", parent)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s.Shutdown(ctx, &wire.ShutdownRequest{})
+	s.Shutdown(ctx, &driverpb.ShutdownRequest{})
 	os.Exit(0)
 }
 

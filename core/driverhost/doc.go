@@ -9,4 +9,4 @@
 // A *Driver is a core.Driver, so the pipeline cannot tell a plugin from an
 // in-process driver. The plugin side of the protocol is the sdk package;
 // go-plugin is imported by these two packages only.
-package plugin
+package driverhost

@@ -1,4 +1,4 @@
-package plugin
+package driverhost
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
+	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
 
 // Handshake is the go-plugin handshake both sides use.
@@ -137,7 +138,7 @@ var _ core.Driver = (*Driver)(nil)
 type instance struct {
 	cmd    *exec.Cmd
 	client *goplugin.Client
-	rpc    wire.DriverClient
+	rpc    driverpb.DriverClient
 	conn   *grpc.ClientConn
 	tail   *stderrTail
 	failed chan struct{} // closed by markFailed
@@ -312,9 +313,9 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 
 	cctx, cancel := context.WithTimeout(ctx, d.opts.ConfigureTimeout)
 	defer cancel()
-	resp, err := in.rpc.Configure(cctx, &wire.ConfigureRequest{
+	resp, err := in.rpc.Configure(cctx, &driverpb.ConfigureRequest{
 		ConfigJson: d.spec.Config,
-		Host:       wire.HostInfoToWire(d.host()),
+		Host:       driverpb.HostInfoToWire(d.host()),
 	})
 	if err != nil {
 		st, _ := status.FromError(err)
@@ -338,7 +339,7 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 			return fail(ce)
 		}
 	}
-	return in, wire.CapabilitiesFromWire(resp.Capabilities), nil
+	return in, driverpb.CapabilitiesFromWire(resp.Capabilities), nil
 }
 
 // ConfigError is a driver's refusal of its config. Problems, when the
@@ -441,7 +442,7 @@ func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
 	}
 	buf := d.bufs.Get().(*[]byte)
 	*buf = wire.AppendBatch((*buf)[:0], spans)
-	resp, err := in.rpc.Export(ctx, &wire.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
+	resp, err := in.rpc.Export(ctx, &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
 		d.bufs.Put(buf)
 	}
@@ -496,7 +497,7 @@ func (d *Driver) Shutdown(ctx context.Context) error {
 	if in == nil {
 		return nil
 	}
-	_, err := in.rpc.Shutdown(ctx, &wire.ShutdownRequest{})
+	_, err := in.rpc.Shutdown(ctx, &driverpb.ShutdownRequest{})
 	in.kill(err == nil)
 	if err != nil {
 		return fmt.Errorf("driver %q: shutdown: %s", d.spec.Name, status.Convert(err).Message())
@@ -597,7 +598,7 @@ type grpcPlugin struct {
 }
 
 type grpcHandle struct {
-	rpc  wire.DriverClient
+	rpc  driverpb.DriverClient
 	conn *grpc.ClientConn
 }
 
@@ -606,5 +607,5 @@ func (grpcPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
 }
 
 func (grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return &grpcHandle{rpc: wire.NewDriverClient(conn), conn: conn}, nil
+	return &grpcHandle{rpc: driverpb.NewDriverClient(conn), conn: conn}, nil
 }

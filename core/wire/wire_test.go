@@ -9,6 +9,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
+	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
 
 var fixedNow = func() time.Time { return time.Unix(1700000000, 0) }
@@ -127,11 +128,11 @@ func FuzzDecodeBatch(f *testing.F) {
 // announces: a proto package bump without a ProtocolVersion bump (or the
 // reverse) would let incompatible hosts and drivers talk.
 func TestProtocolVersionPinned(t *testing.T) {
-	pkg := string(wire.File_driver_proto.Package())
+	pkg := string(driverpb.File_driver_proto.Package())
 	if want := "tracehop.driver.v1"; pkg != want || wire.ProtocolVersion != 1 {
 		t.Fatalf("proto package %q, ProtocolVersion %d; want %q and 1", pkg, wire.ProtocolVersion, want)
 	}
-	svc := wire.File_driver_proto.Services().ByName("Driver")
+	svc := driverpb.File_driver_proto.Services().ByName("Driver")
 	if svc == nil || svc.Methods().Len() != 3 {
 		t.Fatalf("service Driver must have Configure, Export, Shutdown")
 	}
@@ -144,7 +145,7 @@ func TestCapabilitiesRoundTrip(t *testing.T) {
 		{Propagation: []string{"ot-tracer"}, Precision: time.Millisecond},
 		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond, SharedSpans: true},
 	} {
-		if got := wire.CapabilitiesFromWire(wire.CapabilitiesToWire(c)); !reflect.DeepEqual(got, c) {
+		if got := driverpb.CapabilitiesFromWire(driverpb.CapabilitiesToWire(c)); !reflect.DeepEqual(got, c) {
 			t.Errorf("got %+v, want %+v", got, c)
 		}
 	}
