@@ -11,6 +11,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/driverhost"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
@@ -80,7 +81,7 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 // tracing.driver.config.endpont: unknown key ...), when the driver names
 // them (the SDK's DecodeConfig and Problems do).
 func placed(cfg *config.Config, i int, err error) error {
-	var ce *driverhost.ConfigError
+	var ce *wire.ConfigError
 	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
 		return err
 	}

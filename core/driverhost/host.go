@@ -18,7 +18,6 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -35,10 +34,6 @@ var Handshake = goplugin.HandshakeConfig{
 	MagicCookieKey:   wire.MagicCookieKey,
 	MagicCookieValue: wire.MagicCookieValue,
 }
-
-// MaxMessageBytes bounds one gRPC message between host and driver; a batch
-// of the default 512 spans is far below it.
-const MaxMessageBytes = 64 << 20
 
 // Spec says which driver to run and how, as the tracing config gives it.
 type Spec struct {
@@ -58,19 +53,6 @@ type Spec struct {
 	Env map[string]string
 	// PassEnv names variables of tracehop's environment the driver may see.
 	PassEnv []string
-}
-
-// ParseChecksum decodes a "sha256:HEX" pin.
-func ParseChecksum(pin string) ([]byte, error) {
-	hexsum, ok := strings.CutPrefix(pin, "sha256:")
-	if !ok {
-		return nil, fmt.Errorf("checksum %q must start with \"sha256:\" (get it with: sha256sum BINARY)", pin)
-	}
-	sum, err := hex.DecodeString(hexsum)
-	if err != nil || len(sum) != sha256.Size {
-		return nil, fmt.Errorf("checksum %q must be sha256: followed by 64 hex digits", pin)
-	}
-	return sum, nil
 }
 
 // Options tune how drivers are started and supervised. Zero fields take
@@ -178,7 +160,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
 		return nil, err
 	}
 	if spec.Checksum != "" {
-		if _, err := ParseChecksum(spec.Checksum); err != nil {
+		if _, err := wire.ParseChecksum(spec.Checksum); err != nil {
 			return nil, fmt.Errorf("driver %q: tracing.driver.checksum: %w", spec.Name, err)
 		}
 	}
@@ -267,7 +249,7 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var secure *goplugin.SecureConfig
 	if d.spec.Checksum != "" {
-		sum, _ := ParseChecksum(d.spec.Checksum)
+		sum, _ := wire.ParseChecksum(d.spec.Checksum)
 		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	tail := &stderrTail{}
@@ -286,7 +268,7 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 		SyncStdout:   os.Stdout,
 		StartTimeout: d.opts.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
+			grpc.MaxCallSendMsgSize(wire.MaxMessageBytes), grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes))},
 	})
 	// Until the handshake is done the program may not be a driver at all
 	// and is killed outright; after it, it can be asked to exit.
@@ -328,37 +310,11 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
 				"a driver must not wait on its collector while configuring", name, d.opts.ConfigureTimeout))
 		default:
-			ce := &ConfigError{Driver: name, Message: st.Message()}
-			for _, d := range st.Details() {
-				if br, ok := d.(*errdetails.BadRequest); ok {
-					for _, v := range br.GetFieldViolations() {
-						ce.Problems = append(ce.Problems, ConfigProblem{Key: v.GetField(), Message: v.GetDescription()})
-					}
-				}
-			}
-			return fail(ce)
+			// A refused config: a *wire.ConfigError naming the keys.
+			return fail(driverpb.ConfigureError(name, err))
 		}
 	}
 	return in, driverpb.CapabilitiesFromWire(resp.Capabilities), nil
-}
-
-// ConfigError is a driver's refusal of its config. Problems, when the
-// driver was built with the SDK's DecodeConfig or Problems, name each key
-// (a dotted path inside the driver's config block), so that the host can
-// say where each is in its YAML file.
-type ConfigError struct {
-	Driver   string
-	Message  string
-	Problems []ConfigProblem
-}
-
-// ConfigProblem is one problem with one key of a driver's config.
-type ConfigProblem struct {
-	Key, Message string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("driver %q rejected its config: %s", e.Driver, e.Message)
 }
 
 func (d *Driver) host() core.HostInfo {
@@ -446,34 +402,16 @@ func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
 		d.bufs.Put(buf)
 	}
-	if err == nil {
-		// nil when the driver reported no partial rejection
-		return core.PartiallyRejected(int(resp.GetRejectedSpans()), resp.GetRejectedMessage())
-	}
-	st, _ := status.FromError(err)
-	switch st.Code() {
-	case codes.Unavailable:
-		// Only the transport says UNAVAILABLE (the SDK sends a driver's
-		// own retryable errors as ABORTED): the connection or the process
-		// is gone, so replace it.
+	if driverpb.Unreachable(err) {
+		// The connection or the process is gone: replace it.
 		in.markFailed()
-		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", d.spec.Name, st.Message()))
-	case codes.Aborted, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Unknown, codes.Internal:
-		return core.RetryAfter(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()), retryDelay(st))
-	default:
-		return core.Permanent(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()))
+		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", d.spec.Name, status.Convert(err).Message()))
 	}
-}
-
-// retryDelay is the delay a driver passed on from its back end (the SDK sends
-// core.RetryAfter's delay as a RetryInfo detail), or zero.
-func retryDelay(st *status.Status) time.Duration {
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-			return ri.GetRetryDelay().AsDuration()
-		}
+	err = driverpb.ExportError(resp, err)
+	if err == nil || core.AsPartialRejection(err) != nil {
+		return err
 	}
-	return 0
+	return fmt.Errorf("driver %q: %w", d.spec.Name, err)
 }
 
 // Shutdown stops supervision, lets the driver flush within ctx and stops the

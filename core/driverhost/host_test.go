@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	testDriverBin = filepath.Join(dir, driverhost.BinaryPrefix+"fault")
+	testDriverBin = filepath.Join(dir, wire.BinaryPrefix+"fault")
 	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if out, err := exec.Command(gocmd, "build", "-o", testDriverBin, "github.com/tracehop/tracehop/sdk/internal/testdriver").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the test driver: %v\n%s", err, out)
@@ -93,7 +93,7 @@ func copyBinary(t *testing.T, dir, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, driverhost.BinaryPrefix+name)
+	path := filepath.Join(dir, wire.BinaryPrefix+name)
 	if err := os.WriteFile(path, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestChecksum(t *testing.T) {
 
 func writeScript(t *testing.T, body string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), driverhost.BinaryPrefix+"bogus")
+	path := filepath.Join(t.TempDir(), wire.BinaryPrefix+"bogus")
 	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
-	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
 
 var fixedNow = func() time.Time { return time.Unix(1700000000, 0) }
@@ -122,33 +121,6 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("decode(encode(x)) != x")
 		}
 	})
-}
-
-// The generated code must be for the protocol version the handshake
-// announces: a proto package bump without a ProtocolVersion bump (or the
-// reverse) would let incompatible hosts and drivers talk.
-func TestProtocolVersionPinned(t *testing.T) {
-	pkg := string(driverpb.File_driver_proto.Package())
-	if want := "tracehop.driver.v1"; pkg != want || wire.ProtocolVersion != 1 {
-		t.Fatalf("proto package %q, ProtocolVersion %d; want %q and 1", pkg, wire.ProtocolVersion, want)
-	}
-	svc := driverpb.File_driver_proto.Services().ByName("Driver")
-	if svc == nil || svc.Methods().Len() != 3 {
-		t.Fatalf("service Driver must have Configure, Export, Shutdown")
-	}
-}
-
-func TestCapabilitiesRoundTrip(t *testing.T) {
-	for _, c := range []core.Capabilities{
-		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond},
-		{Propagation: []string{"datadog", "tracecontext"}, TraceID128: true, Precision: time.Nanosecond},
-		{Propagation: []string{"ot-tracer"}, Precision: time.Millisecond},
-		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond, SharedSpans: true},
-	} {
-		if got := driverpb.CapabilitiesFromWire(driverpb.CapabilitiesToWire(c)); !reflect.DeepEqual(got, c) {
-			t.Errorf("got %+v, want %+v", got, c)
-		}
-	}
 }
 
 func BenchmarkAppendBatch(b *testing.B) {

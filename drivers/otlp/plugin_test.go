@@ -15,6 +15,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 	"github.com/tracehop/tracehop/sdk/drivertest/otlpreceiver"
 )
@@ -41,7 +42,7 @@ func (s *syncBuffer) String() string {
 // as long as asked, and a partial success is counted as rejected with the
 // receiver's message in tracehop's log.
 func TestPluginRetryAfterAndPartialSuccess(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), driverhost.BinaryPrefix+"otlp")
+	bin := filepath.Join(t.TempDir(), wire.BinaryPrefix+"otlp")
 	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", bin); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk"
 )
 
@@ -437,7 +438,7 @@ func buildDriver(t *testing.T, name, pkg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, driverhost.BinaryPrefix+name)
+	bin := filepath.Join(dir, wire.BinaryPrefix+name)
 	if err := BuildDriver(pkg, bin); err != nil {
 		t.Fatal(err)
 	}
@@ -758,7 +759,7 @@ func peakRSS(pid int) uint64 {
 //
 //	TRACEHOP_DRIVER_CPUPROFILE=/tmp/driver.pprof go test -run '^$' -bench '^BenchmarkDriver$/Export' ./drivers/NAME
 func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *testing.B) map[string]any) {
-	bin := filepath.Join(b.TempDir(), driverhost.BinaryPrefix+name)
+	bin := filepath.Join(b.TempDir(), wire.BinaryPrefix+name)
 	if err := BuildDriver(mainPackage, bin); err != nil {
 		b.Fatal(err)
 	}
