@@ -18,7 +18,7 @@ import (
 // StartedDriver is one configured, running driver.
 type StartedDriver struct {
 	Name   string
-	Driver *driverhost.Driver
+	Driver *driverhost.Process
 }
 
 // HostInfo describes this tracehop to its drivers.

@@ -93,9 +93,13 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Driver is a supervised driver plugin process. It implements core.Driver;
-// Export waits (within its context) while a crashed process is restarted.
-type Driver struct {
+// Process is a driver process under supervision: Start launches and
+// configures it, and it is restarted (and configured again) whenever it
+// exits, its connection breaks or it stops answering health checks. It
+// implements core.Driver, so the pipeline cannot tell it from an in-process
+// driver; Export waits (within its context) while a crashed process is
+// restarted.
+type Process struct {
 	spec Spec
 	path string
 	opts Options
@@ -114,7 +118,7 @@ type Driver struct {
 	bufs     sync.Pool // *[]byte: packed batches, reused (gRPC marshals before Export returns)
 }
 
-var _ core.Driver = (*Driver)(nil)
+var _ core.Driver = (*Process)(nil)
 
 // instance is one run of the driver's process.
 type instance struct {
@@ -153,7 +157,7 @@ func killGroup(cmd *exec.Cmd) {
 // driver speaking this protocol (and the pinned checksum), and configures it.
 // Every way this can fail yields an error that names the driver and says
 // what to do; tracehop must refuse to start on any of them.
-func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
+func Start(ctx context.Context, spec Spec, opts Options) (*Process, error) {
 	opts = opts.withDefaults()
 	path, err := opts.Search.Find(spec.Name, spec.Path)
 	if err != nil {
@@ -164,7 +168,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
 			return nil, fmt.Errorf("driver %q: tracing.driver.checksum: %w", spec.Name, err)
 		}
 	}
-	d := &Driver{
+	p := &Process{
 		spec: spec,
 		path: path,
 		opts: opts,
@@ -172,63 +176,63 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	d.bufs.New = func() any { return new([]byte) }
-	in, caps, err := d.launch(ctx)
+	p.bufs.New = func() any { return new([]byte) }
+	in, caps, err := p.launch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	d.caps = caps
-	d.cur = in
-	d.up.Store(true)
-	go d.supervise()
-	d.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
-	return d, nil
+	p.caps = caps
+	p.cur = in
+	p.up.Store(true)
+	go p.supervise()
+	p.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
+	return p, nil
 }
 
 // Pid returns the process id of the live driver process, or 0 while it is
 // being restarted.
-func (d *Driver) Pid() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cur == nil {
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
 		return 0
 	}
-	if rc := d.cur.client.ReattachConfig(); rc != nil {
+	if rc := p.cur.client.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}
 	return 0
 }
 
 // Path returns the executable the driver runs from.
-func (d *Driver) Path() string { return d.path }
+func (p *Process) Path() string { return p.path }
 
 // Capabilities returns what the driver declared at its first Configure.
-func (d *Driver) Capabilities() core.Capabilities { return d.caps }
+func (p *Process) Capabilities() core.Capabilities { return p.caps }
 
 // Restarts counts how often the process was restarted.
-func (d *Driver) Restarts() uint64 { return d.restarts.Load() }
+func (p *Process) Restarts() uint64 { return p.restarts.Load() }
 
 // Up reports whether a configured process is serving right now.
-func (d *Driver) Up() bool { return d.up.Load() }
+func (p *Process) Up() bool { return p.up.Load() }
 
 // Configure is part of core.Driver; Start has already configured the
 // process (and configures every restarted one), so it only returns the
 // capabilities.
-func (d *Driver) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
-	return d.caps, nil
+func (p *Process) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
+	return p.caps, nil
 }
 
 // baseEnv lists the variables every driver inherits from tracehop.
 var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"}
 
-func (d *Driver) environ() []string {
+func (p *Process) environ() []string {
 	vals := map[string]string{}
-	for _, k := range slices.Concat(baseEnv, d.spec.PassEnv) {
+	for _, k := range slices.Concat(baseEnv, p.spec.PassEnv) {
 		if v, ok := os.LookupEnv(k); ok {
 			vals[k] = v
 		}
 	}
-	for k, v := range d.spec.Env {
+	for k, v := range p.spec.Env {
 		vals[k] = v
 	}
 	env := make([]string, 0, len(vals))
@@ -239,17 +243,17 @@ func (d *Driver) environ() []string {
 	return env
 }
 
-func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, error) {
-	name := d.spec.Name
-	cmd := exec.Command(d.path)
-	cmd.Env = d.environ()
+func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, error) {
+	name := p.spec.Name
+	cmd := exec.Command(p.path)
+	cmd.Env = p.environ()
 	// A group of its own: tracehop stops its drivers itself (after
 	// flushing them), so a Ctrl-C to tracehop's terminal must not reach
 	// them first, and killGroup can take their children along.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var secure *goplugin.SecureConfig
-	if d.spec.Checksum != "" {
-		sum, _ := wire.ParseChecksum(d.spec.Checksum)
+	if p.spec.Checksum != "" {
+		sum, _ := wire.ParseChecksum(p.spec.Checksum)
 		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	tail := &stderrTail{}
@@ -261,12 +265,12 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		Logger:           newHCLogger(d.log),
+		Logger:           newHCLogger(p.log),
 		Stderr:           tail,
 		// A driver configured to write to standard output (the file
 		// driver's path "-") writes to tracehop's.
 		SyncStdout:   os.Stdout,
-		StartTimeout: d.opts.StartTimeout,
+		StartTimeout: p.opts.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallSendMsgSize(wire.MaxMessageBytes), grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes))},
 	})
@@ -282,22 +286,22 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 	}
 	proto, err := client.Client()
 	if err != nil {
-		return fail(d.startError(err, tail))
+		return fail(p.startError(err, tail))
 	}
 	raw, err := proto.Dispense(wire.PluginName)
 	if err != nil {
 		return fail(fmt.Errorf("driver %q (%s): does not serve the tracehop driver service: %v; "+
-			"is it built with the tracehop SDK (sdk.Serve)?", name, d.path, err))
+			"is it built with the tracehop SDK (sdk.Serve)?", name, p.path, err))
 	}
 	handshaken = true
 	h := raw.(*grpcHandle)
 	in := &instance{cmd: cmd, client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
 
-	cctx, cancel := context.WithTimeout(ctx, d.opts.ConfigureTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.ConfigureTimeout)
 	defer cancel()
 	resp, err := in.rpc.Configure(cctx, &driverpb.ConfigureRequest{
-		ConfigJson: d.spec.Config,
-		Host:       driverpb.HostInfoToWire(d.host()),
+		ConfigJson: p.spec.Config,
+		Host:       driverpb.HostInfoToWire(p.host()),
 	})
 	if err != nil {
 		st, _ := status.FromError(err)
@@ -308,7 +312,7 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 			return fail(fmt.Errorf("driver %q crashed during Configure: %s%s", name, st.Message(), tail))
 		case st.Code() == codes.DeadlineExceeded:
 			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
-				"a driver must not wait on its collector while configuring", name, d.opts.ConfigureTimeout))
+				"a driver must not wait on its collector while configuring", name, p.opts.ConfigureTimeout))
 		default:
 			// A refused config: a *wire.ConfigError naming the keys.
 			return fail(driverpb.ConfigureError(name, err))
@@ -317,9 +321,9 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 	return in, driverpb.CapabilitiesFromWire(resp.Capabilities), nil
 }
 
-func (d *Driver) host() core.HostInfo {
-	h := d.opts.Host
-	h.DriverName = d.spec.Name
+func (p *Process) host() core.HostInfo {
+	h := p.opts.Host
+	h.DriverName = p.spec.Name
 	return h
 }
 
@@ -332,8 +336,8 @@ func waitExited(c *goplugin.Client, max time.Duration) {
 }
 
 // startError turns go-plugin's launch errors into ones that say what to do.
-func (d *Driver) startError(err error, tail *stderrTail) error {
-	name, path := d.spec.Name, d.path
+func (p *Process) startError(err error, tail *stderrTail) error {
+	name, path := p.spec.Name, p.path
 	msg := err.Error()
 	switch {
 	case errors.Is(err, goplugin.ErrChecksumsDoNotMatch):
@@ -347,7 +351,7 @@ func (d *Driver) startError(err error, tail *stderrTail) error {
 		}
 		return fmt.Errorf("driver %q: refusing to run %s: its checksum is %s but tracing.driver.checksum pins %s; "+
 			"the binary changed since it was pinned: reinstall the driver you trust, or update the pin",
-			name, path, actual, d.spec.Checksum)
+			name, path, actual, p.spec.Checksum)
 	case strings.Contains(msg, "incompatible API version"), strings.Contains(msg, "incompatible core API version"):
 		return fmt.Errorf("driver %q (%s) speaks another protocol version than this tracehop (%d): %s; "+
 			"rebuild the driver against a matching tracehop SDK", name, path, wire.ProtocolVersion, msg)
@@ -369,13 +373,13 @@ func firstLine(s string) string {
 }
 
 // current returns the live instance, waiting for a restart within ctx.
-func (d *Driver) current(ctx context.Context) (*instance, error) {
+func (p *Process) current(ctx context.Context) (*instance, error) {
 	for {
-		d.mu.Lock()
-		in, ready, down := d.cur, d.ready, d.shutdown
-		d.mu.Unlock()
+		p.mu.Lock()
+		in, ready, down := p.cur, p.ready, p.shutdown
+		p.mu.Unlock()
 		if down {
-			return nil, core.Permanent(fmt.Errorf("driver %q is shut down", d.spec.Name))
+			return nil, core.Permanent(fmt.Errorf("driver %q is shut down", p.spec.Name))
 		}
 		if in != nil {
 			return in, nil
@@ -383,7 +387,7 @@ func (d *Driver) current(ctx context.Context) (*instance, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil, core.Retryable(fmt.Errorf("driver %q is restarting: %w", d.spec.Name, ctx.Err()))
+			return nil, core.Retryable(fmt.Errorf("driver %q is restarting: %w", p.spec.Name, ctx.Err()))
 		}
 	}
 }
@@ -391,122 +395,122 @@ func (d *Driver) current(ctx context.Context) (*instance, error) {
 // Export sends one batch to the driver process. Transport failures and a
 // dead process are retryable (the process is restarted; the pipeline
 // re-sends); the driver's own errors keep the class it gave them.
-func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
-	in, err := d.current(ctx)
+func (p *Process) Export(ctx context.Context, spans []core.Span) error {
+	in, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
-	buf := d.bufs.Get().(*[]byte)
+	buf := p.bufs.Get().(*[]byte)
 	*buf = wire.AppendBatch((*buf)[:0], spans)
 	resp, err := in.rpc.Export(ctx, &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
-		d.bufs.Put(buf)
+		p.bufs.Put(buf)
 	}
 	if driverpb.Unreachable(err) {
 		// The connection or the process is gone: replace it.
 		in.markFailed()
-		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", d.spec.Name, status.Convert(err).Message()))
+		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", p.spec.Name, status.Convert(err).Message()))
 	}
 	err = driverpb.ExportError(resp, err)
 	if err == nil || core.AsPartialRejection(err) != nil {
 		return err
 	}
-	return fmt.Errorf("driver %q: %w", d.spec.Name, err)
+	return fmt.Errorf("driver %q: %w", p.spec.Name, err)
 }
 
 // Shutdown stops supervision, lets the driver flush within ctx and stops the
 // process. It is idempotent.
-func (d *Driver) Shutdown(ctx context.Context) error {
-	d.mu.Lock()
-	if d.shutdown {
-		d.mu.Unlock()
+func (p *Process) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if p.shutdown {
+		p.mu.Unlock()
 		return nil
 	}
-	d.shutdown = true
-	in := d.cur
-	if d.ready != nil {
-		close(d.ready) // wake Export calls waiting for a restart
-		d.ready = nil
+	p.shutdown = true
+	in := p.cur
+	if p.ready != nil {
+		close(p.ready) // wake Export calls waiting for a restart
+		p.ready = nil
 	}
-	d.mu.Unlock()
-	close(d.stop)
-	<-d.done
-	d.up.Store(false)
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	p.up.Store(false)
 	if in == nil {
 		return nil
 	}
 	_, err := in.rpc.Shutdown(ctx, &driverpb.ShutdownRequest{})
 	in.kill(err == nil)
 	if err != nil {
-		return fmt.Errorf("driver %q: shutdown: %s", d.spec.Name, status.Convert(err).Message())
+		return fmt.Errorf("driver %q: shutdown: %s", p.spec.Name, status.Convert(err).Message())
 	}
 	return nil
 }
 
 // supervise watches the live process and replaces it when it exits, its
 // connection breaks, or it stops answering health checks.
-func (d *Driver) supervise() {
-	defer close(d.done)
-	backoff := d.opts.RestartMin
+func (p *Process) supervise() {
+	defer close(p.done)
+	backoff := p.opts.RestartMin
 	for {
-		d.mu.Lock()
-		in := d.cur
-		d.mu.Unlock()
-		reason := d.watch(in)
+		p.mu.Lock()
+		in := p.cur
+		p.mu.Unlock()
+		reason := p.watch(in)
 		if reason == "" {
 			return // stopping
 		}
-		d.up.Store(false)
-		d.mu.Lock()
-		d.cur = nil
-		d.ready = make(chan struct{})
-		d.mu.Unlock()
+		p.up.Store(false)
+		p.mu.Lock()
+		p.cur = nil
+		p.ready = make(chan struct{})
+		p.mu.Unlock()
 		waitExited(in.client, 200*time.Millisecond)
-		d.log.Error("driver process failed; restarting it", "reason", reason, "last_stderr", strings.TrimSpace(in.tail.String()))
+		p.log.Error("driver process failed; restarting it", "reason", reason, "last_stderr", strings.TrimSpace(in.tail.String()))
 		in.kill(false)
 
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), d.opts.StartTimeout+d.opts.ConfigureTimeout)
-			next, _, err := d.launch(ctx)
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.StartTimeout+p.opts.ConfigureTimeout)
+			next, _, err := p.launch(ctx)
 			cancel()
 			if err == nil {
-				d.restarts.Add(1)
-				d.mu.Lock()
-				if d.shutdown {
-					d.mu.Unlock()
+				p.restarts.Add(1)
+				p.mu.Lock()
+				if p.shutdown {
+					p.mu.Unlock()
 					next.kill(false)
 					return
 				}
-				d.cur = next
-				close(d.ready)
-				d.ready = nil
-				d.mu.Unlock()
-				d.up.Store(true)
-				d.log.Warn("driver process restarted", "restarts", d.restarts.Load())
-				backoff = d.opts.RestartMin
+				p.cur = next
+				close(p.ready)
+				p.ready = nil
+				p.mu.Unlock()
+				p.up.Store(true)
+				p.log.Warn("driver process restarted", "restarts", p.restarts.Load())
+				backoff = p.opts.RestartMin
 				break
 			}
-			d.log.Error("driver restart failed; will retry", "error", err, "retry_in", backoff)
+			p.log.Error("driver restart failed; will retry", "error", err, "retry_in", backoff)
 			select {
-			case <-d.stop:
+			case <-p.stop:
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, d.opts.RestartMax)
+			backoff = min(2*backoff, p.opts.RestartMax)
 		}
 	}
 }
 
 // watch blocks until in fails (returning why) or the driver is stopped
 // (returning "").
-func (d *Driver) watch(in *instance) string {
-	ping := time.NewTicker(d.opts.PingInterval)
+func (p *Process) watch(in *instance) string {
+	ping := time.NewTicker(p.opts.PingInterval)
 	defer ping.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	for {
 		select {
-		case <-d.stop:
+		case <-p.stop:
 			return ""
 		case <-in.failed:
 			return "the connection to the driver broke"
@@ -515,16 +519,16 @@ func (d *Driver) watch(in *instance) string {
 				return "the driver process exited"
 			}
 		case <-ping.C:
-			ctx, cancel := context.WithTimeout(context.Background(), d.opts.PingTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.PingTimeout)
 			_, err := healthpb.NewHealthClient(in.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: goplugin.GRPCServiceName})
 			cancel()
 			if err != nil {
 				select {
-				case <-d.stop:
+				case <-p.stop:
 					return ""
 				default:
 				}
-				return fmt.Sprintf("the driver did not answer a health check within %s: %v", d.opts.PingTimeout, err)
+				return fmt.Sprintf("the driver did not answer a health check within %s: %v", p.opts.PingTimeout, err)
 			}
 		}
 	}

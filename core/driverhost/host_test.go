@@ -74,7 +74,7 @@ func jsonConfig(t *testing.T, v map[string]any) []byte {
 	return b
 }
 
-func start(t *testing.T, spec driverhost.Spec, opts driverhost.Options) (*driverhost.Driver, error) {
+func start(t *testing.T, spec driverhost.Spec, opts driverhost.Options) (*driverhost.Process, error) {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = drivertest.TestLogger(t)

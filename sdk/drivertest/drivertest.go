@@ -681,7 +681,7 @@ type SustainResult struct {
 // Sustain feeds the driver behind d (a plugin process) proxy-shaped spans
 // at rate spans per second for dur, through tracehop's real pipeline, then
 // flushes, and reports what arrived and the driver process's peak memory.
-func Sustain(tb testing.TB, d *driverhost.Driver, rate int, dur time.Duration) SustainResult {
+func Sustain(tb testing.TB, d *driverhost.Process, rate int, dur time.Duration) SustainResult {
 	tb.Helper()
 	p, err := pipeline.New(pipeline.Config{}, []pipeline.Target{{Name: "sustain", Driver: d}}, nil)
 	if err != nil {
@@ -763,7 +763,7 @@ func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *test
 	if err := BuildDriver(mainPackage, bin); err != nil {
 		b.Fatal(err)
 	}
-	start := func(b *testing.B) *driverhost.Driver {
+	start := func(b *testing.B) *driverhost.Process {
 		raw, err := json.Marshal(config(b))
 		if err != nil {
 			b.Fatal(err)
