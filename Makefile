@@ -97,12 +97,12 @@ bench-micro:
 bench-ci:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./... >/dev/null
 
-## proto: regenerate core/wire from driver.proto (needs protoc: apt-get install protobuf-compiler)
+## proto: regenerate core/wire/driverpb from driver.proto (needs protoc: apt-get install protobuf-compiler)
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
 	GOBIN=$(GOBIN_TOOLS) $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(GOBIN_TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
-	cd core/wire && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+	cd core/wire/driverpb && PATH=$(GOBIN_TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative driver.proto
 
 ## e2e-deps: h2spec (Go module proxy), headless Chromium, curl, openssl and nginx-light for the TLS tests, and podman with runc (Debian) for make e2e

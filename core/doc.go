@@ -4,8 +4,9 @@
 //
 // It is deliberately small and has no dependencies beyond the standard
 // library. The pieces that move spans live in sub-packages: the span
-// pipeline (pipeline), the plugin host that runs drivers out of process
-// (plugin) and the generated wire protocol between the two (wire). Core is
+// pipeline (pipeline), the host that launches and supervises driver
+// processes (driverhost) and the contract between host and driver (wire;
+// its gRPC form in wire/driverpb). Core is
 // not the place for HTTP handling (see proxy) or for any vendor library (see
 // drivers).
 package core

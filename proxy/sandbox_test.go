@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/drivers/file"
-	"github.com/tracehop/tracehop/drivers/lightstep/lightsteptest"
 	"github.com/tracehop/tracehop/sdk"
+	"github.com/tracehop/tracehop/sdk/drivertest/lightstepreceiver"
 )
 
 var (
@@ -418,7 +418,7 @@ func TestSandboxLightStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes; run without -short")
 	}
-	r, err := lightsteptest.Start()
+	r, err := lightstepreceiver.Start()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/internal/editdist"
 )
 
@@ -51,27 +52,19 @@ func DecodeConfig(raw []byte, dst any) error {
 }
 
 // ConfigError lists every problem of a driver's config, each with its key
-// (a dotted path inside the driver's config block). DecodeConfig and
-// Problems.Err return it; sdk.Serve passes the keys to tracehop, which
-// prints each problem at its line of the YAML file.
-type ConfigError struct {
-	Problems []ConfigProblem
-}
+// (a dotted path inside the driver's config block), in Problems. DecodeConfig
+// and Problems.Err return it; sdk.Serve passes the keys to tracehop, which
+// prints each problem at its line of the YAML file. Its Error is "key:
+// problem; key: problem". It is the contract's own type (wire.ConfigError),
+// the one the host receives; its Driver and Message fields are the host's
+// to fill in.
+type ConfigError = wire.ConfigError
 
-// ConfigProblem is one problem with one key.
-type ConfigProblem struct {
-	Key, Message string
-}
+// ConfigProblem is one problem with one key: Key, Message string.
+type ConfigProblem = wire.ConfigProblem
 
-func (e *ConfigError) Error() string {
-	parts := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		parts[i] = p.Key + ": " + p.Message
-	}
-	return strings.Join(parts, "; ")
-}
-
-func (e *ConfigError) add(key, format string, args ...any) {
+// addProblem records a problem with key in e.
+func addProblem(e *ConfigError, key, format string, args ...any) {
 	e.Problems = append(e.Problems, ConfigProblem{Key: key, Message: fmt.Sprintf(format, args...)})
 }
 
@@ -89,16 +82,16 @@ func decodeInto(raw json.RawMessage, v reflect.Value, key string, ce *ConfigErro
 	}
 	if v.Kind() != reflect.Struct || reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
 		if err := json.Unmarshal(raw, v.Addr().Interface()); err != nil {
-			ce.add(cmpKey(key), "%s", typeProblem(err, v.Type()))
+			addProblem(ce, cmpKey(key), "%s", typeProblem(err, v.Type()))
 		}
 		return
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		if key == "" {
-			ce.add("config", "must be a map of settings, got %s", jsonKind(raw))
+			addProblem(ce, "config", "must be a map of settings, got %s", jsonKind(raw))
 		} else {
-			ce.add(key, "expected a map, got %s", jsonKind(raw))
+			addProblem(ce, key, "expected a map, got %s", jsonKind(raw))
 		}
 		return
 	}
@@ -123,9 +116,9 @@ func decodeInto(raw json.RawMessage, v reflect.Value, key string, ce *ConfigErro
 		i, ok := byName[k]
 		if !ok {
 			if near := nearest(k, names); near != "" {
-				ce.add(joinKey(key, k), "unknown key (did you mean %q? valid keys: %s)", near, strings.Join(names, ", "))
+				addProblem(ce, joinKey(key, k), "unknown key (did you mean %q? valid keys: %s)", near, strings.Join(names, ", "))
 			} else {
-				ce.add(joinKey(key, k), "unknown key (valid keys: %s)", strings.Join(names, ", "))
+				addProblem(ce, joinKey(key, k), "unknown key (valid keys: %s)", strings.Join(names, ", "))
 			}
 			continue
 		}
@@ -293,7 +286,7 @@ type Problems struct {
 // Add records a problem with key (a dotted path inside the driver's config
 // block, such as "endpoint" or "tls.ca_file").
 func (p *Problems) Add(key, format string, args ...any) {
-	p.e.add(key, format, args...)
+	addProblem(&p.e, key, format, args...)
 }
 
 // Err returns nil when nothing was added, else a *ConfigError listing

@@ -19,20 +19,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
+	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
 
 var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
-
-// maxMessageBytes matches the host's limit on one batch message.
-const maxMessageBytes = 64 << 20
 
 // ProcessEnv is implemented by drivers whose vendor library reads
 // environment variables while the program initializes, before main runs
@@ -77,7 +71,7 @@ func Serve(d Driver) {
 		},
 		Plugins: goplugin.PluginSet{wire.PluginName: &grpcPlugin{server: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return goplugin.DefaultGRPCServer(append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes)))
+			return goplugin.DefaultGRPCServer(append(opts, grpc.MaxRecvMsgSize(wire.MaxMessageBytes), grpc.MaxSendMsgSize(wire.MaxMessageBytes)))
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
 	})
@@ -89,7 +83,7 @@ type grpcPlugin struct {
 }
 
 func (p *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	wire.RegisterDriverServer(s, p.server)
+	driverpb.RegisterDriverServer(s, p.server)
 	return nil
 }
 
@@ -98,9 +92,9 @@ func (p *grpcPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.Cli
 }
 
 // server adapts a Driver to the wire protocol: it converts batches, keeps the
-// lifecycle honest and maps error classes to status codes.
+// lifecycle honest and sends errors as driverpb maps them to statuses.
 type server struct {
-	wire.UnimplementedDriverServer
+	driverpb.UnimplementedDriverServer
 	driver Driver
 	// stderr is the process's real standard error. go-plugin swaps
 	// os.Stderr for a pipe it streams to the host, and that stream loses
@@ -120,11 +114,11 @@ type server struct {
 func recovered(method string, err *error) {
 	if r := recover(); r != nil {
 		slog.Error("driver panicked", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		*err = status.Errorf(codes.FailedPrecondition, "driver panicked in %s: %v", method, r)
+		*err = driverpb.ErrorStatus(core.Permanent(fmt.Errorf("driver panicked in %s: %v", method, r)))
 	}
 }
 
-func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *wire.ConfigureResponse, err error) {
+func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) (_ *driverpb.ConfigureResponse, err error) {
 	defer recovered("Configure", &err)
 	if s.stderr != nil {
 		s.restoreOnce.Do(func() { os.Stderr = s.stderr })
@@ -132,27 +126,13 @@ func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.configured {
-		return nil, status.Error(codes.FailedPrecondition, "Configure called twice")
+		return nil, driverpb.ErrorStatus(core.Permanent(errors.New("Configure called twice")))
 	}
-	caps, err := s.driver.Configure(ctx, req.ConfigJson, wire.HostInfoFromWire(req.Host))
+	caps, err := s.driver.Configure(ctx, req.ConfigJson, driverpb.HostInfoFromWire(req.Host))
 	if err != nil {
-		if c, marked := core.ClassOf(err); marked && c == core.ClassRetryable {
-			return nil, status.Error(codes.Aborted, err.Error())
-		}
-		st := status.New(codes.InvalidArgument, err.Error())
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			// The keys, so that tracehop can say where in its YAML each
-			// problem is.
-			br := &errdetails.BadRequest{}
-			for _, p := range ce.Problems {
-				br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: p.Key, Description: p.Message})
-			}
-			if withDetails, derr := st.WithDetails(br); derr == nil {
-				st = withDetails
-			}
-		}
-		return nil, st.Err()
+		// With the keys of a ConfigError, so that tracehop can say where
+		// in its YAML each problem is.
+		return nil, driverpb.ConfigureStatus(err)
 	}
 	s.configured = true
 	decodedSecrets.Lock()
@@ -162,16 +142,16 @@ func (s *server) Configure(ctx context.Context, req *wire.ConfigureRequest) (_ *
 		}
 	}
 	decodedSecrets.Unlock()
-	return &wire.ConfigureResponse{Capabilities: wire.CapabilitiesToWire(caps)}, nil
+	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps)}, nil
 }
 
-func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.ExportResponse, err error) {
+func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *driverpb.ExportResponse, err error) {
 	defer recovered("Export", &err)
 	s.mu.Lock()
 	configured, stopped := s.configured, s.stopped
 	s.mu.Unlock()
 	if !configured || stopped {
-		return nil, status.Error(codes.FailedPrecondition, "Export outside Configure..Shutdown")
+		return nil, driverpb.ErrorStatus(core.Permanent(errors.New("Export outside Configure..Shutdown")))
 	}
 	// Spans are valid only during Export (core.Driver), so their memory
 	// serves the next batch.
@@ -182,43 +162,21 @@ func (s *server) Export(ctx context.Context, req *wire.ExportRequest) (_ *wire.E
 	}()
 	spans, err := dec.Decode(req.Spans, int(req.SpanCount), time.Now)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, driverpb.ErrorStatus(core.Permanent(err))
 	}
-	err = s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans)
-	if err == nil {
-		return &wire.ExportResponse{}, nil
-	}
-	if pr := core.AsPartialRejection(err); pr != nil {
-		return &wire.ExportResponse{RejectedSpans: uint32(min(pr.Rejected, len(spans))), RejectedMessage: pr.Message}, nil
-	}
-	if core.IsPermanent(err) {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
-	}
-	return nil, retryableStatus(err)
+	return driverpb.ExportResult(s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans), len(spans))
 }
 
-// retryableStatus is the ABORTED status of a retryable Export error, with the
-// delay the back end asked for (RetryAfter) as the standard RetryInfo detail.
-func retryableStatus(err error) error {
-	st := status.New(codes.Aborted, err.Error())
-	if d := core.RetryDelay(err); d > 0 {
-		if withDelay, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); derr == nil {
-			st = withDelay
-		}
-	}
-	return st.Err()
-}
-
-func (s *server) Shutdown(ctx context.Context, _ *wire.ShutdownRequest) (_ *wire.ShutdownResponse, err error) {
+func (s *server) Shutdown(ctx context.Context, _ *driverpb.ShutdownRequest) (_ *driverpb.ShutdownResponse, err error) {
 	defer recovered("Shutdown", &err)
 	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
 	defer s.stopProfile()
 	if err := s.driver.Shutdown(ctx); err != nil {
-		return nil, status.Error(codes.Unknown, err.Error())
+		return nil, driverpb.ErrorStatus(err)
 	}
-	return &wire.ShutdownResponse{}, nil
+	return &driverpb.ShutdownResponse{}, nil
 }
 
 // exitWithHost ends the process once tracehop, its parent, is gone. A host
@@ -233,7 +191,7 @@ func (s *server) exitWithHost(parent int, every time.Duration) {
 	slog.Warn("tracehop, this driver's host, is gone: shutting down", "host_pid", parent)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s.Shutdown(ctx, &wire.ShutdownRequest{})
+	s.Shutdown(ctx, &driverpb.ShutdownRequest{})
 	os.Exit(0)
 }
 

@@ -14,8 +14,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tracehop/tracehop/cmd/tracehop/inject"
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/inject"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )

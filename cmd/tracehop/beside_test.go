@@ -19,13 +19,13 @@ func TestInjectRunsBeside(t *testing.T) {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 		}
 	}
-	cmd := exec.Command(filepath.Join(dir, "tracehop"), "inject", "-f", "inject/testdata/apps.yaml")
+	cmd := exec.Command(filepath.Join(dir, "tracehop"), "inject", "-f", "../../internal/inject/testdata/apps.yaml")
 	cmd.Env = append(os.Environ(), "PATH=/nonexistent")
 	out, err := cmd.Output()
 	if err != nil || !strings.Contains(string(out), "- name: tracehop\n") {
 		t.Fatalf("tracehop inject: %v\n%s", err, out)
 	}
-	cmd = exec.Command(filepath.Join(dir, "tracehop"), "inject", "-f", "inject/testdata/bad_port_clash.yaml")
+	cmd = exec.Command(filepath.Join(dir, "tracehop"), "inject", "-f", "../../internal/inject/testdata/bad_port_clash.yaml")
 	cmd.Env = append(os.Environ(), "PATH=/nonexistent")
 	b, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInvalid || !strings.Contains(string(b), `container "app" uses port 9901`) {

@@ -25,7 +25,7 @@ import (
 
 	"github.com/tracehop/tracehop/cmd/tracehop/traceview"
 	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy"
@@ -245,19 +245,19 @@ func printCertificates(cfg *config.Config, stdout, stderr io.Writer) bool {
 
 // driverSearch returns where drivers are looked for: -c FILE's
 // tracing.plugin_dir first, then the default places.
-func driverSearch(file string, stderr io.Writer) (plugin.Search, bool) {
+func driverSearch(file string, stderr io.Writer) (driverhost.Search, bool) {
 	dir := ""
 	if file != "" {
 		cfg, err := config.Load(file)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
-			return plugin.Search{}, false
+			return driverhost.Search{}, false
 		}
 		if cfg.Tracing != nil {
 			dir = cfg.Tracing.PluginDir
 		}
 	}
-	return plugin.DefaultSearch(dir), true
+	return driverhost.DefaultSearch(dir), true
 }
 
 func cmdDrivers(args []string, stdout, stderr io.Writer) int {
@@ -274,11 +274,11 @@ func cmdDrivers(args []string, stdout, stderr io.Writer) int {
 }
 
 // listDrivers prints every driver found, with what it says it is.
-func listDrivers(search plugin.Search, stdout io.Writer) int {
+func listDrivers(search driverhost.Search, stdout io.Writer) int {
 	found := search.List()
 	if len(found) == 0 {
 		fmt.Fprintf(stdout, "no drivers found (tracehop-driver-* executables) in tracing.plugin_dir, $%s, tracehop's directory or $PATH\n"+
-			"build them with 'make build' (they land in ./bin)\n", plugin.EnvPluginDir)
+			"build them with 'make build' (they land in ./bin)\n", driverhost.EnvPluginDir)
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -289,10 +289,10 @@ func listDrivers(search plugin.Search, stdout io.Writer) int {
 			where += " (shadowed by an earlier one)"
 		}
 		version, protocol, note := "?", "?", ""
-		if info, err := plugin.Describe(context.Background(), f.Path); err != nil {
+		if info, err := driverhost.Describe(context.Background(), f.Path); err != nil {
 			note = err.Error()
 		} else {
-			version, protocol, note = info.Version, strconv.Itoa(info.Protocol), plugin.Compatibility(info)
+			version, protocol, note = info.Version, strconv.Itoa(info.Protocol), driverhost.Compatibility(info)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, version, protocol, f.Path, where, note)
 	}

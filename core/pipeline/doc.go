@@ -8,5 +8,5 @@
 // driver only ever fills its own queue.
 //
 // It is not the place for span creation or sampling (the proxy does those)
-// nor for talking to plugin processes (core/plugin does).
+// nor for talking to driver processes (core/driverhost does).
 package pipeline

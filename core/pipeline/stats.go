@@ -104,7 +104,7 @@ func (s DriverStats) DroppedTotal() uint64 {
 }
 
 // Supervised is implemented by drivers that run in a process that can die
-// and be restarted (core/plugin's drivers); the pipeline reports its
+// and be restarted (core/driverhost's processes); the pipeline reports its
 // numbers in DriverStats.
 type Supervised interface {
 	Restarts() uint64

@@ -1,6 +1,9 @@
 package propagation
 
-import "github.com/tracehop/tracehop/core"
+import (
+	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/hexdigit"
+)
 
 // parseHex64 parses 1 to 16 hex digits (either case).
 func parseHex64(s string) (uint64, bool) {
@@ -9,16 +12,8 @@ func parseHex64(s string) (uint64, bool) {
 	}
 	var v uint64
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
+		d := hexdigit.Value(s[i])
+		if d == hexdigit.Invalid {
 			return 0, false
 		}
 		v = v<<4 | uint64(d)

@@ -17,6 +17,10 @@ const (
 // plugin's plugin set.
 const PluginName = "driver"
 
+// MaxMessageBytes bounds one gRPC message between host and driver, both
+// ways; a batch of the default 512 spans is far below it.
+const MaxMessageBytes = 64 << 20
+
 // InfoEnv, set to "1" in a driver's environment, makes the driver print
 // its DriverInfo as one JSON line and exit, without the plugin handshake:
 // how `tracehop version -drivers` learns what each driver is.

@@ -123,33 +123,6 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-// The generated code must be for the protocol version the handshake
-// announces: a proto package bump without a ProtocolVersion bump (or the
-// reverse) would let incompatible hosts and drivers talk.
-func TestProtocolVersionPinned(t *testing.T) {
-	pkg := string(wire.File_driver_proto.Package())
-	if want := "tracehop.driver.v1"; pkg != want || wire.ProtocolVersion != 1 {
-		t.Fatalf("proto package %q, ProtocolVersion %d; want %q and 1", pkg, wire.ProtocolVersion, want)
-	}
-	svc := wire.File_driver_proto.Services().ByName("Driver")
-	if svc == nil || svc.Methods().Len() != 3 {
-		t.Fatalf("service Driver must have Configure, Export, Shutdown")
-	}
-}
-
-func TestCapabilitiesRoundTrip(t *testing.T) {
-	for _, c := range []core.Capabilities{
-		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond},
-		{Propagation: []string{"datadog", "tracecontext"}, TraceID128: true, Precision: time.Nanosecond},
-		{Propagation: []string{"ot-tracer"}, Precision: time.Millisecond},
-		{Propagation: []string{"b3"}, TraceID128: true, Precision: time.Microsecond, SharedSpans: true},
-	} {
-		if got := wire.CapabilitiesFromWire(wire.CapabilitiesToWire(c)); !reflect.DeepEqual(got, c) {
-			t.Errorf("got %+v, want %+v", got, c)
-		}
-	}
-}
-
 func BenchmarkAppendBatch(b *testing.B) {
 	spans := make([]core.Span, 512)
 	for i := range spans {

@@ -81,13 +81,13 @@ func (d *Driver) ProcessEnv() map[string]string {
 
 // Driver reports spans to a Datadog agent.
 type Driver struct {
-	cfg     Config
-	names   attrnames.Mode
-	stats   *dropCounter
-	acks    *ackCounter
-	mu      sync.Mutex // one batch at a time: acknowledgements belong to it
-	started bool
-	closed  bool
+	cfg      Config
+	names    attrnames.Mode
+	stats    *dropCounter
+	acks     *ackCounter
+	mu       sync.Mutex // one batch at a time: acknowledgements belong to it
+	started  bool
+	shutdown sdk.ShutdownOnce
 }
 
 var _ sdk.Driver = (*Driver)(nil)
@@ -279,7 +279,7 @@ func (ddLogger) Log(msg string) { slog.Debug(strings.TrimSpace(msg), "source", "
 func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.started || d.closed {
+	if !d.started || d.shutdown.Done() {
 		return sdk.Permanent(errors.New("datadog driver is not configured or already shut down"))
 	}
 	d.acks.takeErr()
@@ -430,14 +430,12 @@ func emitSpan(s *sdk.Span, defaultService, version string) {
 // Shutdown stops the tracer, which sends what it holds and waits for the
 // sends.
 func (d *Driver) Shutdown(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.shutdown.Do(func() error {
+		d.mu.Lock() // after the batch in flight
+		defer d.mu.Unlock()
+		if d.started {
+			tracer.Stop()
+		}
 		return nil
-	}
-	d.closed = true
-	if d.started {
-		tracer.Stop()
-	}
-	return nil
+	})
 }

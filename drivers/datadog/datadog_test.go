@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/drivers/datadog"
-	"github.com/tracehop/tracehop/drivers/datadog/datadogtest"
 	"github.com/tracehop/tracehop/sdk"
 	"github.com/tracehop/tracehop/sdk/drivertest"
+	"github.com/tracehop/tracehop/sdk/drivertest/datadogreceiver"
 )
 
-func receiver(t testing.TB) *datadogtest.Receiver {
-	r, err := datadogtest.Start()
+func receiver(t testing.TB) *datadogreceiver.Receiver {
+	r, err := datadogreceiver.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func receiver(t testing.TB) *datadogtest.Receiver {
 // dd-trace-go's tracer is one per process: the in-process checks run one
 // driver at a time, which the kit does.
 func TestConformance(t *testing.T) {
-	var last *datadogtest.Receiver
+	var last *datadogreceiver.Receiver
 	drivertest.Run(t, drivertest.Suite{
 		Name:        "datadog",
 		New:         func() sdk.Driver { return datadog.New() },
@@ -154,10 +154,10 @@ func TestProcessEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(map[string]any{"agent_addr": r.Addr})
-	drv, err := plugin.Start(context.Background(), plugin.Spec{
+	drv, err := driverhost.Start(context.Background(), driverhost.Spec{
 		Name: "datadog", Path: bin, Config: cfg,
 		Env: map[string]string{"DD_INSTRUMENTATION_TELEMETRY_ENABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"},
-	}, plugin.Options{Logger: drivertest.TestLogger(t)})
+	}, driverhost.Options{Logger: drivertest.TestLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

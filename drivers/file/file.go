@@ -37,10 +37,10 @@ func (c *Config) Validate() error {
 
 // Driver writes spans as Zipkin v2 JSON lines.
 type Driver struct {
-	mu     sync.Mutex
-	out    *os.File
-	owned  bool // out was opened by Configure and is closed by Shutdown
-	closed bool
+	mu       sync.Mutex
+	out      *os.File
+	owned    bool // out was opened by Configure and is closed by Shutdown
+	shutdown sdk.ShutdownOnce
 }
 
 var _ sdk.Driver = (*Driver)(nil)
@@ -84,7 +84,7 @@ func (d *Driver) Export(_ context.Context, spans []sdk.Span) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.out == nil || d.closed {
+	if d.out == nil || d.shutdown.Done() {
 		return sdk.Permanent(errors.New("file driver is not configured or already shut down"))
 	}
 	fd := int(d.out.Fd())
@@ -103,16 +103,14 @@ func (d *Driver) Export(_ context.Context, spans []sdk.Span) error {
 // Shutdown closes the file. Writes are not buffered, so there is nothing to
 // flush.
 func (d *Driver) Shutdown(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.shutdown.Do(func() error {
+		d.mu.Lock() // after the write in flight
+		defer d.mu.Unlock()
+		if d.owned {
+			return d.out.Close()
+		}
 		return nil
-	}
-	d.closed = true
-	if d.owned {
-		return d.out.Close()
-	}
-	return nil
+	})
 }
 
 // ReadSpans reads spans written by the file driver (or any Zipkin v2 JSON

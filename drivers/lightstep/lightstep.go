@@ -82,9 +82,9 @@ type Driver struct {
 	token string
 	names attrnames.Mode
 
-	mu      sync.Mutex // one chunk in flight: status events belong to it
-	tracers map[string]ls.Tracer
-	closed  bool
+	mu       sync.Mutex // one chunk in flight: status events belong to it
+	tracers  map[string]ls.Tracer
+	shutdown sdk.ShutdownOnce
 }
 
 var _ sdk.Driver = (*Driver)(nil)
@@ -179,7 +179,7 @@ func (d *Driver) tracer(service string) (ls.Tracer, error) {
 func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.tracers == nil || d.closed {
+	if d.tracers == nil || d.shutdown.Done() {
 		return sdk.Permanent(errors.New("lightstep driver is not configured or already shut down"))
 	}
 	spans = attrnames.Rename(spans, d.names)
@@ -326,14 +326,12 @@ func spanTags(s *sdk.Span) opentracing.Tags {
 // Shutdown flushes and closes every tracer. Export flushes synchronously,
 // so there is nothing left in practice.
 func (d *Driver) Shutdown(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.shutdown.Do(func() error {
+		d.mu.Lock() // after the chunk in flight
+		defer d.mu.Unlock()
+		for _, tr := range d.tracers {
+			tr.Close(ctx)
+		}
 		return nil
-	}
-	d.closed = true
-	for _, tr := range d.tracers {
-		tr.Close(ctx)
-	}
-	return nil
+	})
 }

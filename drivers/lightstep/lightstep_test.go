@@ -11,13 +11,13 @@ import (
 	"testing"
 
 	"github.com/tracehop/tracehop/drivers/lightstep"
-	"github.com/tracehop/tracehop/drivers/lightstep/lightsteptest"
 	"github.com/tracehop/tracehop/sdk"
 	"github.com/tracehop/tracehop/sdk/drivertest"
+	"github.com/tracehop/tracehop/sdk/drivertest/lightstepreceiver"
 )
 
-func receiver(t testing.TB) *lightsteptest.Receiver {
-	r, err := lightsteptest.Start()
+func receiver(t testing.TB) *lightstepreceiver.Receiver {
+	r, err := lightstepreceiver.Start()
 	if err != nil {
 		t.Fatal(err)
 	}

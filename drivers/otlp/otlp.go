@@ -46,8 +46,7 @@ type Driver struct {
 	send    func(ctx context.Context, body []byte) (released bool, err error)
 	buffers sync.Pool // *encoder with its request buffer, batch after batch
 
-	mu       sync.Mutex
-	closed   bool
+	shutdown sdk.ShutdownOnce
 	conn     *grpc.ClientConn
 	httpc    *http.Client
 	grpcMD   metadata.MD
@@ -202,10 +201,7 @@ func (d *Driver) prepareHTTP(tlsConf *tls.Config) {
 // refused some (partial success), and otherwise an error classified as the
 // OTLP spec's exporter section says, with the receiver's retry delay.
 func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
-	d.mu.Lock()
-	closed := d.closed || d.send == nil
-	d.mu.Unlock()
-	if closed {
+	if d.send == nil || d.shutdown.Done() {
 		return sdk.Permanent(errors.New("otlp driver is not configured or already shut down"))
 	}
 	enc, _ := d.buffers.Get().(*pooledEncoder)
@@ -382,17 +378,13 @@ func retryAfter(v string, now time.Time) time.Duration {
 // Shutdown closes the connection. Export is synchronous, so nothing is
 // buffered.
 func (d *Driver) Shutdown(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.shutdown.Do(func() error {
+		if d.httpc != nil {
+			d.httpc.CloseIdleConnections()
+		}
+		if d.conn != nil {
+			return d.conn.Close()
+		}
 		return nil
-	}
-	d.closed = true
-	if d.httpc != nil {
-		d.httpc.CloseIdleConnections()
-	}
-	if d.conn != nil {
-		return d.conn.Close()
-	}
-	return nil
+	})
 }

@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/pipeline"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 	"github.com/tracehop/tracehop/sdk/drivertest/otlpreceiver"
 )
@@ -41,7 +42,7 @@ func (s *syncBuffer) String() string {
 // as long as asked, and a partial success is counted as rejected with the
 // receiver's message in tracehop's log.
 func TestPluginRetryAfterAndPartialSuccess(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), plugin.BinaryPrefix+"otlp")
+	bin := filepath.Join(t.TempDir(), wire.BinaryPrefix+"otlp")
 	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", bin); err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +55,8 @@ func TestPluginRetryAfterAndPartialSuccess(t *testing.T) {
 			}
 			r.FailNext(throttle, otlpreceiver.Fault{Rejected: 2, Message: "2 spans are too old"})
 			raw, _ := json.Marshal(p.config(r))
-			d, err := plugin.Start(context.Background(), plugin.Spec{Name: "otlp", Path: bin, Config: raw},
-				plugin.Options{Logger: drivertest.TestLogger(t), Host: core.HostInfo{Version: "test"}})
+			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "otlp", Path: bin, Config: raw},
+				driverhost.Options{Logger: drivertest.TestLogger(t), Host: core.HostInfo{Version: "test"}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
@@ -33,7 +33,7 @@ func BenchmarkPluginExport(b *testing.B) {
 			}))
 			defer srv.Close()
 			cfg, _ := json.Marshal(map[string]any{"collector_endpoint": srv.URL + "/api/v2/spans", "encoding": enc})
-			d, err := plugin.Start(context.Background(), plugin.Spec{Name: "zipkin", Path: bin, Config: cfg}, plugin.Options{})
+			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "zipkin", Path: bin, Config: cfg}, driverhost.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -72,8 +72,7 @@ type Driver struct {
 	client *http.Client
 	header http.Header
 
-	mu     sync.Mutex
-	closed bool
+	shutdown sdk.ShutdownOnce
 	// bufs recycles payloads and scratch space between Exports.
 	bufs sync.Pool
 }
@@ -117,10 +116,7 @@ func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.C
 // Export posts the spans in chunks of at most max_batch_spans and returns
 // once the collector has accepted all of them.
 func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
-	d.mu.Lock()
-	closed := d.closed || d.client == nil
-	d.mu.Unlock()
-	if closed {
+	if d.client == nil || d.shutdown.Done() {
 		return sdk.Permanent(errors.New("zipkin driver is not configured or already shut down"))
 	}
 	// Both encodings are written straight from the spans
@@ -197,14 +193,10 @@ func unwrapURLError(err error) error {
 // Shutdown releases idle connections. Export is synchronous, so nothing is
 // buffered.
 func (d *Driver) Shutdown(context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.shutdown.Do(func() error {
+		if d.client != nil {
+			d.client.CloseIdleConnections()
+		}
 		return nil
-	}
-	d.closed = true
-	if d.client != nil {
-		d.client.CloseIdleConnections()
-	}
-	return nil
+	})
 }

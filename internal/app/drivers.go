@@ -10,7 +10,8 @@ import (
 	"sync"
 
 	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
@@ -18,7 +19,7 @@ import (
 // entry's name, and the host's supervisor of the process.
 type RunningDriver struct {
 	Name   string
-	Driver *plugin.Driver
+	Driver *driverhost.Process
 }
 
 // HostInfo describes this tracehop to its drivers.
@@ -57,10 +58,10 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 				errs[j] = fmt.Errorf("driver %q: config: %w", d.Name, err)
 				return
 			}
-			drv, err := plugin.Start(ctx, plugin.Spec{
+			drv, err := driverhost.Start(ctx, driverhost.Spec{
 				Name: d.Name, Path: d.Path, Checksum: d.Checksum, Config: raw, Env: d.Env, PassEnv: d.PassEnv,
-			}, plugin.Options{
-				Search: plugin.DefaultSearch(cfg.Tracing.PluginDir),
+			}, driverhost.Options{
+				Search: driverhost.DefaultSearch(cfg.Tracing.PluginDir),
 				Host:   HostInfo(cfg),
 				Logger: logger,
 			})
@@ -81,7 +82,7 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 // tracing.driver.config.endpont: unknown key ...), when the driver names
 // them (the SDK's DecodeConfig and Problems do).
 func placed(cfg *config.Config, i int, err error) error {
-	var ce *plugin.ConfigError
+	var ce *wire.ConfigError
 	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
 		return err
 	}

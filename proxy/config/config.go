@@ -19,7 +19,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/wire"
 )
 
 // Config is a whole tracehop config file.
@@ -595,11 +595,11 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 	check := func(key string, d Driver) {
 		if d.Name == "" {
 			bad(key+".name", "is required (the driver tracehop-driver-NAME to run, such as file or zipkin)")
-		} else if err := plugin.ValidateName(d.Name); err != nil {
+		} else if err := wire.ValidateName(d.Name); err != nil {
 			bad(key+".name", "%v", err)
 		}
 		if d.Checksum != "" {
-			if _, err := plugin.ParseChecksum(d.Checksum); err != nil {
+			if _, err := wire.ParseChecksum(d.Checksum); err != nil {
 				bad(key+".checksum", "%v", err)
 			}
 		}

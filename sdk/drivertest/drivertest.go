@@ -19,8 +19,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/pipeline"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk"
 )
 
@@ -143,8 +144,8 @@ func Run(t *testing.T, s Suite) {
 	t.Run("Plugin", func(t *testing.T) {
 		bin := buildDriver(t, s.Name, s.MainPackage)
 		viaPlugin := func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
-			d, err := plugin.Start(context.Background(), plugin.Spec{Name: s.Name, Path: bin, Config: mustJSON(t, config)},
-				plugin.Options{Logger: TestLogger(t), Host: core.HostInfo{Version: "drivertest"}})
+			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: s.Name, Path: bin, Config: mustJSON(t, config)},
+				driverhost.Options{Logger: TestLogger(t), Host: core.HostInfo{Version: "drivertest"}})
 			if err != nil {
 				return nil, sdk.Capabilities{}, err
 			}
@@ -437,7 +438,7 @@ func buildDriver(t *testing.T, name, pkg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, plugin.BinaryPrefix+name)
+	bin := filepath.Join(dir, wire.BinaryPrefix+name)
 	if err := BuildDriver(pkg, bin); err != nil {
 		t.Fatal(err)
 	}
@@ -680,7 +681,7 @@ type SustainResult struct {
 // Sustain feeds the driver behind d (a plugin process) proxy-shaped spans
 // at rate spans per second for dur, through tracehop's real pipeline, then
 // flushes, and reports what arrived and the driver process's peak memory.
-func Sustain(tb testing.TB, d *plugin.Driver, rate int, dur time.Duration) SustainResult {
+func Sustain(tb testing.TB, d *driverhost.Process, rate int, dur time.Duration) SustainResult {
 	tb.Helper()
 	p, err := pipeline.New(pipeline.Config{}, []pipeline.Target{{Name: "sustain", Driver: d}}, nil)
 	if err != nil {
@@ -758,16 +759,16 @@ func peakRSS(pid int) uint64 {
 //
 //	TRACEHOP_DRIVER_CPUPROFILE=/tmp/driver.pprof go test -run '^$' -bench '^BenchmarkDriver$/Export' ./drivers/NAME
 func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *testing.B) map[string]any) {
-	bin := filepath.Join(b.TempDir(), plugin.BinaryPrefix+name)
+	bin := filepath.Join(b.TempDir(), wire.BinaryPrefix+name)
 	if err := BuildDriver(mainPackage, bin); err != nil {
 		b.Fatal(err)
 	}
-	start := func(b *testing.B) *plugin.Driver {
+	start := func(b *testing.B) *driverhost.Process {
 		raw, err := json.Marshal(config(b))
 		if err != nil {
 			b.Fatal(err)
 		}
-		d, err := plugin.Start(context.Background(), plugin.Spec{Name: name, Path: bin, Config: raw, PassEnv: []string{sdk.ProfileEnv}}, plugin.Options{})
+		d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: name, Path: bin, Config: raw, PassEnv: []string{sdk.ProfileEnv}}, driverhost.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

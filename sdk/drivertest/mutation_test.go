@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
@@ -79,7 +79,7 @@ func TestSecretKeysReachTheHost(t *testing.T) {
 	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/sdk/drivertest/internal/mutant/cmd/tracehop-driver-mutant", bin); err != nil {
 		t.Fatal(err)
 	}
-	d, err := plugin.Start(context.Background(), plugin.Spec{Name: "mutant", Path: bin, Config: []byte(`{"endpoint": "http://127.0.0.1:1/", "license": "s3cr3t"}`)}, plugin.Options{})
+	d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "mutant", Path: bin, Config: []byte(`{"endpoint": "http://127.0.0.1:1/", "license": "s3cr3t"}`)}, driverhost.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

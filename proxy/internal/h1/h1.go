@@ -14,6 +14,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/tracehop/tracehop/internal/hexdigit"
 )
 
 // Header is one header line; Name and Value alias the parsed buffer.
@@ -532,17 +534,9 @@ func ChunkSize(line []byte) (int64, bool) {
 	var n int64
 	i, digits := 0, 0
 	for ; i < len(line); i++ {
-		c := line[i]
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			goto ext
+		d := hexdigit.Value(line[i])
+		if d == hexdigit.Invalid {
+			break
 		}
 		if n != 0 || d != 0 {
 			digits++
@@ -552,7 +546,6 @@ func ChunkSize(line []byte) (int64, bool) {
 		}
 		n = n<<4 | int64(d)
 	}
-ext:
 	if i == 0 {
 		return 0, false
 	}

@@ -1,4 +1,4 @@
-// Command testdriver is a driver for tracehop's own tests of the plugin host:
+// Command testdriver is a driver for tracehop's own tests of the driver host:
 // its config tells it to record what it receives, discard it, stall, reject
 // its config or crash, so that tests can drive a real plugin process into
 // every situation the host must handle. It is not shipped.

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tracehop/tracehop/cmd/tracehop/inject"
+	"github.com/tracehop/tracehop/internal/inject"
 	corev1 "k8s.io/api/core/v1"
 	kjson "sigs.k8s.io/json"
 	kyaml "sigs.k8s.io/yaml"

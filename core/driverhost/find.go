@@ -1,33 +1,19 @@
-package plugin
+package driverhost
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-)
 
-// BinaryPrefix is the prefix of every driver executable's name: driver
-// "zipkin" is the program tracehop-driver-zipkin.
-const BinaryPrefix = "tracehop-driver-"
+	"github.com/tracehop/tracehop/core/wire"
+)
 
 // EnvPluginDir names the environment variable that adds a directory to the
 // driver search.
 const EnvPluginDir = "TRACEHOP_PLUGIN_DIR"
-
-var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-
-// ValidateName checks that name can name a driver executable; it keeps a
-// config from pointing the search outside its directories.
-func ValidateName(name string) error {
-	if !validName.MatchString(name) {
-		return fmt.Errorf("%q is not a driver name: use lowercase letters, digits, '-' and '_' (the executable is %sNAME)", name, BinaryPrefix)
-	}
-	return nil
-}
 
 // Search is where drivers are looked for, in this order: PluginDir
 // (tracing.plugin_dir), EnvDir ($TRACEHOP_PLUGIN_DIR), ExeDir (the directory
@@ -85,7 +71,7 @@ var ErrNotFound = errors.New("driver not found")
 // tracing.driver.path) is used as it is and must exist. The error for a
 // driver found nowhere lists every place that was looked at and how to fix it.
 func (s Search) Find(name, explicitPath string) (string, error) {
-	if err := ValidateName(name); err != nil {
+	if err := wire.ValidateName(name); err != nil {
 		return "", err
 	}
 	if explicitPath != "" {
@@ -94,7 +80,7 @@ func (s Search) Find(name, explicitPath string) (string, error) {
 		}
 		return filepath.Abs(explicitPath)
 	}
-	bin := BinaryPrefix + name
+	bin := wire.BinaryPrefix + name
 	var looked, pathDirs []string
 	for _, p := range s.places() {
 		candidate := filepath.Join(p.dir, bin)
@@ -171,8 +157,8 @@ func (s Search) List() []Found {
 			continue
 		}
 		for _, e := range entries {
-			name, ok := strings.CutPrefix(e.Name(), BinaryPrefix)
-			if !ok || ValidateName(name) != nil {
+			name, ok := strings.CutPrefix(e.Name(), wire.BinaryPrefix)
+			if !ok || wire.ValidateName(name) != nil {
 				continue
 			}
 			path := filepath.Join(p.dir, e.Name())

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tracehop/tracehop/cmd/tracehop/inject"
+	"github.com/tracehop/tracehop/internal/inject"
 )
 
 // Inject never panics; what it accepts it writes as YAML that it then

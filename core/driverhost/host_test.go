@@ -1,4 +1,4 @@
-package plugin_test
+package driverhost_test
 
 import (
 	"bytes"
@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/pipeline"
-	"github.com/tracehop/tracehop/core/plugin"
 	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	testDriverBin = filepath.Join(dir, plugin.BinaryPrefix+"fault")
+	testDriverBin = filepath.Join(dir, wire.BinaryPrefix+"fault")
 	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if out, err := exec.Command(gocmd, "build", "-o", testDriverBin, "github.com/tracehop/tracehop/sdk/internal/testdriver").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the test driver: %v\n%s", err, out)
@@ -74,12 +74,12 @@ func jsonConfig(t *testing.T, v map[string]any) []byte {
 	return b
 }
 
-func start(t *testing.T, spec plugin.Spec, opts plugin.Options) (*plugin.Driver, error) {
+func start(t *testing.T, spec driverhost.Spec, opts driverhost.Options) (*driverhost.Process, error) {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = drivertest.TestLogger(t)
 	}
-	d, err := plugin.Start(context.Background(), spec, opts)
+	d, err := driverhost.Start(context.Background(), spec, opts)
 	if err == nil {
 		t.Cleanup(func() { d.Shutdown(context.Background()) })
 	}
@@ -93,7 +93,7 @@ func copyBinary(t *testing.T, dir, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, plugin.BinaryPrefix+name)
+	path := filepath.Join(dir, wire.BinaryPrefix+name)
 	if err := os.WriteFile(path, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestFindSearchOrder(t *testing.T) {
 	for _, k := range []string{"plugin_dir", "env", "exe", "path1", "path2"} {
 		dirs[k] = t.TempDir()
 	}
-	s := plugin.Search{
+	s := driverhost.Search{
 		PluginDir: dirs["plugin_dir"], EnvDir: dirs["env"], ExeDir: dirs["exe"],
 		PathList: dirs["path1"] + string(os.PathListSeparator) + dirs["path2"],
 	}
@@ -134,9 +134,9 @@ func TestFindSearchOrder(t *testing.T) {
 
 func TestFindNotFoundListsEveryPlace(t *testing.T) {
 	pd, pathDir := t.TempDir(), t.TempDir()
-	s := plugin.Search{PluginDir: pd, ExeDir: "/opt/tracehop/bin", PathList: pathDir}
+	s := driverhost.Search{PluginDir: pd, ExeDir: "/opt/tracehop/bin", PathList: pathDir}
 	_, err := s.Find("zipkin", "")
-	if !errors.Is(err, plugin.ErrNotFound) {
+	if !errors.Is(err, driverhost.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
 	for _, want := range []string{
@@ -163,8 +163,8 @@ func TestStartByNameAndLogs(t *testing.T) {
 	dir := t.TempDir()
 	copyBinary(t, dir, "fault")
 	logs := &logBuffer{}
-	d, err := start(t, plugin.Spec{Name: "fault", Config: []byte(`{}`)},
-		plugin.Options{Search: plugin.Search{PluginDir: dir}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	d, err := start(t, driverhost.Spec{Name: "fault", Config: []byte(`{}`)},
+		driverhost.Options{Search: driverhost.Search{PluginDir: dir}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestChecksum(t *testing.T) {
 	b, _ := os.ReadFile(bin)
 	sum := sha256.Sum256(b)
 	pin := "sha256:" + hex.EncodeToString(sum[:])
-	if _, err := start(t, plugin.Spec{Name: "fault", Path: bin, Checksum: pin}, plugin.Options{}); err != nil {
+	if _, err := start(t, driverhost.Spec{Name: "fault", Path: bin, Checksum: pin}, driverhost.Options{}); err != nil {
 		t.Fatalf("the right pin was refused: %v", err)
 	}
 	// Tamper with the binary: one extra byte (in a new file, since the
@@ -196,11 +196,11 @@ func TestChecksum(t *testing.T) {
 	if err := os.Rename(bin+".new", bin); err != nil {
 		t.Fatal(err)
 	}
-	_, err := start(t, plugin.Spec{Name: "fault", Path: bin, Checksum: pin}, plugin.Options{})
+	_, err := start(t, driverhost.Spec{Name: "fault", Path: bin, Checksum: pin}, driverhost.Options{})
 	if err == nil || !strings.Contains(err.Error(), "refusing to run") || !strings.Contains(err.Error(), pin) {
 		t.Fatalf("a tampered binary must be refused naming the pin, got %v", err)
 	}
-	_, err = start(t, plugin.Spec{Name: "fault", Path: bin, Checksum: "md5:abc"}, plugin.Options{})
+	_, err = start(t, driverhost.Spec{Name: "fault", Path: bin, Checksum: "md5:abc"}, driverhost.Options{})
 	if err == nil || !strings.Contains(err.Error(), "tracing.driver.checksum") {
 		t.Fatalf("a malformed pin must be refused naming the key, got %v", err)
 	}
@@ -208,7 +208,7 @@ func TestChecksum(t *testing.T) {
 
 func writeScript(t *testing.T, body string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), plugin.BinaryPrefix+"bogus")
+	path := filepath.Join(t.TempDir(), wire.BinaryPrefix+"bogus")
 	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestRefusesWhatIsNotADriver(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := start(t, plugin.Spec{Name: "bogus", Path: writeScript(t, c.script)}, plugin.Options{StartTimeout: time.Second})
+			_, err := start(t, driverhost.Spec{Name: "bogus", Path: writeScript(t, c.script)}, driverhost.Options{StartTimeout: time.Second})
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `driver "bogus"`) {
 				t.Fatalf("err = %v, want it to name the driver and say %q", err, c.want)
 			}
@@ -248,7 +248,7 @@ func TestConfigureFailures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, c.config)}, plugin.Options{})
+			_, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, c.config)}, driverhost.Options{})
 			if err == nil {
 				t.Fatal("Start succeeded")
 			}
@@ -265,11 +265,11 @@ func TestExplicitEnvironment(t *testing.T) {
 	t.Setenv("DD_TRACE_ENABLED", "false") // must not leak into the driver
 	t.Setenv("TRACEHOP_TEST_PASSED", "yes")
 	dump := filepath.Join(t.TempDir(), "env")
-	_, err := start(t, plugin.Spec{
+	_, err := start(t, driverhost.Spec{
 		Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"dump_env": dump}),
 		Env:     map[string]string{"DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false"},
 		PassEnv: []string{"TRACEHOP_TEST_PASSED"},
-	}, plugin.Options{})
+	}, driverhost.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +321,8 @@ func span(id uint64) core.Span {
 // so that every span arrives.
 func TestDriverKilledMidStream(t *testing.T) {
 	record := filepath.Join(t.TempDir(), "record")
-	d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})},
-		plugin.Options{})
+	d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})},
+		driverhost.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,8 +381,8 @@ func TestDriverKilledMidStream(t *testing.T) {
 // A driver that stops answering (here: SIGSTOP) is found by the health
 // check and replaced.
 func TestDriverHungIsRestarted(t *testing.T) {
-	d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin},
-		plugin.Options{PingInterval: 100 * time.Millisecond, PingTimeout: 300 * time.Millisecond})
+	d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin},
+		driverhost.Options{PingInterval: 100 * time.Millisecond, PingTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,11 +407,11 @@ func TestDriverHungIsRestarted(t *testing.T) {
 // stalled one only fills (and drops from) its own queue.
 func TestFanOutWithStalledDriver(t *testing.T) {
 	record := filepath.Join(t.TempDir(), "record")
-	good, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})}, plugin.Options{})
+	good, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})}, driverhost.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stalled, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"stall": true})}, plugin.Options{})
+	stalled, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"stall": true})}, driverhost.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,14 +450,14 @@ func TestFanOutWithStalledDriver(t *testing.T) {
 // A driver says what it is without a handshake: its tracehop version and
 // protocol version, which tracehop version -drivers compares with its own.
 func TestDescribe(t *testing.T) {
-	info, err := plugin.Describe(context.Background(), testDriverBin)
+	info, err := driverhost.Describe(context.Background(), testDriverBin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.Version != core.Version || info.Protocol != wire.ProtocolVersion || info.Go == "" {
 		t.Fatalf("described as %+v", info)
 	}
-	if note := plugin.Compatibility(info); note != "" {
+	if note := driverhost.Compatibility(info); note != "" {
 		t.Errorf("a driver of this very build: %q", note)
 	}
 	other := filepath.Join(t.TempDir(), "tracehop-driver-other")
@@ -465,18 +465,18 @@ func TestDescribe(t *testing.T) {
 		"github.com/tracehop/tracehop/sdk/internal/testdriver").CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	info, err = plugin.Describe(context.Background(), other)
+	info, err = driverhost.Describe(context.Background(), other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if note := plugin.Compatibility(info); info.Version != "v9.9.9" || !strings.Contains(note, "built from tracehop v9.9.9") {
+	if note := driverhost.Compatibility(info); info.Version != "v9.9.9" || !strings.Contains(note, "built from tracehop v9.9.9") {
 		t.Errorf("a driver from another release: %+v, %q", info, note)
 	}
 	info.Protocol = wire.ProtocolVersion + 1
-	if note := plugin.Compatibility(info); !strings.Contains(note, fmt.Sprintf("protocol %d, this tracehop speaks %d", wire.ProtocolVersion+1, wire.ProtocolVersion)) || !strings.Contains(note, "install the driver from the same tracehop release") {
+	if note := driverhost.Compatibility(info); !strings.Contains(note, fmt.Sprintf("protocol %d, this tracehop speaks %d", wire.ProtocolVersion+1, wire.ProtocolVersion)) || !strings.Contains(note, "install the driver from the same tracehop release") {
 		t.Errorf("another protocol: %q", note)
 	}
-	if _, err := plugin.Describe(context.Background(), "/bin/true"); err == nil || !strings.Contains(err.Error(), "did not say what it is") {
+	if _, err := driverhost.Describe(context.Background(), "/bin/true"); err == nil || !strings.Contains(err.Error(), "did not say what it is") {
 		t.Errorf("a program that is no driver: %v", err)
 	}
 }
@@ -485,8 +485,8 @@ func TestDescribe(t *testing.T) {
 // boundary: the SDK sends them, the host hands them to the pipeline.
 func TestExportCarriesRetryDelayAndPartialRejection(t *testing.T) {
 	t.Run("retry_after", func(t *testing.T) {
-		d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin,
-			Config: jsonConfig(t, map[string]any{"fail_first": 1, "retry_after": "1500ms"})}, plugin.Options{})
+		d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin,
+			Config: jsonConfig(t, map[string]any{"fail_first": 1, "retry_after": "1500ms"})}, driverhost.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,8 +503,8 @@ func TestExportCarriesRetryDelayAndPartialRejection(t *testing.T) {
 	})
 	t.Run("partial_rejection", func(t *testing.T) {
 		record := filepath.Join(t.TempDir(), "record")
-		d, err := start(t, plugin.Spec{Name: "fault", Path: testDriverBin,
-			Config: jsonConfig(t, map[string]any{"record": record, "reject_each": 2})}, plugin.Options{})
+		d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin,
+			Config: jsonConfig(t, map[string]any{"record": record, "reject_each": 2})}, driverhost.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

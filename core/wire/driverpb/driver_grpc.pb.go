@@ -9,7 +9,7 @@
 // - protoc             v3.21.12
 // source: driver.proto
 
-package wire
+package driverpb
 
 import (
 	context "context"

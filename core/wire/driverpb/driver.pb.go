@@ -9,7 +9,7 @@
 // 	protoc        v3.21.12
 // source: driver.proto
 
-package wire
+package driverpb
 
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -573,7 +573,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x06Driver\x12X\n" +
 	"\tConfigure\x12$.tracehop.driver.v1.ConfigureRequest\x1a%.tracehop.driver.v1.ConfigureResponse\x12O\n" +
 	"\x06Export\x12!.tracehop.driver.v1.ExportRequest\x1a\".tracehop.driver.v1.ExportResponse\x12U\n" +
-	"\bShutdown\x12#.tracehop.driver.v1.ShutdownRequest\x1a$.tracehop.driver.v1.ShutdownResponseB(Z&github.com/tracehop/tracehop/core/wireb\x06proto3"
+	"\bShutdown\x12#.tracehop.driver.v1.ShutdownRequest\x1a$.tracehop.driver.v1.ShutdownResponseB1Z/github.com/tracehop/tracehop/core/wire/driverpbb\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once

@@ -1,9 +1,9 @@
-// Package datadogtest is a Datadog agent stand-in for tests: it answers
+// Package datadogreceiver is a Datadog agent stand-in for tests: it answers
 // /info, decodes the trace payloads the tracer really sends (v0.4 msgpack:
 // an array of chunks, each an array of spans), and records every other
 // request, so that a test can assert the driver sent no telemetry or remote
 // configuration traffic.
-package datadogtest
+package datadogreceiver
 
 import (
 	"encoding/json"

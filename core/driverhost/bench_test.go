@@ -1,4 +1,4 @@
-package plugin_test
+package driverhost_test
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/core/plugin"
+	"github.com/tracehop/tracehop/core/driverhost"
 )
 
 // proxySpan is shaped like the spans the proxy makes: Envoy's tag set.
@@ -61,7 +61,7 @@ func cpuTime() time.Duration {
 func BenchmarkPluginExport(b *testing.B) {
 	for _, batch := range []int{128, 512} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			d, err := plugin.Start(context.Background(), plugin.Spec{Name: "fault", Path: testDriverBin}, plugin.Options{})
+			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "fault", Path: testDriverBin}, driverhost.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package plugin
+package driverhost
 
 import (
 	"context"
@@ -18,7 +18,6 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
+	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
 
 // Handshake is the go-plugin handshake both sides use.
@@ -34,10 +34,6 @@ var Handshake = goplugin.HandshakeConfig{
 	MagicCookieKey:   wire.MagicCookieKey,
 	MagicCookieValue: wire.MagicCookieValue,
 }
-
-// MaxMessageBytes bounds one gRPC message between host and driver; a batch
-// of the default 512 spans is far below it.
-const MaxMessageBytes = 64 << 20
 
 // Spec says which driver to run and how, as the tracing config gives it.
 type Spec struct {
@@ -57,19 +53,6 @@ type Spec struct {
 	Env map[string]string
 	// PassEnv names variables of tracehop's environment the driver may see.
 	PassEnv []string
-}
-
-// ParseChecksum decodes a "sha256:HEX" pin.
-func ParseChecksum(pin string) ([]byte, error) {
-	hexsum, ok := strings.CutPrefix(pin, "sha256:")
-	if !ok {
-		return nil, fmt.Errorf("checksum %q must start with \"sha256:\" (get it with: sha256sum BINARY)", pin)
-	}
-	sum, err := hex.DecodeString(hexsum)
-	if err != nil || len(sum) != sha256.Size {
-		return nil, fmt.Errorf("checksum %q must be sha256: followed by 64 hex digits", pin)
-	}
-	return sum, nil
 }
 
 // Options tune how drivers are started and supervised. Zero fields take
@@ -110,9 +93,13 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Driver is a supervised driver plugin process. It implements core.Driver;
-// Export waits (within its context) while a crashed process is restarted.
-type Driver struct {
+// Process is a driver process under supervision: Start launches and
+// configures it, and it is restarted (and configured again) whenever it
+// exits, its connection breaks or it stops answering health checks. It
+// implements core.Driver, so the pipeline cannot tell it from an in-process
+// driver; Export waits (within its context) while a crashed process is
+// restarted.
+type Process struct {
 	spec Spec
 	path string
 	opts Options
@@ -131,13 +118,13 @@ type Driver struct {
 	bufs     sync.Pool // *[]byte: packed batches, reused (gRPC marshals before Export returns)
 }
 
-var _ core.Driver = (*Driver)(nil)
+var _ core.Driver = (*Process)(nil)
 
 // instance is one run of the driver's process.
 type instance struct {
 	cmd    *exec.Cmd
 	client *goplugin.Client
-	rpc    wire.DriverClient
+	rpc    driverpb.DriverClient
 	conn   *grpc.ClientConn
 	tail   *stderrTail
 	failed chan struct{} // closed by markFailed
@@ -170,18 +157,18 @@ func killGroup(cmd *exec.Cmd) {
 // driver speaking this protocol (and the pinned checksum), and configures it.
 // Every way this can fail yields an error that names the driver and says
 // what to do; tracehop must refuse to start on any of them.
-func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
+func Start(ctx context.Context, spec Spec, opts Options) (*Process, error) {
 	opts = opts.withDefaults()
 	path, err := opts.Search.Find(spec.Name, spec.Path)
 	if err != nil {
 		return nil, err
 	}
 	if spec.Checksum != "" {
-		if _, err := ParseChecksum(spec.Checksum); err != nil {
+		if _, err := wire.ParseChecksum(spec.Checksum); err != nil {
 			return nil, fmt.Errorf("driver %q: tracing.driver.checksum: %w", spec.Name, err)
 		}
 	}
-	d := &Driver{
+	p := &Process{
 		spec: spec,
 		path: path,
 		opts: opts,
@@ -189,63 +176,63 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Driver, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	d.bufs.New = func() any { return new([]byte) }
-	in, caps, err := d.launch(ctx)
+	p.bufs.New = func() any { return new([]byte) }
+	in, caps, err := p.launch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	d.caps = caps
-	d.cur = in
-	d.up.Store(true)
-	go d.supervise()
-	d.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
-	return d, nil
+	p.caps = caps
+	p.cur = in
+	p.up.Store(true)
+	go p.supervise()
+	p.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
+	return p, nil
 }
 
 // Pid returns the process id of the live driver process, or 0 while it is
 // being restarted.
-func (d *Driver) Pid() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cur == nil {
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
 		return 0
 	}
-	if rc := d.cur.client.ReattachConfig(); rc != nil {
+	if rc := p.cur.client.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}
 	return 0
 }
 
 // Path returns the executable the driver runs from.
-func (d *Driver) Path() string { return d.path }
+func (p *Process) Path() string { return p.path }
 
 // Capabilities returns what the driver declared at its first Configure.
-func (d *Driver) Capabilities() core.Capabilities { return d.caps }
+func (p *Process) Capabilities() core.Capabilities { return p.caps }
 
 // Restarts counts how often the process was restarted.
-func (d *Driver) Restarts() uint64 { return d.restarts.Load() }
+func (p *Process) Restarts() uint64 { return p.restarts.Load() }
 
 // Up reports whether a configured process is serving right now.
-func (d *Driver) Up() bool { return d.up.Load() }
+func (p *Process) Up() bool { return p.up.Load() }
 
 // Configure is part of core.Driver; Start has already configured the
 // process (and configures every restarted one), so it only returns the
 // capabilities.
-func (d *Driver) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
-	return d.caps, nil
+func (p *Process) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
+	return p.caps, nil
 }
 
 // baseEnv lists the variables every driver inherits from tracehop.
 var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"}
 
-func (d *Driver) environ() []string {
+func (p *Process) environ() []string {
 	vals := map[string]string{}
-	for _, k := range slices.Concat(baseEnv, d.spec.PassEnv) {
+	for _, k := range slices.Concat(baseEnv, p.spec.PassEnv) {
 		if v, ok := os.LookupEnv(k); ok {
 			vals[k] = v
 		}
 	}
-	for k, v := range d.spec.Env {
+	for k, v := range p.spec.Env {
 		vals[k] = v
 	}
 	env := make([]string, 0, len(vals))
@@ -256,17 +243,17 @@ func (d *Driver) environ() []string {
 	return env
 }
 
-func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, error) {
-	name := d.spec.Name
-	cmd := exec.Command(d.path)
-	cmd.Env = d.environ()
+func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, error) {
+	name := p.spec.Name
+	cmd := exec.Command(p.path)
+	cmd.Env = p.environ()
 	// A group of its own: tracehop stops its drivers itself (after
 	// flushing them), so a Ctrl-C to tracehop's terminal must not reach
 	// them first, and killGroup can take their children along.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var secure *goplugin.SecureConfig
-	if d.spec.Checksum != "" {
-		sum, _ := ParseChecksum(d.spec.Checksum)
+	if p.spec.Checksum != "" {
+		sum, _ := wire.ParseChecksum(p.spec.Checksum)
 		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	tail := &stderrTail{}
@@ -278,14 +265,14 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		Logger:           newHCLogger(d.log),
+		Logger:           newHCLogger(p.log),
 		Stderr:           tail,
 		// A driver configured to write to standard output (the file
 		// driver's path "-") writes to tracehop's.
 		SyncStdout:   os.Stdout,
-		StartTimeout: d.opts.StartTimeout,
+		StartTimeout: p.opts.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
+			grpc.MaxCallSendMsgSize(wire.MaxMessageBytes), grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes))},
 	})
 	// Until the handshake is done the program may not be a driver at all
 	// and is killed outright; after it, it can be asked to exit.
@@ -299,22 +286,22 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 	}
 	proto, err := client.Client()
 	if err != nil {
-		return fail(d.startError(err, tail))
+		return fail(p.startError(err, tail))
 	}
 	raw, err := proto.Dispense(wire.PluginName)
 	if err != nil {
 		return fail(fmt.Errorf("driver %q (%s): does not serve the tracehop driver service: %v; "+
-			"is it built with the tracehop SDK (sdk.Serve)?", name, d.path, err))
+			"is it built with the tracehop SDK (sdk.Serve)?", name, p.path, err))
 	}
 	handshaken = true
 	h := raw.(*grpcHandle)
 	in := &instance{cmd: cmd, client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
 
-	cctx, cancel := context.WithTimeout(ctx, d.opts.ConfigureTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.ConfigureTimeout)
 	defer cancel()
-	resp, err := in.rpc.Configure(cctx, &wire.ConfigureRequest{
-		ConfigJson: d.spec.Config,
-		Host:       wire.HostInfoToWire(d.host()),
+	resp, err := in.rpc.Configure(cctx, &driverpb.ConfigureRequest{
+		ConfigJson: p.spec.Config,
+		Host:       driverpb.HostInfoToWire(p.host()),
 	})
 	if err != nil {
 		st, _ := status.FromError(err)
@@ -325,44 +312,18 @@ func (d *Driver) launch(ctx context.Context) (*instance, core.Capabilities, erro
 			return fail(fmt.Errorf("driver %q crashed during Configure: %s%s", name, st.Message(), tail))
 		case st.Code() == codes.DeadlineExceeded:
 			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
-				"a driver must not wait on its collector while configuring", name, d.opts.ConfigureTimeout))
+				"a driver must not wait on its collector while configuring", name, p.opts.ConfigureTimeout))
 		default:
-			ce := &ConfigError{Driver: name, Message: st.Message()}
-			for _, d := range st.Details() {
-				if br, ok := d.(*errdetails.BadRequest); ok {
-					for _, v := range br.GetFieldViolations() {
-						ce.Problems = append(ce.Problems, ConfigProblem{Key: v.GetField(), Message: v.GetDescription()})
-					}
-				}
-			}
-			return fail(ce)
+			// A refused config: a *wire.ConfigError naming the keys.
+			return fail(driverpb.ConfigureError(name, err))
 		}
 	}
-	return in, wire.CapabilitiesFromWire(resp.Capabilities), nil
+	return in, driverpb.CapabilitiesFromWire(resp.Capabilities), nil
 }
 
-// ConfigError is a driver's refusal of its config. Problems, when the
-// driver was built with the SDK's DecodeConfig or Problems, name each key
-// (a dotted path inside the driver's config block), so that the host can
-// say where each is in its YAML file.
-type ConfigError struct {
-	Driver   string
-	Message  string
-	Problems []ConfigProblem
-}
-
-// ConfigProblem is one problem with one key of a driver's config.
-type ConfigProblem struct {
-	Key, Message string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("driver %q rejected its config: %s", e.Driver, e.Message)
-}
-
-func (d *Driver) host() core.HostInfo {
-	h := d.opts.Host
-	h.DriverName = d.spec.Name
+func (p *Process) host() core.HostInfo {
+	h := p.opts.Host
+	h.DriverName = p.spec.Name
 	return h
 }
 
@@ -375,8 +336,8 @@ func waitExited(c *goplugin.Client, max time.Duration) {
 }
 
 // startError turns go-plugin's launch errors into ones that say what to do.
-func (d *Driver) startError(err error, tail *stderrTail) error {
-	name, path := d.spec.Name, d.path
+func (p *Process) startError(err error, tail *stderrTail) error {
+	name, path := p.spec.Name, p.path
 	msg := err.Error()
 	switch {
 	case errors.Is(err, goplugin.ErrChecksumsDoNotMatch):
@@ -390,7 +351,7 @@ func (d *Driver) startError(err error, tail *stderrTail) error {
 		}
 		return fmt.Errorf("driver %q: refusing to run %s: its checksum is %s but tracing.driver.checksum pins %s; "+
 			"the binary changed since it was pinned: reinstall the driver you trust, or update the pin",
-			name, path, actual, d.spec.Checksum)
+			name, path, actual, p.spec.Checksum)
 	case strings.Contains(msg, "incompatible API version"), strings.Contains(msg, "incompatible core API version"):
 		return fmt.Errorf("driver %q (%s) speaks another protocol version than this tracehop (%d): %s; "+
 			"rebuild the driver against a matching tracehop SDK", name, path, wire.ProtocolVersion, msg)
@@ -412,13 +373,13 @@ func firstLine(s string) string {
 }
 
 // current returns the live instance, waiting for a restart within ctx.
-func (d *Driver) current(ctx context.Context) (*instance, error) {
+func (p *Process) current(ctx context.Context) (*instance, error) {
 	for {
-		d.mu.Lock()
-		in, ready, down := d.cur, d.ready, d.shutdown
-		d.mu.Unlock()
+		p.mu.Lock()
+		in, ready, down := p.cur, p.ready, p.shutdown
+		p.mu.Unlock()
 		if down {
-			return nil, core.Permanent(fmt.Errorf("driver %q is shut down", d.spec.Name))
+			return nil, core.Permanent(fmt.Errorf("driver %q is shut down", p.spec.Name))
 		}
 		if in != nil {
 			return in, nil
@@ -426,7 +387,7 @@ func (d *Driver) current(ctx context.Context) (*instance, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil, core.Retryable(fmt.Errorf("driver %q is restarting: %w", d.spec.Name, ctx.Err()))
+			return nil, core.Retryable(fmt.Errorf("driver %q is restarting: %w", p.spec.Name, ctx.Err()))
 		}
 	}
 }
@@ -434,140 +395,122 @@ func (d *Driver) current(ctx context.Context) (*instance, error) {
 // Export sends one batch to the driver process. Transport failures and a
 // dead process are retryable (the process is restarted; the pipeline
 // re-sends); the driver's own errors keep the class it gave them.
-func (d *Driver) Export(ctx context.Context, spans []core.Span) error {
-	in, err := d.current(ctx)
+func (p *Process) Export(ctx context.Context, spans []core.Span) error {
+	in, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
-	buf := d.bufs.Get().(*[]byte)
+	buf := p.bufs.Get().(*[]byte)
 	*buf = wire.AppendBatch((*buf)[:0], spans)
-	resp, err := in.rpc.Export(ctx, &wire.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
+	resp, err := in.rpc.Export(ctx, &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
-		d.bufs.Put(buf)
+		p.bufs.Put(buf)
 	}
-	if err == nil {
-		// nil when the driver reported no partial rejection
-		return core.PartiallyRejected(int(resp.GetRejectedSpans()), resp.GetRejectedMessage())
-	}
-	st, _ := status.FromError(err)
-	switch st.Code() {
-	case codes.Unavailable:
-		// Only the transport says UNAVAILABLE (the SDK sends a driver's
-		// own retryable errors as ABORTED): the connection or the process
-		// is gone, so replace it.
+	if driverpb.Unreachable(err) {
+		// The connection or the process is gone: replace it.
 		in.markFailed()
-		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", d.spec.Name, st.Message()))
-	case codes.Aborted, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Unknown, codes.Internal:
-		return core.RetryAfter(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()), retryDelay(st))
-	default:
-		return core.Permanent(fmt.Errorf("driver %q: %s", d.spec.Name, st.Message()))
+		return core.Retryable(fmt.Errorf("driver %q is unreachable: %s", p.spec.Name, status.Convert(err).Message()))
 	}
-}
-
-// retryDelay is the delay a driver passed on from its back end (the SDK sends
-// core.RetryAfter's delay as a RetryInfo detail), or zero.
-func retryDelay(st *status.Status) time.Duration {
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-			return ri.GetRetryDelay().AsDuration()
-		}
+	err = driverpb.ExportError(resp, err)
+	if err == nil || core.AsPartialRejection(err) != nil {
+		return err
 	}
-	return 0
+	return fmt.Errorf("driver %q: %w", p.spec.Name, err)
 }
 
 // Shutdown stops supervision, lets the driver flush within ctx and stops the
 // process. It is idempotent.
-func (d *Driver) Shutdown(ctx context.Context) error {
-	d.mu.Lock()
-	if d.shutdown {
-		d.mu.Unlock()
+func (p *Process) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if p.shutdown {
+		p.mu.Unlock()
 		return nil
 	}
-	d.shutdown = true
-	in := d.cur
-	if d.ready != nil {
-		close(d.ready) // wake Export calls waiting for a restart
-		d.ready = nil
+	p.shutdown = true
+	in := p.cur
+	if p.ready != nil {
+		close(p.ready) // wake Export calls waiting for a restart
+		p.ready = nil
 	}
-	d.mu.Unlock()
-	close(d.stop)
-	<-d.done
-	d.up.Store(false)
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	p.up.Store(false)
 	if in == nil {
 		return nil
 	}
-	_, err := in.rpc.Shutdown(ctx, &wire.ShutdownRequest{})
+	_, err := in.rpc.Shutdown(ctx, &driverpb.ShutdownRequest{})
 	in.kill(err == nil)
 	if err != nil {
-		return fmt.Errorf("driver %q: shutdown: %s", d.spec.Name, status.Convert(err).Message())
+		return fmt.Errorf("driver %q: shutdown: %s", p.spec.Name, status.Convert(err).Message())
 	}
 	return nil
 }
 
 // supervise watches the live process and replaces it when it exits, its
 // connection breaks, or it stops answering health checks.
-func (d *Driver) supervise() {
-	defer close(d.done)
-	backoff := d.opts.RestartMin
+func (p *Process) supervise() {
+	defer close(p.done)
+	backoff := p.opts.RestartMin
 	for {
-		d.mu.Lock()
-		in := d.cur
-		d.mu.Unlock()
-		reason := d.watch(in)
+		p.mu.Lock()
+		in := p.cur
+		p.mu.Unlock()
+		reason := p.watch(in)
 		if reason == "" {
 			return // stopping
 		}
-		d.up.Store(false)
-		d.mu.Lock()
-		d.cur = nil
-		d.ready = make(chan struct{})
-		d.mu.Unlock()
+		p.up.Store(false)
+		p.mu.Lock()
+		p.cur = nil
+		p.ready = make(chan struct{})
+		p.mu.Unlock()
 		waitExited(in.client, 200*time.Millisecond)
-		d.log.Error("driver process failed; restarting it", "reason", reason, "last_stderr", strings.TrimSpace(in.tail.String()))
+		p.log.Error("driver process failed; restarting it", "reason", reason, "last_stderr", strings.TrimSpace(in.tail.String()))
 		in.kill(false)
 
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), d.opts.StartTimeout+d.opts.ConfigureTimeout)
-			next, _, err := d.launch(ctx)
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.StartTimeout+p.opts.ConfigureTimeout)
+			next, _, err := p.launch(ctx)
 			cancel()
 			if err == nil {
-				d.restarts.Add(1)
-				d.mu.Lock()
-				if d.shutdown {
-					d.mu.Unlock()
+				p.restarts.Add(1)
+				p.mu.Lock()
+				if p.shutdown {
+					p.mu.Unlock()
 					next.kill(false)
 					return
 				}
-				d.cur = next
-				close(d.ready)
-				d.ready = nil
-				d.mu.Unlock()
-				d.up.Store(true)
-				d.log.Warn("driver process restarted", "restarts", d.restarts.Load())
-				backoff = d.opts.RestartMin
+				p.cur = next
+				close(p.ready)
+				p.ready = nil
+				p.mu.Unlock()
+				p.up.Store(true)
+				p.log.Warn("driver process restarted", "restarts", p.restarts.Load())
+				backoff = p.opts.RestartMin
 				break
 			}
-			d.log.Error("driver restart failed; will retry", "error", err, "retry_in", backoff)
+			p.log.Error("driver restart failed; will retry", "error", err, "retry_in", backoff)
 			select {
-			case <-d.stop:
+			case <-p.stop:
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, d.opts.RestartMax)
+			backoff = min(2*backoff, p.opts.RestartMax)
 		}
 	}
 }
 
 // watch blocks until in fails (returning why) or the driver is stopped
 // (returning "").
-func (d *Driver) watch(in *instance) string {
-	ping := time.NewTicker(d.opts.PingInterval)
+func (p *Process) watch(in *instance) string {
+	ping := time.NewTicker(p.opts.PingInterval)
 	defer ping.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	for {
 		select {
-		case <-d.stop:
+		case <-p.stop:
 			return ""
 		case <-in.failed:
 			return "the connection to the driver broke"
@@ -576,16 +519,16 @@ func (d *Driver) watch(in *instance) string {
 				return "the driver process exited"
 			}
 		case <-ping.C:
-			ctx, cancel := context.WithTimeout(context.Background(), d.opts.PingTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.PingTimeout)
 			_, err := healthpb.NewHealthClient(in.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: goplugin.GRPCServiceName})
 			cancel()
 			if err != nil {
 				select {
-				case <-d.stop:
+				case <-p.stop:
 					return ""
 				default:
 				}
-				return fmt.Sprintf("the driver did not answer a health check within %s: %v", d.opts.PingTimeout, err)
+				return fmt.Sprintf("the driver did not answer a health check within %s: %v", p.opts.PingTimeout, err)
 			}
 		}
 	}
@@ -597,7 +540,7 @@ type grpcPlugin struct {
 }
 
 type grpcHandle struct {
-	rpc  wire.DriverClient
+	rpc  driverpb.DriverClient
 	conn *grpc.ClientConn
 }
 
@@ -606,5 +549,5 @@ func (grpcPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
 }
 
 func (grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return &grpcHandle{rpc: wire.NewDriverClient(conn), conn: conn}, nil
+	return &grpcHandle{rpc: driverpb.NewDriverClient(conn), conn: conn}, nil
 }

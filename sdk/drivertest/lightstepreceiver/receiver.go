@@ -1,10 +1,10 @@
-// Package lightsteptest is a LightStep collector stand-in for tests: no
+// Package lightstepreceiver is a LightStep collector stand-in for tests: no
 // open-source LightStep collector exists, so it serves the real report
 // protocol from the library's own collectorpb types, over gRPC
 // (lightstep.collector.CollectorService/Report) and HTTP (POST
 // /api/v2/reports, a protobuf ReportRequest), and converts what arrives
 // back into spans.
-package lightsteptest
+package lightstepreceiver
 
 import (
 	"context"
