@@ -207,9 +207,9 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 // driverKey identifies a driver's process: a reload keeps a driver whose
 // key is unchanged. A new queue block restarts every driver (an exporter
 // keeps the queue it was made with).
-func driverKey(cfg *config.Config, d config.Driver) string {
+func driverKey(cfg *config.Config, d config.DriverEntry) string {
 	raw, _ := json.Marshal(struct {
-		Driver    config.Driver
+		Driver    config.DriverEntry
 		PluginDir string
 		Host      core.HostInfo
 		Queue     config.Queue

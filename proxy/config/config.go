@@ -192,8 +192,8 @@ type Cluster struct {
 
 // Tracing configures span generation, propagation and delivery.
 type Tracing struct {
-	Driver  *Driver  `yaml:"driver"`
-	Drivers []Driver `yaml:"drivers"`
+	Driver  *DriverEntry  `yaml:"driver"`
+	Drivers []DriverEntry `yaml:"drivers"`
 	// PluginDir is searched first for driver executables; relative to the
 	// config file's directory.
 	PluginDir string `yaml:"plugin_dir"`
@@ -218,8 +218,11 @@ type Tracing struct {
 // Linking reports whether link_by_request_id is on.
 func (t *Tracing) Linking() bool { return t.LinkByRequestID == nil || *t.LinkByRequestID }
 
-// Driver selects one tracer driver by name.
-type Driver struct {
+// DriverEntry is one driver entry of the tracing block: which driver (by
+// name, or path), how it is launched and the config it is given. The
+// running process is internal/app.RunningDriver; the interface it serves,
+// core.Driver.
+type DriverEntry struct {
 	Name     string         `yaml:"name"`
 	Path     string         `yaml:"path"`
 	Checksum string         `yaml:"checksum"`
@@ -283,9 +286,9 @@ func (q Queue) Pipeline() pipeline.Config {
 }
 
 // AllDrivers returns driver and drivers as one list.
-func (t *Tracing) AllDrivers() []Driver {
+func (t *Tracing) AllDrivers() []DriverEntry {
 	if t.Driver != nil {
-		return append([]Driver{*t.Driver}, t.Drivers...)
+		return append([]DriverEntry{*t.Driver}, t.Drivers...)
 	}
 	return t.Drivers
 }
@@ -390,7 +393,7 @@ func (c *Config) applyDefaults() {
 		if t.PluginDir != "" && !filepath.IsAbs(t.PluginDir) {
 			t.PluginDir = filepath.Join(c.Dir, t.PluginDir)
 		}
-		for _, drv := range []*Driver{t.Driver} {
+		for _, drv := range []*DriverEntry{t.Driver} {
 			if drv != nil && drv.Path != "" && !filepath.IsAbs(drv.Path) {
 				drv.Path = filepath.Join(c.Dir, drv.Path)
 			}
@@ -592,7 +595,7 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 	if len(t.AllDrivers()) == 0 {
 		bad("tracing", "names no driver: add driver: {name: file, config: {path: spans.jsonl}} (or remove the tracing block to proxy without tracing)")
 	}
-	check := func(key string, d Driver) {
+	check := func(key string, d DriverEntry) {
 		if d.Name == "" {
 			bad(key+".name", "is required (the driver tracehop-driver-NAME to run, such as file or zipkin)")
 		} else if err := wire.ValidateName(d.Name); err != nil {
