@@ -32,7 +32,45 @@
 // bounded by the drain timeout. A control plane (xDS-like) would feed
 // Apply the same way.
 //
-// The package is large; the concepts that stand on their own are split out:
+// # Rooms: one file per role, and arrows one way
+//
+// A request flows down through the files: each file uses only those listed
+// before it here, never one after it, so that one request can be followed
+// from the top without going back and forth
+// (TestFilesUseOnlyFilesBelowThem fails on two files that use each other).
+//
+//   - Tracing of a request. tracer.go: the Tracer built from the tracing
+//     config (propagation, sampling, custom tags); links.go: the request-id
+//     link table; tracing.go: begin and finish, which see a request only as
+//     a reqTrace (what the data plane tells tracing and what tracing
+//     decides) and a reqView: no connection, listener or route types, so
+//     both HTTP paths call them alike.
+//   - metrics.go: the per-route series and the tracer's and pipeline's
+//     counters. routes.go: a route, its matching and the upstream failures
+//     it maps to a status. frontend.go: a configured listener as a
+//     snapshot built it (routes, tracer, settings, its net/http server).
+//     request.go: reqState (one request in flight, embedding its reqTrace),
+//     request ids, headers never forwarded, and done, which records a
+//     finished request (spans, metrics, access log) for both paths.
+//   - The HTTP/1.1 fast path, bottom up: h1carrier.go (what tracing reads
+//     from parsed heads), h1conn.go (the client connection: reading a head,
+//     handing off to net/http, tracehop's own answers), h1upload.go (a
+//     streamed request body), h1relay.go (the response: 1xx, head, body),
+//     h1send.go (the request upstream), h1request.go (one request: route,
+//     trace, send, relay, record).
+//   - tls.go: a listener's TLS handshake and certificate reports;
+//     listener.go: a bound address, its accept loop and the connections it
+//     took (it holds the net.Listener; a reload points it at the frontend
+//     in force).
+//   - The net/http path (HTTP/1.0, HTTP/2, upgrades, what the fast path
+//     hands off): nethttp_body.go (the request body and the route timer),
+//     nethttp_exchange.go (the round trip and the response writer),
+//     nethttp.go (the handler).
+//   - snapshot.go: a snapshot and how it is built; server.go: the Server
+//     (start, shutdown, what the admin server reads); reload.go: Apply and
+//     the retirement of a replaced snapshot.
+//
+// The concepts that stand on their own are packages of their own:
 // proxy/config (the strict YAML), proxy/internal/h1 (HTTP/1.1 parsing and
 // framing for the fast path), proxy/internal/tlsconf (TLS material and its
 // rotation), proxy/internal/upstream (how a cluster's endpoints are
