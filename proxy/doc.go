@@ -7,7 +7,7 @@
 //
 // Everything built from a config (the listeners with their routes and
 // settings, the clusters, the tracer, the span pipeline) is one immutable
-// snapshot. A socket (one bound address) points at the listener of the
+// snapshot. A listener (one bound address) points at the frontend of the
 // snapshot in force; a request loads that pointer once, when its head has
 // arrived, and runs on what it found to its end: nothing on the request
 // path takes a lock for the configuration.
@@ -17,7 +17,7 @@
 // validates the file, starts and configures every driver that is new or
 // whose config changed, and binds the addresses of new listeners. Anything
 // that fails leaves the running snapshot untouched. Then Server.Apply points
-// every socket at the new listeners at once. What did not change is
+// every listener at the new frontends at once. What did not change is
 // shared, not rebuilt: a cluster with the same config (and its pooled
 // connections), the request-id link table and the tracer's counters, and,
 // through pipeline.Successor, the exporter (queue and process) of every

@@ -16,7 +16,7 @@ import (
 )
 
 // frontend is one configured frontend as a snapshot built it: its routes,
-// tracer and settings, never modified once built. Its socket serves the
+// tracer and settings, never modified once built. Its listener serves the
 // fast path on the frontend in force; the connections the fast path hands
 // to net/http stay with the frontend that took them (srv), until a reload
 // retires it.
@@ -31,7 +31,7 @@ type frontend struct {
 	accessLog bool
 	noRoute   *routeMetrics
 	srv       *http.Server // serves what the fast path hands off
-	handoff   *handoff     // srv's listener, made when the socket is bound
+	handoff   *handoff     // srv's listener, made when the listener is bound
 
 	idleTimeout   time.Duration
 	headerTimeout time.Duration

@@ -50,7 +50,7 @@ const (
 // request at a time, so it owns one request's state and buffers.
 type fastConn struct {
 	closing  *atomic.Bool // its listener's: drain has begun
-	l        *frontend    // the socket's listener in force for this request
+	l        *frontend    // the listener's frontend in force for this request
 	c        net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer // for chunked responses, made on first use

@@ -13,14 +13,15 @@ import (
 	"time"
 )
 
-// listener is one bound listening address and the fast-path connections it
-// accepted. It outlives configurations: a reload that keeps a listener's
-// address keeps its listener, so the port never refuses, and points it at
-// the listener built from the new config (cur). Each request loads cur
-// once, when its head has arrived, and runs on that listener to its end.
+// listener is one bound listening address (it holds the net.Listener) and
+// the fast-path connections it accepted. It outlives configurations: a
+// reload that keeps a configured listener's address keeps its listener, so
+// the port never refuses, and points it at the frontend built from the new
+// config (cur). Each request loads cur once, when its head has arrived,
+// and runs on that frontend to its end.
 type listener struct {
-	name string // the listener's name when the socket was opened, for logs
-	addr string // the configured address, which identifies the socket across reloads
+	name string // the configured listener's name when it was bound, for logs
+	addr string // the configured address, which identifies the listener across reloads
 	ln   net.Listener
 	log  *slog.Logger
 	cur  atomic.Pointer[frontend]

@@ -13,7 +13,7 @@ import (
 
 // Apply makes cfg the configuration in force, with tracer and p (nil
 // without tracing) built for it, without dropping a connection: a
-// listener whose address stays keeps its socket; new addresses are bound
+// listener whose address stays keeps its bound listener; new addresses are bound
 // first, and if one cannot be, nothing changes and the error names it.
 // Requests in flight finish on the snapshot they began on; it is retired
 // (its net/http connections closed when idle, its pipeline shut down
@@ -66,7 +66,7 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 	}
 	// The switch.
 	for i, sock := range kept {
-		if sock == nil { // not started: the socket binds at Start
+		if sock == nil { // not started: the listener binds at Start
 			sock = newListener(cfg.Listeners[i].Name, cfg.Listeners[i].Address, s.log)
 			sock.cur.Store(next.frontends[i])
 			kept[i] = sock

@@ -23,7 +23,7 @@ import (
 // and pipeline built from a validated config. It is never modified: a
 // reload builds the next one (sharing what did not change: clusters, the
 // link table, the exporters of drivers that carry over), points every
-// socket at it at once, and retires this one when its requests are done.
+// listener at it at once, and retires this one when its requests are done.
 type snapshot struct {
 	cfg       *config.Config
 	hash      string
