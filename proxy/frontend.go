@@ -15,7 +15,8 @@ import (
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
-// frontend is one configured frontend as a snapshot built it: its routes,
+// frontend is one configured listener (an entry of listeners:) as a
+// snapshot built it: its routes,
 // tracer and settings, never modified once built. Its listener serves the
 // fast path on the frontend in force; the connections the fast path hands
 // to net/http stay with the frontend that took them (srv), until a reload
