@@ -16,11 +16,10 @@ import (
 )
 
 // frontend is one configured listener (an entry of listeners:) as a
-// snapshot built it: its routes,
-// tracer and settings, never modified once built. Its listener serves the
-// fast path on the frontend in force; the connections the fast path hands
-// to net/http stay with the frontend that took them (srv), until a reload
-// retires it.
+// snapshot built it: its routes, tracer and settings, never modified once
+// built. Its listener serves the fast path on the frontend in force; the
+// connections the fast path hands to net/http stay with the frontend that
+// took them (srv), until a reload retires it.
 type frontend struct {
 	name      string
 	ingress   bool
