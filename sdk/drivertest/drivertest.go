@@ -46,6 +46,15 @@ type Backend struct {
 	// its test receiver cannot pass. Optional, but without it such a bug
 	// goes unseen; a back end that keeps 64 bits returns 16 digits.
 	TraceIDs func() ([]string, error)
+	// AnswerLate makes the back end take (and store) each request as it
+	// arrives but answer it only after the given delay, a distant or
+	// loaded collector, until restore is called; Gate.AnswerLate does it
+	// for any protocol. The kit stops tracehop's pipeline while such an
+	// export is in flight and checks that every span is stored exactly
+	// once: the host must await the answer, not cancel the export and
+	// send the batch again (back ends do not deduplicate). Without it that
+	// check is skipped; give it for any back end reached over a network.
+	AnswerLate func(after time.Duration) (restore func())
 }
 
 // Failure is a way a back end fails.
@@ -162,6 +171,7 @@ func runChecks(t *testing.T, s Suite, start starter) {
 	t.Run("ConcurrentExport", func(t *testing.T) { checkConcurrent(t, s, start) })
 	t.Run("Burst", func(t *testing.T) { checkBurst(t, s, start) })
 	t.Run("ExportAfterShutdown", func(t *testing.T) { checkAfterShutdown(t, s, start) })
+	t.Run("ShutdownDuringLateAnswer", func(t *testing.T) { checkShutdownDuringLateAnswer(t, s, start) })
 	t.Run("Failures", func(t *testing.T) { checkFailures(t, s, start) })
 }
 
@@ -246,6 +256,81 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 			checkAll(t, received(t, b), first-5, 5)
 		})
 	}
+}
+
+// lateAnswer is how long the back end of checkShutdownDuringLateAnswer
+// holds each answer: the 400-500 ms of the collector in issue 26.
+const lateAnswer = 450 * time.Millisecond
+
+// checkShutdownDuringLateAnswer stops tracehop's pipeline (SIGTERM, a
+// drain, a reload retiring the driver) while the driver's export is in
+// flight to a back end that has stored the batch but not yet answered: the
+// host must await the answer within its deadline, and every span must be
+// stored exactly once.
+func checkShutdownDuringLateAnswer(t *testing.T, s Suite, start starter) {
+	d, _, b := configured(t, s, start)
+	defer d.Shutdown(context.Background())
+	if b.AnswerLate == nil {
+		if s.NoFailures != "" {
+			t.Logf("not applicable: %s", s.NoFailures)
+			return
+		}
+		t.Skip("not checked: Backend.AnswerLate is nil (drivertest.Gate.AnswerLate gives it for any back end behind a gate)")
+	}
+	// A first batch opens the driver's connections, so that the late one
+	// reaches the back end at once and only its answer waits.
+	if err := d.Export(context.Background(), Spans(8000, 1)); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	restore := b.AnswerLate(lateAnswer)
+	defer restore()
+	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond}, []pipeline.Target{{Name: s.Name, Driver: d}}, TestLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const first, n = 8001, 5
+	for _, sp := range Spans(first, n) {
+		p.Enqueue(sp)
+	}
+	// Stop once the back end has stored the batch (its answer is then
+	// on its way, lateAnswer later); a back end that shows nothing before
+	// it answers is stopped after 250 ms, as in the issue.
+	t0 := time.Now()
+	for time.Since(t0) < 5*time.Second && countIDs(t, b, first, n) < n {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if countIDs(t, b, first, n) < n {
+		t.Logf("the back end shows no span before it answers; stopping %s after the spans were queued", 250*time.Millisecond)
+		time.Sleep(time.Until(t0.Add(250 * time.Millisecond)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.Shutdown(ctx)
+	restore()
+	seen := map[sdk.SpanID]int{}
+	for _, g := range received(t, b) {
+		seen[g.SpanID]++
+	}
+	for id := sdk.SpanID(first); id < first+n; id++ {
+		if seen[id] != 1 {
+			t.Errorf("span %s stored %d times; want once: stopping while the back end held its answer must await that answer, not cancel the export and send the batch again (back ends do not deduplicate)", id, seen[id])
+		}
+	}
+	if st := p.Stats()[0]; st.Exported != n || st.DroppedTotal() != 0 {
+		t.Errorf("the pipeline counted %d spans exported and %v dropped; want %d and none", st.Exported, st.Dropped, n)
+	}
+}
+
+// countIDs counts the spans with ids first..first+n-1 the back end shows
+// (each id once).
+func countIDs(t *testing.T, b Backend, first uint64, n int) int {
+	seen := map[sdk.SpanID]bool{}
+	for _, g := range received(t, b) {
+		if uint64(g.SpanID) >= first && uint64(g.SpanID) < first+uint64(n) {
+			seen[g.SpanID] = true
+		}
+	}
+	return len(seen)
 }
 
 func checkInvalid(t *testing.T, s Suite, start starter) {

@@ -193,7 +193,8 @@ func (r *Receiver) Backend(t testing.TB, protocol string, config func(endpoint s
 	}
 	return drivertest.Backend{
 		Config: config(endpoint), Received: r.Spans, TraceIDs: r.TraceIDs,
-		Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+		Fail:       func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+		AnswerLate: g.AnswerLate,
 	}
 }
 
