@@ -55,6 +55,13 @@ type Backend struct {
 	// send the batch again (back ends do not deduplicate). Without it that
 	// check is skipped; give it for any back end reached over a network.
 	AnswerLate func(after time.Duration) (restore func())
+	// ParentOrigin is true when the back end's format says whether a
+	// span's parent is remote (OTLP's span flags) and Received returns it
+	// in Span.ParentOrigin (ParentUnknown for a span whose record says
+	// nothing): the kit then checks it on every span with a parent. Back
+	// ends without the notion (Zipkin, Datadog) leave it false; a
+	// ParentOrigin that Received returns is checked either way.
+	ParentOrigin bool
 }
 
 // Failure is a way a back end fails.
@@ -167,6 +174,7 @@ func Run(t *testing.T, s Suite) {
 func runChecks(t *testing.T, s Suite, start starter) {
 	t.Run("InvalidConfig", func(t *testing.T) { checkInvalid(t, s, start) })
 	t.Run("CanonicalTrace", func(t *testing.T) { checkCanonical(t, s, start) })
+	t.Run("ParentOrigin", func(t *testing.T) { checkParentOrigin(t, s, start) })
 	t.Run("ShutdownTwice", func(t *testing.T) { checkShutdownTwice(t, s, start) })
 	t.Run("ConcurrentExport", func(t *testing.T) { checkConcurrent(t, s, start) })
 	t.Run("Burst", func(t *testing.T) { checkBurst(t, s, start) })
@@ -255,6 +263,47 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 			}
 			checkAll(t, received(t, b), first-5, 5)
 		})
+	}
+}
+
+// checkParentOrigin sends a span of each kind with its parent from each
+// origin, the kind's usual one and the other (a CLIENT span whose parent came
+// from the application, a SERVER span continuing tracehop's own), where the
+// back end keeps the origin: a driver that guesses it from the kind fails.
+func checkParentOrigin(t *testing.T, s Suite, start starter) {
+	d, _, b := configured(t, s, start)
+	defer d.Shutdown(context.Background())
+	if !b.ParentOrigin {
+		t.Log("not applicable: the back end does not keep where a parent came from (Backend.ParentOrigin)")
+		return
+	}
+	spans := Spans(9000, 5)
+	origins := []sdk.ParentOrigin{sdk.ParentRemote, sdk.ParentLocal, sdk.ParentRemote, sdk.ParentLocal, sdk.ParentUnknown}
+	kinds := []sdk.Kind{sdk.KindServer, sdk.KindServer, sdk.KindClient, sdk.KindClient, sdk.KindServer}
+	for i := range spans {
+		spans[i].Kind, spans[i].ParentOrigin = kinds[i], origins[i]
+		if origins[i] != sdk.ParentUnknown {
+			spans[i].ParentID = 0x9999
+		}
+	}
+	if err := d.Export(context.Background(), spans); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	got := map[sdk.SpanID]sdk.Span{}
+	for _, g := range received(t, b) {
+		got[g.SpanID] = g
+	}
+	for _, w := range spans {
+		g, ok := got[w.SpanID]
+		switch {
+		case !ok:
+			t.Errorf("span %s did not arrive", w.SpanID)
+		case g.ParentOrigin != w.ParentOrigin:
+			t.Errorf("%s span with a %s parent: the back end says its parent is %s (Span.ParentOrigin: the host says where a parent came from; do not guess it from the kind)", w.Kind, w.ParentOrigin, g.ParentOrigin)
+		}
 	}
 }
 
@@ -383,6 +432,9 @@ func checkCanonical(t *testing.T, s Suite, start starter) {
 		}
 		for _, problem := range Compare(w, g, caps) {
 			t.Errorf("span %s (%s): %s", w.SpanID, w.Name, problem)
+		}
+		if b.ParentOrigin && w.ParentID != 0 && g.ParentOrigin == sdk.ParentUnknown {
+			t.Errorf("span %s (%s): the back end says nothing of where its parent came from; want %s", w.SpanID, w.Name, w.ParentOrigin)
 		}
 	}
 	if b.TraceIDs != nil {
@@ -618,7 +670,7 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Sampled: true,
 		},
 		{
-			TraceID: trace, SpanID: 0x1b2c3d4e5f607182, ParentID: 0x00f067aa0ba902b7, Name: "checkavailability",
+			TraceID: trace, SpanID: 0x1b2c3d4e5f607182, ParentID: 0x00f067aa0ba902b7, ParentOrigin: sdk.ParentRemote, Name: "checkavailability",
 			Kind: sdk.KindServer, LocalService: "service1", StartUnixNano: start + 1_000_456, Duration: 10*time.Millisecond + 999,
 			Tags: []sdk.Tag{
 				{Key: "http.method", Value: "GET"}, {Key: "upstream_cluster", Value: "service1"},
@@ -629,7 +681,10 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Sampled: true,
 		},
 		{
-			TraceID: trace, SpanID: 0x2c3d4e5f60718293, ParentID: 0x1b2c3d4e5f607182, Name: "router service2 egress",
+			// service1's egress span: its parent arrived in the
+			// application's traceparent, from another process, though
+			// the span is a CLIENT one.
+			TraceID: trace, SpanID: 0x2c3d4e5f60718293, ParentID: 0x1b2c3d4e5f607182, ParentOrigin: sdk.ParentRemote, Name: "router service2 egress",
 			Kind: sdk.KindClient, LocalService: "service1", StartUnixNano: start + 2_000_001, Duration: 8 * time.Millisecond,
 			Tags: []sdk.Tag{
 				{Key: "http.method", Value: "POST"}, {Key: "upstream_address", Value: "[fd00::2]:8080"},
@@ -640,7 +695,7 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Sampled: true,
 		},
 		{
-			TraceID: trace, SpanID: 0x3d4e5f6071829304, ParentID: 0x2c3d4e5f60718293, Name: "service2",
+			TraceID: trace, SpanID: 0x3d4e5f6071829304, ParentID: 0x2c3d4e5f60718293, ParentOrigin: sdk.ParentRemote, Name: "service2",
 			Kind: sdk.KindServer, LocalService: "service2", StartUnixNano: start + 2_500_000, Duration: 7*time.Millisecond + 1,
 			Tags: []sdk.Tag{
 				{Key: "http.status_code", Value: "503"}, {Key: "error.message", Value: "upstream connect error"},
@@ -672,6 +727,9 @@ func Compare(want, got sdk.Span, caps sdk.Capabilities) []string {
 	}
 	if got.ParentID != want.ParentID {
 		p = append(p, fmt.Sprintf("parent %s, want %s", got.ParentID, want.ParentID))
+	}
+	if got.ParentOrigin != sdk.ParentUnknown && got.ParentOrigin != want.ParentOrigin {
+		p = append(p, fmt.Sprintf("parent origin %s, want %s (Span.ParentOrigin: the host says where a parent came from; do not guess it from the kind)", got.ParentOrigin, want.ParentOrigin))
 	}
 	if got.Name != want.Name {
 		p = append(p, fmt.Sprintf("name %q, want %q", got.Name, want.Name))
