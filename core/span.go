@@ -80,6 +80,42 @@ func (k Kind) String() string {
 	return "invalid"
 }
 
+// ParentOrigin says where a span's parent came from. Back ends that mark a
+// parent as remote (OTLP's span flags) need it, and only the proxy knows:
+// the kind does not tell. An egress CLIENT span's parent is the
+// application's span, in another process; a spawned upstream span's parent
+// is tracehop's own span, in this one. The numeric values match the batch
+// layout (core/wire).
+type ParentOrigin uint8
+
+// The parent origins.
+const (
+	// ParentUnknown: nothing is said. A root span has no parent to say
+	// anything of; a span from a host that predates the field says
+	// nothing either, and a driver then falls back to the kind (a SERVER
+	// span's parent is remote, another's local).
+	ParentUnknown ParentOrigin = iota
+	// ParentLocal: the parent is a span of this same tracehop (the
+	// ingress span a spawned upstream span continues).
+	ParentLocal
+	// ParentRemote: the parent's context came from another process: a
+	// trace header on the request (a caller's span, or on an egress
+	// listener the application's), or the ingress request that request-id
+	// linking found, standing in for the header the application did not
+	// forward.
+	ParentRemote
+)
+
+var parentOriginNames = [...]string{"unknown", "local", "remote"}
+
+// String returns the lowercase name of the origin.
+func (o ParentOrigin) String() string {
+	if int(o) < len(parentOriginNames) {
+		return parentOriginNames[o]
+	}
+	return "invalid"
+}
+
 // Tag is one key/value annotation of a span. Spans keep tags in a slice, not
 // a map, so that their order survives and building them costs no map.
 type Tag struct {
@@ -130,6 +166,9 @@ type Span struct {
 	// Shared marks a server span that reuses its client's span id
 	// (Zipkin's shared-span model).
 	Shared bool
+	// ParentOrigin says where the parent (ParentID) came from: from
+	// another process, or from this tracehop.
+	ParentOrigin ParentOrigin
 }
 
 // Clone returns a deep copy of s, with tags, events and strings of its own.
@@ -175,7 +214,8 @@ func (s *Span) Tag(key string) (string, bool) {
 // span never poisons a batch: a negative duration becomes 0, a start missing
 // or within the epoch's first microsecond (0 to a microsecond back end, which
 // Zipkin refuses) becomes now, an event time likewise becomes the start, an
-// unknown kind becomes internal. It is applied to every span before a driver
+// unknown kind becomes internal, a parent origin without a parent (or out
+// of range) becomes unknown. It is applied to every span before a driver
 // sees it.
 func (s *Span) Sanitize(now func() time.Time) {
 	if s.Duration < 0 {
@@ -189,6 +229,9 @@ func (s *Span) Sanitize(now func() time.Time) {
 	}
 	if s.Kind == KindUnspecified || s.Kind > KindInternal {
 		s.Kind = KindInternal
+	}
+	if s.ParentID == 0 || s.ParentOrigin > ParentRemote {
+		s.ParentOrigin = ParentUnknown
 	}
 	for i := range s.Events {
 		if s.Events[i].UnixNano < int64(time.Microsecond) {

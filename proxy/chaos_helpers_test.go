@@ -30,8 +30,9 @@ func chaosDur(short, long time.Duration) time.Duration {
 }
 
 // collector is a Zipkin collector stand-in whose behaviour the test flips:
-// ok, down (connection refused), slow (answers after 3s), 500, 429. It
-// decodes the real Zipkin v2 JSON and counts distinct span ids.
+// ok, down (connection refused), slow (answers after 3s), late (stores at
+// once, answers 450 ms later), 500, 429. It decodes the real Zipkin v2 JSON
+// and counts distinct span ids, and ids stored again (dups).
 type collector struct {
 	addr string
 	mu   sync.Mutex
@@ -40,6 +41,7 @@ type collector struct {
 	mode string
 	ids  map[string]bool
 	hits map[string]int
+	dups int
 }
 
 func newCollector(t *testing.T) *collector {
@@ -106,9 +108,15 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	for _, s := range spans {
+		if c.ids[s.ID] {
+			c.dups++
+		}
 		c.ids[s.ID] = true
 	}
 	c.mu.Unlock()
+	if mode == "late" {
+		time.Sleep(450 * time.Millisecond)
+	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -116,6 +124,13 @@ func (c *collector) received() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.ids)
+}
+
+// duplicates counts spans stored again after their first time.
+func (c *collector) duplicates() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dups
 }
 
 // traced is one tracehop process (edge listener -> an in-process upstream)

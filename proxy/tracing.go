@@ -165,8 +165,12 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 		// make two SERVER spans of one id), and only B3 says a span is one,
 		// and who its parent is.
 		s.TraceID, s.SpanID, s.ParentID, s.Shared = in.TraceID, in.SpanID, in.ParentID, true
+		s.ParentOrigin = core.ParentRemote // the client's parent, in the caller
 	case in.Valid():
-		s.TraceID, s.ParentID = in.TraceID, in.SpanID
+		// From another process: a header (the caller's span, or on an
+		// egress listener the application's), or the link standing in
+		// for the one the application did not forward.
+		s.TraceID, s.ParentID, s.ParentOrigin = in.TraceID, in.SpanID, core.ParentRemote
 	default:
 		s.TraceID = t.newTraceID()
 		started = true
@@ -197,6 +201,7 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 	if t.spawnUpstream {
 		u := &st.upstreamSpan
 		u.TraceID, u.ParentID, u.SpanID = s.TraceID, s.SpanID, newSpanID()
+		u.ParentOrigin = core.ParentLocal // this hop's own span
 		u.Kind, u.LocalService, u.Sampled = core.KindClient, t.service, sampled
 		u.Name = "router " + st.clusterName() + " egress"
 		out.SpanID, out.ParentID = u.SpanID, s.SpanID

@@ -42,6 +42,7 @@ type (
 	//	Remote        Endpoint      // the other side of the call, if known
 	//	Error, Sampled, Debug bool
 	//	Shared        bool          // a server span reusing its client's id (Zipkin)
+	//	ParentOrigin  ParentOrigin  // where the parent came from: ParentRemote, ParentLocal, ParentUnknown
 	//
 	// and its methods Tag(key) (value, ok), Start() and End() time.Time.
 	// Strings are the bytes tracehop saw (header values need not be UTF-8:
@@ -64,6 +65,13 @@ type (
 	Endpoint = core.Endpoint
 	// Kind is a span's role in a remote call: the Kind* constants.
 	Kind = core.Kind
+	// ParentOrigin says where a span's parent came from: another process
+	// (ParentRemote: a trace header, request-id linking) or this tracehop
+	// (ParentLocal). ParentUnknown is a root span, or a host older than
+	// the field: then fall back to the kind (a SERVER span's parent is
+	// remote). Back ends that mark remote parents (OTLP's span flags) use
+	// it; don't guess from the kind when it is set.
+	ParentOrigin = core.ParentOrigin
 	// HostInfo describes the tracehop process the driver reports for:
 	// Version (tracehop's), DriverName (tracing.driver.name), NodeID,
 	// Service and Zone (the config's node block).
@@ -87,6 +95,13 @@ const (
 	KindProducer    = core.KindProducer
 	KindConsumer    = core.KindConsumer
 	KindInternal    = core.KindInternal
+)
+
+// The parent origins (Span.ParentOrigin).
+const (
+	ParentUnknown = core.ParentUnknown
+	ParentLocal   = core.ParentLocal
+	ParentRemote  = core.ParentRemote
 )
 
 // The propagation formats a driver may declare in Capabilities.Propagation.

@@ -149,7 +149,11 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 // Shutdown stops accepting spans, exports what is queued within ctx's
 // deadline (what is left then is dropped and counted as DropShutdown) and
 // shuts every driver down, but for those a Successor shares: they go on
-// untouched. It is idempotent.
+// untouched. An export in flight is awaited, not cancelled, and its answer
+// decides whether the batch is sent again: back ends do not deduplicate,
+// and a batch the back end stored but had not yet acknowledged would
+// otherwise be stored twice. One that ctx's deadline cuts short is counted
+// as DropShutdown and not sent again. It is idempotent.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var errs []error
 	p.stopOnce.Do(func() {
@@ -201,7 +205,8 @@ type exporter struct {
 	refs     atomic.Int32
 	stopOnce sync.Once
 
-	// stopCtx is set before stop is closed; it bounds the final drain.
+	// stopCtx is set before stop is closed; it bounds the export in
+	// flight at the stop and the final drain.
 	stopCtx context.Context
 	batchID uint64
 
@@ -294,37 +299,43 @@ func (e *exporter) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	// ctx ends when the stop's deadline passes, not when the stop begins:
+	// an export in flight at the stop may have reached the back end, which
+	// does not deduplicate, so it is awaited and its answer honoured;
+	// cancelling it would make the driver abandon a request the back end
+	// may already have stored, and sending the batch again would store it
+	// twice.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		// Stopping cuts retries of the batch in flight short; the final
-		// drain then runs under the shutdown deadline.
-		<-e.stop
-		cancel()
+		select {
+		case <-e.stop:
+		case <-e.done:
+			return
+		}
+		select {
+		case <-e.stopCtx.Done(): // set before stop was closed
+			cancel()
+		case <-e.done:
+		}
 	}()
 
-	final := false // set once the stop has begun; only then is stopCtx read
-	// send exports one batch of at most BatchSize queued spans. It returns
-	// false when the stop interrupted the export: the batch stays taken,
-	// and the final drain sends it again.
-	send := func(ctx context.Context) bool {
+	// send exports one batch of at most BatchSize queued spans; every
+	// outcome (delivered, dropped and counted) frees its slots.
+	send := func() {
+		batch = e.q.take(batch, e.cfg.BatchSize)
 		if len(batch) == 0 {
-			batch = e.q.take(batch, e.cfg.BatchSize)
+			return
 		}
-		if len(batch) == 0 || !e.export(ctx, batch, final) {
-			return len(batch) == 0
-		}
+		e.export(ctx, batch)
 		e.q.release(len(batch))
 		clear(batch) // drop references to the slots' memory
 		batch = batch[:0]
-		return true
 	}
 	// settle sends every full batch, then arms the timer for what is left.
 	settle := func() {
 		for e.q.ready() >= e.cfg.BatchSize {
-			if !send(ctx) {
-				return
-			}
+			send()
 		}
 		switch n := e.q.ready(); {
 		case n > 0 && !armed:
@@ -335,15 +346,11 @@ func (e *exporter) run() {
 			armed = false
 		}
 	}
-	// drain exports everything queued right now, batch by batch.
-	drain := func(ctx context.Context) {
-		if len(batch) > 0 && !send(ctx) { // a batch the stop interrupted
-			return
-		}
-		for n := e.q.ready(); n > 0; n -= e.cfg.BatchSize {
-			if !send(ctx) {
-				return
-			}
+	// drain exports everything queued right now, batch by batch, until
+	// the stop's deadline passes.
+	drain := func() {
+		for n := e.q.ready(); n > 0 && ctx.Err() == nil; n -= e.cfg.BatchSize {
+			send()
 		}
 	}
 
@@ -353,19 +360,18 @@ func (e *exporter) run() {
 			settle()
 		case <-timer.C:
 			armed = false
-			if send(ctx) {
-				settle()
-			}
+			send()
+			settle()
 		case req := <-e.flushes:
-			drain(ctx)
+			drain()
 			close(req)
 			settle()
 		case <-e.stop:
-			// A batch whose retries the stop interrupted gets one more
-			// chance under the shutdown deadline.
-			final = true
+			// An export in flight when the stop began has had its answer
+			// by now (or the deadline passed): what is queued goes out
+			// under the shutdown deadline.
 			timer.Stop()
-			drain(e.stopCtx)
+			drain()
 			// Whatever is still there (the deadline passed) is lost, and
 			// the queue refuses what straggling Enqueue calls bring:
 			// count both.
@@ -375,18 +381,40 @@ func (e *exporter) run() {
 	}
 }
 
+// stopping reports whether the pipeline's stop has begun.
+func (e *exporter) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // export sends one batch, retrying retryable failures with backoff (or after
 // the delay the back end asked for, core.RetryAfter) until it succeeds,
-// RetryFor passes or ctx ends. A partly rejected batch (core.PartialRejection)
-// counts as sent, its refused spans as DropRejected. It returns false, keeping the batch,
-// only when the pipeline's stop interrupted it: shutdown then sends it again
-// under its own deadline.
-func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bool {
+// RetryFor passes or ctx ends (the stop's deadline). A partly rejected batch
+// (core.PartialRejection) counts as sent, its refused spans as DropRejected.
+// Every outcome settles the batch: it is sent again only when the answer
+// said it was not delivered (a retryable error, which includes a driver
+// process that died), never because the pipeline is stopping. An attempt
+// in flight when the stop begins is awaited; one the stop's deadline cuts
+// short may have been stored, so its spans are counted as DropShutdown and
+// not sent again.
+func (e *exporter) export(ctx context.Context, batch []core.Span) {
 	e.batchID++
 	bctx := core.WithBatchID(ctx, e.batchID)
 	deadline := time.Now().Add(e.cfg.RetryFor)
 	backoff := e.cfg.RetryInitial
+	stopSeen := false // the stop has begun and cut a wait short (or found none to cut)
 	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			// The stop's deadline passed before this attempt: the batch
+			// was not delivered and will not be.
+			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
+			e.logFailure("shutdown deadline passed before the batch could be sent; its spans are dropped", ctx.Err(), len(batch), attempt)
+			return
+		}
 		actx, cancel := context.WithTimeout(bctx, e.cfg.ExportTimeout)
 		start := time.Now()
 		err := e.driver.Export(actx, batch)
@@ -395,7 +423,7 @@ func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bo
 		if err == nil {
 			e.c.exported.Add(uint64(len(batch)))
 			e.c.batches.Add(1)
-			return true
+			return
 		}
 		if pr := core.AsPartialRejection(err); pr != nil {
 			// Delivered, less what the back end refused: sending the
@@ -405,21 +433,21 @@ func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bo
 			e.c.batches.Add(1)
 			e.c.dropped[DropRejected].Add(uint64(n))
 			e.logFailure("back end rejected part of a batch; those spans are dropped", err, len(batch), attempt)
-			return true
+			return
 		}
 		e.c.exportErrors.Add(1)
 		if core.IsPermanent(err) {
 			e.c.dropped[DropRejected].Add(uint64(len(batch)))
 			e.logFailure("driver rejected a batch; its spans are dropped", err, len(batch), attempt)
-			return true
+			return
 		}
 		if ctx.Err() != nil {
-			if !final {
-				return false
-			}
+			// The stop's deadline cut this attempt short: the back end
+			// may have stored the batch, or not. Sending it again could
+			// store it twice; it is counted as lost.
 			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
-			e.logFailure("shutdown deadline passed; the batch's spans are dropped", err, len(batch), attempt)
-			return true
+			e.logFailure("shutdown deadline passed while a batch was being exported; the back end may or may not have it, and it is not sent again", err, len(batch), attempt)
+			return
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		if asked := core.RetryDelay(err); asked > 0 {
@@ -430,17 +458,45 @@ func (e *exporter) export(ctx context.Context, batch []core.Span, final bool) bo
 		if time.Now().Add(wait).After(deadline) {
 			e.c.dropped[DropRetriesExhausted].Add(uint64(len(batch)))
 			e.logFailure("export kept failing; the batch's spans are dropped", err, len(batch), attempt)
-			return true
+			return
 		}
 		e.logFailure("export failed; retrying", err, len(batch), attempt)
+		if !stopSeen && e.stopping() {
+			// The stop began during this attempt: the next one goes at
+			// once, under the shutdown deadline, and backoff starts over.
+			stopSeen, backoff = true, e.cfg.RetryInitial
+			continue
+		}
+		if dl, ok := e.stopDeadline(stopSeen); ok && time.Now().Add(wait).After(dl) {
+			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
+			e.logFailure("the next attempt would come after the shutdown deadline; the batch's spans are dropped", err, len(batch), attempt)
+			return
+		}
+		var stop <-chan struct{}
+		if !stopSeen {
+			stop = e.stop
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+			backoff = min(2*backoff, e.cfg.RetryMax)
+		case <-stop:
+			// As above: a stop cuts the wait short once.
+			t.Stop()
+			stopSeen, backoff = true, e.cfg.RetryInitial
 		case <-ctx.Done():
 			t.Stop()
 		}
-		backoff = min(2*backoff, e.cfg.RetryMax)
 	}
+}
+
+// stopDeadline returns the shutdown deadline once the stop has begun
+// (stopSeen: e.stop was seen closed, so e.stopCtx is set).
+func (e *exporter) stopDeadline(stopSeen bool) (time.Time, bool) {
+	if !stopSeen {
+		return time.Time{}, false
+	}
+	return e.stopCtx.Deadline()
 }
 
 func (e *exporter) logFailure(msg string, err error, spans, attempt int) {

@@ -486,3 +486,180 @@ func TestSuccessorSharesCarriedDrivers(t *testing.T) {
 		t.Fatalf("the shared exporter's counters did not carry over: %+v", st[0])
 	}
 }
+
+// lateBackend is a driver in front of a back end that stores each batch as
+// it arrives and answers only answerAfter later, as a distant or loaded
+// collector does. Like a real driver, it gives up on the answer when its
+// context ends: the back end has stored the batch all the same.
+type lateBackend struct {
+	answerAfter time.Duration
+	// refuseFirst makes the first call answer a retryable error, late,
+	// without storing anything (a 503): the batch was not delivered.
+	refuseFirst bool
+
+	mu     sync.Mutex
+	calls  int
+	stored map[core.SpanID]int
+}
+
+func (b *lateBackend) Configure(context.Context, []byte, core.HostInfo) (core.Capabilities, error) {
+	return core.Capabilities{}, nil
+}
+
+func (b *lateBackend) Export(ctx context.Context, spans []core.Span) error {
+	b.mu.Lock()
+	b.calls++
+	refuse := b.refuseFirst && b.calls == 1
+	if !refuse {
+		if b.stored == nil {
+			b.stored = map[core.SpanID]int{}
+		}
+		for _, s := range spans {
+			b.stored[s.SpanID]++
+		}
+	}
+	b.mu.Unlock()
+	select {
+	case <-time.After(b.answerAfter):
+	case <-ctx.Done():
+		return core.Retryable(fmt.Errorf("no answer: %w", ctx.Err()))
+	}
+	if refuse {
+		return core.Retryable(errors.New("503 service unavailable"))
+	}
+	return nil
+}
+
+func (b *lateBackend) Shutdown(context.Context) error { return nil }
+
+func (b *lateBackend) count(id core.SpanID) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stored[id]
+}
+
+func (b *lateBackend) started() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
+}
+
+// waitExporting waits until the back end has had n Export calls.
+func waitExporting(t *testing.T, b *lateBackend, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); b.started() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pipeline did not export within 5s")
+		}
+	}
+}
+
+// storedOnce checks that spans 1..n were stored exactly once each.
+func storedOnce(t *testing.T, b *lateBackend, n int) {
+	t.Helper()
+	for id := core.SpanID(1); id <= core.SpanID(n); id++ {
+		if c := b.count(id); c != 1 {
+			t.Errorf("span %d stored %d times, want once", id, c)
+		}
+	}
+}
+
+// Stopping (SIGTERM, a drain) while an export is in flight to a back end
+// that has stored the batch but not answered yet: the export is awaited
+// within the shutdown deadline and its answer honoured. Cancelling it
+// would make the pipeline send the batch again, and back ends do not
+// deduplicate (issue 26: every span stored twice).
+func TestShutdownAwaitsTheExportInFlight(t *testing.T) {
+	b := &lateBackend{answerAfter: 450 * time.Millisecond}
+	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond}, []pipeline.Target{{Name: "late", Driver: b}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	waitExporting(t, b, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	storedOnce(t, b, 5)
+	st := p.Stats()[0]
+	if st.Exported != 5 || st.DroppedTotal() != 0 || b.started() != 1 {
+		t.Errorf("exported %d, dropped %v, %d Export calls; want 5, none, 1", st.Exported, st.Dropped, b.started())
+	}
+}
+
+// A reload that removes a driver retires its pipeline the same way: the
+// export in flight is awaited, not cancelled and sent again.
+func TestRetiringAwaitsTheExportInFlight(t *testing.T) {
+	removed, added := &lateBackend{answerAfter: 450 * time.Millisecond}, &recorder{}
+	cfg := pipeline.Config{BatchDelay: 10 * time.Millisecond}
+	old, err := pipeline.New(cfg, []pipeline.Target{{Name: "removed", Driver: removed}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		old.Enqueue(span(uint64(i + 1)))
+	}
+	waitExporting(t, removed, 1)
+	next, err := old.Successor(cfg, []pipeline.Target{{Name: "added", Driver: added}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, next)
+	shutdown(t, old)
+	storedOnce(t, removed, 5)
+	if st := old.Stats()[0]; st.Exported != 5 || st.DroppedTotal() != 0 {
+		t.Errorf("exported %d, dropped %v; want 5, none", st.Exported, st.Dropped)
+	}
+}
+
+// When the shutdown deadline passes with the export still in flight, the
+// back end may or may not have the batch: it is counted as dropped at
+// shutdown and not sent again, and Shutdown keeps to its deadline.
+func TestShutdownDeadlineDuringExportDoesNotResend(t *testing.T) {
+	b := &lateBackend{answerAfter: 5 * time.Second}
+	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond}, []pipeline.Target{{Name: "late", Driver: b}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	waitExporting(t, b, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	p.Shutdown(ctx)
+	if took := time.Since(t0); took > 2*time.Second {
+		t.Errorf("Shutdown took %s with a 100ms deadline", took)
+	}
+	storedOnce(t, b, 5)
+	if st := p.Stats()[0]; st.Dropped[pipeline.DropShutdown] != 5 || b.started() != 1 {
+		t.Errorf("dropped %v after %d Export calls; want 5 as shutdown after 1", st.Dropped, b.started())
+	}
+}
+
+// An answer that says the batch was not delivered (a retryable error, as a
+// 503 or a dead driver process give) still gets the batch sent again
+// during the shutdown, within its deadline.
+func TestShutdownResendsWhatWasNotDelivered(t *testing.T) {
+	b := &lateBackend{answerAfter: 300 * time.Millisecond, refuseFirst: true}
+	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond, RetryInitial: 10 * time.Second}, []pipeline.Target{{Name: "late", Driver: b}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p.Enqueue(span(uint64(i + 1)))
+	}
+	waitExporting(t, b, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.Shutdown(ctx)
+	storedOnce(t, b, 5)
+	if st := p.Stats()[0]; st.Exported != 5 || st.DroppedTotal() != 0 || b.started() != 2 {
+		t.Errorf("exported %d, dropped %v after %d Export calls; want 5, none, 2", st.Exported, st.Dropped, b.started())
+	}
+}

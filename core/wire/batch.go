@@ -22,7 +22,17 @@ import (
 //	tag count uvarint, then per tag: key str | value str
 //	event count uvarint, then per event: time (unix ns) i64 | value str
 //
-// Flags: 1 error, 2 sampled, 4 debug, 8 shared. Kinds are core.Kind's values.
+// Flags: 1 error, 2 sampled, 4 debug, 8 shared; bits 16 and 32 hold the
+// parent's origin, core.ParentOrigin's value (0 unknown, 1 local, 2 remote;
+// 3 is reserved and read as unknown). Kinds are core.Kind's values.
+//
+// Growing the layout without a new protocol version: a decoder ignores the
+// flag bits it does not know, and a flag's zero means "nothing said". So a
+// host and a driver built from different versions still read each other's
+// batches: an older driver ignores the parent's origin, and a driver reading
+// an older host's batch sees ParentUnknown and falls back to the span's
+// kind. Anything that cannot be said in a spare flag bit (a new field) needs
+// a new ProtocolVersion.
 
 // Span flag bits in the batch layout.
 const (
@@ -30,6 +40,9 @@ const (
 	flagSampled
 	flagDebug
 	flagShared
+	// parentOriginShift places core.ParentOrigin in bits 4 and 5.
+	parentOriginShift = iota
+	parentOriginMask  = 3 << parentOriginShift
 )
 
 // ErrMalformedBatch is wrapped by every DecodeBatch error.
@@ -58,6 +71,7 @@ func AppendBatch(dst []byte, spans []core.Span) []byte {
 		if s.Shared {
 			flags |= flagShared
 		}
+		flags |= byte(s.ParentOrigin) << parentOriginShift & parentOriginMask
 		dst = append(dst, byte(s.Kind), flags)
 		dst = appendStr(dst, s.Name)
 		dst = appendStr(dst, s.LocalService)
@@ -214,6 +228,7 @@ func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now fu
 		flags := r.byte1("flags")
 		s.Error, s.Sampled = flags&flagError != 0, flags&flagSampled != 0
 		s.Debug, s.Shared = flags&flagDebug != 0, flags&flagShared != 0
+		s.ParentOrigin = core.ParentOrigin(flags & parentOriginMask >> parentOriginShift) // 3 (reserved): Sanitize makes it unknown
 		s.Name = r.str("name")
 		s.LocalService = r.str("local service")
 		s.Remote.Service = r.str("remote service")

@@ -25,7 +25,7 @@ func sampleSpans() []core.Span {
 			Error:  true, Sampled: true, Debug: true, Shared: true,
 		},
 		{
-			TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentID: 0xb7, Name: "", Kind: core.KindClient,
+			TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentID: 0xb7, ParentOrigin: core.ParentRemote, Name: "", Kind: core.KindClient,
 			StartUnixNano: 1700000000000000001, Duration: 0,
 			Remote: core.Endpoint{IP: netip.MustParseAddr("fd00::2"), Port: 443},
 		},
@@ -63,6 +63,43 @@ func TestDecoderReusesMemory(t *testing.T) {
 	buf := wire.AppendBatch(nil, b) // no events: those are allocated per span
 	if n := testing.AllocsPerRun(100, func() { d.Decode(buf, len(b), fixedNow) }); n != 0 {
 		t.Errorf("a warm Decoder allocates %.0f times per batch", n)
+	}
+}
+
+// Where a parent came from travels in two spare bits of the flags byte
+// (16 and 32), so that the layout and the protocol version stay as they
+// were: a batch without them (an older host's) reads as ParentUnknown, and
+// an older driver, which ignores flag bits it does not know, reads the rest
+// as before.
+func TestParentOriginInSpareFlagBits(t *testing.T) {
+	const flagsAt = 6*8 + 1 // after the six fixed 64-bit fields and the kind
+	for _, c := range []struct {
+		origin core.ParentOrigin
+		flags  byte
+	}{
+		{core.ParentUnknown, 2},
+		{core.ParentLocal, 2 | 16},
+		{core.ParentRemote, 2 | 32},
+	} {
+		in := []core.Span{{TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentID: 3, ParentOrigin: c.origin, Kind: core.KindClient, Sampled: true, StartUnixNano: 1e18}}
+		buf := wire.AppendBatch(nil, in)
+		if buf[flagsAt] != c.flags {
+			t.Errorf("%s: flags byte %#x, want %#x", c.origin, buf[flagsAt], c.flags)
+		}
+		out, err := wire.DecodeBatch(nil, buf, 1, fixedNow)
+		if err != nil || out[0].ParentOrigin != c.origin {
+			t.Errorf("%s: decoded %v, %v", c.origin, out, err)
+		}
+	}
+	// The reserved value, and an origin on a root span, read as unknown.
+	buf := wire.AppendBatch(nil, []core.Span{{TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentID: 3, StartUnixNano: 1e18}})
+	buf[flagsAt] |= 16 | 32
+	if out, err := wire.DecodeBatch(nil, buf, 1, fixedNow); err != nil || out[0].ParentOrigin != core.ParentUnknown {
+		t.Errorf("reserved origin 3: decoded %v, %v; want unknown", out, err)
+	}
+	buf = wire.AppendBatch(nil, []core.Span{{TraceID: core.TraceID{Low: 1}, SpanID: 2, ParentOrigin: core.ParentRemote, StartUnixNano: 1e18}})
+	if out, err := wire.DecodeBatch(nil, buf, 1, fixedNow); err != nil || out[0].ParentOrigin != core.ParentUnknown {
+		t.Errorf("remote origin on a root span: decoded %v, %v; want unknown", out, err)
 	}
 }
 

@@ -40,6 +40,7 @@ func TestConformance(t *testing.T) {
 			g := drivertest.NewGate(t, r.Addr)
 			return drivertest.Backend{
 				Config: map[string]any{"agent_addr": g.Addr(), "timeout": "20s"}, Received: r.Spans, TraceIDs: r.TraceIDs,
+				AnswerLate: g.AnswerLate,
 				Fail: func(f drivertest.Failure) func() {
 					return g.Fail(f, func(f drivertest.Failure) func() {
 						if f == drivertest.FailRefuse {

@@ -48,7 +48,8 @@ func TestConformance(t *testing.T) {
 					return drivertest.Backend{
 						Config:   map[string]any{"access_token": "test-token", "collector": collector(g.Addr()), "transport": transport},
 						Received: r.Spans, TraceIDs: r.TraceIDs,
-						Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+						Fail:       func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+						AnswerLate: g.AnswerLate,
 					}
 				},
 				Invalid: []drivertest.InvalidConfig{

@@ -53,7 +53,8 @@
 // resource names them, OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME below
 // the resource block. One scope names tracehop and its version. Spans keep
 // nanoseconds, 128-bit trace ids, the W3C sampled flag and whether the
-// parent is remote; an error span has STATUS_CODE_ERROR with the proxy's
+// parent is remote, as the host says (Span.ParentOrigin: an egress CLIENT
+// span's parent came from the application, 0x301); an error span has STATUS_CODE_ERROR with the proxy's
 // error message; the remote endpoint is peer.service and
 // network.peer.address/port. Strings that are not valid UTF-8 (header
 // values need not be) get U+FFFD for the bad bytes instead of failing the

@@ -313,13 +313,15 @@ func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
 	return protowire.AppendFixed32(dst, spanFlags(s))
 }
 
+// spanFlags is the span's W3C trace flags and OTLP's word on its parent;
+// mapping.go's toSpan sets the same.
 func spanFlags(s *sdk.Span) uint32 {
 	var f uint32
 	if s.Sampled {
 		f = flagSampled
 	}
 	f |= flagHasIsRemote
-	if s.Kind == sdk.KindServer && s.ParentID != 0 {
+	if parentIsRemote(s) {
 		f |= flagIsRemote
 	}
 	return f

@@ -20,13 +20,30 @@ import (
 const scopeName = "github.com/tracehop/tracehop"
 
 // W3C trace flags and the OTLP span flags that say whether the parent is
-// remote (a SERVER span's parent is the caller's span, in another process).
+// remote (parentIsRemote).
 const (
 	flagSampled      = 0x01
 	flagHasIsRemote  = uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
 	flagIsRemote     = uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
 	maxStatusMessage = 1024
 )
+
+// parentIsRemote says whether the span's parent is in another process, as
+// the host says (Span.ParentOrigin: an egress CLIENT span's parent came from
+// the application, a spawned upstream span's is tracehop's own). From a host
+// that says nothing (older than the field) it falls back to the kind: a
+// SERVER span's parent is the caller's span.
+func parentIsRemote(s *sdk.Span) bool {
+	switch {
+	case s.ParentID == 0:
+		return false
+	case s.ParentOrigin == sdk.ParentRemote:
+		return true
+	case s.ParentOrigin == sdk.ParentLocal:
+		return false
+	}
+	return s.Kind == sdk.KindServer
+}
 
 // intAttribute says whether an attribute is written as an OTLP int, as the
 // semantic conventions type it, when its value parses as one; everything
@@ -114,7 +131,7 @@ func (m *mapper) span(s *sdk.Span, scratch *[]sdk.Tag) *tracepb.Span {
 		out.Flags = flagSampled
 	}
 	out.Flags |= flagHasIsRemote
-	if s.Kind == sdk.KindServer && s.ParentID != 0 {
+	if parentIsRemote(s) {
 		out.Flags |= flagIsRemote
 	}
 	for _, t := range tags {

@@ -28,6 +28,8 @@ func TestEncoderMatchesMapper(t *testing.T) {
 	odd[1].Events = []sdk.Event{{UnixNano: odd[1].StartUnixNano, Value: ""}, {UnixNano: 1, Value: "\xe2\x82"}}
 	odd[2].Remote = sdk.Endpoint{Service: "up", IP: netip.MustParseAddr("::ffff:10.0.0.1"), Port: 65535}
 	odd[2].Kind = sdk.KindProducer
+	odd[1].ParentOrigin = sdk.ParentLocal // a SERVER span continuing a local parent
+	odd[2].ParentID, odd[2].ParentOrigin = 9, sdk.ParentRemote
 	// The encoder reserves room for lengths: a span over 16 KiB and a
 	// group over 2 MiB need more, a bare span less.
 	large := drivertest.ProxySpans(1, 200)

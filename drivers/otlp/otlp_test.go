@@ -165,8 +165,56 @@ func TestMapping(t *testing.T) {
 			}
 			egress := rss[1].ScopeSpans[0].Spans[1]
 			if egress.Kind != tracepb.Span_SPAN_KIND_CLIENT || attrs(egress.Attributes)["peer.service"].GetStringValue() != "service2" ||
-				attrs(egress.Attributes)["network.peer.address"].GetStringValue() != "fd00::2" || string(egress.ParentSpanId) != string(rss[1].ScopeSpans[0].Spans[0].SpanId) {
+				attrs(egress.Attributes)["network.peer.address"].GetStringValue() != "fd00::2" || string(egress.ParentSpanId) != string(rss[1].ScopeSpans[0].Spans[0].SpanId) ||
+				egress.Flags != 0x301 {
 				t.Errorf("client span = %v", egress)
+			}
+		})
+	}
+}
+
+// The span flags say whether the parent is remote as the host says
+// (Span.ParentOrigin), whatever the kind: an egress CLIENT span whose parent
+// came in the application's traceparent is 0x301, not 0x101 (issue 26).
+// From a host that says nothing, a SERVER span's parent is remote.
+func TestParentRemoteFlag(t *testing.T) {
+	cases := []struct {
+		kind   sdk.Kind
+		parent sdk.SpanID
+		origin sdk.ParentOrigin
+		flags  uint32
+	}{
+		{sdk.KindServer, 0, sdk.ParentUnknown, 0x101},
+		{sdk.KindClient, 7, sdk.ParentRemote, 0x301},
+		{sdk.KindClient, 7, sdk.ParentLocal, 0x101},
+		{sdk.KindServer, 7, sdk.ParentRemote, 0x301},
+		{sdk.KindServer, 7, sdk.ParentLocal, 0x101},
+		{sdk.KindServer, 7, sdk.ParentUnknown, 0x301},
+		{sdk.KindClient, 7, sdk.ParentUnknown, 0x101},
+	}
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			r := otlpreceiver.Start(t, nil)
+			d := otlp.New()
+			configure(t, d, p.config(r), sdk.HostInfo{})
+			spans := drivertest.Spans(1, len(cases))
+			for i, c := range cases {
+				spans[i].Kind, spans[i].ParentID, spans[i].ParentOrigin = c.kind, c.parent, c.origin
+			}
+			if err := d.Export(context.Background(), spans); err != nil {
+				t.Fatal(err)
+			}
+			flags := map[string]uint32{}
+			for _, rs := range r.Requests()[0].ResourceSpans {
+				for _, s := range rs.ScopeSpans[0].Spans {
+					flags[string(s.SpanId)] = s.Flags
+				}
+			}
+			for i, c := range cases {
+				id := string([]byte{0, 0, 0, 0, 0, 0, 0, byte(spans[i].SpanID)})
+				if got := flags[id]; got != c.flags {
+					t.Errorf("%s span, parent %d from %s: flags %#x, want %#x", c.kind, c.parent, c.origin, got, c.flags)
+				}
 			}
 		})
 	}

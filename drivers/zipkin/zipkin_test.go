@@ -136,6 +136,9 @@ func TestConformance(t *testing.T) {
 						Received: r.received,
 						Fail:     func(f drivertest.Failure) func() { return g.Fail(f, r.answer) },
 						TraceIDs: r.ids,
+						// Stored as it comes, answered late: no
+						// duplicate when tracehop stops meanwhile.
+						AnswerLate: g.AnswerLate,
 					}
 				},
 				Invalid: []drivertest.InvalidConfig{

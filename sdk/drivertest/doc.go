@@ -10,5 +10,9 @@
 // kinds, times (to the precision the driver declares) and tags intact;
 // Shutdown flushes, is idempotent and is safe without Configure; Export is
 // safe for concurrent use; a burst of 10,000 spans in batches of 512 loses
-// nothing; Export after Shutdown fails cleanly.
+// nothing; Export after Shutdown fails cleanly; where the back end keeps it
+// (OTLP's span flags), whether a parent is remote arrives as the host said
+// (Backend.ParentOrigin); stopping tracehop's pipeline
+// while the back end holds its answer to a stored batch stores each span
+// once (Backend.AnswerLate).
 package drivertest

@@ -47,6 +47,22 @@ type Backend struct {
 	// its test receiver cannot pass. Optional, but without it such a bug
 	// goes unseen; a back end that keeps 64 bits returns 16 digits.
 	TraceIDs func() ([]string, error)
+	// AnswerLate makes the back end take (and store) each request as it
+	// arrives but answer it only after the given delay, a distant or
+	// loaded collector, until restore is called; Gate.AnswerLate does it
+	// for any protocol. The kit stops tracehop's pipeline while such an
+	// export is in flight and checks that every span is stored exactly
+	// once: the host must await the answer, not cancel the export and
+	// send the batch again (back ends do not deduplicate). Without it that
+	// check is skipped; give it for any back end reached over a network.
+	AnswerLate func(after time.Duration) (restore func())
+	// ParentOrigin is true when the back end's format says whether a
+	// span's parent is remote (OTLP's span flags) and Received returns it
+	// in Span.ParentOrigin (ParentUnknown for a span whose record says
+	// nothing): the kit then checks it on every span with a parent. Back
+	// ends without the notion (Zipkin, Datadog) leave it false; a
+	// ParentOrigin that Received returns is checked either way.
+	ParentOrigin bool
 }
 
 // Failure is a way a back end fails.
@@ -159,10 +175,12 @@ func Run(t *testing.T, s Suite) {
 func runChecks(t *testing.T, s Suite, start starter) {
 	t.Run("InvalidConfig", func(t *testing.T) { checkInvalid(t, s, start) })
 	t.Run("CanonicalTrace", func(t *testing.T) { checkCanonical(t, s, start) })
+	t.Run("ParentOrigin", func(t *testing.T) { checkParentOrigin(t, s, start) })
 	t.Run("ShutdownTwice", func(t *testing.T) { checkShutdownTwice(t, s, start) })
 	t.Run("ConcurrentExport", func(t *testing.T) { checkConcurrent(t, s, start) })
 	t.Run("Burst", func(t *testing.T) { checkBurst(t, s, start) })
 	t.Run("ExportAfterShutdown", func(t *testing.T) { checkAfterShutdown(t, s, start) })
+	t.Run("ShutdownDuringLateAnswer", func(t *testing.T) { checkShutdownDuringLateAnswer(t, s, start) })
 	t.Run("Failures", func(t *testing.T) { checkFailures(t, s, start) })
 }
 
@@ -249,6 +267,122 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 	}
 }
 
+// checkParentOrigin sends a span of each kind with its parent from each
+// origin, the kind's usual one and the other (a CLIENT span whose parent came
+// from the application, a SERVER span continuing tracehop's own), where the
+// back end keeps the origin: a driver that guesses it from the kind fails.
+func checkParentOrigin(t *testing.T, s Suite, start starter) {
+	d, _, b := configured(t, s, start)
+	defer d.Shutdown(context.Background())
+	if !b.ParentOrigin {
+		t.Log("not applicable: the back end does not keep where a parent came from (Backend.ParentOrigin)")
+		return
+	}
+	spans := Spans(9000, 5)
+	origins := []sdk.ParentOrigin{sdk.ParentRemote, sdk.ParentLocal, sdk.ParentRemote, sdk.ParentLocal, sdk.ParentUnknown}
+	kinds := []sdk.Kind{sdk.KindServer, sdk.KindServer, sdk.KindClient, sdk.KindClient, sdk.KindServer}
+	for i := range spans {
+		spans[i].Kind, spans[i].ParentOrigin = kinds[i], origins[i]
+		if origins[i] != sdk.ParentUnknown {
+			spans[i].ParentID = 0x9999
+		}
+	}
+	if err := d.Export(context.Background(), spans); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	got := map[sdk.SpanID]sdk.Span{}
+	for _, g := range received(t, b) {
+		got[g.SpanID] = g
+	}
+	for _, w := range spans {
+		g, ok := got[w.SpanID]
+		switch {
+		case !ok:
+			t.Errorf("span %s did not arrive", w.SpanID)
+		case g.ParentOrigin != w.ParentOrigin:
+			t.Errorf("%s span with a %s parent: the back end says its parent is %s (Span.ParentOrigin: the host says where a parent came from; do not guess it from the kind)", w.Kind, w.ParentOrigin, g.ParentOrigin)
+		}
+	}
+}
+
+// lateAnswer is how long the back end of checkShutdownDuringLateAnswer
+// holds each answer: the 400-500 ms of the collector in issue 26.
+const lateAnswer = 450 * time.Millisecond
+
+// checkShutdownDuringLateAnswer stops tracehop's pipeline (SIGTERM, a
+// drain, a reload retiring the driver) while the driver's export is in
+// flight to a back end that has stored the batch but not yet answered: the
+// host must await the answer within its deadline, and every span must be
+// stored exactly once.
+func checkShutdownDuringLateAnswer(t *testing.T, s Suite, start starter) {
+	d, _, b := configured(t, s, start)
+	defer d.Shutdown(context.Background())
+	if b.AnswerLate == nil {
+		if s.NoFailures != "" {
+			t.Logf("not applicable: %s", s.NoFailures)
+			return
+		}
+		t.Skip("not checked: Backend.AnswerLate is nil (drivertest.Gate.AnswerLate gives it for any back end behind a gate)")
+	}
+	// A first batch opens the driver's connections, so that the late one
+	// reaches the back end at once and only its answer waits.
+	if err := d.Export(context.Background(), Spans(8000, 1)); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	restore := b.AnswerLate(lateAnswer)
+	defer restore()
+	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond}, []pipeline.Target{{Name: s.Name, Driver: d}}, TestLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const first, n = 8001, 5
+	for _, sp := range Spans(first, n) {
+		p.Enqueue(sp)
+	}
+	// Stop once the back end has stored the batch (its answer is then
+	// on its way, lateAnswer later); a back end that shows nothing before
+	// it answers is stopped after 250 ms, as in the issue.
+	t0 := time.Now()
+	for time.Since(t0) < 5*time.Second && countIDs(t, b, first, n) < n {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if countIDs(t, b, first, n) < n {
+		t.Logf("the back end shows no span before it answers; stopping %s after the spans were queued", 250*time.Millisecond)
+		time.Sleep(time.Until(t0.Add(250 * time.Millisecond)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.Shutdown(ctx)
+	restore()
+	seen := map[sdk.SpanID]int{}
+	for _, g := range received(t, b) {
+		seen[g.SpanID]++
+	}
+	for id := sdk.SpanID(first); id < first+n; id++ {
+		if seen[id] != 1 {
+			t.Errorf("span %s stored %d times; want once: stopping while the back end held its answer must await that answer, not cancel the export and send the batch again (back ends do not deduplicate)", id, seen[id])
+		}
+	}
+	if st := p.Stats()[0]; st.Exported != n || st.DroppedTotal() != 0 {
+		t.Errorf("the pipeline counted %d spans exported and %v dropped; want %d and none", st.Exported, st.Dropped, n)
+	}
+}
+
+// countIDs counts the spans with ids first..first+n-1 the back end shows
+// (each id once).
+func countIDs(t *testing.T, b Backend, first uint64, n int) int {
+	seen := map[sdk.SpanID]bool{}
+	for _, g := range received(t, b) {
+		if uint64(g.SpanID) >= first && uint64(g.SpanID) < first+uint64(n) {
+			seen[g.SpanID] = true
+		}
+	}
+	return len(seen)
+}
+
 func checkInvalid(t *testing.T, s Suite, start starter) {
 	if len(s.Invalid) == 0 {
 		t.Fatal("drivertest: Suite.Invalid is empty; give at least one config the driver must refuse")
@@ -299,6 +433,9 @@ func checkCanonical(t *testing.T, s Suite, start starter) {
 		}
 		for _, problem := range Compare(w, g, caps) {
 			t.Errorf("span %s (%s): %s", w.SpanID, w.Name, problem)
+		}
+		if b.ParentOrigin && w.ParentID != 0 && g.ParentOrigin == sdk.ParentUnknown {
+			t.Errorf("span %s (%s): the back end says nothing of where its parent came from; want %s", w.SpanID, w.Name, w.ParentOrigin)
 		}
 	}
 	if b.TraceIDs != nil {
@@ -534,7 +671,7 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Sampled: true,
 		},
 		{
-			TraceID: trace, SpanID: 0x1b2c3d4e5f607182, ParentID: 0x00f067aa0ba902b7, Name: "checkavailability",
+			TraceID: trace, SpanID: 0x1b2c3d4e5f607182, ParentID: 0x00f067aa0ba902b7, ParentOrigin: sdk.ParentRemote, Name: "checkavailability",
 			Kind: sdk.KindServer, LocalService: "service1", StartUnixNano: start + 1_000_456, Duration: 10*time.Millisecond + 999,
 			Tags: []sdk.Tag{
 				{Key: "http.method", Value: "GET"}, {Key: "upstream_cluster", Value: "service1"},
@@ -545,7 +682,10 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Sampled: true,
 		},
 		{
-			TraceID: trace, SpanID: 0x2c3d4e5f60718293, ParentID: 0x1b2c3d4e5f607182, Name: "router service2 egress",
+			// service1's egress span: its parent arrived in the
+			// application's traceparent, from another process, though
+			// the span is a CLIENT one.
+			TraceID: trace, SpanID: 0x2c3d4e5f60718293, ParentID: 0x1b2c3d4e5f607182, ParentOrigin: sdk.ParentRemote, Name: "router service2 egress",
 			Kind: sdk.KindClient, LocalService: "service1", StartUnixNano: start + 2_000_001, Duration: 8 * time.Millisecond,
 			Tags: []sdk.Tag{
 				{Key: "http.method", Value: "POST"}, {Key: "upstream_address", Value: "[fd00::2]:8080"},
@@ -556,7 +696,7 @@ func CanonicalTrace(now time.Time) []sdk.Span {
 			Sampled: true,
 		},
 		{
-			TraceID: trace, SpanID: 0x3d4e5f6071829304, ParentID: 0x2c3d4e5f60718293, Name: "service2",
+			TraceID: trace, SpanID: 0x3d4e5f6071829304, ParentID: 0x2c3d4e5f60718293, ParentOrigin: sdk.ParentRemote, Name: "service2",
 			Kind: sdk.KindServer, LocalService: "service2", StartUnixNano: start + 2_500_000, Duration: 7*time.Millisecond + 1,
 			Tags: []sdk.Tag{
 				{Key: "http.status_code", Value: "503"}, {Key: "error.message", Value: "upstream connect error"},
@@ -588,6 +728,9 @@ func Compare(want, got sdk.Span, caps sdk.Capabilities) []string {
 	}
 	if got.ParentID != want.ParentID {
 		p = append(p, fmt.Sprintf("parent %s, want %s", got.ParentID, want.ParentID))
+	}
+	if got.ParentOrigin != sdk.ParentUnknown && got.ParentOrigin != want.ParentOrigin {
+		p = append(p, fmt.Sprintf("parent origin %s, want %s (Span.ParentOrigin: the host says where a parent came from; do not guess it from the kind)", got.ParentOrigin, want.ParentOrigin))
 	}
 	if got.Name != want.Name {
 		p = append(p, fmt.Sprintf("name %q, want %q", got.Name, want.Name))

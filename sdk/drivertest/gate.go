@@ -9,15 +9,18 @@ import (
 )
 
 // Gate is a TCP front for a test back end that can make it unreachable
-// (Down: connection refused) or unresponsive (Stall: connections taken and
-// never answered), whatever its protocol: the FailDown and FailSlow of
-// Backend.Fail. Point the driver's config at Addr instead of the back end.
+// (Down: connection refused), unresponsive (Stall: connections taken and
+// never answered) or late (AnswerLate: requests reach the back end at once,
+// its answers come back later), whatever its protocol: the FailDown and
+// FailSlow of Backend.Fail, and Backend.AnswerLate. Point the driver's
+// config at Addr instead of the back end.
 type Gate struct {
 	addr, target string
 
 	mu      sync.Mutex
 	ln      net.Listener
 	stalled bool
+	late    time.Duration
 	conns   map[net.Conn]struct{}
 }
 
@@ -89,6 +92,28 @@ func (g *Gate) Stall() (restore func()) {
 	}
 }
 
+// AnswerLate holds every byte the back end sends back for after before
+// passing it on, until restore is called; requests pass at once. The back
+// end thus takes (and stores) each request as it comes and its answer
+// arrives after: a distant or loaded collector. Connections already open
+// are late too (a driver keeps its connections alive).
+func (g *Gate) AnswerLate(after time.Duration) (restore func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.late = after
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.late = 0
+	}
+}
+
+func (g *Gate) lateBy() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.late
+}
+
 // serve accepts on ln; g.mu is held.
 func (g *Gate) serve(ln net.Listener) {
 	g.ln = ln
@@ -122,7 +147,7 @@ func (g *Gate) forward(c net.Conn) {
 	g.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(up, c); done <- struct{}{} }()
-	go func() { io.Copy(c, up); done <- struct{}{} }()
+	go func() { g.answer(c, up); done <- struct{}{} }()
 	<-done
 	c.Close()
 	up.Close()
@@ -130,6 +155,42 @@ func (g *Gate) forward(c net.Conn) {
 	delete(g.conns, c)
 	delete(g.conns, up)
 	g.mu.Unlock()
+}
+
+// answer copies what the back end sends from up to c, each chunk once the
+// delay AnswerLate set when it was read has passed: a delay line, so that
+// a late answer in several chunks is late once, not once per chunk.
+func (g *Gate) answer(c, up net.Conn) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	line := make(chan chunk, 64)
+	go func() {
+		defer close(line)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := up.Read(b)
+			if n > 0 {
+				line <- chunk{b[:n], time.Now().Add(g.lateBy())}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	failed := false
+	for ck := range line {
+		if failed {
+			continue // drain, so that the reader ends when up closes
+		}
+		time.Sleep(time.Until(ck.due))
+		if _, err := c.Write(ck.b); err != nil {
+			failed = true
+			c.Close()
+			up.Close()
+		}
+	}
 }
 
 // closeAll closes every connection through the gate; g.mu is held.

@@ -193,7 +193,9 @@ func (r *Receiver) Backend(t testing.TB, protocol string, config func(endpoint s
 	}
 	return drivertest.Backend{
 		Config: config(endpoint), Received: r.Spans, TraceIDs: r.TraceIDs,
-		Fail: func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+		Fail:         func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
+		AnswerLate:   g.AnswerLate,
+		ParentOrigin: true,
 	}
 }
 
@@ -349,7 +351,7 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 // Spans returns every span taken so far converted back to tracehop's model:
 // service.name becomes LocalService, attributes tags (ints as decimal
 // text), peer.service and network.peer.* the remote endpoint, an error
-// status the error flag.
+// status the error flag, the span flags' remote bits ParentOrigin.
 func (r *Receiver) Spans() ([]sdk.Span, error) {
 	var out []sdk.Span
 	for _, req := range r.Requests() {
@@ -390,6 +392,14 @@ func fromOTLP(s *tracepb.Span) (sdk.Span, error) {
 	}
 	if len(s.ParentSpanId) == 8 {
 		out.ParentID = sdk.SpanID(binary.BigEndian.Uint64(s.ParentSpanId))
+		// The span flags say whether the parent is remote, when they say
+		// anything (bit 8).
+		if s.Flags&uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK) != 0 {
+			out.ParentOrigin = sdk.ParentLocal
+			if s.Flags&uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK) != 0 {
+				out.ParentOrigin = sdk.ParentRemote
+			}
+		}
 	}
 	switch s.Kind {
 	case tracepb.Span_SPAN_KIND_SERVER:

@@ -55,9 +55,10 @@ func (r *Receiver) Endpoint() string { return "http://" + r.gate.Addr() + "/api/
 // posts to Endpoint.
 func (r *Receiver) Backend(config map[string]any) drivertest.Backend {
 	return drivertest.Backend{
-		Config:   config,
-		Received: r.Spans,
-		TraceIDs: r.TraceIDs,
+		Config:     config,
+		Received:   r.Spans,
+		TraceIDs:   r.TraceIDs,
+		AnswerLate: r.gate.AnswerLate,
 		Fail: func(f drivertest.Failure) func() {
 			return r.gate.Fail(f, func(f drivertest.Failure) func() {
 				code := http.StatusServiceUnavailable
