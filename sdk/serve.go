@@ -62,6 +62,12 @@ func Serve(d Driver) {
 		reexecWith(pe.ProcessEnv())
 	}
 	srv := &server{driver: d, stderr: os.Stderr, stopProfile: startProfile()}
+	if ring, err := mapRing(); err != nil {
+		// Spans then come inside each Export: slower, not wrong.
+		slog.Warn("the shared-memory span ring cannot be used; spans come over gRPC", "error", err)
+	} else {
+		srv.ring = ring
+	}
 	go srv.exitWithHost(os.Getppid(), time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
@@ -104,10 +110,19 @@ type server struct {
 	restoreOnce sync.Once
 	stopProfile func() // ends the CPU profile at Shutdown
 
+	// ring is the host's span ring, mapped read-only (nil: none offered,
+	// or it could not be mapped); useRing says the driver took it.
+	ring    []byte
+	useRing bool
+
 	mu         sync.Mutex
 	configured bool
 	stopped    bool
 }
+
+// noRingEnv, set to 1, makes the SDK ignore the span ring the host offers,
+// as an SDK older than the ring does: the tests of the gRPC fallback use it.
+const noRingEnv = "TRACEHOP_SDK_NO_SPAN_RING"
 
 // recovered turns a driver's panic into a permanent error for that one call,
 // so that one poisonous batch cannot crash-loop the process.
@@ -142,7 +157,9 @@ func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) 
 		}
 	}
 	decodedSecrets.Unlock()
-	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps)}, nil
+	// The host offers a ring of this size: take it if it is the one mapped.
+	s.useRing = req.SpanRingBytes > 0 && req.SpanRingBytes == uint64(len(s.ring))
+	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps), SpanRing: s.useRing}, nil
 }
 
 func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *driverpb.ExportResponse, err error) {
@@ -160,11 +177,33 @@ func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *dr
 		dec.Release()
 		decoders.Put(dec)
 	}()
-	spans, err := dec.Decode(req.Spans, int(req.SpanCount), time.Now)
+	batch := req.Spans
+	var reg wire.RingRegion
+	if req.RingSeq != 0 {
+		if !s.useRing {
+			return nil, driverpb.ErrorStatus(core.Permanent(errors.New("an Export names the span ring, which this driver did not take at Configure")))
+		}
+		reg = wire.RingRegion{Offset: int(req.RingOffset), Length: int(req.RingLength), Count: int(req.SpanCount), Seq: req.RingSeq}
+		if req.RingOffset > uint64(len(s.ring)) || req.RingLength > uint32(len(s.ring)) {
+			reg.Offset, reg.Length = -1, -1 // out of range, whatever the platform's int
+		}
+		var err error
+		if batch, err = wire.RingBatch(s.ring, reg); err != nil {
+			return nil, driverpb.ErrorStatus(core.Permanent(err))
+		}
+	}
+	spans, err := dec.Decode(batch, int(req.SpanCount), time.Now)
 	if err != nil {
 		return nil, driverpb.ErrorStatus(core.Permanent(err))
 	}
-	return driverpb.ExportResult(s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans), len(spans))
+	err = s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans)
+	if req.RingSeq != 0 && wire.RingSeq(s.ring, reg.Offset) != reg.Seq {
+		// The host reused the region while the driver read it (it had
+		// given up on this Export): what the driver sent may be torn.
+		slog.Error("the span ring region was rewritten during Export (it outlived its deadline): the batch is reported failed", "batch", req.BatchId)
+		return nil, driverpb.ErrorStatus(core.Permanent(fmt.Errorf("%w: rewritten during Export", wire.ErrRingRegion)))
+	}
+	return driverpb.ExportResult(err, len(spans))
 }
 
 func (s *server) Shutdown(ctx context.Context, _ *driverpb.ShutdownRequest) (_ *driverpb.ShutdownResponse, err error) {

@@ -216,8 +216,8 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		if caps.TraceID128 {
 			ids = "128-bit"
 		}
-		fmt.Fprintf(stdout, "driver %s: ok (%s; reads %s; %s trace ids; keeps %s)\n",
-			d.Name, d.Driver.Path(), strings.Join(caps.Propagation, ", "), ids, caps.Precision)
+		fmt.Fprintf(stdout, "driver %s: ok (%s; reads %s; %s trace ids; keeps %s; spans over %s)\n",
+			d.Name, d.Driver.Path(), strings.Join(caps.Propagation, ", "), ids, caps.Precision, d.Driver.Transport())
 	}
 	return exitOK
 }

@@ -40,7 +40,7 @@ func TestValidateAndDrivers(t *testing.T) {
 		out    []string
 	}{
 		{"valid", nil, "admin: {address: \"127.0.0.1:0\"}\ntracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n", exitOK,
-			[]string{"config is valid", "driver file: ok", "reads b3, tracecontext; 128-bit trace ids; keeps 1µs"}},
+			[]string{"config is valid", "driver file: ok", "reads b3, tracecontext; 128-bit trace ids; keeps 1µs; spans over shm"}},
 		{"no tracing", nil, "admin: {address: \"127.0.0.1:0\"}\n", exitOK, []string{"proxy without tracing"}},
 		{"address in use", nil, "admin: {address: " + busy + "}\n", exitFailure, []string{`listener "admin": cannot listen on ` + busy}},
 		{"invalid config", nil, "tracing:\n  drivr: {name: file}\n", exitInvalid, []string{`tracing.drivr: unknown key (did you mean "driver"?`}},

@@ -55,17 +55,25 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkPluginExport sends batches of 512 proxy-shaped spans through the
-// wire protocol into a real driver process that discards them. It reports
-// spans/s end to end and the host's CPU per span (the proxy's share).
+// BenchmarkPluginExport sends batches of proxy-shaped spans through the
+// wire protocol into a real driver process that discards them, over each
+// transport (the span ring, gRPC). It reports spans/s end to end and the
+// CPU per span of the host (the proxy's share) and of the driver process.
 func BenchmarkPluginExport(b *testing.B) {
-	for _, batch := range []int{128, 512} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "fault", Path: testDriverBin}, driverhost.Options{})
+	for _, c := range []struct {
+		transport string
+		batch     int
+	}{{"shm", 128}, {"grpc", 128}, {"shm", 512}, {"grpc", 512}} {
+		batch := c.batch
+		b.Run(fmt.Sprintf("transport=%s/batch=%d", c.transport, batch), func(b *testing.B) {
+			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "fault", Path: testDriverBin, Transport: c.transport}, driverhost.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer d.Shutdown(context.Background())
+			if got := d.Transport(); got != c.transport {
+				b.Fatalf("transport %s, want %s", got, c.transport)
+			}
 			spans := make([]core.Span, batch)
 			for i := range spans {
 				spans[i] = proxySpan(uint64(i + 1))

@@ -53,6 +53,11 @@ type Spec struct {
 	Env map[string]string
 	// PassEnv names variables of tracehop's environment the driver may see.
 	PassEnv []string
+	// Transport is how batches reach the driver: wire.TransportAuto (default:
+	// the shared-memory span ring where the platform and the driver can),
+	// wire.TransportShm (the ring, or the driver does not start) or
+	// wire.TransportGRPC (inside each Export).
+	Transport string
 }
 
 // Options tune how drivers are started and supervised. Zero fields take
@@ -116,6 +121,12 @@ type Process struct {
 	stop     chan struct{}
 	done     chan struct{}
 	bufs     sync.Pool // *[]byte: packed batches, reused (gRPC marshals before Export returns)
+
+	// ring is the shared-memory span ring offered to the driver (nil:
+	// gRPC only); ringUsers counts the Exports writing into it, which
+	// Shutdown waits for before it unmaps it.
+	ring      *spanRing
+	ringUsers sync.WaitGroup
 }
 
 var _ core.Driver = (*Process)(nil)
@@ -129,6 +140,7 @@ type instance struct {
 	tail   *stderrTail
 	failed chan struct{} // closed by markFailed
 	once   sync.Once
+	ring   bool // the driver took the span ring
 }
 
 func (in *instance) markFailed() { in.once.Do(func() { close(in.failed) }) }
@@ -177,15 +189,30 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Process, error) {
 		done: make(chan struct{}),
 	}
 	p.bufs.New = func() any { return new([]byte) }
+	if spec.Transport != wire.TransportGRPC {
+		ring, err := newSpanRing(DefaultRingBytes)
+		switch {
+		case err != nil && spec.Transport == wire.TransportShm:
+			return nil, fmt.Errorf("driver %q: transport shm: %w; set transport: grpc (or auto)", spec.Name, err)
+		case err != nil:
+			p.log.Info("spans go to the driver over gRPC: no shared-memory span ring here", "reason", err)
+		default:
+			p.ring = ring
+		}
+	}
 	in, caps, err := p.launch(ctx)
 	if err != nil {
+		if p.ring != nil {
+			p.ring.close()
+		}
 		return nil, err
 	}
 	p.caps = caps
 	p.cur = in
 	p.up.Store(true)
 	go p.supervise()
-	p.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision)
+	p.log.Info("driver started", "path", path, "propagation", caps.Propagation, "trace_id_128bit", caps.TraceID128, "precision", caps.Precision,
+		"transport", p.Transport())
 	return p, nil
 }
 
@@ -247,6 +274,11 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 	name := p.spec.Name
 	cmd := exec.Command(p.path)
 	cmd.Env = p.environ()
+	if p.ring != nil {
+		// The ring is the child's first descriptor after stdio: 3.
+		cmd.ExtraFiles = []*os.File{p.ring.file}
+		cmd.Env = append(cmd.Env, wire.RingFDEnv+"=3")
+	}
 	// A group of its own: tracehop stops its drivers itself (after
 	// flushing them), so a Ctrl-C to tracehop's terminal must not reach
 	// them first, and killGroup can take their children along.
@@ -299,10 +331,11 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 
 	cctx, cancel := context.WithTimeout(ctx, p.opts.ConfigureTimeout)
 	defer cancel()
-	resp, err := in.rpc.Configure(cctx, &driverpb.ConfigureRequest{
-		ConfigJson: p.spec.Config,
-		Host:       driverpb.HostInfoToWire(p.host()),
-	})
+	req := &driverpb.ConfigureRequest{ConfigJson: p.spec.Config, Host: driverpb.HostInfoToWire(p.host())}
+	if p.ring != nil {
+		req.SpanRingBytes = uint64(len(p.ring.mem))
+	}
+	resp, err := in.rpc.Configure(cctx, req)
 	if err != nil {
 		st, _ := status.FromError(err)
 		switch {
@@ -318,7 +351,42 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 			return fail(driverpb.ConfigureError(name, err))
 		}
 	}
+	in.ring = p.ring != nil && resp.SpanRing
+	if p.ring != nil && !resp.SpanRing {
+		if p.spec.Transport == wire.TransportShm {
+			return fail(fmt.Errorf("driver %q did not take the shared-memory span ring (transport: shm): "+
+				"tracehop %s offers it on driver protocol %d; the driver was built with an SDK that predates it "+
+				"(or cannot map shared memory): rebuild it with the current SDK, or set transport: grpc", name, core.Version, wire.ProtocolVersion))
+		}
+		p.log.Info("spans go to the driver over gRPC: it did not take the shared-memory span ring (an SDK that predates it, or no shared memory where it runs)")
+	}
 	return in, driverpb.CapabilitiesFromWire(resp.Capabilities), nil
+}
+
+// Transport says how batches reach the driver now: "shm" (the span ring)
+// or "grpc".
+func (p *Process) Transport() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != nil && p.cur.ring {
+		return wire.TransportShm
+	}
+	return wire.TransportGRPC
+}
+
+// useRing reserves the span ring for one Export; false once Shutdown has
+// begun (it unmaps the ring when the last user is done).
+func (p *Process) useRing(in *instance) bool {
+	if !in.ring {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shutdown {
+		return false
+	}
+	p.ringUsers.Add(1)
+	return true
 }
 
 func (p *Process) host() core.HostInfo {
@@ -400,12 +468,7 @@ func (p *Process) Export(ctx context.Context, spans []core.Span) error {
 	if err != nil {
 		return err
 	}
-	buf := p.bufs.Get().(*[]byte)
-	*buf = wire.AppendBatch((*buf)[:0], spans)
-	resp, err := in.rpc.Export(ctx, &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans)), Spans: *buf})
-	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
-		p.bufs.Put(buf)
-	}
+	resp, err := p.export(ctx, in, spans)
 	if driverpb.Unreachable(err) {
 		// The connection or the process is gone: replace it.
 		in.markFailed()
@@ -416,6 +479,30 @@ func (p *Process) Export(ctx context.Context, spans []core.Span) error {
 		return err
 	}
 	return fmt.Errorf("driver %q: %w", p.spec.Name, err)
+}
+
+// export sends one batch: in the span ring when the driver took it and
+// the batch fits, else inside the request.
+func (p *Process) export(ctx context.Context, in *instance, spans []core.Span) (*driverpb.ExportResponse, error) {
+	req := &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans))}
+	if p.useRing(in) {
+		defer p.ringUsers.Done()
+		if reg, ok := p.ring.put(spans); ok {
+			req.RingOffset, req.RingLength, req.RingSeq = uint64(reg.Offset), uint32(reg.Length), reg.Seq
+			// The region is reused only once the RPC has returned:
+			// answered, failed, or the process gone.
+			defer p.ring.release(reg)
+			return in.rpc.Export(ctx, req)
+		}
+	}
+	buf := p.bufs.Get().(*[]byte)
+	*buf = wire.AppendBatch((*buf)[:0], spans)
+	req.Spans = *buf
+	resp, err := in.rpc.Export(ctx, req)
+	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer
+		p.bufs.Put(buf)
+	}
+	return resp, err
 }
 
 // Shutdown stops supervision, lets the driver flush within ctx and stops the
@@ -436,6 +523,7 @@ func (p *Process) Shutdown(ctx context.Context) error {
 	close(p.stop)
 	<-p.done
 	p.up.Store(false)
+	defer p.closeRing(ctx)
 	if in == nil {
 		return nil
 	}
@@ -550,4 +638,21 @@ func (grpcPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
 
 func (grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
 	return &grpcHandle{rpc: driverpb.NewDriverClient(conn), conn: conn}, nil
+}
+
+// closeRing unmaps the span ring once no Export writes into it, within
+// ctx; past it the ring stays mapped (a few MiB, until tracehop exits)
+// rather than be unmapped under a writer.
+func (p *Process) closeRing(ctx context.Context) {
+	if p.ring == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { p.ringUsers.Wait(); close(done) }()
+	select {
+	case <-done:
+		p.ring.close()
+	case <-ctx.Done():
+		p.log.Warn("an Export was still writing into the span ring at the end of the shutdown: it stays mapped")
+	}
 }

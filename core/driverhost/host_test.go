@@ -320,61 +320,71 @@ func span(id uint64) core.Span {
 // pipeline: the host must restart it and re-send what was not acknowledged,
 // so that every span arrives.
 func TestDriverKilledMidStream(t *testing.T) {
-	record := filepath.Join(t.TempDir(), "record")
-	d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record})},
-		driverhost.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.New(pipeline.Config{QueueSize: 65536, BatchSize: 256, BatchDelay: 5 * time.Millisecond, RetryInitial: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond},
-		[]pipeline.Target{{Name: "fault", Driver: d}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const total, kills = 30000, 4
-	var sent, lastPid int
-	for k := range kills {
-		pid := d.Pid()
-		for pid == 0 || pid == lastPid { // the last kill is not handled yet
-			time.Sleep(5 * time.Millisecond)
-			pid = d.Pid()
-		}
-		lastPid = pid
-		for ; sent < (k+1)*total/(kills+1); sent++ {
-			p.Enqueue(span(uint64(sent + 1)))
-			if sent%100 == 0 {
-				time.Sleep(time.Millisecond) // a steady stream, not one burst
+	// Over the span ring, the batches a killed driver did not acknowledge
+	// are in the host's pipeline still, and go to the restarted driver, as
+	// over gRPC.
+	for _, transport := range []string{wire.TransportShm, wire.TransportGRPC} {
+		t.Run(transport, func(t *testing.T) {
+			record := filepath.Join(t.TempDir(), "record")
+			d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"record": record}), Transport: transport},
+				driverhost.Options{})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %d: %v", pid, err)
-		}
-	}
-	for ; sent < total; sent++ {
-		p.Enqueue(span(uint64(sent + 1)))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	st := p.Stats()[0]
-	seen := readRecord(t, record)
-	var missing []uint64
-	for id := uint64(1); id <= total; id++ {
-		if seen[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	t.Logf("restarts=%d exported=%d dropped=%v export_errors=%d unique_received=%d", st.Restarts, st.Exported, st.Dropped, st.ExportErrors, len(seen))
-	if len(missing) > 0 {
-		t.Fatalf("%d of %d spans never reached the driver (first: %v)", len(missing), total, missing[:min(10, len(missing))])
-	}
-	if st.Restarts < kills {
-		t.Fatalf("restarts = %d, want at least %d", st.Restarts, kills)
-	}
-	if st.DroppedTotal() != 0 {
-		t.Fatalf("dropped %v, want none", st.Dropped)
+			if got := d.Transport(); got != transport {
+				t.Fatalf("transport %s, want %s", got, transport)
+			}
+			p, err := pipeline.New(pipeline.Config{QueueSize: 65536, BatchSize: 256, BatchDelay: 5 * time.Millisecond, RetryInitial: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+				[]pipeline.Target{{Name: "fault", Driver: d}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const total, kills = 30000, 4
+			var sent, lastPid int
+			for k := range kills {
+				pid := d.Pid()
+				for pid == 0 || pid == lastPid { // the last kill is not handled yet
+					time.Sleep(5 * time.Millisecond)
+					pid = d.Pid()
+				}
+				lastPid = pid
+				for ; sent < (k+1)*total/(kills+1); sent++ {
+					p.Enqueue(span(uint64(sent + 1)))
+					if sent%100 == 0 {
+						time.Sleep(time.Millisecond) // a steady stream, not one burst
+					}
+				}
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Fatalf("kill %d: %v", pid, err)
+				}
+			}
+			for ; sent < total; sent++ {
+				p.Enqueue(span(uint64(sent + 1)))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := p.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			st := p.Stats()[0]
+			seen := readRecord(t, record)
+			var missing []uint64
+			for id := uint64(1); id <= total; id++ {
+				if seen[id] == 0 {
+					missing = append(missing, id)
+				}
+			}
+			t.Logf("restarts=%d exported=%d dropped=%v export_errors=%d unique_received=%d", st.Restarts, st.Exported, st.Dropped, st.ExportErrors, len(seen))
+			if len(missing) > 0 {
+				t.Fatalf("%d of %d spans never reached the driver (first: %v)", len(missing), total, missing[:min(10, len(missing))])
+			}
+			if st.Restarts < kills {
+				t.Fatalf("restarts = %d, want at least %d", st.Restarts, kills)
+			}
+			if st.DroppedTotal() != 0 {
+				t.Fatalf("dropped %v, want none", st.Dropped)
+			}
+		})
 	}
 }
 
@@ -533,4 +543,49 @@ func TestExportCarriesRetryDelayAndPartialRejection(t *testing.T) {
 			t.Fatalf("the back end's message is not in the host's log: %s", logs.String())
 		}
 	})
+}
+
+// The transport is negotiated at Configure: a driver whose SDK predates
+// the span ring (TRACEHOP_SDK_NO_SPAN_RING makes the SDK answer as such a
+// one does) gets its spans over gRPC under auto, and fails to start under
+// shm with a message that says what to do; transport: grpc offers no ring.
+func TestTransportNegotiation(t *testing.T) {
+	old := map[string]string{"TRACEHOP_SDK_NO_SPAN_RING": "1"}
+	for _, c := range []struct {
+		name, transport string
+		env             map[string]string
+		want            string // the transport in use, or a start error's words
+	}{
+		{"auto, current SDK", wire.TransportAuto, nil, wire.TransportShm},
+		{"default, current SDK", "", nil, wire.TransportShm},
+		{"auto, old SDK", wire.TransportAuto, old, wire.TransportGRPC},
+		{"grpc", wire.TransportGRPC, nil, wire.TransportGRPC},
+		{"shm, old SDK", wire.TransportShm, old, "set transport: grpc"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			record := filepath.Join(t.TempDir(), "record")
+			d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Env: c.env, Transport: c.transport,
+				Config: jsonConfig(t, map[string]any{"record": record})}, driverhost.Options{})
+			if strings.Contains(c.want, " ") {
+				if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "protocol") {
+					t.Fatalf("start: %v, want an error saying %q and naming the protocol", err, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Transport(); got != c.want {
+				t.Fatalf("transport %s, want %s", got, c.want)
+			}
+			for i := range 3 {
+				if err := d.Export(context.Background(), []core.Span{span(uint64(2*i + 1)), span(uint64(2*i + 2))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if seen := readRecord(t, record); len(seen) != 6 {
+				t.Fatalf("the driver received %d spans of 6: %v", len(seen), seen)
+			}
+		})
+	}
 }

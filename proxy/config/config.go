@@ -232,6 +232,10 @@ type DriverEntry struct {
 	// tracehop's environment reaches it.
 	Env     map[string]string `yaml:"env"`
 	PassEnv []string          `yaml:"pass_env"`
+	// Transport is how batches reach the driver: auto (default: the
+	// shared-memory span ring where the platform and the driver can, else
+	// gRPC), shm (the ring, or the driver does not start) or grpc.
+	Transport string `yaml:"transport"`
 }
 
 // Sampling percentages, 0 to 100 in 0.01 steps; each defaults to 100.
@@ -605,6 +609,9 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 			if _, err := wire.ParseChecksum(d.Checksum); err != nil {
 				bad(key+".checksum", "%v", err)
 			}
+		}
+		if d.Transport != "" && !slices.Contains(wire.Transports, d.Transport) {
+			bad(key+".transport", "must be one of %s, got %q", strings.Join(wire.Transports, ", "), d.Transport)
 		}
 	}
 	if t.Driver != nil {

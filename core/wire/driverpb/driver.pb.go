@@ -157,8 +157,12 @@ func (x *HostInfo) GetZone() string {
 type ConfigureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The driver's own config block, as JSON.
-	ConfigJson    []byte    `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	Host          *HostInfo `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	ConfigJson []byte    `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Host       *HostInfo `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// The host offers the shared-memory span transport: the size in bytes of
+	// the span ring it passed to the driver process (wire.RingFDEnv names
+	// its descriptor). Zero: no offer, every Export carries its spans.
+	SpanRingBytes uint64 `protobuf:"varint,3,opt,name=span_ring_bytes,json=spanRingBytes,proto3" json:"span_ring_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +209,13 @@ func (x *ConfigureRequest) GetHost() *HostInfo {
 		return x.Host
 	}
 	return nil
+}
+
+func (x *ConfigureRequest) GetSpanRingBytes() uint64 {
+	if x != nil {
+		return x.SpanRingBytes
+	}
+	return 0
 }
 
 type Capabilities struct {
@@ -290,8 +301,13 @@ func (x *Capabilities) GetSecretKeys() []string {
 }
 
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Capabilities  *Capabilities          `protobuf:"bytes,1,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Capabilities *Capabilities          `protobuf:"bytes,1,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// The driver mapped the span ring the host offered, and reads the
+	// batches an Export places there (ring_length > 0). A driver built
+	// before the transport existed leaves it false, and gets its spans in
+	// ExportRequest.spans.
+	SpanRing      bool `protobuf:"varint,2,opt,name=span_ring,json=spanRing,proto3" json:"span_ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +349,13 @@ func (x *ConfigureResponse) GetCapabilities() *Capabilities {
 	return nil
 }
 
+func (x *ConfigureResponse) GetSpanRing() bool {
+	if x != nil {
+		return x.SpanRing
+	}
+	return false
+}
+
 type ExportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A host-assigned id, the same when a batch is re-sent after a failure,
@@ -345,7 +368,15 @@ type ExportRequest struct {
 	// batch costs no per-field protobuf work and no UTF-8 validation (header
 	// values need not be UTF-8), and the plugin side decodes it without
 	// copying a string.
-	Spans         []byte `protobuf:"bytes,3,opt,name=spans,proto3" json:"spans,omitempty"`
+	Spans []byte `protobuf:"bytes,3,opt,name=spans,proto3" json:"spans,omitempty"`
+	// The shared-memory transport: the batch is in the span ring instead of
+	// spans, in the region that starts at ring_offset (a region header, then
+	// ring_length bytes of the batch layout; wire.RingRegion). ring_seq is
+	// the region header's sequence number: the driver checks it before it
+	// decodes and after its Export returns (docs/driver-protocol.md).
+	RingOffset    uint64 `protobuf:"varint,4,opt,name=ring_offset,json=ringOffset,proto3" json:"ring_offset,omitempty"`
+	RingLength    uint32 `protobuf:"varint,5,opt,name=ring_length,json=ringLength,proto3" json:"ring_length,omitempty"`
+	RingSeq       uint64 `protobuf:"varint,6,opt,name=ring_seq,json=ringSeq,proto3" json:"ring_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +430,27 @@ func (x *ExportRequest) GetSpans() []byte {
 		return x.Spans
 	}
 	return nil
+}
+
+func (x *ExportRequest) GetRingOffset() uint64 {
+	if x != nil {
+		return x.RingOffset
+	}
+	return 0
+}
+
+func (x *ExportRequest) GetRingLength() uint32 {
+	if x != nil {
+		return x.RingLength
+	}
+	return 0
+}
+
+func (x *ExportRequest) GetRingSeq() uint64 {
+	if x != nil {
+		return x.RingSeq
+	}
+	return 0
 }
 
 type ExportResponse struct {
@@ -541,25 +593,32 @@ const file_driver_proto_rawDesc = "" +
 	"driverName\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aservice\x18\x04 \x01(\tR\aservice\x12\x12\n" +
-	"\x04zone\x18\x05 \x01(\tR\x04zone\"e\n" +
+	"\x04zone\x18\x05 \x01(\tR\x04zone\"\x8d\x01\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\x120\n" +
-	"\x04host\x18\x02 \x01(\v2\x1c.tracehop.driver.v1.HostInfoR\x04host\"\xd9\x01\n" +
+	"\x04host\x18\x02 \x01(\v2\x1c.tracehop.driver.v1.HostInfoR\x04host\x12&\n" +
+	"\x0fspan_ring_bytes\x18\x03 \x01(\x04R\rspanRingBytes\"\xd9\x01\n" +
 	"\fCapabilities\x12 \n" +
 	"\vpropagation\x18\x01 \x03(\tR\vpropagation\x12&\n" +
 	"\x0ftrace_id_128bit\x18\x02 \x01(\bR\rtraceId128bit\x12;\n" +
 	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\x12!\n" +
 	"\fshared_spans\x18\x04 \x01(\bR\vsharedSpans\x12\x1f\n" +
 	"\vsecret_keys\x18\x05 \x03(\tR\n" +
-	"secretKeys\"Y\n" +
+	"secretKeys\"v\n" +
 	"\x11ConfigureResponse\x12D\n" +
-	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\"_\n" +
+	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\x12\x1b\n" +
+	"\tspan_ring\x18\x02 \x01(\bR\bspanRing\"\xbc\x01\n" +
 	"\rExportRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1d\n" +
 	"\n" +
 	"span_count\x18\x02 \x01(\rR\tspanCount\x12\x14\n" +
-	"\x05spans\x18\x03 \x01(\fR\x05spans\"b\n" +
+	"\x05spans\x18\x03 \x01(\fR\x05spans\x12\x1f\n" +
+	"\vring_offset\x18\x04 \x01(\x04R\n" +
+	"ringOffset\x12\x1f\n" +
+	"\vring_length\x18\x05 \x01(\rR\n" +
+	"ringLength\x12\x19\n" +
+	"\bring_seq\x18\x06 \x01(\x04R\aringSeq\"b\n" +
 	"\x0eExportResponse\x12%\n" +
 	"\x0erejected_spans\x18\x01 \x01(\rR\rrejectedSpans\x12)\n" +
 	"\x10rejected_message\x18\x02 \x01(\tR\x0frejectedMessage\"\x11\n" +
