@@ -163,13 +163,13 @@ func (fc *fastConn) readHead() (int, bool) {
 
 // reqInfo is what serveRequest learns from the request's headers.
 type reqInfo struct {
-	host, requestID, userAgent []byte
-	hosts                      int
-	length                     int64
-	lengths                    int
-	te                         bool // a Transfer-Encoding header
-	close                      bool
-	unsupported                bool
+	host, requestID, userAgent, contentType []byte
+	hosts                                   int
+	length                                  int64
+	lengths                                 int
+	te                                      bool // a Transfer-Encoding header
+	close                                   bool
+	unsupported                             bool
 }
 
 func (fc *fastConn) scanRequest() (ri reqInfo) {
@@ -203,6 +203,8 @@ func (fc *fastConn) scanRequest() (ri reqInfo) {
 		case 12:
 			if h1.EqualFold(n, "X-Request-Id") {
 				ri.requestID = v
+			} else if h1.EqualFold(n, "Content-Type") {
+				ri.contentType = v
 			}
 		case 17:
 			if h1.EqualFold(n, "Transfer-Encoding") {

@@ -175,6 +175,8 @@ func (fc *fastConn) responseHead(uc *upstream.Conn, st *reqState, v *reqView, up
 			continue
 		case h1.EqualFold(h.Name, "Grpc-Status"):
 			v.grpcStatus = string(h.Value)
+		case h1.EqualFold(h.Name, "Grpc-Message"):
+			v.grpcMessage = string(h.Value)
 		}
 		w = appendHeader(w, h.Name, h.Value)
 	}

@@ -66,7 +66,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	fc.carrier.hs = fc.req.Headers
 	v := reqView{
 		method: str(fc.req.Method), host: str(ri.host), uri: str(fc.req.Target), proto: "HTTP/1.1",
-		userAgent: str(ri.userAgent), header: &fc.carrier, volatile: true,
+		userAgent: str(ri.userAgent), contentType: str(ri.contentType), header: &fc.carrier, volatile: true,
 	}
 	st.traced = st.traceOn(l)
 	if st.traced {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -158,10 +159,11 @@ func (l *frontend) complete(st *reqState, r *http.Request, v *reqView, rw *respo
 	if st.traced && st.sampled && l.tracer.wantsResponse(st.routeTracing) {
 		v.respHeader = propagation.HeaderCarrier(rw.Header())
 	}
-	v.grpcStatus = rw.Header().Get("Grpc-Status")
-	if v.grpcStatus == "" {
-		// An unannounced trailer, as gRPC's always is over HTTP/2.
-		v.grpcStatus = rw.Header().Get(http.TrailerPrefix + "Grpc-Status")
+	// In the head (a trailers-only answer) or an unannounced trailer, as
+	// gRPC's always are over HTTP/2.
+	v.grpcStatus = cmp.Or(rw.Header().Get("Grpc-Status"), rw.Header().Get(http.TrailerPrefix+"Grpc-Status"))
+	if v.grpcStatus != "" {
+		v.grpcMessage = cmp.Or(rw.Header().Get("Grpc-Message"), rw.Header().Get(http.TrailerPrefix+"Grpc-Message"))
 	}
 	l.done(st, v)
 }
@@ -231,7 +233,7 @@ func (l *frontend) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 func viewOf(r *http.Request) reqView {
 	return reqView{
 		method: r.Method, host: r.Host, uri: r.URL.RequestURI(), proto: protocolName(r), userAgent: r.UserAgent(),
-		header: propagation.HeaderCarrier(r.Header),
+		contentType: r.Header.Get("Content-Type"), header: propagation.HeaderCarrier(r.Header),
 	}
 }
 

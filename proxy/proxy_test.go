@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +16,12 @@ import (
 
 	"golang.org/x/net/websocket"
 	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/internal/app"
@@ -601,8 +605,8 @@ func TestGRPCUnaryAndStreaming(t *testing.T) {
 		c, _ := s.Tag("grpc.status_code")
 		codes = append(codes, c)
 	}
-	if codes[0] != "0" || codes[1] != "5" || !spans[1].Error || spans[0].Error {
-		t.Fatalf("grpc.status_code tags %v; want 0 for the Check, 5 (NotFound, an error) for the unknown service", codes)
+	if codes[0] != "0" || codes[1] != "5" || spans[1].Error || spans[0].Error {
+		t.Fatalf("grpc.status_code tags %v; want 0 for the Check, 5 for the unknown service (NotFound: the caller's, no error on this SERVER span)", codes)
 	}
 	// The client cancelled the Watch: the stream broke off on its side.
 	if f, _ := spans[2].Tag("response_flags"); f != "DC" || spans[2].Error {
@@ -888,5 +892,60 @@ func TestStaleUpstreamConnectionsAreReplaced(t *testing.T) {
 		if resp, body := do(t, "GET", url, nil); resp.StatusCode != 200 || body != "hello" {
 			t.Fatalf("request %d after the upstream closed its connections: %d %q", i, resp.StatusCode, body)
 		}
+	}
+}
+
+// gRPC spans follow OpenTelemetry's RPC conventions (and Envoy's tags): the
+// status code and its message (percent-decoded) from trailers and from
+// trailers-only answers, the path, and the error by side: every non-OK code
+// fails a CLIENT span (egress), only the server's faults a SERVER span
+// (ingress). A real gRPC server answers each code to a real client.
+func TestGRPCStatusBySide(t *testing.T) {
+	const message = "code %d: naïve 100%% sure"
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		var code int
+		fmt.Sscanf(method, "/test.Codes/Code%d", &code)
+		if code == 0 {
+			return stream.SendMsg(&emptypb.Empty{})
+		}
+		return status.Errorf(grpccodes.Code(code), message, code)
+	}))
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	serverFault := map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+	for _, direction := range []string{"ingress", "egress"} {
+		t.Run(direction, func(t *testing.T) {
+			cfg := strings.Replace(strings.Replace(oneRoute(direction, "true", ln.Addr().String(), ""), "connect_timeout: 500ms", "connect_timeout: 500ms, protocol: h2c", 1), "timeout: 300ms", "timeout: 0s", 1)
+			p := startProxy(t, cfg)
+			conn, err := grpc.NewClient("passthrough:///"+p.addr["l"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for code := 0; code <= 16; code++ {
+				err := conn.Invoke(context.Background(), fmt.Sprintf("/test.Codes/Code%d", code), &emptypb.Empty{}, &emptypb.Empty{})
+				if got := status.Code(err); int(got) != code {
+					t.Fatalf("code %d came back as %v (%v)", code, got, err)
+				}
+			}
+			spans := p.rec.wait(t, 17)
+			for code, s := range spans {
+				c, _ := s.Tag("grpc.status_code")
+				path, _ := s.Tag("grpc.path")
+				msg, _ := s.Tag("grpc.message")
+				if c != strconv.Itoa(code) || path != fmt.Sprintf("/test.Codes/Code%d", code) {
+					t.Errorf("span %d: grpc.status_code %q, grpc.path %q", code, c, path)
+				}
+				if want := fmt.Sprintf(message, code); code != 0 && msg != want {
+					t.Errorf("span %d: grpc.message %q, want %q", code, msg, want)
+				}
+				wantErr := code != 0 && (direction == "egress" || serverFault[code])
+				if s.Error != wantErr {
+					t.Errorf("%s span with code %d: error %v, want %v", direction, code, s.Error, wantErr)
+				}
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/core/sampling"
+	"github.com/tracehop/tracehop/internal/hexdigit"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
@@ -85,6 +87,7 @@ func (tr *reqTrace) spanName(host string) string {
 // fast path's, whose strings alias its buffers (volatile).
 type reqView struct {
 	method, host, uri, proto, userAgent string
+	contentType                         string // the request's
 	header                              propagation.Carrier
 	// volatile says the strings above and the header's alias memory that
 	// is reused after the request: what outlives the request (the trace
@@ -92,9 +95,10 @@ type reqView struct {
 	// them.
 	volatile bool
 
-	status     int // 0 until the response starts
-	respBytes  int64
-	grpcStatus string
+	status      int // 0 until the response starts
+	respBytes   int64
+	grpcStatus  string
+	grpcMessage string // as sent: percent-encoded
 	// respHeader is the upstream's response header, when a custom tag
 	// reads it; nil when tracehop answered itself.
 	respHeader headerGetter
@@ -240,9 +244,14 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 	s.Duration = end.Sub(st.start)
 	status := cmp.Or(v.status, http.StatusOK)
 	failed := status >= 500 || st.upstreamErr != nil
-	grpcStatus := v.grpcStatus
-	if grpcStatus != "" && grpcStatus != "0" {
-		failed = true
+	// A gRPC status other than OK fails a CLIENT span; a SERVER span only
+	// for the codes that say the server failed (OpenTelemetry's RPC
+	// conventions, as Envoy does): NOT_FOUND is the caller's problem.
+	clientFailed := failed || v.grpcStatus != "" && v.grpcStatus != "0"
+	if st.ingress {
+		failed = failed || grpcServerFault(v.grpcStatus)
+	} else {
+		failed = clientFailed
 	}
 	s.Error = failed
 
@@ -272,7 +281,7 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 			u.StartUnixNano = s.StartUnixNano
 		}
 		u.Duration = time.Duration(end.UnixNano() - u.StartUnixNano)
-		u.Error = failed
+		u.Error = clientFailed // the upstream call is a CLIENT span
 		u.Tags = b.tags
 		if st.endpoint != nil {
 			u.Remote = upstreamEndpoint(st)
@@ -318,7 +327,9 @@ func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqVie
 		add("upstream_address", st.endpoint.Addr())
 	}
 	add("http.status_code", statusText(status))
-	if v.grpcStatus != "" {
+	if isGRPC(v.contentType) {
+		tags = t.appendGRPCTags(tags, v)
+	} else if v.grpcStatus != "" {
 		add("grpc.status_code", v.grpcStatus)
 	}
 	if st.flags != "" {
@@ -404,6 +415,65 @@ func (t *Tracer) url(b *spanBuf, v *reqView, st *reqTrace) string {
 		path = path[:t.maxPath]
 	}
 	return b.concat(scheme, v.host, path)
+}
+
+// isGRPC says whether a request's Content-Type is gRPC's (application/grpc,
+// +proto, +json, grpc-web, ...).
+func isGRPC(contentType string) bool {
+	return strings.HasPrefix(contentType, "application/grpc")
+}
+
+// grpcServerFault says whether a gRPC status code (as grpc-status writes
+// it) is the server's failure: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
+// INTERNAL, UNAVAILABLE, DATA_LOSS.
+func grpcServerFault(code string) bool {
+	switch code {
+	case "2", "4", "12", "13", "14", "15":
+		return true
+	}
+	return false
+}
+
+// appendGRPCTags appends Envoy's tags of a gRPC call: grpc.path,
+// grpc.authority, grpc.content_type, grpc.timeout, grpc.status_code and
+// grpc.message (percent-decoded). A driver's attribute_names: otel makes
+// them rpc.system, rpc.service, rpc.method and rpc.grpc.status_code.
+func (t *Tracer) appendGRPCTags(tags []core.Tag, v *reqView) []core.Tag {
+	path, _, _ := strings.Cut(v.uri, "?")
+	tags = append(tags, core.Tag{Key: "grpc.path", Value: path}, core.Tag{Key: "grpc.authority", Value: v.host},
+		core.Tag{Key: "grpc.content_type", Value: v.contentType})
+	if to := v.header.Get("Grpc-Timeout"); to != "" {
+		tags = append(tags, core.Tag{Key: "grpc.timeout", Value: to})
+	}
+	if v.grpcStatus != "" {
+		tags = append(tags, core.Tag{Key: "grpc.status_code", Value: v.grpcStatus})
+	}
+	if v.grpcMessage != "" {
+		tags = append(tags, core.Tag{Key: "grpc.message", Value: grpcMessage(v.grpcMessage)})
+	}
+	return tags
+}
+
+// grpcMessage decodes grpc-message's percent-encoding (gRPC's HTTP/2
+// protocol: the message is UTF-8, percent-encoded); a malformed escape is
+// kept as it came.
+func grpcMessage(m string) string {
+	if strings.IndexByte(m, '%') < 0 {
+		return m
+	}
+	out := make([]byte, 0, len(m))
+	for i := 0; i < len(m); i++ {
+		if m[i] == '%' && i+2 < len(m) {
+			hi, lo := hexdigit.Value(m[i+1]), hexdigit.Value(m[i+2])
+			if hi != hexdigit.Invalid && lo != hexdigit.Invalid {
+				out = append(out, hi<<4|lo)
+				i += 2
+				continue
+			}
+		}
+		out = append(out, m[i])
+	}
+	return string(out)
 }
 
 // spanBuf is the memory finish builds a span's tags in, reused request

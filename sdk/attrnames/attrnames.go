@@ -81,13 +81,15 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 	if mode == Envoy {
 		return append(dst, s.Tags...), s.Name
 	}
-	var method, status string
+	var method, status, rpc string
 	for _, t := range s.Tags {
 		switch t.Key {
 		case "http.method":
 			method = t.Value
 		case "http.status_code":
 			status = t.Value
+		case "grpc.path":
+			rpc = strings.TrimPrefix(t.Value, "/")
 		}
 		if mode == Both {
 			dst = append(dst, t)
@@ -111,6 +113,14 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 			if s.Kind == sdk.KindServer {
 				dst = append(dst, sdk.Tag{Key: "client.address", Value: hostOf(t.Value)})
 			}
+		case "grpc.path":
+			// /package.Service/Method: OpenTelemetry's RPC conventions.
+			service, m, _ := strings.Cut(rpc, "/")
+			dst = append(dst, sdk.Tag{Key: "rpc.system", Value: "grpc"}, sdk.Tag{Key: "rpc.service", Value: service},
+				sdk.Tag{Key: "rpc.method", Value: m})
+			if mode == Both {
+				continue
+			}
 		case "error", "error.message":
 			// The span's status carries both: OTLP's STATUS_CODE_ERROR
 			// and its message.
@@ -123,7 +133,13 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 	if s.Error {
 		dst = append(dst, sdk.Tag{Key: "error.type", Value: errorType(status, s.Kind)})
 	}
-	if mode == Both || method == "" {
+	switch {
+	case mode == Both:
+		return dst, s.Name
+	case rpc != "":
+		// An RPC span is named package.Service/Method.
+		return dst, rpc
+	case method == "":
 		return dst, s.Name
 	}
 	return dst, method

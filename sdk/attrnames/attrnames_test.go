@@ -32,6 +32,9 @@ func proxySpan(kind sdk.Kind, failed bool) sdk.Span {
 func TestTranslate(t *testing.T) {
 	server := proxySpan(sdk.KindServer, true)
 	client := proxySpan(sdk.KindClient, false)
+	grpcSpan := proxySpan(sdk.KindClient, true)
+	grpcSpan.Tags = append(slices.Clone(grpcSpan.Tags), sdk.Tag{Key: "grpc.path", Value: "/shop.Cart/AddItem"},
+		sdk.Tag{Key: "grpc.status_code", Value: "14"}, sdk.Tag{Key: "grpc.message", Value: "backend down"})
 	tests := []struct {
 		name     string
 		span     sdk.Span
@@ -54,6 +57,10 @@ func TestTranslate(t *testing.T) {
 		{"otel client span", client, attrnames.OTel, "GET", map[string]string{
 			"url.full": "http://localhost:8000/trace/1?x=1", "server.address": "localhost", "server.port": "8000",
 			"url.path": "", "client.address": "", "error.type": "",
+		}},
+		{"otel gRPC span", grpcSpan, attrnames.OTel, "shop.Cart/AddItem", map[string]string{
+			"rpc.system": "grpc", "rpc.service": "shop.Cart", "rpc.method": "AddItem", "rpc.grpc.status_code": "14",
+			"grpc.message": "backend down", "grpc.path": "", "grpc.status_code": "",
 		}},
 		{"both", server, attrnames.Both, "ingress", map[string]string{
 			"http.method": "GET", "http.request.method": "GET", "http.status_code": "503",
