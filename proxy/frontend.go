@@ -37,6 +37,7 @@ type frontend struct {
 	headerTimeout time.Duration
 	bodyTimeout   time.Duration
 	underscores   string // config.Underscores*
+	traceresponse bool   // answers carry W3C traceresponse
 	// slowPathOnly hands every request to net/http after the fast path's
 	// first checks: the conformance tests run each case through both paths.
 	slowPathOnly bool

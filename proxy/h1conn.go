@@ -332,7 +332,7 @@ func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string
 		st.flags = flags
 	}
 	v.status, v.respBytes = code, int64(len("tracehop: \n")+len(msg))
-	if !fc.writeAnswer(code, msg, out != keepAlive) {
+	if !fc.writeAnswer(code, msg, out != keepAlive, &st.reqTrace) {
 		return closeConn
 	}
 	return out
@@ -341,17 +341,21 @@ func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string
 // refuse answers a request the fast path will not pass on, before it is
 // routed, and closes the connection (its framing cannot be trusted).
 func (fc *fastConn) refuse(code int, msg string) outcome {
-	fc.writeAnswer(code, msg, true)
+	fc.writeAnswer(code, msg, true, nil)
 	return closeLinger
 }
 
-// writeAnswer writes a plain-text response and reports whether it could.
-func (fc *fastConn) writeAnswer(code int, msg string, close bool) bool {
+// writeAnswer writes a plain-text response and reports whether it could;
+// tr is the request's tracing (nil before the request is routed).
+func (fc *fastConn) writeAnswer(code int, msg string, close bool, tr *reqTrace) bool {
 	w := append(fc.out[:0], "HTTP/1.1 "...)
 	w = strconv.AppendInt(w, int64(code), 10)
 	w = append(w, ' ')
 	w = append(w, http.StatusText(code)...)
 	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	if tr != nil {
+		w = fc.appendTraceresponse(w, tr)
+	}
 	if close {
 		w = append(w, "Connection: close\r\n"...)
 	}
@@ -361,6 +365,17 @@ func (fc *fastConn) writeAnswer(code int, msg string, close bool) bool {
 	fc.out = w[:0]
 	_, err := fc.c.Write(w)
 	return err == nil
+}
+
+// appendTraceresponse appends the traceresponse header field of a traced
+// request, on a listener that sends it.
+func (fc *fastConn) appendTraceresponse(w []byte, tr *reqTrace) []byte {
+	if !fc.l.traceresponse || !tr.traced {
+		return w
+	}
+	w = append(w, "Traceresponse: "...)
+	w = tr.appendTraceresponse(w)
+	return append(w, "\r\n"...)
 }
 
 // lingerClose closes a connection whose client may still be sending: a

@@ -177,9 +177,12 @@ func (fc *fastConn) responseHead(uc *upstream.Conn, st *reqState, v *reqView, up
 			v.grpcStatus = string(h.Value)
 		case h1.EqualFold(h.Name, "Grpc-Message"):
 			v.grpcMessage = string(h.Value)
+		case fc.l.traceresponse && st.traced && h1.EqualFold(h.Name, "Traceresponse"):
+			continue // tracehop's own goes instead
 		}
 		w = appendHeader(w, h.Name, h.Value)
 	}
+	w = fc.appendTraceresponse(w, &st.reqTrace)
 	switch {
 	case resp.Status == 204 || resp.Status == 304 || v.method == "HEAD":
 		// No body. A 204 has no Content-Length (RFC 9110 §8.6); a 304 or

@@ -48,6 +48,10 @@ func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.traced {
 		l.tracer.begin(&st.reqTrace, &v)
 	}
+	if st.traced && l.traceresponse {
+		rw.traceresponse = string(st.appendTraceresponse(nil))
+	}
+
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = &countingBody{ReadCloser: r.Body, bytes: &st.reqBytes, fault: &st.clientFault, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
 		r.Body = st.body

@@ -161,6 +161,9 @@ type responseWriter struct {
 	// close: the final answer says Connection: close, whatever came
 	// before it (ReverseProxy clears the header map after each 1xx).
 	close bool
+	// traceresponse, when set, is the final answer's traceresponse (it
+	// replaces the upstream's).
+	traceresponse string
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -172,6 +175,9 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	if w.close && code >= 200 {
 		w.Header().Set("Connection", "close")
+	}
+	if w.traceresponse != "" && code >= 200 {
+		w.Header().Set("Traceresponse", w.traceresponse)
 	}
 	if _, ok := w.Header()["Content-Type"]; !ok && code >= 200 {
 		// No Content-Type is the upstream's choice (RFC 9110 §8.3):

@@ -68,7 +68,7 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 			tracer: tracer, log: b.log, accessLog: b.accessLog,
 			noRoute:     b.metrics.route(lc.Name, "none", "none"),
 			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,
-			underscores: lc.HeadersWithUnderscores, slowPathOnly: b.slowPathOnly,
+			underscores: lc.HeadersWithUnderscores, slowPathOnly: b.slowPathOnly, traceresponse: lc.Traceresponse,
 			tlsFailures: b.metrics.tlsFailures,
 		}
 		if lc.TLS != nil {

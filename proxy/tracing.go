@@ -82,6 +82,22 @@ func (tr *reqTrace) spanName(host string) string {
 	return "egress " + host
 }
 
+// appendTraceresponse appends the W3C traceresponse value (Trace Context
+// level 2) of a traced request: version 00, the trace id, the id of
+// tracehop's span and the sampled flag.
+func (tr *reqTrace) appendTraceresponse(dst []byte) []byte {
+	dst = append(dst, "00-"...)
+	// Always 32 digits, as traceparent: a 64-bit id is zero-extended.
+	dst = core.SpanID(tr.span.TraceID.High).AppendHex(dst)
+	dst = core.SpanID(tr.span.TraceID.Low).AppendHex(dst)
+	dst = append(dst, '-')
+	dst = tr.span.SpanID.AppendHex(dst)
+	if tr.sampled {
+		return append(dst, "-01"...)
+	}
+	return append(dst, "-00"...)
+}
+
 // reqView is what tracing and the access log read of a request and its
 // response, filled by either HTTP path: net/http's (viewOf) or the HTTP/1.1
 // fast path's, whose strings alias its buffers (volatile).

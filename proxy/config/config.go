@@ -112,6 +112,12 @@ type Listener struct {
 	HeadersWithUnderscores string `yaml:"headers_with_underscores"`
 	// TLS makes the listener HTTPS: nil is plaintext.
 	TLS *ListenerTLS `yaml:"tls"`
+	// Traceresponse, false by default, puts W3C Trace Context level 2's
+	// traceresponse header on the answers to traced requests: the trace id
+	// and the id of tracehop's span, so that a caller can find its trace.
+	// At an edge that does not trust its clients, that tells any client
+	// the trace ids of your traces: turn it on where that is wanted.
+	Traceresponse bool `yaml:"traceresponse"`
 }
 
 // What HeadersWithUnderscores may say.
