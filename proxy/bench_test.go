@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -48,7 +49,7 @@ func benchListener(b testing.TB, traced bool) *frontend {
 }
 
 // benchOptions are the tracing features a benchmark configures.
-type benchOptions struct{ routeTracing, tracing string }
+type benchOptions struct{ operation, routeTracing, tracing string }
 
 var (
 	benchPlain = benchOptions{}
@@ -59,11 +60,18 @@ var (
 		routeTracing: `, tracing: {sampling: {random: 100}, custom_tags: [{tag: tier, response_header: {name: x-user-tier}}]}`,
 		tracing:      "  custom_tags: [{tag: cache, response_header: {name: x-cache, default: none}}, {tag: user, request_header: {name: x-user}}]\n  baggage_tags: [user.id]\n",
 	}
+	// benchSpans configures what issue 27 added to spans: a span name
+	// template and tags of one side only, on both spans of a request
+	// (spawn_upstream_span).
+	benchSpans = benchOptions{
+		operation: "'{method} {route}'",
+		tracing:   "  spawn_upstream_span: true\n  custom_tags: [{tag: in, literal: a, span: server}, {tag: out, literal: b, span: client}]\n",
+	}
 )
 
 func benchListenerWith(b testing.TB, traced bool, o benchOptions) *frontend {
 	yaml := `listeners:
-  - {name: l, address: "127.0.0.1:0", direction: ingress, routes: [{match: {prefix: /}, cluster: up, operation: op` + o.routeTracing + `}]}
+  - {name: l, address: "127.0.0.1:0", direction: ingress, routes: [{match: {prefix: /}, cluster: up, operation: ` + cmp.Or(o.operation, "op") + o.routeTracing + `}]}
 clusters:
   - {name: up, endpoints: ["127.0.0.1:1"]}
 `
@@ -196,7 +204,7 @@ func TestTracingHotPathAllocations(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		o    benchOptions
-	}{{"plain", benchPlain}, {"features", benchFeatures}} {
+	}{{"plain", benchPlain}, {"features", benchFeatures}, {"spans", benchSpans}} {
 		t.Run(c.name, func(t *testing.T) {
 			run := tracingHotPath(t, c.o)
 			for range hotQueue { // one full batch: every slot of the queue warm

@@ -31,7 +31,7 @@ type reqState struct {
 // reads of it.
 func (st *reqState) setRoute(rt *route) {
 	st.route = rt
-	st.cluster, st.routeTracing, st.operation = rt.cluster, rt.tracing, rt.operation
+	st.cluster, st.routeTracing, st.spanName = rt.cluster, rt.tracing, rt.spanName
 }
 
 // traceOn says whether a request is traced: tracing is on, and not off for

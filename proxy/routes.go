@@ -15,15 +15,15 @@ import (
 )
 
 type route struct {
-	name      string
-	prefix    string
-	path      string
-	headers   []config.HeaderMatch
-	cluster   *upstream.Cluster
-	operation string
-	timeout   time.Duration
-	metrics   *routeMetrics
-	tracing   *routeTracing // the route's own tracing, or nil
+	name     string
+	prefix   string
+	path     string
+	headers  []config.HeaderMatch
+	cluster  *upstream.Cluster
+	spanName *nameTemplate // nil: the default name
+	timeout  time.Duration
+	metrics  *routeMetrics
+	tracing  *routeTracing // the route's own tracing, or nil
 }
 
 func (rt *route) untraced() bool { return rt.tracing != nil && rt.tracing.off }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -81,7 +82,7 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 		for i, rc := range lc.Routes {
 			rt := &route{
 				name: rc.Name, prefix: rc.Match.Prefix, path: rc.Match.Path, cluster: snap.clusters[rc.Cluster],
-				operation: rc.Operation, timeout: *rc.Timeout,
+				timeout: *rc.Timeout,
 			}
 			for _, h := range rc.Match.Headers {
 				rt.headers = append(rt.headers, config.HeaderMatch{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value})
@@ -89,7 +90,8 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 			if tracer != nil {
 				rt.tracing = tracer.forRoute(rc.Tracing)
 			}
-			rt.name = routeLabel(rt, i)
+			rt.name = routeLabel(rc, i)
+			rt.spanName = newNameTemplate(cmp.Or(rc.Operation, lc.Operation), cmp.Or(rc.Name, rc.Match.Prefix, rc.Match.Path, "/"))
 			rt.metrics = b.metrics.route(lc.Name, rt.name, rt.cluster.Name())
 			l.routes = append(l.routes, rt)
 		}
@@ -180,12 +182,12 @@ func routeMetricsOf(l *frontend) []*routeMetrics {
 	return out
 }
 
-func routeLabel(r *route, i int) string {
-	if r.name != "" {
-		return r.name
+func routeLabel(r config.Route, i int) string {
+	if r.Name != "" {
+		return r.Name
 	}
-	if r.operation != "" {
-		return r.operation
+	if r.Operation != "" {
+		return r.Operation
 	}
 	return "route" + strconv.Itoa(i)
 }

@@ -36,6 +36,7 @@ type Tracer struct {
 	sharedSpans   bool
 	customTags    []customTag
 	respTags      bool       // a custom tag reads a response header
+	sidedTags     bool       // a custom tag goes on one side only
 	baggageTags   []string   // baggage members copied onto spans
 	links         *linkTable // nil when link_by_request_id is off
 	counts        *tracerCounts
@@ -63,9 +64,10 @@ type Sink interface {
 var _ Sink = (*pipeline.Pipeline)(nil)
 
 type customTag struct {
-	tag, value   string // value: a literal, or the environment's value read at start
-	header       string // a request header's name, canonical
-	respHeader   string // a response header's name, canonical
+	kind         core.Kind // the only kind of span it goes on; KindUnspecified: every span
+	tag, value   string    // value: a literal, or the environment's value read at start
+	header       string    // a request header's name, canonical
+	respHeader   string    // a response header's name, canonical
 	defaultValue string
 }
 
@@ -132,6 +134,7 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	for _, ct := range tc.CustomTags {
 		t.customTags = append(t.customTags, newCustomTag(ct))
 		t.respTags = t.respTags || ct.ResponseHeader != nil
+		t.sidedTags = t.sidedTags || ct.Span != ""
 	}
 	t.baggageTags = tc.BaggageTags
 	for _, c := range opts.Capabilities {
@@ -192,6 +195,12 @@ func newCustomTag(ct config.CustomTag) customTag {
 		c.respHeader = http.CanonicalHeaderKey(ct.ResponseHeader.Name)
 		c.defaultValue = ct.ResponseHeader.Default
 	}
+	switch ct.Span {
+	case config.TagSpanServer:
+		c.kind = core.KindServer
+	case config.TagSpanClient:
+		c.kind = core.KindClient
+	}
 	return c
 }
 
@@ -209,6 +218,7 @@ type routeTracing struct {
 	sampler    *sampling.Sampler // nil: the tracer's
 	customTags []customTag       // after the tracer's
 	respTags   bool              // one of customTags reads a response header
+	sidedTags  bool              // one of customTags goes on one side only
 }
 
 // forRoute resolves a route's tracing block; nil when it has none.
@@ -224,6 +234,7 @@ func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
 	for _, ct := range rc.CustomTags {
 		rt.customTags = append(rt.customTags, newCustomTag(ct))
 		rt.respTags = rt.respTags || ct.ResponseHeader != nil
+		rt.sidedTags = rt.sidedTags || ct.Span != ""
 	}
 	return rt
 }

@@ -29,7 +29,7 @@ type reqTrace struct {
 	// Set before begin.
 	ingress, trusted bool              // the listener's direction and trust
 	routeTracing     *routeTracing     // the route's own tracing, or nil
-	operation        string            // the route's operation name, or "": the default
+	spanName         *nameTemplate     // the route's span name; nil: the default
 	cluster          *upstream.Cluster // the route's cluster; nil: no route
 	requestID        string
 	start            time.Time
@@ -70,16 +70,16 @@ func (tr *reqTrace) clusterName() string {
 	return tr.cluster.Name()
 }
 
-// spanName names the request's span: the route's operation, else Envoy's
+// name names the request's span: the route's operation, else Envoy's
 // default: "ingress", or "egress HOST".
-func (tr *reqTrace) spanName(host string) string {
-	if tr.operation != "" {
-		return tr.operation
+func (tr *reqTrace) name(b *spanBuf, v *reqView) string {
+	if tr.spanName != nil {
+		return tr.spanName.name(b, v)
 	}
 	if tr.ingress {
 		return "ingress"
 	}
-	return "egress " + host
+	return b.concat("egress ", v.host, "")
 }
 
 // appendTraceresponse appends the W3C traceresponse value (Trace Context
@@ -202,7 +202,6 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 	s.LocalService = t.service
 	s.StartUnixNano = st.start.UnixNano()
 	s.Sampled, s.Debug = sampled, in.Debug
-	s.Name = st.spanName(v.host)
 
 	out := in
 	out.TraceID, out.SpanID, out.ParentID = s.TraceID, s.SpanID, s.ParentID
@@ -223,7 +222,6 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 		u.TraceID, u.ParentID, u.SpanID = s.TraceID, s.SpanID, newSpanID()
 		u.ParentOrigin = core.ParentLocal // this hop's own span
 		u.Kind, u.LocalService, u.Sampled = core.KindClient, t.service, sampled
-		u.Name = "router " + st.clusterName() + " egress"
 		out.SpanID, out.ParentID = u.SpanID, s.SpanID
 	}
 	st.out = out
@@ -282,8 +280,16 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 	if t.maxPath > 0 {
 		path = min(path, t.maxPath)
 	}
-	b.reset(len("https://") + len(v.host) + path + 2*20)
-	b.tags = t.appendTags(b.tags[:0], b, st, v, status, failed)
+	need := len("https://") + len(v.host) + path + 2*20
+	if st.spanName != nil {
+		need += st.spanName.size + len(v.method) + len(v.host) + len(v.uri)
+	}
+	if t.spawnUpstream {
+		need = 2*need + len("router  egress") + len(st.clusterName()) // its name, maybe its own tags
+	}
+	b.reset(need + len("egress ") + len(v.host))
+	s.Name = st.name(b, v)
+	b.tags = t.appendTags(b.tags[:0], b, st, v, status, failed, s.Kind)
 	s.Tags = b.tags
 	if st.ingress {
 		s.Remote = core.Endpoint{IP: st.peer.Addr(), Port: st.peer.Port()}
@@ -298,7 +304,13 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 		}
 		u.Duration = time.Duration(end.UnixNano() - u.StartUnixNano)
 		u.Error = clientFailed // the upstream call is a CLIENT span
+		u.Name = b.concat("router ", st.clusterName(), " egress") // Envoy's name
 		u.Tags = b.tags
+		if t.sidedTags || st.routeTracing != nil && st.routeTracing.sidedTags {
+			// Tags of one side only: the CLIENT span has its own list.
+			b.utags = t.appendTags(b.utags[:0], b, st, v, status, clientFailed, core.KindClient)
+			u.Tags = b.utags
+		}
 		if st.endpoint != nil {
 			u.Remote = upstreamEndpoint(st)
 		}
@@ -310,7 +322,7 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 // appendTags appends the tags of a finished request's spans to tags, with
 // the strings made for them in b: Envoy's tags, then the custom tags of
 // the tracer and of the route, then the baggage members asked for.
-func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqView, status int, failed bool) []core.Tag {
+func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqView, status int, failed bool, kind core.Kind) []core.Tag {
 	add := func(k, v string) { tags = append(tags, core.Tag{Key: k, Value: v}) }
 	add("component", "proxy")
 	if t.nodeID != "" {
@@ -365,6 +377,9 @@ func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqVie
 	}
 	tagsFrom := func(cts []customTag) {
 		for _, ct := range cts {
+			if ct.kind != core.KindUnspecified && ct.kind != kind {
+				continue
+			}
 			val := ct.value
 			switch {
 			case ct.header != "":
@@ -496,7 +511,8 @@ func grpcMessage(m string) string {
 // after request: a fast-path connection has its own, the net/http path
 // takes one from spanBufs.
 type spanBuf struct {
-	tags []core.Tag
+	tags  []core.Tag
+	utags []core.Tag // the upstream span's, when they differ
 	// text holds the strings made for tags. Its capacity is reserved by
 	// reset before any string is made, and a string that does not fit is
 	// allocated instead, so appending never moves what a tag points at.
@@ -526,6 +542,14 @@ func (sb *spanBuf) concat(a, b, c string) string {
 	start := len(sb.text)
 	sb.text = append(append(append(sb.text, a...), b...), c...)
 	return unsafe.String(&sb.text[start], n)
+}
+
+// view returns the text appended since start, without a copy.
+func (sb *spanBuf) view(start int) string {
+	if len(sb.text) == start {
+		return ""
+	}
+	return unsafe.String(&sb.text[start], len(sb.text)-start)
 }
 
 // int returns v in decimal, in the buffer when it fits.

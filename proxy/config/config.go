@@ -112,6 +112,9 @@ type Listener struct {
 	HeadersWithUnderscores string `yaml:"headers_with_underscores"`
 	// TLS makes the listener HTTPS: nil is plaintext.
 	TLS *ListenerTLS `yaml:"tls"`
+	// Operation is the span name of the listener's routes that name none
+	// (Route.Operation, with the same placeholders).
+	Operation string `yaml:"operation"`
 	// Traceresponse, false by default, puts W3C Trace Context level 2's
 	// traceresponse header on the answers to traced requests: the trace id
 	// and the id of tracehop's span, so that a caller can find its trace.
@@ -138,7 +141,11 @@ type Route struct {
 	Match   Match  `yaml:"match"`
 	Cluster string `yaml:"cluster"`
 	// Operation names the span; by default, like Envoy, "ingress" on an
-	// ingress listener and "egress HOST" on an egress one.
+	// ingress listener and "egress HOST" on an egress one (or the
+	// listener's operation). It may hold placeholders: {method}, {route}
+	// (the route's name, else its match as written), {path} (the request's
+	// path: many names, for few routes) and {host}; "{method} {route}" is
+	// how OpenTelemetry's HTTP conventions name a server span.
 	Operation string `yaml:"operation"`
 	// Timeout bounds the wait for the upstream's response headers (default
 	// 15s, as Envoy's route timeout). It does not cut a streamed response
@@ -267,7 +274,48 @@ type CustomTag struct {
 	// capturedResponseHeaders; the default is used when the header is
 	// absent, or when tracehop answered itself.
 	ResponseHeader *TagFromHeader `yaml:"response_header"`
+	// Span limits the tag to one side: server (the SERVER span of an
+	// ingress listener) or client (the CLIENT span of an egress listener,
+	// and the upstream span spawn_upstream_span adds); "" tags both.
+	Span string `yaml:"span"`
 }
+
+// The placeholders of an operation (span name) template.
+const (
+	PlaceholderMethod = "{method}"
+	PlaceholderRoute  = "{route}"
+	PlaceholderPath   = "{path}"
+	PlaceholderHost   = "{host}"
+)
+
+// placeholders lists them, for messages.
+var placeholders = []string{PlaceholderMethod, PlaceholderRoute, PlaceholderPath, PlaceholderHost}
+
+// checkOperation reports the first unknown placeholder of an operation
+// template, or "".
+func checkOperation(op string) string {
+	for rest := op; ; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i:]
+		j := strings.IndexByte(rest, '}')
+		if j < 0 {
+			return rest
+		}
+		if !slices.Contains(placeholders, rest[:j+1]) {
+			return rest[:j+1]
+		}
+		rest = rest[j+1:]
+	}
+}
+
+// Spans a custom tag may be limited to (CustomTag.Span).
+const (
+	TagSpanServer = "server"
+	TagSpanClient = "client"
+)
 
 // TagFromEnv reads the tag's value from the environment once, at start.
 type TagFromEnv struct {
@@ -507,6 +555,9 @@ func (c *Config) validate(d *decoder) {
 			if r.Timeout != nil && *r.Timeout < 0 {
 				bad(rk+".timeout", "must not be negative")
 			}
+			if ph := checkOperation(r.Operation); ph != "" {
+				bad(rk+".operation", "unknown placeholder %s (known: %s)", ph, strings.Join(placeholders, ", "))
+			}
 			if rt := r.Tracing; rt != nil {
 				if c.Tracing == nil {
 					bad(rk+".tracing", "needs a tracing block: without one tracehop traces nothing")
@@ -514,6 +565,9 @@ func (c *Config) validate(d *decoder) {
 				validateSampling(rk+".tracing.sampling", rt.Sampling, false, bad)
 				validateCustomTags(rk+".tracing.custom_tags", rt.CustomTags, bad)
 			}
+		}
+		if ph := checkOperation(l.Operation); ph != "" {
+			bad(key+".operation", "unknown placeholder %s (known: %s)", ph, strings.Join(placeholders, ", "))
 		}
 		if l.MaxHeaderBytes < 0 {
 			bad(key+".max_header_bytes", "must not be negative")
@@ -567,6 +621,9 @@ func validateCustomTags(key string, tags []CustomTag, bad func(key, format strin
 		key := fmt.Sprintf("%s[%d]", key, i)
 		if ct.Tag == "" {
 			bad(key+".tag", "is required")
+		}
+		if ct.Span != "" && ct.Span != TagSpanServer && ct.Span != TagSpanClient {
+			bad(key+".span", "must be server or client (or unset: both), got %q", ct.Span)
 		}
 		n := 0
 		if ct.Literal != "" {

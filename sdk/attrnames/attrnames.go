@@ -16,7 +16,8 @@ const (
 	// Datadog and LightStep users' dashboards know these).
 	Envoy Mode = iota
 	// OTel writes the stable OpenTelemetry HTTP semantic conventions and
-	// names a span after its method, as OpenTelemetry instrumentations do.
+	// names a span after its method, as OpenTelemetry instrumentations do
+	// (package.Service/Method for gRPC), unless its route names it.
 	OTel
 	// Both keeps every Envoy tag and the span name, and adds the
 	// OpenTelemetry attributes: for a migration, at the price of about
@@ -134,7 +135,10 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 		dst = append(dst, sdk.Tag{Key: "error.type", Value: errorType(status, s.Kind)})
 	}
 	switch {
-	case mode == Both:
+	case mode == Both, !DefaultName(s.Name):
+		// A name the operator chose (a route's operation) stays, in
+		// every naming, as Envoy's OpenTelemetry tracer keeps a route's
+		// decorator.
 		return dst, s.Name
 	case rpc != "":
 		// An RPC span is named package.Service/Method.
@@ -143,6 +147,14 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 		return dst, s.Name
 	}
 	return dst, method
+}
+
+// DefaultName says whether a span name is one tracehop gives when the
+// route names none (Envoy's: "ingress", "egress HOST", "router CLUSTER
+// egress"), which the OpenTelemetry naming replaces with the method.
+func DefaultName(name string) bool {
+	return name == "ingress" || strings.HasPrefix(name, "egress ") ||
+		strings.HasPrefix(name, "router ") && strings.HasSuffix(name, " egress")
 }
 
 // errorType is error.type for a failed HTTP span: the status code when it

@@ -32,6 +32,8 @@ func proxySpan(kind sdk.Kind, failed bool) sdk.Span {
 func TestTranslate(t *testing.T) {
 	server := proxySpan(sdk.KindServer, true)
 	client := proxySpan(sdk.KindClient, false)
+	named := proxySpan(sdk.KindServer, false)
+	named.Name = "GET shop" // a route's operation: "{method} {route}"
 	grpcSpan := proxySpan(sdk.KindClient, true)
 	grpcSpan.Tags = append(slices.Clone(grpcSpan.Tags), sdk.Tag{Key: "grpc.path", Value: "/shop.Cart/AddItem"},
 		sdk.Tag{Key: "grpc.status_code", Value: "14"}, sdk.Tag{Key: "grpc.message", Value: "backend down"})
@@ -62,6 +64,7 @@ func TestTranslate(t *testing.T) {
 			"rpc.system": "grpc", "rpc.service": "shop.Cart", "rpc.method": "AddItem", "rpc.grpc.status_code": "14",
 			"grpc.message": "backend down", "grpc.path": "", "grpc.status_code": "",
 		}},
+		{"otel keeps a route's name", named, attrnames.OTel, "GET shop", map[string]string{"http.request.method": "GET"}},
 		{"both", server, attrnames.Both, "ingress", map[string]string{
 			"http.method": "GET", "http.request.method": "GET", "http.status_code": "503",
 			"http.response.status_code": "503", "error.message": "upstream reset", "error.type": "503",
