@@ -303,7 +303,7 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 			u.StartUnixNano = s.StartUnixNano
 		}
 		u.Duration = time.Duration(end.UnixNano() - u.StartUnixNano)
-		u.Error = clientFailed // the upstream call is a CLIENT span
+		u.Error = clientFailed                                    // the upstream call is a CLIENT span
 		u.Name = b.concat("router ", st.clusterName(), " egress") // Envoy's name
 		u.Tags = b.tags
 		if t.sidedTags || st.routeTracing != nil && st.routeTracing.sidedTags {
