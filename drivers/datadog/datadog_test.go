@@ -43,8 +43,11 @@ func TestConformance(t *testing.T) {
 				AnswerLate: g.AnswerLate,
 				Fail: func(f drivertest.Failure) func() {
 					return g.Fail(f, func(f drivertest.Failure) func() {
-						if f == drivertest.FailRefuse {
+						switch f {
+						case drivertest.FailRefuse:
 							return r.FailAll(http.StatusBadRequest)
+						case drivertest.FailThrottled:
+							return r.FailAll(http.StatusTooManyRequests)
 						}
 						return r.FailAll(http.StatusServiceUnavailable)
 					})

@@ -234,8 +234,9 @@ func (d *Driver) emitAndFlush(ctx context.Context, service string, spans []sdk.S
 	if failure != nil {
 		// The library keeps failed spans to send again later; the
 		// pipeline re-sends the batch itself, so start clean instead.
-		// Close tries one last flush: bound it.
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// Close tries one last flush: bound it, within Export's own
+		// deadline (the host's: past it the host has moved on).
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		tr.Close(cctx)
 		cancel()
 		delete(d.tracers, service)

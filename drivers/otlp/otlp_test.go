@@ -353,7 +353,7 @@ func TestEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := r.Headers()
-	if len(h) != 1 || h[0]["X-Api-Key"] != "s ecret" || h[0]["Content-Encoding"] != "gzip" {
+	if len(h) != 1 || h[0]["x-api-key"] != "s ecret" || h[0]["content-encoding"] != "gzip" {
 		t.Fatalf("headers = %v", h)
 	}
 	ra := attrs(r.Requests()[0].ResourceSpans[0].Resource.Attributes)

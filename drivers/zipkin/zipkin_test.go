@@ -38,10 +38,11 @@ type receiver struct {
 	discard, undecoded bool
 }
 
-// answer makes the receiver answer as an overloaded (503) or refusing
-// (400) collector does, for drivertest's failure checks.
+// answer makes the receiver answer as an overloaded (503), refusing (400)
+// or throttling (429) collector does, for drivertest's failure checks.
 func (r *receiver) answer(f drivertest.Failure) (restore func()) {
-	code := map[drivertest.Failure]int{drivertest.FailOverloaded: http.StatusServiceUnavailable, drivertest.FailRefuse: http.StatusBadRequest}[f]
+	code := map[drivertest.Failure]int{drivertest.FailOverloaded: http.StatusServiceUnavailable, drivertest.FailRefuse: http.StatusBadRequest,
+		drivertest.FailThrottled: http.StatusTooManyRequests}[f]
 	r.mu.Lock()
 	r.failAll = code
 	r.mu.Unlock()

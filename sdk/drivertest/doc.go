@@ -3,16 +3,31 @@
 // receiver that decodes the back end's real wire format) and read back what
 // reached it, and the import path of the driver's main package.
 //
-// Run checks, first with the driver in process and then through a real
-// plugin process launched by tracehop's host: invalid configs are refused
-// naming the key; a canonical three-service trace (128-bit ids, an error
-// span, unicode tags, events, remote endpoints) arrives with ids, parents,
-// kinds, times (to the precision the driver declares) and tags intact;
-// Shutdown flushes, is idempotent and is safe without Configure; Export is
-// safe for concurrent use; a burst of 10,000 spans in batches of 512 loses
-// nothing; Export after Shutdown fails cleanly; where the back end keeps it
-// (OTLP's span flags), whether a parent is remote arrives as the host said
-// (Backend.ParentOrigin); stopping tracehop's pipeline
-// while the back end holds its answer to a stored batch stores each span
-// once (Backend.AnswerLate).
+// Run first checks that the Suite and its Backend give what every check
+// needs (all missing fields at once). Then it checks, with the driver in
+// process and again through a real plugin process launched by tracehop's
+// host:
+//   - invalid configs are refused naming the key;
+//   - a canonical three-service trace (128-bit ids, an error span, unicode,
+//     empty, 4 KB and invalid UTF-8 tags, events, IPv4 and IPv6 endpoints)
+//     arrives once, with ids, parents, kinds, times (to the precision the
+//     driver declares) and tags intact; a span missing under its id but
+//     present under another is named (a byte-order bug says so); with
+//     Backend.TraceIDs, ids match the W3C strings; with Backend.Problems,
+//     nothing the wire format shows wrong (a root's parent id of zeros);
+//     with Backend.Sampled, the sampled flag; with Backend.ParentOrigin,
+//     whether a parent is remote;
+//   - Shutdown flushes, is idempotent and is safe without Configure;
+//     Export after Shutdown fails cleanly;
+//   - Export is safe for concurrent use; a burst in batches of 512 and of
+//     MaxBurstBatch loses nothing and stores nothing twice;
+//   - failures (Backend.Fail): down, overloaded (503 / UNAVAILABLE),
+//     throttled (429 / RESOURCE_EXHAUSTED) and slow are retryable, refusing
+//     (400 / INVALID_ARGUMENT) is Permanent; Export returns within 250 ms of
+//     its context's deadline; the retried batch arrives whole;
+//   - stopping tracehop's pipeline while the back end holds its answer to a
+//     stored batch stores each span once (Backend.AnswerLate).
+//
+// The kit's own tests run each check against a driver with the bug it must
+// catch (internal/mutant) and expect it to fail.
 package drivertest

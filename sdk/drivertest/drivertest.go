@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -56,6 +57,16 @@ type Backend struct {
 	// send the batch again (back ends do not deduplicate). Without it that
 	// check is skipped; give it for any back end reached over a network.
 	AnswerLate func(after time.Duration) (restore func())
+	// Problems returns what the back end's wire format shows wrong that
+	// Received cannot: a root span sent with a parent id of zeros where
+	// the field must be absent (OTLP, Zipkin: back ends then find no
+	// root), say. The kit fails on each. The reference receivers
+	// (otlpreceiver, zipkinreceiver) give it; optional.
+	Problems func() []string
+	// Sampled is true when the back end keeps W3C's sampled flag (OTLP's
+	// span flags) and Received returns it in Span.Sampled: the kit then
+	// compares it on every span.
+	Sampled bool
 	// ParentOrigin is true when the back end's format says whether a
 	// span's parent is remote (OTLP's span flags) and Received returns it
 	// in Span.ParentOrigin (ParentUnknown for a span whose record says
@@ -72,8 +83,8 @@ type Failure int
 const (
 	// FailDown: nothing listens (connection refused).
 	FailDown Failure = iota + 1
-	// FailOverloaded: the back end answers "try again later" (HTTP 503 or
-	// 429, gRPC UNAVAILABLE or RESOURCE_EXHAUSTED).
+	// FailOverloaded: the back end answers "try again later" (HTTP 503,
+	// gRPC UNAVAILABLE).
 	FailOverloaded
 	// FailSlow: the back end takes the request and never answers; Export
 	// must give up by its context's deadline.
@@ -81,7 +92,14 @@ const (
 	// FailRefuse: the back end refuses the data itself (HTTP 400, gRPC
 	// INVALID_ARGUMENT): sending it again cannot help.
 	FailRefuse
+	// FailThrottled: the back end asks the sender to slow down (HTTP 429,
+	// gRPC RESOURCE_EXHAUSTED): retryable, not a refusal of the data.
+	FailThrottled
 )
+
+// Failures lists every Failure the kit makes, in the order it makes them:
+// a Backend.Fail must handle each.
+var Failures = []Failure{FailDown, FailOverloaded, FailSlow, FailRefuse, FailThrottled}
 
 func (f Failure) String() string {
 	switch f {
@@ -93,6 +111,8 @@ func (f Failure) String() string {
 		return "slow"
 	case FailRefuse:
 		return "refusing"
+	case FailThrottled:
+		return "throttled"
 	}
 	return "failure(" + strconv.Itoa(int(f)) + ")"
 }
@@ -135,8 +155,32 @@ type starter func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabili
 // Run runs every check, in process and through a plugin process.
 func Run(t *testing.T, s Suite) {
 	t.Helper()
-	if s.New == nil || s.Backend == nil || s.Name == "" || s.MainPackage == "" {
-		t.Fatal("drivertest: Suite needs Name, New, Backend and MainPackage")
+	var missing []string
+	for _, f := range []struct {
+		name string
+		nil  bool
+	}{{"Name", s.Name == ""}, {"New", s.New == nil}, {"Backend", s.Backend == nil}, {"MainPackage", s.MainPackage == ""}} {
+		if f.nil {
+			missing = append(missing, "Suite."+f.name)
+		}
+	}
+	if s.Backend != nil {
+		// One back end, to check what every check will need of it.
+		t.Run("Backend", func(t *testing.T) {
+			b := s.Backend(t)
+			if b.Config == nil {
+				missing = append(missing, "Backend.Config")
+			}
+			if b.Received == nil {
+				missing = append(missing, "Backend.Received")
+			}
+			if b.Fail == nil && s.NoFailures == "" {
+				missing = append(missing, "Backend.Fail (or Suite.NoFailures saying why the back end cannot fail)")
+			}
+		})
+	}
+	if len(missing) > 0 {
+		t.Fatalf("drivertest: the suite lacks %s", strings.Join(missing, ", "))
 	}
 	if s.BurstSpans == 0 {
 		s.BurstSpans = 10000
@@ -185,10 +229,13 @@ func runChecks(t *testing.T, s Suite, start starter) {
 }
 
 // exportTimeout bounds each Export the kit makes; the slow back end's
-// check uses a shorter deadline and allows this much past it.
+// check uses a shorter deadline and allows deadlineSlack past it (the
+// time to notice the context ended and unwind); past deadlineLeeway it
+// stops waiting.
 const (
 	exportTimeout  = 30 * time.Second
 	slowDeadline   = 500 * time.Millisecond
+	deadlineSlack  = 250 * time.Millisecond
 	deadlineLeeway = 2 * time.Second
 )
 
@@ -202,7 +249,7 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 		return
 	}
 	first := uint64(7000)
-	for _, f := range []Failure{FailDown, FailOverloaded, FailSlow, FailRefuse} {
+	for _, f := range Failures {
 		t.Run(f.String(), func(t *testing.T) {
 			d, _, b := configured(t, s, start)
 			defer d.Shutdown(context.Background())
@@ -237,8 +284,8 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 			switch {
 			case err == nil:
 				t.Fatalf("Export to a %s back end returned nil: the host would count the batch as delivered", f)
-			case f == FailSlow && took > slowDeadline+deadlineLeeway:
-				t.Errorf("Export to a back end that never answers took %s with a %s deadline: honour the context", took.Round(time.Millisecond), slowDeadline)
+			case f == FailSlow && took > slowDeadline+deadlineSlack:
+				t.Errorf("Export to a back end that never answers took %s with a %s deadline: honour the context (a timeout of your own is not enough: the host's deadline is the one that counts)", took.Round(time.Millisecond), slowDeadline)
 			case f == FailRefuse && !sdk.IsPermanent(err):
 				t.Errorf("Export to a back end that refuses the data returned %v, not marked sdk.Permanent: the host would send it again and again", err)
 			case f != FailRefuse && sdk.IsPermanent(err):
@@ -421,18 +468,25 @@ func checkCanonical(t *testing.T, s Suite, start starter) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	got := received(t, b)
+	checkProblems(t, b)
 	byID := map[sdk.SpanID]sdk.Span{}
 	for _, g := range got {
+		if _, dup := byID[g.SpanID]; dup {
+			t.Errorf("span %s (%s) arrived twice: back ends do not deduplicate", g.SpanID, g.Name)
+		}
 		byID[g.SpanID] = g
 	}
 	for _, w := range want {
 		g, ok := byID[w.SpanID]
 		if !ok {
-			t.Errorf("span %s (%s) did not arrive after Shutdown; got %d spans", w.SpanID, w.Name, len(got))
+			t.Errorf("span %s (%s) did not arrive after Shutdown; %s", w.SpanID, w.Name, lookAlike(w, got))
 			continue
 		}
 		for _, problem := range Compare(w, g, caps) {
 			t.Errorf("span %s (%s): %s", w.SpanID, w.Name, problem)
+		}
+		if b.Sampled && g.Sampled != w.Sampled {
+			t.Errorf("span %s (%s): sampled flag %v, want %v (W3C trace flags: a back end or a collector's sampler reads it)", w.SpanID, w.Name, g.Sampled, w.Sampled)
 		}
 		if b.ParentOrigin && w.ParentID != 0 && g.ParentOrigin == sdk.ParentUnknown {
 			t.Errorf("span %s (%s): the back end says nothing of where its parent came from; want %s", w.SpanID, w.Name, w.ParentOrigin)
@@ -460,6 +514,33 @@ const (
 	CanonicalTraceID = "0af7651916cd43dd8448eb211c80319c"
 	CanonicalRootID  = "00f067aa0ba902b7"
 )
+
+// checkProblems fails on each problem the back end's wire format showed.
+func checkProblems(t *testing.T, b Backend) {
+	t.Helper()
+	if b.Problems == nil {
+		return
+	}
+	for _, p := range b.Problems() {
+		t.Errorf("the back end received: %s", p)
+	}
+}
+
+// lookAlike says what arrived in a missing span's place: a span of the same
+// name whose span id is the wanted one's bytes reversed (a byte-order bug)
+// or another id; else how many spans arrived.
+func lookAlike(w sdk.Span, got []sdk.Span) string {
+	for _, g := range got {
+		if g.Name != w.Name || g.LocalService != w.LocalService {
+			continue
+		}
+		if bits.ReverseBytes64(uint64(g.SpanID)) == uint64(w.SpanID) {
+			return fmt.Sprintf("a span of that name arrived with span id %s, its bytes reversed: check the byte order of your span ids", g.SpanID)
+		}
+		return fmt.Sprintf("a span of that name arrived with span id %s", g.SpanID)
+	}
+	return fmt.Sprintf("got %d spans, none of that name", len(got))
+}
 
 func checkShutdownTwice(t *testing.T, s Suite, start starter) {
 	d, _, _ := configured(t, s, start)
@@ -503,22 +584,54 @@ func checkConcurrent(t *testing.T, s Suite, start starter) {
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	checkAll(t, received(t, b), 1, workers*batches*per)
+	got := received(t, b)
+	checkAll(t, got, 1, workers*batches*per)
+	checkOnce(t, got)
 }
+
+// burstBatches are the batch sizes of the burst check, in turn: tracehop's
+// default (512), and MaxBurstBatch.
+var burstBatches = []int{512, MaxBurstBatch}
+
+// MaxBurstBatch is the largest batch the burst check sends: what the host
+// sends with tracing.queue.batch_size raised (it may be as large as the
+// queue, 8192 spans by default). A driver that splits batches for its
+// back end must do so itself.
+const MaxBurstBatch = 4096
 
 func checkBurst(t *testing.T, s Suite, start starter) {
 	d, _, b := configured(t, s, start)
-	const batch = 512
 	all := Spans(1, s.BurstSpans)
-	for i := 0; i < len(all); i += batch {
-		if err := d.Export(context.Background(), all[i:min(i+batch, len(all))]); err != nil {
-			t.Fatalf("Export of spans %d..%d: %v", i, min(i+batch, len(all)), err)
+	for i, k := 0, 0; i < len(all); k++ {
+		n := min(burstBatches[k%len(burstBatches)], len(all)-i)
+		if err := d.Export(context.Background(), all[i:i+n]); err != nil {
+			t.Fatalf("Export of spans %d..%d (a batch of %d): %v", i, i+n, n, err)
 		}
+		i += n
 	}
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	checkAll(t, received(t, b), 1, s.BurstSpans)
+	got := received(t, b)
+	checkProblems(t, b)
+	checkAll(t, got, 1, s.BurstSpans)
+	checkOnce(t, got)
+}
+
+// checkOnce asserts that no span arrived twice where nothing failed: back
+// ends do not deduplicate.
+func checkOnce(t *testing.T, got []sdk.Span) {
+	t.Helper()
+	seen := map[sdk.SpanID]int{}
+	var twice []sdk.SpanID
+	for _, g := range got {
+		if seen[g.SpanID]++; seen[g.SpanID] == 2 {
+			twice = append(twice, g.SpanID)
+		}
+	}
+	if len(twice) > 0 {
+		t.Fatalf("%d spans arrived more than once though every Export succeeded once (first: %v): back ends do not deduplicate", len(twice), twice[:min(len(twice), 5)])
+	}
 }
 
 // checkAll asserts that spans with ids first..first+n-1 all arrived.

@@ -93,6 +93,9 @@ func Start() (*Receiver, error) {
 		case drivertest.FailOverloaded:
 			http.Error(w, "overloaded by drivertest", http.StatusServiceUnavailable)
 			return
+		case drivertest.FailThrottled:
+			http.Error(w, "throttled by drivertest", http.StatusTooManyRequests)
+			return
 		}
 		var rr collectorpb.ReportRequest
 		if err := proto.Unmarshal(body, &rr); err != nil {
@@ -142,6 +145,8 @@ func (g grpcService) Report(_ context.Context, rr *collectorpb.ReportRequest) (*
 		return nil, status.Error(codes.InvalidArgument, "refused by drivertest")
 	case drivertest.FailOverloaded:
 		return nil, status.Error(codes.Unavailable, "overloaded by drivertest")
+	case drivertest.FailThrottled:
+		return nil, status.Error(codes.ResourceExhausted, "throttled by drivertest")
 	}
 	g.r.record(rr)
 	return &collectorpb.ReportResponse{}, nil

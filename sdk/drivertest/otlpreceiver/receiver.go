@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -182,6 +183,9 @@ func (r *Receiver) Discard() {
 // Backend whose Config is config(endpoint), endpoint being what the driver
 // must send to (host:port for gRPC, the traces URL for HTTP).
 func (r *Receiver) Backend(t testing.TB, protocol string, config func(endpoint string) map[string]any) drivertest.Backend {
+	if protocol != "grpc" && protocol != "http/protobuf" {
+		t.Fatalf("otlpreceiver: protocol %q: give grpc or http/protobuf (OTLP's names)", protocol)
+	}
 	addr := r.GRPCAddr
 	if protocol != "grpc" {
 		addr = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(r.HTTPURL, "http://"), "https://"), "/v1/traces")
@@ -192,19 +196,25 @@ func (r *Receiver) Backend(t testing.TB, protocol string, config func(endpoint s
 		endpoint = strings.Replace(r.HTTPURL, addr, g.Addr(), 1)
 	}
 	return drivertest.Backend{
-		Config: config(endpoint), Received: r.Spans, TraceIDs: r.TraceIDs,
+		Config: config(endpoint), Received: r.Spans, TraceIDs: r.TraceIDs, Problems: r.Problems,
 		Fail:         func(f drivertest.Failure) func() { return g.Fail(f, r.Answer) },
 		AnswerLate:   g.AnswerLate,
 		ParentOrigin: true,
+		Sampled:      true,
 	}
 }
 
 // Answer is what drivertest's Backend.Fail needs of the receiver itself:
 // an overloaded receiver answers UNAVAILABLE (HTTP 503), a refusing one
-// INVALID_ARGUMENT (HTTP 400), as the OTLP spec's examples do.
+// INVALID_ARGUMENT (HTTP 400), a throttling one RESOURCE_EXHAUSTED with
+// RetryInfo (HTTP 429 with Retry-After), as the OTLP spec says a server
+// signals that it will recover.
 func (r *Receiver) Answer(f drivertest.Failure) (restore func()) {
-	if f == drivertest.FailRefuse {
+	switch f {
+	case drivertest.FailRefuse:
 		return r.FailAll(Fault{Code: codes.InvalidArgument, Status: http.StatusBadRequest, Message: "refused by drivertest"})
+	case drivertest.FailThrottled:
+		return r.FailAll(Fault{Code: codes.ResourceExhausted, Status: http.StatusTooManyRequests, RetryAfter: time.Second, Message: "throttled by drivertest"})
 	}
 	return r.FailAll(Fault{Code: codes.Unavailable, Status: http.StatusServiceUnavailable, Message: "overloaded by drivertest"})
 }
@@ -226,6 +236,25 @@ func (r *Receiver) TraceIDs() ([]string, error) {
 	return out, nil
 }
 
+// Problems returns what the spans taken show wrong that Spans cannot (a
+// parent_span_id of 8 zero bytes, where OTLP wants a root's empty):
+// drivertest's Backend.Problems.
+func (r *Receiver) Problems() []string {
+	var out []string
+	for _, req := range r.Requests() {
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					if p := s.GetParentSpanId(); len(p) > 0 && binary.BigEndian.Uint64(p) == 0 && len(p) == 8 {
+						out = append(out, fmt.Sprintf("span %x (%s) has a parent_span_id of 8 zero bytes: OTLP wants a root's empty, or back ends find no root", s.GetSpanId(), s.GetName()))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
 // Attempts counts every request, answered with a fault or not.
 func (r *Receiver) Attempts() int {
 	r.mu.Lock()
@@ -240,8 +269,8 @@ func (r *Receiver) Requests() []*coltracepb.ExportTraceServiceRequest {
 	return append([]*coltracepb.ExportTraceServiceRequest(nil), r.requests...)
 }
 
-// Headers returns the headers (gRPC metadata or HTTP headers, lowercased
-// names) of every request, taken or failed.
+// Headers returns the headers of every request, taken or failed: gRPC
+// metadata or HTTP headers, both with lowercase names.
 func (r *Receiver) Headers() []map[string]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -321,7 +350,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	h := map[string]string{}
 	for k, v := range req.Header {
-		h[http.CanonicalHeaderKey(k)] = v[0]
+		h[strings.ToLower(k)] = v[0] // as gRPC metadata has them
 	}
 	f, failing := r.take(&msg, h)
 	var resp coltracepb.ExportTraceServiceResponse

@@ -5,7 +5,8 @@
 // decoding of their own that could share their driver's bugs.
 //
 // Its Backend reads the spans back, fails on demand (down, overloaded,
-// slow, refusing) and reports trace ids as Zipkin writes them.
+// slow, refusing, throttled), reports trace ids as Zipkin writes them and
+// what the wire format shows wrong (a root's parentId of zeros).
 package zipkinreceiver
 
 import (
@@ -31,10 +32,11 @@ type Receiver struct {
 	srv  *httptest.Server
 	gate *drivertest.Gate
 
-	mu     sync.Mutex
-	spans  []sdk.Span
-	ids    []string
-	answer int // an HTTP status to answer every POST with, while set
+	mu       sync.Mutex
+	spans    []sdk.Span
+	ids      []string
+	problems []string
+	answer   int // an HTTP status to answer every POST with, while set
 }
 
 // Start starts a collector on 127.0.0.1; it stops with the test.
@@ -58,13 +60,12 @@ func (r *Receiver) Backend(config map[string]any) drivertest.Backend {
 		Config:     config,
 		Received:   r.Spans,
 		TraceIDs:   r.TraceIDs,
+		Problems:   r.Problems,
 		AnswerLate: r.gate.AnswerLate,
 		Fail: func(f drivertest.Failure) func() {
 			return r.gate.Fail(f, func(f drivertest.Failure) func() {
-				code := http.StatusServiceUnavailable
-				if f == drivertest.FailRefuse {
-					code = http.StatusBadRequest
-				}
+				code := map[drivertest.Failure]int{drivertest.FailOverloaded: http.StatusServiceUnavailable,
+					drivertest.FailRefuse: http.StatusBadRequest, drivertest.FailThrottled: http.StatusTooManyRequests}[f]
 				r.mu.Lock()
 				r.answer = code
 				r.mu.Unlock()
@@ -104,6 +105,9 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range spans {
+		if m.ParentID != nil && *m.ParentID == 0 {
+			r.problems = append(r.problems, fmt.Sprintf("span %s (%s) has a parentId of zeros: a root's parentId must be absent, or Zipkin finds no root", m.ID, m.Name))
+		}
 		r.spans = append(r.spans, fromModel(m))
 		r.ids = append(r.ids, m.TraceID.String())
 	}
@@ -115,6 +119,14 @@ func (r *Receiver) Spans() ([]sdk.Span, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]sdk.Span(nil), r.spans...), nil
+}
+
+// Problems returns what the spans received show wrong that Spans cannot:
+// drivertest's Backend.Problems.
+func (r *Receiver) Problems() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.problems...)
 }
 
 // TraceIDs returns the trace id of every span received, in hex, as

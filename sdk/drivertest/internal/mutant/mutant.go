@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tracehop/tracehop/sdk"
@@ -25,7 +27,18 @@ const (
 	BugClasses   = "classes"   // Retryable and Permanent swapped
 	BugByteOrder = "byteorder" // the trace id's halves swapped
 	BugDeadline  = "deadline"  // ignores Export's context
+	// The blind spots issue 28 found in the kit's second edition.
+	BugZeroParent  = "zeroparent"  // a root's parentId written as zeros
+	BugThrottle    = "throttle"    // HTTP 429 taken as a refusal (Permanent)
+	BugOwnTimeout  = "owntimeout"  // ignores Export's context, with a timeout of its own
+	BugSpanIDOrder = "spanidorder" // the span id's bytes reversed
+	BugBatchLimit  = "batchlimit"  // sends at most 1,000 spans of a batch
+	BugDuplicate   = "duplicate"   // sends a batch's first span twice
 )
+
+// bugs lists every bug a config may name.
+var bugs = []string{"", BugUTF8, BugClasses, BugByteOrder, BugDeadline, BugZeroParent, BugThrottle, BugOwnTimeout,
+	BugSpanIDOrder, BugBatchLimit, BugDuplicate}
 
 // Config is the driver's config.
 type Config struct {
@@ -42,7 +55,7 @@ func (c *Config) Validate() error {
 	if c.Endpoint == "" {
 		p.Add("endpoint", "is required, e.g. http://127.0.0.1:9411/api/v2/spans")
 	}
-	if !slices.Contains([]string{"", BugUTF8, BugClasses, BugByteOrder, BugDeadline}, c.Bug) {
+	if !slices.Contains(bugs, c.Bug) {
 		p.Add("bug", "unknown bug %q", c.Bug)
 	}
 	return p.Err()
@@ -99,18 +112,25 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		return sdk.Permanent(errors.New("mutant: shut down"))
 	}
 	valid := sdk.ValidUTF8
+	if d.cfg.Bug == BugBatchLimit && len(spans) > 1000 {
+		spans = spans[:1000] // a fixed buffer, and the rest silently gone
+	}
 	out := make([]span, len(spans))
 	for i, s := range spans {
 		hi, lo := s.TraceID.High, s.TraceID.Low
 		if d.cfg.Bug == BugByteOrder {
 			hi, lo = lo, hi
 		}
+		id := uint64(s.SpanID)
+		if d.cfg.Bug == BugSpanIDOrder {
+			id = bits.ReverseBytes64(id)
+		}
 		z := span{
-			TraceID: fmt.Sprintf("%016x%016x", hi, lo), ID: s.SpanID.String(), Name: valid(s.Name),
+			TraceID: fmt.Sprintf("%016x%016x", hi, lo), ID: fmt.Sprintf("%016x", id), Name: valid(s.Name),
 			Timestamp: s.StartUnixNano / 1000, Duration: max(int64(s.Duration)/1000, 1),
 			Local: endpoint{ServiceName: valid(s.LocalService)}, Tags: map[string]string{},
 		}
-		if s.ParentID != 0 {
+		if s.ParentID != 0 || d.cfg.Bug == BugZeroParent {
 			z.ParentID = s.ParentID.String()
 		}
 		if k := map[sdk.Kind]string{sdk.KindServer: "SERVER", sdk.KindClient: "CLIENT"}[s.Kind]; k != "" {
@@ -138,19 +158,28 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		}
 		out[i] = z
 	}
+	if d.cfg.Bug == BugDuplicate && len(out) > 0 {
+		out = append(out, out[0])
+	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return sdk.Permanent(err)
 	}
-	if d.cfg.Bug == BugDeadline {
+	client := http.DefaultClient
+	switch d.cfg.Bug {
+	case BugDeadline:
 		ctx = context.Background()
+	case BugOwnTimeout:
+		// Its own timeout, not the host's deadline.
+		ctx = context.Background()
+		client = &http.Client{Timeout: 1500 * time.Millisecond}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.Endpoint, bytes.NewReader(body))
 	if err != nil {
 		return sdk.Permanent(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return d.retryable(err)
 	}
@@ -158,6 +187,8 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	switch {
 	case resp.StatusCode/100 == 2:
 		return nil
+	case resp.StatusCode == http.StatusTooManyRequests && d.cfg.Bug == BugThrottle:
+		return sdk.Permanent(errors.New("collector refused the spans: " + resp.Status))
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return d.retryable(errors.New("collector answered " + strconv.Itoa(resp.StatusCode)))
 	}

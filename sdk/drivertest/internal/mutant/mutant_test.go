@@ -19,7 +19,7 @@ func TestKit(t *testing.T) {
 		Name:        "mutant",
 		New:         func() sdk.Driver { return mutant.New() },
 		MainPackage: "github.com/tracehop/tracehop/sdk/drivertest/internal/mutant/cmd/tracehop-driver-mutant",
-		BurstSpans:  1000,
+		BurstSpans:  5000, // a batch of 512, one of 4096, the rest
 		Backend: func(t *testing.T) drivertest.Backend {
 			r := zipkinreceiver.Start(t)
 			return r.Backend(map[string]any{"endpoint": r.Endpoint(), "bug": bug})
