@@ -589,3 +589,57 @@ func TestTransportNegotiation(t *testing.T) {
 		})
 	}
 }
+
+// A driver's process runs nicer than tracehop (DefaultNice, or Spec.Nice),
+// so that its batch work waits for a core rather than delaying requests.
+func TestDriverRunsNicer(t *testing.T) {
+	niceOf := func(pid int) int {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Skipf("no /proc here: %v", err) // the priority is Linux's and BSD's; /proc is how this test reads it
+		}
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+		n, _ := strconv.Atoi(f[16]) // field 19 of stat: nice
+		return n
+	}
+	own := niceOf(os.Getpid())
+	zero := 0
+	for _, c := range []struct {
+		name string
+		nice *int
+		want int
+	}{{"default", nil, min(own+driverhost.DefaultNice, 19)}, {"0", &zero, own}} {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Nice: c.nice}, driverhost.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := niceOf(d.Pid()); got != c.want {
+				t.Fatalf("driver nice %d, want %d (tracehop's is %d)", got, c.want, own)
+			}
+		})
+	}
+}
+
+// A driver's stderr cannot take tracehop down: JSON lines whose hclog fields
+// have other types (go-plugin's parser panicked on {"@message": 1}), huge
+// lines and plain text are logged, and the driver works.
+func TestHostileStderr(t *testing.T) {
+	logs := &logBuffer{}
+	hostile := []string{`{"@message": 1}`, `{"@level": [], "@message": "x"}`, `{"@timestamp": 5, "@message": "y"}`,
+		`{"@message": "fine", "@level": "warn", "n": 1}`, strings.Repeat("z", 200<<10), "plain text", `{"@message": {"a": 1}}`}
+	d, err := start(t, driverhost.Spec{Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"stderr": hostile})},
+		driverhost.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Export(context.Background(), []core.Span{span(1)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "plain text") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := logs.String(); !strings.Contains(l, `level=WARN msg=fine`) || !strings.Contains(l, "plain text") {
+		t.Fatalf("the driver's lines did not reach the log:\n%.2000s", l)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -18,21 +19,39 @@ import (
 // hclogName + "." + the executable's name.
 const hclogName = "plugin"
 
-// newHCLogger returns an hclog.Logger that writes into logger, so that
-// go-plugin's messages and the driver's own log lines (which reach the host
-// as JSON on the driver's stderr) land in tracehop's slog log, tagged with
-// the driver's name.
-func newHCLogger(logger *slog.Logger) hclog.Logger {
+// newHCLogger returns an hclog.Logger that writes go-plugin's own messages
+// into logger, tagged with the driver's name. The driver's stderr (its log
+// lines) is not go-plugin's to parse: its parser trusts the JSON's field
+// types, and a line such as {"@message": 1} panicked tracehop. So the
+// logger go-plugin names after the driver's executable (exe) is off, and
+// stderrTail logs each line itself, checking every type.
+func newHCLogger(logger *slog.Logger, exe string) hclog.Logger {
 	level := hclog.Info
 	if logger.Enabled(context.Background(), slog.LevelDebug) {
 		level = hclog.Debug
 	}
-	return hclog.New(&hclog.LoggerOptions{
+	return quietDriver{Logger: hclog.New(&hclog.LoggerOptions{
 		Name:       hclogName,
 		Level:      level,
 		Output:     &slogWriter{logger: logger},
 		JSONFormat: true,
-	})
+	}), exe: exe}
+}
+
+// quietDriver is an hclog.Logger whose sub-logger named after the driver's
+// executable is off: go-plugin then leaves the driver's stderr lines
+// unparsed (see newHCLogger).
+type quietDriver struct {
+	hclog.Logger
+	exe string
+}
+
+// Named is hclog's, but off for the driver's executable.
+func (q quietDriver) Named(name string) hclog.Logger {
+	if name == q.exe {
+		return hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
+	}
+	return q.Logger.Named(name)
 }
 
 // slogWriter receives hclog's JSON lines, one per Write, and re-logs them.
@@ -46,11 +65,18 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		w.logger.Info(strings.TrimSpace(string(p)))
 		return len(p), nil
 	}
+	module, _ := entry["@module"].(string)
+	logEntry(w.logger, entry, strings.HasPrefix(module, hclogName+"."))
+	return len(p), nil
+}
+
+// logEntry logs an hclog JSON entry: the driver's own (fromPlugin) or
+// go-plugin's. Every field's type is checked: the entry may come from a
+// driver that is broken, or hostile.
+func logEntry(logger *slog.Logger, entry map[string]any, fromPlugin bool) {
 	msg, _ := entry["@message"].(string)
 	lvl, _ := entry["@level"].(string)
-	module, _ := entry["@module"].(string)
 	level := slogLevel(lvl)
-	fromPlugin := strings.HasPrefix(module, hclogName+".")
 	if !fromPlugin && level == slog.LevelInfo {
 		// go-plugin's own chatter ("plugin started", "configuring
 		// client automatic mTLS") is debug material for tracehop's users.
@@ -72,8 +98,7 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	for _, k := range keys {
 		attrs = append(attrs, slog.Any(k, entry[k]))
 	}
-	w.logger.LogAttrs(context.Background(), level, msg, attrs...)
-	return len(p), nil
+	logger.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 func slogLevel(hclevel string) slog.Level {
@@ -89,12 +114,16 @@ func slogLevel(hclevel string) slog.Level {
 	}
 }
 
-// stderrTail keeps the last lines a driver wrote to stderr, so that an error
-// about a driver that died can say what it said last (a panic, a fatal log).
+// stderrTail reads what a driver writes to stderr: it logs each line (the
+// SDK writes hclog JSON lines; anything else is logged at debug level, or as
+// an error from a Go panic's first line on) and keeps the last lines, so
+// that an error about a driver that died can say what it said last.
 type stderrTail struct {
-	mu    sync.Mutex
-	cur   bytes.Buffer
-	lines []string
+	log     *slog.Logger // nil: keep the lines, log nothing
+	mu      sync.Mutex
+	cur     bytes.Buffer
+	lines   []string
+	inPanic bool
 }
 
 const tailLines = 12
@@ -108,7 +137,7 @@ func (t *stderrTail) Write(p []byte) (int, error) {
 			t.cur.Reset()
 			continue
 		}
-		if t.cur.Len() < 1024 {
+		if t.cur.Len() < 64<<10 { // a longer line is cut: a driver cannot grow this
 			t.cur.WriteByte(b)
 		}
 	}
@@ -121,7 +150,19 @@ func (t *stderrTail) push(line string) {
 	}
 	// A driver's log line is JSON: keep its message and error.
 	var entry map[string]any
-	if json.Unmarshal([]byte(line), &entry) == nil {
+	isJSON := json.Unmarshal([]byte(line), &entry) == nil
+	if t.log != nil {
+		switch {
+		case isJSON:
+			logEntry(t.log, entry, true)
+		case strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") || t.inPanic:
+			t.inPanic = true
+			t.log.Error(line)
+		default:
+			t.log.Debug(line)
+		}
+	}
+	if isJSON {
 		msg, _ := entry["@message"].(string)
 		if e, ok := entry["error"]; ok {
 			msg += fmt.Sprintf(" error=%v", e)

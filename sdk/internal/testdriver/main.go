@@ -41,6 +41,9 @@ type config struct {
 	// RejectEach makes every Export report this many spans rejected
 	// (sdk.PartiallyRejected) after recording the batch.
 	RejectEach int `json:"reject_each"`
+	// Stderr lines are written to the process's standard error at
+	// Configure, as they are: what a broken or hostile driver may write.
+	Stderr []string `json:"stderr"`
 }
 
 type driver struct {
@@ -54,6 +57,9 @@ type driver struct {
 func (d *driver) Configure(_ context.Context, raw []byte, host sdk.HostInfo) (sdk.Capabilities, error) {
 	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
 		return sdk.Capabilities{}, err
+	}
+	for _, line := range d.cfg.Stderr {
+		os.Stderr.WriteString(line + "\n")
 	}
 	switch {
 	case d.cfg.Reject != "":
