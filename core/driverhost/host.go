@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -58,7 +59,17 @@ type Spec struct {
 	// wire.TransportShm (the ring, or the driver does not start) or
 	// wire.TransportGRPC (inside each Export).
 	Transport string
+	// Nice lowers the driver process's scheduling priority by this much
+	// below tracehop's (a nice increment, 0 to 19): a driver's batch work
+	// then waits for a core rather than delaying requests that share it.
+	// Nil is DefaultNice.
+	Nice *int
 }
+
+// DefaultNice is Spec.Nice when unset: the driver's work is background
+// work, and a burst of it (a batch encoded and sent) should not show in the
+// requests' latency.
+const DefaultNice = 10
 
 // Options tune how drivers are started and supervised. Zero fields take
 // their defaults.
@@ -288,7 +299,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		sum, _ := wire.ParseChecksum(p.spec.Checksum)
 		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	tail := &stderrTail{}
+	tail := &stderrTail{log: p.log}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          goplugin.PluginSet{wire.PluginName: &grpcPlugin{}},
@@ -297,7 +308,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		Logger:           newHCLogger(p.log),
+		Logger:           newHCLogger(p.log, filepath.Base(p.path)),
 		Stderr:           tail,
 		// A driver configured to write to standard output (the file
 		// driver's path "-") writes to tracehop's.
@@ -320,6 +331,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 	if err != nil {
 		return fail(p.startError(err, tail))
 	}
+	p.lowerPriority(cmd)
 	raw, err := proto.Dispense(wire.PluginName)
 	if err != nil {
 		return fail(fmt.Errorf("driver %q (%s): does not serve the tracehop driver service: %v; "+
@@ -654,5 +666,25 @@ func (p *Process) closeRing(ctx context.Context) {
 		p.ring.close()
 	case <-ctx.Done():
 		p.log.Warn("an Export was still writing into the span ring at the end of the shutdown: it stays mapped")
+	}
+}
+
+// lowerPriority makes the driver's process group nicer than tracehop by
+// Spec.Nice. A failure (a platform without it) is logged, not fatal.
+func (p *Process) lowerPriority(cmd *exec.Cmd) {
+	nice := DefaultNice
+	if p.spec.Nice != nil {
+		nice = *p.spec.Nice
+	}
+	if nice <= 0 || cmd.Process == nil {
+		return
+	}
+	raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err == nil {
+		// The system call answers 20 - nice.
+		err = syscall.Setpriority(syscall.PRIO_PGRP, cmd.Process.Pid, min(20-raw+nice, 19))
+	}
+	if err != nil {
+		p.log.Debug("the driver's scheduling priority stays tracehop's", "error", err)
 	}
 }

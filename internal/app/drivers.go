@@ -60,7 +60,7 @@ func startDrivers(ctx context.Context, cfg *config.Config, indexes []int, logger
 			}
 			drv, err := driverhost.Start(ctx, driverhost.Spec{
 				Name: d.Name, Path: d.Path, Checksum: d.Checksum, Config: raw, Env: d.Env, PassEnv: d.PassEnv,
-				Transport: d.Transport,
+				Transport: d.Transport, Nice: d.Nice,
 			}, driverhost.Options{
 				Search: driverhost.DefaultSearch(cfg.Tracing.PluginDir),
 				Host:   HostInfo(cfg),

@@ -249,6 +249,10 @@ type DriverEntry struct {
 	// shared-memory span ring where the platform and the driver can, else
 	// gRPC), shm (the ring, or the driver does not start) or grpc.
 	Transport string `yaml:"transport"`
+	// Nice lowers the driver process's scheduling priority below
+	// tracehop's by this much (0 to 19; default 10): its batch work then
+	// waits for a core rather than delaying requests that share it.
+	Nice *int `yaml:"nice"`
 }
 
 // Sampling percentages, 0 to 100 in 0.01 steps; each defaults to 100.
@@ -672,6 +676,9 @@ func (c *Config) validateTracing(bad func(key, format string, args ...any)) {
 			if _, err := wire.ParseChecksum(d.Checksum); err != nil {
 				bad(key+".checksum", "%v", err)
 			}
+		}
+		if d.Nice != nil && (*d.Nice < 0 || *d.Nice > 19) {
+			bad(key+".nice", "must be between 0 (tracehop's priority) and 19, got %d", *d.Nice)
 		}
 		if d.Transport != "" && !slices.Contains(wire.Transports, d.Transport) {
 			bad(key+".transport", "must be one of %s, got %q", strings.Join(wire.Transports, ", "), d.Transport)
