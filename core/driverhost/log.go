@@ -159,7 +159,14 @@ func (t *stderrTail) push(line string) {
 			t.inPanic = true
 			t.log.Error(line)
 		default:
-			t.log.Debug(line)
+			// hclog's text form: "[WARN] message".
+			level := slog.LevelDebug
+			if rest, ok := strings.CutPrefix(line, "["); ok {
+				if lvl, _, ok := strings.Cut(rest, "]"); ok && lvl != "TRACE" && lvl != "DEBUG" {
+					level = slogLevel(lvl)
+				}
+			}
+			t.log.Log(context.Background(), level, line)
 		}
 	}
 	if isJSON {
