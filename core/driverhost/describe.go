@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -22,7 +23,14 @@ func Describe(ctx context.Context, path string) (wire.DriverInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path)
-	cmd.Env = []string{wire.InfoEnv + "=1"}
+	// The basics a launch gives too (PATH, HOME, ...): a driver that is a
+	// script (#!/usr/bin/env node) needs PATH to start at all.
+	for _, k := range baseEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	cmd.Env = append(cmd.Env, wire.InfoEnv+"=1")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

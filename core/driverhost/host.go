@@ -164,8 +164,23 @@ func (in *instance) kill(graceful bool) {
 	if !graceful {
 		killGroup(in.cmd)
 	}
-	in.client.Kill()
+	// go-plugin asks the driver to exit (GRPCController.Shutdown) with no
+	// deadline of its own: a driver that never answers must not hold
+	// tracehop's shutdown. Past killGrace the group is killed, which ends
+	// the call.
+	done := make(chan struct{})
+	go func() { in.client.Kill(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(killGrace):
+		killGroup(in.cmd)
+		<-done
+	}
 }
+
+// killGrace bounds the wait for a driver asked to exit (go-plugin then
+// waits up to 2 s more for the process, and kills it).
+const killGrace = 5 * time.Second
 
 // killGroup kills the driver's process group: the driver and anything it
 // spawned, which would otherwise hold its pipes open and keep go-plugin
