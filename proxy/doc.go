@@ -39,9 +39,11 @@
 // from the top without going back and forth
 // (TestFilesUseOnlyFilesBelowThem fails on two files that use each other).
 //
-//   - Tracing of a request. tracer.go: the Tracer built from the tracing
-//     config (propagation, sampling, custom tags); links.go: the request-id
-//     link table; tracing.go: begin and finish, which see a request only as
+//   - Tracing of a request. spanbuf.go: the memory a span's strings are
+//     built in; spanname.go: span name templates; tracer.go: the Tracer
+//     built from the tracing config (propagation, sampling, custom tags);
+//     links.go: the request-id link table; tracing.go: begin and finish,
+//     which see a request only as
 //     a reqTrace (what the data plane tells tracing and what tracing
 //     decides) and a reqView: no connection, listener or route types, so
 //     both HTTP paths call them alike.

@@ -66,47 +66,48 @@ func newNameTemplate(op, route string) *nameTemplate {
 	return t
 }
 
-// name fills the template for one request, in b when it fits.
-func (t *nameTemplate) name(b *spanBuf, v *reqView) string {
+// name fills the template for one request (uri: its target, path and
+// query), in b when it fits.
+func (t *nameTemplate) name(b *spanBuf, method, uri, host string) string {
 	if t.parts == nil {
 		return t.literal
 	}
-	path, _, _ := strings.Cut(v.uri, "?")
+	path, _, _ := strings.Cut(uri, "?")
 	start, n := len(b.text), 0
 	for _, p := range t.parts {
 		switch p.kind {
 		case 0:
 			n += len(p.text)
 		case 'm':
-			n += len(v.method)
+			n += len(method)
 		case 'p':
 			n += len(path)
 		case 'h':
-			n += len(v.host)
+			n += len(host)
 		}
 	}
 	if cap(b.text)-start < n {
 		var sb strings.Builder
 		for _, p := range t.parts {
-			sb.WriteString(p.fill(v, path))
+			sb.WriteString(p.fill(method, path, host))
 		}
 		return sb.String()
 	}
 	for _, p := range t.parts {
-		b.text = append(b.text, p.fill(v, path)...)
+		b.text = append(b.text, p.fill(method, path, host)...)
 	}
 	return b.view(start)
 }
 
 // fill is the part's text for a request.
-func (p namePart) fill(v *reqView, path string) string {
+func (p namePart) fill(method, path, host string) string {
 	switch p.kind {
 	case 'm':
-		return v.method
+		return method
 	case 'p':
 		return path
 	case 'h':
-		return v.host
+		return host
 	}
 	return p.text
 }

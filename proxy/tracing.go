@@ -7,10 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/propagation"
@@ -74,7 +72,7 @@ func (tr *reqTrace) clusterName() string {
 // default: "ingress", or "egress HOST".
 func (tr *reqTrace) name(b *spanBuf, v *reqView) string {
 	if tr.spanName != nil {
-		return tr.spanName.name(b, v)
+		return tr.spanName.name(b, v.method, v.uri, v.host)
 	}
 	if tr.ingress {
 		return "ingress"
@@ -507,61 +505,6 @@ func grpcMessage(m string) string {
 	return string(out)
 }
 
-// spanBuf is the memory finish builds a span's tags in, reused request
-// after request: a fast-path connection has its own, the net/http path
-// takes one from spanBufs.
-type spanBuf struct {
-	tags  []core.Tag
-	utags []core.Tag // the upstream span's, when they differ
-	// text holds the strings made for tags. Its capacity is reserved by
-	// reset before any string is made, and a string that does not fit is
-	// allocated instead, so appending never moves what a tag points at.
-	text []byte
-}
-
-var spanBufs = sync.Pool{New: func() any { return new(spanBuf) }}
-
-// Most strings a span's tags need fit in this many bytes; a request with
-// a longer URL gets it allocated rather than grow every connection's buffer.
-const maxSpanText = 4 << 10
-
-// reset empties the buffer and makes sure it can hold need bytes of text.
-func (sb *spanBuf) reset(need int) {
-	if cap(sb.text) < need && need <= maxSpanText {
-		sb.text = make([]byte, 0, max(need, 512))
-	}
-	sb.text = sb.text[:0]
-}
-
-// concat returns a+b+c, in the buffer when they fit.
-func (sb *spanBuf) concat(a, b, c string) string {
-	n := len(a) + len(b) + len(c)
-	if cap(sb.text)-len(sb.text) < n {
-		return a + b + c
-	}
-	start := len(sb.text)
-	sb.text = append(append(append(sb.text, a...), b...), c...)
-	return unsafe.String(&sb.text[start], n)
-}
-
-// view returns the text appended since start, without a copy.
-func (sb *spanBuf) view(start int) string {
-	if len(sb.text) == start {
-		return ""
-	}
-	return unsafe.String(&sb.text[start], len(sb.text)-start)
-}
-
-// int returns v in decimal, in the buffer when it fits.
-func (sb *spanBuf) int(v int64) string {
-	if cap(sb.text)-len(sb.text) < 20 {
-		return strconv.FormatInt(v, 10)
-	}
-	start := len(sb.text)
-	sb.text = strconv.AppendInt(sb.text, v, 10)
-	return unsafe.String(&sb.text[start], len(sb.text)-start)
-}
-
 // statusCodes holds the decimal text of every status code, so that tagging
 // one does not allocate.
 var statusCodes = func() (t [600]string) {
@@ -583,6 +526,3 @@ func statusText(code int) string {
 type connTLS struct {
 	id *tlsconf.Identity // nil without a verified client certificate
 }
-
-// str views b as a string without a copy; it is valid while b is.
-func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
