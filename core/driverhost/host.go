@@ -369,6 +369,13 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		case client.Exited() || st.Code() == codes.Unavailable:
 			// Give the pipes a moment so the tail holds the crash.
 			waitExited(client, 500*time.Millisecond)
+			if !client.Exited() {
+				// Alive, but the call never reached it: the connection
+				// (TLS: the driver's certificate, ALPN h2) failed.
+				return fail(fmt.Errorf("driver %q is running but tracehop could not call its Configure: %s "+
+					"(a driver not built with the SDK must serve gRPC over TLS as docs/driver-protocol.md says: "+
+					"a certificate for localhost, ALPN h2, the host's client certificate verified)%s", name, st.Message(), tail))
+			}
 			return fail(fmt.Errorf("driver %q crashed during Configure: %s%s", name, st.Message(), tail))
 		case st.Code() == codes.DeadlineExceeded:
 			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
