@@ -215,9 +215,10 @@ func (fc *fastConn) scanRequest() (ri reqInfo) {
 		}
 	}
 	// net/http answers the rest: 400 for a missing, repeated or malformed
-	// Host (the same answer whichever path a request takes), its own
-	// framing for two Content-Lengths.
-	if ri.hosts != 1 || len(ri.host) == 0 || ri.lengths > 1 || !httpguts.ValidHostHeader(str(ri.host)) {
+	// Host (the same answer whichever path a request takes; a Host with two
+	// ports is refused by sanitize), its own framing for two
+	// Content-Lengths.
+	if ri.hosts != 1 || len(ri.host) == 0 || ri.lengths > 1 || !httpguts.ValidHostHeader(str(ri.host)) || !validHostPort(str(ri.host)) {
 		ri.unsupported = true
 	}
 	return ri

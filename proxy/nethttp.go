@@ -94,6 +94,12 @@ func (l *frontend) sanitize(w *responseWriter, r *http.Request) (string, int) {
 		w.close = true
 		return prefaceRefusal, http.StatusBadRequest
 	}
+	if !validHostPort(r.Host) {
+		// net/http checked the characters only. Refused as a malformed
+		// Host is, with a close.
+		w.close = r.ProtoMajor == 1
+		return hostRefusal, http.StatusBadRequest
+	}
 	if r.ProtoMajor == 1 {
 		// The request-target (RFC 9112 §3.2): never a fragment; in
 		// absolute-form, an http or https URI without userinfo (RFC 9110

@@ -85,6 +85,45 @@ func validRequestID(s string) bool {
 	return true
 }
 
+// validHostPort says whether a Host (or :authority) has the shape
+// uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal in
+// brackets or a name without a colon, then at most one port, of digits.
+// httpguts.ValidHostHeader checks the characters only, so a.test:80:80 or
+// an IPv6 address without brackets would pass it; the upstream and
+// tracehop could then read different hosts and ports from the same field.
+func validHostPort(h string) bool {
+	if len(h) > 0 && h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		h = h[end+1:]
+		if h == "" {
+			return true
+		}
+		if h[0] != ':' {
+			return false
+		}
+		return digitsOnly(h[1:])
+	}
+	colon := strings.IndexByte(h, ':')
+	return colon < 0 || digitsOnly(h[colon+1:])
+}
+
+// digitsOnly: RFC 3986's port is *DIGIT, so "" is one.
+func digitsOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// hostRefusal is the answer to a Host that is not uri-host [":" port], on
+// both paths.
+const hostRefusal = "the Host header must be a host and at most one port (RFC 9110 §7.2)"
+
 // guardedHeaders are the request headers that frame, route or identify a
 // request, or carry its trace. A name with underscores that reads as one of
 // them once '_' is '-' (Content_Length, X_Forwarded_For) is never
