@@ -149,7 +149,7 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 	st := &fc.st
 	return func() {
 		*st = reqState{frontend: l, reqTrace: reqTrace{
-			ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
+			ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
 			requestID: "a-request-id", buf: &fc.spanBuf, bagBuf: &fc.bagBuf,
 		}}
 		st.setRoute(l.routes[0])

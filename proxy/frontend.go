@@ -21,17 +21,21 @@ import (
 // connections the fast path hands to net/http stay with the frontend that
 // took them (srv), until a reload retires it.
 type frontend struct {
-	name      string
-	ingress   bool
-	trusted   bool
-	routes    []*route
-	tracer    *Tracer // nil without tracing
-	proxy     *httputil.ReverseProxy
-	log       *slog.Logger
-	accessLog bool
-	noRoute   *routeMetrics
-	srv       *http.Server // serves what the fast path hands off
-	handoff   *handoff     // srv's listener, made when the listener is bound
+	name    string
+	ingress bool
+	trusted bool
+	// baggageTrusted keeps a client's baggage header (baggage.trust;
+	// by default as trusted); otherwise it is removed, never tagged or
+	// linked.
+	baggageTrusted bool
+	routes         []*route
+	tracer         *Tracer // nil without tracing
+	proxy          *httputil.ReverseProxy
+	log            *slog.Logger
+	accessLog      bool
+	noRoute        *routeMetrics
+	srv            *http.Server // serves what the fast path hands off
+	handoff        *handoff     // srv's listener, made when the listener is bound
 
 	idleTimeout   time.Duration
 	headerTimeout time.Duration

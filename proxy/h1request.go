@@ -53,7 +53,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 
 	st := &fc.st
 	*st = reqState{frontend: l, reqTrace: reqTrace{
-		ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
+		ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
 		buf: &fc.spanBuf, bagBuf: &fc.bagBuf, tls: fc.tls,
 	}}
 	st.setRoute(rt)

@@ -17,11 +17,14 @@ import (
 )
 
 func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := &reqState{frontend: l, reqTrace: reqTrace{ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: peerAddr(r)}}
+	st := &reqState{frontend: l, reqTrace: reqTrace{ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: time.Now(), peer: peerAddr(r)}}
 	if !l.trusted {
 		for _, k := range untrustedHeaders {
 			delete(r.Header, k)
 		}
+	}
+	if !l.baggageTrusted {
+		delete(r.Header, propagation.BaggageHeader)
 	}
 	if r.TLS != nil {
 		st.tls = &connTLS{id: tlsconf.ClientIdentity(r.TLS)}

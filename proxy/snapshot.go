@@ -64,7 +64,7 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 	}
 	for _, lc := range cfg.Listeners {
 		l := &frontend{
-			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(),
+			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(), baggageTrusted: lc.TrustsBaggage(),
 			tracer: tracer, log: b.log, accessLog: b.accessLog,
 			noRoute:     b.metrics.route(lc.Name, "none", "none"),
 			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,

@@ -26,6 +26,7 @@ import (
 type reqTrace struct {
 	// Set before begin.
 	ingress, trusted bool              // the listener's direction and trust
+	baggageTrusted   bool              // the listener keeps its clients' baggage
 	routeTracing     *routeTracing     // the route's own tracing, or nil
 	operation        string            // the route's operation name, or "": the default
 	cluster          *upstream.Cluster // the route's cluster; nil: no route
@@ -212,8 +213,13 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 		// egress requests of an application that forwards only the
 		// request id. Within W3C's limit only: the table stays bounded.
 		// It may alias the request's memory (volatile): the entry is
-		// removed before that is reused, and get copies it out.
-		bg := h.GetJoined(propagation.BaggageHeader)
+		// removed before that is reused, and get copies it out. An
+		// untrusted client's baggage is never kept: linking would give it
+		// back to the application's onward calls.
+		var bg string
+		if st.baggageTrusted {
+			bg = h.GetJoined(propagation.BaggageHeader)
+		}
 		if len(bg) > propagation.MaxBaggageBytes {
 			bg = ""
 		}
@@ -358,7 +364,10 @@ func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqVie
 		tagsFrom(st.routeTracing.customTags)
 	}
 	if len(t.baggageTags) > 0 {
-		bg := v.header.GetJoined(propagation.BaggageHeader)
+		var bg string
+		if st.baggageTrusted { // an untrusted client's is no tag
+			bg = v.header.GetJoined(propagation.BaggageHeader)
+		}
 		if bg == "" {
 			bg = st.baggage // restored from the ingress request: sent upstream
 		}

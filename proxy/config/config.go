@@ -112,6 +112,29 @@ type Listener struct {
 	HeadersWithUnderscores string `yaml:"headers_with_underscores"`
 	// TLS makes the listener HTTPS: nil is plaintext.
 	TLS *ListenerTLS `yaml:"tls"`
+	// Baggage says whether a client's W3C baggage header is believed.
+	Baggage ListenerBaggage `yaml:"baggage"`
+}
+
+// ListenerBaggage is a listener's trust in the W3C baggage its clients
+// send.
+type ListenerBaggage struct {
+	// Trust (default: as trust_trace_headers) keeps a client's baggage:
+	// passed to the application, read by baggage_tags, kept for
+	// request-id linking. Untrusted, it is removed before the
+	// application, never tagged and never linked. Security: baggage
+	// reaches every service of the trace, and applications act on it
+	// (a tenant, a user, a feature flag); from the internet it is
+	// whatever an attacker wrote.
+	Trust *bool `yaml:"trust"`
+}
+
+// TrustsBaggage reports whether the listener keeps its clients' baggage.
+func (l *Listener) TrustsBaggage() bool {
+	if l.Baggage.Trust != nil {
+		return *l.Baggage.Trust
+	}
+	return l.Trusted()
 }
 
 // What HeadersWithUnderscores may say.
