@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
@@ -144,7 +145,7 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		{Name: []byte("X-Cache"), Value: []byte("HIT")},
 		{Name: []byte("X-User-Tier"), Value: []byte("gold")},
 	}
-	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1"}
+	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1", mut: new(propagation.Mutations)}
 	fc.carrier.hs = hs
 	st := &fc.st
 	return func() {
@@ -155,7 +156,7 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		st.setRoute(l.routes[0])
 		v := reqView{method: "GET", host: "svc", uri: "/trace/1", proto: "HTTP/1.1", userAgent: "bench", header: &fc.carrier, volatile: true}
 		l.tracer.begin(&st.reqTrace, &v)
-		l.tracer.prop.InjectInto(&fc.mut, st.out)
+		l.tracer.prop.InjectInto(fc.mut, st.out)
 		if st.sampled && l.tracer.wantsResponse(st.routeTracing) { // as relay does
 			fc.respCap.capture(resp, l.tracer, st.routeTracing)
 			v.respHeader = &fc.respCap

@@ -29,7 +29,9 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tracehop/tracehop/core/propagation"
@@ -49,10 +51,23 @@ const (
 // fastConn is one client connection on the fast path. It serves one
 // request at a time, so it owns one request's state and buffers.
 type fastConn struct {
-	closing  *atomic.Bool // its listener's: drain has begun
-	l        *frontend    // the listener's frontend in force for this request
-	c        net.Conn
-	br       *bufio.Reader
+	closing *atomic.Bool // its listener's: drain has begun
+	l       *frontend    // the listener's frontend in force for this request
+	c       net.Conn
+	life    *connLife // its age, requests and place in the connection counts
+	// br is a pooled read buffer, held while a request is read and
+	// served; nil while a plaintext connection waits with nothing
+	// buffered (see waitIdle). Its bytes are the connection's.
+	br *bufio.Reader
+	// src is what br reads from; raw, the socket under a plaintext
+	// connection (nil on TLS, which keeps its buffer).
+	src     connSource
+	raw     syscall.RawConn
+	tryFill func(fd uintptr) bool // fc.fill, made once
+	fillErr error
+	// stash is the start of a head that came in parts, set aside while
+	// the connection waits for the rest without a buffer.
+	stash    []byte
 	bw       *bufio.Writer // for chunked responses, made on first use
 	peer     netip.AddrPort
 	peerAddr string // once per connection, for the spans
@@ -61,7 +76,7 @@ type fastConn struct {
 	req      h1.Request
 	resp     h1.Response
 	st       reqState
-	mut      propagation.Mutations
+	mut      *propagation.Mutations // made for the first traced request: 3 KiB an idle connection need not hold
 	carrier  h1Carrier
 	respCap  respCapture
 	bagBuf   []byte // baggage restored from an ingress request (link)
@@ -71,19 +86,198 @@ type fastConn struct {
 	// respHeadLen is the length of the response head that
 	// readResponseHead found in the upstream connection's buffer.
 	respHeadLen int
-	// closeAfter: the request in hand said Connection: close.
+	// closeAfter: the request in hand said Connection: close, or is the
+	// last its connection may carry (max_requests_per_connection,
+	// max_connection_age).
 	closeAfter bool
 	// served: the fast path has answered a request on the connection.
 	served bool
-	// idle is set while the connection waits for the first byte of a
-	// request: only then may drain wake it, so that no request is cut.
-	idle atomic.Bool
+	// state is connIdle while the connection waits for the first byte of
+	// a request: only then may drain wake it, or the listener close it to
+	// make room (connEvicted), so that no request is cut.
+	state atomic.Int32
+	// idleSince orders idle connections for eviction, oldest first: those
+	// that never sent a request before those that did.
+	idleSince atomic.Int64
 }
 
-// replayConn is a connection whose first bytes were read into br already.
+// What fastConn.state says.
+const (
+	connBusy int32 = iota
+	connIdle
+	connEvicted
+)
+
+// readers are the fast path's read buffers. A connection takes one when
+// bytes arrive and gives it back when it waits with none buffered, so an
+// idle connection, or one that sends its head a few bytes at a time, holds
+// no 16 KiB buffer (issue 26: allocated at accept, they made idle floods
+// cost 12-15 KiB a connection).
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, connBufSize) }}
+
+// stashMax is the largest start of a head set aside while the rest is
+// awaited without a buffer; a larger one in progress keeps its buffer.
+const stashMax = 4 << 10
+
+// connSource is what a connection's pooled reader reads: the stash first,
+// then the connection, or, inside fill, the socket without blocking.
+type connSource struct {
+	c       net.Conn
+	fd      int
+	raw     bool // inside fill: read fd without blocking
+	pending []byte
+}
+
+// errWouldBlock is a non-blocking read that found nothing.
+var errWouldBlock = errors.New("no bytes yet")
+
+func (s *connSource) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
+	if !s.raw {
+		return s.c.Read(p)
+	}
+	for {
+		n, err := syscall.Read(s.fd, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, os.NewSyscallError("read", err)
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// newFastConn prepares a connection for the fast path. A plaintext one
+// gets its read buffer when bytes arrive; a TLS one (whose own layer
+// buffers records anyway) at once.
+func newFastConn(c net.Conn, life *connLife) *fastConn {
+	fc := &fastConn{c: c, life: life}
+	fc.src.c = c
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			fc.raw = raw
+			fc.tryFill = fc.fill
+		}
+	}
+	if fc.raw == nil {
+		fc.takeReader()
+	}
+	return fc
+}
+
+// done is the end of a connection the fast path closed: its buffer back
+// to the pool, its place in the counts given up.
+func (fc *fastConn) done() {
+	fc.putReader()
+	fc.life.slot.release()
+}
+
+func (fc *fastConn) takeReader() {
+	fc.br = readers.Get().(*bufio.Reader)
+	fc.br.Reset(&fc.src)
+}
+
+// putReader gives the read buffer back, with whatever it held: only when
+// nothing is buffered, or the connection is done.
+func (fc *fastConn) putReader() {
+	if fc.br != nil {
+		fc.br.Reset(nil)
+		readers.Put(fc.br)
+		fc.br = nil
+	}
+}
+
+// awaitBytes waits without a read buffer until bytes beyond the stash
+// arrive, or the read deadline passes; then fc.br holds the stash and
+// them.
+func (fc *fastConn) awaitBytes() error {
+	fc.fillErr = nil
+	if err := fc.raw.Read(fc.tryFill); err != nil {
+		return err
+	}
+	return fc.fillErr
+}
+
+// fill is awaitBytes's try, when the socket may be readable: it reads
+// into a pooled buffer without blocking and keeps the buffer only if
+// bytes came (true), so that waiting holds none.
+func (fc *fastConn) fill(fd uintptr) bool {
+	fc.takeReader()
+	fc.src.fd, fc.src.raw, fc.src.pending = int(fd), true, fc.stash
+	_, err := fc.br.Peek(len(fc.stash) + 1)
+	fc.src.raw, fc.src.pending = false, nil
+	if err == errWouldBlock {
+		fc.putReader()
+		return false
+	}
+	fc.fillErr, fc.stash = err, fc.stash[:0]
+	return true
+}
+
+// waitIdle waits for the first byte of a request, as a connection that
+// may be closed meanwhile, by drain or to make room (evict); false: it
+// is to close. A plaintext connection holds no read buffer while it
+// waits.
+func (fc *fastConn) waitIdle() bool {
+	since := fc.life.born.UnixNano() - 1<<62 // never used: first to go
+	if !fc.st.start.IsZero() {
+		since = fc.st.start.UnixNano()
+	}
+	fc.idleSince.Store(since)
+	fc.state.Store(connIdle)
+	if fc.closing.Load() {
+		return false
+	}
+	var err error
+	if fc.raw != nil {
+		fc.putReader()
+		err = fc.awaitBytes()
+	} else {
+		_, err = fc.br.Peek(1)
+	}
+	if !fc.state.CompareAndSwap(connIdle, connBusy) {
+		return false // evicted
+	}
+	return err == nil
+}
+
+// more waits for bytes beyond the n buffered, of a head not whole yet. A
+// small start is set aside and the rest awaited without a buffer, so that
+// a slow client costs its few bytes, not 16 KiB.
+func (fc *fastConn) more(n int) error {
+	if fc.raw == nil || n > stashMax {
+		_, err := fc.br.Peek(n + 1)
+		return err
+	}
+	buf, _ := fc.br.Peek(n)
+	fc.stash = append(fc.stash[:0], buf...)
+	fc.putReader()
+	return fc.awaitBytes()
+}
+
+// replayConn is a connection whose first bytes were read into br already,
+// handed to net/http: its Close gives up its place in the connection
+// counts.
 type replayConn struct {
 	net.Conn
-	br *bufio.Reader
+	br   *bufio.Reader
+	life *connLife
+}
+
+func (c *replayConn) lifeOf() *connLife { return c.life }
+
+func (c *replayConn) Close() error {
+	c.life.slot.release()
+	return c.Conn.Close()
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
@@ -122,21 +316,31 @@ const (
 // then); headTimedOut, that read_header_timeout passed with a part of one.
 func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
-	if fc.br.Buffered() == 0 {
-		if l.idleTimeout > 0 {
-			fc.rd.Set(fc.c, l.idleTimeout)
+	deadline := false
+	if fc.br == nil || fc.br.Buffered() == 0 {
+		wait := l.idleTimeout
+		if fc.life.requests.Load() == 0 && l.headerTimeout > 0 {
+			// The first head is due read_header_timeout after the
+			// connection's start, as with nginx's client_header_timeout:
+			// a client that sends nothing is not held for idle_timeout.
+			wait, deadline = l.headerTimeout, true
 		}
-		fc.idle.Store(true)
-		if fc.closing.Load() {
-			return 0, false
+		if l.maxAge > 0 {
+			left := l.maxAge - time.Since(fc.life.born)
+			if left <= 0 {
+				return 0, false // max_connection_age: it closes idle
+			}
+			if wait <= 0 || left < wait {
+				wait = left
+			}
 		}
-		_, err := fc.br.Peek(1)
-		fc.idle.Store(false)
-		if err != nil {
+		if wait > 0 {
+			fc.rd.Set(fc.c, wait)
+		}
+		if !fc.waitIdle() {
 			return 0, false
 		}
 	}
-	deadline := false
 	for {
 		buf, _ := fc.br.Peek(fc.br.Buffered())
 		if n := h1.HeadLen(buf); n >= 0 {
@@ -152,7 +356,7 @@ func (fc *fastConn) readHead() (int, bool) {
 			fc.rd.Set(fc.c, l.headerTimeout)
 			deadline = true
 		}
-		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
+		if err := fc.more(len(buf)); err != nil {
 			if len(buf) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !fc.closing.Load() {
 				return headTimedOut, true
 			}
@@ -331,6 +535,9 @@ func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string
 		st.flags = flags
 	}
 	v.status, v.respBytes = code, int64(len("tracehop: \n")+len(msg))
+	if out == keepAlive && (fc.closeAfter || fc.closing.Load()) {
+		out = closeConn // and the answer says so
+	}
 	if !fc.writeAnswer(code, msg, out != keepAlive) {
 		return closeConn
 	}

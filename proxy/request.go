@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -167,6 +168,12 @@ const connectRefusal = "CONNECT is not supported: tracehop is a reverse proxy, n
 // 9112 §6.1 makes its framing faulty, whatever else the head says
 // (net/http would frame it by Content-Length and keep the connection).
 const http10TERefusal = "Transfer-Encoding is not defined for HTTP/1.0"
+
+// bodyTooLarge is the answer to a request body over max_request_body_bytes,
+// on both paths.
+func bodyTooLarge(limit int64) string {
+	return "the request body is larger than max_request_body_bytes (" + strconv.FormatInt(limit, 10) + " bytes)"
+}
 
 // underscoreRefusal is the answer to a header name with an underscore on
 // a listener with headers_with_underscores: reject.

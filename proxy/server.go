@@ -34,9 +34,15 @@ type Server struct {
 	mu        sync.Mutex // Start, Apply and Shutdown, one at a time
 	metricsMu sync.Mutex // a reload's build and switch, against a retirement forgetting series
 	listeners []*listener
-	started   bool
-	retiring  sync.WaitGroup // replaced snapshots and removed sockets
-	wg        sync.WaitGroup // accept loops and servers
+	// inForce is listeners as the accept loops and /metrics read it,
+	// published at each change.
+	inForce atomic.Pointer[[]*listener]
+	// conns is the process's client connections, against
+	// overload.max_connections (or what RLIMIT_NOFILE allows).
+	conns    connCount
+	started  bool
+	retiring sync.WaitGroup // replaced snapshots and removed sockets
+	wg       sync.WaitGroup // accept loops and servers
 	// initErr is what NewServer could not set up (a certificate that no
 	// longer loads since the config was checked): Start returns it.
 	initErr error
@@ -77,17 +83,55 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			}
 			return nil
 		})
+	s.metrics.conns.read = s.connCounts
 	snap, err := s.builder().build(cfg, opts.Tracer, opts.Pipeline, nil)
 	s.initErr = err
 	s.snap.Store(snap)
 	s.metrics.configInfo.WithLabelValues(snap.hash).Set(1)
 	s.metrics.lastReload.SetToCurrentTime()
+	s.setLimits(cfg)
 	for i, lc := range cfg.Listeners {
-		sock := newListener(lc.Name, lc.Address, s.log)
+		sock := s.newListener(lc.Name, lc.Address)
 		sock.cur.Store(snap.frontends[i])
 		s.listeners = append(s.listeners, sock)
 	}
+	s.publishListeners()
 	return s
+}
+
+func (s *Server) newListener(name, addr string) *listener {
+	return newListener(name, addr, s.log, listenerEnv{process: &s.conns, metrics: s.metrics, peers: s.peers})
+}
+
+// peers returns the listeners in force.
+func (s *Server) peers() []*listener {
+	if p := s.inForce.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Server) publishListeners() {
+	ls := append([]*listener(nil), s.listeners...)
+	s.inForce.Store(&ls)
+}
+
+// setLimits puts the process's limits of cfg in force.
+func (s *Server) setLimits(cfg *config.Config) {
+	n := int64(cfg.Overload.MaxConnections)
+	if n == 0 {
+		n = defaultMaxConnections()
+	}
+	s.conns.max.Store(n)
+}
+
+// connCounts is what tracehop_downstream_connections reports.
+func (s *Server) connCounts() (map[string]int64, int64, int64) {
+	per := map[string]int64{}
+	for _, l := range s.peers() {
+		per[l.name] += l.count.n.Load()
+	}
+	return per, s.conns.n.Load(), s.conns.max.Load()
 }
 
 // Addr describes one bound address.
