@@ -426,3 +426,53 @@ func TestMaxConnectionAge(t *testing.T) {
 		}
 	})
 }
+
+// Near a limit, /ready says so: 200 with the reason by default, 503 with
+// ready_when_overloaded: false, so that Kubernetes sends traffic elsewhere
+// before requests fail; tracehop_overloaded says the same.
+func TestOverloadSignal(t *testing.T) {
+	up := newUpstream(t, nil)
+	for _, c := range []struct {
+		name, overload string
+		status         int
+		why            string
+	}{
+		{"connections, ready", "overload: {connections_percent: 50}\n", 200, "client connections: 6 of listener l's 10"},
+		{"connections, unready", "overload: {connections_percent: 50, ready_when_overloaded: false}\n", 503, "client connections: 6 of listener l's 10"},
+		{"memory, unready", "overload: {memory_bytes: 1048576, ready_when_overloaded: false}\n", 503, "resident memory"},
+		{"signal off", "overload: {connections_percent: 0, ready_when_overloaded: false}\n", 200, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := startProxy(t, limitsConfig(up.addr(), ", max_connections: 10")+c.overload)
+			ready := "http://" + p.addr["admin"] + "/ready"
+			if r, b := do(t, "GET", ready, nil); c.why != "resident memory" && (r.StatusCode != 200 || strings.TrimSpace(b) != "ready") {
+				t.Fatalf("/ready before any load: %d %q", r.StatusCode, b)
+			}
+			var conns []net.Conn
+			for range 6 {
+				conn, err := net.Dial("tcp", p.addr["l"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				conns = append(conns, conn)
+			}
+			waitMetric(t, p.srv, `tracehop_downstream_connections{listener="l"} 6`)
+			r, b := do(t, "GET", ready, nil)
+			if r.StatusCode != c.status || !strings.Contains(b, c.why) || c.why == "" && strings.Contains(b, "overloaded") {
+				t.Errorf("/ready %d %q, want %d saying %q", r.StatusCode, b, c.status, c.why)
+			}
+			over := strings.Contains(proxy.Metrics(p.srv), "tracehop_overloaded 1\n")
+			if over != (c.why != "") {
+				t.Errorf("tracehop_overloaded %v, want %v", over, c.why != "")
+			}
+			for _, conn := range conns {
+				conn.Close()
+			}
+			waitMetric(t, p.srv, `tracehop_downstream_connections{listener="l"} 0`)
+			if r, _ := do(t, "GET", ready, nil); c.why != "resident memory" && r.StatusCode != 200 {
+				t.Errorf("/ready %d once the connections left", r.StatusCode)
+			}
+		})
+	}
+}

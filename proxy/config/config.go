@@ -108,6 +108,22 @@ type Overload struct {
 	ReadyWhenOverloaded *bool `yaml:"ready_when_overloaded"`
 }
 
+// Connections is connections_percent, its default when unset.
+func (o *Overload) Connections() float64 {
+	if o.ConnectionsPercent == nil {
+		return DefaultConnectionsPercent
+	}
+	return *o.ConnectionsPercent
+}
+
+// Memory is memory_percent, its default when unset.
+func (o *Overload) Memory() float64 {
+	if o.MemoryPercent == nil {
+		return DefaultMemoryPercent
+	}
+	return *o.MemoryPercent
+}
+
 // Ready reports whether /ready stays 200 while overloaded.
 func (o *Overload) Ready() bool { return o.ReadyWhenOverloaded == nil || *o.ReadyWhenOverloaded }
 
@@ -670,7 +686,7 @@ func (o *Overload) validate(bad func(key, format string, args ...any)) {
 	for _, p := range []struct {
 		key string
 		v   float64
-	}{{"connections_percent", *o.ConnectionsPercent}, {"memory_percent", *o.MemoryPercent}, {"span_queue_percent", o.SpanQueuePercent}} {
+	}{{"connections_percent", o.Connections()}, {"memory_percent", o.Memory()}, {"span_queue_percent", o.SpanQueuePercent}} {
 		if p.v < 0 || p.v > 100 {
 			bad("overload."+p.key, "must be between 0 (off) and 100, got %v", p.v)
 		}
