@@ -21,6 +21,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -63,6 +64,7 @@ type fastConn struct {
 	// connection (nil on TLS, which keeps its buffer).
 	src     connSource
 	raw     syscall.RawConn
+	sock    syscall.RawConn       // the TCP socket, under TLS too: pending peeks it
 	tryFill func(fd uintptr) bool // fc.fill, made once
 	fillErr error
 	// stash is the start of a head that came in parts, set aside while
@@ -164,8 +166,12 @@ func newFastConn(c net.Conn, life *connLife) *fastConn {
 	fc.src.c = c
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			fc.raw = raw
+			fc.raw, fc.sock = raw, raw
 			fc.tryFill = fc.fill
+		}
+	} else if tc, ok := c.(*tls.Conn); ok {
+		if sc, ok := tc.NetConn().(syscall.Conn); ok {
+			fc.sock, _ = sc.SyscallConn()
 		}
 	}
 	if fc.raw == nil {
@@ -209,18 +215,74 @@ func (fc *fastConn) awaitBytes() error {
 
 // fill is awaitBytes's try, when the socket may be readable: it reads
 // into a pooled buffer without blocking and keeps the buffer only if
-// bytes came (true), so that waiting holds none.
+// bytes came (true), so that waiting holds none. The rest of a head in
+// parts is read into the stash itself until the head may be whole.
 func (fc *fastConn) fill(fd uintptr) bool {
+	if len(fc.stash) > 0 {
+		return fc.fillStash(int(fd))
+	}
 	fc.takeReader()
-	fc.src.fd, fc.src.raw, fc.src.pending = int(fd), true, fc.stash
-	_, err := fc.br.Peek(len(fc.stash) + 1)
-	fc.src.raw, fc.src.pending = false, nil
+	fc.src.fd, fc.src.raw = int(fd), true
+	_, err := fc.br.Peek(1)
+	fc.src.raw = false
 	if err == errWouldBlock {
 		fc.putReader()
 		return false
 	}
-	fc.fillErr, fc.stash = err, fc.stash[:0]
+	fc.fillErr = err
 	return true
+}
+
+// fillStash reads the next bytes of a head in parts into the stash,
+// without a read buffer: a slow client (a slowloris) costs what it sent.
+// Once readHead has something to decide (the head's end, the stash's
+// bound, a first line that is no request line), the stash goes into a
+// pooled buffer (true).
+func (fc *fastConn) fillStash(fd int) bool {
+	if cap(fc.stash)-len(fc.stash) < 512 {
+		fc.stash = slices.Grow(fc.stash, 512)
+	}
+	fc.src.fd, fc.src.raw = fd, true
+	n, err := fc.src.Read(fc.stash[len(fc.stash):cap(fc.stash)])
+	fc.src.raw = false
+	switch {
+	case err == errWouldBlock:
+		return false
+	case err != nil:
+		fc.fillErr = err
+		return true
+	}
+	fc.stash = fc.stash[:len(fc.stash)+n]
+	if h1.HeadLen(fc.stash) < 0 && len(fc.stash) <= stashMax && !noRequestLine(fc.stash) {
+		return false // the rest is awaited
+	}
+	fc.takeReader()
+	fc.src.pending = fc.stash
+	fc.br.Peek(len(fc.stash))
+	fc.src.pending, fc.stash = nil, fc.stash[:0]
+	return true
+}
+
+// noRequestLine says whether buf's first line is whole and no request
+// line: no head will come (handOff refuses it).
+func noRequestLine(buf []byte) bool {
+	line, _, ok := bytes.Cut(buf, []byte("\n"))
+	return ok && !requestLineLike(bytes.TrimSuffix(line, []byte("\r")))
+}
+
+// pending says whether bytes wait in the connection's socket that its
+// goroutine has not read yet: such a connection is not idle, whatever its
+// state says (a peek, made only at a connection limit).
+func (fc *fastConn) pending() bool {
+	if fc.sock == nil {
+		return false
+	}
+	var n int
+	fc.sock.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, _ = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	return n > 0
 }
 
 // waitIdle waits for the first byte of a request, as a connection that
@@ -251,10 +313,10 @@ func (fc *fastConn) waitIdle() bool {
 }
 
 // more waits for bytes beyond the n buffered, of a head not whole yet. A
-// small start is set aside and the rest awaited without a buffer, so that
-// a slow client costs its few bytes, not 16 KiB.
+// small start is set aside and the rest awaited without a buffer (see
+// fillStash), so that a slow client costs its few bytes, not 16 KiB.
 func (fc *fastConn) more(n int) error {
-	if fc.raw == nil || n > stashMax {
+	if fc.raw == nil || n == 0 || n > stashMax {
 		_, err := fc.br.Peek(n + 1)
 		return err
 	}
@@ -349,7 +411,7 @@ func (fc *fastConn) readHead() (int, bool) {
 		if len(buf) == fc.br.Size() {
 			return -1, true
 		}
-		if line, _, ok := bytes.Cut(buf, []byte("\n")); ok && !requestLineLike(bytes.TrimSuffix(line, []byte("\r"))) {
+		if noRequestLine(buf) {
 			return -1, true // no head will come: handOff refuses it now
 		}
 		if !deadline && l.headerTimeout > 0 {

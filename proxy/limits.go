@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,9 @@ import (
 type connCount struct {
 	n   atomic.Int64
 	max atomic.Int64
+	// peak is the most n reached since releaseAfterFloods last looked
+	// (updated without a lock: it may miss a little).
+	peak atomic.Int64
 }
 
 // full reports whether one more connection would go over the maximum.
@@ -38,9 +42,39 @@ type connSlot struct {
 func newConnSlot(listener, process *connCount) *connSlot {
 	s := &connSlot{counts: [2]*connCount{listener, process}}
 	for _, c := range s.counts {
-		c.n.Add(1)
+		if n := c.n.Add(1); n > c.peak.Load() {
+			c.peak.Store(n)
+		}
 	}
 	return s
+}
+
+// floodDrop is how far the process's client connections must fall from
+// their peak for releaseAfterFloods to hand memory back: a few MiB.
+const floodDrop = 256
+
+// releaseAfterFloods gives freed memory back to the system once a flood of
+// client connections has left. The Go runtime keeps freed memory for
+// reuse and returns it only gradually, and with nothing allocating, no
+// collection even frees it: RSS would stay at the flood's height for
+// minutes (issue 26: 322 MiB 30 s after the flood). Every period, if the
+// count fell by floodDrop or more from its peak, to under half of it,
+// debug.FreeOSMemory collects and returns what is free: a few ms of CPU,
+// after floods only.
+func releaseAfterFloods(c *connCount, every time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		n := c.n.Load()
+		if peak := c.peak.Swap(n); peak-n >= floodDrop && n < peak/2 {
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 func (s *connSlot) release() {

@@ -150,8 +150,10 @@ func (s *listener) evictIdle(n int) int {
 	s.connsMu.Unlock()
 	closed := 0
 	for _, fc := range oldest[:k] {
-		// A request's first byte may win the race: then it is served.
-		if fc.state.CompareAndSwap(connIdle, connEvicted) {
+		// Bytes already in its socket make a connection busy: skipped.
+		// A request's first byte may still win the race: then it is
+		// served.
+		if !fc.pending() && fc.state.CompareAndSwap(connIdle, connEvicted) {
 			fc.life.slot.release()
 			fc.c.SetReadDeadline(time.Now())
 			closed++

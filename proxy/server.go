@@ -44,9 +44,13 @@ type Server struct {
 	// containerMemory is the cgroup's memory limit, read at start (0:
 	// none), for overload.memory_bytes's default.
 	containerMemory int64
-	started         bool
-	retiring        sync.WaitGroup // replaced snapshots and removed sockets
-	wg              sync.WaitGroup // accept loops and servers
+	// stopped ends the background work of Start (releaseAfterFloods) at
+	// Shutdown.
+	stopped  chan struct{}
+	stopOnce sync.Once
+	started  bool
+	retiring sync.WaitGroup // replaced snapshots and removed sockets
+	wg       sync.WaitGroup // accept loops and servers
 	// initErr is what NewServer could not set up (a certificate that no
 	// longer loads since the config was checked): Start returns it.
 	initErr error
@@ -74,7 +78,7 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: opts.Logger, accessLog: opts.AccessLog, retireAfter: cmp.Or(opts.RetireAfter, 15*time.Second)}
+	s := &Server{log: opts.Logger, accessLog: opts.AccessLog, retireAfter: cmp.Or(opts.RetireAfter, 15*time.Second), stopped: make(chan struct{})}
 	reg := opts.Metrics
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -185,9 +189,13 @@ func (s *Server) Start() ([]Addr, error) {
 		s.attach(sock, sock.cur.Load())
 		s.serveSocket(sock)
 	}
+	s.wg.Go(func() { releaseAfterFloods(&s.conns, floodCheckEvery, s.stopped) })
 	s.started = true
 	return addrs, nil
 }
+
+// floodCheckEvery is how often releaseAfterFloods looks.
+const floodCheckEvery = 2 * time.Second
 
 func bindListener(name, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -272,6 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	s.stopOnce.Do(func() { close(s.stopped) })
 	s.wg.Wait()
 	for _, c := range snap.clusters {
 		c.Close()
