@@ -145,7 +145,9 @@ type Listener struct {
 	Routes            []Route `yaml:"routes"`
 	// ReadHeaderTimeout (default 10s), IdleTimeout (default 60s) and
 	// MaxHeaderBytes (default 64 KiB) protect the listener from slow and
-	// oversized clients.
+	// oversized clients. A connection's first head is due
+	// ReadHeaderTimeout after the connection's start (nginx's
+	// client_header_timeout); IdleTimeout is the wait for the next one.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
