@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos clean image images k8s-demo k8s-scale
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale
 
 all: build
 
@@ -49,7 +49,7 @@ e2e: e2e-deps
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:
-	@rows=$$(mktemp) && TRACEHOP_CHAOS=long TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -timeout 30m -run 'TestReliability|TestHTTPConformance' -v ./proxy/ 2>&1 \
+	@rows=$$(mktemp) && TRACEHOP_CHAOS=long TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -timeout 30m -run 'TestReliability|TestHTTPConformance|TestEdgeLoad' -v ./proxy/ 2>&1 \
 	  | grep -E -- '^\s*--- |RELIABILITY|soak curve|^(ok|FAIL)|_test.go:[0-9]+: [^[]' ; status=$${PIPESTATUS[0]}; \
 	  TRACEHOP_RELIABILITY_OUT=$$rows TRACEHOP_RENDER_README=$(CURDIR)/README.md $(GO) test -count=1 -run TestRenderReliabilityTable ./proxy/ >/dev/null; \
 	  rm -f $$rows; echo "README.md's reliability table is rewritten from this run"; exit $$status
@@ -60,6 +60,13 @@ conformance:
 	  | grep -E -- '^\s*--- FAIL|RELIABILITY|^(ok|FAIL)|_test.go:[0-9]+: [^[]' ; status=$${PIPESTATUS[0]}; \
 	  TRACEHOP_RELIABILITY_OUT=$$rows TRACEHOP_RENDER_README=$(CURDIR)/README.md $(GO) test -count=1 -run TestRenderReliabilityTable ./proxy/ >/dev/null; \
 	  rm -f $$rows; echo "README.md's conformance row is rewritten from this run"; exit $$status
+
+## edge-load: the edge-load suite at the issue's sizes (idle floods, slowloris, huge heads and bodies, storms, pipelining; nginx beside tracehop where installed); rewrites its rows of the README's reliability table
+edge-load:
+	@rows=$$(mktemp) && TRACEHOP_CHAOS=long TRACEHOP_RELIABILITY_OUT=$$rows $(GO) test -count=1 -timeout 10m -run 'TestEdgeLoad' -v ./proxy/ 2>&1 \
+	  | grep -E -- '^\s*--- |RELIABILITY|^(ok|FAIL)|_test.go:[0-9]+: [^[]' ; status=$${PIPESTATUS[0]}; \
+	  TRACEHOP_RELIABILITY_OUT=$$rows TRACEHOP_RENDER_README=$(CURDIR)/README.md $(GO) test -count=1 -run TestRenderReliabilityTable ./proxy/ >/dev/null; \
+	  rm -f $$rows; echo "README.md's edge-load rows are rewritten from this run"; exit $$status
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) (CI runs this)
 fuzz-short:

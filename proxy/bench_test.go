@@ -15,6 +15,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
@@ -152,18 +153,18 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		{Name: []byte("X-Cache"), Value: []byte("HIT")},
 		{Name: []byte("X-User-Tier"), Value: []byte("gold")},
 	}
-	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1"}
+	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1", mut: new(propagation.Mutations)}
 	fc.carrier.hs = hs
 	st := &fc.st
 	return func() {
 		*st = reqState{frontend: l, reqTrace: reqTrace{
-			ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
+			ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
 			requestID: "a-request-id", buf: &fc.spanBuf, bagBuf: &fc.bagBuf,
 		}}
 		st.setRoute(l.routes[0])
 		v := reqView{method: "GET", host: "svc", uri: "/trace/1", proto: "HTTP/1.1", userAgent: "bench", header: &fc.carrier, volatile: true}
 		l.tracer.begin(&st.reqTrace, &v)
-		l.tracer.prop.InjectInto(&fc.mut, st.out)
+		l.tracer.prop.InjectInto(fc.mut, st.out)
 		if st.sampled && l.tracer.wantsResponse(st.routeTracing) { // as relay does
 			fc.respCap.capture(resp, l.tracer, st.routeTracing)
 			v.respHeader = &fc.respCap

@@ -412,6 +412,14 @@ var requestCases = []requestCase{
 	{name: "Host with markup", raw: "GET / HTTP/1.1\r\nHost: <script>\r\n\r\n", status: 400, closes: true},
 	{name: "Host with high bytes", raw: "GET / HTTP/1.1\r\nHost: \xff\xfe.test\r\n\r\n", status: 400, closes: true},
 	{name: "two Hosts", raw: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400, closes: true},
+	// uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): one port at
+	// most, digits only; net/http checks only the characters (issue 26).
+	{name: "Host with two ports", raw: "GET / HTTP/1.1\r\nHost: a.test:80:80\r\n\r\n", status: 400, closes: true},
+	{name: "Host with a port that is no number", raw: "GET / HTTP/1.1\r\nHost: a.test:http\r\n\r\n", status: 400, closes: true},
+	{name: "Host IPv6 literal with two ports", raw: "GET / HTTP/1.1\r\nHost: [::1]:80:80\r\n\r\n", status: 400, closes: true},
+	{name: "Host IPv6 without brackets", raw: "GET / HTTP/1.1\r\nHost: ::1\r\n\r\n", status: 400, closes: true},
+	{name: "Host with its port", raw: "GET / HTTP/1.1\r\nHost: a.test:8080\r\n\r\n", status: 200, upstream: forwarded(1, nil)},
+	{name: "Host IPv6 literal with its port", raw: "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", status: 200, upstream: forwarded(1, nil)},
 	{name: "no Host", raw: "GET / HTTP/1.1\r\n\r\n", status: 400, closes: true},
 	// Line ends and field syntax: RFC 9112 §2.2, §5.
 	{name: "bare-LF head answered at once", raw: "GET / HTTP/1.1\nHost: x\n\n", status: 200, upstream: forwarded(1, nil)},

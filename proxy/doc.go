@@ -47,23 +47,28 @@
 //     a reqTrace (what the data plane tells tracing and what tracing
 //     decides) and a reqView: no connection, listener or route types, so
 //     both HTTP paths call them alike.
-//   - metrics.go: the per-route series and the tracer's and pipeline's
-//     counters. routes.go: a route, its matching and the upstream failures
+//   - metrics.go: the per-route series, the client connection counts and
+//     the tracer's and pipeline's counters. limits.go: the process's
+//     limits (client connections, derived from RLIMIT_NOFILE; resident
+//     memory and the container's limit, for the overload signal) and a
+//     client connection's life (its age, requests, place in the counts),
+//     read on both paths. routes.go: a route, its matching and the upstream failures
 //     it maps to a status. frontend.go: a configured listener as a
 //     snapshot built it (routes, tracer, settings, its net/http server).
 //     request.go: reqState (one request in flight, embedding its reqTrace),
 //     request ids, headers never forwarded, and done, which records a
 //     finished request (spans, metrics, access log) for both paths.
 //   - The HTTP/1.1 fast path, bottom up: h1carrier.go (what tracing reads
-//     from parsed heads), h1conn.go (the client connection: reading a head,
-//     handing off to net/http, tracehop's own answers), h1upload.go (a
+//     from parsed heads), h1conn.go (the client connection: reading a head
+//     into a pooled buffer, waiting without one, handing off to net/http,
+//     tracehop's own answers), h1upload.go (a
 //     streamed request body), h1relay.go (the response: 1xx, head, body),
 //     h1send.go (the request upstream), h1request.go (one request: route,
 //     trace, send, relay, record).
 //   - tls.go: a listener's TLS handshake and certificate reports;
-//     listener.go: a bound address, its accept loop and the connections it
-//     took (it holds the net.Listener; a reload points it at the frontend
-//     in force).
+//     listener.go: a bound address, its accept loop, the connections it
+//     took and what it does at a connection limit (it holds the
+//     net.Listener; a reload points it at the frontend in force).
 //   - The net/http path (HTTP/1.0, HTTP/2, upgrades, what the fast path
 //     hands off): nethttp_body.go (the request body and the route timer),
 //     nethttp_exchange.go (the round trip and the response writer),

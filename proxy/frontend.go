@@ -21,21 +21,31 @@ import (
 // connections the fast path hands to net/http stay with the frontend that
 // took them (srv), until a reload retires it.
 type frontend struct {
-	name      string
-	ingress   bool
-	trusted   bool
-	routes    []*route
-	tracer    *Tracer // nil without tracing
-	proxy     *httputil.ReverseProxy
-	log       *slog.Logger
-	accessLog bool
-	noRoute   *routeMetrics
-	srv       *http.Server // serves what the fast path hands off
-	handoff   *handoff     // srv's listener, made when the listener is bound
+	name    string
+	ingress bool
+	trusted bool
+	// baggageTrusted keeps a client's baggage header (baggage.trust;
+	// by default as trusted); otherwise it is removed, never tagged or
+	// linked.
+	baggageTrusted bool
+	routes         []*route
+	tracer         *Tracer // nil without tracing
+	proxy          *httputil.ReverseProxy
+	log            *slog.Logger
+	accessLog      bool
+	noRoute        *routeMetrics
+	srv            *http.Server // serves what the fast path hands off
+	handoff        *handoff     // srv's listener, made when the listener is bound
 
 	idleTimeout   time.Duration
 	headerTimeout time.Duration
 	bodyTimeout   time.Duration
+	// maxConns bounds the listener's client connections (0: none but the
+	// process's); maxRequests and maxAge, each connection's requests and
+	// age (0: none).
+	maxConns      int64
+	maxRequests   int64
+	maxAge        time.Duration
 	underscores   string // config.Underscores*
 	traceresponse bool   // answers carry W3C traceresponse
 	// slowPathOnly hands every request to net/http after the fast path's
@@ -48,6 +58,13 @@ type frontend struct {
 	handshakeTimeout time.Duration
 	xfcc             string // config.XFCC*
 	tlsFailures      *prometheus.CounterVec
+}
+
+// lastRequest says whether a request that started at start is the last
+// its connection carries: max_requests_per_connection and
+// max_connection_age (its answer then says Connection: close).
+func (l *frontend) lastRequest(life *connLife, requests int64, start time.Time) bool {
+	return l.maxRequests > 0 && requests >= l.maxRequests || l.maxAge > 0 && start.Sub(life.born) >= l.maxAge
 }
 
 // untrustedHeaders are removed from requests on listeners that do not trust
@@ -74,6 +91,10 @@ type handoff struct {
 	// given counts the connections handed over, for tests that check
 	// which path served them.
 	given atomic.Int64
+	// lives holds the connLife of connections given as they are (a
+	// *tls.Conn that chose h2: net/http must see its type), which no
+	// wrapper's Close can release: the server's ConnState hook does.
+	lives sync.Map
 }
 
 func newHandoff(addr net.Addr) *handoff {
@@ -95,12 +116,37 @@ func (h *handoff) Addr() net.Addr { return h.addr }
 
 // give hands c to net/http; false when the handoff is closed (its
 // snapshot was retired), and c is still the caller's.
-func (h *handoff) give(c net.Conn) bool {
+func (h *handoff) give(c net.Conn, life *connLife) bool {
 	h.given.Add(1)
+	_, wrapped := c.(lifeCarrier)
+	if !wrapped {
+		h.lives.Store(c, life)
+	}
 	select {
 	case h.ch <- c:
 		return true
 	case <-h.done:
+		h.lives.Delete(c)
 		return false
+	}
+}
+
+// lifeOf is the connLife of a connection net/http serves: its wrapper's
+// or, for one given as it is, the one recorded.
+func (h *handoff) lifeOf(c net.Conn) *connLife {
+	if lc, ok := c.(lifeCarrier); ok {
+		return lc.lifeOf()
+	}
+	if v, ok := h.lives.Load(c); ok {
+		return v.(*connLife)
+	}
+	return nil
+}
+
+// closed gives up the place in the counts of a connection given as it is,
+// when net/http has closed it.
+func (h *handoff) closed(c net.Conn) {
+	if v, ok := h.lives.LoadAndDelete(c); ok {
+		v.(*connLife).slot.release()
 	}
 }

@@ -21,6 +21,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -29,7 +30,9 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tracehop/tracehop/core/propagation"
@@ -49,10 +52,24 @@ const (
 // fastConn is one client connection on the fast path. It serves one
 // request at a time, so it owns one request's state and buffers.
 type fastConn struct {
-	closing  *atomic.Bool // its listener's: drain has begun
-	l        *frontend    // the listener's frontend in force for this request
-	c        net.Conn
-	br       *bufio.Reader
+	closing *atomic.Bool // its listener's: drain has begun
+	l       *frontend    // the listener's frontend in force for this request
+	c       net.Conn
+	life    *connLife // its age, requests and place in the connection counts
+	// br is a pooled read buffer, held while a request is read and
+	// served; nil while a plaintext connection waits with nothing
+	// buffered (see waitIdle). Its bytes are the connection's.
+	br *bufio.Reader
+	// src is what br reads from; raw, the socket under a plaintext
+	// connection (nil on TLS, which keeps its buffer).
+	src     connSource
+	raw     syscall.RawConn
+	sock    syscall.RawConn       // the TCP socket, under TLS too: pending peeks it
+	tryFill func(fd uintptr) bool // fc.fill, made once
+	fillErr error
+	// stash is the start of a head that came in parts, set aside while
+	// the connection waits for the rest without a buffer.
+	stash    []byte
 	bw       *bufio.Writer // for chunked responses, made on first use
 	peer     netip.AddrPort
 	peerAddr string // once per connection, for the spans
@@ -61,7 +78,7 @@ type fastConn struct {
 	req      h1.Request
 	resp     h1.Response
 	st       reqState
-	mut      propagation.Mutations
+	mut      *propagation.Mutations // made for the first traced request: 3 KiB an idle connection need not hold
 	carrier  h1Carrier
 	respCap  respCapture
 	bagBuf   []byte // baggage restored from an ingress request (link)
@@ -71,19 +88,258 @@ type fastConn struct {
 	// respHeadLen is the length of the response head that
 	// readResponseHead found in the upstream connection's buffer.
 	respHeadLen int
-	// closeAfter: the request in hand said Connection: close.
+	// closeAfter: the request in hand said Connection: close, or is the
+	// last its connection may carry (max_requests_per_connection,
+	// max_connection_age).
 	closeAfter bool
 	// served: the fast path has answered a request on the connection.
 	served bool
-	// idle is set while the connection waits for the first byte of a
-	// request: only then may drain wake it, so that no request is cut.
-	idle atomic.Bool
+	// state is connIdle while the connection waits for the first byte of
+	// a request: only then may drain wake it, or the listener close it to
+	// make room (connEvicted), so that no request is cut.
+	state atomic.Int32
+	// idleSince orders idle connections for eviction, oldest first: those
+	// that never sent a request before those that did.
+	idleSince atomic.Int64
 }
 
-// replayConn is a connection whose first bytes were read into br already.
+// What fastConn.state says.
+const (
+	connBusy int32 = iota
+	connIdle
+	connEvicted
+)
+
+// readers are the fast path's read buffers. A connection takes one when
+// bytes arrive and gives it back when it waits with none buffered, so an
+// idle connection, or one that sends its head a few bytes at a time, holds
+// no 16 KiB buffer (issue 26: allocated at accept, they made idle floods
+// cost 12-15 KiB a connection).
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, connBufSize) }}
+
+// stashMax is the largest start of a head set aside while the rest is
+// awaited without a buffer; a larger one in progress keeps its buffer.
+const stashMax = 4 << 10
+
+// connSource is what a connection's pooled reader reads: the stash first,
+// then the connection, or, inside fill, the socket without blocking.
+type connSource struct {
+	c       net.Conn
+	fd      int
+	raw     bool // inside fill: read fd without blocking
+	pending []byte
+}
+
+// errWouldBlock is a non-blocking read that found nothing.
+var errWouldBlock = errors.New("no bytes yet")
+
+func (s *connSource) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
+	if !s.raw {
+		return s.c.Read(p)
+	}
+	for {
+		n, err := syscall.Read(s.fd, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, os.NewSyscallError("read", err)
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// newFastConn prepares a connection for the fast path. A plaintext one
+// gets its read buffer when bytes arrive; a TLS one (whose own layer
+// buffers records anyway) at once.
+func newFastConn(c net.Conn, life *connLife) *fastConn {
+	fc := &fastConn{c: c, life: life}
+	fc.src.c = c
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			fc.raw, fc.sock = raw, raw
+			fc.tryFill = fc.fill
+		}
+	} else if tc, ok := c.(*tls.Conn); ok {
+		if sc, ok := tc.NetConn().(syscall.Conn); ok {
+			fc.sock, _ = sc.SyscallConn()
+		}
+	}
+	if fc.raw == nil {
+		fc.takeReader()
+	}
+	return fc
+}
+
+// done is the end of a connection the fast path closed: its buffer back
+// to the pool, its place in the counts given up.
+func (fc *fastConn) done() {
+	fc.putReader()
+	fc.life.slot.release()
+}
+
+func (fc *fastConn) takeReader() {
+	fc.br = readers.Get().(*bufio.Reader)
+	fc.br.Reset(&fc.src)
+}
+
+// putReader gives the read buffer back, with whatever it held: only when
+// nothing is buffered, or the connection is done.
+func (fc *fastConn) putReader() {
+	if fc.br != nil {
+		fc.br.Reset(nil)
+		readers.Put(fc.br)
+		fc.br = nil
+	}
+}
+
+// awaitBytes waits without a read buffer until bytes beyond the stash
+// arrive, or the read deadline passes; then fc.br holds the stash and
+// them.
+func (fc *fastConn) awaitBytes() error {
+	fc.fillErr = nil
+	if err := fc.raw.Read(fc.tryFill); err != nil {
+		return err
+	}
+	return fc.fillErr
+}
+
+// fill is awaitBytes's try, when the socket may be readable: it reads
+// into a pooled buffer without blocking and keeps the buffer only if
+// bytes came (true), so that waiting holds none. The rest of a head in
+// parts is read into the stash itself until the head may be whole.
+func (fc *fastConn) fill(fd uintptr) bool {
+	if len(fc.stash) > 0 {
+		return fc.fillStash(int(fd))
+	}
+	fc.takeReader()
+	fc.src.fd, fc.src.raw = int(fd), true
+	_, err := fc.br.Peek(1)
+	fc.src.raw = false
+	if err == errWouldBlock {
+		fc.putReader()
+		return false
+	}
+	fc.fillErr = err
+	return true
+}
+
+// fillStash reads the next bytes of a head in parts into the stash,
+// without a read buffer: a slow client (a slowloris) costs what it sent.
+// Once readHead has something to decide (the head's end, the stash's
+// bound, a first line that is no request line), the stash goes into a
+// pooled buffer (true).
+func (fc *fastConn) fillStash(fd int) bool {
+	if cap(fc.stash)-len(fc.stash) < 512 {
+		fc.stash = slices.Grow(fc.stash, 512)
+	}
+	fc.src.fd, fc.src.raw = fd, true
+	n, err := fc.src.Read(fc.stash[len(fc.stash):cap(fc.stash)])
+	fc.src.raw = false
+	switch {
+	case err == errWouldBlock:
+		return false
+	case err != nil:
+		fc.fillErr = err
+		return true
+	}
+	fc.stash = fc.stash[:len(fc.stash)+n]
+	if h1.HeadLen(fc.stash) < 0 && len(fc.stash) <= stashMax && !noRequestLine(fc.stash) {
+		return false // the rest is awaited
+	}
+	fc.takeReader()
+	fc.src.pending = fc.stash
+	fc.br.Peek(len(fc.stash))
+	fc.src.pending, fc.stash = nil, fc.stash[:0]
+	return true
+}
+
+// noRequestLine says whether buf's first line is whole and no request
+// line: no head will come (handOff refuses it).
+func noRequestLine(buf []byte) bool {
+	line, _, ok := bytes.Cut(buf, []byte("\n"))
+	return ok && !requestLineLike(bytes.TrimSuffix(line, []byte("\r")))
+}
+
+// pending says whether bytes wait in the connection's socket that its
+// goroutine has not read yet: such a connection is not idle, whatever its
+// state says (a peek, made only at a connection limit).
+func (fc *fastConn) pending() bool {
+	if fc.sock == nil {
+		return false
+	}
+	var n int
+	fc.sock.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, _ = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	return n > 0
+}
+
+// waitIdle waits for the first byte of a request, as a connection that
+// may be closed meanwhile, by drain or to make room (evict); false: it
+// is to close. A plaintext connection holds no read buffer while it
+// waits.
+func (fc *fastConn) waitIdle() bool {
+	since := fc.life.born.UnixNano() - 1<<62 // never used: first to go
+	if !fc.st.start.IsZero() {
+		since = fc.st.start.UnixNano()
+	}
+	fc.idleSince.Store(since)
+	fc.state.Store(connIdle)
+	if fc.closing.Load() {
+		return false
+	}
+	var err error
+	if fc.raw != nil {
+		fc.putReader()
+		err = fc.awaitBytes()
+	} else {
+		_, err = fc.br.Peek(1)
+	}
+	if !fc.state.CompareAndSwap(connIdle, connBusy) {
+		return false // evicted
+	}
+	return err == nil
+}
+
+// more waits for bytes beyond the n buffered, of a head not whole yet. A
+// small start is set aside and the rest awaited without a buffer (see
+// fillStash), so that a slow client costs its few bytes, not 16 KiB.
+func (fc *fastConn) more(n int) error {
+	if fc.raw == nil || n == 0 || n > stashMax {
+		_, err := fc.br.Peek(n + 1)
+		return err
+	}
+	buf, _ := fc.br.Peek(n)
+	fc.stash = append(fc.stash[:0], buf...)
+	fc.putReader()
+	return fc.awaitBytes()
+}
+
+// replayConn is a connection whose first bytes were read into br already,
+// handed to net/http: its Close gives up its place in the connection
+// counts.
 type replayConn struct {
 	net.Conn
-	br *bufio.Reader
+	br   *bufio.Reader
+	life *connLife
+}
+
+func (c *replayConn) lifeOf() *connLife { return c.life }
+
+func (c *replayConn) Close() error {
+	c.life.slot.release()
+	return c.Conn.Close()
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
@@ -122,21 +378,31 @@ const (
 // then); headTimedOut, that read_header_timeout passed with a part of one.
 func (fc *fastConn) readHead() (int, bool) {
 	l := fc.l
-	if fc.br.Buffered() == 0 {
-		if l.idleTimeout > 0 {
-			fc.rd.Set(fc.c, l.idleTimeout)
+	deadline := false
+	if fc.br == nil || fc.br.Buffered() == 0 {
+		wait := l.idleTimeout
+		if fc.life.requests.Load() == 0 && l.headerTimeout > 0 {
+			// The first head is due read_header_timeout after the
+			// connection's start, as with nginx's client_header_timeout:
+			// a client that sends nothing is not held for idle_timeout.
+			wait, deadline = l.headerTimeout, true
 		}
-		fc.idle.Store(true)
-		if fc.closing.Load() {
-			return 0, false
+		if l.maxAge > 0 {
+			left := l.maxAge - time.Since(fc.life.born)
+			if left <= 0 {
+				return 0, false // max_connection_age: it closes idle
+			}
+			if wait <= 0 || left < wait {
+				wait = left
+			}
 		}
-		_, err := fc.br.Peek(1)
-		fc.idle.Store(false)
-		if err != nil {
+		if wait > 0 {
+			fc.rd.Set(fc.c, wait)
+		}
+		if !fc.waitIdle() {
 			return 0, false
 		}
 	}
-	deadline := false
 	for {
 		buf, _ := fc.br.Peek(fc.br.Buffered())
 		if n := h1.HeadLen(buf); n >= 0 {
@@ -145,14 +411,14 @@ func (fc *fastConn) readHead() (int, bool) {
 		if len(buf) == fc.br.Size() {
 			return -1, true
 		}
-		if line, _, ok := bytes.Cut(buf, []byte("\n")); ok && !requestLineLike(bytes.TrimSuffix(line, []byte("\r"))) {
+		if noRequestLine(buf) {
 			return -1, true // no head will come: handOff refuses it now
 		}
 		if !deadline && l.headerTimeout > 0 {
 			fc.rd.Set(fc.c, l.headerTimeout)
 			deadline = true
 		}
-		if _, err := fc.br.Peek(len(buf) + 1); err != nil {
+		if err := fc.more(len(buf)); err != nil {
 			if len(buf) > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !fc.closing.Load() {
 				return headTimedOut, true
 			}
@@ -217,9 +483,10 @@ func (fc *fastConn) scanRequest() (ri reqInfo) {
 		}
 	}
 	// net/http answers the rest: 400 for a missing, repeated or malformed
-	// Host (the same answer whichever path a request takes), its own
-	// framing for two Content-Lengths.
-	if ri.hosts != 1 || len(ri.host) == 0 || ri.lengths > 1 || !httpguts.ValidHostHeader(str(ri.host)) {
+	// Host (the same answer whichever path a request takes; a Host with two
+	// ports is refused by sanitize), its own framing for two
+	// Content-Lengths.
+	if ri.hosts != 1 || len(ri.host) == 0 || ri.lengths > 1 || !httpguts.ValidHostHeader(str(ri.host)) || !validHostPort(str(ri.host)) {
 		ri.unsupported = true
 	}
 	return ri
@@ -332,6 +599,9 @@ func (fc *fastConn) answer(st *reqState, v *reqView, code int, msg, flags string
 		st.flags = flags
 	}
 	v.status, v.respBytes = code, int64(len("tracehop: \n")+len(msg))
+	if out == keepAlive && (fc.closeAfter || fc.closing.Load()) {
+		out = closeConn // and the answer says so
+	}
 	if !fc.writeAnswer(code, msg, out != keepAlive, &st.reqTrace) {
 		return closeConn
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
@@ -45,15 +46,16 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 			break
 		}
 	}
-	if rt == nil || rt.cluster.HTTP2() {
+	if rt == nil || rt.cluster.HTTP2() || fc.buffersOnNetHTTP(rt, &ri) {
 		return handOff
 	}
 	fc.br.Discard(headLen)
-	fc.closeAfter = ri.close
+	start := time.Now()
+	fc.closeAfter = ri.close || l.lastRequest(fc.life, fc.life.requests.Add(1), start)
 
 	st := &fc.st
 	*st = reqState{frontend: l, reqTrace: reqTrace{
-		ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
+		ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: start, peer: fc.peer, peerAddr: fc.peerAddr,
 		buf: &fc.spanBuf, bagBuf: &fc.bagBuf, tls: fc.tls,
 	}}
 	st.setRoute(rt)
@@ -70,18 +72,33 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	}
 	st.traced = st.traceOn(l)
 	if st.traced {
+		if fc.mut == nil {
+			fc.mut = new(propagation.Mutations)
+		}
 		l.tracer.begin(&st.reqTrace, &v)
-		l.tracer.prop.InjectInto(&fc.mut, st.out)
+		l.tracer.prop.InjectInto(fc.mut, st.out)
 	}
 	var out outcome
-	if fc.req.Underscore && l.underscores == config.UnderscoresReject && fc.hasUnderscoreHeader() {
+	switch {
+	case fc.req.Underscore && l.underscores == config.UnderscoresReject && fc.hasUnderscoreHeader():
 		out = fc.answer(st, &v, http.StatusBadRequest, underscoreRefusal, "DPE", closeLinger)
-	} else {
+	case rt.maxBody > 0 && ri.length > rt.maxBody:
+		// Before any of it is read: the client may stop sending.
+		out = fc.answer(st, &v, http.StatusRequestEntityTooLarge, bodyTooLarge(rt.maxBody), "", closeLinger)
+	default:
 		out = fc.proxy(st, &v, &ri)
 	}
 	l.done(st, &v)
-	if out == keepAlive && (ri.close || fc.closing.Load()) {
+	if out == keepAlive && (fc.closeAfter || fc.closing.Load()) {
 		out = closeConn
 	}
 	return out
+}
+
+// buffersOnNetHTTP says whether the request's body is to be read whole
+// before the upstream is dialed (buffer_request_body) and is larger than
+// the connection's buffer, which already holds smaller ones whole: the
+// net/http path buffers it.
+func (fc *fastConn) buffersOnNetHTTP(rt *route, ri *reqInfo) bool {
+	return rt.bufferBody > 0 && ri.length > int64(fc.br.Size()) && ri.length <= rt.bufferBody
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 	"github.com/tracehop/tracehop/proxy/internal/upstream"
@@ -144,6 +145,9 @@ func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bo
 		}
 		if fc.tls != nil && h1.EqualFold(h.Name, headerXFCC) && !l.forwardClientXFCC() {
 			continue // never trusted unless forward_client_cert says so
+		}
+		if !l.baggageTrusted && h1.EqualFold(h.Name, propagation.BaggageHeader) {
+			continue // an untrusted client's baggage stops here
 		}
 		w = appendHeader(w, h.Name, h.Value)
 	}

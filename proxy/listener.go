@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,10 +29,29 @@ type listener struct {
 	connsMu sync.Mutex
 	conns   map[*fastConn]struct{}
 	connsWG sync.WaitGroup
+
+	// count is its client connections, against the max_connections of the
+	// frontend in force; env.process, the process's.
+	count connCount
+	env   listenerEnv
+	// atLimit is what the rate-limited log line at a limit reports.
+	atLimit struct {
+		lastLog          atomic.Int64 // Unix ns
+		evicted, refused atomic.Int64 // since the last line
+	}
 }
 
-func newListener(name, addr string, log *slog.Logger) *listener {
-	return &listener{name: name, addr: addr, log: log, conns: map[*fastConn]struct{}{}}
+// listenerEnv is what a listener shares with the others of its Server.
+type listenerEnv struct {
+	process *connCount
+	metrics *metrics
+	// peers returns every listener of the server: at the process's limit,
+	// the idle connections of any of them make room.
+	peers func() []*listener
+}
+
+func newListener(name, addr string, log *slog.Logger, env listenerEnv) *listener {
+	return &listener{name: name, addr: addr, log: log, conns: map[*fastConn]struct{}{}, env: env}
 }
 
 // serve accepts connections until ln is closed.
@@ -52,8 +70,113 @@ func (s *listener) serve() error {
 			continue
 		}
 		delay = 0
-		go s.serveConn(c)
+		if life, ok := s.admit(c); ok {
+			go s.serveConn(c, life)
+		}
 	}
+}
+
+// evictBatch is how many idle connections one full admission may close:
+// under a flood of new connections, the scan for them is not made for each.
+const evictBatch = 8
+
+// admit counts a new connection in. At the listener's limit
+// (max_connections) or the process's (overload.max_connections), the
+// connections that have waited longest for a request are closed to make
+// room, those that never sent one first, as nginx reuses its idle
+// keep-alive connections; with none waiting, the new connection is
+// closed at once (counted, and logged at most every 10s). Concurrent
+// admissions may go a few over a limit.
+func (s *listener) admit(c net.Conn) (*connLife, bool) {
+	s.count.max.Store(s.cur.Load().maxConns) // the frontend in force says
+	reason := ""
+	switch {
+	case s.count.full():
+		reason = refusedListenerLimit
+	case s.env.process.full():
+		reason = refusedProcessLimit
+	}
+	if reason != "" {
+		freed := 0
+		if reason == refusedListenerLimit {
+			freed = s.evictIdle(evictBatch)
+		} else {
+			for _, o := range s.env.peers() {
+				if freed += o.evictIdle(evictBatch - freed); freed == evictBatch {
+					break
+				}
+			}
+		}
+		s.atLimit.evicted.Add(int64(freed))
+		if freed == 0 || s.count.full() || s.env.process.full() {
+			c.Close()
+			s.env.metrics.refused.WithLabelValues(s.name, reason).Inc()
+			s.atLimit.refused.Add(1)
+			s.logAtLimit(reason)
+			return nil, false
+		}
+		s.logAtLimit(reason)
+	}
+	return &connLife{born: time.Now(), slot: newConnSlot(&s.count, s.env.process)}, true
+}
+
+// evictIdle closes up to n of the listener's connections that wait for a
+// request, those waiting longest first, and gives up their places in the
+// counts at once. It returns how many it closed.
+func (s *listener) evictIdle(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	var oldest [evictBatch]*fastConn
+	k := 0
+	s.connsMu.Lock()
+	for fc := range s.conns {
+		if fc.state.Load() != connIdle {
+			continue
+		}
+		since := fc.idleSince.Load()
+		if k < n {
+			oldest[k] = fc
+			k++
+		} else if since >= oldest[k-1].idleSince.Load() {
+			continue
+		} else {
+			oldest[k-1] = fc
+		}
+		for i := k - 1; i > 0 && oldest[i].idleSince.Load() < oldest[i-1].idleSince.Load(); i-- {
+			oldest[i], oldest[i-1] = oldest[i-1], oldest[i]
+		}
+	}
+	s.connsMu.Unlock()
+	closed := 0
+	for _, fc := range oldest[:k] {
+		// Bytes already in its socket make a connection busy: skipped.
+		// A request's first byte may still win the race: then it is
+		// served.
+		if !fc.pending() && fc.state.CompareAndSwap(connIdle, connEvicted) {
+			fc.life.slot.release()
+			fc.c.SetReadDeadline(time.Now())
+			closed++
+		}
+	}
+	if closed > 0 {
+		s.env.metrics.evicted.WithLabelValues(s.name).Add(float64(closed))
+	}
+	return closed
+}
+
+// logAtLimit says, at most every 10 seconds, that a limit was reached and
+// what was done since the last time.
+func (s *listener) logAtLimit(reason string) {
+	now := time.Now().UnixNano()
+	last := s.atLimit.lastLog.Load()
+	if now-last < int64(10*time.Second) || !s.atLimit.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("client connection limit reached: idle connections closed to make room, new ones refused when none was idle",
+		"listener", s.name, "limit", reason, "evicted", s.atLimit.evicted.Swap(0), "refused", s.atLimit.refused.Swap(0),
+		"connections", s.count.n.Load(), "max_connections", s.count.max.Load(),
+		"process_connections", s.env.process.n.Load(), "process_max_connections", s.env.process.max.Load())
 }
 
 // track adds fc to the connections drain waits for, or removes it. Once
@@ -86,7 +209,7 @@ func (s *listener) drain(ctx context.Context) error {
 		// sees closing after its response. (It sets idle before it reads
 		// closing, and drain sets closing before it reads idle: one of
 		// the two sees the other.)
-		if fc.idle.Load() {
+		if fc.state.Load() == connIdle {
 			fc.c.SetReadDeadline(time.Now())
 		}
 	}
@@ -107,7 +230,7 @@ func (s *listener) drain(ctx context.Context) error {
 	}
 }
 
-func (s *listener) serveConn(c net.Conn) {
+func (s *listener) serveConn(c net.Conn, life *connLife) {
 	// The listener in force when the connection came: its TLS settings
 	// take the handshake.
 	l := s.cur.Load()
@@ -116,16 +239,18 @@ func (s *listener) serveConn(c net.Conn) {
 	if l.tls != nil {
 		var ok bool
 		if tc, ct, ok = l.handshake(c); !ok {
+			life.slot.release()
 			return
 		}
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
 			// HTTP/2 (gRPC, browsers) is net/http's, from the start.
-			s.give(l, tc)
+			s.give(l, tc, life)
 			return
 		}
 		c = tc
 	}
-	fc := &fastConn{closing: &s.closing, l: l, c: c, br: bufio.NewReaderSize(c, connBufSize), tls: ct}
+	fc := newFastConn(c, life)
+	fc.closing, fc.l, fc.tls = &s.closing, l, ct
 	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		fc.peer = ap.AddrPort()
 		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
@@ -133,6 +258,7 @@ func (s *listener) serveConn(c net.Conn) {
 	fc.peerAddr = fc.peer.Addr().String()
 	if !s.track(fc, true) {
 		c.Close()
+		fc.done()
 		return
 	}
 	defer s.track(fc, false)
@@ -143,6 +269,7 @@ func (s *listener) serveConn(c net.Conn) {
 		n, ok := fc.readHead()
 		if !ok {
 			c.Close()
+			fc.done()
 			return
 		}
 		fc.l = s.cur.Load()
@@ -152,16 +279,22 @@ func (s *listener) serveConn(c net.Conn) {
 			fc.served = true
 		case closeConn:
 			c.Close()
+			fc.done()
 			return
 		case closeLinger:
 			lingerClose(c)
+			fc.done()
 			return
 		case handOff:
 			c.SetReadDeadline(time.Time{})
+			// The read buffer goes with the connection, which gives up
+			// its place in the counts when net/http closes it.
+			rc := replayConn{Conn: c, br: fc.br, life: life}
+			fc.br = nil
 			if tc != nil {
-				s.give(fc.l, &tlsReplayConn{replayConn{Conn: c, br: fc.br}, tc})
+				s.give(fc.l, &tlsReplayConn{rc, tc}, life)
 			} else {
-				s.give(fc.l, &replayConn{Conn: c, br: fc.br})
+				s.give(fc.l, &rc, life)
 			}
 			return
 		}
@@ -170,10 +303,11 @@ func (s *listener) serveConn(c net.Conn) {
 
 // give hands c to l's net/http server. A handoff closes when a reload
 // retires its listener: the connection goes to the one in force.
-func (s *listener) give(l *frontend, c net.Conn) {
-	for !l.handoff.give(c) {
+func (s *listener) give(l *frontend, c net.Conn, life *connLife) {
+	for !l.handoff.give(c, life) {
 		if s.closing.Load() {
 			c.Close()
+			life.slot.release()
 			return
 		}
 		time.Sleep(time.Millisecond)

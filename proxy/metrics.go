@@ -22,6 +22,42 @@ type metrics struct {
 	// tlsFailures counts failed TLS handshakes on listeners, by reason
 	// (tlsconf.Reason*).
 	tlsFailures *prometheus.CounterVec
+	// refused counts client connections closed unserved at a limit, by
+	// listener and reason (listener_limit, process_limit); evicted, idle
+	// ones closed to make room for new ones.
+	refused *prometheus.CounterVec
+	evicted *prometheus.CounterVec
+	conns   connGauges // its read is set by the Server
+}
+
+// Why a client connection was refused.
+const (
+	refusedListenerLimit = "listener_limit"
+	refusedProcessLimit  = "process_limit"
+)
+
+// connGauges exposes the client connections held, per listener and for
+// the process, read when scraped.
+type connGauges struct {
+	read func() (perListener map[string]int64, process, processMax int64)
+}
+
+var (
+	descConns    = prometheus.NewDesc("tracehop_downstream_connections", "Client connections open, by listener.", []string{"listener"}, nil)
+	descConnsMax = prometheus.NewDesc("tracehop_downstream_connections_max", "The process's client connection limit (overload.max_connections, or derived from RLIMIT_NOFILE); 0: none.", nil, nil)
+)
+
+func (g *connGauges) Describe(ch chan<- *prometheus.Desc) { ch <- descConns; ch <- descConnsMax }
+
+func (g *connGauges) Collect(ch chan<- prometheus.Metric) {
+	if g.read == nil {
+		return
+	}
+	per, _, limit := g.read()
+	for name, n := range per {
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(n), name)
+	}
+	ch <- prometheus.MustNewConstMetric(descConnsMax, prometheus.GaugeValue, float64(limit))
 }
 
 // newMetrics makes the registry; tracer and stats return the tracer and
@@ -49,10 +85,18 @@ func newMetrics(reg *prometheus.Registry, tracer func() *Tracer, stats func() pi
 	m.tlsFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tracehop_tls_handshake_failures_total", Help: "TLS handshakes that failed on a listener, by reason.",
 	}, []string{"listener", "reason"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tracehop_downstream_connections_refused_total",
+		Help: "Client connections closed unserved because a connection limit was reached, by listener and reason (listener_limit, process_limit).",
+	}, []string{"listener", "reason"})
+	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tracehop_downstream_connections_evicted_total",
+		Help: "Idle client connections closed to make room for new ones at a connection limit, by listener.",
+	}, []string{"listener"})
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
-	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, m.configInfo, m.tlsFailures,
-		&tracerCollector{tracer: tracer}, &pipelineCollector{stats: stats})
+	m.reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, m.configInfo, m.tlsFailures, m.refused, m.evicted,
+		&tracerCollector{tracer: tracer}, &pipelineCollector{stats: stats}, &m.conns)
 	return m
 }
 

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -18,11 +21,14 @@ import (
 )
 
 func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := &reqState{frontend: l, reqTrace: reqTrace{ingress: l.ingress, trusted: l.trusted, start: time.Now(), peer: peerAddr(r)}}
+	st := &reqState{frontend: l, reqTrace: reqTrace{ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: time.Now(), peer: peerAddr(r)}}
 	if !l.trusted {
 		for _, k := range untrustedHeaders {
 			delete(r.Header, k)
 		}
+	}
+	if !l.baggageTrusted {
+		delete(r.Header, propagation.BaggageHeader)
 	}
 	if r.TLS != nil {
 		st.tls = &connTLS{id: tlsconf.ClientIdentity(r.TLS)}
@@ -30,7 +36,7 @@ func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(r.Header, headerXFCC)
 		}
 	}
-	rw := &responseWriter{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1)}
+	rw := &responseWriter{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1), close: l.lastRequestOn(r, st.start)}
 	refusal, refusalStatus := l.sanitize(rw, r)
 	if id := r.Header.Get(headerRequestID); validRequestID(id) {
 		st.requestID = id
@@ -54,6 +60,9 @@ func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = &countingBody{ReadCloser: r.Body, bytes: &st.reqBytes, fault: &st.clientFault, rc: http.NewResponseController(w), timeout: l.bodyTimeout}
+		if st.route != nil {
+			st.body.limit = st.route.maxBody
+		}
 		r.Body = st.body
 	}
 	// ReverseProxy aborts a response that breaks midway (the client went
@@ -73,10 +82,93 @@ func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "tracehop: "+refusal, refusalStatus)
 	case st.route == nil:
 		http.Error(rw, "tracehop: no route for "+r.URL.Path, http.StatusNotFound)
+	case st.route.maxBody > 0 && r.ContentLength > st.route.maxBody:
+		// Announced: refused before any of it is read.
+		rw.close = r.ProtoMajor == 1
+		http.Error(rw, "tracehop: "+bodyTooLarge(st.route.maxBody), http.StatusRequestEntityTooLarge)
+	case st.route.bufferBody > 0 && st.body != nil && !l.bufferBody(st, rw, r):
+		// The client failed while its body was read: answered.
 	default:
 		l.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	}
 	l.complete(st, r, &v, rw)
+}
+
+// connLifeKey is the context key of a connection's connLife on the
+// net/http path.
+type connLifeKey struct{}
+
+// connContext is the net/http server's ConnContext: the connection's
+// life travels to each of its requests.
+func (l *frontend) connContext(ctx context.Context, c net.Conn) context.Context {
+	if life := l.handoff.lifeOf(c); life != nil {
+		return context.WithValue(ctx, connLifeKey{}, life)
+	}
+	return ctx
+}
+
+// connState is the net/http server's ConnState hook: a connection it
+// closed gives up its place in the counts (those it was handed wrapped do
+// on Close).
+func (l *frontend) connState(c net.Conn, s http.ConnState) {
+	if s == http.StateClosed {
+		l.handoff.closed(c)
+	}
+}
+
+// lastRequestOn counts a request on its connection and says whether it is
+// the connection's last (max_requests_per_connection,
+// max_connection_age); then its answer says Connection: close, which on
+// HTTP/2 net/http turns into a GOAWAY, the connection closing once its
+// streams are done.
+func (l *frontend) lastRequestOn(r *http.Request, start time.Time) bool {
+	life, _ := r.Context().Value(connLifeKey{}).(*connLife)
+	if life == nil {
+		return false
+	}
+	return l.lastRequest(life, life.requests.Add(1), start)
+}
+
+// bufferBody reads a request body of at most the route's
+// buffer_request_body whole before the upstream is dialed, so that a slow
+// upload holds no upstream connection (nginx's proxy_request_buffering); a
+// longer one (chunked, it turns out) streams on, its start first. false:
+// the client failed meanwhile, and has its answer.
+func (l *frontend) bufferBody(st *reqState, rw *responseWriter, r *http.Request) bool {
+	limit := st.route.bufferBody
+	if r.ContentLength > limit {
+		return true // announced larger: it streams
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(st.body, limit+1)); err != nil {
+		rw.close = r.ProtoMajor == 1
+		switch st.clientFault.Load() {
+		case clientBodyTimeout:
+			st.flags = "SI"
+			http.Error(rw, "tracehop: the request body did not arrive within body_read_timeout", http.StatusRequestTimeout)
+		case clientBodyTooLarge:
+			http.Error(rw, "tracehop: "+bodyTooLarge(st.route.maxBody), http.StatusRequestEntityTooLarge)
+		default:
+			st.flags = "DPE"
+			http.Error(rw, "tracehop: the request body is malformed or ended early", http.StatusBadRequest)
+		}
+		return false
+	}
+	if int64(buf.Len()) > limit {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(&buf, st.body), st.body}
+		return true
+	}
+	r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(&buf), int64(buf.Len()), nil
+	if r.ContentLength == 0 {
+		r.Body = http.NoBody
+	}
+	return true
 }
 
 // sanitize applies to a request on the net/http path what the fast path
@@ -98,6 +190,12 @@ func (l *frontend) sanitize(w *responseWriter, r *http.Request) (string, int) {
 		// (RFC 9113 §3.4: only its first bytes), as the fast path answers.
 		w.close = true
 		return prefaceRefusal, http.StatusBadRequest
+	}
+	if !validHostPort(r.Host) {
+		// net/http checked the characters only. Refused as a malformed
+		// Host is, with a close.
+		w.close = r.ProtoMajor == 1
+		return hostRefusal, http.StatusBadRequest
 	}
 	if r.ProtoMajor == 1 {
 		// The request-target (RFC 9112 §3.2): never a fragment; in
@@ -211,6 +309,12 @@ func (l *frontend) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	case clientBodyTimeout:
 		st.flags = "SI"
 		http.Error(w, "tracehop: the request body did not arrive within body_read_timeout", http.StatusRequestTimeout)
+		return
+	case clientBodyTooLarge:
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close") // the rest of it is not read
+		}
+		http.Error(w, "tracehop: "+bodyTooLarge(st.route.maxBody), http.StatusRequestEntityTooLarge)
 		return
 	case clientBodyBroken:
 		// A request body that ended early or was malformed (chunked) is

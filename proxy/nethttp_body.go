@@ -87,7 +87,11 @@ type countingBody struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	timer   *routeTimer // set by RoundTrip when the route has a timeout
+	limit   int64       // max_request_body_bytes (0: none)
 }
+
+// errBodyTooLarge ends a request body read past max_request_body_bytes.
+var errBodyTooLarge = errors.New("the request body is larger than max_request_body_bytes")
 
 func (c *countingBody) Read(p []byte) (int, error) {
 	if c.timeout > 0 {
@@ -100,7 +104,12 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	if c.timer != nil {
 		c.timer.resume()
 	}
-	c.bytes.Add(int64(n))
+	if total := c.bytes.Add(int64(n)); c.limit > 0 && total > c.limit {
+		// A body of no announced length (chunked, HTTP/2) counted past
+		// the bound: cut, answered 413.
+		c.fault.CompareAndSwap(0, clientBodyTooLarge)
+		return 0, errBodyTooLarge
+	}
 	if err != nil && err != io.EOF {
 		kind := clientBodyBroken
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -113,6 +122,7 @@ func (c *countingBody) Read(p []byte) (int, error) {
 
 // What clientFault records.
 const (
-	clientBodyBroken  int32 = 1 + iota // ended early or malformed
-	clientBodyTimeout                  // stalled past body_read_timeout
+	clientBodyBroken   int32 = 1 + iota // ended early or malformed
+	clientBodyTimeout                   // stalled past body_read_timeout
+	clientBodyTooLarge                  // longer than max_request_body_bytes
 )

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,6 +86,7 @@ type upstream struct {
 	*httptest.Server
 	mu   sync.Mutex
 	last http.Header
+	open atomic.Int64 // connections open
 }
 
 func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
@@ -92,12 +94,21 @@ func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
 	if h == nil {
 		h = func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }
 	}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.last = r.Header.Clone()
 		u.mu.Unlock()
 		h(w, r)
 	}))
+	u.Server.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			u.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			u.open.Add(-1)
+		}
+	}
+	u.Server.Start()
 	t.Cleanup(u.Close)
 	return u
 }

@@ -59,7 +59,7 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 			}
 			return err
 		}
-		sock := newListener(lc.Name, lc.Address, s.log)
+		sock := s.newListener(lc.Name, lc.Address)
 		sock.ln = ln
 		kept[i] = sock
 		opened = append(opened, sock)
@@ -67,7 +67,7 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 	// The switch.
 	for i, sock := range kept {
 		if sock == nil { // not started: the listener binds at Start
-			sock = newListener(cfg.Listeners[i].Name, cfg.Listeners[i].Address, s.log)
+			sock = s.newListener(cfg.Listeners[i].Name, cfg.Listeners[i].Address)
 			sock.cur.Store(next.frontends[i])
 			kept[i] = sock
 			continue
@@ -89,6 +89,8 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 		}
 	}
 	s.listeners = kept
+	s.publishListeners()
+	s.setLimits(cfg)
 	s.metrics.configInfo.Reset()
 	s.metrics.configInfo.WithLabelValues(next.hash).Set(1)
 	s.retiring.Go(func() { s.retire(prev, next, removed) })

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,45 @@ func validRequestID(s string) bool {
 	return true
 }
 
+// validHostPort says whether a Host (or :authority) has the shape
+// uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal in
+// brackets or a name without a colon, then at most one port, of digits.
+// httpguts.ValidHostHeader checks the characters only, so a.test:80:80 or
+// an IPv6 address without brackets would pass it; the upstream and
+// tracehop could then read different hosts and ports from the same field.
+func validHostPort(h string) bool {
+	if len(h) > 0 && h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		h = h[end+1:]
+		if h == "" {
+			return true
+		}
+		if h[0] != ':' {
+			return false
+		}
+		return digitsOnly(h[1:])
+	}
+	colon := strings.IndexByte(h, ':')
+	return colon < 0 || digitsOnly(h[colon+1:])
+}
+
+// digitsOnly: RFC 3986's port is *DIGIT, so "" is one.
+func digitsOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// hostRefusal is the answer to a Host that is not uri-host [":" port], on
+// both paths.
+const hostRefusal = "the Host header must be a host and at most one port (RFC 9110 §7.2)"
+
 // guardedHeaders are the request headers that frame, route or identify a
 // request, or carry its trace. A name with underscores that reads as one of
 // them once '_' is '-' (Content_Length, X_Forwarded_For) is never
@@ -128,6 +168,12 @@ const connectRefusal = "CONNECT is not supported: tracehop is a reverse proxy, n
 // 9112 §6.1 makes its framing faulty, whatever else the head says
 // (net/http would frame it by Content-Length and keep the connection).
 const http10TERefusal = "Transfer-Encoding is not defined for HTTP/1.0"
+
+// bodyTooLarge is the answer to a request body over max_request_body_bytes,
+// on both paths.
+func bodyTooLarge(limit int64) string {
+	return "the request body is larger than max_request_body_bytes (" + strconv.FormatInt(limit, 10) + " bytes)"
+}
 
 // underscoreRefusal is the answer to a header name with an underscore on
 // a listener with headers_with_underscores: reject.

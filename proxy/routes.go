@@ -24,6 +24,11 @@ type route struct {
 	timeout  time.Duration
 	metrics  *routeMetrics
 	tracing  *routeTracing // the route's own tracing, or nil
+	// maxBody answers 413 to a larger request body; bufferBody reads a
+	// body up to that size whole before dialing (0: no bound, no
+	// buffering). The route's settings, else its listener's.
+	maxBody    int64
+	bufferBody int64
 }
 
 func (rt *route) untraced() bool { return rt.tracing != nil && rt.tracing.off }

@@ -234,10 +234,13 @@ func startSandboxWith(t *testing.T, propagate, driver, driverBlock string) *sand
 		}
 		return path
 	}
+	// The edge trusts the test client's baggage (baggage: {trust: true}),
+	// so that it can be followed through every hop; an edge that does not
+	// drops it (TestUntrustedBaggageStopsAtTheEdge).
 	front := write("front-proxy.yaml", fmt.Sprintf(`node: {id: front-proxy, service: front-proxy, zone: local}
 admin: {address: %s}
 listeners:
-  - {name: edge, address: %s, direction: ingress, trust_trace_headers: false,
+  - {name: edge, address: %s, direction: ingress, trust_trace_headers: false, baggage: {trust: true},
      routes: [{match: {prefix: /}, cluster: service1, operation: checkAvailability}]}
 clusters:
   - {name: service1, endpoints: [%s]}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,22 @@ type Server struct {
 	mu        sync.Mutex // Start, Apply and Shutdown, one at a time
 	metricsMu sync.Mutex // a reload's build and switch, against a retirement forgetting series
 	listeners []*listener
-	started   bool
-	retiring  sync.WaitGroup // replaced snapshots and removed sockets
-	wg        sync.WaitGroup // accept loops and servers
+	// inForce is listeners as the accept loops and /metrics read it,
+	// published at each change.
+	inForce atomic.Pointer[[]*listener]
+	// conns is the process's client connections, against
+	// overload.max_connections (or what RLIMIT_NOFILE allows).
+	conns connCount
+	// containerMemory is the cgroup's memory limit, read at start (0:
+	// none), for overload.memory_bytes's default.
+	containerMemory int64
+	// stopped ends the background work of Start (releaseAfterFloods) at
+	// Shutdown.
+	stopped  chan struct{}
+	stopOnce sync.Once
+	started  bool
+	retiring sync.WaitGroup // replaced snapshots and removed sockets
+	wg       sync.WaitGroup // accept loops and servers
 	// initErr is what NewServer could not set up (a certificate that no
 	// longer loads since the config was checked): Start returns it.
 	initErr error
@@ -64,7 +78,7 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: opts.Logger, accessLog: opts.AccessLog, retireAfter: cmp.Or(opts.RetireAfter, 15*time.Second)}
+	s := &Server{log: opts.Logger, accessLog: opts.AccessLog, retireAfter: cmp.Or(opts.RetireAfter, 15*time.Second), stopped: make(chan struct{})}
 	reg := opts.Metrics
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -77,17 +91,64 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 			}
 			return nil
 		})
+	s.metrics.conns.read = s.connCounts
+	s.containerMemory = containerMemoryLimit()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tracehop_overloaded", Help: "1 while tracehop is near one of its limits (overload.*: client connections, memory, span queues), as /ready says.",
+	}, func() float64 {
+		if over, _ := s.Overloaded(); over {
+			return 1
+		}
+		return 0
+	}))
 	snap, err := s.builder().build(cfg, opts.Tracer, opts.Pipeline, nil)
 	s.initErr = err
 	s.snap.Store(snap)
 	s.metrics.configInfo.WithLabelValues(snap.hash).Set(1)
 	s.metrics.lastReload.SetToCurrentTime()
+	s.setLimits(cfg)
 	for i, lc := range cfg.Listeners {
-		sock := newListener(lc.Name, lc.Address, s.log)
+		sock := s.newListener(lc.Name, lc.Address)
 		sock.cur.Store(snap.frontends[i])
 		s.listeners = append(s.listeners, sock)
 	}
+	s.publishListeners()
 	return s
+}
+
+func (s *Server) newListener(name, addr string) *listener {
+	return newListener(name, addr, s.log, listenerEnv{process: &s.conns, metrics: s.metrics, peers: s.peers})
+}
+
+// peers returns the listeners in force.
+func (s *Server) peers() []*listener {
+	if p := s.inForce.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Server) publishListeners() {
+	ls := append([]*listener(nil), s.listeners...)
+	s.inForce.Store(&ls)
+}
+
+// setLimits puts the process's limits of cfg in force.
+func (s *Server) setLimits(cfg *config.Config) {
+	n := int64(cfg.Overload.MaxConnections)
+	if n == 0 {
+		n = defaultMaxConnections()
+	}
+	s.conns.max.Store(n)
+}
+
+// connCounts is what tracehop_downstream_connections reports.
+func (s *Server) connCounts() (map[string]int64, int64, int64) {
+	per := map[string]int64{}
+	for _, l := range s.peers() {
+		per[l.name] += l.count.n.Load()
+	}
+	return per, s.conns.n.Load(), s.conns.max.Load()
 }
 
 // Addr describes one bound address.
@@ -128,9 +189,13 @@ func (s *Server) Start() ([]Addr, error) {
 		s.attach(sock, sock.cur.Load())
 		s.serveSocket(sock)
 	}
+	s.wg.Go(func() { releaseAfterFloods(&s.conns, floodCheckEvery, s.stopped) })
 	s.started = true
 	return addrs, nil
 }
+
+// floodCheckEvery is how often releaseAfterFloods looks.
+const floodCheckEvery = 2 * time.Second
 
 func bindListener(name, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -215,6 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	s.stopOnce.Do(func() { close(s.stopped) })
 	s.wg.Wait()
 	for _, c := range snap.clusters {
 		c.Close()
@@ -262,6 +328,51 @@ func (s *Server) ConfigHash() string { return s.snap.Load().hash }
 // Draining reports whether Shutdown has begun: the admin server's /ready
 // answers 503 from then on, so that load balancers stop sending traffic.
 func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Overloaded reports whether tracehop is near one of its limits, and
+// which (overload.*): client connections, of the process or of a
+// listener; resident memory, against overload.memory_bytes or the
+// container's limit; a driver's span queue. The admin server's /ready says
+// so, with 503 under overload.ready_when_overloaded: false, so that
+// Kubernetes sends traffic elsewhere before requests fail.
+func (s *Server) Overloaded() (bool, string) {
+	snap := s.snap.Load()
+	o := snap.cfg.Overload
+	var why []string
+	near := func(n, limit int64, percent float64) bool {
+		return limit > 0 && percent > 0 && float64(n) >= percent/100*float64(limit)
+	}
+	if p := o.Connections(); p > 0 {
+		if n, m := s.conns.n.Load(), s.conns.max.Load(); near(n, m, p) {
+			why = append(why, fmt.Sprintf("client connections: %d of the process's %d", n, m))
+		}
+		for _, l := range s.peers() {
+			if n, m := l.count.n.Load(), l.cur.Load().maxConns; near(n, m, p) {
+				why = append(why, fmt.Sprintf("client connections: %d of listener %s's %d", n, l.name, m))
+			}
+		}
+	}
+	if limit := cmp.Or(o.MemoryBytes, s.containerMemory); limit > 0 && o.Memory() > 0 {
+		if rss := residentBytes(); near(rss, limit, o.Memory()) {
+			why = append(why, fmt.Sprintf("resident memory: %d MiB of %d MiB", rss>>20, limit>>20))
+		}
+	}
+	if p := o.SpanQueuePercent; p > 0 && snap.pipeline != nil {
+		for _, st := range snap.pipeline.Stats() {
+			if near(int64(st.QueueLen), int64(st.QueueCap), p) {
+				why = append(why, fmt.Sprintf("span queue of driver %s: %d of %d", st.Name, st.QueueLen, st.QueueCap))
+			}
+		}
+	}
+	return len(why) > 0, strings.Join(why, "; ")
+}
+
+// ReadyWhenOverloaded says whether /ready stays 200 while Overloaded
+// (overload.ready_when_overloaded, true by default).
+func (s *Server) ReadyWhenOverloaded() bool {
+	o := s.snap.Load().cfg.Overload
+	return o.Ready()
+}
 
 // InForce describes the configuration in force, for the admin server's
 // /config: the config, its hash, and each driver's secret config keys

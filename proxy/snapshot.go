@@ -65,12 +65,13 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 	}
 	for _, lc := range cfg.Listeners {
 		l := &frontend{
-			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(),
+			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(), baggageTrusted: lc.TrustsBaggage(),
 			tracer: tracer, log: b.log, accessLog: b.accessLog,
 			noRoute:     b.metrics.route(lc.Name, "none", "none"),
 			idleTimeout: lc.IdleTimeout, headerTimeout: lc.ReadHeaderTimeout, bodyTimeout: lc.BodyReadTimeout,
 			underscores: lc.HeadersWithUnderscores, slowPathOnly: b.slowPathOnly, traceresponse: lc.Traceresponse,
 			tlsFailures: b.metrics.tlsFailures,
+			maxConns:    int64(lc.MaxConnections), maxRequests: int64(lc.MaxRequestsPerConnection), maxAge: lc.MaxConnectionAge,
 		}
 		if lc.TLS != nil {
 			tc, err := tlsconf.ServerConfig(lc.TLS, b.log)
@@ -83,6 +84,13 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 			rt := &route{
 				name: rc.Name, prefix: rc.Match.Prefix, path: rc.Match.Path, cluster: snap.clusters[rc.Cluster],
 				timeout: *rc.Timeout,
+				maxBody: lc.MaxRequestBodyBytes, bufferBody: bufferLimit(lc.BufferRequestBody),
+			}
+			if rc.MaxRequestBodyBytes != nil {
+				rt.maxBody = *rc.MaxRequestBodyBytes
+			}
+			if rc.BufferRequestBody != nil {
+				rt.bufferBody = bufferLimit(rc.BufferRequestBody)
 			}
 			for _, h := range rc.Match.Headers {
 				rt.headers = append(rt.headers, config.HeaderMatch{Name: http.CanonicalHeaderKey(h.Name), Value: h.Value})
@@ -119,10 +127,21 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 			MaxHeaderBytes:    lc.MaxHeaderBytes,
 			Protocols:         protocols,
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+			// A connection's life (its age, requests, place in the
+			// connection counts) travels with it to the handler.
+			ConnContext: l.connContext,
+			ConnState:   l.connState,
 		}
 		snap.frontends = append(snap.frontends, l)
 	}
 	return snap, errors.Join(errs...)
+}
+
+func bufferLimit(b *config.BufferRequestBody) int64 {
+	if b == nil {
+		return 0
+	}
+	return b.MaxBytes
 }
 
 func (sn *snapshot) cluster(name string) *upstream.Cluster {

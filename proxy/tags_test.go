@@ -157,3 +157,62 @@ clusters:
 		s1.rec.take(t, 2)
 	}
 }
+
+// At the edge (trust_trace_headers: false) a client's baggage is not
+// trusted either (issue 26): it is dropped before the application, never
+// tagged, and request-id linking does not give it back to the
+// application's onward calls. baggage: {trust: true} keeps it. Both paths.
+func TestUntrustedBaggageStopsAtTheEdge(t *testing.T) {
+	app2 := newUpstream(t, nil)
+	var egress atomic.Value
+	app1 := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		// The application forwards only x-request-id.
+		req, _ := http.NewRequest("GET", "http://"+egress.Load().(string)+"/onward", nil)
+		req.Header.Set("X-Request-Id", r.Header.Get("X-Request-Id"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		resp.Body.Close()
+	})
+	for _, c := range []struct {
+		name, settings, want string
+	}{
+		{"untrusted", "trust_trace_headers: false", ""},
+		{"untrusted, baggage trusted", "trust_trace_headers: false, baggage: {trust: true}", "user.id=alice"},
+		{"trusted", "trust_trace_headers: true", "user.id=alice"},
+		{"trusted, baggage not", "baggage: {trust: false}", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s1 := startProxy(t, hopConfig("service1", fmt.Sprintf(`
+  - {name: ingress, address: "127.0.0.1:0", direction: ingress, %s, routes: [{match: {prefix: /}, cluster: app}]}
+  - {name: egress, address: "127.0.0.1:0", direction: egress, routes: [{match: {prefix: /}, cluster: service2}]}
+clusters:
+  - {name: app, endpoints: [%s]}
+  - {name: service2, endpoints: [%s]}
+`, c.settings, app1.addr(), app2.addr()), "  baggage_tags: [user.id]\n"))
+			egress.Store(s1.addr["egress"])
+			for _, slow := range []bool{false, true} {
+				hdr := map[string]string{"Baggage": "user.id=alice"}
+				if slow {
+					hdr["Connection"] = "x-slow-path"
+				}
+				if resp, _ := do(t, "GET", "http://"+s1.addr["ingress"]+"/", hdr); resp.StatusCode != 200 {
+					t.Fatal(resp.Status)
+				}
+				if got := app1.header("Baggage"); got != c.want {
+					t.Errorf("slow %v: the application got baggage %q, want %q", slow, got, c.want)
+				}
+				if got := app2.header("Baggage"); got != c.want {
+					t.Errorf("slow %v: its onward call (linked by request id) carried baggage %q, want %q", slow, got, c.want)
+				}
+				for _, s := range s1.rec.take(t, 2) {
+					if got, _ := s.Tag("user.id"); got != strings.TrimPrefix(c.want, "user.id=") {
+						t.Errorf("slow %v: %v span tagged user.id=%q, want %q", slow, s.Kind, got, strings.TrimPrefix(c.want, "user.id="))
+					}
+				}
+			}
+		})
+	}
+}

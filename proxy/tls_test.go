@@ -819,3 +819,85 @@ func TestTLSConfigDumpHasNoKeys(t *testing.T) {
 		t.Errorf("/config: %s", b)
 	}
 }
+
+// cipher_suites narrows TLS 1.2's suites (issue 26: CBC suites could only
+// be turned off by min_version 1.3); session_tickets: false turns
+// resumption off; session_ticket_lifetime refuses older tickets.
+func TestTLSCipherSuitesAndTickets(t *testing.T) {
+	p := newPKI(t)
+	up := newUpstream(t, nil)
+	// dial makes one TLS connection with cfg, sends a request and reads
+	// the answer (which also takes in a TLS 1.3 ticket), and says what was
+	// negotiated.
+	dial := func(t *testing.T, addr string, cfg *tls.Config) (tls.ConnectionState, error) {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return tls.ConnectionState{}, err
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return tls.ConnectionState{}, err
+		}
+		resp.Body.Close()
+		return c.ConnectionState(), nil
+	}
+	client := func(suites ...uint16) *tls.Config {
+		cfg := &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}}
+		if suites != nil {
+			cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, suites
+		}
+		return cfg
+	}
+
+	t.Run("cipher_suites", func(t *testing.T) {
+		tp := startProxy(t, tlsListener(p, up.addr(), "      cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n", ""))
+		addr := tp.addr["l"]
+		if _, err := dial(t, addr, client(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA)); err == nil {
+			t.Error("a TLS 1.2 client offering only a CBC suite left out of cipher_suites was served")
+		}
+		cs, err := dial(t, addr, client(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256))
+		if err != nil || cs.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 {
+			t.Errorf("suite %s, %v; want the one listed", tls.CipherSuiteName(cs.CipherSuite), err)
+		}
+		if cs, err := dial(t, addr, client()); err != nil || cs.Version != tls.VersionTLS13 {
+			t.Errorf("TLS 1.3 (its suites not configurable): %x %v", cs.Version, err)
+		}
+	})
+
+	for _, c := range []struct {
+		name, settings string
+		resumes        []bool // the second connection, then a third after 1.5 s
+	}{
+		{"tickets on", "", []bool{true, true}},
+		{"tickets off", "      session_tickets: false\n", []bool{false, false}},
+		{"lifetime 1s", "      session_ticket_lifetime: 1s\n", []bool{true, false}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tp := startProxy(t, tlsListener(p, up.addr(), c.settings, ""))
+			for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+				cfg := client()
+				cfg.MaxVersion = version
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+				if _, err := dial(t, tp.addr["l"], cfg); err != nil {
+					t.Fatal(err)
+				}
+				for i, want := range c.resumes {
+					if i == 1 {
+						time.Sleep(1500 * time.Millisecond)
+					}
+					cs, err := dial(t, tp.addr["l"], cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if cs.DidResume != want {
+						t.Errorf("TLS %x, connection %d: resumed %v, want %v", version, i+2, cs.DidResume, want)
+					}
+				}
+			}
+		})
+	}
+}

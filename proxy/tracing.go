@@ -26,6 +26,7 @@ import (
 type reqTrace struct {
 	// Set before begin.
 	ingress, trusted bool              // the listener's direction and trust
+	baggageTrusted   bool              // the listener keeps its clients' baggage
 	routeTracing     *routeTracing     // the route's own tracing, or nil
 	spanName         *nameTemplate     // the route's span name; nil: the default
 	cluster          *upstream.Cluster // the route's cluster; nil: no route
@@ -224,17 +225,25 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 	}
 	st.out = out
 	if l.ingress && t.links != nil {
-		// Baggage is kept with the context, as tracestate is, for the
-		// egress requests of an application that forwards only the
-		// request id. Within W3C's limit only: the table stays bounded.
-		// It may alias the request's memory (volatile): the entry is
-		// removed before that is reused, and get copies it out.
-		bg := h.GetJoined(propagation.BaggageHeader)
-		if len(bg) > propagation.MaxBaggageBytes {
-			bg = ""
-		}
-		st.registered = t.links.put(st.requestID, link{ctx: out, baggage: bg})
+		st.registered = t.links.put(st.requestID, link{ctx: out, baggage: linkedBaggage(st, h)})
 	}
+}
+
+// linkedBaggage is the baggage an ingress request leaves in the link
+// table, kept with the context as tracestate is, for the egress requests
+// of an application that forwards only the request id. Within W3C's limit
+// only: the table stays bounded. It may alias the request's memory
+// (volatile): the entry is removed before that is reused, and get copies
+// it out. An untrusted client's baggage is never kept: linking would give
+// it back to the application's onward calls.
+func linkedBaggage(st *reqTrace, h propagation.Carrier) string {
+	if !st.baggageTrusted {
+		return ""
+	}
+	if bg := h.GetJoined(propagation.BaggageHeader); len(bg) <= propagation.MaxBaggageBytes {
+		return bg
+	}
+	return ""
 }
 
 // inject writes the upstream trace context into the outgoing headers.
@@ -398,7 +407,10 @@ func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqVie
 		tagsFrom(st.routeTracing.customTags)
 	}
 	if len(t.baggageTags) > 0 {
-		bg := v.header.GetJoined(propagation.BaggageHeader)
+		var bg string
+		if st.baggageTrusted { // an untrusted client's is no tag
+			bg = v.header.GetJoined(propagation.BaggageHeader)
+		}
 		if bg == "" {
 			bg = st.baggage // restored from the ingress request: sent upstream
 		}

@@ -348,7 +348,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}()
 	// The file watch compares against what was loaded, so that a change
 	// made while tracehop starts is not missed.
-	loaded := fileSum(*file)
+	fw := fileWatch{path: *file, read: os.ReadFile, every: time.Second, log: logger}
+	loaded, _ := fw.sum() // unreadable: config.Load says why
 	cfg, err := config.Load(*file)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -410,7 +411,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
 	if *watch {
-		go watchFile(ctx, *file, loaded, reloads, logger)
+		go fw.run(ctx, loaded, reloads)
 	}
 	go func() {
 		for {
@@ -544,17 +545,25 @@ func serveTraceView(addr string, load traceview.Loader, n int, stdout, stderr io
 	return exitOK
 }
 
-// watchFile asks for a reload when the config file's content changes. It
-// polls (once a second) rather than watching inotify events: Kubernetes
+// fileWatch asks for a reload when the config file's content changes. It
+// polls (every second) rather than watching inotify events: Kubernetes
 // ConfigMaps and editors replace files by renaming, which a poll of the
 // content sees the same way. A change is acted on once the content has
 // been stable for a poll, so that a file written in several steps is read
-// whole.
-func watchFile(ctx context.Context, path string, loaded [32]byte, reloads chan<- struct{}, logger *slog.Logger) {
-	read := func() [32]byte { return fileSum(path) }
+// whole. A file that cannot be read (out of descriptors, removed for a
+// moment) is no change: it is logged once, and the watch compares the
+// next content it can read with the last it read.
+type fileWatch struct {
+	path  string
+	read  func(string) ([]byte, error) // os.ReadFile
+	every time.Duration
+	log   *slog.Logger
+}
+
+func (w fileWatch) run(ctx context.Context, loaded [32]byte, reloads chan<- struct{}) {
 	last := loaded
-	pending := false
-	tick := time.NewTicker(time.Second)
+	pending, unreadable := false, false
+	tick := time.NewTicker(w.every)
 	defer tick.Stop()
 	for {
 		select {
@@ -562,13 +571,24 @@ func watchFile(ctx context.Context, path string, loaded [32]byte, reloads chan<-
 			return
 		case <-tick.C:
 		}
-		sum := read()
+		sum, err := w.sum()
+		if err != nil {
+			if !unreadable {
+				w.log.Warn("cannot read the config file; it is watched as unchanged until it can be read", "config", w.path, "error", err)
+				unreadable = true
+			}
+			continue
+		}
+		if unreadable {
+			w.log.Info("the config file can be read again", "config", w.path)
+			unreadable = false
+		}
 		switch {
 		case sum != last:
 			last, pending = sum, true // wait for it to settle
 		case pending:
 			pending = false
-			logger.Info("the config file changed", "config", path)
+			w.log.Info("the config file changed", "config", w.path)
 			select {
 			case reloads <- struct{}{}:
 			default:
@@ -577,11 +597,11 @@ func watchFile(ctx context.Context, path string, loaded [32]byte, reloads chan<-
 	}
 }
 
-// fileSum is the SHA-256 of a file's content (zero when it cannot be read).
-func fileSum(path string) [32]byte {
-	b, err := os.ReadFile(path)
+// sum is the SHA-256 of the file's content.
+func (w fileWatch) sum() ([32]byte, error) {
+	b, err := w.read(w.path)
 	if err != nil {
-		return [32]byte{}
+		return [32]byte{}, err
 	}
-	return sha256.Sum256(b)
+	return sha256.Sum256(b), nil
 }

@@ -78,6 +78,14 @@ func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(conte
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
+		if over, why := s.Overloaded(); over {
+			if !s.ReadyWhenOverloaded() {
+				http.Error(w, "overloaded: "+why, http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready (overloaded: "+why+")")
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{

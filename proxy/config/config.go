@@ -31,6 +31,8 @@ type Config struct {
 	// Tracing is nil when the file has no tracing block: tracehop then
 	// proxies without tracing.
 	Tracing *Tracing `yaml:"tracing"`
+	// Overload is the process's limits and what /ready says near them.
+	Overload Overload `yaml:"overload"`
 
 	// File is the path the config was loaded from.
 	File string `yaml:"-"`
@@ -77,6 +79,54 @@ type Admin struct {
 	Address string `yaml:"address"`
 }
 
+// Overload is what the whole process may hold, and when it counts as
+// overloaded: near a limit, /ready can answer 503 so that Kubernetes stops
+// sending traffic before requests fail (Envoy's overload manager).
+type Overload struct {
+	// MaxConnections bounds the client connections of all listeners
+	// together. 0 (the default) derives it from RLIMIT_NOFILE: half of
+	// what is left after 128 descriptors kept for the admin server,
+	// drivers and files, since each client connection may hold an
+	// upstream one (1024 gives 448).
+	MaxConnections int `yaml:"max_connections"`
+	// ConnectionsPercent (default 95) of max_connections (the process's,
+	// or a listener's) counts as overloaded; 0 turns the signal off.
+	ConnectionsPercent *float64 `yaml:"connections_percent"`
+	// MemoryBytes is the memory to stay under: 0 (the default) takes the
+	// container's limit (cgroup memory.max) when there is one.
+	// MemoryPercent (default 90) of it, as resident memory, counts as
+	// overloaded; 0 turns the signal off.
+	MemoryBytes   int64    `yaml:"memory_bytes"`
+	MemoryPercent *float64 `yaml:"memory_percent"`
+	// SpanQueuePercent of a driver's span queue counts as overloaded; 0,
+	// the default, turns the signal off: a collector that is down fills
+	// every tracehop's queue at once, and no pod should stop taking
+	// traffic for that.
+	SpanQueuePercent float64 `yaml:"span_queue_percent"`
+	// ReadyWhenOverloaded (default true) keeps /ready at 200 when
+	// overloaded (its body says so); false makes it 503.
+	ReadyWhenOverloaded *bool `yaml:"ready_when_overloaded"`
+}
+
+// Connections is connections_percent, its default when unset.
+func (o *Overload) Connections() float64 {
+	if o.ConnectionsPercent == nil {
+		return DefaultConnectionsPercent
+	}
+	return *o.ConnectionsPercent
+}
+
+// Memory is memory_percent, its default when unset.
+func (o *Overload) Memory() float64 {
+	if o.MemoryPercent == nil {
+		return DefaultMemoryPercent
+	}
+	return *o.MemoryPercent
+}
+
+// Ready reports whether /ready stays 200 while overloaded.
+func (o *Overload) Ready() bool { return o.ReadyWhenOverloaded == nil || *o.ReadyWhenOverloaded }
+
 // Directions of a listener.
 const (
 	Ingress = "ingress" // traffic into the local service: SERVER spans
@@ -95,7 +145,9 @@ type Listener struct {
 	Routes            []Route `yaml:"routes"`
 	// ReadHeaderTimeout (default 10s), IdleTimeout (default 60s) and
 	// MaxHeaderBytes (default 64 KiB) protect the listener from slow and
-	// oversized clients.
+	// oversized clients. A connection's first head is due
+	// ReadHeaderTimeout after the connection's start (nginx's
+	// client_header_timeout); IdleTimeout is the wait for the next one.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
@@ -121,6 +173,62 @@ type Listener struct {
 	// At an edge that does not trust its clients, that tells any client
 	// the trace ids of your traces: turn it on where that is wanted.
 	Traceresponse bool `yaml:"traceresponse"`
+	// Baggage says whether a client's W3C baggage header is believed.
+	Baggage ListenerBaggage `yaml:"baggage"`
+
+	// MaxConnections bounds the listener's client connections (0, the
+	// default: only the process's bound, overload.max_connections). When
+	// it is reached, the connections that have waited longest for a
+	// request are closed to make room; with none waiting, a new
+	// connection is closed at once.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxRequestsPerConnection closes a client connection after that many
+	// requests (its last answer says Connection: close); MaxConnectionAge
+	// after that long (the answer to a request after it, or at once when
+	// it waits for one). Both spread load behind a Kubernetes Service,
+	// whose connections otherwise stick to the pods they first reached.
+	// 0, the default: no bound (as Envoy; nginx's keepalive_requests is
+	// 1000).
+	MaxRequestsPerConnection int           `yaml:"max_requests_per_connection"`
+	MaxConnectionAge         time.Duration `yaml:"max_connection_age"`
+	// MaxRequestBodyBytes answers 413 to a request body larger than this
+	// (0, the default: no bound; nginx's client_max_body_size is 1 MiB).
+	// A route may set its own.
+	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
+	// BufferRequestBody reads a request body whole before the upstream
+	// is dialed, when it is at most max_bytes, so that a slow client does
+	// not hold an upstream connection while it uploads. A route may set
+	// its own.
+	BufferRequestBody *BufferRequestBody `yaml:"buffer_request_body"`
+}
+
+// BufferRequestBody is request buffering: bodies up to MaxBytes are read
+// whole before the request goes upstream; larger ones stream.
+type BufferRequestBody struct {
+	// MaxBytes is required: each request being buffered may hold that
+	// much memory.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// ListenerBaggage is a listener's trust in the W3C baggage its clients
+// send.
+type ListenerBaggage struct {
+	// Trust (default: as trust_trace_headers) keeps a client's baggage:
+	// passed to the application, read by baggage_tags, kept for
+	// request-id linking. Untrusted, it is removed before the
+	// application, never tagged and never linked. Security: baggage
+	// reaches every service of the trace, and applications act on it
+	// (a tenant, a user, a feature flag); from the internet it is
+	// whatever an attacker wrote.
+	Trust *bool `yaml:"trust"`
+}
+
+// TrustsBaggage reports whether the listener keeps its clients' baggage.
+func (l *Listener) TrustsBaggage() bool {
+	if l.Baggage.Trust != nil {
+		return *l.Baggage.Trust
+	}
+	return l.Trusted()
 }
 
 // What HeadersWithUnderscores may say.
@@ -154,6 +262,11 @@ type Route struct {
 	// Tracing overrides the tracing block for this route, as Envoy's route
 	// tracing and nginx's per-location settings do.
 	Tracing *RouteTracing `yaml:"tracing"`
+	// MaxRequestBodyBytes and BufferRequestBody replace the listener's
+	// for this route (max_request_body_bytes: 0 lifts the listener's
+	// bound here).
+	MaxRequestBodyBytes *int64             `yaml:"max_request_body_bytes"`
+	BufferRequestBody   *BufferRequestBody `yaml:"buffer_request_body"`
 }
 
 // RouteTracing is a route's own tracing: off (health checks, /metrics,
@@ -365,6 +478,9 @@ const (
 	DefaultRouteTimeout      = 15 * time.Second
 	DefaultConnectTimeout    = time.Second
 	DefaultMaxPathTagLength  = 256
+	// Overload signals, in percent of their limit.
+	DefaultConnectionsPercent = 95
+	DefaultMemoryPercent      = 90
 )
 
 // Load reads, decodes, defaults and validates the config file at path.
@@ -408,6 +524,14 @@ func Parse(path string, raw []byte) (*Config, error) {
 func (c *Config) applyDefaults() {
 	if c.Admin.Address == "" {
 		c.Admin.Address = DefaultAdminAddress
+	}
+	if c.Overload.ConnectionsPercent == nil {
+		p := float64(DefaultConnectionsPercent)
+		c.Overload.ConnectionsPercent = &p
+	}
+	if c.Overload.MemoryPercent == nil {
+		p := float64(DefaultMemoryPercent)
+		c.Overload.MemoryPercent = &p
 	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
@@ -562,6 +686,10 @@ func (c *Config) validate(d *decoder) {
 			if ph := checkOperation(r.Operation); ph != "" {
 				bad(rk+".operation", "unknown placeholder %s (known: %s)", ph, strings.Join(placeholders, ", "))
 			}
+			if r.MaxRequestBodyBytes != nil && *r.MaxRequestBodyBytes < 0 {
+				bad(rk+".max_request_body_bytes", "must not be negative (0: no bound on this route)")
+			}
+			validateBuffering(rk+".buffer_request_body", r.BufferRequestBody, bad)
 			if rt := r.Tracing; rt != nil {
 				if c.Tracing == nil {
 					bad(rk+".tracing", "needs a tracing block: without one tracehop traces nothing")
@@ -576,6 +704,7 @@ func (c *Config) validate(d *decoder) {
 		if l.MaxHeaderBytes < 0 {
 			bad(key+".max_header_bytes", "must not be negative")
 		}
+		l.validateLimits(key, bad)
 		if l.BodyReadTimeout < 0 {
 			bad(key+".body_read_timeout", "must not be negative")
 		}
@@ -590,6 +719,47 @@ func (c *Config) validate(d *decoder) {
 	}
 	if c.Tracing != nil {
 		c.validateTracing(bad)
+	}
+	c.Overload.validate(bad)
+}
+
+// validateLimits checks a listener's connection and body limits.
+func (l *Listener) validateLimits(key string, bad func(key, format string, args ...any)) {
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"max_connections", int64(l.MaxConnections)}, {"max_requests_per_connection", int64(l.MaxRequestsPerConnection)},
+		{"max_connection_age", int64(l.MaxConnectionAge)}, {"max_request_body_bytes", l.MaxRequestBodyBytes},
+	} {
+		if n.v < 0 {
+			bad(key+"."+n.key, "must not be negative (0: no bound)")
+		}
+	}
+	validateBuffering(key+".buffer_request_body", l.BufferRequestBody, bad)
+}
+
+// validateBuffering checks a buffer_request_body block.
+func validateBuffering(key string, b *BufferRequestBody, bad func(key, format string, args ...any)) {
+	if b != nil && b.MaxBytes <= 0 {
+		bad(key+".max_bytes", "is required: the largest body read whole before the upstream is dialed, in bytes (such as 1048576), got %d", b.MaxBytes)
+	}
+}
+
+func (o *Overload) validate(bad func(key, format string, args ...any)) {
+	if o.MaxConnections < 0 {
+		bad("overload.max_connections", "must not be negative (0: derived from RLIMIT_NOFILE)")
+	}
+	if o.MemoryBytes < 0 {
+		bad("overload.memory_bytes", "must not be negative (0: the container's memory limit, if any)")
+	}
+	for _, p := range []struct {
+		key string
+		v   float64
+	}{{"connections_percent", o.Connections()}, {"memory_percent", o.Memory()}, {"span_queue_percent", o.SpanQueuePercent}} {
+		if p.v < 0 || p.v > 100 {
+			bad("overload."+p.key, "must be between 0 (off) and 100, got %v", p.v)
+		}
 	}
 }
 

@@ -41,6 +41,14 @@ func TestGoodFull(t *testing.T) {
 	if q := tr.Queue.Pipeline(); q.QueueSize != 4096 || q.BatchSize != 256 || q.BatchDelay != 100*time.Millisecond {
 		t.Errorf("queue = %+v", q)
 	}
+	l := cfg.Listeners[0]
+	if l.TrustsBaggage() || !cfg.Listeners[1].TrustsBaggage() || l.MaxConnections != 1000 || l.MaxConnectionAge != time.Hour ||
+		l.BufferRequestBody.MaxBytes != 65536 || *l.Routes[1].MaxRequestBodyBytes != 0 {
+		t.Errorf("limits of listener 0: %+v", l)
+	}
+	if o := cfg.Overload; o.MaxConnections != 5000 || o.Ready() || o.Connections() != config.DefaultConnectionsPercent || o.SpanQueuePercent != 90 {
+		t.Errorf("overload = %+v", o)
+	}
 }
 
 // Each testdata/bad_*.yaml states, in its leading "# want: " lines, the

@@ -42,6 +42,72 @@ type ListenerTLS struct {
 	// client certificate's identity; forward_only passes the client's on
 	// unchanged (behind a trusted proxy that sets it).
 	ForwardClientCert string `yaml:"forward_client_cert"`
+	// CipherSuites lists the TLS 1.2 cipher suites offered, by Go's names
+	// (tls.CipherSuiteName, such as TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256);
+	// default: Go's secure list, which still has CBC suites. TLS 1.3's
+	// suites are not configurable in Go: all three are always on.
+	CipherSuites []string `yaml:"cipher_suites"`
+	// SessionTickets (default true) lets a client resume a session
+	// without a full handshake. Go rotates the ticket keys daily and
+	// keeps each for 7 days; SessionTicketLifetime refuses tickets older
+	// than it (default 0: Go's 7 days). The lifetime a client is told
+	// stays Go's 7 days (its constant): an older ticket gets a full
+	// handshake instead.
+	SessionTickets        *bool         `yaml:"session_tickets"`
+	SessionTicketLifetime time.Duration `yaml:"session_ticket_lifetime"`
+}
+
+// Tickets reports whether session tickets are on.
+func (t *ListenerTLS) Tickets() bool { return t.SessionTickets == nil || *t.SessionTickets }
+
+// CipherSuiteIDs maps cipher_suites to crypto/tls's ids (nil: Go's
+// default). The names were validated.
+func CipherSuiteIDs(names []string) []uint16 {
+	var ids []uint16
+	for _, n := range names {
+		for _, cs := range tls.CipherSuites() {
+			if cs.Name == n {
+				ids = append(ids, cs.ID)
+			}
+		}
+	}
+	return ids
+}
+
+// tls12Suites are the names cipher_suites accepts: Go's secure suites for
+// TLS 1.2.
+func tls12Suites() []string {
+	var names []string
+	for _, cs := range tls.CipherSuites() {
+		if slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			names = append(names, cs.Name)
+		}
+	}
+	return names
+}
+
+// validateCipherSuites checks cipher_suites against Go's names.
+func validateCipherSuites(key string, names []string, minVersion string, d *decoder, bad badFunc) {
+	valid := tls12Suites()
+	for i, n := range names {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		switch {
+		case slices.Contains(valid, n):
+			if slices.Index(names, n) != i {
+				bad(k, "%s is listed twice", n)
+			}
+			continue
+		case slices.ContainsFunc(tls.CipherSuites(), func(cs *tls.CipherSuite) bool { return cs.Name == n }):
+			bad(k, "%s is a TLS 1.3 suite: Go always offers all three and they cannot be chosen; list TLS 1.2 suites only (valid: %s)", n, strings.Join(valid, ", "))
+		case slices.ContainsFunc(tls.InsecureCipherSuites(), func(cs *tls.CipherSuite) bool { return cs.Name == n }):
+			bad(k, "%s is insecure (Go lists it in tls.InsecureCipherSuites) and is not offered; valid: %s", n, strings.Join(valid, ", "))
+		default:
+			bad(k, "unknown cipher suite %q; valid (Go's names for TLS 1.2): %s", n, strings.Join(valid, ", "))
+		}
+	}
+	if len(names) > 0 && minVersion == "1.3" {
+		d.warnf(d.lineOf(key), key, "has no effect with min_version 1.3: TLS 1.3's suites are not configurable")
+	}
 }
 
 // CertPair is a certificate and its key, PEM files.
@@ -239,6 +305,10 @@ func (t *ListenerTLS) validate(key string, d *decoder, bad badFunc) {
 	case XFCCSanitize, XFCCSanitizeSet, XFCCForwardOnly:
 	default:
 		bad(key+".forward_client_cert", "must be sanitize, sanitize_set or forward_only, got %q", t.ForwardClientCert)
+	}
+	validateCipherSuites(key+".cipher_suites", t.CipherSuites, t.MinVersion, d, bad)
+	if t.SessionTicketLifetime < 0 {
+		bad(key+".session_ticket_lifetime", "must not be negative (0: Go's 7 days)")
 	}
 }
 
