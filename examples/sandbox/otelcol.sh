@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds an OpenTelemetry Collector with the contrib Datadog receiver (a real
 # Datadog-agent-protocol receiver: /v0.4/traces msgpack), the OTLP receiver
-# (the otlp driver's e2e: plain, TLS and mTLS) and OTLP and debug exporters
+# (the otlp driver's e2e: plain, TLS and mTLS), the probabilistic sampler
+# processor (its proportional mode reads tracehop's tracestate ot=th:...)
+# and OTLP and debug exporters
 # into a cache outside the repo, once, and prints the binary's path. The
 # sandbox's Datadog path is: datadog driver -> this collector -> Jaeger.
 # Versions match Jaeger v1.76.0's dependencies. The first build takes about
 # 6.5 minutes on 2 cores; later calls return at once.
 set -euo pipefail
 version=0.140.1
-build=2   # bumped when the manifest below changes: 2 added the OTLP receiver
+build=3   # bumped when the manifest below changes: 2 added the OTLP receiver, 3 the probabilistic sampler
 cache=${TRACEHOP_CACHE:-$HOME/.cache/tracehop}/otelcol-dd-$version-$build
 bin=$cache/otelcol-dd
 if [[ -x $bin ]]; then
@@ -31,6 +33,7 @@ receivers:
   - gomod: go.opentelemetry.io/collector/receiver/otlpreceiver v0.140.0
 processors:
   - gomod: go.opentelemetry.io/collector/processor/batchprocessor v0.140.0
+  - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/processor/probabilisticsamplerprocessor v$version
 exporters:
   - gomod: go.opentelemetry.io/collector/exporter/otlpexporter v0.140.0
   - gomod: go.opentelemetry.io/collector/exporter/debugexporter v0.140.0
