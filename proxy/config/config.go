@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,11 +74,21 @@ type Node struct {
 	Zone    string `yaml:"zone"`
 }
 
-// Admin is the admin server (/ready, /healthz, /metrics, /config).
+// Admin is the admin server (/ready, /healthz, /metrics, /config,
+// /sampling, /reload).
 type Admin struct {
 	// Address defaults to 127.0.0.1:9901 (loopback: the admin server
-	// exposes the config); "off" disables it.
+	// exposes the config, and PUT /sampling and POST /reload change what
+	// tracehop does); "off" disables it. Bind it elsewhere only where
+	// whoever can reach it may do that, or set TokenFile.
 	Address string `yaml:"address"`
+	// TokenFile, when set, names a file (relative to the config's
+	// directory) whose content, without surrounding whitespace, is a
+	// bearer token that requests changing state (PUT and DELETE /sampling,
+	// POST /reload) must carry: "Authorization: Bearer TOKEN". It is read
+	// on each such request, so it can be rotated in place. Reading
+	// endpoints stay open.
+	TokenFile string `yaml:"token_file"`
 }
 
 // Overload is what the whole process may hold, and when it counts as
@@ -288,6 +300,21 @@ type Match struct {
 	Prefix  string        `yaml:"prefix"`
 	Path    string        `yaml:"path"`
 	Headers []HeaderMatch `yaml:"headers"`
+	// Method, when set, is the request method the route takes, compared
+	// exactly (methods are case-sensitive): GET, POST, ...
+	Method string `yaml:"method"`
+}
+
+// Label names a route in metrics, logs and sampling rules: its name, else
+// its operation, else "route" and its index i in the listener.
+func (r Route) Label(i int) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	if r.Operation != "" {
+		return r.Operation
+	}
+	return "route" + strconv.Itoa(i)
 }
 
 // HeaderMatch holds when the header is present, and, if Value is given,
@@ -369,6 +396,11 @@ type DriverEntry struct {
 }
 
 // Sampling percentages, 0 to 100 in 0.01 steps; each defaults to 100.
+//
+// Sampling decides at the head of a request, before its outcome is known:
+// keeping the traces of failed or slow requests (status, latency) is tail
+// sampling, the work of a Collector tier (the OpenTelemetry Collector's
+// tail_sampling processor) that sees whole traces.
 type Sampling struct {
 	Random  *float64 `yaml:"random"`
 	Client  *float64 `yaml:"client"`
@@ -378,6 +410,27 @@ type Sampling struct {
 	// percent, but never more than N a second". Unset: no cap. Traces
 	// continued from a sampled parent follow it, so a trace stays whole.
 	MaxTracesPerSecond *float64 `yaml:"max_traces_per_second"`
+	// Remote polls a Jaeger remote sampling endpoint for this service's
+	// strategy (tracing.sampling only, not a route's): see RemoteSampling.
+	Remote *RemoteSampling `yaml:"remote"`
+}
+
+// RemoteSampling is a Jaeger remote sampling source: tracehop polls
+// GET URL?service=SERVICE (Jaeger v2's remote_sampling extension, or the
+// Jaeger v1 collector's /api/sampling) every PollInterval. A probabilistic
+// strategy sets the random percentage, a rate-limiting one the rate (at
+// 100%); per-operation strategies apply to the routes whose span name
+// (a fixed operation, or the default "ingress") or label is that
+// operation. Until the first answer the file's sampling applies; when the
+// endpoint fails, the last strategy it gave stays in force.
+type RemoteSampling struct {
+	URL string `yaml:"url"`
+	// PollInterval defaults to 60s, as Jaeger's and OpenTelemetry's
+	// remote samplers.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// Service is the service whose strategy is asked for; by default
+	// node.service, else node.id, else "tracehop" (the spans' service).
+	Service string `yaml:"service"`
 }
 
 // CustomTag adds a tag to every span, from exactly one source.
@@ -478,6 +531,7 @@ const (
 	DefaultRouteTimeout      = 15 * time.Second
 	DefaultConnectTimeout    = time.Second
 	DefaultMaxPathTagLength  = 256
+	DefaultRemotePoll        = 60 * time.Second
 	// Overload signals, in percent of their limit.
 	DefaultConnectionsPercent = 95
 	DefaultMemoryPercent      = 90
@@ -524,6 +578,9 @@ func Parse(path string, raw []byte) (*Config, error) {
 func (c *Config) applyDefaults() {
 	if c.Admin.Address == "" {
 		c.Admin.Address = DefaultAdminAddress
+	}
+	if c.Admin.TokenFile != "" && !filepath.IsAbs(c.Admin.TokenFile) {
+		c.Admin.TokenFile = filepath.Join(c.Dir, c.Admin.TokenFile)
 	}
 	if c.Overload.ConnectionsPercent == nil {
 		p := float64(DefaultConnectionsPercent)
@@ -576,6 +633,14 @@ func (c *Config) applyDefaults() {
 		if t.MaxPathTagLength == 0 {
 			t.MaxPathTagLength = DefaultMaxPathTagLength
 		}
+		if r := t.Sampling.Remote; r != nil {
+			if r.PollInterval == 0 {
+				r.PollInterval = DefaultRemotePoll
+			}
+			if r.Service == "" {
+				r.Service = cmp.Or(c.Node.Service, c.Node.ID, "tracehop")
+			}
+		}
 		if t.PluginDir != "" && !filepath.IsAbs(t.PluginDir) {
 			t.PluginDir = filepath.Join(c.Dir, t.PluginDir)
 		}
@@ -604,6 +669,7 @@ func (c *Config) validate(d *decoder) {
 	}
 	if c.Admin.Address != "off" {
 		checkAddr("admin.address", c.Admin.Address)
+		c.validateAdmin(d, bad)
 	}
 	clusters := map[string]bool{}
 	for i, cl := range c.Clusters {
@@ -679,6 +745,9 @@ func (c *Config) validate(d *decoder) {
 				if h.Name == "" {
 					bad(fmt.Sprintf("%s.match.headers[%d].name", rk, k), "is required")
 				}
+			}
+			if m := r.Match.Method; m != "" {
+				checkMethod(rk+".match.method", m, bad)
 			}
 			if r.Timeout != nil && *r.Timeout < 0 {
 				bad(rk+".timeout", "must not be negative")
@@ -764,8 +833,16 @@ func (o *Overload) validate(bad func(key, format string, args ...any)) {
 }
 
 // validateSampling checks a sampling block at key; a route's may not set a
-// rate limit (the limit is per tracehop, shared by its routes).
+// rate limit (the limit is per tracehop, shared by its routes) or a remote
+// source.
 func validateSampling(key string, s Sampling, global bool, bad func(key, format string, args ...any)) {
+	if r := s.Remote; r != nil {
+		if !global {
+			bad(key+".remote", "is set per tracehop (tracing.sampling), not per route: its operation strategies apply to routes by name")
+		} else {
+			validateRemote(key+".remote", r, bad)
+		}
+	}
 	for _, p := range []struct {
 		key string
 		v   *float64

@@ -59,6 +59,9 @@ type decoder struct {
 	problems []Problem
 	warnings []Problem
 	lines    map[string]int
+	// literal turns ${VAR} expansion off: for what arrives over the admin
+	// API, which must not read tracehop's environment.
+	literal bool
 }
 
 func (d *decoder) addf(line int, key, format string, args ...any) {
@@ -91,6 +94,9 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // expand replaces ${VAR} and ${VAR:-default} in a scalar.
 func (d *decoder) expand(n *yaml.Node, key string) string {
+	if d.literal {
+		return n.Value
+	}
 	return envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
 		m := envRef.FindStringSubmatch(ref)
 		if v, ok := os.LookupEnv(m[1]); ok && (v != "" || m[2] == "") {
