@@ -41,7 +41,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	}
 	var rt *route
 	for _, r := range l.routes {
-		if r.matchesFast(path, fc.req.Headers) {
+		if r.matchesFast(str(fc.req.Method), path, fc.req.Headers) {
 			rt = r
 			break
 		}

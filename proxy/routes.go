@@ -18,6 +18,7 @@ type route struct {
 	name     string
 	prefix   string
 	path     string
+	method   string // "": any
 	headers  []config.HeaderMatch
 	cluster  *upstream.Cluster
 	spanName *nameTemplate // nil: the default name
@@ -35,7 +36,7 @@ func (rt *route) untraced() bool { return rt.tracing != nil && rt.tracing.off }
 
 func (rt *route) matches(r *http.Request) bool {
 	p := r.URL.Path
-	if rt.path != "" && p != rt.path || rt.prefix != "" && !strings.HasPrefix(p, rt.prefix) {
+	if rt.path != "" && p != rt.path || rt.prefix != "" && !strings.HasPrefix(p, rt.prefix) || rt.method != "" && r.Method != rt.method {
 		return false
 	}
 	for _, h := range rt.headers {
@@ -55,8 +56,8 @@ func (rt *route) matches(r *http.Request) bool {
 }
 
 // matchesFast is route.matches for the fast path's parsed head.
-func (rt *route) matchesFast(path string, hs []h1.Header) bool {
-	if rt.path != "" && path != rt.path || rt.prefix != "" && !strings.HasPrefix(path, rt.prefix) {
+func (rt *route) matchesFast(method, path string, hs []h1.Header) bool {
+	if rt.path != "" && path != rt.path || rt.prefix != "" && !strings.HasPrefix(path, rt.prefix) || rt.method != "" && method != rt.method {
 		return false
 	}
 	for _, m := range rt.headers {

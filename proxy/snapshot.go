@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"reflect"
-	"strconv"
 	"sync"
 
 	"github.com/tracehop/tracehop/core/pipeline"
@@ -82,7 +81,7 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 		}
 		for i, rc := range lc.Routes {
 			rt := &route{
-				name: rc.Name, prefix: rc.Match.Prefix, path: rc.Match.Path, cluster: snap.clusters[rc.Cluster],
+				name: rc.Name, prefix: rc.Match.Prefix, path: rc.Match.Path, method: rc.Match.Method, cluster: snap.clusters[rc.Cluster],
 				timeout: *rc.Timeout,
 				maxBody: lc.MaxRequestBodyBytes, bufferBody: bufferLimit(lc.BufferRequestBody),
 			}
@@ -201,12 +200,4 @@ func routeMetricsOf(l *frontend) []*routeMetrics {
 	return out
 }
 
-func routeLabel(r config.Route, i int) string {
-	if r.Name != "" {
-		return r.Name
-	}
-	if r.Operation != "" {
-		return r.Operation
-	}
-	return "route" + strconv.Itoa(i)
-}
+func routeLabel(r config.Route, i int) string { return r.Label(i) }
