@@ -7,6 +7,20 @@
 // sampling: every hop that sees the same x-request-id makes the same
 // decision, so partial sampling does not tear traces apart even where an
 // application drops the trace headers.
+//
+// Where the trace carries W3C randomness instead (Input.Consistent: a trace
+// id whose random flag is set, or an explicit rv in tracestate's ot
+// member), they compare that randomness with a rejection threshold, as
+// OpenTelemetry's consistent probability sampling does ("TraceState:
+// Probability Sampling"): a trace kept at p% is kept by every sampler at p%
+// or more, whichever implementation, and the threshold it was kept at
+// (Sampler.Threshold, written as tracestate ot=th:...) tells a back end or
+// a Collector downstream how many traces each one stands for.
+//
+// A Strategy is what a remote source (Jaeger's remote sampling API) says;
+// the proxy turns it into samplers. Decisions on a request's outcome
+// (status, latency) are not made here: that is tail sampling, in a
+// Collector tier that sees whole traces.
 package sampling
 
 import (
@@ -41,11 +55,14 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Sampler holds the three percentages in 0.01% steps (0 to 10000), and the
-// rate limit on new traces.
+// Sampler holds the three percentages in 0.01% steps (0 to 10000), their
+// rejection thresholds for consistent decisions, and the rate limit on new
+// traces. It is immutable once built (the limit's bucket aside): a change
+// of rules builds another.
 type Sampler struct {
 	random, client, overall uint32
-	limit                   *rateLimit // nil: no limit
+	randomT, overallT       uint64   // thresholds of random and overall: ThresholdOf
+	limit                   *Limiter // nil: no limit
 }
 
 // New returns a sampler for percentages between 0 and 100; nil means 100.
@@ -70,7 +87,14 @@ func New(random, client, overall *float64) (*Sampler, error) {
 	if s.overall, err = conv("overall", overall); err != nil {
 		return nil, err
 	}
+	s.randomT, s.overallT = ThresholdOf(s.random), ThresholdOf(s.overall)
 	return &s, nil
+}
+
+// Percentages returns the sampler's random, client and overall
+// percentages.
+func (s *Sampler) Percentages() (random, client, overall float64) {
+	return float64(s.random) / 100, float64(s.client) / 100, float64(s.overall) / 100
 }
 
 // With returns a sampler whose percentages are the given ones where not
@@ -100,13 +124,45 @@ func (s *Sampler) With(random, client, overall *float64) (*Sampler, error) {
 // ones are not limited: a trace is decided once, where it starts, and the
 // hops after it follow. Call it before the sampler is used.
 func (s *Sampler) LimitNewTraces(perSecond float64) error {
-	if !(perSecond > 0) || math.IsInf(perSecond, 0) {
-		return fmt.Errorf("sampling.max_traces_per_second: must be a number above 0, got %v", perSecond)
+	l, err := NewLimiter(perSecond)
+	if err != nil {
+		return err
 	}
-	interval := time.Duration(float64(time.Second) / perSecond)
-	s.limit = &rateLimit{interval: int64(interval), burst: int64(max(perSecond, 1) * float64(interval)), start: time.Now()}
+	s.limit = l
 	return nil
 }
+
+// WithLimiter returns a copy of s whose new traces count against l (nil:
+// no limit). Samplers built again for new rules keep the limiter of the
+// old ones when the rate did not change, so that its bucket carries over.
+func (s *Sampler) WithLimiter(l *Limiter) *Sampler {
+	c := *s
+	c.limit = l
+	return &c
+}
+
+// Limiter is the rate limit LimitNewTraces sets, shared by the samplers
+// given it (WithLimiter, With): their new traces count together.
+type Limiter struct {
+	perSecond float64
+	rateLimit
+}
+
+// NewLimiter returns a limiter of perSecond new traces, with a burst of
+// as many (at least one).
+func NewLimiter(perSecond float64) (*Limiter, error) {
+	if !(perSecond > 0) || math.IsInf(perSecond, 0) {
+		return nil, fmt.Errorf("sampling.max_traces_per_second: must be a number above 0, got %v", perSecond)
+	}
+	interval := time.Duration(float64(time.Second) / perSecond)
+	return &Limiter{perSecond: perSecond, rateLimit: rateLimit{interval: int64(interval), burst: int64(max(perSecond, 1) * float64(interval)), start: time.Now()}}, nil
+}
+
+// PerSecond returns the limit's rate.
+func (l *Limiter) PerSecond() float64 { return l.perSecond }
+
+// Limiter returns the sampler's limiter, nil when it has none.
+func (s *Sampler) Limiter() *Limiter { return s.limit }
 
 // rateLimit is a token bucket kept as one number (the generic cell rate
 // algorithm): tat, the theoretical arrival time of the next trace, in
@@ -144,11 +200,22 @@ type Input struct {
 	// Upstream is the incoming context's decision: 0 unset, 1 yes, 2 no
 	// (propagation.Sampling's values).
 	Upstream uint8
+	// Consistent says Randomness holds the trace's W3C randomness (56
+	// bits): the low 56 bits of a trace id whose random flag is set, or
+	// tracestate's explicit rv. The random and overall checks then keep a
+	// trace when Randomness >= their threshold, instead of hashing the
+	// request id.
+	Consistent bool
+	Randomness uint64
 }
 
 // Decide returns whether to trace, and why.
 func (s *Sampler) Decide(in Input) (bool, Reason) {
-	bucket := uint32(fnv64(in.RequestID) % 10000)
+	var h uint64 // the request id's hash, when a check needs it
+	if in.ClientTraceID || !in.Consistent {
+		h = fnv64(in.RequestID)
+	}
+	bucket := uint32(h % 10000)
 	sampled, reason := false, NotSampled
 	switch {
 	case in.ClientTraceID && bucket < s.client:
@@ -159,12 +226,18 @@ func (s *Sampler) Decide(in Input) (bool, Reason) {
 		sampled, reason = true, Upstream
 	case in.Upstream == 2:
 		return false, UpstreamNotSampled
+	case in.Consistent:
+		sampled, reason = in.Randomness >= s.randomT, Random
 	case bucket < s.random:
 		sampled, reason = true, Random
 	}
+	if !sampled {
+		return false, NotSampled
+	}
 	// The overall cap uses another slice of the hash so that it does not
-	// simply repeat the random check.
-	if sampled && uint32((fnv64(in.RequestID)/10000)%10000) >= s.overall {
+	// simply repeat the random check; with W3C randomness, the same
+	// randomness: a trace kept at overall% is kept at any higher one.
+	if in.Consistent && in.Randomness < s.overallT || !in.Consistent && uint32((h/10000)%10000) >= s.overall {
 		return false, OverallCap
 	}
 	if sampled && s.limit != nil && (reason == Random || reason == Client) && !s.limit.allow() {
