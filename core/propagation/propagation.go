@@ -47,8 +47,9 @@ type Context struct {
 	Format string
 	// TraceState is W3C tracestate as it goes on: validated by the spec's
 	// grammar (dropped whole when invalid), without whitespace, empty
-	// members or repeated keys, and at most 512 characters. tracehop adds
-	// no member of its own.
+	// members or repeated keys, and at most 512 characters. The only
+	// member tracehop writes is OpenTelemetry's ot, for its th (consistent
+	// probability sampling: AppendTraceStateThreshold).
 	TraceState string
 	// DatadogOrigin and DatadogTags are x-datadog-origin and the
 	// x-datadog-tags other than _dd.p.tid, passed on unchanged.
