@@ -169,6 +169,12 @@ type Span struct {
 	// ParentOrigin says where the parent (ParentID) came from: from
 	// another process, or from this tracehop.
 	ParentOrigin ParentOrigin
+	// TraceState is the W3C tracestate of the span's context, as tracehop
+	// propagates it ("" for none): OTLP's span.trace_state, where
+	// OpenTelemetry's ot=th:... says what the span was sampled at (its
+	// adjusted count). A driver whose back end has no such notion ignores
+	// it.
+	TraceState string
 }
 
 // Clone returns a deep copy of s, with tags, events and strings of its own.
@@ -179,6 +185,7 @@ func (s *Span) Clone() Span {
 	c := *s
 	c.Name, c.LocalService = strings.Clone(s.Name), strings.Clone(s.LocalService)
 	c.Remote.Service = strings.Clone(s.Remote.Service)
+	c.TraceState = strings.Clone(s.TraceState)
 	if s.Tags != nil {
 		c.Tags = make([]Tag, len(s.Tags))
 		for i, t := range s.Tags {

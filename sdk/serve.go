@@ -159,7 +159,8 @@ func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) 
 	decodedSecrets.Unlock()
 	// The host offers a ring of this size: take it if it is the one mapped.
 	s.useRing = req.SpanRingBytes > 0 && req.SpanRingBytes == uint64(len(s.ring))
-	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps), SpanRing: s.useRing}, nil
+	// SpanTraceState: the SDK's decoder (wire.Decoder) reads trace states.
+	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps), SpanRing: s.useRing, SpanTraceState: true}, nil
 }
 
 func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *driverpb.ExportResponse, err error) {

@@ -152,6 +152,9 @@ type instance struct {
 	failed chan struct{} // closed by markFailed
 	once   sync.Once
 	ring   bool // the driver took the span ring
+	// traceState: the driver's decoder reads spans' trace states
+	// (ConfigureResponse.span_trace_state).
+	traceState bool
 }
 
 func (in *instance) markFailed() { in.once.Do(func() { close(in.failed) }) }
@@ -386,6 +389,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		}
 	}
 	in.ring = p.ring != nil && resp.SpanRing
+	in.traceState = resp.SpanTraceState
 	if p.ring != nil && !resp.SpanRing {
 		if p.spec.Transport == wire.TransportShm {
 			return fail(fmt.Errorf("driver %q did not take the shared-memory span ring (transport: shm): "+
@@ -521,7 +525,7 @@ func (p *Process) export(ctx context.Context, in *instance, spans []core.Span) (
 	req := &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans))}
 	if p.useRing(in) {
 		defer p.ringUsers.Done()
-		if reg, ok := p.ring.put(spans); ok {
+		if reg, ok := p.ring.put(spans, in.traceState); ok {
 			req.RingOffset, req.RingLength, req.RingSeq = uint64(reg.Offset), uint32(reg.Length), reg.Seq
 			// The region is reused only once the RPC has returned:
 			// answered, failed, or the process gone.
@@ -530,7 +534,7 @@ func (p *Process) export(ctx context.Context, in *instance, spans []core.Span) (
 		}
 	}
 	buf := p.bufs.Get().(*[]byte)
-	*buf = wire.AppendBatch((*buf)[:0], spans)
+	*buf = appendBatch((*buf)[:0], spans, in.traceState)
 	req.Spans = *buf
 	resp, err := in.rpc.Export(ctx, req)
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer

@@ -37,7 +37,7 @@ func newSpanRing(size int) (*spanRing, error) {
 // put writes spans into a free region and returns it; false when the batch
 // does not fit beside the regions still being read (then it goes in the
 // Export itself). A region is busy until release.
-func (r *spanRing) put(spans []core.Span) (wire.RingRegion, bool) {
+func (r *spanRing) put(spans []core.Span, traceState bool) (wire.RingRegion, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Most of the time nothing is busy (a driver's batches go one at a
@@ -46,9 +46,9 @@ func (r *spanRing) put(spans []core.Span) (wire.RingRegion, bool) {
 	if len(r.busy) > 0 {
 		off = r.next
 	}
-	reg, ok := r.write(off, spans)
+	reg, ok := r.write(off, spans, traceState)
 	if !ok && off != 0 {
-		reg, ok = r.write(0, spans) // wrap around
+		reg, ok = r.write(0, spans, traceState) // wrap around
 	}
 	if !ok {
 		return wire.RingRegion{}, false
@@ -60,7 +60,7 @@ func (r *spanRing) put(spans []core.Span) (wire.RingRegion, bool) {
 
 // write encodes spans at off when the region fits before the ring's end
 // and overlaps no busy region.
-func (r *spanRing) write(off int, spans []core.Span) (wire.RingRegion, bool) {
+func (r *spanRing) write(off int, spans []core.Span, traceState bool) (wire.RingRegion, bool) {
 	end := len(r.mem)
 	for _, b := range r.busy {
 		if b.Offset >= off {
@@ -76,7 +76,7 @@ func (r *spanRing) write(off int, spans []core.Span) (wire.RingRegion, bool) {
 	}
 	wire.SetRingSeq(r.mem, off, 0) // a reader that still looks sees it go
 	dst := r.mem[start:start:end]
-	out := wire.AppendBatch(dst, spans)
+	out := appendBatch(dst, spans, traceState)
 	if len(out) > 0 && &out[0] != &r.mem[start] || len(out) > end-start {
 		return wire.RingRegion{}, false // it grew elsewhere: too large here
 	}
@@ -102,4 +102,13 @@ func (r *spanRing) release(reg wire.RingRegion) {
 // close unmaps the ring; only once no driver process uses it.
 func (r *spanRing) close() {
 	closeRing(r.file, r.mem)
+}
+
+// appendBatch encodes spans with their trace states when the driver reads
+// them (ConfigureResponse.span_trace_state).
+func appendBatch(dst []byte, spans []core.Span, traceState bool) []byte {
+	if traceState {
+		return wire.AppendBatchTraceState(dst, spans)
+	}
+	return wire.AppendBatch(dst, spans)
 }

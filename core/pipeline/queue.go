@@ -154,7 +154,7 @@ func (q *queue) freeRange(from, n uint64) {
 // sized once for all of them so that the strings made from it stay put,
 // and its tags and events into the slot's own slices.
 func (sl *slot) set(s *core.Span) {
-	n := len(s.Name) + len(s.LocalService) + len(s.Remote.Service)
+	n := len(s.Name) + len(s.LocalService) + len(s.Remote.Service) + len(s.TraceState)
 	for i := range s.Tags {
 		n += len(s.Tags[i].Key) + len(s.Tags[i].Value)
 	}
@@ -169,6 +169,7 @@ func (sl *slot) set(s *core.Span) {
 	sl.span.Name = a.str(s.Name)
 	sl.span.LocalService = a.str(s.LocalService)
 	sl.span.Remote.Service = a.str(s.Remote.Service)
+	sl.span.TraceState = a.str(s.TraceState)
 	if s.Tags != nil {
 		tags := sl.tags[:0]
 		for _, t := range s.Tags {

@@ -21,18 +21,22 @@ import (
 //	remote service str | remote ip length u8 (0, 4 or 16) + ip | remote port u16
 //	tag count uvarint, then per tag: key str | value str
 //	event count uvarint, then per event: time (unix ns) i64 | value str
+//	[trace state str, when flag 64 is set]
 //
 // Flags: 1 error, 2 sampled, 4 debug, 8 shared; bits 16 and 32 hold the
 // parent's origin, core.ParentOrigin's value (0 unknown, 1 local, 2 remote;
-// 3 is reserved and read as unknown). Kinds are core.Kind's values.
+// 3 is reserved and read as unknown); 64 says the span's trace state
+// follows its events. Kinds are core.Kind's values.
 //
 // Growing the layout without a new protocol version: a decoder ignores the
 // flag bits it does not know, and a flag's zero means "nothing said". So a
 // host and a driver built from different versions still read each other's
 // batches: an older driver ignores the parent's origin, and a driver reading
 // an older host's batch sees ParentUnknown and falls back to the span's
-// kind. Anything that cannot be said in a spare flag bit (a new field) needs
-// a new ProtocolVersion.
+// kind. A new field is written only to a driver whose decoder said at
+// Configure that it reads it (ConfigureResponse.span_trace_state, which the
+// SDK sets): AppendBatchTraceState for those, AppendBatch for the others.
+// Anything else needs a new ProtocolVersion.
 
 // Span flag bits in the batch layout.
 const (
@@ -43,13 +47,24 @@ const (
 	// parentOriginShift places core.ParentOrigin in bits 4 and 5.
 	parentOriginShift = iota
 	parentOriginMask  = 3 << parentOriginShift
+	// flagTraceState says the span's trace state follows its events.
+	flagTraceState = 64
 )
 
 // ErrMalformedBatch is wrapped by every DecodeBatch error.
 var ErrMalformedBatch = errors.New("malformed span batch")
 
-// AppendBatch appends spans to dst in the batch layout.
-func AppendBatch(dst []byte, spans []core.Span) []byte {
+// AppendBatch appends spans to dst in the batch layout, without their
+// trace states: for a driver that did not say it reads them.
+func AppendBatch(dst []byte, spans []core.Span) []byte { return appendBatch(dst, spans, false) }
+
+// AppendBatchTraceState is AppendBatch with each span's trace state (flag
+// 64), for a driver whose decoder reads it (ConfigureResponse.span_trace_state).
+func AppendBatchTraceState(dst []byte, spans []core.Span) []byte {
+	return appendBatch(dst, spans, true)
+}
+
+func appendBatch(dst []byte, spans []core.Span, traceState bool) []byte {
 	for i := range spans {
 		s := &spans[i]
 		dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.High)
@@ -72,6 +87,10 @@ func AppendBatch(dst []byte, spans []core.Span) []byte {
 			flags |= flagShared
 		}
 		flags |= byte(s.ParentOrigin) << parentOriginShift & parentOriginMask
+		withState := traceState && s.TraceState != ""
+		if withState {
+			flags |= flagTraceState
+		}
 		dst = append(dst, byte(s.Kind), flags)
 		dst = appendStr(dst, s.Name)
 		dst = appendStr(dst, s.LocalService)
@@ -95,6 +114,9 @@ func AppendBatch(dst []byte, spans []core.Span) []byte {
 		for _, e := range s.Events {
 			dst = binary.LittleEndian.AppendUint64(dst, uint64(e.UnixNano))
 			dst = appendStr(dst, e.Value)
+		}
+		if withState {
+			dst = appendStr(dst, s.TraceState)
 		}
 	}
 	return dst
@@ -262,6 +284,9 @@ func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now fu
 			for i := range s.Events {
 				s.Events[i] = core.Event{UnixNano: int64(r.u64("event time")), Value: r.str("event value")}
 			}
+		}
+		if flags&flagTraceState != 0 {
+			s.TraceState = r.str("trace state")
 		}
 		if r.err != nil {
 			return dst, tags, r.err

@@ -143,6 +143,9 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(wire.AppendBatch(nil, sampleSpans()), 2)
 	f.Add(wire.AppendBatch(nil, sampleSpans()[:1]), 1)
 	f.Add([]byte{}, 0)
+	withState := sampleSpans()
+	withState[1].TraceState = "ot=th:8"
+	f.Add(wire.AppendBatchTraceState(nil, withState), 2)
 	f.Fuzz(func(t *testing.T, buf []byte, count int) {
 		spans, err := wire.DecodeBatch(nil, buf, count, fixedNow)
 		if err != nil {
@@ -150,7 +153,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		// Whatever decodes must encode back to the same bytes, except that
 		// sanitizing may have changed values: re-decode to compare.
-		again, err := wire.DecodeBatch(nil, wire.AppendBatch(nil, spans), len(spans), fixedNow)
+		again, err := wire.DecodeBatch(nil, wire.AppendBatchTraceState(nil, spans), len(spans), fixedNow)
 		if err != nil {
 			t.Fatalf("re-encoding a decoded batch made it malformed: %v", err)
 		}
@@ -187,4 +190,34 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}
+
+// A span's trace state travels only to a driver whose decoder said it
+// reads it (AppendBatchTraceState, flag 64 and a string after the
+// events); AppendBatch writes exactly the bytes it wrote before the field
+// existed, so that a driver built with an older SDK reads its batches as
+// ever.
+func TestTraceStateOnlyForDriversThatReadIt(t *testing.T) {
+	in := sampleSpans()
+	in[0].TraceState = "ot=th:8,vendor=x"
+	without := sampleSpans()
+	if old, now := wire.AppendBatch(nil, without), wire.AppendBatch(nil, in); string(old) != string(now) {
+		t.Fatal("AppendBatch wrote the trace state: an older driver would misread the batch")
+	}
+	buf := wire.AppendBatchTraceState(nil, in)
+	if string(buf[len(wire.AppendBatchTraceState(nil, in[:1])):]) != string(wire.AppendBatch(nil, in[1:])) {
+		t.Error("a span without a trace state is not written as before")
+	}
+	out, err := wire.DecodeBatch(nil, buf, len(in), fixedNow)
+	if err != nil || !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip: %+v, %v; want %+v", out, err, in)
+	}
+	const flagsAt = 6*8 + 1
+	if buf[flagsAt]&64 == 0 {
+		t.Errorf("flags %#x: no trace state flag", buf[flagsAt])
+	}
+	// Cut short inside the trace state: malformed, not a panic.
+	if _, err := wire.DecodeBatch(nil, buf[:len(wire.AppendBatchTraceState(nil, in[:1]))-3], 1, fixedNow); !errors.Is(err, wire.ErrMalformedBatch) {
+		t.Errorf("truncated trace state: %v", err)
+	}
 }

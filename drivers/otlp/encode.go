@@ -25,6 +25,7 @@ const (
 	fScopeVersion         = 2 // InstrumentationScope.version
 	fSpanTraceID          = 1
 	fSpanSpanID           = 2
+	fSpanTraceState       = 3
 	fSpanParentID         = 4
 	fSpanName             = 5
 	fSpanKind             = 6
@@ -146,7 +147,7 @@ func putLength(dst []byte, at, reserved int) []byte {
 // utf8.ValidString on each of a proxy span's 40 short strings was a quarter
 // of the encoding's time.)
 func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
-	bits := orBytes(orBytes(0, name), s.Remote.Service)
+	bits := orBytes(orBytes(orBytes(0, name), s.Remote.Service), s.TraceState)
 	for _, t := range tags {
 		bits = orBytes(orBytes(bits, t.Key), t.Value)
 	}
@@ -156,7 +157,7 @@ func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
 	if bits&0x8080808080808080 == 0 {
 		return true
 	}
-	ok := utf8.ValidString(name) && utf8.ValidString(s.Remote.Service)
+	ok := utf8.ValidString(name) && utf8.ValidString(s.Remote.Service) && utf8.ValidString(s.TraceState)
 	for _, t := range tags {
 		ok = ok && utf8.ValidString(t.Key) && utf8.ValidString(t.Value)
 	}
@@ -200,6 +201,7 @@ func (e *encoder) repair(s *sdk.Span, name string, tags []sdk.Tag) (*sdk.Span, s
 	}
 	e.fix = *s
 	e.fix.Remote.Service = valid(s.Remote.Service)
+	e.fix.TraceState = valid(s.TraceState)
 	e.fix.Events = make([]sdk.Event, len(s.Events))
 	for j, ev := range s.Events {
 		e.fix.Events[j] = sdk.Event{UnixNano: ev.UnixNano, Value: valid(ev.Value)}
@@ -270,6 +272,7 @@ func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
 	dst = appendTag(dst, fSpanSpanID, protowire.BytesType)
 	dst = appendVarint(dst, 8)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(s.SpanID))
+	dst = appendString(dst, fSpanTraceState, s.TraceState)
 	if s.ParentID != 0 {
 		dst = appendTag(dst, fSpanParentID, protowire.BytesType)
 		dst = appendVarint(dst, 8)

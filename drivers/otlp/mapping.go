@@ -118,6 +118,7 @@ func (m *mapper) span(s *sdk.Span, scratch *[]sdk.Tag) *tracepb.Span {
 	out := &tracepb.Span{
 		TraceId:           traceID(s.TraceID),
 		SpanId:            spanID(s.SpanID),
+		TraceState:        valid(s.TraceState),
 		Name:              valid(name),
 		Kind:              kind(s.Kind),
 		StartTimeUnixNano: uint64(s.StartUnixNano),

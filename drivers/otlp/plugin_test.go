@@ -93,3 +93,46 @@ func TestPluginRetryAfterAndPartialSuccess(t *testing.T) {
 	}
 	_ = os.Remove(bin)
 }
+
+// A span's trace state (tracestate ot=th:..., what it was sampled at)
+// reaches OTLP's span.trace_state through the real plugin process, over
+// both span transports: the SDK says at Configure that its decoder reads
+// it, and the host then writes it.
+func TestPluginTraceState(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), wire.BinaryPrefix+"otlp")
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", bin); err != nil {
+		t.Fatal(err)
+	}
+	for _, transport := range []string{wire.TransportShm, wire.TransportGRPC} {
+		t.Run(transport, func(t *testing.T) {
+			r := otlpreceiver.Start(t, nil)
+			raw, _ := json.Marshal(protocols[0].config(r))
+			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "otlp", Path: bin, Config: raw, Transport: transport},
+				driverhost.Options{Logger: drivertest.TestLogger(t), Host: core.HostInfo{Version: "test"}})
+			if err != nil {
+				if transport == wire.TransportShm && strings.Contains(err.Error(), "shared-memory") {
+					t.Skip(err)
+				}
+				t.Fatal(err)
+			}
+			defer d.Shutdown(context.Background())
+			spans := drivertest.Spans(1, 2)
+			spans[0].TraceState = "ot=th:e6666666666666,vendor=x"
+			if err := d.Export(context.Background(), spans); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, rs := range r.Requests()[0].ResourceSpans {
+				for _, s := range rs.ScopeSpans[0].Spans {
+					got[string(s.SpanId)] = s.TraceState
+				}
+			}
+			for _, s := range spans {
+				id := string([]byte{0, 0, 0, 0, 0, 0, 0, byte(s.SpanID)})
+				if got[id] != s.TraceState {
+					t.Errorf("span %d: trace_state %q, want %q", s.SpanID, got[id], s.TraceState)
+				}
+			}
+		})
+	}
+}

@@ -307,9 +307,14 @@ type ConfigureResponse struct {
 	// batches an Export places there (ring_length > 0). A driver built
 	// before the transport existed leaves it false, and gets its spans in
 	// ExportRequest.spans.
-	SpanRing      bool `protobuf:"varint,2,opt,name=span_ring,json=spanRing,proto3" json:"span_ring,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SpanRing bool `protobuf:"varint,2,opt,name=span_ring,json=spanRing,proto3" json:"span_ring,omitempty"`
+	// The driver's batch decoder reads a span's trace state (flag 64 of the
+	// batch layout: a string after its events). The SDK sets it; the host
+	// writes trace states only to a driver that does, so a driver built with
+	// an older SDK gets the batches it always got.
+	SpanTraceState bool `protobuf:"varint,3,opt,name=span_trace_state,json=spanTraceState,proto3" json:"span_trace_state,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
@@ -352,6 +357,13 @@ func (x *ConfigureResponse) GetCapabilities() *Capabilities {
 func (x *ConfigureResponse) GetSpanRing() bool {
 	if x != nil {
 		return x.SpanRing
+	}
+	return false
+}
+
+func (x *ConfigureResponse) GetSpanTraceState() bool {
+	if x != nil {
+		return x.SpanTraceState
 	}
 	return false
 }
@@ -605,10 +617,11 @@ const file_driver_proto_rawDesc = "" +
 	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\x12!\n" +
 	"\fshared_spans\x18\x04 \x01(\bR\vsharedSpans\x12\x1f\n" +
 	"\vsecret_keys\x18\x05 \x03(\tR\n" +
-	"secretKeys\"v\n" +
+	"secretKeys\"\xa0\x01\n" +
 	"\x11ConfigureResponse\x12D\n" +
 	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\x12\x1b\n" +
-	"\tspan_ring\x18\x02 \x01(\bR\bspanRing\"\xbc\x01\n" +
+	"\tspan_ring\x18\x02 \x01(\bR\bspanRing\x12(\n" +
+	"\x10span_trace_state\x18\x03 \x01(\bR\x0espanTraceState\"\xbc\x01\n" +
 	"\rExportRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1d\n" +
 	"\n" +
