@@ -68,6 +68,14 @@ var (
 		operation: "'{method} {route}'",
 		tracing:   "  spawn_upstream_span: true\n  custom_tags: [{tag: in, literal: a, span: server}, {tag: out, literal: b, span: client}]\n",
 	}
+	// benchSampling configures what issue 27's sampling items added:
+	// consistent probability sampling (tracecontext only, so the b3
+	// headers are not read and every request starts a trace decided on its
+	// randomness, half of them writing ot=th:8) and a route's own rule.
+	benchSampling = benchOptions{
+		routeTracing: `, tracing: {sampling: {overall: 100}}`,
+		tracing:      "  propagation: [tracecontext]\n  sampling: {random: 50}\n",
+	}
 )
 
 func benchListenerWith(b testing.TB, traced bool, o benchOptions) *frontend {
@@ -185,7 +193,7 @@ func BenchmarkTracingHotPath(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		o    benchOptions
-	}{{"plain", benchPlain}, {"features", benchFeatures}} {
+	}{{"plain", benchPlain}, {"features", benchFeatures}, {"sampling", benchSampling}} {
 		b.Run(c.name, func(b *testing.B) {
 			run := tracingHotPath(b, c.o)
 			b.ReportAllocs()
@@ -205,10 +213,12 @@ func TestTracingHotPathAllocations(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		o    benchOptions
-	}{{"plain", benchPlain}, {"features", benchFeatures}, {"spans", benchSpans}} {
+	}{{"plain", benchPlain}, {"features", benchFeatures}, {"spans", benchSpans}, {"sampling", benchSampling}} {
 		t.Run(c.name, func(t *testing.T) {
 			run := tracingHotPath(t, c.o)
-			for range hotQueue { // one full batch: every slot of the queue warm
+			// Full batches, every slot of the queue warm (at 50% sampling a
+			// batch takes twice the requests).
+			for range 4 * hotQueue {
 				run()
 			}
 			if n := testing.AllocsPerRun(1000, run); n != 0 {

@@ -40,13 +40,16 @@
 // (TestFilesUseOnlyFilesBelowThem fails on two files that use each other).
 //
 //   - Tracing of a request. spanbuf.go: the memory a span's strings are
-//     built in; spanname.go: span name templates; tracer.go: the Tracer
-//     built from the tracing config (propagation, sampling, custom tags);
-//     links.go: the request-id link table; tracing.go: begin and finish,
-//     which see a request only as
-//     a reqTrace (what the data plane tells tracing and what tracing
-//     decides) and a reqView: no connection, listener or route types, so
-//     both HTTP paths call them alike.
+//     built in; spanname.go: span name templates; sampling.go: the
+//     sampling rules in force, a sampler per route built from the file,
+//     PUT /sampling or the remote strategy and swapped whole, and the
+//     decision counters per rule; tracer.go: the Tracer built from the
+//     tracing config (propagation, sampling, custom tags) and the runtime
+//     control of its sampling (SetSampling, SetRemote); links.go: the
+//     request-id link table; tracing.go: begin and finish, which see a
+//     request only as a reqTrace (what the data plane tells tracing and
+//     what tracing decides) and a reqView: no connection, listener or
+//     route types, so both HTTP paths call them alike.
 //   - metrics.go: the per-route series, the client connection counts and
 //     the tracer's and pipeline's counters. limits.go: the process's
 //     limits (client connections, derived from RLIMIT_NOFILE; resident

@@ -109,10 +109,13 @@ var (
 	descSampled     = prometheus.NewDesc("tracehop_spans_sampled_total", "Requests sampled: their spans are exported.", nil, nil)
 	descRateLimited = prometheus.NewDesc("tracehop_traces_rate_limited_total", "New traces not started because of tracing.sampling.max_traces_per_second.", nil, nil)
 	descLinks       = prometheus.NewDesc("tracehop_request_links", "Ingress requests in flight that egress requests can link to by x-request-id.", nil, nil)
+	descDecisions   = prometheus.NewDesc("tracehop_sampling_decisions_total",
+		"Sampling decisions, by rule (a route's label where it has a rule of its own, else default) and decision (sampled, not_sampled, rate_limited).",
+		[]string{"rule", "decision"}, nil)
 )
 
 func (c *tracerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStarted, descSampled, descRateLimited, descLinks} {
+	for _, d := range []*prometheus.Desc{descStarted, descSampled, descRateLimited, descLinks, descDecisions} {
 		ch <- d
 	}
 }
@@ -128,6 +131,11 @@ func (c *tracerCollector) Collect(ch chan<- prometheus.Metric) {
 	if t.links != nil {
 		ch <- prometheus.MustNewConstMetric(descLinks, prometheus.GaugeValue, float64(t.links.len()))
 	}
+	t.counts.rules.each(func(rule string, c *decisionCounts) {
+		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.sampled.Load()), rule, "sampled")
+		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.notSampled.Load()), rule, "not_sampled")
+		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(c.rateLimited.Load()), rule, "rate_limited")
+	})
 }
 
 func (m *metrics) route(listener, route, cluster string) *routeMetrics {

@@ -32,7 +32,7 @@ type reqState struct {
 // reads of it.
 func (st *reqState) setRoute(rt *route) {
 	st.route = rt
-	st.cluster, st.routeTracing, st.spanName = rt.cluster, rt.tracing, rt.spanName
+	st.cluster, st.routeTracing, st.spanName, st.rule = rt.cluster, rt.tracing, rt.spanName, rt.rule
 }
 
 // traceOn says whether a request is traced: tracing is on, and not off for

@@ -30,6 +30,7 @@ type route struct {
 	// buffering). The route's settings, else its listener's.
 	maxBody    int64
 	bufferBody int64
+	rule       int32 // its sampling rule slot (Tracer.ruleSlot)
 }
 
 func (rt *route) untraced() bool { return rt.tracing != nil && rt.tracing.off }

@@ -381,12 +381,16 @@ type InForce struct {
 	Config     *config.Config
 	Hash       string
 	SecretKeys [][]string
+	// Tracer is the tracer in force (nil without tracing): its sampling
+	// can be read and changed (Tracer.SamplingState, SetSampling) until a
+	// reload replaces it.
+	Tracer *Tracer
 }
 
 // InForce returns the configuration in force.
 func (s *Server) InForce() InForce {
 	snap := s.snap.Load()
-	return InForce{Config: snap.cfg, Hash: snap.hash, SecretKeys: snap.tracer.secretKeys()}
+	return InForce{Config: snap.cfg, Hash: snap.hash, SecretKeys: snap.tracer.secretKeys(), Tracer: snap.tracer}
 }
 
 // Gatherer is the registry the server's metrics are in (Options.Metrics,

@@ -62,7 +62,7 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 		}
 		snap.clusters[c.Name] = cl
 	}
-	for _, lc := range cfg.Listeners {
+	for li, lc := range cfg.Listeners {
 		l := &frontend{
 			name: lc.Name, ingress: lc.Direction == config.Ingress, trusted: lc.Trusted(), baggageTrusted: lc.TrustsBaggage(),
 			tracer: tracer, log: b.log, accessLog: b.accessLog,
@@ -96,6 +96,7 @@ func (b builder) build(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline,
 			}
 			if tracer != nil {
 				rt.tracing = tracer.forRoute(rc.Tracing)
+				rt.rule = tracer.ruleSlot(li, i)
 			}
 			rt.name = routeLabel(rc, i)
 			rt.spanName = newNameTemplate(cmp.Or(rc.Operation, lc.Operation), cmp.Or(rc.Name, rc.Match.Prefix, rc.Match.Path, "/"))

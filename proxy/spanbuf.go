@@ -14,6 +14,9 @@ import (
 type spanBuf struct {
 	tags  []core.Tag
 	utags []core.Tag // the upstream span's, when they differ
+	// state holds the tracestate begin writes (ot=th:...) for the request
+	// in flight: what it sends upstream and the span's.
+	state []byte
 	// text holds the strings made for tags. Its capacity is reserved by
 	// reset before any string is made, and a string that does not fit is
 	// allocated instead, so appending never moves what a tag points at.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tracehop/tracehop/core"
@@ -25,8 +26,20 @@ const (
 // Tracer makes the spans of the requests tracehop proxies. It is built once
 // from the tracing config and shared by every listener.
 type Tracer struct {
-	prop          *propagation.Propagator
-	sampler       *sampling.Sampler
+	prop *propagation.Propagator
+	// rules is the sampling in force, read once per request; SetSampling,
+	// ResetSampling and SetRemote replace it (under rulesMu), a reload
+	// builds another Tracer with the file's.
+	rules      atomic.Pointer[samplingRules]
+	rulesMu    sync.Mutex
+	ruleRoutes []ruleRoute
+	firstSlot  []int32 // per listener, the slot of its first route
+	file       config.Sampling
+	override   *config.Sampling   // PUT /sampling's block; under rulesMu
+	remote     *sampling.Strategy // the remote source's last strategy; under rulesMu
+	// consistent: tracecontext is among the formats, so that probabilistic
+	// decisions use W3C randomness and write tracestate's ot=th.
+	consistent    bool
 	sink          Sink
 	service       string
 	nodeID, zone  string
@@ -52,6 +65,7 @@ type Tracer struct {
 type tracerCounts struct {
 	started, sampled atomic.Uint64
 	rateLimited      atomic.Uint64 // new traces not started: max_traces_per_second
+	rules            *ruleCounters // decisions by rule
 }
 
 // Sink receives finished spans; the pipeline is one. Enqueue must copy
@@ -116,19 +130,11 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		// Span ids are shared by all drivers: join only if all want it.
 		sharedSpans = sharedSpans && c.SharedSpans
 	}
-	sampler, err := sampling.New(tc.Sampling.Random, tc.Sampling.Client, tc.Sampling.Overall)
-	if err != nil {
-		return nil, err
-	}
-	if m := tc.Sampling.MaxTracesPerSecond; m != nil {
-		if err := sampler.LimitNewTraces(*m); err != nil {
-			return nil, err
-		}
-	}
 	t := &Tracer{
-		prop: prop, sampler: sampler, sink: opts.Sink,
-		service: cmp.Or(cfg.Node.Service, cfg.Node.ID, "tracehop"),
-		nodeID:  cfg.Node.ID, zone: cfg.Node.Zone,
+		prop: prop, sink: opts.Sink, file: tc.Sampling,
+		consistent: slices.Contains(prop.Formats(), core.FormatTraceContext),
+		service:    cmp.Or(cfg.Node.Service, cfg.Node.ID, "tracehop"),
+		nodeID:     cfg.Node.ID, zone: cfg.Node.Zone,
 		maxPath: tc.MaxPathTagLength, spawnUpstream: tc.SpawnUpstreamSpan, trace128: trace128, sharedSpans: sharedSpans,
 	}
 	for _, ct := range tc.CustomTags {
@@ -140,11 +146,17 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 	for _, c := range opts.Capabilities {
 		t.secrets = append(t.secrets, c.SecretKeys)
 	}
-	t.counts = new(tracerCounts)
+	t.counts = &tracerCounts{rules: newRuleCounters()}
 	if prev := opts.Previous; prev != nil {
 		t.counts = prev.counts
 		t.links = prev.links
 	}
+	t.ruleRoutes, t.firstSlot = ruleRoutesOf(cfg)
+	rules, err := buildRules(t.ruleRoutes, t.file, nil, nil, nil, t.counts.rules)
+	if err != nil {
+		return nil, err
+	}
+	t.rules.Store(rules)
 	if !tc.Linking() {
 		t.links = nil
 	} else if t.links == nil {
@@ -212,13 +224,12 @@ func (t *Tracer) wantsResponse(rt *routeTracing) bool {
 }
 
 // routeTracing is a route's own tracing (config.RouteTracing), resolved
-// once.
+// once. Its sampling is a rule of the tracer's (samplingRules).
 type routeTracing struct {
 	off        bool
-	sampler    *sampling.Sampler // nil: the tracer's
-	customTags []customTag       // after the tracer's
-	respTags   bool              // one of customTags reads a response header
-	sidedTags  bool              // one of customTags goes on one side only
+	customTags []customTag // after the tracer's
+	respTags   bool        // one of customTags reads a response header
+	sidedTags  bool        // one of customTags goes on one side only
 }
 
 // forRoute resolves a route's tracing block; nil when it has none.
@@ -227,14 +238,122 @@ func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
 		return nil
 	}
 	rt := &routeTracing{off: rc.Off()}
-	if s := rc.Sampling; s.Random != nil || s.Client != nil || s.Overall != nil {
-		// The config was validated: the percentages are in range.
-		rt.sampler, _ = t.sampler.With(s.Random, s.Client, s.Overall)
-	}
 	for _, ct := range rc.CustomTags {
 		rt.customTags = append(rt.customTags, newCustomTag(ct))
 		rt.respTags = rt.respTags || ct.ResponseHeader != nil
 		rt.sidedTags = rt.sidedTags || ct.Span != ""
 	}
 	return rt
+}
+
+// ruleSlot returns the sampling rule slot of the route-th route of the
+// listener-th listener of the config the tracer was built from.
+func (t *Tracer) ruleSlot(listener, route int) int32 {
+	return t.firstSlot[listener] + int32(route)
+}
+
+// SamplingState is the sampling in force, as GET /sampling and /config
+// show it.
+type SamplingState struct {
+	// Source of the tracing.sampling block in force: SourceFile,
+	// SourceAdmin (PUT /sampling) or SourceRemote.
+	Source string `json:"source"`
+	// Sampling is that block, every percentage given.
+	Sampling SamplingBlock `json:"sampling"`
+	// File is what the config file's tracing.sampling says.
+	File SamplingBlock `json:"file"`
+	// Remote is the remote strategy in force; nil when none applies.
+	Remote *RemoteStrategy `json:"remote,omitempty"`
+	// Consistent says probabilistic decisions use W3C randomness and write
+	// tracestate's ot=th (tracecontext is among the formats); otherwise
+	// they hash the request id.
+	Consistent bool            `json:"consistent"`
+	Routes     []RouteSampling `json:"routes"`
+}
+
+// RemoteStrategy is a remote strategy as GET /sampling shows it.
+type RemoteStrategy struct {
+	Probability        float64            `json:"probability"`
+	RateLimited        bool               `json:"rate_limited,omitempty"`
+	MaxTracesPerSecond float64            `json:"max_traces_per_second,omitempty"`
+	Operations         map[string]float64 `json:"operations,omitempty"`
+}
+
+// SamplingState returns the sampling in force.
+func (t *Tracer) SamplingState() SamplingState {
+	rules := t.rules.Load()
+	st := SamplingState{Source: rules.source, Sampling: blockOf(rules.slots[0].sampler), Consistent: t.consistent, Routes: rules.rows(t.ruleRoutes)}
+	if file, err := buildRules(nil, t.file, nil, nil, nil, newRuleCounters()); err == nil {
+		st.File = blockOf(file.slots[0].sampler)
+	}
+	if r := rules.remote; r != nil {
+		st.Remote = &RemoteStrategy{Probability: r.Probability, RateLimited: r.RateLimited, MaxTracesPerSecond: r.MaxTracesPerSecond, Operations: r.Operations}
+	}
+	return st
+}
+
+// rebuild puts the rules of the file, the override and the remote
+// strategy in force; under rulesMu.
+func (t *Tracer) rebuild() error {
+	rules, err := buildRules(t.ruleRoutes, t.file, t.override, t.remote, t.rules.Load(), t.counts.rules)
+	if err != nil {
+		return err
+	}
+	t.rules.Store(rules)
+	return nil
+}
+
+// SetSampling puts s (checked as config.ParseSampling checks it) in force
+// in place of the file's tracing.sampling block, and of the remote
+// strategy, at once: requests that begin from now on use it. Routes with
+// percentages of their own keep them over it. It lasts until
+// ResetSampling or the next reload, which builds another Tracer from the
+// file.
+func (t *Tracer) SetSampling(s config.Sampling) error {
+	t.rulesMu.Lock()
+	defer t.rulesMu.Unlock()
+	s.Remote = nil
+	prev := t.override
+	t.override = &s
+	if err := t.rebuild(); err != nil {
+		t.override = prev
+		return err
+	}
+	return nil
+}
+
+// ResetSampling drops what SetSampling put in force: the file's block (or
+// the remote strategy) applies again. It reports whether there was
+// anything to drop.
+func (t *Tracer) ResetSampling() bool {
+	t.rulesMu.Lock()
+	defer t.rulesMu.Unlock()
+	if t.override == nil {
+		return false
+	}
+	t.override = nil
+	t.rebuild() // what was in force before SetSampling built without error
+	return true
+}
+
+// SamplingOverridden reports whether SetSampling's block is in force.
+func (t *Tracer) SamplingOverridden() bool {
+	t.rulesMu.Lock()
+	defer t.rulesMu.Unlock()
+	return t.override != nil
+}
+
+// SetRemote puts a remote source's strategy in force (nil: none, the
+// file's rules again), unless SetSampling's block overrides it; it is
+// kept and applies once that block is reset.
+func (t *Tracer) SetRemote(st *sampling.Strategy) error {
+	t.rulesMu.Lock()
+	defer t.rulesMu.Unlock()
+	prev := t.remote
+	t.remote = st
+	if err := t.rebuild(); err != nil {
+		t.remote = prev
+		return err
+	}
+	return nil
 }

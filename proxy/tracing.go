@@ -28,6 +28,7 @@ type reqTrace struct {
 	ingress, trusted bool              // the listener's direction and trust
 	baggageTrusted   bool              // the listener keeps its clients' baggage
 	routeTracing     *routeTracing     // the route's own tracing, or nil
+	rule             int32             // the route's sampling rule slot (Tracer.ruleSlot); 0: no route
 	spanName         *nameTemplate     // the route's span name; nil: the default
 	cluster          *upstream.Cluster // the route's cluster; nil: no route
 	requestID        string
@@ -157,16 +158,22 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 			st.baggage = lk.lostBaggage(h)
 		}
 	}
-	sampler := t.sampler
-	if st.routeTracing != nil && st.routeTracing.sampler != nil {
-		sampler = st.routeTracing.sampler
+	// A new trace's id is made before the decision: with W3C randomness
+	// (tracecontext among the formats), the decision is taken on it.
+	var newID core.TraceID
+	if !in.Valid() {
+		newID = t.newTraceID()
 	}
-	sampled, reason := sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced, Upstream: uint8(in.Sampled)})
+	ot, rnd, consistent := t.randomness(&in, newID)
+	rule := &t.rules.Load().slots[st.rule]
+	sampled, reason := rule.sampler.Decide(sampling.Input{RequestID: st.requestID, ClientTraceID: client, Forced: forced,
+		Upstream: uint8(in.Sampled), Consistent: consistent, Randomness: rnd})
 	if in.Debug {
 		sampled = true
 	} else if reason == sampling.RateLimited {
 		t.counts.rateLimited.Add(1)
 	}
+	rule.counts.count(sampled, reason)
 	st.sampled = sampled
 	t.counts.started.Add(1)
 	if sampled {
@@ -191,7 +198,7 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 		// for the one the application did not forward.
 		s.TraceID, s.ParentID, s.ParentOrigin = in.TraceID, in.SpanID, core.ParentRemote
 	default:
-		s.TraceID = t.newTraceID()
+		s.TraceID = newID
 		started = true
 	}
 	s.Kind = core.KindServer
@@ -216,11 +223,16 @@ func (t *Tracer) begin(st *reqTrace, v *reqView) {
 		// (W3C level 2). A continued trace keeps its parent's word.
 		out.Random = true
 	}
+	if sampled && t.consistent {
+		t.threshold(st, &out, rule.sampler, reason, ot, consistent, rnd)
+	}
+	s.TraceState = out.TraceState
 	if t.spawnUpstream {
 		u := &st.upstreamSpan
 		u.TraceID, u.ParentID, u.SpanID = s.TraceID, s.SpanID, newSpanID()
 		u.ParentOrigin = core.ParentLocal // this hop's own span
 		u.Kind, u.LocalService, u.Sampled = core.KindClient, t.service, sampled
+		u.TraceState = out.TraceState
 		out.SpanID, out.ParentID = u.SpanID, s.SpanID
 	}
 	st.out = out
@@ -244,6 +256,63 @@ func linkedBaggage(st *reqTrace, h propagation.Carrier) string {
 		return bg
 	}
 	return ""
+}
+
+// randomness returns what consistent probability sampling decides on (with
+// tracecontext among the formats): the trace's randomness, the explicit rv
+// of tracestate's ot member, else the low 56 bits of a trace id that is
+// random (W3C level 2's flag, or newID, the one tracehop made for a new
+// trace); consistent is false when the trace has none. It also returns
+// what the ot member says, for threshold.
+func (t *Tracer) randomness(in *propagation.Context, newID core.TraceID) (ot propagation.OTelSampling, rnd uint64, consistent bool) {
+	if !t.consistent {
+		return ot, 0, false
+	}
+	if in.TraceState != "" {
+		ot = propagation.ParseOTelSampling(in.TraceState)
+	}
+	switch {
+	case !in.Valid():
+		return ot, newID.Low & sampling.RandomnessMask, true
+	case ot.HasRandomness:
+		return ot, ot.Randomness, true
+	case in.Random:
+		return ot, in.TraceID.Low & sampling.RandomnessMask, true
+	}
+	return ot, 0, false
+}
+
+// threshold writes tracestate's ot=th (OpenTelemetry's consistent
+// probability sampling) for a sampled request: the threshold of a random
+// decision taken on the trace's W3C randomness; a continued trace's, raised
+// to the overall cap's; or none where the probability is unknown (a forced
+// or client-chosen trace, a rate limit, a parent's threshold that its
+// randomness contradicts). A decision at 100% writes nothing: an absent th
+// and th:0 both say each span stands for one.
+func (t *Tracer) threshold(st *reqTrace, out *propagation.Context, s *sampling.Sampler, reason sampling.Reason, ot propagation.OTelSampling, consistent bool, rnd uint64) {
+	th, set := uint64(0), false
+	switch {
+	case reason == sampling.Random && consistent:
+		th, set = s.Threshold(), s.Probabilistic()
+		if (th == 0 || !set) && !ot.HasThreshold {
+			return
+		}
+	case !ot.HasThreshold:
+		return // nothing said, nothing to change
+	case reason == sampling.Upstream && consistent && rnd >= ot.Threshold:
+		th, set = max(ot.Threshold, s.OverallThreshold()), true
+		if th == ot.Threshold {
+			return // as it came
+		}
+	case reason == sampling.Upstream && !consistent && s.OverallThreshold() == 0:
+		return // no randomness to check it by; passed on as it came
+	}
+	buf := new([]byte)
+	if st.buf != nil {
+		buf = &st.buf.state // the fast path's connection's, reused
+	}
+	*buf = propagation.AppendTraceStateThreshold((*buf)[:0], out.TraceState, th, set)
+	out.TraceState = str(*buf)
 }
 
 // inject writes the upstream trace context into the outgoing headers.
