@@ -1,14 +1,22 @@
 package proxy_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/app"
+	"github.com/tracehop/tracehop/proxy/config"
 )
 
 // A route may match a method: sampling rules by method and path (here
@@ -176,5 +184,260 @@ func TestThresholdInTracestate(t *testing.T) {
 	}
 	if kept < 60 || kept > 140 {
 		t.Errorf("overall 50%% kept %d of 200 new traces", kept)
+	}
+}
+
+// adminCall sends an admin request with an optional bearer token and
+// returns the status and body.
+func adminCall(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// samplingState reads GET /sampling.
+func samplingState(t *testing.T, admin string) map[string]any {
+	t.Helper()
+	code, body := adminCall(t, "GET", "http://"+admin+"/sampling", "", "")
+	var st map[string]any
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+		t.Fatalf("GET /sampling: %d %s (%v)", code, body, err)
+	}
+	return st
+}
+
+// startAppLogged is startApp whose log also goes to a buffer the test
+// reads.
+func startAppLogged(t *testing.T, path, yaml string) (*app.App, *syncLog) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncLog{t: t}
+	a, err := app.Start(context.Background(), cfg, app.Options{ConfigFile: path, DrainTimeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.Shutdown(ctx)
+	})
+	return a, logs
+}
+
+type syncLog struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Write(p)
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// GET/PUT/DELETE /sampling change the sampling in force without a reload:
+// a PUT is checked as the file is (every problem, 422), needs the bearer
+// token of admin.token_file (as POST /reload does), shows in /sampling,
+// /config and the decision metrics at once, and the next reload puts the
+// file's back, saying so in the log.
+func TestSamplingAdminAPI(t *testing.T) {
+	bin := binaries(t, "file")
+	up := newUpstream(t, nil)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "tracehop.yaml")
+	port, admin := freePort(t), freePort(t)
+	_, logs := startAppLogged(t, path, fmt.Sprintf(`node: {id: n, service: svc}
+admin: {address: %s, token_file: admin-token}
+listeners:
+  - {name: l, address: %s, direction: ingress, routes: [{name: api, match: {prefix: /api}, cluster: up, tracing: {sampling: {random: 0}}}, {cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%s]}
+tracing:
+  plugin_dir: %s
+  driver: {name: file, config: {path: %s}}
+  sampling: {random: 100}
+`, admin, port, up.addr(), bin, filepath.Join(dir, "spans.jsonl")))
+	base, adminURL := "http://"+port, "http://"+admin
+	sampledFlag := func(path string) string {
+		t.Helper()
+		if code, _ := getBody(t, http.DefaultClient, base+path); code != 200 {
+			t.Fatalf("%s: %d", path, code)
+		}
+		return up.header("X-B3-Sampled")
+	}
+	if st := samplingState(t, admin); st["source"] != "file" || fmt.Sprint(st["routes"]) == "" {
+		t.Fatalf("GET /sampling: %v", st)
+	}
+	if sampledFlag("/") != "1" || sampledFlag("/api/x") != "0" {
+		t.Fatal("the file's rules are not in force")
+	}
+	// The token guards what changes state, and only that.
+	for _, tok := range []string{"", "wrong"} {
+		code, body := adminCall(t, "PUT", adminURL+"/sampling", tok, `{"random": 0}`)
+		if code != 401 || !strings.Contains(body, "needs the admin token") {
+			t.Errorf("PUT /sampling with token %q: %d %s", tok, code, body)
+		}
+		if code, _ := adminCall(t, "POST", adminURL+"/reload", tok, ""); code != 401 {
+			t.Errorf("POST /reload with token %q: %d", tok, code)
+		}
+	}
+	if code, body := adminCall(t, "PUT", adminURL+"/sampling", "s3cret", `{"random": 150, "overall": 0.001, "max_traces_per_second": 0}`); code != 422 ||
+		!strings.Contains(body, "3 problems") || !strings.Contains(body, "sampling.random: must be between 0 and 100, got 150") ||
+		!strings.Contains(body, "sampling.overall: is a percentage in steps of 0.01") || !strings.Contains(body, "sampling.max_traces_per_second: must be a number above 0") {
+		t.Fatalf("a bad PUT: %d %s", code, body)
+	}
+	if sampledFlag("/") != "1" {
+		t.Fatal("a refused PUT changed the sampling")
+	}
+	code, body := adminCall(t, "PUT", adminURL+"/sampling", "s3cret", `{"random": 0}`)
+	if code != 200 || !strings.Contains(body, `"source": "admin"`) {
+		t.Fatalf("PUT /sampling: %d %s", code, body)
+	}
+	if sampledFlag("/") != "0" {
+		t.Fatal("PUT /sampling {random: 0} did not apply at once")
+	}
+	if _, cfg := getBody(t, http.DefaultClient, adminURL+"/config"); !strings.Contains(cfg, `"SamplingInForce"`) || !strings.Contains(cfg, `"source": "admin"`) {
+		t.Errorf("/config does not show the sampling in force:\n%s", cfg)
+	}
+	_, metrics := getBody(t, http.DefaultClient, adminURL+"/metrics")
+	for _, want := range []string{
+		`tracehop_sampling_decisions_total{decision="sampled",rule="default"} 2`,
+		`tracehop_sampling_decisions_total{decision="not_sampled",rule="default"} 1`,
+		`tracehop_sampling_decisions_total{decision="not_sampled",rule="api"} 1`,
+		`tracehop_sampling_decisions_total{decision="rate_limited",rule="default"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// DELETE puts the file's back; a reload supersedes a PUT.
+	if code, body := adminCall(t, "DELETE", adminURL+"/sampling", "s3cret", ""); code != 200 || !strings.Contains(body, `"source": "file"`) || sampledFlag("/") != "1" {
+		t.Fatalf("DELETE /sampling: %d %s", code, body)
+	}
+	adminCall(t, "PUT", adminURL+"/sampling", "s3cret", `{"random": 0}`)
+	if code, body := adminCall(t, "POST", adminURL+"/reload", "s3cret", ""); code != 200 {
+		t.Fatalf("POST /reload: %d %s", code, body)
+	}
+	if st := samplingState(t, admin); st["source"] != "file" || sampledFlag("/") != "1" {
+		t.Errorf("after a reload: source %v", st["source"])
+	}
+	if !strings.Contains(logs.String(), "superseded by the reloaded config") {
+		t.Error("the log does not say the reload superseded PUT /sampling")
+	}
+}
+
+// The remote source, against an endpoint that answers as Jaeger's remote
+// sampling API does (the real Jaeger v2 is in the e2e suite): until its
+// first answer the file's rules apply; then its strategy (a default and a
+// per-operation one, mapped to the route named by it); when it fails, the
+// last strategy stays; a reload keeps it.
+func TestRemoteSamplingFollowsTheEndpoint(t *testing.T) {
+	bin := binaries(t, "file")
+	var mu sync.Mutex
+	answer, status, services := "", http.StatusServiceUnavailable, map[string]bool{}
+	jaeger := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		services[r.URL.Query().Get("service")+" "+r.URL.Path] = true
+		w.WriteHeader(status)
+		io.WriteString(w, answer)
+	})
+	set := func(code int, body string) {
+		mu.Lock()
+		answer, status = body, code
+		mu.Unlock()
+	}
+	up := newUpstream(t, nil)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tracehop.yaml")
+	port, admin := freePort(t), freePort(t)
+	startAppLogged(t, path, fmt.Sprintf(`node: {id: n, service: shop}
+admin: {address: %s}
+listeners:
+  - {name: l, address: %s, direction: ingress,
+     routes: [{match: {prefix: /checkout}, cluster: up, operation: checkout}, {cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%s]}
+tracing:
+  plugin_dir: %s
+  driver: {name: file, config: {path: %s}}
+  sampling: {random: 100, remote: {url: "%s/api/sampling", poll_interval: 50ms}}
+`, admin, port, up.addr(), bin, filepath.Join(dir, "spans.jsonl"), jaeger.URL))
+	sampled := func(path string) string {
+		t.Helper()
+		if code, _ := getBody(t, http.DefaultClient, "http://"+port+path); code != 200 {
+			t.Fatalf("%s: %d", path, code)
+		}
+		return up.header("X-B3-Sampled")
+	}
+	// within waits for the decisions on / and /checkout to be want.
+	within := func(what string, want [2]string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := [2]string{sampled("/"), sampled("/checkout/1")}
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: / and /checkout sampled %v, want %v; /sampling: %v", what, got, want, samplingState(t, admin))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // a few failed polls
+	if st := samplingState(t, admin); st["source"] != "file" || st["remote_source"].(map[string]any)["last_error"] == "" {
+		t.Fatalf("before any answer: %v", st)
+	}
+	within("before any answer, the file's rules", [2]string{"1", "1"})
+	set(200, `{"strategyType":0,"probabilisticSampling":{"samplingRate":0},"operationSampling":{"defaultSamplingProbability":0,
+		"defaultLowerBoundTracesPerSecond":0,"perOperationStrategies":[{"operation":"checkout","probabilisticSampling":{"samplingRate":1}}]}}`)
+	within("the strategy", [2]string{"0", "1"})
+	st := samplingState(t, admin)
+	routes := st["routes"].([]any)
+	if st["source"] != "remote" || routes[0].(map[string]any)["source"] != "remote" || routes[0].(map[string]any)["rule"] != "checkout" {
+		t.Errorf("/sampling with the strategy: %v", st)
+	}
+	set(http.StatusInternalServerError, "collector error")
+	time.Sleep(200 * time.Millisecond)
+	within("the endpoint down: the last strategy", [2]string{"0", "1"})
+	if code, body := adminCall(t, "POST", "http://"+admin+"/reload", "", ""); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	within("after a reload: the last strategy still", [2]string{"0", "1"})
+	set(200, `{"strategyType":1,"rateLimitingSampling":{"maxTracesPerSecond":0}}`)
+	within("a rate-limiting strategy of 0", [2]string{"0", "0"})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(services) != 1 || !services["shop /api/sampling"] {
+		t.Errorf("asked for %v, want the node's service at the configured path", services)
 	}
 }

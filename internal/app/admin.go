@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,9 @@ type Admin struct {
 	srv *http.Server
 	ln  net.Listener
 	log *slog.Logger
+	// remoteStatus, when set, reports the remote sampling source for GET
+	// /sampling (App.remoteStatus).
+	remoteStatus atomic.Pointer[func() *RemoteStatus]
 }
 
 // ListenAdmin binds the admin server of s to addr (nil, nil for "off");
@@ -41,7 +45,9 @@ func ListenAdmin(addr string, s *proxy.Server, gather prometheus.Gatherer, reloa
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: cannot listen on %s: %w", "admin", addr, err)
 	}
-	return &Admin{srv: &http.Server{Handler: adminHandler(s, gather, reload), ReadHeaderTimeout: 5 * time.Second}, ln: ln, log: log}, nil
+	a := &Admin{ln: ln, log: log}
+	a.srv = &http.Server{Handler: a.withSampling(s, adminHandler(s, gather, reload)), ReadHeaderTimeout: 5 * time.Second}
+	return a, nil
 }
 
 // Addr is the bound address.
@@ -102,6 +108,11 @@ func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(conte
 		v := RedactedConfig(in.Config, in.SecretKeys...)
 		if m, ok := v.(map[string]any); ok {
 			m["Hash"] = in.Hash // as tracehop_config_info says it
+			if in.Tracer != nil {
+				// The sampling in force: a PUT /sampling or the remote
+				// strategy may have replaced the file's.
+				m["SamplingInForce"] = in.Tracer.SamplingState()
+			}
 		}
 		w.Header().Set("X-Tracehop-Config-Hash", in.Hash)
 		enc.Encode(v)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/sampling"
 	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -33,6 +35,8 @@ type App struct {
 	closed   atomic.Bool // Shutdown has begun: no more reloads
 	cfg      *config.Config
 	pipeline *pipeline.Pipeline
+	// remote polls tracing.sampling.remote, when the config has one.
+	remote atomic.Pointer[remotePoller]
 }
 
 // Options tune Start.
@@ -93,11 +97,63 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) 
 	}
 	if admin != nil {
 		app.admin = admin
+		status := app.remoteStatus
+		admin.remoteStatus.Store(&status)
 		addrs = append(addrs, proxy.Addr{Name: "admin", Direction: "admin", Address: admin.Addr()})
 		admin.Serve()
 	}
 	app.Addrs = addrs
+	app.startRemote(cfg, nil)
 	return app, nil
+}
+
+// remoteOf returns cfg's remote sampling source, nil when it has none.
+func remoteOf(cfg *config.Config) *config.RemoteSampling {
+	if cfg.Tracing == nil {
+		return nil
+	}
+	return cfg.Tracing.Sampling.Remote
+}
+
+// startRemote polls cfg's remote sampling source, when it has one, in
+// place of prev (stopped; nil for none). A source that stays the same
+// (URL and service) keeps its last strategy, which the tracer in force
+// gets at once.
+func (a *App) startRemote(cfg *config.Config, prev *remotePoller) {
+	rc := remoteOf(cfg)
+	var seed *sampling.Strategy
+	if prev != nil {
+		prev.stop()
+		if rc != nil && prev.cfg.URL == rc.URL && prev.cfg.Service == rc.Service {
+			seed = prev.Last()
+		}
+	}
+	if rc == nil {
+		a.remote.Store(nil)
+		return
+	}
+	if seed != nil {
+		a.applyRemote(seed)
+	}
+	a.remote.Store(startRemote(*rc, seed, a.applyRemote, a.opts.Logger))
+}
+
+// applyRemote puts a remote strategy in force on the tracer in force.
+func (a *App) applyRemote(st *sampling.Strategy) {
+	if t := a.Server.InForce().Tracer; t != nil {
+		if err := t.SetRemote(st); err != nil {
+			a.opts.Logger.Error("remote sampling strategy refused: the sampling in force stays", "error", err)
+		}
+	}
+}
+
+// remoteStatus is the remote source's state for GET /sampling; nil
+// without one.
+func (a *App) remoteStatus() *RemoteStatus {
+	if p := a.remote.Load(); p != nil {
+		return p.Status()
+	}
+	return nil
 }
 
 // tracing builds the pipeline and tracer of cfg over drivers; prevP and
@@ -192,6 +248,15 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 			return err
 		}
 	}
+	// The remote strategy in force carries over to the new tracer when
+	// the source stays; a PUT /sampling does not: the file's block wins.
+	prevRemote := a.remote.Load()
+	if rc := remoteOf(cfg); t != nil && rc != nil && prevRemote != nil && prevRemote.cfg.URL == rc.URL && prevRemote.cfg.Service == rc.Service {
+		if last := prevRemote.Last(); last != nil {
+			t.SetRemote(last)
+		}
+	}
+	overridden := a.Tracer != nil && a.Tracer.SamplingOverridden()
 	if err := a.Server.Apply(cfg, t, p); err != nil {
 		if p != nil {
 			// Stops the new drivers, and gives back the exporters it
@@ -201,6 +266,16 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	a.cfg, a.pipeline, a.Tracer, a.Drivers = cfg, p, t, drivers
+	if overridden {
+		a.opts.Logger.Warn("the sampling set through PUT /sampling is superseded by the reloaded config's tracing.sampling")
+	}
+	if prevRemote != nil && remoteOf(cfg) != nil && reflect.DeepEqual(prevRemote.cfg, *remoteOf(cfg)) {
+		if last := prevRemote.Last(); last != nil && t != nil {
+			t.SetRemote(last) // what arrived while the reload was under way
+		}
+	} else if prevRemote != nil || remoteOf(cfg) != nil {
+		a.startRemote(cfg, prevRemote)
+	}
 	return nil
 }
 
@@ -264,6 +339,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	// Not under a.mu: a reload starting drivers must not hold the
 	// shutdown up.
 	a.closed.Store(true)
+	if p := a.remote.Swap(nil); p != nil {
+		p.stop()
+	}
 	err := a.Server.Shutdown(ctx)
 	if a.admin != nil {
 		// Last: /ready says 503 while requests drain and spans flush.
