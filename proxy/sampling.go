@@ -49,7 +49,7 @@ func ruleRoutesOf(cfg *config.Config) (routes []ruleRoute, firsts []int32) {
 			case op == "" && l.Direction == config.Ingress:
 				rr.names = append(rr.names, "ingress") // Envoy's name; an egress one has the host in it
 			}
-			if !slices.Contains(rr.names, rr.label) {
+			if !slices.Contains(rr.names, rr.label) && !perRequestName(rr.label) {
 				rr.names = append(rr.names, rr.label)
 			}
 			if rt := r.Tracing; rt != nil {

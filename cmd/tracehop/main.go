@@ -210,6 +210,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	defer app.StopDrivers(context.Background(), started)
+	formats := cfg.Tracing.Propagation
 	for _, d := range started {
 		caps := d.Driver.Capabilities()
 		ids := "64-bit"
@@ -218,8 +219,63 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "driver %s: ok (%s; reads %s; %s trace ids; keeps %s; spans over %s)\n",
 			d.Name, d.Driver.Path(), strings.Join(caps.Propagation, ", "), ids, caps.Precision, d.Driver.Transport())
+		if len(cfg.Tracing.Propagation) == 0 {
+			formats = append(formats, caps.Propagation...) // the default: what the drivers' back ends read
+		}
+	}
+	if len(formats) == 0 {
+		formats = []string{"b3", "tracecontext"}
+	}
+	if err := printSampling(cfg, slices.Contains(formats, "tracecontext"), stdout); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
 	}
 	return exitOK
+}
+
+// printSampling prints the sampling of every route as the file says it:
+// its rule, its percentages, and whether a remote strategy may replace
+// them.
+func printSampling(cfg *config.Config, consistent bool, stdout io.Writer) error {
+	rows, err := proxy.SamplingTable(cfg)
+	if err != nil {
+		return err
+	}
+	s := cfg.Tracing.Sampling
+	how := "decisions hash x-request-id (no tracecontext among the formats)"
+	if consistent {
+		how = "decisions on W3C randomness where a trace has it, written as tracestate ot=th (tracecontext is among the formats); else they hash x-request-id"
+	}
+	fmt.Fprintf(stdout, "sampling: tracing.sampling is %s; %s\n", s, how)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  LISTENER\tROUTE\tRULE\tRANDOM\tCLIENT\tOVERALL\tMAX/S\tREMOTE")
+	for _, r := range rows {
+		remote := "-"
+		if s.Remote != nil {
+			remote = "the strategy's default"
+			if r.Rule != proxy.DefaultRule {
+				remote = "its own rule stays"
+			}
+			remote = fmt.Sprintf("operation %s, else %s", strings.Join(r.Operations, " or "), remote)
+		}
+		if r.Sampling == nil {
+			fmt.Fprintf(tw, "  %s\t%s\t(tracing off)\t-\t-\t-\t-\t-\n", r.Listener, r.Route)
+			continue
+		}
+		rate := "-"
+		if m := r.Sampling.MaxTracesPerSecond; m != nil {
+			rate = fmt.Sprint(*m)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%v%%\t%v%%\t%v%%\t%s\t%s\n", r.Listener, r.Route, r.Rule,
+			r.Sampling.Random, r.Sampling.Client, r.Sampling.Overall, rate, remote)
+	}
+	tw.Flush()
+	if r := s.Remote; r != nil {
+		fmt.Fprintf(stdout, "sampling.remote: %s?service=%s every %s; until its first answer (and if it never answers) the rules above apply, then its strategy replaces random (and the rate) until a reload\n",
+			r.URL, r.Service, r.PollInterval)
+	}
+	fmt.Fprintln(stdout, "sampling decides at the head, before a request's outcome: keep the traces of errors or slow requests with tail sampling in a Collector tier")
+	return nil
 }
 
 // printCertificates prints each certificate the config uses: its subject,

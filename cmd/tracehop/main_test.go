@@ -42,6 +42,20 @@ func TestValidateAndDrivers(t *testing.T) {
 		{"valid", nil, "admin: {address: \"127.0.0.1:0\"}\ntracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n", exitOK,
 			[]string{"config is valid", "driver file: ok", "reads b3, tracecontext; 128-bit trace ids; keeps 1µs; spans over shm"}},
 		{"no tracing", nil, "admin: {address: \"127.0.0.1:0\"}\n", exitOK, []string{"proxy without tracing"}},
+		{"sampling per route", nil, "node: {service: shop}\nadmin: {address: \"127.0.0.1:0\"}\nlisteners:\n  - name: in\n    address: \"127.0.0.1:0\"\n    direction: ingress\n    routes:\n" +
+			"      - {name: cart, match: {prefix: /cart, method: POST}, cluster: up, tracing: {sampling: {random: 1}}}\n" +
+			"      - {match: {path: /healthz}, cluster: up, tracing: {enabled: false}}\n" +
+			"      - {match: {prefix: /}, cluster: up}\n" +
+			"clusters:\n  - {name: up, endpoints: [\"127.0.0.1:1\"]}\n" +
+			"tracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n  propagation: [tracecontext]\n" +
+			"  sampling: {random: 10, max_traces_per_second: 50, remote: {url: \"http://127.0.0.1:1/api/sampling\"}}\n", exitOK,
+			[]string{"sampling: tracing.sampling is random 10%, client 100%, overall 100%, at most 50 new traces/s; decisions on W3C randomness",
+				"  LISTENER  ROUTE   RULE           RANDOM  CLIENT  OVERALL  MAX/S  REMOTE\n",
+				"  in        cart    cart           1%      100%    100%     50     operation ingress or cart, else its own rule stays\n",
+				"  in        route1  (tracing off)  -       -       -        -      -\n",
+				"  in        route2  default        10%     100%    100%     50     operation ingress or route2, else the strategy's default\n",
+				"sampling.remote: http://127.0.0.1:1/api/sampling?service=shop every 1m0s; until its first answer",
+				"tail sampling in a Collector tier"}},
 		{"address in use", nil, "admin: {address: " + busy + "}\n", exitFailure, []string{`listener "admin": cannot listen on ` + busy}},
 		{"invalid config", nil, "tracing:\n  drivr: {name: file}\n", exitInvalid, []string{`tracing.drivr: unknown key (did you mean "driver"?`}},
 		{"driver rejects", nil, "tracing:\n  plugin_dir: " + bin + "\n  driver:\n    name: file\n    config:\n      pth: x\n      formt: json\n", exitInvalid,
