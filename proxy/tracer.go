@@ -247,9 +247,21 @@ func (t *Tracer) forRoute(rc *config.RouteTracing) *routeTracing {
 }
 
 // ruleSlot returns the sampling rule slot of the route-th route of the
-// listener-th listener of the config the tracer was built from.
+// listener-th listener of the config the tracer was built from (a
+// snapshot's routes and tracer come from one config); 0, the default
+// rule, for a route it does not know.
 func (t *Tracer) ruleSlot(listener, route int) int32 {
-	return t.firstSlot[listener] + int32(route)
+	if listener >= len(t.firstSlot) {
+		return 0
+	}
+	end := int32(len(t.ruleRoutes) + 1)
+	if listener+1 < len(t.firstSlot) {
+		end = t.firstSlot[listener+1]
+	}
+	if slot := t.firstSlot[listener] + int32(route); slot < end {
+		return slot
+	}
+	return 0
 }
 
 // SamplingState is the sampling in force, as GET /sampling and /config
