@@ -53,6 +53,11 @@ type vectorFile struct {
 	// DecodeOnly marks a batch that no encoder writes (an encoder given
 	// Spans writes other bytes), but that a decoder must read as Spans.
 	DecodeOnly bool `json:"decode_only,omitempty"`
+	// TraceState marks a batch written for a driver that reads spans'
+	// trace states (ConfigureResponse.span_trace_state): flag 64 and a
+	// string after the events. Only such a driver gets these bytes; it
+	// encodes Spans with the trace states, the others without.
+	TraceState bool `json:"trace_state,omitempty"`
 	// NowUnixNano is the decoder's "now", for sanitizing.
 	NowUnixNano string `json:"now_unix_nano,omitempty"`
 	// Spans are the spans as the batch carries them: an encoder given
@@ -86,6 +91,9 @@ type vectorSpan struct {
 	RemotePort    int           `json:"remote_port"`
 	Tags          []vectorTag   `json:"tags"`
 	Events        []vectorEvent `json:"events"`
+	// TraceState is the span's W3C tracestate (flag 64), only in a
+	// trace_state vector.
+	TraceState vectorString `json:"trace_state,omitempty"`
 }
 
 type vectorTag struct {
@@ -156,6 +164,7 @@ func toVector(s core.Span) vectorSpan {
 		RemotePort:    int(s.Remote.Port),
 		Tags:          []vectorTag{},
 		Events:        []vectorEvent{},
+		TraceState:    vectorString(s.TraceState),
 	}
 	if s.Remote.IP.IsValid() {
 		v.RemoteIP = s.Remote.IP.String()
@@ -205,6 +214,7 @@ func fromVector(v vectorSpan) (core.Span, error) {
 	s.Kind, s.ParentOrigin = core.Kind(v.Kind), core.ParentOrigin(v.ParentOrigin)
 	s.Error, s.Sampled, s.Debug, s.Shared = v.Error, v.Sampled, v.Debug, v.Shared
 	s.Name, s.LocalService, s.Remote.Service = string(v.Name), string(v.LocalService), string(v.RemoteService)
+	s.TraceState = string(v.TraceState)
 	if v.RemoteIP != "" {
 		ip, err := netip.ParseAddr(v.RemoteIP)
 		if err != nil {
@@ -233,6 +243,9 @@ type vector struct {
 	patch     func([]byte) []byte
 	malformed string
 	count     int // span_count when it is not len(spans) (malformed vectors)
+	// traceState: the batch is written for a driver that reads trace
+	// states (wire.AppendBatchTraceState).
+	traceState bool
 }
 
 // The sandbox's trace (README): front-proxy -> service1 -> service2.
@@ -399,9 +412,19 @@ func vectors() []vector {
 		},
 		{
 			name:        "unknown_flag_bits",
-			description: "Flag bits 64 and 128 are not defined yet: a decoder ignores them (here the flags byte is 0xc2 and reads as sampled only).",
+			description: "Flag bit 128 is not defined yet: a decoder ignores it (here the flags byte is 0x82 and reads as sampled only). Bit 64 is the trace state's (see trace_state).",
 			spans:       []core.Span{child(1, core.Span{Name: "future flags", Sampled: true})},
-			patch:       func(b []byte) []byte { b[flagsOffset] |= 64 | 128; return b },
+			patch:       func(b []byte) []byte { b[flagsOffset] |= 128; return b },
+		},
+		{
+			name: "trace_state",
+			description: "For a driver that said at Configure it reads trace states (span_trace_state): the first span's W3C tracestate follows its events, " +
+				"flag 64 saying so (flags 0x42: sampled, trace state); the second has none, and is written as it would be for any driver.",
+			spans: []core.Span{
+				child(1, core.Span{Name: "with", Sampled: true, TraceState: "ot=th:8,vendor=x"}),
+				child(2, core.Span{Name: "without", Sampled: true}),
+			},
+			traceState: true,
 		},
 		{
 			name:        "ipv4_mapped",
@@ -502,10 +525,13 @@ func generate(t *testing.T) map[string][]byte {
 			sanitizeInputs(v.spans)
 		}
 		batch := wire.AppendBatch(nil, v.spans)
+		if v.traceState {
+			batch = wire.AppendBatchTraceState(nil, v.spans)
+		}
 		if v.patch != nil {
 			batch = v.patch(batch)
 		}
-		f := vectorFile{Description: v.description, SpanCount: len(v.spans), Spans: []vectorSpan{}}
+		f := vectorFile{Description: v.description, SpanCount: len(v.spans), Spans: []vectorSpan{}, TraceState: v.traceState}
 		if v.malformed != "" {
 			f.Description, f.Malformed, f.SpanCount = "A decoder must reject this batch: "+v.malformed+".", v.malformed, v.count
 			if _, err := wire.DecodeBatch(nil, batch, v.count, now); !errors.Is(err, wire.ErrMalformedBatch) {
@@ -666,7 +692,11 @@ func TestVectors(t *testing.T) {
 					t.Errorf("span %d decodes to\n%+v\nwant\n%+v", i, got[i], want[i])
 				}
 			}
-			if enc := wire.AppendBatch(nil, spans); !f.DecodeOnly && !bytes.Equal(enc, batch) {
+			enc := wire.AppendBatch(nil, spans)
+			if f.TraceState {
+				enc = wire.AppendBatchTraceState(nil, spans)
+			}
+			if !f.DecodeOnly && !bytes.Equal(enc, batch) {
 				t.Errorf("the spans encode to\n%x\nwant\n%x", enc, batch)
 			}
 		})
