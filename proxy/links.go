@@ -52,21 +52,31 @@ func (lt *linkTable) put(id string, c link) bool {
 	return true
 }
 
-// get returns id's link, its baggage copied while the entry is certainly
-// alive: into *buf (reused, so the fast path does not allocate) or, with
-// buf nil, a new string.
+// get returns id's link, its baggage and tracestate copied while the
+// entry is certainly alive (both may alias the ingress request's memory,
+// which its connection reuses once it is done, while the egress request
+// may still run): into *buf (reused, so the fast path does not allocate)
+// or, with buf nil, new strings.
 func (lt *linkTable) get(id string, buf *[]byte) (link, bool) {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
 	c, ok := lt.m[id]
-	if ok && c.baggage != "" {
-		if buf == nil {
-			c.baggage = strings.Clone(c.baggage)
-		} else {
-			*buf = append((*buf)[:0], c.baggage...)
-			c.baggage = unsafe.String(&(*buf)[0], len(*buf))
-		}
+	if !ok || c.baggage == "" && c.ctx.TraceState == "" {
+		return c, ok
 	}
+	if buf == nil {
+		c.baggage, c.ctx.TraceState = strings.Clone(c.baggage), strings.Clone(c.ctx.TraceState)
+		return c, ok
+	}
+	*buf = append(append((*buf)[:0], c.baggage...), c.ctx.TraceState...)
+	b := *buf
+	view := func(from, n int) string {
+		if n == 0 {
+			return ""
+		}
+		return unsafe.String(&b[from], n)
+	}
+	c.baggage, c.ctx.TraceState = view(0, len(c.baggage)), view(len(c.baggage), len(c.ctx.TraceState))
 	return c, ok
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/propagation"
+	"github.com/tracehop/tracehop/core/sampling"
 	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -439,5 +441,82 @@ tracing:
 	defer mu.Unlock()
 	if len(services) != 1 || !services["shop /api/sampling"] {
 		t.Errorf("asked for %v, want the node's service at the configured path", services)
+	}
+}
+
+// The tracestate an ingress request sends (with the threshold tracehop
+// wrote, in its connection's memory) stays intact on an egress request
+// linked to it by x-request-id, even when the application answers before
+// its call out is done and the client's next request on that connection
+// rewrites that memory: the egress span carries its own copy.
+func TestLinkedTracestateOutlivesTheIngressRequest(t *testing.T) {
+	var wg sync.WaitGroup
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { time.Sleep(200 * time.Millisecond) })
+	var egress string
+	app := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		wg.Add(1)
+		go func() { // forwards only the request id, and is not waited for
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", "http://"+egress+"/", nil)
+			req.Header.Set("X-Request-Id", id)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		time.Sleep(30 * time.Millisecond) // the call out has begun: linked
+	})
+	p := startProxy(t, fmt.Sprintf(`admin: {address: "127.0.0.1:0"}
+listeners:
+  - name: in
+    address: "127.0.0.1:0"
+    direction: ingress
+    routes:
+      - {match: {prefix: /a}, cluster: app, tracing: {sampling: {random: 99.99}}}
+      - {match: {prefix: /b}, cluster: app, tracing: {sampling: {random: 99.5}}}
+  - {name: out, address: "127.0.0.1:0", direction: egress, routes: [{cluster: up}]}
+clusters:
+  - {name: app, endpoints: [%s]}
+  - {name: up, endpoints: [%s]}
+tracing:
+  driver: {name: file}
+  propagation: [tracecontext]
+`, app.addr(), up.addr()))
+	egress = p.addr["out"]
+	th := func(bp uint32) string {
+		return "ot=th:" + string(propagation.AppendThreshold(nil, sampling.ThresholdOf(bp)))
+	}
+	// One kept-alive connection: the fast path's memory is the
+	// connection's.
+	c := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	want := map[string]string{}
+	for i := range 20 {
+		path := []string{"/a", "/b"}[i%2]
+		id := fmt.Sprint("req-", i)
+		req, _ := http.NewRequest("GET", "http://"+p.addr["in"]+path, nil)
+		req.Header.Set("X-Request-Id", id)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		want[id] = map[string]string{"/a": th(9999), "/b": th(9950)}[path]
+	}
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond) // the fast path records just after it answers
+	checked := 0
+	for _, s := range p.rec.all() {
+		id, _ := s.Tag("guid:x-request-id")
+		if s.Kind != core.KindClient {
+			continue
+		}
+		checked++
+		if s.TraceState != want[id] {
+			t.Errorf("%s: the egress span's tracestate is %q, want %q (its ingress request's)", id, s.TraceState, want[id])
+		}
+	}
+	if checked < 18 {
+		t.Errorf("only %d egress spans of 20", checked)
 	}
 }

@@ -37,8 +37,8 @@ type reqTrace struct {
 	peerAddr         string   // the address as text, when the connection has it already
 	tls              *connTLS // the client's TLS connection, or nil
 	buf              *spanBuf // the connection's, on the fast path; else pooled
-	// bagBuf, when not nil, holds baggage restored from an ingress request
-	// (the fast path's, reused).
+	// bagBuf, when not nil, holds baggage and tracestate restored from an
+	// ingress request (the fast path's, reused).
 	bagBuf *[]byte
 
 	// Set as the request goes on; read by finish.
