@@ -271,6 +271,13 @@ clusters:
 				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin"), sinkAddr), true)
 		},
 		func() error {
+			// The same, with the batches inside the Export RPC (the
+			// transport before the span ring): the ring's effect, measured
+			// in the same run.
+			return tracehop("tracehop-zipkin-grpc", "tracehop, 100% sampled, zipkin driver (proto), spans over gRPC (transport: grpc)",
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n    transport: grpc\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin-grpc"), sinkAddr), true)
+		},
+		func() error {
 			return tracehop("tracehop-file", "tracehop, 100% sampled, file driver to /dev/null",
 				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: file\n%s    config: {path: /dev/null}\n", bin, driverEnv("tracehop-file")), true)
 		},

@@ -183,6 +183,13 @@ func (r *results) finish() {
 	atLeast("req/s: traced / nginx", traced, nginx, rps, 0.8)
 	atMost("p99 @fixed rate: traced / untraced", traced, untraced, p99, 1.5)
 	atMost("p99 @fixed rate: traced / nginx", traced, nginx, p99, 1.5)
+	// Issue 25: the span ring against the batches inside the Export RPC.
+	if viaGRPC := get("tracehop-zipkin-grpc"); traced != nil && viaGRPC != nil && untraced != nil {
+		cpu := func(s *sample) float64 { return s.CPUPerReq }
+		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: span ring (transport: auto)", traced.CPUPerReq - untraced.CPUPerReq, "<= 3 (issue 25)", traced.CPUPerReq-untraced.CPUPerReq <= 3})
+		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: gRPC (transport: grpc)", viaGRPC.CPUPerReq - untraced.CPUPerReq, "compared", true})
+		atMost("CPU µs/req: span ring / gRPC", traced, viaGRPC, cpu, 1.0)
+	}
 	// Issue 14: TLS termination beside nginx's.
 	tracedTLS, untracedTLS, nginxTLS := get("tracehop-zipkin-tls"), get("tracehop-tls"), get("nginx-tls")
 	cpu := func(s *sample) float64 { return s.CPUPerReq }
@@ -200,7 +207,7 @@ func (r *results) finish() {
 		// Every zipkin configuration (plaintext and TLS) reports to the
 		// one receiver: what it received is set on tracehop-zipkin's row.
 		sampled := int64(0)
-		for _, name := range []string{"tracehop-zipkin", "tracehop-zipkin-tls"} {
+		for _, name := range []string{"tracehop-zipkin", "tracehop-zipkin-grpc", "tracehop-zipkin-tls"} {
 			if c, ok := r.Configs[name]; ok {
 				sampled += c.SpansSampled
 			}
