@@ -46,7 +46,8 @@
 //     decision counters per rule; tracer.go: the Tracer built from the
 //     tracing config (propagation, sampling, custom tags) and the runtime
 //     control of its sampling (SetSampling, SetRemote); links.go: the
-//     request-id link table; tracing.go: begin and finish, which see a
+//     request-id link table; rpc.go: gRPC calls as spans (Envoy's grpc.*
+//     tags, the server's faults); tracing.go: begin and finish, which see a
 //     request only as a reqTrace (what the data plane tells tracing and
 //     what tracing decides) and a reqView: no connection, listener or
 //     route types, so both HTTP paths call them alike.
@@ -62,10 +63,11 @@
 //     request ids, headers never forwarded, and done, which records a
 //     finished request (spans, metrics, access log) for both paths.
 //   - The HTTP/1.1 fast path, bottom up: h1carrier.go (what tracing reads
-//     from parsed heads), h1conn.go (the client connection: reading a head
-//     into a pooled buffer, waiting without one, handing off to net/http,
-//     tracehop's own answers), h1upload.go (a
-//     streamed request body), h1relay.go (the response: 1xx, head, body),
+//     from parsed heads), h1conn.go (the client connection: its reader, a
+//     pooled buffer taken when bytes arrive, the wait without one),
+//     h1head.go (a request head: reading it, handing the connection to
+//     net/http, tracehop's own answers), h1upload.go (a streamed request
+//     body), h1relay.go (the response: 1xx, head, body),
 //     h1send.go (the request upstream), h1request.go (one request: route,
 //     trace, send, relay, record).
 //   - tls.go: a listener's TLS handshake and certificate reports;

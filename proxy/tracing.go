@@ -6,14 +6,12 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/core/sampling"
-	"github.com/tracehop/tracehop/internal/hexdigit"
 	"github.com/tracehop/tracehop/proxy/internal/tlsconf"
 	"github.com/tracehop/tracehop/proxy/internal/upstream"
 )
@@ -432,7 +430,8 @@ func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqVie
 	}
 	add("http.status_code", statusText(status))
 	if isGRPC(v.contentType) {
-		tags = t.appendGRPCTags(tags, v)
+		tags = appendGRPCTags(tags, grpcCall{uri: v.uri, host: v.host, contentType: v.contentType,
+			timeout: v.header.Get("Grpc-Timeout"), status: v.grpcStatus, message: v.grpcMessage})
 	} else if v.grpcStatus != "" {
 		add("grpc.status_code", v.grpcStatus)
 	}
@@ -525,65 +524,6 @@ func (t *Tracer) url(b *spanBuf, v *reqView, st *reqTrace) string {
 		path = path[:t.maxPath]
 	}
 	return b.concat(scheme, v.host, path)
-}
-
-// isGRPC says whether a request's Content-Type is gRPC's (application/grpc,
-// +proto, +json, grpc-web, ...).
-func isGRPC(contentType string) bool {
-	return strings.HasPrefix(contentType, "application/grpc")
-}
-
-// grpcServerFault says whether a gRPC status code (as grpc-status writes
-// it) is the server's failure: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
-// INTERNAL, UNAVAILABLE, DATA_LOSS.
-func grpcServerFault(code string) bool {
-	switch code {
-	case "2", "4", "12", "13", "14", "15":
-		return true
-	}
-	return false
-}
-
-// appendGRPCTags appends Envoy's tags of a gRPC call: grpc.path,
-// grpc.authority, grpc.content_type, grpc.timeout, grpc.status_code and
-// grpc.message (percent-decoded). A driver's attribute_names: otel makes
-// them rpc.system, rpc.service, rpc.method and rpc.grpc.status_code.
-func (t *Tracer) appendGRPCTags(tags []core.Tag, v *reqView) []core.Tag {
-	path, _, _ := strings.Cut(v.uri, "?")
-	tags = append(tags, core.Tag{Key: "grpc.path", Value: path}, core.Tag{Key: "grpc.authority", Value: v.host},
-		core.Tag{Key: "grpc.content_type", Value: v.contentType})
-	if to := v.header.Get("Grpc-Timeout"); to != "" {
-		tags = append(tags, core.Tag{Key: "grpc.timeout", Value: to})
-	}
-	if v.grpcStatus != "" {
-		tags = append(tags, core.Tag{Key: "grpc.status_code", Value: v.grpcStatus})
-	}
-	if v.grpcMessage != "" {
-		tags = append(tags, core.Tag{Key: "grpc.message", Value: grpcMessage(v.grpcMessage)})
-	}
-	return tags
-}
-
-// grpcMessage decodes grpc-message's percent-encoding (gRPC's HTTP/2
-// protocol: the message is UTF-8, percent-encoded); a malformed escape is
-// kept as it came.
-func grpcMessage(m string) string {
-	if strings.IndexByte(m, '%') < 0 {
-		return m
-	}
-	out := make([]byte, 0, len(m))
-	for i := 0; i < len(m); i++ {
-		if m[i] == '%' && i+2 < len(m) {
-			hi, lo := hexdigit.Value(m[i+1]), hexdigit.Value(m[i+2])
-			if hi != hexdigit.Invalid && lo != hexdigit.Invalid {
-				out = append(out, hi<<4|lo)
-				i += 2
-				continue
-			}
-		}
-		out = append(out, m[i])
-	}
-	return string(out)
 }
 
 // statusCodes holds the decimal text of every status code, so that tagging
