@@ -4,10 +4,10 @@ package proxy
 // the server's faults, and Envoy's grpc.* tags.
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/tracehop/tracehop/core"
-	"github.com/tracehop/tracehop/internal/hexdigit"
 )
 
 // isGRPC says whether a request's Content-Type is gRPC's (application/grpc,
@@ -55,23 +55,16 @@ type grpcCall struct {
 }
 
 // grpcMessage decodes grpc-message's percent-encoding (gRPC's HTTP/2
-// protocol: the message is UTF-8, percent-encoded); a malformed escape is
-// kept as it came.
+// protocol: the message is UTF-8, percent-encoded); a message with a malformed
+// escape is kept as it came.
 func grpcMessage(m string) string {
 	if strings.IndexByte(m, '%') < 0 {
 		return m
 	}
-	out := make([]byte, 0, len(m))
-	for i := 0; i < len(m); i++ {
-		if m[i] == '%' && i+2 < len(m) {
-			hi, lo := hexdigit.Value(m[i+1]), hexdigit.Value(m[i+2])
-			if hi != hexdigit.Invalid && lo != hexdigit.Invalid {
-				out = append(out, hi<<4|lo)
-				i += 2
-				continue
-			}
-		}
-		out = append(out, m[i])
+	// As baggage values are decoded (RangeBaggage). gRPC's spec lets a
+	// receiver that cannot decode keep the message as sent.
+	if d, err := url.PathUnescape(m); err == nil {
+		return d
 	}
-	return string(out)
+	return m
 }

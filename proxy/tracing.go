@@ -84,16 +84,7 @@ func (tr *reqTrace) name(b *spanBuf, v *reqView) string {
 // level 2) of a traced request: version 00, the trace id, the id of
 // tracehop's span and the sampled flag.
 func (tr *reqTrace) appendTraceresponse(dst []byte) []byte {
-	dst = append(dst, "00-"...)
-	// Always 32 digits, as traceparent: a 64-bit id is zero-extended.
-	dst = core.SpanID(tr.span.TraceID.High).AppendHex(dst)
-	dst = core.SpanID(tr.span.TraceID.Low).AppendHex(dst)
-	dst = append(dst, '-')
-	dst = tr.span.SpanID.AppendHex(dst)
-	if tr.sampled {
-		return append(dst, "-01"...)
-	}
-	return append(dst, "-00"...)
+	return propagation.AppendTraceparent(dst, tr.span.TraceID, tr.span.SpanID, tr.sampled, false)
 }
 
 // reqView is what tracing and the access log read of a request and its

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -25,12 +24,8 @@ func Describe(ctx context.Context, path string) (wire.DriverInfo, error) {
 	cmd := exec.CommandContext(ctx, path)
 	// The basics a launch gives too (PATH, HOME, ...): a driver that is a
 	// script (#!/usr/bin/env node) needs PATH to start at all.
-	for _, k := range baseEnv {
-		if v, ok := os.LookupEnv(k); ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
-	cmd.Env = append(cmd.Env, wire.InfoEnv+"=1")
+	// (A Process with no Spec: environ gives exactly those.)
+	cmd.Env = append(new(Process).environ(), wire.InfoEnv+"=1")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

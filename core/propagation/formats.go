@@ -224,27 +224,33 @@ var traceContext = &Format{
 			return
 		}
 		var buf [55]byte
-		b := append(buf[:0], "00-"...)
-		b = appendHex64(b, c.TraceID.High)
-		b = appendHex64(b, c.TraceID.Low)
-		b = append(b, '-')
-		b = c.SpanID.AppendHex(b)
-		// Only the flags version 00 defines; the spec wants the others 0.
-		var flags byte
-		if c.Sampled == SamplingYes {
-			flags |= flagSampled
-		}
-		if c.Random {
-			flags |= flagRandom
-		}
-		b = append(b, '-', '0', '0'+flags)
-		h.Set(hTraceparent, b)
+		h.Set(hTraceparent, AppendTraceparent(buf[:0], c.TraceID, c.SpanID, c.Sampled == SamplingYes, c.Random))
 		if c.TraceState != "" {
 			h.SetString(hTracestate, c.TraceState)
 		} else {
 			h.Del(hTracestate)
 		}
 	},
+}
+
+// AppendTraceparent appends a version 00 traceparent value (W3C Trace
+// Context): the trace id in 32 digits (a 64-bit one zero-extended), the
+// span id, and the flags version 00 defines (the spec wants the others 0).
+// W3C's traceresponse has the same form.
+func AppendTraceparent(dst []byte, trace core.TraceID, span core.SpanID, sampled, random bool) []byte {
+	dst = append(dst, "00-"...)
+	dst = appendHex64(dst, trace.High)
+	dst = appendHex64(dst, trace.Low)
+	dst = append(dst, '-')
+	dst = span.AppendHex(dst)
+	var flags byte
+	if sampled {
+		flags |= flagSampled
+	}
+	if random {
+		flags |= flagRandom
+	}
+	return append(dst, '-', '0', '0'+flags)
 }
 
 // The trace-flags bits tracehop knows: sampled (level 1) and random-trace-id
