@@ -68,6 +68,9 @@ var (
 		operation: "'{method} {route}'",
 		tracing:   "  spawn_upstream_span: true\n  custom_tags: [{tag: in, literal: a, span: server}, {tag: out, literal: b, span: client}]\n",
 	}
+	// benchTemplate is a span name template alone, one span per request:
+	// what benchSpans costs without its second span.
+	benchTemplate = benchOptions{operation: "'{method} {route}'"}
 	// benchSampling configures what issue 27's sampling items added:
 	// consistent probability sampling (tracecontext only, so the b3
 	// headers are not read and every request starts a trace decided on its
@@ -193,7 +196,7 @@ func BenchmarkTracingHotPath(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		o    benchOptions
-	}{{"plain", benchPlain}, {"features", benchFeatures}, {"sampling", benchSampling}} {
+	}{{"plain", benchPlain}, {"features", benchFeatures}, {"template", benchTemplate}, {"spans", benchSpans}, {"sampling", benchSampling}} {
 		b.Run(c.name, func(b *testing.B) {
 			run := tracingHotPath(b, c.o)
 			b.ReportAllocs()
