@@ -66,60 +66,104 @@ func AppendBatchTraceState(dst []byte, spans []core.Span) []byte {
 
 func appendBatch(dst []byte, spans []core.Span, traceState bool) []byte {
 	for i := range spans {
-		s := &spans[i]
-		dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.High)
-		dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.Low)
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.SpanID))
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.ParentID))
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.StartUnixNano))
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(s.Duration))
-		var flags byte
-		if s.Error {
-			flags |= flagError
-		}
-		if s.Sampled {
-			flags |= flagSampled
-		}
-		if s.Debug {
-			flags |= flagDebug
-		}
-		if s.Shared {
-			flags |= flagShared
-		}
-		flags |= byte(s.ParentOrigin) << parentOriginShift & parentOriginMask
-		withState := traceState && s.TraceState != ""
-		if withState {
-			flags |= flagTraceState
-		}
-		dst = append(dst, byte(s.Kind), flags)
-		dst = appendStr(dst, s.Name)
-		dst = appendStr(dst, s.LocalService)
-		dst = appendStr(dst, s.Remote.Service)
-		switch ip := s.Remote.IP.Unmap(); {
-		case ip.Is4():
-			b := ip.As4()
-			dst = append(append(dst, 4), b[:]...)
-		case ip.Is6():
-			b := ip.As16()
-			dst = append(append(dst, 16), b[:]...)
-		default:
-			dst = append(dst, 0)
-		}
-		dst = binary.LittleEndian.AppendUint16(dst, s.Remote.Port)
-		dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
-		for _, t := range s.Tags {
-			dst = appendStr(appendStr(dst, t.Key), t.Value)
-		}
-		dst = binary.AppendUvarint(dst, uint64(len(s.Events)))
-		for _, e := range s.Events {
-			dst = binary.LittleEndian.AppendUint64(dst, uint64(e.UnixNano))
-			dst = appendStr(dst, e.Value)
-		}
-		if withState {
-			dst = appendStr(dst, s.TraceState)
-		}
+		dst = AppendSpan(dst, &spans[i], traceState)
 	}
 	return dst
+}
+
+// AppendSpan appends one span to dst in the batch layout: a batch is its
+// spans' layouts back to back. With traceState, a span that has a trace
+// state carries it (flag 64), as AppendBatchTraceState writes it; only a
+// driver whose decoder reads it may be sent such a span. The pipeline
+// encodes every span once with it, as the span is queued (core/pipeline).
+func AppendSpan(dst []byte, s *core.Span, traceState bool) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.High)
+	dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.Low)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(s.SpanID))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(s.ParentID))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(s.StartUnixNano))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(s.Duration))
+	var flags byte
+	if s.Error {
+		flags |= flagError
+	}
+	if s.Sampled {
+		flags |= flagSampled
+	}
+	if s.Debug {
+		flags |= flagDebug
+	}
+	if s.Shared {
+		flags |= flagShared
+	}
+	flags |= byte(s.ParentOrigin) << parentOriginShift & parentOriginMask
+	withState := traceState && s.TraceState != ""
+	if withState {
+		flags |= flagTraceState
+	}
+	dst = append(dst, byte(s.Kind), flags)
+	dst = appendStr(dst, s.Name)
+	dst = appendStr(dst, s.LocalService)
+	dst = appendStr(dst, s.Remote.Service)
+	switch ip := s.Remote.IP.Unmap(); {
+	case ip.Is4():
+		b := ip.As4()
+		dst = append(append(dst, 4), b[:]...)
+	case ip.Is6():
+		b := ip.As16()
+		dst = append(append(dst, 16), b[:]...)
+	default:
+		dst = append(dst, 0)
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, s.Remote.Port)
+	dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
+	for _, t := range s.Tags {
+		dst = appendStr(appendStr(dst, t.Key), t.Value)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Events)))
+	for _, e := range s.Events {
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(e.UnixNano))
+		dst = appendStr(dst, e.Value)
+	}
+	if withState {
+		dst = appendStr(dst, s.TraceState)
+	}
+	return dst
+}
+
+// SpanLen is the length of AppendSpan's output for s: what a queue
+// reserves before it encodes the span in place.
+func SpanLen(s *core.Span, traceState bool) int {
+	n := 6*8 + 2 + strLen(s.Name) + strLen(s.LocalService) + strLen(s.Remote.Service) + 1 + 2
+	switch ip := s.Remote.IP.Unmap(); {
+	case ip.Is4():
+		n += 4
+	case ip.Is6():
+		n += 16
+	}
+	n += uvarintLen(uint64(len(s.Tags)))
+	for i := range s.Tags {
+		n += strLen(s.Tags[i].Key) + strLen(s.Tags[i].Value)
+	}
+	n += uvarintLen(uint64(len(s.Events)))
+	for i := range s.Events {
+		n += 8 + strLen(s.Events[i].Value)
+	}
+	if traceState && s.TraceState != "" {
+		n += strLen(s.TraceState)
+	}
+	return n
+}
+
+func strLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 func appendStr(dst []byte, s string) []byte {

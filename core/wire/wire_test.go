@@ -160,7 +160,28 @@ func FuzzDecodeBatch(f *testing.F) {
 		if !reflect.DeepEqual(spans, again) {
 			t.Fatalf("decode(encode(x)) != x")
 		}
+		checkSpanLen(t, spans)
 	})
+}
+
+// SpanLen is what a queue reserves before encoding a span in place: it
+// must be AppendSpan's length exactly, with the trace state and without.
+func TestSpanLenIsAppendSpansLength(t *testing.T) {
+	spans := sampleSpans()
+	spans[1].TraceState = "ot=th:8"
+	spans = append(spans, core.Span{Tags: make([]core.Tag, 200), Events: []core.Event{{Value: string(make([]byte, 20000))}}})
+	checkSpanLen(t, spans)
+}
+
+func checkSpanLen(t *testing.T, spans []core.Span) {
+	t.Helper()
+	for i := range spans {
+		for _, state := range []bool{false, true} {
+			if got, want := wire.SpanLen(&spans[i], state), len(wire.AppendSpan(nil, &spans[i], state)); got != want {
+				t.Fatalf("span %d (trace state %v): SpanLen %d, AppendSpan wrote %d bytes", i, state, got, want)
+			}
+		}
+	}
 }
 
 func BenchmarkAppendBatch(b *testing.B) {
