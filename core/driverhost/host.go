@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
@@ -138,9 +139,12 @@ type Process struct {
 	// Shutdown waits for before it unmaps it.
 	ring      *spanRing
 	ringUsers sync.WaitGroup
+	// traceState is the live instance's (or the last one's) traceState,
+	// read for every span the pipeline queues.
+	traceState atomic.Bool
 }
 
-var _ core.Driver = (*Process)(nil)
+var _ pipeline.BatchDriver = (*Process)(nil)
 
 // instance is one run of the driver's process.
 type instance struct {
@@ -390,6 +394,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 	}
 	in.ring = p.ring != nil && resp.SpanRing
 	in.traceState = resp.SpanTraceState
+	p.traceState.Store(in.traceState)
 	if p.ring != nil && !resp.SpanRing {
 		if p.spec.Transport == wire.TransportShm {
 			return fail(fmt.Errorf("driver %q did not take the shared-memory span ring (transport: shm): "+
@@ -502,11 +507,44 @@ func (p *Process) current(ctx context.Context) (*instance, error) {
 // dead process are retryable (the process is restarted; the pipeline
 // re-sends); the driver's own errors keep the class it gave them.
 func (p *Process) Export(ctx context.Context, spans []core.Span) error {
+	return p.exportWith(ctx, len(spans), func(dst []byte, traceState bool) []byte {
+		return appendBatch(dst, spans, traceState)
+	})
+}
+
+// ReadsTraceState reports whether the driver's decoder reads spans' trace
+// states (ConfigureResponse.span_trace_state): the pipeline encodes them
+// only then.
+func (p *Process) ReadsTraceState() bool { return p.traceState.Load() }
+
+// ExportBatch is Export for spans the pipeline encoded as it queued them:
+// the batch goes into the span ring or the request as it lies. Only a
+// batch with trace states for a driver that does not read them (it was
+// restarted as another build since) is decoded and encoded again.
+func (p *Process) ExportBatch(ctx context.Context, runs [][]byte, count int, traceState bool) error {
+	return p.exportWith(ctx, count, func(dst []byte, readsState bool) []byte {
+		start := len(dst)
+		for _, r := range runs {
+			dst = append(dst, r...)
+		}
+		if traceState && !readsState {
+			spans, err := wire.DecodeBatch(nil, slices.Clone(dst[start:]), count, time.Now)
+			if err == nil {
+				return appendBatch(dst[:start], spans, false)
+			}
+		}
+		return dst
+	})
+}
+
+// exportWith sends one batch of count spans, which fill appends in the
+// batch layout (with trace states when the driver reads them).
+func (p *Process) exportWith(ctx context.Context, count int, fill func(dst []byte, traceState bool) []byte) error {
 	in, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
-	resp, err := p.export(ctx, in, spans)
+	resp, err := p.export(ctx, in, count, fill)
 	if driverpb.Unreachable(err) {
 		// The connection or the process is gone: replace it.
 		in.markFailed()
@@ -521,11 +559,11 @@ func (p *Process) Export(ctx context.Context, spans []core.Span) error {
 
 // export sends one batch: in the span ring when the driver took it and
 // the batch fits, else inside the request.
-func (p *Process) export(ctx context.Context, in *instance, spans []core.Span) (*driverpb.ExportResponse, error) {
-	req := &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(len(spans))}
+func (p *Process) export(ctx context.Context, in *instance, count int, fill func([]byte, bool) []byte) (*driverpb.ExportResponse, error) {
+	req := &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(count)}
 	if p.useRing(in) {
 		defer p.ringUsers.Done()
-		if reg, ok := p.ring.put(spans, in.traceState); ok {
+		if reg, ok := p.ring.put(count, func(dst []byte) []byte { return fill(dst, in.traceState) }); ok {
 			req.RingOffset, req.RingLength, req.RingSeq = uint64(reg.Offset), uint32(reg.Length), reg.Seq
 			// The region is reused only once the RPC has returned:
 			// answered, failed, or the process gone.
@@ -534,7 +572,7 @@ func (p *Process) export(ctx context.Context, in *instance, spans []core.Span) (
 		}
 	}
 	buf := p.bufs.Get().(*[]byte)
-	*buf = appendBatch((*buf)[:0], spans, in.traceState)
+	*buf = fill((*buf)[:0], in.traceState)
 	req.Spans = *buf
 	resp, err := in.rpc.Export(ctx, req)
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer

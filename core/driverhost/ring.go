@@ -34,10 +34,11 @@ func newSpanRing(size int) (*spanRing, error) {
 	return &spanRing{file: f, mem: mem}, nil
 }
 
-// put writes spans into a free region and returns it; false when the batch
-// does not fit beside the regions still being read (then it goes in the
-// Export itself). A region is busy until release.
-func (r *spanRing) put(spans []core.Span, traceState bool) (wire.RingRegion, bool) {
+// put writes a batch of count spans, which fill appends, into a free region
+// and returns it; false when the batch does not fit beside the regions
+// still being read (then it goes in the Export itself). A region is busy
+// until release.
+func (r *spanRing) put(count int, fill func(dst []byte) []byte) (wire.RingRegion, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Most of the time nothing is busy (a driver's batches go one at a
@@ -46,9 +47,9 @@ func (r *spanRing) put(spans []core.Span, traceState bool) (wire.RingRegion, boo
 	if len(r.busy) > 0 {
 		off = r.next
 	}
-	reg, ok := r.write(off, spans, traceState)
+	reg, ok := r.write(off, count, fill)
 	if !ok && off != 0 {
-		reg, ok = r.write(0, spans, traceState) // wrap around
+		reg, ok = r.write(0, count, fill) // wrap around
 	}
 	if !ok {
 		return wire.RingRegion{}, false
@@ -58,9 +59,9 @@ func (r *spanRing) put(spans []core.Span, traceState bool) (wire.RingRegion, boo
 	return reg, true
 }
 
-// write encodes spans at off when the region fits before the ring's end
-// and overlaps no busy region.
-func (r *spanRing) write(off int, spans []core.Span, traceState bool) (wire.RingRegion, bool) {
+// write fills the region at off when it fits before the ring's end and
+// overlaps no busy region.
+func (r *spanRing) write(off, count int, fill func(dst []byte) []byte) (wire.RingRegion, bool) {
 	end := len(r.mem)
 	for _, b := range r.busy {
 		if b.Offset >= off {
@@ -76,12 +77,12 @@ func (r *spanRing) write(off int, spans []core.Span, traceState bool) (wire.Ring
 	}
 	wire.SetRingSeq(r.mem, off, 0) // a reader that still looks sees it go
 	dst := r.mem[start:start:end]
-	out := appendBatch(dst, spans, traceState)
+	out := fill(dst)
 	if len(out) > 0 && &out[0] != &r.mem[start] || len(out) > end-start {
 		return wire.RingRegion{}, false // it grew elsewhere: too large here
 	}
 	r.seq++
-	reg := wire.RingRegion{Offset: off, Length: len(out), Count: len(spans), Seq: r.seq}
+	reg := wire.RingRegion{Offset: off, Length: len(out), Count: count, Seq: r.seq}
 	wire.PutRingHeader(r.mem, off, reg.Length, reg.Count)
 	wire.SetRingSeq(r.mem, off, reg.Seq)
 	return reg, true

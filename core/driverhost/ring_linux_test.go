@@ -49,7 +49,7 @@ func TestRingIsReadOnlyForTheDriver(t *testing.T) {
 	}
 	defer unix.Munmap(m)
 	// What the host writes, the driver reads.
-	reg, ok := r.put([]core.Span{{TraceID: core.TraceID{Low: 9}, SpanID: 9, Name: "seen"}}, false)
+	reg, ok := putSpans(r, []core.Span{{TraceID: core.TraceID{Low: 9}, SpanID: 9, Name: "seen"}})
 	if !ok {
 		t.Fatal("put refused a small batch")
 	}
@@ -79,17 +79,17 @@ func TestRingRegions(t *testing.T) {
 		}
 		return s
 	}
-	a, ok := r.put(batch(20), false)
+	a, ok := putSpans(r, batch(20))
 	if !ok || a.Offset != 0 {
 		t.Fatalf("first region %+v, %v", a, ok)
 	}
 	r.release(a)
-	b, _ := r.put(batch(20), false)
+	b, _ := putSpans(r, batch(20))
 	if b.Offset != 0 || b.Seq == a.Seq {
 		t.Fatalf("with nothing in flight, the next batch goes at 0 with a new sequence: %+v after %+v", b, a)
 	}
 	// b is in flight (its Export has not returned): c goes after it.
-	c, ok := r.put(batch(20), false)
+	c, ok := putSpans(r, batch(20))
 	if !ok || c.Offset < b.Offset+wire.RingHeaderBytes+b.Length || c.Offset%8 != 0 {
 		t.Fatalf("c %+v overlaps b %+v or is misaligned", c, b)
 	}
@@ -97,16 +97,21 @@ func TestRingRegions(t *testing.T) {
 		t.Fatalf("b was rewritten while in flight: sequence %d, want %d", seq, b.Seq)
 	}
 	// Fill what is left: a batch that fits nowhere is refused.
-	if _, ok := r.put(batch(400), false); ok {
+	if _, ok := putSpans(r, batch(400)); ok {
 		t.Fatal("a batch larger than the free room was placed")
 	}
 	r.release(b)
 	// b's room at the start is free again; c is still busy.
-	d, ok := r.put(batch(20), false)
+	d, ok := putSpans(r, batch(20))
 	if !ok {
 		t.Fatal("no room after b was released")
 	}
 	if d.Offset < c.Offset+wire.RingHeaderBytes+c.Length && d.Offset+wire.RingHeaderBytes+d.Length > c.Offset {
 		t.Fatalf("d %+v overlaps c %+v, still in flight", d, c)
 	}
+}
+
+// putSpans puts spans into r as the pipeline's batches arrive: encoded.
+func putSpans(r *spanRing, spans []core.Span) (wire.RingRegion, bool) {
+	return r.put(len(spans), func(dst []byte) []byte { return appendBatch(dst, spans, false) })
 }

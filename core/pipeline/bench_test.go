@@ -16,6 +16,10 @@ func (discard) Configure(context.Context, []byte, core.HostInfo) (core.Capabilit
 }
 func (discard) Export(context.Context, []core.Span) error { return nil }
 func (discard) Shutdown(context.Context) error            { return nil }
+func (discard) ReadsTraceState() bool                     { return true }
+func (discard) ExportBatch(context.Context, [][]byte, int, bool) error {
+	return nil
+}
 
 // BenchmarkEnqueue measures the request path's share of span delivery: the
 // accepted path (the queue has room; it is drained outside the timer) and
@@ -67,6 +71,11 @@ func BenchmarkEnqueue(b *testing.B) {
 type stalled struct{ discard }
 
 func (stalled) Export(ctx context.Context, _ []core.Span) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (stalled) ExportBatch(ctx context.Context, _ [][]byte, _ int, _ bool) error {
 	<-ctx.Done()
 	return ctx.Err()
 }

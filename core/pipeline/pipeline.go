@@ -11,7 +11,28 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
 )
+
+// BatchDriver is a driver that takes its batches in the batch layout of
+// core/wire, as the pipeline's queues keep them: the host of a driver
+// process (core/driverhost) hands them on as they lie, into the process's
+// span ring or its Export request. The pipeline decodes each batch for a
+// driver that is not one (an in-process driver: tests, benchmarks).
+type BatchDriver interface {
+	core.Driver
+	// ReadsTraceState reports whether the driver's decoder reads spans'
+	// trace states now (wire.AppendSpan's traceState). It is asked for
+	// every span queued, so it must be cheap.
+	ReadsTraceState() bool
+	// ExportBatch is Export for count spans laid out in the batch layout,
+	// which is the runs in order, back to back (they lie in different
+	// places of the queue's memory); they are valid only until it
+	// returns. traceState says whether some span carries its trace
+	// state: a driver restarted since (a different build, whose decoder
+	// does not read it) must not get them.
+	ExportBatch(ctx context.Context, runs [][]byte, count int, traceState bool) error
+}
 
 // Target is one driver the pipeline delivers to.
 type Target struct {
@@ -51,12 +72,20 @@ func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
 }
 
 func newExporter(cfg Config, t Target, logger *slog.Logger) *exporter {
+	var traceState func() bool // an in-process driver decodes what it gets: trace states too
+	bd, _ := t.Driver.(BatchDriver)
+	if bd != nil {
+		traceState = bd.ReadsTraceState
+	} else {
+		traceState = func() bool { return true }
+	}
 	e := &exporter{
 		name:    t.Name,
 		driver:  t.Driver,
+		batches: bd,
 		cfg:     cfg,
 		log:     logger.With("driver", t.Name),
-		q:       newQueue(cfg.QueueSize, cfg.BatchSize),
+		q:       newQueue(cfg.QueueSize, cfg.BatchSize, traceState),
 		flushes: make(chan chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -98,11 +127,11 @@ func (p *Pipeline) Successor(cfg Config, targets []Target, logger *slog.Logger) 
 	return next, nil
 }
 
-// Enqueue hands a finished span to every driver. It never blocks and, once
-// the queue's slots are warm, never allocates: where a driver's queue is
-// full the span is dropped for that driver and counted as DropQueueFull.
-// Each queue copies the span's strings and tags, so the caller may reuse
-// their memory as soon as Enqueue returns.
+// Enqueue hands a finished span to every driver. It never blocks and never
+// allocates: where a driver's queue is full the span is dropped for that
+// driver and counted as DropQueueFull. Each queue encodes the span into
+// its own memory, so the caller may reuse the span's as soon as Enqueue
+// returns.
 func (p *Pipeline) Enqueue(s core.Span) {
 	if s.TraceID.IsZero() || s.SpanID == 0 {
 		for _, e := range p.exporters {
@@ -193,6 +222,8 @@ var _ StatsSource = (*Pipeline)(nil)
 type exporter struct {
 	name    string
 	driver  core.Driver
+	batches BatchDriver  // driver, when it takes the batch layout as it lies
+	dec     wire.Decoder // for a driver that does not
 	cfg     Config
 	log     *slog.Logger
 	q       *queue
@@ -223,7 +254,7 @@ func (e *exporter) stats() DriverStats {
 		ExportErrors: e.c.exportErrors.Load(),
 		Batches:      e.c.batches.Load(),
 		QueueLen:     e.q.held(),
-		QueueCap:     len(e.q.ring),
+		QueueCap:     len(e.q.recs),
 		Up:           true,
 	}
 	for i := range s.Dropped {
@@ -295,7 +326,7 @@ func (e *exporter) shutdown(ctx context.Context) error {
 
 func (e *exporter) run() {
 	defer close(e.done)
-	batch := make([]core.Span, 0, e.cfg.BatchSize)
+	var b batch
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
@@ -323,14 +354,14 @@ func (e *exporter) run() {
 	// send exports one batch of at most BatchSize queued spans; every
 	// outcome (delivered, dropped and counted) frees its slots.
 	send := func() {
-		batch = e.q.take(batch, e.cfg.BatchSize)
-		if len(batch) == 0 {
+		e.q.take(&b, e.cfg.BatchSize)
+		if b.count == 0 {
 			return
 		}
-		e.export(ctx, batch)
-		e.q.release(len(batch))
-		clear(batch) // drop references to the slots' memory
-		batch = batch[:0]
+		e.export(ctx, &b)
+		e.q.release(b.count)
+		b.reset()
+		e.dec.Release()
 	}
 	// settle sends every full batch, then arms the timer for what is left.
 	settle := func() {
@@ -401,7 +432,17 @@ func (e *exporter) stopping() bool {
 // in flight when the stop begins is awaited; one the stop's deadline cuts
 // short may have been stored, so its spans are counted as DropShutdown and
 // not sent again.
-func (e *exporter) export(ctx context.Context, batch []core.Span) {
+func (e *exporter) export(ctx context.Context, b *batch) {
+	if e.batches == nil {
+		spans, err := e.dec.Decode(b.bytes(), b.count, time.Now)
+		if err != nil { // the queue encoded it: a bug, not the driver's fault
+			e.c.dropped[DropRejected].Add(uint64(b.count))
+			e.logFailure("a queued batch does not decode; its spans are dropped", err, b.count, 0)
+			return
+		}
+		b.spans = spans
+	}
+	n := b.count
 	e.batchID++
 	bctx := core.WithBatchID(ctx, e.batchID)
 	deadline := time.Now().Add(e.cfg.RetryFor)
@@ -411,42 +452,42 @@ func (e *exporter) export(ctx context.Context, batch []core.Span) {
 		if ctx.Err() != nil {
 			// The stop's deadline passed before this attempt: the batch
 			// was not delivered and will not be.
-			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
-			e.logFailure("shutdown deadline passed before the batch could be sent; its spans are dropped", ctx.Err(), len(batch), attempt)
+			e.c.dropped[DropShutdown].Add(uint64(n))
+			e.logFailure("shutdown deadline passed before the batch could be sent; its spans are dropped", ctx.Err(), n, attempt)
 			return
 		}
 		actx, cancel := context.WithTimeout(bctx, e.cfg.ExportTimeout)
 		start := time.Now()
-		err := e.driver.Export(actx, batch)
+		err := e.exportOnce(actx, b)
 		cancel()
 		e.c.observeLatency(time.Since(start))
 		if err == nil {
-			e.c.exported.Add(uint64(len(batch)))
+			e.c.exported.Add(uint64(n))
 			e.c.batches.Add(1)
 			return
 		}
 		if pr := core.AsPartialRejection(err); pr != nil {
 			// Delivered, less what the back end refused: sending the
 			// batch again would duplicate the accepted spans.
-			n := min(pr.Rejected, len(batch))
-			e.c.exported.Add(uint64(len(batch) - n))
+			r := min(pr.Rejected, n)
+			e.c.exported.Add(uint64(n - r))
 			e.c.batches.Add(1)
-			e.c.dropped[DropRejected].Add(uint64(n))
-			e.logFailure("back end rejected part of a batch; those spans are dropped", err, len(batch), attempt)
+			e.c.dropped[DropRejected].Add(uint64(r))
+			e.logFailure("back end rejected part of a batch; those spans are dropped", err, n, attempt)
 			return
 		}
 		e.c.exportErrors.Add(1)
 		if core.IsPermanent(err) {
-			e.c.dropped[DropRejected].Add(uint64(len(batch)))
-			e.logFailure("driver rejected a batch; its spans are dropped", err, len(batch), attempt)
+			e.c.dropped[DropRejected].Add(uint64(n))
+			e.logFailure("driver rejected a batch; its spans are dropped", err, n, attempt)
 			return
 		}
 		if ctx.Err() != nil {
 			// The stop's deadline cut this attempt short: the back end
 			// may have stored the batch, or not. Sending it again could
 			// store it twice; it is counted as lost.
-			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
-			e.logFailure("shutdown deadline passed while a batch was being exported; the back end may or may not have it, and it is not sent again", err, len(batch), attempt)
+			e.c.dropped[DropShutdown].Add(uint64(n))
+			e.logFailure("shutdown deadline passed while a batch was being exported; the back end may or may not have it, and it is not sent again", err, n, attempt)
 			return
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -456,11 +497,11 @@ func (e *exporter) export(ctx context.Context, batch []core.Span) {
 			wait = asked
 		}
 		if time.Now().Add(wait).After(deadline) {
-			e.c.dropped[DropRetriesExhausted].Add(uint64(len(batch)))
-			e.logFailure("export kept failing; the batch's spans are dropped", err, len(batch), attempt)
+			e.c.dropped[DropRetriesExhausted].Add(uint64(n))
+			e.logFailure("export kept failing; the batch's spans are dropped", err, n, attempt)
 			return
 		}
-		e.logFailure("export failed; retrying", err, len(batch), attempt)
+		e.logFailure("export failed; retrying", err, n, attempt)
 		if !stopSeen && e.stopping() {
 			// The stop began during this attempt: the next one goes at
 			// once, under the shutdown deadline, and backoff starts over.
@@ -468,8 +509,8 @@ func (e *exporter) export(ctx context.Context, batch []core.Span) {
 			continue
 		}
 		if dl, ok := e.stopDeadline(stopSeen); ok && time.Now().Add(wait).After(dl) {
-			e.c.dropped[DropShutdown].Add(uint64(len(batch)))
-			e.logFailure("the next attempt would come after the shutdown deadline; the batch's spans are dropped", err, len(batch), attempt)
+			e.c.dropped[DropShutdown].Add(uint64(n))
+			e.logFailure("the next attempt would come after the shutdown deadline; the batch's spans are dropped", err, n, attempt)
 			return
 		}
 		var stop <-chan struct{}
@@ -488,6 +529,14 @@ func (e *exporter) export(ctx context.Context, batch []core.Span) {
 			t.Stop()
 		}
 	}
+}
+
+// exportOnce is one attempt to export b.
+func (e *exporter) exportOnce(ctx context.Context, b *batch) error {
+	if e.batches != nil {
+		return e.batches.ExportBatch(ctx, b.wire, b.count, b.state)
+	}
+	return e.driver.Export(ctx, b.spans)
 }
 
 // stopDeadline returns the shutdown deadline once the stop has begun

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/wire"
 )
 
 // recorder is an in-process driver that records batches and fails on
@@ -661,5 +662,58 @@ func TestShutdownResendsWhatWasNotDelivered(t *testing.T) {
 	storedOnce(t, b, 5)
 	if st := p.Stats()[0]; st.Exported != 5 || st.DroppedTotal() != 0 || b.started() != 2 {
 		t.Errorf("exported %d, dropped %v after %d Export calls; want 5, none, 2", st.Exported, st.Dropped, b.started())
+	}
+}
+
+// layoutDriver takes its batches in the batch layout, as a driver
+// process's host does, and records them decoded.
+type layoutDriver struct {
+	recorder
+	traceState bool
+	flags      []bool // the traceState of each ExportBatch
+}
+
+func (d *layoutDriver) ReadsTraceState() bool { return d.traceState }
+
+func (d *layoutDriver) ExportBatch(ctx context.Context, runs [][]byte, count int, traceState bool) error {
+	spans, err := wire.DecodeBatch(nil, bytes.Join(runs, nil), count, time.Now)
+	if err != nil {
+		return core.Permanent(err)
+	}
+	d.mu.Lock()
+	d.flags = append(d.flags, traceState)
+	d.mu.Unlock()
+	return d.Export(ctx, spans)
+}
+
+// A BatchDriver gets each batch as the queue encoded it, trace states only
+// while it reads them, with the same retries and batch ids as any driver.
+func TestBatchDriverGetsTheLayoutAsQueued(t *testing.T) {
+	d := &layoutDriver{}
+	d.fail = func(n int) error {
+		if n == 1 {
+			return core.Retryable(errors.New("once"))
+		}
+		return nil
+	}
+	p, err := pipeline.New(pipeline.Config{QueueSize: 8, BatchSize: 2, RetryInitial: time.Millisecond}, []pipeline.Target{{Name: "layout", Driver: d}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := span(1)
+	s.TraceState = "ot=th:8"
+	p.Enqueue(s)
+	d.mu.Lock()
+	d.traceState = true
+	d.mu.Unlock()
+	s = span(2)
+	s.TraceState = "ot=th:8"
+	p.Enqueue(s)
+	shutdown(t, p)
+	if len(d.batches) != 1 || len(d.batches[0]) != 2 || len(d.ids) != 1 || d.calls != 2 {
+		t.Fatalf("batches %v, ids %v, calls %d: want one batch of 2, sent twice with one id", d.batches, d.ids, d.calls)
+	}
+	if got := d.batches[0]; got[0].TraceState != "" || got[1].TraceState != "ot=th:8" || !d.flags[0] {
+		t.Fatalf("trace states %q %q, flags %v: want only the second span's, flagged", got[0].TraceState, got[1].TraceState, d.flags)
 	}
 }

@@ -2,31 +2,39 @@ package pipeline
 
 import (
 	"sync"
-	"unsafe"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
 )
 
-// Slot memory kept for reuse. A span bigger than this (a huge custom tag)
-// gets memory of its own, given back to the GC once it is exported, so that
-// one odd request cannot pin its size in every slot.
+// Queue memory: chunkBytes at a time, up to queueBytesPerSpan per span of
+// QueueSize and at least minQueueBytes: room for spans far larger than a
+// proxy's usual few hundred bytes (a 64 KiB header as a tag), without
+// letting one driver's queue hold more than a few MiB.
 const (
-	keepSlotBytes = 4 << 10
-	keepSlotTags  = 64
+	chunkBytes        = 64 << 10
+	queueBytesPerSpan = 512
+	minQueueBytes     = 1 << 20
 )
 
-// queue is one driver's bounded span queue: a ring of slots that own the
-// memory of the spans they hold. push copies a span's strings and tags into
-// a slot, so that the request path allocates nothing once the slots are
-// warm and may reuse its own buffers as soon as Enqueue returns.
+// queue is one driver's bounded span queue. push encodes each span once,
+// in the batch layout of core/wire, into the queue's memory; a batch is
+// the runs of records that lie back to back in it, handed to a driver
+// process as they lie (BatchDriver: copied into its span ring or its
+// Export request) and never encoded again. Before, the queue copied each
+// span's strings and tags into a slot and the driver's host encoded the
+// batch from the slots: two copies of every span.
 //
-// Ring positions go through three states, in order: queued [taken, tail),
-// in the batch being exported [head, taken), free. A batch's slots are
-// freed only when its export is over, since the driver reads their memory
-// until then; the in-flight batch therefore counts against the capacity.
-// Freed slots go on a stack and the most recently freed is reused first,
-// so the memory spans pass through stays about one batch big and warm in
-// the cache, instead of cycling through the whole queue's worth.
+// Records go through three states, in order: queued [taken, tail), in the
+// batch being exported [head, taken), free. A batch's records are freed
+// only when its export is over, since the driver reads their memory until
+// then; the batch in flight therefore counts against the capacity.
+//
+// The memory comes in chunks, taken as records need them and given back
+// when their last record is freed; the most recently freed is reused first
+// and the chunk being written starts over when its records are all freed.
+// So the memory spans pass through stays about a batch big and warm in
+// the cache, and more is resident only while a driver falls behind.
 //
 // push signals wake when the queue goes from empty to one span (the
 // exporter then arms its batch timer) and when it reaches a full batch, not
@@ -34,28 +42,40 @@ const (
 // instead of once per request.
 type queue struct {
 	mu                sync.Mutex
-	ring              []*slot
-	free              []*slot
+	recs              []record
 	head, taken, tail uint64
+	cur               *chunk   // being written
+	free              []*chunk // of chunkBytes, the last freed on top
+	chunks, maxChunks int      // held, in chunkBytes
 	closed            bool
 	batch             uint64
 	wake              chan struct{}
+	// traceState says whether the driver reads spans' trace states now.
+	traceState func() bool
 }
 
-type slot struct {
-	span   core.Span
-	buf    []byte
-	tags   []core.Tag
-	events []core.Event
+// chunk is queue memory: records written back to back from its start.
+type chunk struct {
+	buf  []byte
+	used int // bytes written
+	live int // records held
 }
 
-func newQueue(size, batch int) *queue {
-	q := &queue{ring: make([]*slot, size), free: make([]*slot, size), batch: uint64(batch), wake: make(chan struct{}, 1)}
-	slots := make([]slot, size)
-	for i := range slots {
-		q.free[size-1-i] = &slots[i]
+// record is where one encoded span lies in the queue's memory.
+type record struct {
+	c      *chunk
+	off, n int
+	state  bool // carries a trace state (flag 64)
+}
+
+func newQueue(size, batch int, traceState func() bool) *queue {
+	return &queue{
+		recs:       make([]record, size),
+		maxChunks:  max(size*queueBytesPerSpan, minQueueBytes) / chunkBytes,
+		batch:      uint64(batch),
+		wake:       make(chan struct{}, 1),
+		traceState: traceState,
 	}
-	return q
 }
 
 // pushResult says what became of a pushed span.
@@ -67,31 +87,87 @@ const (
 	pushClosed
 )
 
-// push copies s into a free slot.
+// push encodes s into the queue. Nothing of s is kept.
 func (q *queue) push(s *core.Span) pushResult {
+	state := s.TraceState != "" && q.traceState != nil && q.traceState()
+	n := wire.SpanLen(s, state)
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return pushClosed
 	}
-	if len(q.free) == 0 {
+	c := q.room(n)
+	if c == nil {
 		q.mu.Unlock()
 		return pushFull
 	}
-	sl := q.free[len(q.free)-1]
-	q.free = q.free[:len(q.free)-1]
-	sl.set(s)
-	q.ring[q.tail%uint64(len(q.ring))] = sl
+	off := c.used
+	wire.AppendSpan(c.buf[off:off:off+n], s, state) // in place: SpanLen is exact
+	c.used += n
+	c.live++
+	q.recs[q.tail%uint64(len(q.recs))] = record{c: c, off: off, n: n, state: state}
 	q.tail++
-	n := q.tail - q.taken
+	k := q.tail - q.taken
 	q.mu.Unlock()
-	if n == 1 || n == q.batch {
+	if k == 1 || k == q.batch {
 		select {
 		case q.wake <- struct{}{}:
 		default:
 		}
 	}
 	return pushed
+}
+
+// room returns the chunk a record of n bytes goes in: the one being
+// written while it has room, else a free or a new one; nil when the queue
+// is full.
+func (q *queue) room(n int) *chunk {
+	if q.tail-q.head == uint64(len(q.recs)) {
+		return nil
+	}
+	if c := q.cur; c != nil {
+		if c.live == 0 {
+			c.used = 0 // every record in it is freed: start over, warm
+		}
+		if c.used+n <= len(c.buf) {
+			return c
+		}
+	}
+	var c *chunk
+	switch need := (n + chunkBytes - 1) / chunkBytes; {
+	case need > 1:
+		// A span larger than a chunk gets memory of its own, for it
+		// alone, given back to the GC once it is freed: one odd request
+		// does not pin its size.
+		if q.chunks+need > q.maxChunks {
+			return nil
+		}
+		q.chunks += need
+		return &chunk{buf: make([]byte, need*chunkBytes)}
+	case len(q.free) > 0:
+		c = q.free[len(q.free)-1]
+		q.free = q.free[:len(q.free)-1]
+	case q.chunks < q.maxChunks:
+		c = &chunk{buf: make([]byte, chunkBytes)}
+		q.chunks++
+	default:
+		return nil
+	}
+	if old := q.cur; old != nil && old.live == 0 {
+		q.freeChunk(old)
+	}
+	c.used = 0
+	q.cur = c
+	return c
+}
+
+// freeChunk gives back a chunk none of whose records is held any more.
+func (q *queue) freeChunk(c *chunk) {
+	if len(c.buf) == chunkBytes {
+		q.free = append(q.free, c)
+		return
+	}
+	q.chunks -= len(c.buf) / chunkBytes
 }
 
 // ready is the number of queued spans not yet taken into a batch.
@@ -101,32 +177,52 @@ func (q *queue) ready() int {
 	return int(q.tail - q.taken)
 }
 
-// held is the number of slots in use: queued or being exported.
+// held is the number of spans the queue holds: queued or being exported.
 func (q *queue) held() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return int(q.tail - q.head)
 }
 
-// take appends up to max queued spans to dst. The spans' strings and
-// slices stay valid until release.
-func (q *queue) take(dst []core.Span, max int) []core.Span {
+// take sets b to up to max queued spans, as the runs of records that lie
+// back to back. b's bytes stay valid until release.
+func (q *queue) take(b *batch, max int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := min(q.tail-q.taken, uint64(max))
-	for i := range n {
-		dst = append(dst, q.ring[(q.taken+i)%uint64(len(q.ring))].span)
+	b.reset()
+	size := uint64(len(q.recs))
+	for ; q.taken < q.tail && b.count < max; q.taken++ {
+		r := q.recs[q.taken%size]
+		if k := len(b.wire) - 1; k >= 0 && b.last == r.c && b.end == r.off {
+			b.wire[k] = r.c.buf[b.start : r.off+r.n : r.off+r.n]
+		} else {
+			b.wire = append(b.wire, r.c.buf[r.off:r.off+r.n:r.off+r.n])
+			b.start = r.off
+		}
+		b.last, b.end = r.c, r.off+r.n
+		b.state = b.state || r.state
+		b.count++
 	}
-	q.taken += n
-	return dst
 }
 
-// release frees the slots of the batch taken last, which must hold n spans.
+// release frees the records of the batch taken last, which must hold n
+// spans.
 func (q *queue) release(n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.freeRange(q.head, uint64(n))
-	q.head += uint64(n)
+	q.freeRecords(uint64(n))
+}
+
+func (q *queue) freeRecords(n uint64) {
+	size := uint64(len(q.recs))
+	for ; n > 0; n-- {
+		r := &q.recs[q.head%size]
+		if r.c.live--; r.c.live == 0 && r.c != q.cur {
+			q.freeChunk(r.c)
+		}
+		r.c = nil
+		q.head++
+	}
 }
 
 // close refuses further pushes and frees every queued span, returning how
@@ -136,79 +232,40 @@ func (q *queue) close() int {
 	defer q.mu.Unlock()
 	q.closed = true
 	n := q.tail - q.taken
-	q.freeRange(q.taken, n)
-	q.head, q.taken = q.tail, q.tail
+	q.freeRecords(q.tail - q.head)
+	q.taken = q.tail
 	return int(n)
 }
 
-func (q *queue) freeRange(from, n uint64) {
-	for i := range n {
-		at := &q.ring[(from+i)%uint64(len(q.ring))]
-		(*at).trim()
-		q.free = append(q.free, *at)
-		*at = nil
-	}
+// batch is what the exporter sends at once: spans in the batch layout, in
+// runs that each lie back to back in the queue's memory, and, for a driver
+// that takes decoded spans, the same decoded.
+type batch struct {
+	wire  [][]byte // alias the queue's memory until release
+	count int
+	state bool // some span carries its trace state (flag 64)
+	spans []core.Span
+	// The last run: its chunk, and where it starts and ends there.
+	last       *chunk
+	start, end int
+	joined     []byte // the runs as one, for decoding
 }
 
-// set copies s into the slot: its strings into the slot's byte buffer,
-// sized once for all of them so that the strings made from it stay put,
-// and its tags and events into the slot's own slices.
-func (sl *slot) set(s *core.Span) {
-	n := len(s.Name) + len(s.LocalService) + len(s.Remote.Service) + len(s.TraceState)
-	for i := range s.Tags {
-		n += len(s.Tags[i].Key) + len(s.Tags[i].Value)
-	}
-	for i := range s.Events {
-		n += len(s.Events[i].Value)
-	}
-	if cap(sl.buf) < n {
-		sl.buf = make([]byte, 0, max(n, 512))
-	}
-	a := arena{buf: sl.buf[:0]}
-	sl.span = *s
-	sl.span.Name = a.str(s.Name)
-	sl.span.LocalService = a.str(s.LocalService)
-	sl.span.Remote.Service = a.str(s.Remote.Service)
-	sl.span.TraceState = a.str(s.TraceState)
-	if s.Tags != nil {
-		tags := sl.tags[:0]
-		for _, t := range s.Tags {
-			tags = append(tags, core.Tag{Key: a.str(t.Key), Value: a.str(t.Value)})
-		}
-		sl.tags, sl.span.Tags = tags, tags
-	}
-	if s.Events != nil {
-		events := sl.events[:0]
-		for _, e := range s.Events {
-			events = append(events, core.Event{UnixNano: e.UnixNano, Value: a.str(e.Value)})
-		}
-		sl.events, sl.span.Events = events, events
-	}
+func (b *batch) reset() {
+	clear(b.wire) // drop references to the queue's memory
+	b.wire, b.count, b.state, b.last = b.wire[:0], 0, false, nil
+	clear(b.spans)
+	b.spans = b.spans[:0]
 }
 
-// trim drops the slot's references and any memory too big to keep.
-func (sl *slot) trim() {
-	sl.span = core.Span{}
-	if cap(sl.buf) > keepSlotBytes {
-		sl.buf = nil
+// bytes returns the batch's runs as one buffer, valid until the next call.
+func (b *batch) bytes() []byte {
+	if len(b.wire) == 1 {
+		return b.wire[0]
 	}
-	if cap(sl.tags) > keepSlotTags {
-		sl.tags = nil
+	b.joined = b.joined[:0]
+	for _, w := range b.wire {
+		b.joined = append(b.joined, w...)
 	}
-	if cap(sl.events) > keepSlotTags {
-		sl.events = nil
-	}
-}
-
-// arena hands out strings copied into a buffer whose capacity was reserved
-// up front, so appending never moves what earlier strings point at.
-type arena struct{ buf []byte }
-
-func (a *arena) str(s string) string {
-	if s == "" {
-		return ""
-	}
-	start := len(a.buf)
-	a.buf = append(a.buf, s...)
-	return unsafe.String(&a.buf[start], len(s))
+	return b.joined
 }

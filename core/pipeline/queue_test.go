@@ -3,31 +3,44 @@ package pipeline
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
 )
 
 func testSpan(id uint64, value string) core.Span {
 	return core.Span{TraceID: core.TraceID{Low: id}, SpanID: core.SpanID(id), Name: "op", Tags: []core.Tag{{Key: "k", Value: value}}}
 }
 
-// The slots of a batch being exported are not free: the driver still reads
-// them. A push that would overwrite them is refused.
+// decoded is what a batch holds, as a driver would read it.
+func decoded(t *testing.T, b *batch) []core.Span {
+	t.Helper()
+	spans, err := wire.DecodeBatch(nil, b.bytes(), b.count, time.Now)
+	if err != nil {
+		t.Fatalf("the batch does not decode: %v", err)
+	}
+	return spans
+}
+
+// The records of a batch being exported are not free: the driver still
+// reads them. A push that would overwrite them is refused.
 func TestQueueKeepsTheBatchInFlight(t *testing.T) {
-	q := newQueue(2, 2)
+	q := newQueue(2, 2, nil)
 	for i := range uint64(2) {
 		if r := q.push(new(testSpan(i+1, "v"))); r != pushed {
 			t.Fatalf("push %d: %v", i, r)
 		}
 	}
-	batch := q.take(nil, 2)
+	var b batch
+	q.take(&b, 2)
 	if r := q.push(new(testSpan(3, "v"))); r != pushFull {
 		t.Fatalf("a push over a batch in flight: %v, want pushFull", r)
 	}
-	if batch[0].SpanID != 1 || batch[1].SpanID != 2 || q.held() != 2 || q.ready() != 0 {
-		t.Fatalf("batch %v, held %d, ready %d", batch, q.held(), q.ready())
+	if got := decoded(t, &b); len(got) != 2 || got[0].SpanID != 1 || got[1].SpanID != 2 || q.held() != 2 || q.ready() != 0 {
+		t.Fatalf("batch %v, held %d, ready %d", got, q.held(), q.ready())
 	}
-	q.release(len(batch))
+	q.release(b.count)
 	if r := q.push(new(testSpan(3, "v"))); r != pushed || q.held() != 1 {
 		t.Fatalf("after release: %v, held %d", r, q.held())
 	}
@@ -39,19 +52,91 @@ func TestQueueKeepsTheBatchInFlight(t *testing.T) {
 	}
 }
 
-// A slot gives back memory too big to keep once its span is exported, and
-// keeps ordinary memory for the next span.
-func TestQueueSlotMemory(t *testing.T) {
-	q := newQueue(1, 1)
-	q.push(new(testSpan(1, strings.Repeat("x", keepSlotBytes+1))))
-	q.release(len(q.take(nil, 1)))
-	if sl := q.free[0]; sl.buf != nil || sl.span.Tags != nil {
-		t.Fatalf("slot kept %d bytes and its span after release", cap(sl.buf))
+// The queue's memory comes in chunks: a batch spans them, in runs; a chunk
+// whose records are all freed is reused (the one being written starts over),
+// so a steady stream keeps using the same memory.
+func TestQueueChunksAreReused(t *testing.T) {
+	q := newQueue(1024, 512, nil)
+	value := strings.Repeat("x", 400)
+	one := wire.SpanLen(new(testSpan(1, value)), false)
+	perChunk := chunkBytes / one
+	var b batch
+	id := uint64(0)
+	push := func(n int) {
+		t.Helper()
+		for range n {
+			id++
+			if r := q.push(new(testSpan(id, value))); r != pushed {
+				t.Fatalf("push %d: %v", id, r)
+			}
+		}
 	}
-	q.push(new(testSpan(2, "small")))
-	q.release(len(q.take(nil, 1)))
-	if sl := q.free[0]; cap(sl.buf) == 0 || cap(sl.tags) == 0 {
-		t.Fatal("slot dropped its ordinary memory: every span would allocate")
+	push(perChunk + 10) // into a second chunk
+	q.take(&b, 512)
+	if len(b.wire) != 2 || b.count != perChunk+10 || len(decoded(t, &b)) != perChunk+10 {
+		t.Fatalf("a batch over two chunks: %d runs, %d spans", len(b.wire), b.count)
+	}
+	first := b.last
+	q.release(b.count)
+	if q.chunks != 2 || len(q.free) != 1 {
+		t.Fatalf("after the batch: %d chunks, %d free, want 2 and the first free", q.chunks, len(q.free))
+	}
+	for range 20 { // a steady stream, batch after batch
+		push(perChunk / 2)
+		q.take(&b, 512)
+		if got := decoded(t, &b); got[len(got)-1].SpanID != core.SpanID(id) {
+			t.Fatalf("the batch ends at span %d, want %d", got[len(got)-1].SpanID, id)
+		}
+		q.release(b.count)
+	}
+	if q.chunks != 2 || q.cur != first && q.cur.used > chunkBytes/2+one {
+		t.Fatalf("a steady stream took %d chunks", q.chunks)
+	}
+}
+
+// A queue refuses a span when no chunk has room for it, however few spans
+// it holds; a span larger than a chunk takes memory of its own, given back
+// when it is freed.
+func TestQueueFullByBytes(t *testing.T) {
+	q := newQueue(64, 64, nil)
+	big := testSpan(1, strings.Repeat("b", minQueueBytes/2))
+	if r := q.push(&big); r != pushed {
+		t.Fatalf("first half: %v", r)
+	}
+	if r := q.push(&big); r != pushFull {
+		t.Fatalf("a second half of the memory, with the first held: %v, want pushFull", r)
+	}
+	if r := q.push(new(testSpan(2, "small"))); r != pushed {
+		t.Fatalf("a small span beside it: %v", r)
+	}
+	var b batch
+	q.take(&b, 64)
+	q.release(b.count)
+	if q.chunks != 1 {
+		t.Fatalf("%d chunks held after the big span was freed, want the small one's", q.chunks)
+	}
+	whole := testSpan(3, strings.Repeat("w", minQueueBytes))
+	if r := q.push(&whole); r != pushFull {
+		t.Fatalf("a span larger than the queue's memory: %v, want pushFull", r)
+	}
+}
+
+// A span's trace state is encoded only while the driver reads it, and the
+// batch says when one does.
+func TestQueueTraceStateFollowsTheDriver(t *testing.T) {
+	reads := false
+	q := newQueue(4, 4, func() bool { return reads })
+	s := testSpan(1, "v")
+	s.TraceState = "ot=th:8"
+	q.push(&s)
+	reads = true
+	s.SpanID = 2
+	q.push(&s)
+	var b batch
+	q.take(&b, 4)
+	got := decoded(t, &b)
+	if !b.state || got[0].TraceState != "" || got[1].TraceState != "ot=th:8" {
+		t.Fatalf("state %v, trace states %q and %q", b.state, got[0].TraceState, got[1].TraceState)
 	}
 }
 
