@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale
 
 all: build
 
@@ -95,6 +95,11 @@ ROUNDS ?= 3
 bench: build bench-deps
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
 	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -out bench/results -readme README.md
+
+## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
+bench-upstream:
+	$(GO) build -o $(BIN)/tracehop-bench ./bench
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench UpstreamPropagation -count 5 ./bench | tee /dev/stderr | $(BIN)/tracehop-bench -upstream -readme README.md
 
 ## bench-micro: Go micro benchmarks of the hot path and the export path
 bench-micro:

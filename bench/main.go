@@ -81,7 +81,15 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
 	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
+	upstream := flag.Bool("upstream", false, "read `go test -bench UpstreamPropagation ./bench` output on stdin and write its table (into -readme if given)")
 	flag.Parse()
+	if *upstream {
+		if err := renderUpstream(os.Stdin, o.readme); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *render != "" {
 		if err := rerender(*render, o.readme); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
