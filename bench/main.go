@@ -286,6 +286,10 @@ clusters:
 				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n    transport: grpc\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin-grpc"), sinkAddr), true)
 		},
 		func() error {
+			return tracehop("tracehop-otlp", "tracehop, 100% sampled, otlp driver (HTTP/protobuf) to a receiver that counts spans without decoding them",
+				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: otlp\n%s    config: {endpoint: \"http://%s/v1/traces\", protocol: http/protobuf, compression: none}\n", bin, driverEnv("tracehop-otlp"), sinkAddr), true)
+		},
+		func() error {
 			return tracehop("tracehop-file", "tracehop, 100% sampled, file driver to /dev/null",
 				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: file\n%s    config: {path: /dev/null}\n", bin, driverEnv("tracehop-file")), true)
 		},
@@ -365,7 +369,7 @@ clusters:
 	}
 	// Let the exporters flush (batches leave every 200 ms), then count.
 	time.Sleep(3 * time.Second)
-	sinkSpans, err := sinkCount(sinkAddr)
+	sinkSpans, otlpSpans, err := sinkCount(sinkAddr)
 	if err != nil {
 		return err
 	}
@@ -383,6 +387,9 @@ clusters:
 	}
 	if _, ok := res.Configs["tracehop-zipkin"]; ok {
 		res.Configs["tracehop-zipkin"].SpansReceived = sinkSpans
+	}
+	if _, ok := res.Configs["tracehop-otlp"]; ok {
+		res.Configs["tracehop-otlp"].SpansReceived = otlpSpans
 	}
 	res.finish()
 	fmt.Println()
@@ -468,19 +475,20 @@ func waitReady(ctx context.Context, url string) error {
 	return fmt.Errorf("%s did not answer 200 within 20s", url)
 }
 
-func sinkCount(addr string) (int64, error) {
+// sinkCount returns the Zipkin and the OTLP spans the receiver counted.
+func sinkCount(addr string) (zipkin, otlp int64, err error) {
 	resp, err := http.Get("http://" + addr + "/count")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
-	var spans, batches, bad int64
+	var batches, bad int64
 	b, _ := io.ReadAll(resp.Body)
-	_, err = fmt.Sscan(string(b), &spans, &batches, &bad)
+	_, err = fmt.Sscan(string(b), &zipkin, &batches, &bad, &otlp)
 	if bad > 0 {
-		return spans, fmt.Errorf("the receiver refused %d batches it could not decode", bad)
+		return zipkin, otlp, fmt.Errorf("the receiver refused %d batches it could not decode", bad)
 	}
-	return spans, err
+	return zipkin, otlp, err
 }
 
 func nginxConf(dir, addr, upstream string) string {

@@ -190,6 +190,27 @@ func (r *results) finish() {
 		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: gRPC (transport: grpc)", viaGRPC.CPUPerReq - untraced.CPUPerReq, "compared", true})
 		atMost("CPU µs/req: span ring / gRPC", traced, viaGRPC, cpu, 1.0)
 	}
+	// Issue 25's targets, for the drivers it names: the otlp driver into a
+	// receiver that does not decode, and the file driver.
+	haproxy := get("haproxy")
+	for _, name := range []string{"tracehop-otlp", "tracehop-file"} {
+		d := get(name)
+		if d == nil || untraced == nil {
+			continue
+		}
+		driver := strings.TrimPrefix(name, "tracehop-")
+		over := d.CPUPerReq - untraced.CPUPerReq
+		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: " + driver, over, "<= 3 (issue 25)", over <= 3})
+		atLeast("req/s: traced ("+driver+") / untraced (issue 25)", d, untraced, rps, 0.95)
+		atLeast("req/s: traced ("+driver+") / nginx (issue 25)", d, nginx, rps, 0.90)
+		atMost("p99 @fixed rate: traced ("+driver+") / untraced (issue 25)", d, untraced, p99, 1.3)
+	}
+	atLeast("req/s: untraced / nginx (issue 25)", untraced, nginx, rps, 1.0)
+	atLeast("req/s: untraced / HAProxy (issue 25)", untraced, haproxy, rps, 1.0)
+	if c, ok := r.Configs["tracehop-otlp"]; ok && c.SpansSampled > 0 {
+		v := float64(c.SpansReceived) / float64(c.SpansSampled)
+		r.Ratios = append(r.Ratios, ratio{"spans received by the OTLP receiver / spans sampled (otlp)", v, "= 1", c.SpansReceived == c.SpansSampled})
+	}
 	// Issue 14: TLS termination beside nginx's.
 	tracedTLS, untracedTLS, nginxTLS := get("tracehop-zipkin-tls"), get("tracehop-tls"), get("nginx-tls")
 	cpu := func(s *sample) float64 { return s.CPUPerReq }
@@ -281,7 +302,7 @@ func (r *results) table() string {
 			name, m.RPS, x, strings.Join(per, " "), cpu, fixedCPU, us(m.FixedP50), us(m.FixedP90), us(m.FixedP99), us(m.SatP99), rss, spans, newConn, c.Errors)
 	}
 	if len(r.Ratios) > 0 {
-		b.WriteString("\n| target (issues 6, 14) | measured | target | met |\n|---|---:|---|---|\n")
+		b.WriteString("\n| target (issues 6, 14, 25) | measured | target | met |\n|---|---:|---|---|\n")
 		for _, q := range r.Ratios {
 			met := "yes"
 			if !q.Met {

@@ -41,7 +41,7 @@ func serveUpstream(addr string) error {
 // or JSON, decoded from the real wire format) and discards them.
 // GET /count answers the total.
 func serveSink(addr string) error {
-	var spans, batches, bad atomic.Int64
+	var spans, batches, bad, otlpSpans atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v2/spans", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -58,10 +58,68 @@ func serveSink(addr string) error {
 		batches.Add(1)
 		w.WriteHeader(http.StatusAccepted)
 	})
+	// OTLP/HTTP protobuf: the spans are counted, not decoded (a
+	// ResourceSpans, ScopeSpans, Span walk with protowire).
+	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		n, err := countOTLPSpans(body)
+		if err != nil {
+			bad.Add(1)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		otlpSpans.Add(int64(n))
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
+	})
 	mux.HandleFunc("GET /count", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%d %d %d\n", spans.Load(), batches.Load(), bad.Load())
+		fmt.Fprintf(w, "%d %d %d %d\n", spans.Load(), batches.Load(), bad.Load(), otlpSpans.Load())
 	})
 	return (&http.Server{Addr: addr, Handler: mux}).ListenAndServe()
+}
+
+// countOTLPSpans counts the spans of an ExportTraceServiceRequest:
+// resource_spans (1) -> scope_spans (2) -> spans (2).
+func countOTLPSpans(body []byte) (int, error) {
+	n := 0
+	err := eachField(body, 1, func(rs []byte) error {
+		return eachField(rs, 2, func(ss []byte) error {
+			return eachField(ss, 2, func([]byte) error { n++; return nil })
+		})
+	})
+	return n, err
+}
+
+// eachField calls f with the bytes of every length-delimited field num of
+// the message b.
+func eachField(b []byte, num protowire.Number, f func([]byte) error) error {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			if err := f(v); err != nil {
+				return err
+			}
+			b = b[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+	}
+	return nil
 }
 
 // countSpans counts the spans of a Zipkin v2 payload: a ListOfSpans
