@@ -91,10 +91,12 @@ bench-deps:
 	@echo "bench-deps: wrk, nginx, haproxy and $(GOBIN_TOOLS)/fortio are ready"
 
 ## bench: tracehop against direct, a Go reverse proxy, nginx and HAProxy (about 6 min); ROUNDS=3; rewrites README's table
+## WORKERS=2: two worker threads per proxy (GOMAXPROCS, worker_processes, nbthread); rewrites its own table
 ROUNDS ?= 3
+WORKERS ?= 1
 bench: build bench-deps
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
-	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -out bench/results -readme README.md
+	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -workers $(WORKERS) -out bench/results -readme README.md
 
 ## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
 bench-upstream:

@@ -58,6 +58,7 @@ type options struct {
 	basePort                int
 	only                    string
 	profile                 string
+	workers                 int
 }
 
 func main() {
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&o.rateConns, "rate-c", 16, "fortio connections")
 	flag.IntVar(&o.basePort, "port", 18080, "first of the loopback ports used")
 	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
+	flag.IntVar(&o.workers, "workers", 1, "worker threads of every proxy: GOMAXPROCS of tracehop and go-httputil, nginx worker_processes, HAProxy nbthread (the driver keeps 1); with -readme, a run with more than 1 rewrites its own table")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
 	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
 	upstream := flag.Bool("upstream", false, "read `go test -bench UpstreamPropagation ./bench` output on stdin and write its table (into -readme if given)")
@@ -195,7 +197,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	one := []string{"GOMAXPROCS=1"}
+	one := []string{fmt.Sprintf("GOMAXPROCS=%d", o.workers)}
 	var targets []*target
 	want := func(name string) bool {
 		return o.only == "" || strings.Contains(","+o.only+",", ","+name+",")
@@ -298,12 +300,12 @@ clusters:
 			return add(&target{Name: "go-httputil", Desc: "minimal httputil.ReverseProxy (Rewrite, tuned Transport)", addr: addr}, one, self, "goproxy", addr, upstreamAddr)
 		},
 		func() error {
-			return native("nginx", "nginx, worker_processes 1, upstream keepalive", "nginx.conf",
-				func(addr string) string { return nginxConf(dir, addr, upstreamAddr) }, "-p", dir, "-c")
+			return native("nginx", fmt.Sprintf("nginx, worker_processes %d, upstream keepalive", o.workers), "nginx.conf",
+				func(addr string) string { return nginxConf(dir, addr, upstreamAddr, o.workers) }, "-p", dir, "-c")
 		},
 		func() error {
-			return native("haproxy", "HAProxy, nbthread 1, http-keep-alive", "haproxy.cfg",
-				func(addr string) string { return haproxyConf(addr, upstreamAddr) }, "-db", "-f")
+			return native("haproxy", fmt.Sprintf("HAProxy, nbthread %d, http-keep-alive", o.workers), "haproxy.cfg",
+				func(addr string) string { return haproxyConf(addr, upstreamAddr, o.workers) }, "-db", "-f")
 		},
 		// TLS termination, side by side: one ECDSA P-256 certificate, TLS
 		// 1.3 with TLS_AES_128_GCM_SHA256 (Go's choice; nginx and HAProxy
@@ -321,7 +323,7 @@ clusters:
 			}
 			return native("nginx-tls", "nginx on TLS, worker_processes 1, upstream keepalive", "nginx-tls.conf",
 				func(addr string) string {
-					return nginxTLSConf(filepath.Join(dir, "tls"), addr, upstreamAddr, certFile, keyFile)
+					return nginxTLSConf(filepath.Join(dir, "tls"), addr, upstreamAddr, certFile, keyFile, o.workers)
 				}, "-p", filepath.Join(dir, "tls"), "-c")
 		},
 		func() error {
@@ -332,7 +334,7 @@ clusters:
 				return err
 			}
 			return native("haproxy-tls", "HAProxy on TLS, nbthread 1, http-keep-alive", "haproxy-tls.cfg",
-				func(addr string) string { return haproxyTLSConf(addr, upstreamAddr, pem) }, "-db", "-f")
+				func(addr string) string { return haproxyTLSConf(addr, upstreamAddr, pem, o.workers) }, "-db", "-f")
 		},
 	}
 	for _, s := range steps {
@@ -491,10 +493,10 @@ func sinkCount(addr string) (zipkin, otlp int64, err error) {
 	return zipkin, otlp, err
 }
 
-func nginxConf(dir, addr, upstream string) string {
+func nginxConf(dir, addr, upstream string, workers int) string {
 	return fmt.Sprintf(`daemon off;
 master_process on;
-worker_processes 1;
+worker_processes %[4]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/nginx-error.log warn;
 events { worker_connections 4096; }
@@ -514,12 +516,12 @@ http {
     }
   }
 }
-`, dir, addr, upstream)
+`, dir, addr, upstream, workers)
 }
 
 // nginxTLSConf is nginxConf terminating TLS.
-func nginxTLSConf(dir, addr, upstream, cert, key string) string {
-	plain := nginxConf(dir, addr, upstream)
+func nginxTLSConf(dir, addr, upstream, cert, key string, workers int) string {
+	plain := nginxConf(dir, addr, upstream, workers)
 	return strings.Replace(plain, "    listen "+addr+";", fmt.Sprintf(`    listen %s ssl;
     ssl_certificate %s;
     ssl_certificate_key %s;
@@ -530,8 +532,8 @@ func nginxTLSConf(dir, addr, upstream, cert, key string) string {
 
 // haproxyTLSConf is haproxyConf terminating TLS; pem holds the
 // certificate and its key.
-func haproxyTLSConf(addr, upstream, pem string) string {
-	plain := haproxyConf(addr, upstream)
+func haproxyTLSConf(addr, upstream, pem string, workers int) string {
+	plain := haproxyConf(addr, upstream, workers)
 	plain = strings.Replace(plain, "global\n", "global\n  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256\n  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-bind-curves X25519\n", 1)
 	return strings.Replace(plain, "  bind "+addr+"\n", fmt.Sprintf("  bind %s ssl crt %s alpn http/1.1\n", addr, pem), 1)
 }
@@ -546,9 +548,9 @@ func benchCert(dir string) (certFile, keyFile string, err error) {
 	return ca.WritePair(dir, "bench", tlstest.Localhost("bench"))
 }
 
-func haproxyConf(addr, upstream string) string {
+func haproxyConf(addr, upstream string, workers int) string {
 	return fmt.Sprintf(`global
-  nbthread 1
+  nbthread %[3]d
   maxconn 4096
 defaults
   mode http
@@ -558,10 +560,10 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend in
-  bind %s
+  bind %[1]s
   default_backend up
 backend up
   http-reuse safe
-  server s1 %s
-`, addr, upstream)
+  server s1 %[2]s
+`, addr, upstream, workers)
 }

@@ -72,7 +72,8 @@ func newResults(o options, targets []*target) *results {
 	r.Settings = map[string]string{
 		"rounds": strconv.Itoa(o.rounds), "saturated": fmt.Sprintf("wrk -t1 -c%d -d%s --latency", o.conns, o.satDur),
 		"fixed_rate": fmt.Sprintf("fortio load -qps %d -c %d -t %s -uniform", o.qps, o.rateConns, o.rateDur),
-		"threads":    "one per proxy: GOMAXPROCS=1 (tracehop, its driver, go-httputil), nginx worker_processes 1, haproxy nbthread 1",
+		"threads":    fmt.Sprintf("%[1]d per proxy: GOMAXPROCS=%[1]d (tracehop, go-httputil; the driver 1), nginx worker_processes %[1]d, haproxy nbthread %[1]d", o.workers),
+		"workers":    strconv.Itoa(o.workers),
 	}
 	for _, t := range targets {
 		r.Order = append(r.Order, t.Name)
@@ -336,13 +337,16 @@ func (r *results) write(dir string) (string, error) {
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-const beginMark, endMark = "<!-- bench:begin -->", "<!-- bench:end -->"
-
-// render replaces the README's table between the bench markers.
+// render replaces the README's table between the bench markers: those of
+// the run's worker count beyond one (<!-- bench-2workers:begin -->).
 func (r *results) render(readme string) error {
 	b, err := os.ReadFile(readme)
 	if err != nil {
 		return err
+	}
+	beginMark, endMark := "<!-- bench:begin -->", "<!-- bench:end -->"
+	if w := r.Settings["workers"]; w != "" && w != "1" {
+		beginMark, endMark = "<!-- bench-"+w+"workers:begin -->", "<!-- bench-"+w+"workers:end -->"
 	}
 	s := string(b)
 	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
