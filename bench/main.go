@@ -347,6 +347,11 @@ clusters:
 	}
 
 	res := newResults(o, targets)
+	for _, t := range targets {
+		if t.admin != "" && t.proc != nil { // tracehop, before any request
+			res.Configs[t.Name].IdleRSS = treeRSS(t.proc.pid())
+		}
+	}
 	total := len(targets) * o.rounds
 	fmt.Printf("bench: warm-up %s each, then %d rounds x %d configurations (wrk %s saturated, fortio %s at %d req/s): about %s\n",
 		o.warmup, o.rounds, len(targets), o.satDur, o.rateDur, o.qps,
@@ -367,6 +372,25 @@ clusters:
 			res.add(t.Name, r)
 			fmt.Printf("bench: [%2d/%d] round %d %-16s %8.0f req/s  cpu %5.1f µs/req  p99@%d %6s  errors %d\n",
 				step, total, round, t.Name, r.RPS, r.CPUPerReq, o.qps, r.FixedP99.Round(time.Microsecond), r.Errors)
+		}
+	}
+	// Memory per sidecar at a steady 1,000 req/s.
+	for _, t := range targets {
+		if t.admin == "" || t.proc == nil || t.tls {
+			continue
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := runFortio(ctx, fortio, t.url(), 1000, o.rateConns, 12*time.Second)
+			done <- err
+		}()
+		select {
+		case <-time.After(10 * time.Second):
+			res.Configs[t.Name].RateRSS = treeRSS(t.proc.pid())
+		case <-ctx.Done():
+		}
+		if err := <-done; err != nil {
+			return fmt.Errorf("%s at 1,000 req/s: %w", t.Name, err)
 		}
 	}
 	// Let the exporters flush (batches leave every 200 ms), then count.

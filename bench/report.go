@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +43,11 @@ type config struct {
 	Errors      int64    `json:"errors"`
 	// RSS and peak RSS by process name, in bytes, after the last round.
 	RSS map[string][2]int64 `json:"rss_and_peak_bytes,omitempty"`
+	// RSS by process name, in bytes, of a tracehop configuration idle
+	// (started, before any request) and at 1,000 req/s (after 10 s of
+	// it): memory per sidecar, tracehop and its driver.
+	IdleRSS map[string][2]int64 `json:"idle_rss_bytes,omitempty"`
+	RateRSS map[string][2]int64 `json:"rss_at_1000_rps_bytes,omitempty"`
 	// Spans, for traced configurations: tracehop's counters and what the
 	// receiver decoded.
 	SpansSampled  int64            `json:"spans_sampled,omitempty"`
@@ -241,6 +247,21 @@ func (r *results) finish() {
 	}
 }
 
+// rssCell is the total RSS of a process tree, with each process's when
+// there are several.
+func rssCell(rss map[string][2]int64) string {
+	var total int64
+	var parts []string
+	for _, comm := range slices.Sorted(maps.Keys(rss)) {
+		total += rss[comm][0]
+		parts = append(parts, fmt.Sprintf("%s %.1f", comm, float64(rss[comm][0])/(1<<20)))
+	}
+	if len(parts) == 1 {
+		return fmt.Sprintf("%.1f", float64(total)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f (%s)", float64(total)/(1<<20), strings.Join(parts, ", "))
+}
+
 func us(d time.Duration) string { return strconv.FormatInt(d.Microseconds(), 10) }
 
 // table renders the medians and the ratios as Markdown.
@@ -301,6 +322,16 @@ func (r *results) table() string {
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %d |\n",
 			name, m.RPS, x, strings.Join(per, " "), cpu, fixedCPU, us(m.FixedP50), us(m.FixedP90), us(m.FixedP99), us(m.SatP99), rss, spans, newConn, c.Errors)
+	}
+	mem := false
+	for _, name := range r.Order {
+		if c := r.Configs[name]; c.IdleRSS != nil && c.RateRSS != nil {
+			if !mem {
+				b.WriteString("\n| memory per sidecar, RSS MiB | idle | at 1,000 req/s |\n|---|---:|---:|\n")
+				mem = true
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", name, rssCell(c.IdleRSS), rssCell(c.RateRSS))
+		}
 	}
 	if len(r.Ratios) > 0 {
 		b.WriteString("\n| target (issues 6, 14, 25) | measured | target | met |\n|---|---:|---|---|\n")
