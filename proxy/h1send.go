@@ -179,7 +179,7 @@ func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bo
 	}
 	if tracing {
 		for i := range fc.mut.Len() {
-			if k, v, del, final := fc.mut.At(i); final && !del {
+			if k, v, ok := fc.mut.Written(i); ok {
 				w = append(w, k...)
 				w = append(w, ": "...)
 				w = append(append(w, v...), "\r\n"...)

@@ -65,22 +65,26 @@ func (m *Mutations) Touches(name string) bool {
 	return false
 }
 
-// Len is the number of recorded changes; At returns the i-th: the key, and
-// the value unless the change is a removal. Only the last change of a key
-// counts: final reports whether it is that one.
+// Len is the number of recorded changes; Written returns the i-th when it
+// is a value to write.
 func (m *Mutations) Len() int { return m.n }
 
-// At returns the i-th change; see Len.
-func (m *Mutations) At(i int) (key string, value []byte, del, final bool) {
+// Written returns the i-th change when it sets a value and is the last
+// change of its key (an earlier one does not count): what an HTTP layer
+// writing its own headers writes. Removals come first in an Inject (the
+// other formats' headers), so the search for a later change of the key
+// runs over a few sets only.
+func (m *Mutations) Written(i int) (key string, value []byte, ok bool) {
 	op := &m.ops[i]
-	final = true
+	if op.del {
+		return "", nil, false
+	}
 	for j := i + 1; j < m.n; j++ {
 		if m.ops[j].key == op.key {
-			final = false
-			break
+			return "", nil, false
 		}
 	}
-	return op.key, m.buf[op.start:op.end], op.del, final
+	return op.key, m.buf[op.start:op.end], true
 }
 
 // Apply makes the recorded changes to h.

@@ -335,3 +335,23 @@ func TestB3ClientSpan(t *testing.T) {
 		}
 	}
 }
+
+// Written gives what an HTTP layer writes: each key's last change, when it
+// sets a value; removals and superseded values are not written.
+func TestMutationsWritten(t *testing.T) {
+	var m propagation.Mutations
+	m.Del("x-b3-traceid")
+	m.SetString("traceparent", "first")
+	m.SetString("tracestate", "ot=th:8")
+	m.SetString("traceparent", "second")
+	m.Del("tracestate")
+	var got []string
+	for i := range m.Len() {
+		if k, v, ok := m.Written(i); ok {
+			got = append(got, k+"="+string(v))
+		}
+	}
+	if strings.Join(got, " ") != "traceparent=second" {
+		t.Fatalf("written %q, want only traceparent=second", got)
+	}
+}
