@@ -56,7 +56,10 @@ func benchListener(b testing.TB, traced bool) *frontend {
 }
 
 // benchOptions are the tracing features a benchmark configures.
-type benchOptions struct{ operation, routeTracing, tracing string }
+type benchOptions struct {
+	operation, routeTracing, tracing string
+	grpc                             bool // a gRPC call that failed UNAVAILABLE
+}
 
 var (
 	benchPlain = benchOptions{}
@@ -77,6 +80,10 @@ var (
 	// benchTemplate is a span name template alone, one span per request:
 	// what benchSpans costs without its second span.
 	benchTemplate = benchOptions{operation: "'{method} {route}'"}
+	// benchGRPC is a gRPC call (issue 27's gRPC-aware spans: Envoy's
+	// grpc.* tags, the status, the percent-decoded message, the error by
+	// side).
+	benchGRPC = benchOptions{grpc: true}
 	// benchSampling configures what issue 27's sampling items added:
 	// consistent probability sampling (tracecontext only, so the b3
 	// headers are not read and every request starts a trace decided on its
@@ -180,6 +187,9 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		}}
 		st.setRoute(l.routes[0])
 		v := reqView{method: "GET", host: "svc", uri: "/trace/1", proto: "HTTP/1.1", userAgent: "bench", header: &fc.carrier, volatile: true}
+		if o.grpc {
+			v.method, v.uri, v.proto, v.contentType = "POST", "/shop.Cart/AddItem", "HTTP/2.0", "application/grpc"
+		}
 		l.tracer.begin(&st.reqTrace, &v)
 		l.tracer.prop.InjectInto(fc.mut, st.out)
 		if st.sampled && l.tracer.wantsResponse(st.routeTracing) { // as relay does
@@ -187,6 +197,9 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 			v.respHeader = &fc.respCap
 		}
 		v.status, v.respBytes = 200, 100
+		if o.grpc {
+			v.grpcStatus, v.grpcMessage = "14", "upstream%20unavailable"
+		}
 		l.tracer.finish(&st.reqTrace, &v)
 	}
 }
@@ -202,7 +215,7 @@ func BenchmarkTracingHotPath(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		o    benchOptions
-	}{{"plain", benchPlain}, {"features", benchFeatures}, {"template", benchTemplate}, {"spans", benchSpans}, {"sampling", benchSampling}} {
+	}{{"plain", benchPlain}, {"features", benchFeatures}, {"template", benchTemplate}, {"spans", benchSpans}, {"grpc", benchGRPC}, {"sampling", benchSampling}} {
 		b.Run(c.name, func(b *testing.B) {
 			run := tracingHotPath(b, c.o)
 			b.ReportAllocs()
@@ -222,7 +235,7 @@ func TestTracingHotPathAllocations(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		o    benchOptions
-	}{{"plain", benchPlain}, {"features", benchFeatures}, {"spans", benchSpans}, {"sampling", benchSampling}} {
+	}{{"plain", benchPlain}, {"features", benchFeatures}, {"spans", benchSpans}, {"grpc", benchGRPC}, {"sampling", benchSampling}} {
 		t.Run(c.name, func(t *testing.T) {
 			run := tracingHotPath(t, c.o)
 			// Full batches, every slot of the queue warm (at 50% sampling a
@@ -246,5 +259,22 @@ func BenchmarkObserveSampled(b *testing.B) {
 	start := time.Now()
 	for b.Loop() {
 		m.observe(200, start, true, &id)
+	}
+}
+
+// BenchmarkTraceresponse is what a listener with traceresponse: true adds
+// to a traced answer (issue 27): the header field, written in place.
+func BenchmarkTraceresponse(b *testing.B) {
+	tr := reqTrace{traced: true}
+	tr.span.TraceID = core.TraceID{High: 0x0af7651916cd43dd, Low: 0x8448eb211c80319c}
+	tr.span.SpanID = 0xb7ad6b7169203331
+	tr.sampled = true
+	w := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		w = tr.appendTraceresponse(w[:0])
+	}
+	if len(w) != 55 {
+		b.Fatalf("traceresponse %q: want 55 bytes", w)
 	}
 }

@@ -4,7 +4,6 @@ package proxy
 // the server's faults, and Envoy's grpc.* tags.
 
 import (
-	"net/url"
 	"strings"
 
 	"github.com/tracehop/tracehop/core"
@@ -31,7 +30,7 @@ func grpcServerFault(code string) bool {
 // grpc.authority, grpc.content_type, grpc.timeout, grpc.status_code and
 // grpc.message (percent-decoded). A driver's attribute_names: otel makes
 // them rpc.system, rpc.service, rpc.method and rpc.grpc.status_code.
-func appendGRPCTags(tags []core.Tag, c grpcCall) []core.Tag {
+func appendGRPCTags(tags []core.Tag, sb *spanBuf, c grpcCall) []core.Tag {
 	path, _, _ := strings.Cut(c.uri, "?")
 	tags = append(tags, core.Tag{Key: "grpc.path", Value: path}, core.Tag{Key: "grpc.authority", Value: c.host},
 		core.Tag{Key: "grpc.content_type", Value: c.contentType})
@@ -42,7 +41,7 @@ func appendGRPCTags(tags []core.Tag, c grpcCall) []core.Tag {
 		tags = append(tags, core.Tag{Key: "grpc.status_code", Value: c.status})
 	}
 	if c.message != "" {
-		tags = append(tags, core.Tag{Key: "grpc.message", Value: grpcMessage(c.message)})
+		tags = append(tags, core.Tag{Key: "grpc.message", Value: grpcMessage(sb, c.message)})
 	}
 	return tags
 }
@@ -57,13 +56,13 @@ type grpcCall struct {
 // grpcMessage decodes grpc-message's percent-encoding (gRPC's HTTP/2
 // protocol: the message is UTF-8, percent-encoded); a message with a malformed
 // escape is kept as it came.
-func grpcMessage(m string) string {
+func grpcMessage(sb *spanBuf, m string) string {
 	if strings.IndexByte(m, '%') < 0 {
 		return m
 	}
 	// As baggage values are decoded (RangeBaggage). gRPC's spec lets a
 	// receiver that cannot decode keep the message as sent.
-	if d, err := url.PathUnescape(m); err == nil {
+	if d, ok := sb.unescape(m); ok {
 		return d
 	}
 	return m

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/url"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -64,6 +65,45 @@ func (sb *spanBuf) int(v int64) string {
 	start := len(sb.text)
 	sb.text = strconv.AppendInt(sb.text, v, 10)
 	return unsafe.String(&sb.text[start], len(sb.text)-start)
+}
+
+// unescape percent-decodes s (%XX escapes only, as url.PathUnescape: a
+// '+' stays), in the buffer when it fits; false when an escape is
+// malformed.
+func (sb *spanBuf) unescape(s string) (string, bool) {
+	if cap(sb.text)-len(sb.text) < len(s) {
+		d, err := url.PathUnescape(s)
+		return d, err == nil
+	}
+	start := len(sb.text)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' {
+			if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+				sb.text = sb.text[:start]
+				return "", false
+			}
+			c = unhex(s[i+1])<<4 | unhex(s[i+2])
+			i += 2
+		}
+		sb.text = append(sb.text, c)
+	}
+	return sb.view(start), true
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
 }
 
 // str views b as a string without a copy; it is valid while b is.

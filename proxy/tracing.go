@@ -345,7 +345,7 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 	if t.maxPath > 0 {
 		path = min(path, t.maxPath)
 	}
-	need := len("https://") + len(v.host) + path + 2*20
+	need := len("https://") + len(v.host) + path + 2*20 + len(v.grpcMessage)
 	if st.spanName != nil {
 		need += st.spanName.size + len(v.method) + len(v.host) + len(v.uri)
 	}
@@ -421,7 +421,7 @@ func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqVie
 	}
 	add("http.status_code", statusText(status))
 	if isGRPC(v.contentType) {
-		tags = appendGRPCTags(tags, grpcCall{uri: v.uri, host: v.host, contentType: v.contentType,
+		tags = appendGRPCTags(tags, b, grpcCall{uri: v.uri, host: v.host, contentType: v.contentType,
 			timeout: v.header.Get("Grpc-Timeout"), status: v.grpcStatus, message: v.grpcMessage})
 	} else if v.grpcStatus != "" {
 		add("grpc.status_code", v.grpcStatus)
