@@ -156,6 +156,8 @@ type instance struct {
 	failed chan struct{} // closed by markFailed
 	once   sync.Once
 	ring   bool // the driver took the span ring
+	// sockDir holds the driver's Unix socket; removed by kill.
+	sockDir string
 	// traceState: the driver's decoder reads spans' trace states
 	// (ConfigureResponse.span_trace_state).
 	traceState bool
@@ -182,6 +184,15 @@ func (in *instance) kill(graceful bool) {
 	case <-time.After(killGrace):
 		killGroup(in.cmd)
 		<-done
+	}
+	removeSockDir(in.sockDir)
+}
+
+// removeSockDir removes a driver's socket directory once its process is
+// gone ("" when there was none).
+func removeSockDir(dir string) {
+	if dir != "" {
+		os.RemoveAll(dir)
 	}
 }
 
@@ -316,6 +327,14 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 	// flushing them), so a Ctrl-C to tracehop's terminal must not reach
 	// them first, and killGroup can take their children along.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The driver's Unix socket goes in a directory of tracehop's, removed
+	// once the process is gone: a driver that is killed (a crash, SIGKILL)
+	// cannot remove its socket itself, and every restart would leave one
+	// more in the temporary directory.
+	sockDir, err := os.MkdirTemp("", "tracehop-driver-")
+	if err == nil {
+		cmd.Env = append(cmd.Env, goplugin.EnvUnixSocketDir+"="+sockDir)
+	}
 	var secure *goplugin.SecureConfig
 	if p.spec.Checksum != "" {
 		sum, _ := wire.ParseChecksum(p.spec.Checksum)
@@ -347,6 +366,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 			killGroup(cmd)
 		}
 		client.Kill()
+		removeSockDir(sockDir)
 		return nil, core.Capabilities{}, err
 	}
 	proto, err := client.Client()
@@ -361,7 +381,7 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 	}
 	handshaken = true
 	h := raw.(*grpcHandle)
-	in := &instance{cmd: cmd, client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{})}
+	in := &instance{cmd: cmd, client: client, rpc: h.rpc, conn: h.conn, tail: tail, failed: make(chan struct{}), sockDir: sockDir}
 
 	cctx, cancel := context.WithTimeout(ctx, p.opts.ConfigureTimeout)
 	defer cancel()

@@ -643,3 +643,48 @@ func TestHostileStderr(t *testing.T) {
 		t.Fatalf("the driver's lines did not reach the log:\n%.2000s", l)
 	}
 }
+
+// A killed driver cannot remove its Unix socket: tracehop gives each
+// launch a directory for it and removes it once the process is gone, so
+// restarts leave nothing behind in the temporary directory.
+func TestKilledDriverLeavesNoSocket(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dirs := func() []string {
+		m, _ := filepath.Glob(filepath.Join(tmp, "tracehop-driver-*"))
+		return m
+	}
+	d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "fault", Path: testDriverBin}, driverhost.Options{Logger: drivertest.TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dirs(); len(got) != 1 {
+		t.Fatalf("socket directories %v, want the live driver's", got)
+	}
+	socks, _ := filepath.Glob(filepath.Join(dirs()[0], "*"))
+	if len(socks) != 1 {
+		t.Fatalf("the driver's socket is not in its directory: %v", socks)
+	}
+	for range 2 {
+		pid := d.Pid()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for (d.Pid() == 0 || d.Pid() == pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := d.Export(context.Background(), []core.Span{span(1)}); err != nil {
+			t.Fatalf("Export after the restart: %v", err)
+		}
+		if got := dirs(); len(got) != 1 {
+			t.Fatalf("after a kill and a restart: socket directories %v, want only the live driver's", got)
+		}
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirs(); len(got) != 0 {
+		t.Fatalf("after Shutdown: %v left behind", got)
+	}
+}
