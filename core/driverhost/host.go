@@ -185,6 +185,9 @@ func (in *instance) kill(graceful bool) {
 		killGroup(in.cmd)
 		<-done
 	}
+	// A driver that exited when asked may leave children behind (a
+	// wrapper script's, a helper it started): the group goes with it.
+	killGroup(in.cmd)
 	removeSockDir(in.sockDir)
 }
 

@@ -688,3 +688,43 @@ func TestKilledDriverLeavesNoSocket(t *testing.T) {
 		t.Fatalf("after Shutdown: %v left behind", got)
 	}
 }
+
+// A driver that exits when asked takes its process group along: a wrapper
+// script's background child does not outlive tracehop's Shutdown.
+func TestShutdownTakesTheDriversChildren(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	script := writeScript(t, fmt.Sprintf("sleep 300 &\necho $! > %s\nexec %s", pidFile, testDriverBin))
+	d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: "wrapped", Path: script}, driverhost.Options{Logger: drivertest.TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Fatalf("the driver's child %d outlived Shutdown", pid)
+	}
+}
+
+// alive says whether pid runs (a zombie, killed and not yet reaped, does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
