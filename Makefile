@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
 
 all: build
 
@@ -178,3 +178,12 @@ RATE ?= 100
 DURATION ?= 30s
 k8s-scale: images
 	$(GO) run ./examples/sandbox/kubernetes/run -scale $(N) -rate $(RATE) -duration $(DURATION) $(if $(COLLECTOR_DOWN),-collector-down $(COLLECTOR_DOWN))
+
+## k8s-tiers: 8 Pods (TIERS_PODS) with sidecars -> OTel Collector gateway (load_balancing by trace id) -> 2 tail-sampling replicas -> Jaeger (deploy/kubernetes/tiers) in podman; TIERS_RATE req/s to each front Pod for TIERS_DURATION, checked in Jaeger, then a phase of TIERS_KILL with one replica killed and restarted (TIERS_KILL= to skip)
+TIERS_PODS ?= 8
+TIERS_RATE ?= 25
+TIERS_DURATION ?= 40s
+TIERS_KILL ?= 60s
+k8s-tiers: images
+	@deploy/image.sh otelcol-tier >/dev/null
+	$(GO) run ./examples/sandbox/kubernetes/run -tiers $(TIERS_PODS) -rate $(TIERS_RATE) -duration $(TIERS_DURATION) $(if $(TIERS_KILL),-kill $(TIERS_KILL))
