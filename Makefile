@@ -41,11 +41,13 @@ race:
 	$(GO) test -race -count=1 ./...
 
 ## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger; TLS with curl, openssl s_client and an nginx ssl upstream;
-## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here) (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
+## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here); the Collector tiers in podman, short (Jaeger and the two Collectors built once into ~/.cache/tracehop: ~10, ~7 and ~10 min the first time)
 e2e: e2e-deps
 	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 	@echo "e2e: the Kubernetes sandbox in podman (after the others: its Pods would compete with their timings)"
-	JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2E -v ./examples/sandbox/kubernetes/run/
+	JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2EKubernetesSandbox -v ./examples/sandbox/kubernetes/run/
+	@echo "e2e: the Collector tiers in podman, short (make k8s-tiers is the full run); the tier Collector built once into ~/.cache/tracehop"
+	tier=$$(examples/sandbox/otelcol-tier.sh) && OTELCOL_TIER_BIN=$$tier $(GO) test -count=1 -run TestTiers -v ./deploy/kubernetes/ && OTELCOL_TIER_BIN=$$tier JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2EKubernetesTiers -v ./examples/sandbox/kubernetes/run/
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:

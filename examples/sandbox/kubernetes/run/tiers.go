@@ -364,6 +364,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 		killAt, startAt := c.KillDuration/3, 2*c.KillDuration/3
 		fmt.Printf("\n## Phase 2: the same load for %s; podman pod kill %s at %s, podman pod start at %s\n\n", c.KillDuration, victim, killAt, startAt)
 		var killed, restarted time.Time
+		var preKill spanSeries // the replicas' spanmetrics just before the kill
 		var dnsGone, dnsBack time.Duration
 		m2a := metrics()
 		chaosDone := make(chan struct{})
@@ -374,6 +375,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 				return
 			case <-time.After(killAt):
 			}
+			preKill = spanmetrics(samplers)
 			killed = time.Now()
 			c.Log("podman pod kill %s", victim)
 			if out, err := exec.Command("podman", "pod", "kill", victim).CombinedOutput(); err != nil {
@@ -439,10 +441,16 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 			}
 		}
 		// The restarted replica's counters began again at zero: what it had
-		// counted before the kill is gone from the sum.
-		calls2 := spanmet2.server(0, fronts) - calls
-		fmt.Printf("\nspanmetrics: %.0f SERVER calls at the front Pods counted for %d requests answered in phase 2 (the sum over the replicas fell by what %s had counted since it started: its counters restart at zero, and a rate() over them in Prometheus sees a reset)\n",
-			calls2, answered2, victim)
+		// counted before the kill is gone.
+		vi := len(samplers) - 1
+		var survivors float64
+		for i := range vi {
+			survivors += spanmet2.serverOf(i, 0, fronts) - spanmet1.serverOf(i, 0, fronts)
+		}
+		since := spanmet2.serverOf(vi, 0, fronts)
+		before := preKill.serverOf(vi, 0, fronts) - spanmet1.serverOf(vi, 0, fronts)
+		fmt.Printf("\nspanmetrics, phase 2, SERVER calls at the front Pods: %d requests answered; the surviving replica counted %.0f, %s %.0f after its restart: %.0f (%.1f%%) in no counter. %s had counted %.0f of phase 2's before the kill, gone with its process (its counters start again at zero; a Prometheus scraping it keeps what it scraped, and rate() treats the drop as a reset).\n",
+			answered2, survivors, victim, since, float64(answered2)-survivors-since, 100*(float64(answered2)-survivors-since)/float64(max(answered2, 1)), victim, before)
 		fmt.Printf("Gateways: %s\n", lbSummary(m2a, m2b, gateways))
 		fmt.Printf("Tail sampling: %s\n", tsSummary(m2a, m2b, samplers))
 	}
@@ -875,7 +883,7 @@ func spanmetrics(samplers []string) spanSeries {
 			if lb < 0 || rb < lb {
 				continue
 			}
-			m := map[string]string{"": strings.Fields(line[rb+1:])[0]}
+			m := map[string]string{"": strings.Fields(line[rb+1:])[0], "\x00replica": strconv.Itoa(i)}
 			for _, kv := range splitLabels(line[lb+1 : rb]) {
 				k, v, _ := strings.Cut(kv, "=")
 				m[k] = strings.Trim(v, `"`)
@@ -910,15 +918,19 @@ func splitLabels(s string) []string {
 }
 
 // server sums the SERVER calls of the services tiers-from..tiers-(to-1).
-func (s spanSeries) server(from, to int) float64 { return s.sum(from, to, false) }
+func (s spanSeries) server(from, to int) float64 { return s.sum(from, to, false, -1) }
 
 // serverErrors sums those with an error status.
-func (s spanSeries) serverErrors(from, to int) float64 { return s.sum(from, to, true) }
+func (s spanSeries) serverErrors(from, to int) float64 { return s.sum(from, to, true, -1) }
 
-func (s spanSeries) sum(from, to int, errorsOnly bool) float64 {
+// serverOf sums the SERVER calls one replica counted.
+func (s spanSeries) serverOf(replica, from, to int) float64 { return s.sum(from, to, false, replica) }
+
+func (s spanSeries) sum(from, to int, errorsOnly bool, replica int) float64 {
 	var n float64
 	for _, m := range s {
-		if m["span_kind"] != "SPAN_KIND_SERVER" || errorsOnly && m["status_code"] != "STATUS_CODE_ERROR" {
+		if m["span_kind"] != "SPAN_KIND_SERVER" || errorsOnly && m["status_code"] != "STATUS_CODE_ERROR" ||
+			replica >= 0 && m["\x00replica"] != strconv.Itoa(replica) {
 			continue
 		}
 		i, err := strconv.Atoi(strings.TrimPrefix(m["service_name"], "tiers-"))
