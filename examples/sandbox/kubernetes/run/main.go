@@ -45,6 +45,7 @@ func main() {
 	duration := flag.Duration("duration", 30*time.Second, "with -scale or -tiers: how long the load lasts (with -tiers: the steady phase)")
 	down := flag.Duration("collector-down", 0, "with -scale: stop Jaeger for this long, a quarter into the load")
 	tiers := flag.Int("tiers", 0, "instead of the sandbox: this many application Pods (even: the first half call the second) with sidecars sending to deploy/kubernetes/tiers's Collector tiers, loaded with failing, slow and plain requests, checked in Jaeger")
+	head := flag.Float64("head", 0, "with -tiers: the front sidecars head-sample at this percentage (0: every request traced); the tier's spanmetrics extrapolate from tracehop's ot=th")
 	kill := flag.Duration("kill", 0, "with -tiers: a second phase of this long in which one tail-sampling replica is killed a third in and started again at two thirds; what it costs is measured")
 	flag.Parse()
 	c.Log = func(format string, args ...any) {
@@ -57,7 +58,7 @@ func main() {
 		if deploy == "" {
 			deploy = "deploy/kubernetes"
 		}
-		err := Tiers(ctx, TiersConfig{Deploy: deploy, Pods: *tiers, Rate: *rate, Duration: *duration, Kill: *kill > 0, KillDuration: *kill, Log: c.Log})
+		err := Tiers(ctx, TiersConfig{Deploy: deploy, Pods: *tiers, Rate: *rate, Duration: *duration, Kill: *kill > 0, KillDuration: *kill, Head: *head, Log: c.Log})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "k8s-tiers:", err)
 			os.Exit(1)

@@ -41,7 +41,13 @@ type TiersConfig struct {
 	// two thirds, and what that costs is measured.
 	Kill         bool
 	KillDuration time.Duration
-	Log          func(format string, args ...any)
+	// Head, in percent (0: off, as 100), makes the front sidecars start the
+	// traces and head-sample them at that rate (W3C randomness; they write
+	// ot=th:... into the tracestate and onto their spans): the load then
+	// sends no traceparent and learns each trace id from the traceresponse
+	// header. The tier's spanmetrics scale each span by its adjusted count.
+	Head float64
+	Log  func(format string, args ...any)
 }
 
 // The request mix, in percent of each front Pod's requests (by request
@@ -93,6 +99,7 @@ type sent struct {
 	at      time.Time
 	status  int // 0: no answer
 	took    time.Duration
+	sampled bool // head-sampled (always, without TiersConfig.Head)
 }
 
 // keptTrace is what Jaeger has of one trace.
@@ -163,7 +170,11 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	if len(samplers) < 2 {
 		return fmt.Errorf("tiers/otel-tail-sampling.yaml: %d replicas, want at least 2", len(samplers))
 	}
-	apps, err := tiersApps(c.Pods, gateways)
+	head := c.Head
+	if head >= 100 {
+		head = 0
+	}
+	apps, err := tiersApps(c.Pods, gateways, head)
 	if err != nil {
 		return err
 	}
@@ -283,7 +294,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	c.Log("phase 1 (steady): %d req/s to each of %d front Pods for %s; mix: %d%% failing (status=500 at the back), %d%% slow (sleep=%s at the back), %d%% on the checkout route, the rest plain",
 		c.Rate, fronts, c.Duration, failPct, slowPct, slowSleep, checkoutPct)
 	start1 := time.Now()
-	reqs1 := load(ctx, fronts, c.Rate, c.Duration)
+	reqs1 := load(ctx, fronts, c.Rate, c.Duration, head > 0)
 	loadTime := time.Since(start1)
 	cpu1 := map[string]sidecarSample{}
 	for p, pid := range pids {
@@ -307,35 +318,62 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 		fmt.Printf("- %s %s\n", mark, fmt.Sprintf(format, args...))
 	}
 	tally := tallyKept(reqs1, kept1, fronts)
+	if head > 0 {
+		var all kindTally
+		for _, t := range tally {
+			all.add(t)
+		}
+		sampled := all.sent - all.unsampled
+		p := head / 100
+		tol := 3 * math.Sqrt(float64(all.sent)*p*(1-p))
+		check(math.Abs(float64(sampled)-float64(all.sent)*p) <= tol,
+			"head sampling at the front sidecars (%g%%): %d of %d requests sampled (traceresponse), want %.0f ± %.0f", head, sampled, all.sent, float64(all.sent)*p, tol)
+	}
 	for _, k := range []reqKind{failing, slow, checkout} {
 		t := tally[k]
-		check(t.sent > 0 && t.whole == t.sent && t.answered == t.sent,
-			"%s: %d sent, %d answered as asked, %d kept whole (3 spans over 2 hops) by one replica; %d partial, %d split across replicas, %d missing",
-			k, t.sent, t.answered, t.whole, t.partial, t.split, t.missing)
+		check(t.sent > 0 && t.whole == t.sent-t.unsampled && t.answered == t.sent,
+			"%s: %d sent, %d answered as asked, %d head-sampled, %d kept whole (3 spans over 2 hops) by one replica; %d partial, %d split across replicas, %d missing",
+			k, t.sent, t.answered, t.sent-t.unsampled, t.whole, t.partial, t.split, t.missing)
 	}
 	t := tally[plain]
+	plainSampled := t.sent - t.unsampled
 	p := restPct / 100
-	want := float64(t.sent) * p
-	tol := 3 * math.Sqrt(float64(t.sent)*p*(1-p))
-	keptPlain := t.whole + t.partial + t.split
-	check(math.Abs(float64(keptPlain)-want) <= tol && t.partial == 0 && t.split == 0,
-		"plain (probabilistic rest, %.0f%%): %d of %d kept (%.2f%%), want %.0f ± %.0f (3 binomial standard deviations); %d partial, %d split",
-		restPct, keptPlain, t.sent, 100*float64(keptPlain)/float64(max(t.sent, 1)), want, tol, t.partial, t.split)
-	answered := 0
-	errs := 0
+	want := float64(plainSampled) * p
+	tol := 3 * math.Sqrt(float64(plainSampled)*p*(1-p))
+	check(math.Abs(float64(t.kept())-want) <= tol && t.partial == 0 && t.split == 0,
+		"plain (probabilistic rest, %.0f%%): %d of %d head-sampled kept (%.2f%%), want %.0f ± %.0f (3 binomial standard deviations); %d partial, %d split",
+		restPct, t.kept(), plainSampled, 100*float64(t.kept())/float64(max(plainSampled, 1)), want, tol, t.partial, t.split)
+	answered, errs, sampledAnswered, sampledErrs := 0, 0, 0, 0
 	for _, r := range reqs1 {
 		if r.status != 0 {
 			answered++
+			if r.sampled {
+				sampledAnswered++
+			}
 		}
 		if r.status >= 500 {
 			errs++
+			if r.sampled {
+				sampledErrs++
+			}
 		}
 	}
 	calls, callErrs := spanmet1.server(0, fronts), spanmet1.serverErrors(0, fronts)
 	back := spanmet1.server(fronts, c.Pods)
-	check(int(calls) == answered && int(back) == answered && int(callErrs) == errs,
-		"spanmetrics (summed over the replicas): %0.f SERVER calls at the front Pods and %.0f at the back Pods for %d requests answered; %.0f errors for %d 5xx answers",
-		calls, back, answered, callErrs, errs)
+	if head == 0 {
+		check(int(calls) == answered && int(back) == answered && int(callErrs) == errs,
+			"spanmetrics (summed over the replicas): %0.f SERVER calls at the front Pods and %.0f at the back Pods for %d requests answered; %.0f errors for %d 5xx answers",
+			calls, back, answered, callErrs, errs)
+	} else {
+		// Each sampled span counts 100/head (its adjusted count, from
+		// ot=th in its trace state; rounded stochastically when that is
+		// not whole, so within 1% here).
+		adj := 100 / head
+		near := func(got, want float64) bool { return math.Abs(got-want) <= math.Max(1, want/100) }
+		check(near(calls, float64(sampledAnswered)*adj) && near(back, float64(sampledAnswered)*adj) && near(callErrs, float64(sampledErrs)*adj),
+			"spanmetrics, extrapolated: %.0f SERVER calls at the front Pods and %.0f at the back for %d head-sampled requests x %g (adjusted count) = %.0f; %d requests were answered in all (%.1f%% off, head sampling's variance); %.0f errors for %d sampled 5xx x %g (%d 5xx in all)",
+			calls, back, sampledAnswered, adj, float64(sampledAnswered)*adj, answered, 100*(calls-float64(answered))/float64(max(answered, 1)), callErrs, sampledErrs, adj, errs)
+	}
 	split := map[string]int{}
 	for _, k := range kept1 {
 		for r := range k.replicas {
@@ -391,7 +429,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 			dnsBack = waitBackends(gateways, len(samplers), 30*time.Second)
 		}()
 		start2 := time.Now()
-		reqs2 := load(ctx, fronts, c.Rate, c.KillDuration)
+		reqs2 := load(ctx, fronts, c.Rate, c.KillDuration, head > 0)
 		c.Log("phase 2 load done (%d requests); waiting %s for the last decisions", len(reqs2), settle)
 		select {
 		case <-chaosDone:
@@ -550,7 +588,11 @@ func podsFrom(file string, publish map[string]int32) ([]byte, []string, error) {
 // tiersSidecar is the sidecars' config: ingress to the app (the checkout
 // route tagged for the tail-sampling tier's policy), for the front Pods an
 // egress to their back Pod, and spans to the gateway tier over OTLP.
-func tiersSidecar(name string, egress bool, gateway string) string {
+func tiersSidecar(name string, egress bool, gateway string, head float64) string {
+	traceresponse := "" // how the load learns the ids of the traces the sidecar starts
+	if head > 0 {
+		traceresponse = "        traceresponse: true\n"
+	}
 	s := `apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -563,7 +605,7 @@ data:
       - name: ingress
         address: "0.0.0.0:8100"
         direction: ingress
-        routes:
+` + traceresponse + `        routes:
           - match: {prefix: /trace/checkout}
             cluster: app
             tracing: {custom_tags: [{tag: route, literal: checkout}]}
@@ -584,7 +626,11 @@ data:
 `
 	}
 	s += `    tracing:
-      driver:
+`
+	if head > 0 {
+		s += fmt.Sprintf("      sampling: {random: %g}\n", head)
+	}
+	s += `      driver:
         name: otlp
         config: {endpoint: "` + gateway + `:4317", tls: {insecure: true}}
 `
@@ -598,9 +644,9 @@ data:
 // through two gateways, which must route its trace id alike. (Through the
 // alias otel-gateway every sidecar would take its first address, one
 // gateway; in a cluster the Service's virtual IP spreads the connections.)
-func tiersApps(n int, gateways []string) ([]byte, error) {
+func tiersApps(n int, gateways []string, head float64) ([]byte, error) {
 	half := n / 2
-	docs := []string{tiersSidecar("tiers-front-tracehop", true, gateways[0]), tiersSidecar("tiers-back-tracehop", false, gateways[len(gateways)-1])}
+	docs := []string{tiersSidecar("tiers-front-tracehop", true, gateways[0], head), tiersSidecar("tiers-back-tracehop", false, gateways[len(gateways)-1], 0)}
 	var inj []byte
 	for _, role := range []string{"front", "back"} {
 		var pods []string
@@ -670,8 +716,10 @@ spec:
 
 // load sends rate requests a second to each front Pod for d, each with a
 // traceparent of a fresh sampled trace id (so that the run knows every
-// request's trace), the kind by request number.
-func load(ctx context.Context, fronts, rate int, d time.Duration) []sent {
+// request's trace), the kind by request number. With headSampling, no
+// traceparent: the front sidecar starts the trace and decides, and its
+// traceresponse header (on sampled requests only) gives the trace id.
+func load(ctx context.Context, fronts, rate int, d time.Duration, headSampling bool) []sent {
 	var mu sync.Mutex
 	var all []sent
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -701,14 +749,21 @@ func load(ctx context.Context, fronts, rate int, d time.Duration) []sent {
 				inflight.Add(1)
 				go func() {
 					defer inflight.Done()
-					r := sent{traceID: tid, kind: kind, front: f, at: time.Now()}
+					r := sent{traceID: tid, kind: kind, front: f, at: time.Now(), sampled: !headSampling}
 					req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", tiersIngressBase+f, path), nil)
-					req.Header.Set("traceparent", "00-"+tid+"-"+hex.EncodeToString(id[16:])+"-01")
+					if headSampling {
+						r.traceID = ""
+					} else {
+						req.Header.Set("traceparent", "00-"+tid+"-"+hex.EncodeToString(id[16:])+"-01")
+					}
 					resp, err := client.Do(req)
 					if err == nil {
 						io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
 						r.status = resp.StatusCode
+						if f := strings.Split(resp.Header.Get("traceresponse"), "-"); headSampling && len(f) == 4 {
+							r.traceID, r.sampled = f[1], strings.HasSuffix(f[3], "1")
+						}
 					}
 					r.took = time.Since(r.at)
 					mu.Lock()
@@ -744,7 +799,9 @@ func fetchTraces(base string, reqs []sent) map[string]*keptTrace {
 		}()
 	}
 	for _, r := range reqs {
-		ch <- r.traceID
+		if r.sampled && r.traceID != "" {
+			ch <- r.traceID
+		}
 	}
 	close(ch)
 	wg.Wait()
@@ -810,12 +867,17 @@ func fetchTrace(base, id string) *keptTrace {
 // kindTally counts the requests of one kind by what Jaeger has of them.
 type kindTally struct {
 	sent, answered                 int // answered: as the kind asks (502 for failing, 200 else; slow ones slow)
+	unsampled                      int // not head-sampled: no spans anywhere, by design
 	whole, partial, split, missing int
 }
+
+// kept is how many of the head-sampled requests Jaeger has.
+func (t kindTally) kept() int { return t.whole + t.partial + t.split }
 
 func (t *kindTally) add(o kindTally) {
 	t.sent += o.sent
 	t.answered += o.answered
+	t.unsampled += o.unsampled
 	t.whole += o.whole
 	t.partial += o.partial
 	t.split += o.split
@@ -844,6 +906,11 @@ func tallyKept(reqs []sent, kept map[string]*keptTrace, fronts int) map[reqKind]
 			if r.status == http.StatusOK {
 				t.answered++
 			}
+		}
+		if !r.sampled {
+			t.unsampled++
+			out[r.kind] = t
+			continue
 		}
 		k := kept[r.traceID]
 		front, back := fmt.Sprintf("tiers-%d", r.front), fmt.Sprintf("tiers-%d", r.front+fronts)
