@@ -183,8 +183,8 @@ k8s-scale: images
 
 ## k8s-tiers: 8 Pods (TIERS_PODS) with sidecars -> OTel Collector gateway (load_balancing by trace id) -> 2 tail-sampling replicas -> Jaeger (deploy/kubernetes/tiers) in podman; TIERS_RATE req/s to each front Pod for TIERS_DURATION, checked in Jaeger, then a phase of TIERS_KILL with one replica killed and restarted (TIERS_KILL= to skip; TIERS_HEAD=50: the sidecars head-sample at 50%, spanmetrics extrapolate)
 TIERS_PODS ?= 8
-TIERS_RATE ?= 25
-TIERS_DURATION ?= 40s
+TIERS_RATE ?= 50
+TIERS_DURATION ?= 60s
 TIERS_KILL ?= 60s
 TIERS_HEAD ?=
 k8s-tiers: images

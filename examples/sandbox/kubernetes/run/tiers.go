@@ -331,9 +331,13 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	}
 	for _, k := range []reqKind{failing, slow, checkout} {
 		t := tally[k]
+		sampled := ""
+		if head > 0 {
+			sampled = fmt.Sprintf(", %d head-sampled", t.sent-t.unsampled)
+		}
 		check(t.sent > 0 && t.whole == t.sent-t.unsampled && t.answered == t.sent,
-			"%s: %d sent, %d answered as asked, %d head-sampled, %d kept whole (3 spans over 2 hops) by one replica; %d partial, %d split across replicas, %d missing",
-			k, t.sent, t.answered, t.sent-t.unsampled, t.whole, t.partial, t.split, t.missing)
+			"%s: %d sent, %d answered as asked%s, %d kept whole (3 spans over 2 hops) by one replica; %d partial, %d split across replicas, %d missing",
+			k, t.sent, t.answered, sampled, t.whole, t.partial, t.split, t.missing)
 	}
 	t := tally[plain]
 	plainSampled := t.sent - t.unsampled
@@ -341,7 +345,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	want := float64(plainSampled) * p
 	tol := 3 * math.Sqrt(float64(plainSampled)*p*(1-p))
 	check(math.Abs(float64(t.kept())-want) <= tol && t.partial == 0 && t.split == 0,
-		"plain (probabilistic rest, %.0f%%): %d of %d head-sampled kept (%.2f%%), want %.0f ± %.0f (3 binomial standard deviations); %d partial, %d split",
+		"plain (probabilistic rest, %.0f%%): %d of %d kept (%.2f%%), want %.0f ± %.0f (3 binomial standard deviations); %d partial, %d split",
 		restPct, t.kept(), plainSampled, 100*float64(t.kept())/float64(max(plainSampled, 1)), want, tol, t.partial, t.split)
 	answered, errs, sampledAnswered, sampledErrs := 0, 0, 0, 0
 	for _, r := range reqs1 {
@@ -1065,9 +1069,12 @@ func lbSummary(a, b map[string]map[string]float64, gateways []string) string {
 	var parts []string
 	for _, g := range gateways {
 		d := func(n string) float64 { return counter(b[g], n) - counter(a[g], n) }
-		parts = append(parts, fmt.Sprintf("%s received %.0f spans, sent %.0f, failed to send %.0f, refused %.0f (memory limiter), %.0f backends now",
+		outcome := func(ok string) float64 {
+			return sumWhere(b[g], "otelcol_loadbalancer_backend_outcome", `success="`+ok+`"`) - sumWhere(a[g], "otelcol_loadbalancer_backend_outcome", `success="`+ok+`"`)
+		}
+		parts = append(parts, fmt.Sprintf("%s received %.0f spans, sent %.0f, failed to send %.0f, refused %.0f (memory limiter); exports to a backend %.0f ok, %.0f failed; %.0f backends now",
 			g, d("otelcol_receiver_accepted_spans"), d("otelcol_exporter_sent_spans"), d("otelcol_exporter_send_failed_spans"),
-			d("otelcol_receiver_refused_spans"), b[g]["otelcol_loadbalancer_num_backends"]))
+			d("otelcol_receiver_refused_spans"), outcome("true"), outcome("false"), b[g]["otelcol_loadbalancer_num_backends"]))
 	}
 	return strings.Join(parts, "; ")
 }
