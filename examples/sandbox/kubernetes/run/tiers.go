@@ -112,30 +112,63 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 			return fmt.Errorf("image %s is missing: make k8s-tiers builds it (deploy/image.sh)", img)
 		}
 	}
-	fronts := c.Pods / 2
-	work, err := os.MkdirTemp("", "tracehop-k8s-tiers-")
+	r, play, err := playTiers(ctx, c)
+	if play != nil {
+		defer play.down()
+	}
 	if err != nil {
 		return err
 	}
+	spanmet := r.steady(ctx)
+	if c.Kill {
+		if err := r.killReplica(ctx, spanmet); err != nil {
+			return err
+		}
+	}
+	fmt.Println()
+	if len(r.failed) > 0 {
+		return fmt.Errorf("%d checks failed:\n  %s", len(r.failed), strings.Join(r.failed, "\n  "))
+	}
+	c.Log("ok: every check passed")
+	return nil
+}
+
+// tiersRun is a played topology and what its phases share.
+type tiersRun struct {
+	c                  TiersConfig
+	fronts             int     // the front Pods: tiers-0 .. tiers-(fronts-1)
+	head               float64 // the front sidecars' head sampling, percent; 0: off
+	samplers, gateways []string
+	pids               map[string]int // each Collector's process
+	failed             []string       // the strict checks that failed
+}
+
+// playTiers plays Jaeger, the Collector tiers and the application Pods,
+// and waits until all are ready. play, when not nil, takes them down.
+func playTiers(ctx context.Context, c TiersConfig) (*tiersRun, *tiersPlay, error) {
+	fronts := c.Pods / 2
+	work, err := os.MkdirTemp("", "tracehop-k8s-tiers-")
+	if err != nil {
+		return nil, nil, err
+	}
 	play := &tiersPlay{work: work, log: c.Log}
-	defer play.down()
 
 	// Jaeger from deploy/kubernetes, each Collector tier from its folder
 	// tiers/, each replica a Pod named as Kubernetes names it.
 	jaeger, _, err := podsFrom(filepath.Join(c.Deploy, "collector.yaml"), map[string]int32{"query": tiersJaegerPort})
 	if err != nil {
-		return err
+		return nil, play, err
 	}
 	sampling, samplers, err := podsFrom(filepath.Join(c.Deploy, "tiers", "otel-tail-sampling.yaml"), map[string]int32{"metrics": samplerMetrics, "spanmetrics": samplerSpanmet})
 	if err != nil {
-		return err
+		return nil, play, err
 	}
 	gateway, gateways, err := podsFrom(filepath.Join(c.Deploy, "tiers", "otel-gateway.yaml"), map[string]int32{"metrics": gatewayMetrics})
 	if err != nil {
-		return err
+		return nil, play, err
 	}
 	if len(samplers) < 2 {
-		return fmt.Errorf("tiers/otel-tail-sampling.yaml: %d replicas, want at least 2", len(samplers))
+		return nil, play, fmt.Errorf("tiers/otel-tail-sampling.yaml: %d replicas, want at least 2", len(samplers))
 	}
 	head := c.Head
 	if head >= 100 {
@@ -143,16 +176,16 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	}
 	apps, err := tiersApps(c.Pods, gateways, head)
 	if err != nil {
-		return err
+		return nil, play, err
 	}
 	for _, p := range append(append([]string{"jaeger"}, samplers...), gateways...) {
 		if exec.CommandContext(ctx, "podman", "pod", "exists", p).Run() == nil {
-			return fmt.Errorf("a pod named %s exists already: a run is still up (podman pod rm -f %s)", p, p)
+			return nil, play, fmt.Errorf("a pod named %s exists already: a run is still up (podman pod rm -f %s)", p, p)
 		}
 	}
 	if exec.Command("podman", "network", "exists", Network).Run() != nil {
 		if out, err := exec.Command("podman", "network", "create", Network).CombinedOutput(); err != nil {
-			return fmt.Errorf("podman network create: %v: %s", err, out)
+			return nil, play, fmt.Errorf("podman network create: %v: %s", err, out)
 		}
 	}
 	// A headless Service is a DNS name with one A record per ready Pod;
@@ -169,7 +202,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 		{"apps.yaml", "", apps},
 	} {
 		if err := os.WriteFile(filepath.Join(work, f.name), f.body, 0o644); err != nil {
-			return err
+			return nil, play, err
 		}
 		network := Network
 		if f.alias != "" {
@@ -180,7 +213,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 		cmd := exec.CommandContext(ctx, "podman", "kube", "play", "--network", network, f.name)
 		cmd.Dir = work
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("podman kube play %s: %v\n%s", f.name, err, out)
+			return nil, play, fmt.Errorf("podman kube play %s: %v\n%s", f.name, err, out)
 		}
 	}
 	var ready []string
@@ -199,7 +232,7 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 		for !httpOK(u) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				ps, _ := exec.Command("podman", "ps", "-a", "--format", "{{.Names}} {{.Status}}").CombinedOutput()
-				return fmt.Errorf("%s never answered:\n%s", u, ps)
+				return nil, play, fmt.Errorf("%s never answered:\n%s", u, ps)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
@@ -213,21 +246,41 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	for _, p := range collectors {
 		out, err := exec.Command("podman", "inspect", "--format", "{{.State.Pid}}", p+"-otelcol").CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("podman inspect %s-otelcol: %v: %s", p, err, out)
+			return nil, play, fmt.Errorf("podman inspect %s-otelcol: %v: %s", p, err, out)
 		}
 		pids[p], _ = strconv.Atoi(strings.TrimSpace(string(out)))
 	}
-	metrics := func() map[string]map[string]float64 {
-		m := map[string]map[string]float64{}
-		for i, g := range gateways {
-			m[g] = scrapeFloat(fmt.Sprintf("http://127.0.0.1:%d/metrics", gatewayMetrics+i))
-		}
-		for i, s := range samplers {
-			m[s] = scrapeFloat(fmt.Sprintf("http://127.0.0.1:%d/metrics", samplerMetrics+i))
-		}
-		return m
-	}
+	return &tiersRun{c: c, fronts: fronts, head: head, samplers: samplers, gateways: gateways, pids: pids}, play, nil
+}
 
+// metrics scrapes every Collector's own metrics.
+func (r *tiersRun) metrics() map[string]map[string]float64 {
+	m := map[string]map[string]float64{}
+	for i, g := range r.gateways {
+		m[g] = scrapeFloat(fmt.Sprintf("http://127.0.0.1:%d/metrics", gatewayMetrics+i))
+	}
+	for i, s := range r.samplers {
+		m[s] = scrapeFloat(fmt.Sprintf("http://127.0.0.1:%d/metrics", samplerMetrics+i))
+	}
+	return m
+}
+
+// check prints a strict check and remembers it when it fails.
+func (r *tiersRun) check(ok bool, format string, args ...any) {
+	mark := "ok  "
+	if !ok {
+		mark = "FAIL"
+		r.failed = append(r.failed, fmt.Sprintf(format, args...))
+	}
+	fmt.Printf("- %s %s\n", mark, fmt.Sprintf(format, args...))
+}
+
+// steady is phase 1: the load, then the strict checks and the
+// measurements. It returns the spanmetrics at its end.
+func (r *tiersRun) steady(ctx context.Context) spanSeries {
+	c, fronts, head, samplers, gateways, pids := r.c, r.fronts, r.head, r.samplers, r.gateways, r.pids
+	metrics, check := r.metrics, r.check
+	collectors := append(append([]string{}, gateways...), samplers...)
 	// Phase 1: steady load, strict checks.
 	cpu0 := map[string]sidecarSample{}
 	for p, pid := range pids {
@@ -275,15 +328,6 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	kept1 := fetchTraces(fmt.Sprintf("http://127.0.0.1:%d", tiersJaegerPort), reqs1)
 
 	fmt.Printf("\n## Phase 1: steady load (%d Pods, %d req/s to each of %d front Pods, %s)\n\n", c.Pods, c.Rate, fronts, c.Duration)
-	var failed []string
-	check := func(ok bool, format string, args ...any) {
-		mark := "ok  "
-		if !ok {
-			mark = "FAIL"
-			failed = append(failed, fmt.Sprintf(format, args...))
-		}
-		fmt.Printf("- %s %s\n", mark, fmt.Sprintf(format, args...))
-	}
 	tally := tallyKept(reqs1, kept1, fronts)
 	if head > 0 {
 		var all kindTally
@@ -315,16 +359,16 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 		"plain (probabilistic rest, %.0f%%): %d of %d kept (%.2f%%), want %.0f ± %.0f (3 binomial standard deviations); %d partial, %d split",
 		restPct, t.kept(), plainSampled, 100*float64(t.kept())/float64(max(plainSampled, 1)), want, tol, t.partial, t.split)
 	answered, errs, sampledAnswered, sampledErrs := 0, 0, 0, 0
-	for _, r := range reqs1 {
-		if r.status != 0 {
+	for _, q := range reqs1 {
+		if q.status != 0 {
 			answered++
-			if r.sampled {
+			if q.sampled {
 				sampledAnswered++
 			}
 		}
-		if r.status >= 500 {
+		if q.status >= 500 {
 			errs++
-			if r.sampled {
+			if q.sampled {
 				sampledErrs++
 			}
 		}
@@ -347,8 +391,8 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	}
 	split := map[string]int{}
 	for _, k := range kept1 {
-		for r := range k.replicas {
-			split[r]++
+		for replica := range k.replicas {
+			split[replica]++
 		}
 	}
 	fmt.Printf("\nKept traces per tail-sampling replica: %v\n", split)
@@ -368,105 +412,107 @@ func Tiers(ctx context.Context, c TiersConfig) error {
 	fmt.Printf("\nGateways: %s\n", lbSummary(m0, m1, gateways))
 	fmt.Printf("Tail sampling: %s\n", tsSummary(m0, m1, samplers))
 
-	if c.Kill {
-		victim := samplers[len(samplers)-1]
-		killAt, startAt := c.KillDuration/3, 2*c.KillDuration/3
-		fmt.Printf("\n## Phase 2: the same load for %s; podman pod kill %s at %s, podman pod start at %s\n\n", c.KillDuration, victim, killAt, startAt)
-		var killed, restarted time.Time
-		var preKill spanSeries // the replicas' spanmetrics just before the kill
-		var dnsGone, dnsBack time.Duration
-		m2a := metrics()
-		chaosDone := make(chan struct{})
-		go func() {
-			defer close(chaosDone)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(killAt):
-			}
-			preKill = spanmetrics(samplers)
-			killed = time.Now()
-			c.Log("podman pod kill %s", victim)
-			if out, err := exec.Command("podman", "pod", "kill", victim).CombinedOutput(); err != nil {
-				c.Log("podman pod kill: %v: %s", err, out)
-			}
-			dnsGone = waitBackends(gateways, len(samplers)-1, 30*time.Second)
-			time.Sleep(time.Until(killed.Add(startAt - killAt)))
-			restarted = time.Now()
-			c.Log("podman pod start %s (a StatefulSet would restart it)", victim)
-			if out, err := exec.Command("podman", "pod", "start", victim).CombinedOutput(); err != nil {
-				c.Log("podman pod start: %v: %s", err, out)
-			}
-			dnsBack = waitBackends(gateways, len(samplers), 30*time.Second)
-		}()
-		start2 := time.Now()
-		reqs2 := load(ctx, fronts, c.Rate, c.KillDuration, head > 0)
-		c.Log("phase 2 load done (%d requests); waiting %s for the last decisions", len(reqs2), settle)
+	return spanmet1
+}
+
+// killReplica is phase 2: the same load, one tail-sampling replica killed
+// a third into it and started again at two thirds; what that costs, by
+// when the requests were sent. spanmet1 is the spanmetrics before it.
+func (r *tiersRun) killReplica(ctx context.Context, spanmet1 spanSeries) error {
+	c, fronts, head, samplers, gateways := r.c, r.fronts, r.head, r.samplers, r.gateways
+	metrics := r.metrics
+	victim := samplers[len(samplers)-1]
+	killAt, startAt := c.KillDuration/3, 2*c.KillDuration/3
+	fmt.Printf("\n## Phase 2: the same load for %s; podman pod kill %s at %s, podman pod start at %s\n\n", c.KillDuration, victim, killAt, startAt)
+	var killed, restarted time.Time
+	var preKill spanSeries // the replicas' spanmetrics just before the kill
+	var dnsGone, dnsBack time.Duration
+	m2a := metrics()
+	chaosDone := make(chan struct{})
+	go func() {
+		defer close(chaosDone)
 		select {
-		case <-chaosDone:
-		case <-time.After(time.Minute):
-			return errors.New("phase 2: the replica was not killed and restarted in time")
+		case <-ctx.Done():
+			return
+		case <-time.After(killAt):
 		}
-		time.Sleep(settle)
-		m2b := metrics()
-		spanmet2 := spanmetrics(samplers)
-		kept2 := fetchTraces(fmt.Sprintf("http://127.0.0.1:%d", tiersJaegerPort), reqs2)
-		fmt.Printf("The gateways' load balancers saw %d backends %s after the kill and %d again %s after the start (DNS polled every 5s).\n\n",
-			len(samplers)-1, dnsGone.Round(100*time.Millisecond), len(samplers), dnsBack.Round(100*time.Millisecond))
-		// Windows by when a request was sent, relative to the kill and the start.
-		type window struct {
-			name     string
-			from, to time.Time
+		preKill = spanmetrics(samplers)
+		killed = time.Now()
+		c.Log("podman pod kill %s", victim)
+		if out, err := exec.Command("podman", "pod", "kill", victim).CombinedOutput(); err != nil {
+			c.Log("podman pod kill: %v: %s", err, out)
 		}
-		ws := []window{
-			{"before: decided before the kill (sent earlier than decision_wait before it)", start2, killed.Add(-decisionWait - 2*time.Second)},
-			{"held: waiting for a decision when the replica died", killed.Add(-decisionWait - 2*time.Second), killed},
-			{"re-routing: between the kill and the gateways' ring change", killed, killed.Add(dnsGone)},
-			{"one replica: until the restart", killed.Add(dnsGone), restarted},
-			{"rejoin: between the start and the ring change, and a decision wait after", restarted, restarted.Add(dnsBack + decisionWait)},
-			{"after: two replicas again", restarted.Add(dnsBack + decisionWait), time.Now()},
+		dnsGone = waitBackends(gateways, len(samplers)-1, 30*time.Second)
+		time.Sleep(time.Until(killed.Add(startAt - killAt)))
+		restarted = time.Now()
+		c.Log("podman pod start %s (a StatefulSet would restart it)", victim)
+		if out, err := exec.Command("podman", "pod", "start", victim).CombinedOutput(); err != nil {
+			c.Log("podman pod start: %v: %s", err, out)
 		}
-		fmt.Printf("| window (by send time) | requests | must-keep (failing, slow, checkout): whole / partial / split / missing | plain kept |\n|---|---|---|---|\n")
-		for _, w := range ws {
-			var in []sent
-			for _, r := range reqs2 {
-				if !r.at.Before(w.from) && r.at.Before(w.to) {
-					in = append(in, r)
-				}
-			}
-			tl := tallyKept(in, kept2, fronts)
-			var must kindTally
-			for _, k := range []reqKind{failing, slow, checkout} {
-				must.add(tl[k])
-			}
-			pl := tl[plain]
-			fmt.Printf("| %s | %d | %d / %d / %d / %d of %d | %d of %d (%.1f%%) |\n", w.name, len(in), must.whole, must.partial, must.split, must.missing, must.sent,
-				pl.whole+pl.partial+pl.split, pl.sent, 100*float64(pl.whole+pl.partial+pl.split)/float64(max(pl.sent, 1)))
-		}
-		answered2 := 0
-		for _, r := range reqs2 {
-			if r.status != 0 {
-				answered2++
-			}
-		}
-		// The restarted replica's counters began again at zero: what it had
-		// counted before the kill is gone.
-		vi := len(samplers) - 1
-		var survivors float64
-		for i := range vi {
-			survivors += spanmet2.serverOf(i, 0, fronts) - spanmet1.serverOf(i, 0, fronts)
-		}
-		since := spanmet2.serverOf(vi, 0, fronts)
-		before := preKill.serverOf(vi, 0, fronts) - spanmet1.serverOf(vi, 0, fronts)
-		fmt.Printf("\nspanmetrics, phase 2, SERVER calls at the front Pods: %d requests answered; the surviving replica counted %.0f, %s %.0f after its restart: %.0f (%.1f%%) in no counter. %s had counted %.0f of phase 2's before the kill, gone with its process (its counters start again at zero; a Prometheus scraping it keeps what it scraped, and rate() treats the drop as a reset).\n",
-			answered2, survivors, victim, since, float64(answered2)-survivors-since, 100*(float64(answered2)-survivors-since)/float64(max(answered2, 1)), victim, before)
-		fmt.Printf("Gateways: %s\n", lbSummary(m2a, m2b, gateways))
-		fmt.Printf("Tail sampling: %s\n", tsSummary(m2a, m2b, samplers))
+		dnsBack = waitBackends(gateways, len(samplers), 30*time.Second)
+	}()
+	start2 := time.Now()
+	reqs2 := load(ctx, fronts, c.Rate, c.KillDuration, head > 0)
+	c.Log("phase 2 load done (%d requests); waiting %s for the last decisions", len(reqs2), settle)
+	select {
+	case <-chaosDone:
+	case <-time.After(time.Minute):
+		return errors.New("phase 2: the replica was not killed and restarted in time")
 	}
-	fmt.Println()
-	if len(failed) > 0 {
-		return fmt.Errorf("%d checks failed:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	time.Sleep(settle)
+	m2b := metrics()
+	spanmet2 := spanmetrics(samplers)
+	kept2 := fetchTraces(fmt.Sprintf("http://127.0.0.1:%d", tiersJaegerPort), reqs2)
+	fmt.Printf("The gateways' load balancers saw %d backends %s after the kill and %d again %s after the start (DNS polled every 5s).\n\n",
+		len(samplers)-1, dnsGone.Round(100*time.Millisecond), len(samplers), dnsBack.Round(100*time.Millisecond))
+	// Windows by when a request was sent, relative to the kill and the start.
+	type window struct {
+		name     string
+		from, to time.Time
 	}
-	c.Log("ok: every check passed")
+	ws := []window{
+		{"before: decided before the kill (sent earlier than decision_wait before it)", start2, killed.Add(-decisionWait - 2*time.Second)},
+		{"held: waiting for a decision when the replica died", killed.Add(-decisionWait - 2*time.Second), killed},
+		{"re-routing: between the kill and the gateways' ring change", killed, killed.Add(dnsGone)},
+		{"one replica: until the restart", killed.Add(dnsGone), restarted},
+		{"rejoin: between the start and the ring change, and a decision wait after", restarted, restarted.Add(dnsBack + decisionWait)},
+		{"after: two replicas again", restarted.Add(dnsBack + decisionWait), time.Now()},
+	}
+	fmt.Printf("| window (by send time) | requests | must-keep (failing, slow, checkout): whole / partial / split / missing | plain kept |\n|---|---|---|---|\n")
+	for _, w := range ws {
+		var in []sent
+		for _, q := range reqs2 {
+			if !q.at.Before(w.from) && q.at.Before(w.to) {
+				in = append(in, q)
+			}
+		}
+		tl := tallyKept(in, kept2, fronts)
+		var must kindTally
+		for _, k := range []reqKind{failing, slow, checkout} {
+			must.add(tl[k])
+		}
+		pl := tl[plain]
+		fmt.Printf("| %s | %d | %d / %d / %d / %d of %d | %d of %d (%.1f%%) |\n", w.name, len(in), must.whole, must.partial, must.split, must.missing, must.sent,
+			pl.whole+pl.partial+pl.split, pl.sent, 100*float64(pl.whole+pl.partial+pl.split)/float64(max(pl.sent, 1)))
+	}
+	answered2 := 0
+	for _, q := range reqs2 {
+		if q.status != 0 {
+			answered2++
+		}
+	}
+	// The restarted replica's counters began again at zero: what it had
+	// counted before the kill is gone.
+	vi := len(samplers) - 1
+	var survivors float64
+	for i := range vi {
+		survivors += spanmet2.serverOf(i, 0, fronts) - spanmet1.serverOf(i, 0, fronts)
+	}
+	since := spanmet2.serverOf(vi, 0, fronts)
+	before := preKill.serverOf(vi, 0, fronts) - spanmet1.serverOf(vi, 0, fronts)
+	fmt.Printf("\nspanmetrics, phase 2, SERVER calls at the front Pods: %d requests answered; the surviving replica counted %.0f, %s %.0f after its restart: %.0f (%.1f%%) in no counter. %s had counted %.0f of phase 2's before the kill, gone with its process (its counters start again at zero; a Prometheus scraping it keeps what it scraped, and rate() treats the drop as a reset).\n",
+		answered2, survivors, victim, since, float64(answered2)-survivors-since, 100*(float64(answered2)-survivors-since)/float64(max(answered2, 1)), victim, before)
+	fmt.Printf("Gateways: %s\n", lbSummary(m2a, m2b, gateways))
+	fmt.Printf("Tail sampling: %s\n", tsSummary(m2a, m2b, samplers))
 	return nil
 }
