@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale
+.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
 
 all: build
 
@@ -41,11 +41,13 @@ race:
 	$(GO) test -race -count=1 ./...
 
 ## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger; TLS with curl, openssl s_client and an nginx ssl upstream;
-## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here) (Jaeger and the Collector built once into ~/.cache/tracehop: ~10 and ~7 min the first time)
+## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here); the Collector tiers in podman, short (Jaeger and the two Collectors built once into ~/.cache/tracehop: ~10, ~7 and ~10 min the first time)
 e2e: e2e-deps
 	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 	@echo "e2e: the Kubernetes sandbox in podman (after the others: its Pods would compete with their timings)"
-	JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2E -v ./examples/sandbox/kubernetes/run/
+	JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2EKubernetesSandbox -v ./examples/sandbox/kubernetes/run/
+	@echo "e2e: the Collector tiers in podman, short (make k8s-tiers is the full run); the tier Collector built once into ~/.cache/tracehop"
+	tier=$$(examples/sandbox/otelcol-tier.sh) && OTELCOL_TIER_BIN=$$tier $(GO) test -count=1 -run TestTiers -v ./deploy/kubernetes/ && OTELCOL_TIER_BIN=$$tier JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2EKubernetesTiers -v ./examples/sandbox/kubernetes/run/
 
 ## chaos: the reliability tests at full length (collector down a minute, 10-minute soak, ...); rewrites the README's table
 chaos:
@@ -178,3 +180,13 @@ RATE ?= 100
 DURATION ?= 30s
 k8s-scale: images
 	$(GO) run ./examples/sandbox/kubernetes/run -scale $(N) -rate $(RATE) -duration $(DURATION) $(if $(COLLECTOR_DOWN),-collector-down $(COLLECTOR_DOWN))
+
+## k8s-tiers: 8 Pods (TIERS_PODS) with sidecars -> OTel Collector gateway (load_balancing by trace id) -> 2 tail-sampling replicas -> Jaeger (deploy/kubernetes/tiers) in podman; TIERS_RATE req/s to each front Pod for TIERS_DURATION, checked in Jaeger, then a phase of TIERS_KILL with one replica killed and restarted (TIERS_KILL= to skip; TIERS_HEAD=50: the sidecars head-sample at 50%, spanmetrics extrapolate)
+TIERS_PODS ?= 8
+TIERS_RATE ?= 50
+TIERS_DURATION ?= 60s
+TIERS_KILL ?= 60s
+TIERS_HEAD ?=
+k8s-tiers: images
+	@deploy/image.sh otelcol-tier >/dev/null
+	$(GO) run ./examples/sandbox/kubernetes/run -tiers $(TIERS_PODS) -rate $(TIERS_RATE) -duration $(TIERS_DURATION) $(if $(TIERS_KILL),-kill $(TIERS_KILL)) $(if $(TIERS_HEAD),-head $(TIERS_HEAD))

@@ -5,12 +5,13 @@
 #   deploy/image.sh tracehop      tracehop and every driver (the Containerfile at the root)
 #   deploy/image.sh sandbox-app   the sandbox's application (examples/sandbox/service)
 #   deploy/image.sh jaeger        Jaeger v2, the binary examples/sandbox/jaeger.sh builds
+#   deploy/image.sh otelcol-tier  the Collector of deploy/kubernetes/tiers, the binary examples/sandbox/otelcol-tier.sh builds
 #
 # Uses podman, or docker where podman is absent ($CONTAINER_TOOL overrides).
 # Prints the image's name on stdout; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: deploy/image.sh tracehop|sandbox-app|jaeger}
+what=${1:?usage: deploy/image.sh tracehop|sandbox-app|jaeger|otelcol-tier}
 version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 tool=${CONTAINER_TOOL:-$(command -v podman || command -v docker || true)}
 [[ -n $tool ]] || { echo "deploy/image.sh: neither podman nor docker is installed: apt-get install -y podman runc (see docs/deploying.md)" >&2; exit 1; }
@@ -59,8 +60,14 @@ jaeger)
   libs "$bin"   # jaeger.sh builds with cgo's resolver: libc and its loader come along
   file=examples/sandbox/kubernetes/Containerfile.binary
   ;;
+otelcol-tier)
+  name=localhost/tracehop-otelcol-tier
+  bin=${OTELCOL_TIER_BIN:-$(examples/sandbox/otelcol-tier.sh)}
+  cp "$bin" "$root/usr/local/bin/otelcol-tier"   # static: nothing else comes along
+  file=examples/sandbox/kubernetes/Containerfile.binary
+  ;;
 *)
-  echo "deploy/image.sh: unknown image $what: tracehop, sandbox-app or jaeger" >&2
+  echo "deploy/image.sh: unknown image $what: tracehop, sandbox-app, jaeger or otelcol-tier" >&2
   exit 2
   ;;
 esac

@@ -25,6 +25,8 @@ type set struct {
 	configMaps map[string]corev1.ConfigMap
 	workloads  map[string]corev1.PodTemplateSpec // "Kind/name"
 	services   []corev1.Service
+	// statefulSets are kept whole: their serviceName and replicas matter.
+	statefulSets []appsv1.StatefulSet
 }
 
 // load decodes every document of files strictly into its API type.
@@ -47,6 +49,8 @@ func load(t *testing.T, files ...string) set {
 				obj = &corev1.ConfigMap{}
 			case "Deployment":
 				obj = &appsv1.Deployment{}
+			case "StatefulSet":
+				obj = &appsv1.StatefulSet{}
 			case "Pod":
 				obj = &corev1.Pod{}
 			case "Service":
@@ -72,6 +76,12 @@ func load(t *testing.T, files ...string) set {
 					t.Errorf("%s: Deployment %s: its selector does not match its template's labels", f, o.Name)
 				}
 				s.workloads["Deployment/"+o.Name] = o.Spec.Template
+			case *appsv1.StatefulSet:
+				if !labels.SelectorFromSet(o.Spec.Selector.MatchLabels).Matches(labels.Set(o.Spec.Template.Labels)) {
+					t.Errorf("%s: StatefulSet %s: its selector does not match its template's labels", f, o.Name)
+				}
+				s.workloads["StatefulSet/"+o.Name] = o.Spec.Template
+				s.statefulSets = append(s.statefulSets, *o)
 			case *corev1.Pod:
 				s.workloads["Pod/"+o.Name] = corev1.PodTemplateSpec{ObjectMeta: o.ObjectMeta, Spec: o.Spec}
 			case *corev1.Service:

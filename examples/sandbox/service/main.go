@@ -8,6 +8,13 @@
 //	all         every trace header of every format tracehop writes (default)
 //	false       none: the seed's experiment, which splits the trace in two
 //	request-id  only x-request-id: tracehop's linking joins the trace anyway
+//
+// Two query parameters make a request slow or failing, for the tail-sampling
+// runs (make k8s-tiers): ?sleep=DURATION (a Go duration, at most 10s) waits
+// that long and ?status=CODE (400-599) answers with that code. The service
+// at the end of a chain (no -next) acts on them; the others forward the
+// query to -next unchanged, so the slowness or the failure starts at the
+// deepest hop and every hop above it sees it, as in a real call chain.
 package main
 
 import (
@@ -20,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,8 +59,17 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /trace/{n}", func(w http.ResponseWriter, r *http.Request) {
+		sleep, status, err := faults(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		if *next != "" {
-			req, _ := http.NewRequestWithContext(r.Context(), "GET", *next, nil)
+			url := *next
+			if r.URL.RawQuery != "" {
+				url += "?" + r.URL.RawQuery
+			}
+			req, _ := http.NewRequestWithContext(r.Context(), "GET", url, nil)
 			for _, h := range traceHeaders {
 				if v := r.Header.Get(h); v != "" && (*propagate == "all" || *propagate == "request-id" && h == "x-request-id") {
 					req.Header.Set(h, v)
@@ -68,6 +85,16 @@ func main() {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				http.Error(w, fmt.Sprintf("next service answered %d", resp.StatusCode), http.StatusBadGateway)
+				return
+			}
+		} else {
+			select {
+			case <-time.After(sleep):
+			case <-r.Context().Done():
+				return
+			}
+			if status != 0 {
+				http.Error(w, fmt.Sprintf("failing as asked (status=%d)", status), status)
 				return
 			}
 		}
@@ -89,6 +116,23 @@ func main() {
 		log.Error("serve", "error", err)
 		os.Exit(1)
 	}
+}
+
+// faults reads the query parameters that make a request slow (sleep) or
+// failing (status).
+func faults(r *http.Request) (sleep time.Duration, status int, err error) {
+	q := r.URL.Query()
+	if v := q.Get("sleep"); v != "" {
+		if sleep, err = time.ParseDuration(v); err != nil || sleep < 0 || sleep > 10*time.Second {
+			return 0, 0, fmt.Errorf("sleep: want a duration between 0 and 10s, got %q", v)
+		}
+	}
+	if v := q.Get("status"); v != "" {
+		if status, err = strconv.Atoi(v); err != nil || status < 400 || status > 599 {
+			return 0, 0, fmt.Errorf("status: want an HTTP status between 400 and 599, got %q", v)
+		}
+	}
+	return sleep, status, nil
 }
 
 // envOr returns the environment variable key, or def when it is unset or empty.

@@ -10,6 +10,11 @@
 // application forwards no trace headers and the check wants two traces;
 // with -deploy deploy/kubernetes it plays the production-shaped manifests
 // and wants one trace over the front proxy and the shop.
+//
+// With -scale N it loads N application Pods and measures their sidecars
+// (make k8s-scale); with -tiers N it plays N application Pods whose sidecars
+// send to deploy/kubernetes/tiers's Collector tiers (gateway, tail sampling)
+// and checks in Jaeger what the tiers keep (make k8s-tiers, tiers.go).
 package main
 
 import (
@@ -36,15 +41,30 @@ func main() {
 	flag.IntVar(&c.JaegerPort, "jaeger-port", 16686, "the host port (on 127.0.0.1) of Jaeger's UI and query API")
 	keep := flag.Bool("keep", false, "leave the sandbox running until Ctrl-C, then take it down")
 	scale := flag.Int("scale", 0, "instead of the sandbox: this many application Pods with injected sidecars, all loaded at once, measured (CPU, RSS, spans) for docs/deploying.md")
-	rate := flag.Int("rate", 100, "with -scale: requests per second to each Pod")
-	duration := flag.Duration("duration", 30*time.Second, "with -scale: how long the load lasts")
+	rate := flag.Int("rate", 100, "with -scale: requests per second to each Pod; with -tiers: to each front Pod")
+	duration := flag.Duration("duration", 30*time.Second, "with -scale or -tiers: how long the load lasts (with -tiers: the steady phase)")
 	down := flag.Duration("collector-down", 0, "with -scale: stop Jaeger for this long, a quarter into the load")
+	tiers := flag.Int("tiers", 0, "instead of the sandbox: this many application Pods (even: the first half call the second) with sidecars sending to deploy/kubernetes/tiers's Collector tiers, loaded with failing, slow and plain requests, checked in Jaeger")
+	head := flag.Float64("head", 0, "with -tiers: the front sidecars head-sample at this percentage (0: every request traced); the tier's spanmetrics extrapolate from tracehop's ot=th")
+	kill := flag.Duration("kill", 0, "with -tiers: a second phase of this long in which one tail-sampling replica is killed a third in and started again at two thirds; what it costs is measured")
 	flag.Parse()
 	c.Log = func(format string, args ...any) {
 		fmt.Printf("==> "+format+"\n", args...)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *tiers > 0 {
+		deploy := c.Deploy
+		if deploy == "" {
+			deploy = "deploy/kubernetes"
+		}
+		err := Tiers(ctx, TiersConfig{Deploy: deploy, Pods: *tiers, Rate: *rate, Duration: *duration, Kill: *kill > 0, KillDuration: *kill, Head: *head, Log: c.Log})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "k8s-tiers:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *scale > 0 {
 		if err := Scale(ctx, ScaleConfig{Dir: c.Dir, Pods: *scale, Rate: *rate, Duration: *duration, CollectorDown: *down, Log: c.Log}); err != nil {
 			fmt.Fprintln(os.Stderr, "k8s-scale:", err)

@@ -90,3 +90,32 @@ func freePort(t *testing.T) int {
 }
 
 var lastPort int
+
+// The Collector tiers in podman, short (make e2e): deploy/kubernetes/tiers's
+// gateway and two tail-sampling replicas between 4 app Pods' sidecars and
+// Jaeger, 20 s of load, every strict check of make k8s-tiers (failing, slow
+// and checkout traces kept whole by one replica, the probabilistic rest in
+// its tolerance, spanmetrics counting every request). No replica is killed:
+// make k8s-tiers measures that. The tier Collector's image comes from
+// $OTELCOL_TIER_BIN, or examples/sandbox/otelcol-tier.sh builds it.
+func TestE2EKubernetesTiers(t *testing.T) {
+	root, _ := filepath.Abs("../../../..")
+	for _, img := range []string{"tracehop", "sandbox-app", "jaeger", "otelcol-tier"} {
+		cmd := exec.Command(filepath.Join(root, "deploy/image.sh"), img)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("deploy/image.sh %s: %v\n%s", img, err, out)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	err := Tiers(ctx, TiersConfig{Deploy: filepath.Join(root, "deploy/kubernetes"), Pods: 4, Rate: 20, Duration: 20 * time.Second, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"jaeger", "otel-gateway-0", "otel-tail-sampling-0", "tiers-0"} {
+		if exec.Command("podman", "pod", "exists", p).Run() == nil {
+			t.Errorf("pod %s is still there after podman kube down", p)
+		}
+	}
+}
