@@ -270,3 +270,45 @@ module.exports = {
   decode, encode, hex16, BatchError,
   ORIGIN_UNKNOWN, ORIGIN_LOCAL, ORIGIN_REMOTE, KIND_SERVER, KIND_INTERNAL,
 };
+
+/**
+ * ipString writes a remote ip's bytes as text: IPv4 dotted, IPv6 in RFC
+ * 5952's form; "" for none.
+ */
+function ipString(b) {
+  if (b.length === 0) {
+    return '';
+  }
+  if (b.length === 4) {
+    return [...b].join('.');
+  }
+  const groups = [];
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(b.readUInt16BE(i));
+  }
+  // The longest run (of at least two) of zero groups becomes ::.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) {
+      j++;
+    }
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) {
+    return hex.join(':');
+  }
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+module.exports.ipString = ipString;

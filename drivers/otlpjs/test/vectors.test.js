@@ -6,7 +6,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const net = require('node:net');
-const { decode, encode, hex16 } = require('../lib/batch.js');
+const { decode, encode, hex16, ipString } = require('../lib/batch.js');
 
 const dir = path.join(__dirname, '..', '..', '..', 'core', 'wire', 'testdata', 'vectors');
 
@@ -34,42 +34,6 @@ function ipFromJSON(s) {
   const b = Buffer.alloc(16);
   groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), 2 * i));
   return b;
-}
-
-function ipToJSON(b) {
-  if (b.length === 0) {
-    return '';
-  }
-  if (b.length === 4) {
-    return [...b].join('.');
-  }
-  const groups = [];
-  for (let i = 0; i < 16; i += 2) {
-    groups.push(b.readUInt16BE(i));
-  }
-  // RFC 5952: the longest run (of at least two) of zero groups becomes ::.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) {
-      j++;
-    }
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) {
-    return hex.join(':');
-  }
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
 function spanFromJSON(j) {
@@ -107,7 +71,7 @@ function spanToJSON(s) {
     name: toString(s.name),
     local_service: toString(s.localService),
     remote_service: toString(s.remoteService),
-    remote_ip: ipToJSON(s.remoteIp),
+    remote_ip: ipString(s.remoteIp),
     remote_port: s.remotePort,
     tags: s.tags.map((t) => ({ key: toString(t.key), value: toString(t.value) })),
     events: s.events.map((e) => ({ unix_nano: e.unixNano.toString(), value: toString(e.value) })),
