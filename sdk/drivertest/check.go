@@ -134,7 +134,8 @@ func (r Report) OK() bool {
 
 // Write prints the report for a person: one line per check (PASS, FAIL or
 // SKIP, its name and how long it took), each problem indented below it,
-// the log too when verbose, and a summary line.
+// the check's log when verbose (the last lines of a failed check's log
+// otherwise), and a summary line.
 func (r Report) Write(w io.Writer, verbose bool) error {
 	var b strings.Builder
 	var passed, failed, skipped int
@@ -152,16 +153,25 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 		for _, p := range res.Problems {
 			fmt.Fprintf(&b, "      %s\n", strings.ReplaceAll(p, "\n", "\n      "))
 		}
-		if verbose {
-			for _, l := range res.Log {
-				fmt.Fprintf(&b, "      log: %s\n", l)
+		log := res.Log
+		if !verbose {
+			log = nil
+			if res.Failed {
+				log = res.Log[max(0, len(res.Log)-failedLogLines):]
 			}
+		}
+		for _, l := range log {
+			fmt.Fprintf(&b, "      log: %s\n", l)
 		}
 	}
 	fmt.Fprintf(&b, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// failedLogLines is how much of a failed check's log Report.Write shows
+// when not verbose: the driver's last words, as the host quotes them.
+const failedLogLines = 12
 
 // Check runs the kit's checks (CheckNames, the same code as Run's Plugin
 // half) on the driver executable tg.Path through tracehop's host, and
