@@ -20,6 +20,19 @@ function parseDuration(s) {
   return seen === s && s !== '' ? total : NaN;
 }
 
+// distance is the edit distance between a and b (Levenshtein).
+function distance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
 function isStringMap(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 }
@@ -44,7 +57,9 @@ function parse(raw) {
   const problems = [];
   for (const k of Object.keys(obj)) {
     if (!KEYS.includes(k)) {
-      problems.push({ field: k, description: `unknown key (valid keys: ${KEYS.join(', ')})` });
+      const near = KEYS.find((valid) => distance(k, valid) <= 2);
+      const hint = near ? `did you mean "${near}"? ` : '';
+      problems.push({ field: k, description: `unknown key (${hint}valid keys: ${KEYS.join(', ')})` });
     }
   }
   const c = { endpoint: DEFAULT_ENDPOINT, headers: {}, timeoutMs: DEFAULT_TIMEOUT_MS, resource: {} };

@@ -88,7 +88,7 @@ class Driver {
     }
     const { config: c, problems } = config.parse(call.request.config_json);
     if (problems) {
-      log('error', 'config refused', { problems: problems.length });
+      log('warn', 'config refused', { problems: problems.length });
       return cb(status.badConfig(problems));
     }
     this.cfg = c;

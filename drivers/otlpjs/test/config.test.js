@@ -34,3 +34,8 @@ test('durations', () => {
 test('header values are secret', () => {
   assert.deepEqual(secretKeys(cfg({ headers: { 'x-api-key': 's3cr3t' } }).config), ['headers.x-api-key']);
 });
+
+test('an unknown key near a valid one says which', () => {
+  const { problems } = cfg({ endpont: 'http://x' });
+  assert.match(problems[0].description, /did you mean "endpoint"\?/);
+});
