@@ -64,18 +64,18 @@ func TestDriverCheck(t *testing.T) {
 		out  []string
 	}{
 		{"javascript", func() []string { return []string{"-backend", "otlp-http", otlpjsDriver(t)} }, exitOK,
-			[]string{`(driver "otlpjs")`, "PASS  CanonicalTrace", "PASS  Failures/throttled", "13 passed, 0 failed, 0 skipped"}},
+			[]string{`(driver "otlpjs")`, "PASS  CanonicalTrace", "PASS  Failures/throttled", "14 passed, 0 failed, 0 skipped"}},
 		{"go otlp", func() []string {
 			return []string{"-backend", "otlp-http", "-config", writeFile(t, "otlp.json",
 				`{"config": {"endpoint": "{{endpoint}}", "protocol": "http/protobuf", "attribute_names": "both"}}`), filepath.Join(bin, "tracehop-driver-otlp")}
-		}, exitOK, []string{"13 passed, 0 failed"}},
+		}, exitOK, []string{"14 passed, 0 failed"}},
 		{"go otlp grpc", func() []string {
 			return []string{"-backend", "otlp-grpc", "-burst", "2000", "-config", writeFile(t, "otlp.json",
 				`{"config": {"endpoint": "{{endpoint}}", "tls": {"insecure": true}, "attribute_names": "both"}}`), filepath.Join(bin, "tracehop-driver-otlp")}
-		}, exitOK, []string{"13 passed, 0 failed"}},
+		}, exitOK, []string{"14 passed, 0 failed"}},
 		{"mutant without a bug", func() []string {
 			return []string{"-backend", "zipkin", "-burst", "5000", "-config", mutant(""), filepath.Join(bin, "tracehop-driver-mutant")}
-		}, exitOK, []string{`(driver "mutant")`, "13 passed, 0 failed"}},
+		}, exitOK, []string{`(driver "mutant")`, "14 passed, 0 failed"}},
 		{"mutant byte order", func() []string {
 			return []string{"-backend", "zipkin", "-burst", "600", "-config", mutant("byteorder"), filepath.Join(bin, "tracehop-driver-mutant")}
 		}, exitFailure, []string{"FAIL  CanonicalTrace", "want 0af7651916cd43dd8448eb211c80319c", "check the byte order of your ids", "PASS  Burst"}},

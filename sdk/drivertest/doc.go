@@ -27,6 +27,9 @@
 //     its context's deadline; the retried batch arrives whole;
 //   - stopping tracehop's pipeline while the back end holds its answer to a
 //     stored batch stores each span once (Backend.AnswerLate).
+//   - through the plugin process, a driver killed between two batches is
+//     started and configured again by the host, and the next batch
+//     arrives (CrashRestart).
 //
 // The checks are one list (CheckNames), run two ways: by Run, as subtests
 // of a Go test, in process and through the plugin process it builds from

@@ -229,6 +229,7 @@ var checks = []struct {
 	{"ExportAfterShutdown", checkAfterShutdown},
 	{"ShutdownDuringLateAnswer", checkShutdownDuringLateAnswer},
 	{"Failures", checkFailures},
+	{"CrashRestart", checkCrashRestart},
 }
 
 // CheckNames lists the name of every check, in the order they run.
@@ -380,6 +381,56 @@ func checkParentOrigin(t T, s kit, start starter) {
 			t.Errorf("%s span with a %s parent: the back end says its parent is %s (Span.ParentOrigin: the host says where a parent came from; do not guess it from the kind)", w.Kind, w.ParentOrigin, g.ParentOrigin)
 		}
 	}
+}
+
+// restartable is a driver in a process tracehop's host restarts when it
+// dies: *driverhost.Process.
+type restartable interface {
+	Pid() int
+	Restarts() uint64
+}
+
+// checkCrashRestart kills the driver's process (SIGKILL, as the OOM killer
+// does) between two batches: the host starts it again and configures it,
+// and the next batch must arrive. A driver that cannot start twice (a
+// socket or lock file left behind, state kept outside the process) fails.
+func checkCrashRestart(t T, s kit, start starter) {
+	d, _, b := configured(t, s, start)
+	defer d.Shutdown(context.Background())
+	p, ok := d.(restartable)
+	if !ok {
+		t.Log("not applicable: the driver runs in this process")
+		return
+	}
+	const first = 9500
+	if err := d.Export(context.Background(), Spans(first, 2)); err != nil {
+		t.Fatalf("Export before the crash: %v", err)
+	}
+	proc, err := os.FindProcess(p.Pid())
+	if err == nil {
+		err = proc.Kill()
+	}
+	if err != nil {
+		t.Fatalf("killing the driver's process %d: %v", p.Pid(), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
+	defer cancel()
+	var lastErr error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if lastErr = d.Export(ctx, Spans(first+2, 3)); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("Export after the driver's process was killed, for 15 s: %v (the host restarts it: it must start and configure again)", lastErr)
+	}
+	if p.Restarts() == 0 {
+		t.Errorf("the host counted no restart after the driver's process was killed")
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after the restart: %v", err)
+	}
+	checkAll(t, received(t, b), first, 5)
 }
 
 // lateAnswer is how long the back end of checkShutdownDuringLateAnswer
