@@ -413,11 +413,14 @@ func checkCrashRestart(t T, s kit, start starter) {
 	if err != nil {
 		t.Fatalf("killing the driver's process %d: %v", p.Pid(), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
-	defer cancel()
+	// Each attempt waits (within its deadline) while the host restarts
+	// the driver; a driver that cannot start again fails every one.
 	var lastErr error
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if lastErr = d.Export(ctx, Spans(first+2, 3)); lastErr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lastErr = d.Export(ctx, Spans(first+2, 3))
+		cancel()
+		if lastErr == nil {
 			break
 		}
 	}
