@@ -128,6 +128,9 @@ class Driver {
       }
       throw e;
     }
+    if (spans.length === 0) {
+      return cb(null, {});
+    }
     const p = this.send(call, spans).then((r) => cb(null, r), (err) => cb(err));
     this.inFlight.add(p);
     p.finally(() => this.inFlight.delete(p));
