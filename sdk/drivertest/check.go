@@ -134,8 +134,8 @@ func (r Report) OK() bool {
 
 // Write prints the report for a person: one line per check (PASS, FAIL or
 // SKIP, its name and how long it took), each problem indented below it,
-// the check's log when verbose (the last lines of a failed check's log
-// otherwise), and a summary line.
+// the check's log when verbose (otherwise the last lines above debug level
+// of a failed check's log), and a summary line.
 func (r Report) Write(w io.Writer, verbose bool) error {
 	var b strings.Builder
 	var passed, failed, skipped int
@@ -157,7 +157,12 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 		if !verbose {
 			log = nil
 			if res.Failed {
-				log = res.Log[max(0, len(res.Log)-failedLogLines):]
+				for _, l := range res.Log {
+					if !strings.Contains(l, " level=DEBUG ") {
+						log = append(log, l)
+					}
+				}
+				log = log[max(0, len(log)-failedLogLines):]
 			}
 		}
 		for _, l := range log {
