@@ -195,6 +195,14 @@ func Check(tg Target) Report {
 			missing = append(missing, "Target."+f.name)
 		}
 	}
+	if tg.Backend != nil {
+		// One back end, to check what every check will need of it.
+		probe := &checkT{report: &Report{}}
+		probe.run("Backend", func(t T) { missing = append(missing, backendLacks(tg.Backend(t), tg.NoFailures, "Target")...) })
+		if r := probe.report.Results[0]; r.Failed {
+			missing = append(missing, "a Backend that starts ("+strings.Join(r.Problems, "; ")+")")
+		}
+	}
 	if len(missing) > 0 {
 		rep.Results = append(rep.Results, Result{Name: "Target", Failed: true, Problems: []string{"drivertest: the target lacks " + strings.Join(missing, ", ")}})
 		return rep

@@ -151,6 +151,22 @@ type Suite struct {
 	NoFailures string
 }
 
+// backendLacks lists what a Backend lacks that every check needs; owner
+// is the type whose NoFailures field excuses a missing Fail.
+func backendLacks(b Backend, noFailures, owner string) []string {
+	var missing []string
+	if b.Config == nil {
+		missing = append(missing, "Backend.Config")
+	}
+	if b.Received == nil {
+		missing = append(missing, "Backend.Received")
+	}
+	if b.Fail == nil && noFailures == "" {
+		missing = append(missing, "Backend.Fail (or "+owner+".NoFailures saying why the back end cannot fail)")
+	}
+	return missing
+}
+
 // starter starts a configured driver one way or the other.
 type starter func(t T, config map[string]any) (sdk.Driver, sdk.Capabilities, error)
 
@@ -169,16 +185,7 @@ func Run(t *testing.T, s Suite) {
 	if s.Backend != nil {
 		// One back end, to check what every check will need of it.
 		t.Run("Backend", func(t *testing.T) {
-			b := s.Backend(t)
-			if b.Config == nil {
-				missing = append(missing, "Backend.Config")
-			}
-			if b.Received == nil {
-				missing = append(missing, "Backend.Received")
-			}
-			if b.Fail == nil && s.NoFailures == "" {
-				missing = append(missing, "Backend.Fail (or Suite.NoFailures saying why the back end cannot fail)")
-			}
+			missing = append(missing, backendLacks(s.Backend(t), s.NoFailures, "Suite")...)
 		})
 	}
 	if len(missing) > 0 {
