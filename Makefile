@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
+.PHONY: js-deps js-test e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
 
 all: build
 
@@ -27,8 +27,25 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')(in ./bin)"
 
-## test: formatting, vet and every test with the race detector
-test: fmt-check vet race
+## test: formatting, vet, the JavaScript reference driver's own tests and every Go test with the race detector
+test: fmt-check vet js-test race
+
+# The JavaScript reference driver (drivers/otlpjs): its dependencies from its
+# package-lock.json, with npm's cache outside the repo; reinstalled when the
+# lock changes.
+NPM_CACHE ?= $(HOME)/.cache/tracehop/npm
+OTLPJS    := drivers/otlpjs
+
+## js-deps: the JavaScript reference driver's dependencies (npm ci into drivers/otlpjs/node_modules)
+js-deps: $(OTLPJS)/node_modules/.package-lock.json
+
+$(OTLPJS)/node_modules/.package-lock.json: $(OTLPJS)/package.json $(OTLPJS)/package-lock.json
+	cd $(OTLPJS) && npm_config_cache=$(NPM_CACHE) npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+## js-test: the JavaScript reference driver's tests (node --test: the batch layout's vectors, its config)
+js-test: js-deps
+	cd $(OTLPJS) && node --test test/
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -37,12 +54,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-race:
+# js-deps: tracehop driver check's test runs the JavaScript reference driver.
+race: js-deps
 	$(GO) test -race -count=1 ./...
 
 ## e2e: the sandbox into real back ends: zipkin driver -> Jaeger, otlp driver -> Jaeger (gRPC and HTTP), datadog driver -> OpenTelemetry Collector -> Jaeger; TLS with curl, openssl s_client and an nginx ssl upstream;
 ## h2spec against an h2c listener; the Kubernetes sandbox in podman (kube play, images built here); the Collector tiers in podman, short (Jaeger and the two Collectors built once into ~/.cache/tracehop: ~10, ~7 and ~10 min the first time)
-e2e: e2e-deps
+e2e: e2e-deps js-deps
 	@jaeger=$$(examples/sandbox/jaeger.sh) && otelcol=$$(examples/sandbox/otelcol.sh) && H2SPEC_BIN=$(GOBIN_TOOLS)/h2spec JAEGER_BIN=$$jaeger OTELCOL_BIN=$$otelcol $(GO) test -tags e2e -count=1 -run E2E -v ./proxy/ ./cmd/tracehop/ 2>&1 | grep -v '^\s*sandbox_test.go:[0-9]*: \[' ; exit $${PIPESTATUS[0]}
 	@echo "e2e: the Kubernetes sandbox in podman (after the others: its Pods would compete with their timings)"
 	JAEGER_BIN=$$(examples/sandbox/jaeger.sh) $(GO) test -tags e2e -count=1 -run E2EKubernetesSandbox -v ./examples/sandbox/kubernetes/run/

@@ -46,6 +46,7 @@ Usage:
   tracehop run -c FILE        serve traffic as the config says
   tracehop validate -c FILE   check the config and start and stop every driver, serving nothing
   tracehop drivers [-c FILE]  list the drivers tracehop can find, and where
+  tracehop driver check PATH  run the driver conformance kit on any driver executable (-backend otlp-http|otlp-grpc|zipkin)
   tracehop inject [-f FILE]   add the tracehop sidecar to Kubernetes Pods, Deployments, StatefulSets (YAML in, YAML out)
   tracehop trace view ...     draw traces as a waterfall, from the file driver's output or a Jaeger/Zipkin API
   tracehop version [-drivers]  print the version (with -drivers: each driver's too)
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "drivers":
 		return cmdDrivers(rest, stdout, stderr)
+	case "driver":
+		return cmdDriver(rest, stdout, stderr)
 	case "inject":
 		return runBeside("tracehop-inject", "inject", rest, os.Stdin, stdout, stderr)
 	case "trace":

@@ -27,6 +27,17 @@
 //     its context's deadline; the retried batch arrives whole;
 //   - stopping tracehop's pipeline while the back end holds its answer to a
 //     stored batch stores each span once (Backend.AnswerLate).
+//   - through the plugin process, a driver killed between two batches is
+//     started and configured again by the host, and the next batch
+//     arrives (CrashRestart).
+//
+// The checks are one list (CheckNames), run two ways: by Run, as subtests
+// of a Go test, in process and through the plugin process it builds from
+// MainPackage; and by Check, on any driver executable in any language
+// through tracehop's host, each check's outcome recorded in a Report
+// instead of failing a test: `tracehop driver check PATH` is Check against
+// the reference receivers (otlpreceiver, zipkinreceiver), which, as every
+// Backend, take a T (a *testing.T, or Check's recorder).
 //
 // The kit's own tests run each check against a driver with the bug it must
 // catch (internal/mutant) and expect it to fail.

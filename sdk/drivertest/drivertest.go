@@ -19,7 +19,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/driverhost"
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/wire"
@@ -119,10 +118,12 @@ func (f Failure) String() string {
 
 // InvalidConfig is a config the driver must refuse.
 type InvalidConfig struct {
-	Name   string
-	Config map[string]any
+	// Name names the case in the report.
+	Name string `json:"name"`
+	// Config is the config, as the driver's config block would hold it.
+	Config map[string]any `json:"config"`
 	// Key is the config key the refusal must name.
-	Key string
+	Key string `json:"key"`
 }
 
 // Suite describes the driver under test.
@@ -140,7 +141,8 @@ type Suite struct {
 	// that calls sdk.Serve); the kit builds it with `go build` for the
 	// plugin-process checks.
 	MainPackage string
-	// BurstSpans is the size of the burst check (default 10,000).
+	// BurstSpans is the size of the burst check (default
+	// DefaultBurstSpans).
 	BurstSpans int
 	// NoFailures, when the back end cannot fail the ways Backend.Fail
 	// makes it (a local file), says why; the failure checks are then
@@ -149,8 +151,24 @@ type Suite struct {
 	NoFailures string
 }
 
+// backendLacks lists what a Backend lacks that every check needs; owner
+// is the type whose NoFailures field excuses a missing Fail.
+func backendLacks(b Backend, noFailures, owner string) []string {
+	var missing []string
+	if b.Config == nil {
+		missing = append(missing, "Backend.Config")
+	}
+	if b.Received == nil {
+		missing = append(missing, "Backend.Received")
+	}
+	if b.Fail == nil && noFailures == "" {
+		missing = append(missing, "Backend.Fail (or "+owner+".NoFailures saying why the back end cannot fail)")
+	}
+	return missing
+}
+
 // starter starts a configured driver one way or the other.
-type starter func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error)
+type starter func(t T, config map[string]any) (sdk.Driver, sdk.Capabilities, error)
 
 // Run runs every check, in process and through a plugin process.
 func Run(t *testing.T, s Suite) {
@@ -167,31 +185,27 @@ func Run(t *testing.T, s Suite) {
 	if s.Backend != nil {
 		// One back end, to check what every check will need of it.
 		t.Run("Backend", func(t *testing.T) {
-			b := s.Backend(t)
-			if b.Config == nil {
-				missing = append(missing, "Backend.Config")
-			}
-			if b.Received == nil {
-				missing = append(missing, "Backend.Received")
-			}
-			if b.Fail == nil && s.NoFailures == "" {
-				missing = append(missing, "Backend.Fail (or Suite.NoFailures saying why the back end cannot fail)")
-			}
+			missing = append(missing, backendLacks(s.Backend(t), s.NoFailures, "Suite")...)
 		})
 	}
 	if len(missing) > 0 {
 		t.Fatalf("drivertest: the suite lacks %s", strings.Join(missing, ", "))
 	}
 	if s.BurstSpans == 0 {
-		s.BurstSpans = 10000
+		s.BurstSpans = DefaultBurstSpans
 	}
-	inProcess := func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
+	k := kit{
+		name: s.Name, invalid: s.Invalid, burstSpans: s.BurstSpans, noFailures: s.NoFailures,
+		// Run's checks run as subtests: every T is a *testing.T.
+		backend: func(t T) Backend { return s.Backend(t.(*testing.T)) },
+	}
+	inProcess := func(t T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
 		d := s.New()
 		caps, err := d.Configure(context.Background(), mustJSON(t, config), sdk.HostInfo{DriverName: s.Name, Version: "drivertest"})
 		return d, caps, err
 	}
 	t.Run("InProcess", func(t *testing.T) {
-		runChecks(t, s, inProcess)
+		runChecks(t, k, inProcess)
 		t.Run("ShutdownWithoutConfigure", func(t *testing.T) {
 			d := s.New()
 			for range 2 {
@@ -203,29 +217,50 @@ func Run(t *testing.T, s Suite) {
 	})
 	t.Run("Plugin", func(t *testing.T) {
 		bin := buildDriver(t, s.Name, s.MainPackage)
-		viaPlugin := func(t *testing.T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
-			d, err := driverhost.Start(context.Background(), driverhost.Spec{Name: s.Name, Path: bin, Config: mustJSON(t, config)},
-				driverhost.Options{Logger: TestLogger(t), Host: core.HostInfo{Version: "drivertest"}})
-			if err != nil {
-				return nil, sdk.Capabilities{}, err
-			}
-			t.Cleanup(func() { d.Shutdown(context.Background()) })
-			return d, d.Capabilities(), nil
-		}
-		runChecks(t, s, viaPlugin)
+		runChecks(t, k, viaPlugin(s.Name, bin, nil))
 	})
 }
 
-func runChecks(t *testing.T, s Suite, start starter) {
-	t.Run("InvalidConfig", func(t *testing.T) { checkInvalid(t, s, start) })
-	t.Run("CanonicalTrace", func(t *testing.T) { checkCanonical(t, s, start) })
-	t.Run("ParentOrigin", func(t *testing.T) { checkParentOrigin(t, s, start) })
-	t.Run("ShutdownTwice", func(t *testing.T) { checkShutdownTwice(t, s, start) })
-	t.Run("ConcurrentExport", func(t *testing.T) { checkConcurrent(t, s, start) })
-	t.Run("Burst", func(t *testing.T) { checkBurst(t, s, start) })
-	t.Run("ExportAfterShutdown", func(t *testing.T) { checkAfterShutdown(t, s, start) })
-	t.Run("ShutdownDuringLateAnswer", func(t *testing.T) { checkShutdownDuringLateAnswer(t, s, start) })
-	t.Run("Failures", func(t *testing.T) { checkFailures(t, s, start) })
+// checks are the kit's checks, in the order they run, each named as its
+// subtest (Run) and its line of a Report (Check).
+var checks = []struct {
+	name string
+	run  func(t T, s kit, start starter)
+}{
+	{"InvalidConfig", checkInvalid},
+	{"CanonicalTrace", checkCanonical},
+	{"ParentOrigin", checkParentOrigin},
+	{"ShutdownTwice", checkShutdownTwice},
+	{"ConcurrentExport", checkConcurrent},
+	{"Burst", checkBurst},
+	{"ExportAfterShutdown", checkAfterShutdown},
+	{"ShutdownDuringLateAnswer", checkShutdownDuringLateAnswer},
+	{"Failures", checkFailures},
+	{"CrashRestart", checkCrashRestart},
+}
+
+// CheckNames lists the name of every check, in the order they run.
+func CheckNames() []string {
+	out := make([]string, len(checks))
+	for i, c := range checks {
+		out[i] = c.name
+	}
+	return out
+}
+
+// kit is what the checks need of a Suite or a Target.
+type kit struct {
+	name       string
+	backend    func(t T) Backend
+	invalid    []InvalidConfig
+	burstSpans int
+	noFailures string
+}
+
+func runChecks(t T, s kit, start starter) {
+	for _, c := range checks {
+		run(t, c.name, func(t T) { c.run(t, s, start) })
+	}
 }
 
 // exportTimeout bounds each Export the kit makes; the slow back end's
@@ -243,14 +278,14 @@ const (
 // answer: the error class the host acts on, the deadline, and that the
 // batch arrives whole when the host sends it again once the back end is
 // back.
-func checkFailures(t *testing.T, s Suite, start starter) {
-	if s.NoFailures != "" {
-		t.Logf("not applicable: %s", s.NoFailures)
+func checkFailures(t T, s kit, start starter) {
+	if s.noFailures != "" {
+		t.Logf("not applicable: %s", s.noFailures)
 		return
 	}
 	first := uint64(7000)
 	for _, f := range Failures {
-		t.Run(f.String(), func(t *testing.T) {
+		run(t, f.String(), func(t T) {
 			d, _, b := configured(t, s, start)
 			defer d.Shutdown(context.Background())
 			if b.Fail == nil {
@@ -318,7 +353,7 @@ func checkFailures(t *testing.T, s Suite, start starter) {
 // origin, the kind's usual one and the other (a CLIENT span whose parent came
 // from the application, a SERVER span continuing tracehop's own), where the
 // back end keeps the origin: a driver that guesses it from the kind fails.
-func checkParentOrigin(t *testing.T, s Suite, start starter) {
+func checkParentOrigin(t T, s kit, start starter) {
 	d, _, b := configured(t, s, start)
 	defer d.Shutdown(context.Background())
 	if !b.ParentOrigin {
@@ -355,6 +390,59 @@ func checkParentOrigin(t *testing.T, s Suite, start starter) {
 	}
 }
 
+// restartable is a driver in a process tracehop's host restarts when it
+// dies: *driverhost.Process.
+type restartable interface {
+	Pid() int
+	Restarts() uint64
+}
+
+// checkCrashRestart kills the driver's process (SIGKILL, as the OOM killer
+// does) between two batches: the host starts it again and configures it,
+// and the next batch must arrive. A driver that cannot start twice (a
+// socket or lock file left behind, state kept outside the process) fails.
+func checkCrashRestart(t T, s kit, start starter) {
+	d, _, b := configured(t, s, start)
+	defer d.Shutdown(context.Background())
+	p, ok := d.(restartable)
+	if !ok {
+		t.Log("not applicable: the driver runs in this process")
+		return
+	}
+	const first = 9500
+	if err := d.Export(context.Background(), Spans(first, 2)); err != nil {
+		t.Fatalf("Export before the crash: %v", err)
+	}
+	proc, err := os.FindProcess(p.Pid())
+	if err == nil {
+		err = proc.Kill()
+	}
+	if err != nil {
+		t.Fatalf("killing the driver's process %d: %v", p.Pid(), err)
+	}
+	// Each attempt waits (within its deadline) while the host restarts
+	// the driver; a driver that cannot start again fails every one.
+	var lastErr error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lastErr = d.Export(ctx, Spans(first+2, 3))
+		cancel()
+		if lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("Export after the driver's process was killed, for 15 s: %v (the host restarts it: it must start and configure again)", lastErr)
+	}
+	if p.Restarts() == 0 {
+		t.Errorf("the host counted no restart after the driver's process was killed")
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after the restart: %v", err)
+	}
+	checkAll(t, received(t, b), first, 5)
+}
+
 // lateAnswer is how long the back end of checkShutdownDuringLateAnswer
 // holds each answer: the 400-500 ms of the collector in issue 26.
 const lateAnswer = 450 * time.Millisecond
@@ -364,12 +452,12 @@ const lateAnswer = 450 * time.Millisecond
 // flight to a back end that has stored the batch but not yet answered: the
 // host must await the answer within its deadline, and every span must be
 // stored exactly once.
-func checkShutdownDuringLateAnswer(t *testing.T, s Suite, start starter) {
+func checkShutdownDuringLateAnswer(t T, s kit, start starter) {
 	d, _, b := configured(t, s, start)
 	defer d.Shutdown(context.Background())
 	if b.AnswerLate == nil {
-		if s.NoFailures != "" {
-			t.Logf("not applicable: %s", s.NoFailures)
+		if s.noFailures != "" {
+			t.Logf("not applicable: %s", s.noFailures)
 			return
 		}
 		t.Skip("not checked: Backend.AnswerLate is nil (drivertest.Gate.AnswerLate gives it for any back end behind a gate)")
@@ -381,7 +469,7 @@ func checkShutdownDuringLateAnswer(t *testing.T, s Suite, start starter) {
 	}
 	restore := b.AnswerLate(lateAnswer)
 	defer restore()
-	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond}, []pipeline.Target{{Name: s.Name, Driver: d}}, TestLogger(t))
+	p, err := pipeline.New(pipeline.Config{BatchDelay: 10 * time.Millisecond}, []pipeline.Target{{Name: s.name, Driver: d}}, TestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +508,7 @@ func checkShutdownDuringLateAnswer(t *testing.T, s Suite, start starter) {
 
 // countIDs counts the spans with ids first..first+n-1 the back end shows
 // (each id once).
-func countIDs(t *testing.T, b Backend, first uint64, n int) int {
+func countIDs(t T, b Backend, first uint64, n int) int {
 	seen := map[sdk.SpanID]bool{}
 	for _, g := range received(t, b) {
 		if uint64(g.SpanID) >= first && uint64(g.SpanID) < first+uint64(n) {
@@ -430,12 +518,12 @@ func countIDs(t *testing.T, b Backend, first uint64, n int) int {
 	return len(seen)
 }
 
-func checkInvalid(t *testing.T, s Suite, start starter) {
-	if len(s.Invalid) == 0 {
+func checkInvalid(t T, s kit, start starter) {
+	if len(s.invalid) == 0 {
 		t.Fatal("drivertest: Suite.Invalid is empty; give at least one config the driver must refuse")
 	}
-	for _, ic := range s.Invalid {
-		t.Run(ic.Name, func(t *testing.T) {
+	for _, ic := range s.invalid {
+		run(t, ic.Name, func(t T) {
 			d, _, err := start(t, ic.Config)
 			if err == nil {
 				d.Shutdown(context.Background())
@@ -448,9 +536,9 @@ func checkInvalid(t *testing.T, s Suite, start starter) {
 	}
 }
 
-func configured(t *testing.T, s Suite, start starter) (sdk.Driver, sdk.Capabilities, Backend) {
+func configured(t T, s kit, start starter) (sdk.Driver, sdk.Capabilities, Backend) {
 	t.Helper()
-	b := s.Backend(t)
+	b := s.backend(t)
 	d, caps, err := start(t, b.Config)
 	if err != nil {
 		t.Fatalf("Configure with the back end's config %v: %v", b.Config, err)
@@ -458,7 +546,7 @@ func configured(t *testing.T, s Suite, start starter) (sdk.Driver, sdk.Capabilit
 	return d, caps, b
 }
 
-func checkCanonical(t *testing.T, s Suite, start starter) {
+func checkCanonical(t T, s kit, start starter) {
 	d, caps, b := configured(t, s, start)
 	want := CanonicalTrace(time.Now())
 	if err := d.Export(context.Background(), want); err != nil {
@@ -516,7 +604,7 @@ const (
 )
 
 // checkProblems fails on each problem the back end's wire format showed.
-func checkProblems(t *testing.T, b Backend) {
+func checkProblems(t T, b Backend) {
 	t.Helper()
 	if b.Problems == nil {
 		return
@@ -542,7 +630,7 @@ func lookAlike(w sdk.Span, got []sdk.Span) string {
 	return fmt.Sprintf("got %d spans, none of that name", len(got))
 }
 
-func checkShutdownTwice(t *testing.T, s Suite, start starter) {
+func checkShutdownTwice(t T, s kit, start starter) {
 	d, _, _ := configured(t, s, start)
 	for i := range 2 {
 		if err := d.Shutdown(context.Background()); err != nil {
@@ -551,7 +639,7 @@ func checkShutdownTwice(t *testing.T, s Suite, start starter) {
 	}
 }
 
-func checkAfterShutdown(t *testing.T, s Suite, start starter) {
+func checkAfterShutdown(t T, s kit, start starter) {
 	d, _, _ := configured(t, s, start)
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
@@ -561,7 +649,7 @@ func checkAfterShutdown(t *testing.T, s Suite, start starter) {
 	}
 }
 
-func checkConcurrent(t *testing.T, s Suite, start starter) {
+func checkConcurrent(t T, s kit, start starter) {
 	d, _, b := configured(t, s, start)
 	const workers, batches, per = 8, 4, 25
 	var wg sync.WaitGroup
@@ -599,9 +687,9 @@ var burstBatches = []int{512, MaxBurstBatch}
 // back end must do so itself.
 const MaxBurstBatch = 4096
 
-func checkBurst(t *testing.T, s Suite, start starter) {
+func checkBurst(t T, s kit, start starter) {
 	d, _, b := configured(t, s, start)
-	all := Spans(1, s.BurstSpans)
+	all := Spans(1, s.burstSpans)
 	for i, k := 0, 0; i < len(all); k++ {
 		n := min(burstBatches[k%len(burstBatches)], len(all)-i)
 		if err := d.Export(context.Background(), all[i:i+n]); err != nil {
@@ -614,13 +702,13 @@ func checkBurst(t *testing.T, s Suite, start starter) {
 	}
 	got := received(t, b)
 	checkProblems(t, b)
-	checkAll(t, got, 1, s.BurstSpans)
+	checkAll(t, got, 1, s.burstSpans)
 	checkOnce(t, got)
 }
 
 // checkOnce asserts that no span arrived twice where nothing failed: back
 // ends do not deduplicate.
-func checkOnce(t *testing.T, got []sdk.Span) {
+func checkOnce(t T, got []sdk.Span) {
 	t.Helper()
 	seen := map[sdk.SpanID]int{}
 	var twice []sdk.SpanID
@@ -635,7 +723,7 @@ func checkOnce(t *testing.T, got []sdk.Span) {
 }
 
 // checkAll asserts that spans with ids first..first+n-1 all arrived.
-func checkAll(t *testing.T, got []sdk.Span, first uint64, n int) {
+func checkAll(t T, got []sdk.Span, first uint64, n int) {
 	t.Helper()
 	seen := map[sdk.SpanID]bool{}
 	for _, g := range got {
@@ -652,7 +740,7 @@ func checkAll(t *testing.T, got []sdk.Span, first uint64, n int) {
 	}
 }
 
-func received(t *testing.T, b Backend) []sdk.Span {
+func received(t T, b Backend) []sdk.Span {
 	t.Helper()
 	got, err := b.Received()
 	if err != nil {
@@ -661,7 +749,7 @@ func received(t *testing.T, b Backend) []sdk.Span {
 	return got
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t T, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -712,7 +800,7 @@ func BuildDriver(pkg, out string) error {
 
 // TestLogger returns a logger that writes to the test's log until the test
 // ends, and drops what a plugin process says after that.
-func TestLogger(t testing.TB) *slog.Logger {
+func TestLogger(t T) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
@@ -724,7 +812,7 @@ func TestLogger(t testing.TB) *slog.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    testing.TB
+	t    T
 	done bool
 }
 

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -26,7 +25,7 @@ type Gate struct {
 
 // NewGate starts a gate in front of target (host:port); it closes with the
 // test.
-func NewGate(t testing.TB, target string) *Gate {
+func NewGate(t T, target string) *Gate {
 	t.Helper()
 	g := &Gate{target: target, conns: map[net.Conn]struct{}{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

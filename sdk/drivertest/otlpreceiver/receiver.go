@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -92,7 +91,7 @@ func (undecodedCodec) Name() string                    { return "proto" }
 // Start starts a receiver on 127.0.0.1 with kernel-chosen ports and stops
 // it at the test's end. With a tls.Config both listeners speak TLS (set
 // ClientAuth for mTLS).
-func Start(t testing.TB, tlsConf *tls.Config) *Receiver {
+func Start(t drivertest.T, tlsConf *tls.Config) *Receiver {
 	t.Helper()
 	return start(t, tlsConf, true)
 }
@@ -102,12 +101,12 @@ func Start(t testing.TB, tlsConf *tls.Config) *Receiver {
 // benchmarks of a driver and its transport alone: decoding OTLP into the
 // generated Go types costs a receiver in the same process more than the
 // driver spends writing it.
-func StartUndecoded(t testing.TB) *Receiver {
+func StartUndecoded(t drivertest.T) *Receiver {
 	t.Helper()
 	return start(t, nil, false)
 }
 
-func start(t testing.TB, tlsConf *tls.Config, decode bool) *Receiver {
+func start(t drivertest.T, tlsConf *tls.Config, decode bool) *Receiver {
 	r := &Receiver{undecoded: !decode, discard: !decode}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -182,7 +181,7 @@ func (r *Receiver) Discard() {
 // listener (so that it can be made unreachable or unresponsive), and the
 // Backend whose Config is config(endpoint), endpoint being what the driver
 // must send to (host:port for gRPC, the traces URL for HTTP).
-func (r *Receiver) Backend(t testing.TB, protocol string, config func(endpoint string) map[string]any) drivertest.Backend {
+func (r *Receiver) Backend(t drivertest.T, protocol string, config func(endpoint string) map[string]any) drivertest.Backend {
 	if protocol != "grpc" && protocol != "http/protobuf" {
 		t.Fatalf("otlpreceiver: protocol %q: give grpc or http/protobuf (OTLP's names)", protocol)
 	}

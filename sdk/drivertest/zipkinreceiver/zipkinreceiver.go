@@ -18,7 +18,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"sync"
-	"testing"
 
 	"github.com/openzipkin/zipkin-go/model"
 	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
@@ -40,7 +39,7 @@ type Receiver struct {
 }
 
 // Start starts a collector on 127.0.0.1; it stops with the test.
-func Start(t testing.TB) *Receiver {
+func Start(t drivertest.T) *Receiver {
 	t.Helper()
 	r := &Receiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))

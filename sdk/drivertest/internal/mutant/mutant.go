@@ -7,11 +7,14 @@ package mutant
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -34,11 +37,13 @@ const (
 	BugSpanIDOrder = "spanidorder" // the span id's bytes reversed
 	BugBatchLimit  = "batchlimit"  // sends at most 1,000 spans of a batch
 	BugDuplicate   = "duplicate"   // sends a batch's first span twice
+	// The kit's CrashRestart check (issue 28, item 3).
+	BugLockFile = "lockfile" // a lock file in $TMPDIR that a killed process leaves behind, refused at the next Configure
 )
 
 // bugs lists every bug a config may name.
 var bugs = []string{"", BugUTF8, BugClasses, BugByteOrder, BugDeadline, BugZeroParent, BugThrottle, BugOwnTimeout,
-	BugSpanIDOrder, BugBatchLimit, BugDuplicate}
+	BugSpanIDOrder, BugBatchLimit, BugDuplicate, BugLockFile}
 
 // Config is the driver's config.
 type Config struct {
@@ -65,6 +70,7 @@ func (c *Config) Validate() error {
 type Driver struct {
 	cfg    Config
 	closed atomic.Bool
+	lock   string // BugLockFile's file, removed at Shutdown
 }
 
 // New returns an unconfigured driver.
@@ -76,6 +82,17 @@ var _ sdk.Driver = (*Driver)(nil)
 func (d *Driver) Configure(_ context.Context, raw []byte, _ sdk.HostInfo) (sdk.Capabilities, error) {
 	if err := sdk.DecodeConfig(raw, &d.cfg); err != nil {
 		return sdk.Capabilities{}, err
+	}
+	if d.cfg.Bug == BugLockFile {
+		// One instance per endpoint, "enforced" with a file that only
+		// Shutdown removes.
+		lock := filepath.Join(os.TempDir(), fmt.Sprintf("tracehop-mutant-%x.lock", sha256.Sum256([]byte(d.cfg.Endpoint))))
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return sdk.Capabilities{}, fmt.Errorf("another instance holds %s: %w", lock, err)
+		}
+		f.Close()
+		d.lock = lock
 	}
 	return sdk.Capabilities{Propagation: []string{sdk.FormatB3}, TraceID128: true, Precision: 1000}, nil
 }
@@ -212,5 +229,8 @@ func (d *Driver) permanent(err error) error {
 // Shutdown stops Export; nothing is buffered.
 func (d *Driver) Shutdown(context.Context) error {
 	d.closed.Store(true)
+	if d.lock != "" {
+		os.Remove(d.lock)
+	}
 	return nil
 }
