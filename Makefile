@@ -112,11 +112,12 @@ bench-deps:
 
 ## bench: tracehop against direct, a Go reverse proxy, nginx and HAProxy (about 6 min); ROUNDS=3; rewrites README's table
 ## WORKERS=2: two worker threads per proxy (GOMAXPROCS, worker_processes, nbthread); rewrites its own table
+## BASELINE=DIR: also the tracehop configurations from an older build's binaries (make build BIN=DIR on its checkout), NAME@base
 ROUNDS ?= 3
 WORKERS ?= 1
 bench: build bench-deps
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
-	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -workers $(WORKERS) -out bench/results -readme README.md
+	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -workers $(WORKERS) $(if $(BASELINE),-baseline $(BASELINE)) -out bench/results -readme README.md
 
 ## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
 bench-upstream:

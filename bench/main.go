@@ -59,6 +59,7 @@ type options struct {
 	only                    string
 	profile                 string
 	workers                 int
+	baseline                string
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	flag.IntVar(&o.basePort, "port", 18080, "first of the loopback ports used")
 	flag.StringVar(&o.only, "only", "", "comma-separated configurations to run (default: all available)")
 	flag.IntVar(&o.workers, "workers", 1, "worker threads of every proxy: GOMAXPROCS of tracehop and go-httputil, nginx worker_processes, HAProxy nbthread (the driver keeps 1); with -readme, a run with more than 1 rewrites its own table")
+	flag.StringVar(&o.baseline, "baseline", "", "also run tracehop, tracehop-zipkin, tracehop-otlp and tracehop-file with the binaries in this `directory` (an older build: make build BIN=DIR on its checkout), as NAME@base, for old against new in the same run")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
 	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
 	upstream := flag.Bool("upstream", false, "read `go test -bench UpstreamPropagation ./bench` output on stdin and write its table (into -readme if given)")
@@ -199,7 +201,11 @@ func run(ctx context.Context, o options) error {
 
 	one := []string{fmt.Sprintf("GOMAXPROCS=%d", o.workers)}
 	var targets []*target
+	// suffix names the configurations of the baseline's binaries (@base),
+	// while their steps run again with bin set to the baseline.
+	suffix := ""
 	want := func(name string) bool {
+		name = strings.TrimSuffix(name, "@base")
 		return o.only == "" || strings.Contains(","+o.only+",", ","+name+",")
 	}
 	add := func(t *target, env []string, argv ...string) error {
@@ -229,6 +235,10 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	tracehop := func(name, desc, tracing string, traced bool) error {
+		name += suffix
+		if suffix != "" {
+			desc += " (baseline build)"
+		}
 		addr, admin := next(), next()
 		cfg := filepath.Join(dir, name+".yaml")
 		tlsBlock := ""
@@ -340,6 +350,22 @@ clusters:
 	for _, s := range steps {
 		if err := s(); err != nil {
 			return err
+		}
+	}
+	if o.baseline != "" {
+		// The first steps again (tracehop untraced, zipkin over the ring
+		// and over gRPC, otlp, file) from the baseline's binaries.
+		if bin, err = filepath.Abs(o.baseline); err != nil {
+			return err
+		}
+		if !fileExists(filepath.Join(bin, "tracehop")) {
+			return fmt.Errorf("no tracehop in the baseline %s", bin)
+		}
+		suffix = "@base"
+		for _, s := range steps[:5] {
+			if err := s(); err != nil {
+				return err
+			}
 		}
 	}
 	for _, t := range targets {

@@ -215,8 +215,18 @@ func (r *results) finish() {
 	atLeast("req/s: untraced / nginx (issue 25)", untraced, nginx, rps, 1.0)
 	atLeast("req/s: untraced / HAProxy (issue 25)", untraced, haproxy, rps, 1.0)
 	if c, ok := r.Configs["tracehop-otlp"]; ok && c.SpansSampled > 0 {
-		v := float64(c.SpansReceived) / float64(c.SpansSampled)
-		r.Ratios = append(r.Ratios, ratio{"spans received by the OTLP receiver / spans sampled (otlp)", v, "= 1", c.SpansReceived == c.SpansSampled})
+		sampled := c.SpansSampled // the receiver counts the baseline's too
+		if b, ok := r.Configs["tracehop-otlp@base"]; ok {
+			sampled += b.SpansSampled
+		}
+		v := float64(c.SpansReceived) / float64(sampled)
+		r.Ratios = append(r.Ratios, ratio{"spans received by the OTLP receiver / spans sampled (otlp)", v, "= 1", c.SpansReceived == sampled})
+	}
+	// Old against new in the same run (-baseline).
+	for _, name := range []string{"tracehop", "tracehop-zipkin", "tracehop-otlp", "tracehop-file"} {
+		if now, base := get(name), get(name+"@base"); now != nil && base != nil {
+			r.Ratios = append(r.Ratios, ratio{"CPU µs/req, this build - baseline: " + name, now.CPUPerReq - base.CPUPerReq, "compared", true})
+		}
 	}
 	// Issue 14: TLS termination beside nginx's.
 	tracedTLS, untracedTLS, nginxTLS := get("tracehop-zipkin-tls"), get("tracehop-tls"), get("nginx-tls")
@@ -236,8 +246,10 @@ func (r *results) finish() {
 		// one receiver: what it received is set on tracehop-zipkin's row.
 		sampled := int64(0)
 		for _, name := range []string{"tracehop-zipkin", "tracehop-zipkin-grpc", "tracehop-zipkin-tls"} {
-			if c, ok := r.Configs[name]; ok {
-				sampled += c.SpansSampled
+			for _, n := range []string{name, name + "@base"} {
+				if c, ok := r.Configs[n]; ok {
+					sampled += c.SpansSampled
+				}
 			}
 		}
 		if c := r.Configs["tracehop-zipkin"]; sampled > 0 {
