@@ -271,7 +271,9 @@ async function main() {
 
   const { der, certPem, keyPem } = await selfSigned();
   const creds = grpc.ServerCredentials.createSsl(Buffer.from(clientCert), [{ private_key: Buffer.from(keyPem), cert_chain: Buffer.from(certPem) }], true);
-  socket = path.join(process.env.TMPDIR || os.tmpdir(), `tracehop-otlpjs-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`);
+  // In the directory tracehop made for this launch (section 2.2): it
+  // removes it, socket and all, if this process is killed.
+  socket = path.join(process.env.PLUGIN_UNIX_SOCKET_DIR || process.env.TMPDIR || os.tmpdir(), `tracehop-otlpjs-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`);
   await new Promise((resolve, reject) => server.bindAsync('unix://' + socket, creds, (err) => (err ? reject(err) : resolve())));
 
   // The handshake line (section 2.1): the certificate's DER in base64
