@@ -45,6 +45,7 @@ for bin in "$dir"/tracehop-driver-*; do
   n=$((n + 1))
 done
 ((n >= 4)) || fail "only $n drivers in the archive"
+[[ -x $dir/tracehop-inject ]] || fail "tracehop-inject is not in the archive (tracehop inject runs it from beside tracehop)"
 for f in LICENSE README.md third_party_licenses sbom/tracehop.cdx.json; do
   [[ -e $dir/$f ]] || fail "$f is not in the archive"
 done

@@ -22,7 +22,9 @@ export CGO_ENABLED=0
 for tool in go-licenses cyclonedx-gomod; do
   [[ -x $TOOLS/$tool ]] || { echo "release: $TOOLS/$tool is missing: run make release-deps" >&2; exit 1; }
 done
-mains=$(go list ./cmd/... | grep -E '/cmd/tracehop(-driver-[a-z0-9_-]+)?$')
+# tracehop, tracehop-inject (tracehop inject runs it from beside tracehop)
+# and every driver.
+mains=$(go list ./cmd/... | grep -E '/cmd/tracehop(-driver-[a-z0-9_-]+|-inject)?$')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$OUT"
