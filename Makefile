@@ -122,7 +122,7 @@ bench: build bench-deps
 ## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
 bench-upstream:
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench UpstreamPropagation -count 5 ./bench | tee /dev/stderr | $(BIN)/tracehop-bench -upstream -readme README.md
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench UpstreamPropagation -benchtime 300ms -count 15 ./bench | tee /dev/stderr | $(BIN)/tracehop-bench -upstream -readme README.md
 
 ## bench-micro: Go micro benchmarks of the hot path and the export path
 bench-micro:

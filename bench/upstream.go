@@ -35,7 +35,9 @@ func renderUpstream(in io.Reader, readme string) error {
 		}
 		name := strings.TrimPrefix(f[0], "BenchmarkUpstreamPropagation/")
 		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			name = name[:i] // the GOMAXPROCS suffix
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i] // the GOMAXPROCS suffix, absent at 1
+			}
 		}
 		var v [3]float64 // ns/op, bytes, allocs/op
 		for i := 2; i+1 < len(f); i += 2 {

@@ -140,6 +140,7 @@ func TestRenderUpstream(t *testing.T) {
 BenchmarkUpstreamPropagation/none         	  243820	      1200 ns/op	       310.0 bytes	    1256 B/op	      14 allocs/op
 BenchmarkUpstreamPropagation/none         	  243820	      9000 ns/op	       310.0 bytes	    1256 B/op	      14 allocs/op
 BenchmarkUpstreamPropagation/b3+tracecontext-2 	  125512	      2500 ns/op	       513.0 bytes	    2288 B/op	      38 allocs/op
+BenchmarkUpstreamPropagation/ot-tracer 	  125512	      2000 ns/op	       408.0 bytes	    2288 B/op	      42 allocs/op
 `
 	readme := t.TempDir() + "/README.md"
 	if err := os.WriteFile(readme, []byte("a\n"+upstreamBegin+"\nold\n"+upstreamEnd+"\nb\n"), 0o644); err != nil {
@@ -149,7 +150,7 @@ BenchmarkUpstreamPropagation/b3+tracecontext-2 	  125512	      2500 ns/op	      
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(readme)
-	for _, want := range []string{"| none | 310 (+0) | 1200 | +0 | 14 (+0) |", "| b3+tracecontext | 513 (+203) | 2500 | +1300 | 38 (+24) |", "\nb\n"} {
+	for _, want := range []string{"| none | 310 (+0) | 1200 | +0 | 14 (+0) |", "| b3+tracecontext | 513 (+203) | 2500 | +1300 | 38 (+24) |", "| ot-tracer | 408 (+98) |", "\nb\n"} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("the README lacks %q:\n%s", want, got)
 		}
