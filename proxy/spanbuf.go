@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/internal/hexdigit"
 )
 
 // spanBuf is the memory finish builds a span's tags in, reused request
@@ -79,31 +80,21 @@ func (sb *spanBuf) unescape(s string) (string, bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '%' {
-			if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+			if i+2 >= len(s) {
 				sb.text = sb.text[:start]
 				return "", false
 			}
-			c = unhex(s[i+1])<<4 | unhex(s[i+2])
+			hi, lo := hexdigit.Value(s[i+1]), hexdigit.Value(s[i+2])
+			if hi == hexdigit.Invalid || lo == hexdigit.Invalid {
+				sb.text = sb.text[:start]
+				return "", false
+			}
+			c = hi<<4 | lo
 			i += 2
 		}
 		sb.text = append(sb.text, c)
 	}
 	return sb.view(start), true
-}
-
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
 }
 
 // str views b as a string without a copy; it is valid while b is.
