@@ -64,6 +64,7 @@ func (l *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.body.limit = st.route.maxBody
 		}
 		r.Body = st.body
+		defer st.body.handlerDone()
 	}
 	// ReverseProxy aborts a response that breaks midway (the client went
 	// away, the upstream reset) by panicking with http.ErrAbortHandler:

@@ -88,6 +88,20 @@ type countingBody struct {
 	timeout time.Duration
 	timer   *routeTimer // set by RoundTrip when the route has a timeout
 	limit   int64       // max_request_body_bytes (0: none)
+	// The transport may still read the body after the handler returned
+	// (an upstream that answered before the body was sent), when the
+	// server is done with the ResponseWriter: its deadline is then no
+	// longer set. mu orders Read's deadline against handlerDone.
+	mu    sync.Mutex
+	ended bool
+}
+
+// handlerDone says the handler is returning: from now on Read leaves the
+// ResponseWriter alone.
+func (c *countingBody) handlerDone() {
+	c.mu.Lock()
+	c.ended = true
+	c.mu.Unlock()
 }
 
 // errBodyTooLarge ends a request body read past max_request_body_bytes.
@@ -95,7 +109,11 @@ var errBodyTooLarge = errors.New("the request body is larger than max_request_bo
 
 func (c *countingBody) Read(p []byte) (int, error) {
 	if c.timeout > 0 {
-		c.rc.SetReadDeadline(time.Now().Add(c.timeout))
+		c.mu.Lock()
+		if !c.ended {
+			c.rc.SetReadDeadline(time.Now().Add(c.timeout))
+		}
+		c.mu.Unlock()
 	}
 	if c.timer != nil {
 		c.timer.pause()
