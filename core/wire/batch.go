@@ -257,12 +257,31 @@ func DecodeBatch(dst []core.Span, buf []byte, count int, now func() time.Time) (
 type Decoder struct {
 	spans []core.Span
 	tags  []core.Tag
+	// lastTags is how many tags the last batch had: the next one gets a
+	// slab that size up front. Sized from the batch's bytes alone, a slab
+	// ran out near the end of a batch of short tags, and the small second
+	// slab it then kept made every batch allocate two.
+	lastTags int
 }
+
+// maxKeptTags bounds the tag slab a Decoder keeps between batches (2 MiB),
+// so that one giant batch does not pin its memory for good.
+const maxKeptTags = 64 << 10
 
 // Decode is DecodeBatch into the decoder's memory.
 func (d *Decoder) Decode(buf []byte, count int, now func() time.Time) ([]core.Span, error) {
+	if want := min(d.lastTags, maxKeptTags); cap(d.tags) < want {
+		d.tags = make([]core.Tag, 0, want)
+	}
 	spans, tags, err := decodeBatch(d.spans[:0], d.tags[:0], buf, count, now)
-	d.spans, d.tags = spans, tags
+	d.spans = spans
+	if cap(tags) > cap(d.tags) && cap(tags) <= maxKeptTags {
+		d.tags = tags
+	}
+	d.lastTags = 0
+	for i := range spans {
+		d.lastTags += len(spans[i].Tags)
+	}
 	return spans, err
 }
 

@@ -64,6 +64,21 @@ func TestDecoderReusesMemory(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { d.Decode(buf, len(b), fixedNow) }); n != 0 {
 		t.Errorf("a warm Decoder allocates %.0f times per batch", n)
 	}
+	// Short tags: more of them than the batch's bytes suggest, so the
+	// first slab runs out within the batch; the next batch must not.
+	many := make([]core.Span, 256)
+	for i := range many {
+		many[i] = b[0]
+		many[i].Tags = nil
+		for range 12 {
+			many[i].Tags = append(many[i].Tags, core.Tag{Key: "k", Value: "v"})
+		}
+	}
+	buf = wire.AppendBatch(nil, many)
+	d.Decode(buf, len(many), fixedNow)
+	if n := testing.AllocsPerRun(20, func() { d.Decode(buf, len(many), fixedNow) }); n != 0 {
+		t.Errorf("a warm Decoder allocates %.0f times per batch of short tags", n)
+	}
 }
 
 // Where a parent came from travels in two spare bits of the flags byte
