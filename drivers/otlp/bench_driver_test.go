@@ -37,3 +37,12 @@ func BenchmarkDriverUndecoded(b *testing.B) {
 		return map[string]any{"endpoint": r.GRPCAddr, "tls": map[string]any{"insecure": true}}
 	})
 }
+
+// BenchmarkDriverHTTPUndecoded is BenchmarkDriverUndecoded over OTLP/HTTP:
+// the configuration make bench's tracehop-otlp row runs.
+func BenchmarkDriverHTTPUndecoded(b *testing.B) {
+	drivertest.BenchmarkDriver(b, "otlp", "github.com/tracehop/tracehop/cmd/tracehop-driver-otlp", func(b *testing.B) map[string]any {
+		r := otlpreceiver.StartUndecoded(b)
+		return map[string]any{"protocol": "http/protobuf", "endpoint": r.HTTPURL}
+	})
+}
