@@ -1,11 +1,13 @@
 package zipkinmodel
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tracehop/tracehop/sdk"
 )
@@ -71,7 +73,7 @@ func AppendJSON(dst []byte, s *sdk.Span) []byte {
 			dst = append(dst, `{"timestamp":`...)
 			dst = strconv.AppendInt(dst, time.Unix(0, e.UnixNano).Round(time.Microsecond).UnixNano()/1e3, 10)
 			dst = append(dst, `,"value":`...)
-			dst = appendJSONString(dst, utf8Safe(e.Value))
+			dst = appendJSONString(dst, e.Value)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -187,19 +189,30 @@ func appendJSONTags(dst []byte, s *sdk.Span) []byte {
 		first = false
 		dst = appendJSONString(dst, t.Key)
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, utf8Safe(t.Value))
+		dst = appendJSONString(dst, t.Value)
 	}
 	return append(dst, '}')
 }
 
 // appendJSONString quotes s as encoding/json does (HTML characters, control
-// characters, U+2028 and U+2029 escaped); s is valid UTF-8.
+// characters, U+2028 and U+2029 escaped) for the string utf8Safe(s): each
+// run of invalid UTF-8 becomes one U+FFFD. It reads s 8 bytes at a time
+// while none of them needs a second look, and copies those runs whole:
+// a proxy span's tags are plain ASCII, and a byte at a time (with a
+// separate utf8.ValidString pass) was most of the file driver's CPU.
 func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
 	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
+	for i := 0; i < len(b); {
+		for i+8 <= len(b) && plainJSON(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i == len(b) {
+			break
+		}
+		c := b[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
 				i++
@@ -227,15 +240,37 @@ func appendJSONString(dst []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == '\u2028' || r == '\u2029' {
+		switch {
+		case r == utf8.RuneError && size == 1:
+			// As strings.ToValidUTF8: one U+FFFD for the whole run.
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
+			dst = append(dst, "\uFFFD"...)
+			for i++; i < len(b); i++ {
+				if r, size := utf8.DecodeRuneInString(s[i:]); r != utf8.RuneError || size != 1 {
+					break
+				}
+			}
 			start = i
 			continue
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			start = i + size
 		}
 		i += size
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// plainJSON reports whether none of the 8 bytes in x needs a second look
+// in a JSON string: no control character, '"', '\\', '<', '>', '&', and
+// nothing outside ASCII. Each test sets a byte's high bit (the first for a
+// byte below 0x20, the others for a byte equal to the character); a byte
+// at or above 0x80 has its own set.
+func plainJSON(x uint64) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	eq := func(c uint64) uint64 { y := x ^ c*lsb; return (y - lsb) &^ y }
+	t := x | (x-0x20*lsb)&^x | eq('"') | eq('\\') | eq('<') | eq('>') | eq('&')
+	return t&msb == 0
 }

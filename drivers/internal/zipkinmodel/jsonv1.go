@@ -67,7 +67,7 @@ func AppendJSONV1(dst []byte, s *sdk.Span) []byte {
 		dst = append(dst, `{"timestamp":`...)
 		dst = strconv.AppendInt(dst, ts, 10)
 		dst = append(dst, `,"value":`...)
-		dst = appendJSONString(dst, utf8Safe(value))
+		dst = appendJSONString(dst, value)
 		dst = append(dst, `,"endpoint":`...)
 		dst = appendJSONEndpoint(dst, local)
 		dst = append(dst, '}')
@@ -89,7 +89,7 @@ func AppendJSONV1(dst []byte, s *sdk.Span) []byte {
 		}
 		n++
 		dst = append(dst, `{"key":`...)
-		dst = appendJSONString(dst, utf8Safe(key))
+		dst = appendJSONString(dst, key)
 		dst = append(dst, `,"value":`...)
 		dst = append(dst, value...)
 		dst = append(dst, `,"endpoint":`...)
@@ -100,7 +100,7 @@ func AppendJSONV1(dst []byte, s *sdk.Span) []byte {
 	hasError := false
 	for _, t := range s.Tags {
 		hasError = hasError || t.Key == "error"
-		buf = appendJSONString(buf[:0], utf8Safe(t.Value))
+		buf = appendJSONString(buf[:0], t.Value)
 		binary(t.Key, buf, local)
 	}
 	if s.Error && !hasError {
