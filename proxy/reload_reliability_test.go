@@ -72,10 +72,10 @@ func TestReliabilityReloadUnderLoad(t *testing.T) {
 	bin := binaries(t, "file", "zipkin")
 	col := newIDCollector(t)
 	var sampledMu sync.Mutex
-	sampled := map[string]string{} // request id -> x-b3-sampled as the upstream saw it
+	sampled := map[string]string{} // request id -> the sampling decision the upstream saw (upstreamSampled)
 	record := func(w http.ResponseWriter, r *http.Request) {
 		sampledMu.Lock()
-		sampled[r.Header.Get("X-Request-Id")] = r.Header.Get("X-B3-Sampled")
+		sampled[r.Header.Get("X-Request-Id")] = upstreamSampled(r.Header.Get)
 		sampledMu.Unlock()
 		fmt.Fprint(w, "ok")
 	}

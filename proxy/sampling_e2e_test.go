@@ -133,7 +133,7 @@ tracing:
 				if code, _ := getBody(t, http.DefaultClient, "http://"+port+path); code != 200 {
 					t.Fatalf("%s: %d", path, code)
 				}
-				if up.header("X-B3-Sampled") == "1" {
+				if upstreamSampled(up.header) == "1" {
 					n[i]++
 				}
 			}

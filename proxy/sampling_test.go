@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -55,9 +56,9 @@ clusters:
 			if c.want == "writes" {
 				up = writes
 			}
-			if resp.StatusCode != 200 || body != c.want || up.header("X-B3-Sampled") != c.sampled {
+			if resp.StatusCode != 200 || body != c.want || upstreamSampled(up.header) != c.sampled {
 				t.Errorf("slow path %v: %s %s went to %q (%s), sampled %q; want %s, sampled %s",
-					slow, c.method, c.path, body, resp.Status, up.header("X-B3-Sampled"), c.want, c.sampled)
+					slow, c.method, c.path, body, resp.Status, upstreamSampled(up.header), c.want, c.sampled)
 			}
 		}
 	}
@@ -293,7 +294,7 @@ tracing:
 		if code, _ := getBody(t, http.DefaultClient, base+path); code != 200 {
 			t.Fatalf("%s: %d", path, code)
 		}
-		return up.header("X-B3-Sampled")
+		return upstreamSampled(up.header)
 	}
 	if st := samplingState(t, admin); st["source"] != "file" || fmt.Sprint(st["routes"]) == "" {
 		t.Fatalf("GET /sampling: %v", st)
@@ -398,7 +399,7 @@ tracing:
 		if code, _ := getBody(t, http.DefaultClient, "http://"+port+path); code != 200 {
 			t.Fatalf("%s: %d", path, code)
 		}
-		return up.header("X-B3-Sampled")
+		return upstreamSampled(up.header)
 	}
 	// within waits for the decisions on / and /checkout to be want.
 	within := func(what string, want [2]string) {
@@ -519,4 +520,23 @@ tracing:
 	if checked < 18 {
 		t.Errorf("only %d egress spans of 20", checked)
 	}
+}
+
+// upstreamSampled is the sampling decision the upstream's last request
+// carried: x-b3-sampled where the driver propagates b3 (zipkin), else the
+// sampled flag of traceparent (the file driver propagates only that); ""
+// when neither came.
+func upstreamSampled(header func(string) string) string {
+	if v := header("X-B3-Sampled"); v != "" {
+		return v
+	}
+	tp := header("Traceparent")
+	if len(tp) != 55 {
+		return ""
+	}
+	flags, err := strconv.ParseUint(tp[53:], 16, 8)
+	if err != nil {
+		return ""
+	}
+	return strconv.FormatUint(flags&1, 10)
 }

@@ -40,7 +40,7 @@ func TestValidateAndDrivers(t *testing.T) {
 		out    []string
 	}{
 		{"valid", nil, "admin: {address: \"127.0.0.1:0\"}\ntracing:\n  plugin_dir: " + bin + "\n  driver: {name: file, config: {path: " + spans + "}}\n", exitOK,
-			[]string{"config is valid", "driver file: ok", "reads b3, tracecontext; 128-bit trace ids; keeps 1µs; spans over shm"}},
+			[]string{"config is valid", "driver file: ok", "reads tracecontext; 128-bit trace ids; keeps 1µs; spans over shm"}},
 		{"no tracing", nil, "admin: {address: \"127.0.0.1:0\"}\n", exitOK, []string{"proxy without tracing"}},
 		{"sampling per route", nil, "node: {service: shop}\nadmin: {address: \"127.0.0.1:0\"}\nlisteners:\n  - name: in\n    address: \"127.0.0.1:0\"\n    direction: ingress\n    routes:\n" +
 			"      - {name: cart, match: {prefix: /cart, method: POST}, cluster: up, tracing: {sampling: {random: 1}}}\n" +
