@@ -59,40 +59,40 @@ func TestDriverCheck(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		args func() []string
+		args func(t *testing.T) []string
 		code int
 		out  []string
 	}{
-		{"javascript", func() []string { return []string{"-backend", "otlp-http", otlpjsDriver(t)} }, exitOK,
+		{"javascript", func(t *testing.T) []string { return []string{"-backend", "otlp-http", otlpjsDriver(t)} }, exitOK,
 			[]string{`(driver "otlpjs")`, "PASS  CanonicalTrace", "PASS  Failures/throttled", "14 passed, 0 failed, 0 skipped"}},
-		{"go otlp", func() []string {
+		{"go otlp", func(t *testing.T) []string {
 			return []string{"-backend", "otlp-http", "-config", writeFile(t, "otlp.json",
 				`{"config": {"endpoint": "{{endpoint}}", "protocol": "http/protobuf", "attribute_names": "both"}}`), filepath.Join(bin, "tracehop-driver-otlp")}
 		}, exitOK, []string{"14 passed, 0 failed"}},
-		{"go otlp grpc", func() []string {
+		{"go otlp grpc", func(t *testing.T) []string {
 			return []string{"-backend", "otlp-grpc", "-burst", "2000", "-config", writeFile(t, "otlp.json",
 				`{"config": {"endpoint": "{{endpoint}}", "tls": {"insecure": true}, "attribute_names": "both"}}`), filepath.Join(bin, "tracehop-driver-otlp")}
 		}, exitOK, []string{"14 passed, 0 failed"}},
-		{"mutant without a bug", func() []string {
+		{"mutant without a bug", func(t *testing.T) []string {
 			return []string{"-backend", "zipkin", "-burst", "5000", "-config", mutant(""), filepath.Join(bin, "tracehop-driver-mutant")}
 		}, exitOK, []string{`(driver "mutant")`, "14 passed, 0 failed"}},
-		{"mutant byte order", func() []string {
+		{"mutant byte order", func(t *testing.T) []string {
 			return []string{"-backend", "zipkin", "-burst", "600", "-config", mutant("byteorder"), filepath.Join(bin, "tracehop-driver-mutant")}
 		}, exitFailure, []string{"FAIL  CanonicalTrace", "want 0af7651916cd43dd8448eb211c80319c", "check the byte order of your ids", "PASS  Burst"}},
-		{"mutant throttle", func() []string {
+		{"mutant throttle", func(t *testing.T) []string {
 			return []string{"-backend", "zipkin", "-burst", "600", "-config", mutant("throttle"), filepath.Join(bin, "tracehop-driver-mutant")}
 		}, exitFailure, []string{"FAIL  Failures/throttled", "marked sdk.Permanent", "PASS  Failures/refusing", "1 failed"}},
-		{"not there", func() []string { return []string{filepath.Join(bin, "tracehop-driver-none")} }, exitFailure,
+		{"not there", func(t *testing.T) []string { return []string{filepath.Join(bin, "tracehop-driver-none")} }, exitFailure,
 			[]string{"FAIL  Target", "no such file"}},
-		{"no endpoint", func() []string {
+		{"no endpoint", func(t *testing.T) []string {
 			return []string{"-config", writeFile(t, "c.json", `{"config": {"endpoint": "http://x"}}`), filepath.Join(bin, "tracehop-driver-otlp")}
 		}, exitInvalid, []string{`no "{{endpoint}}"`}},
-		{"unknown backend", func() []string { return []string{"-backend", "webhook", "x"} }, exitUsage, []string{`"webhook" is not one of otlp-grpc, otlp-http, zipkin`}},
+		{"unknown backend", func(t *testing.T) []string { return []string{"-backend", "webhook", "x"} }, exitUsage, []string{`"webhook" is not one of otlp-grpc, otlp-http, zipkin`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(append([]string{"driver", "check"}, tc.args()...), &stdout, &stderr)
+			code := run(append([]string{"driver", "check"}, tc.args(t)...), &stdout, &stderr)
 			out := stdout.String() + stderr.String()
 			if code != tc.code {
 				t.Fatalf("exit status %d, want %d:\n%s", code, tc.code, out)
