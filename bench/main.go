@@ -396,8 +396,8 @@ clusters:
 				return fmt.Errorf("%s, round %d: %w", t.Name, round, err)
 			}
 			res.add(t.Name, r)
-			fmt.Printf("bench: [%2d/%d] round %d %-16s %8.0f req/s  cpu %5.1f µs/req  p99@%d %6s  errors %d\n",
-				step, total, round, t.Name, r.RPS, r.CPUPerReq, o.qps, r.FixedP99.Round(time.Microsecond), r.Errors)
+			fmt.Printf("bench: [%2d/%d] round %d %-16s %8.0f req/s  cpu %5.1f µs/req  p99@%d %6s  errors %d  steal %.0f%%\n",
+				step, total, round, t.Name, r.RPS, r.CPUPerReq, o.qps, r.FixedP99.Round(time.Microsecond), r.Errors, r.StealPct)
 		}
 	}
 	// Memory per sidecar at a steady 1,000 req/s.
@@ -471,6 +471,12 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (sam
 		return treeCPU(t.proc.pid())
 	}
 	c0, by0 := cpu()
+	tick0, steal0, stealOK := cpuTicks()
+	defer func() {
+		if tick1, steal1, ok := cpuTicks(); ok && stealOK {
+			s.StealPct = stealPercent(tick0, steal0, tick1, steal1)
+		}
+	}()
 	w, err := runWrk(ctx, wrk, t.url(), o.conns, o.satDur)
 	if err != nil {
 		return s, err

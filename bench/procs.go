@@ -177,3 +177,41 @@ func treeRSS(pid int) map[string][2]int64 {
 	}
 	return out
 }
+
+// cpuTicks returns the machine's CPU time so far, in clock ticks, and the
+// part of it the hypervisor gave to other guests (steal): /proc/stat's
+// first line. ok is false where there is no /proc/stat.
+func cpuTicks() (total, steal uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		total += n
+		if i == 7 {
+			steal = n
+		}
+	}
+	return total, steal, true
+}
+
+// stealPercent is the share of the machine's CPU time the hypervisor
+// stole between two cpuTicks readings, in percent.
+func stealPercent(t0, s0, t1, s1 uint64) float64 {
+	if t1 <= t0 {
+		return 0
+	}
+	return 100 * float64(s1-s0) / float64(t1-t0)
+}

@@ -32,6 +32,11 @@ type sample struct {
 	// handshake each), per second, and the CPU µs each took.
 	NewConnRPS float64 `json:"new_connection_rps,omitempty"`
 	NewConnCPU float64 `json:"new_connection_cpu_us,omitempty"`
+	// StealPct is the share of the machine's CPU the hypervisor gave to
+	// other guests during the round: above a few percent, the round's
+	// req/s and latencies say more about the neighbours than about the
+	// proxy.
+	StealPct float64 `json:"steal_pct"`
 }
 
 // config is every round of one configuration and their medians.
@@ -357,9 +362,30 @@ func (r *results) table() string {
 			fmt.Fprintf(&b, "| %s | %.2f | %s | %s |\n", q.Name, q.Value, q.Target, met)
 		}
 	}
-	fmt.Fprintf(&b, "\nMeasured %s on %s CPUs (%s), Linux %s, %s; %s rounds, medians.\n",
-		r.Date.Format("2006-01-02"), r.Machine["cpus"], r.Machine["cpu"], r.Machine["kernel"], r.Machine["go"], r.Settings["rounds"])
+	fmt.Fprintf(&b, "\nMeasured %s on %s CPUs (%s), Linux %s, %s; %s rounds, medians.%s\n",
+		r.Date.Format("2006-01-02"), r.Machine["cpus"], r.Machine["cpu"], r.Machine["kernel"], r.Machine["go"], r.Settings["rounds"], r.stealNote())
 	return b.String()
+}
+
+// stealNote says how much CPU the hypervisor took from the machine during
+// the rounds, when it measured it: a reader cannot tell a slow proxy from a
+// starved machine otherwise.
+func (r *results) stealNote() string {
+	var steal []float64
+	for _, c := range r.Configs {
+		for _, s := range c.Rounds {
+			steal = append(steal, s.StealPct)
+		}
+	}
+	if len(steal) == 0 || slices.Max(steal) == 0 {
+		return ""
+	}
+	slices.Sort(steal)
+	note := fmt.Sprintf(" CPU stolen by the hypervisor during the rounds: median %.0f%%, most %.0f%%", steal[len(steal)/2], steal[len(steal)-1])
+	if steal[len(steal)/2] >= 5 {
+		note += " (not a steady machine: compare within a round, and trust CPU µs/req over req/s and p99)"
+	}
+	return note + "."
 }
 
 func (r *results) qps() string {
