@@ -143,3 +143,29 @@ func TestQueueTraceStateFollowsTheDriver(t *testing.T) {
 func (r pushResult) String() string {
 	return [...]string{"pushed", "pushFull", "pushClosed"}[r]
 }
+
+// Spans of every size share a batch: one that does not fit in the chunk
+// being written goes to the next, one larger than a chunk gets memory of
+// its own; the batch reads back as pushed, in order.
+func TestQueueSpansOfEverySize(t *testing.T) {
+	q := newQueue(64, 64, nil)
+	var want []core.Span
+	for i, size := range []int{100, 50_000, 5_000, 9_000, 20_000, 300, 70_000, 10, 8_100, 8_200} {
+		s := testSpan(uint64(i+1), strings.Repeat(string(rune('a'+i)), size))
+		if r := q.push(&s); r != pushed {
+			t.Fatalf("push of a %d-byte span: %v", size, r)
+		}
+		want = append(want, s)
+	}
+	var b batch
+	q.take(&b, 64)
+	got := decoded(t, &b)
+	if len(got) != len(want) {
+		t.Fatalf("%d spans read back, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].SpanID != want[i].SpanID || got[i].Tags[0].Value != want[i].Tags[0].Value {
+			t.Fatalf("span %d reads back as id %d with a %d-byte tag", i+1, got[i].SpanID, len(got[i].Tags[0].Value))
+		}
+	}
+}
