@@ -101,7 +101,7 @@ func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
 			e.tags, name = attrnames.Translate(e.tags[:0], s, e.m.mode)
 			// Strings are checked for UTF-8 here, once; the writing
 			// takes them as valid.
-			if !spanValid(s, name, e.tags) {
+			if !spanValid(s) {
 				s, name = e.repair(s, name, e.tags)
 			}
 			dst = appendTag(dst, fScopeSpansSpans, protowire.BytesType)
@@ -141,14 +141,15 @@ func putLength(dst []byte, at, reserved int) []byte {
 }
 
 // spanValid says whether every string encoded for s is valid UTF-8 (the
-// status message is checked where it is made; the service, per group).
-// Nearly every string is ASCII: one pass ORs their bytes together, and only
-// a span with a byte of 0x80 or more has its strings decoded. (Calling
-// utf8.ValidString on each of a proxy span's 40 short strings was a quarter
-// of the encoding's time.)
-func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
-	bits := orBytes(orBytes(orBytes(0, name), s.Remote.Service), s.TraceState)
-	for _, t := range tags {
+// status message is checked where it is made; the service, per group). It
+// reads the span's own strings: every translated name and value is one of
+// them, a part of one, or a constant. Nearly every string is ASCII: one
+// pass ORs their bytes together, and only a span with a byte of 0x80 or
+// more has its strings decoded. (Calling utf8.ValidString on each of a
+// proxy span's 40 short strings was a quarter of the encoding's time.)
+func spanValid(s *sdk.Span) bool {
+	bits := orBytes(orBytes(orBytes(0, s.Name), s.Remote.Service), s.TraceState)
+	for _, t := range s.Tags {
 		bits = orBytes(orBytes(bits, t.Key), t.Value)
 	}
 	for _, ev := range s.Events {
@@ -157,8 +158,8 @@ func spanValid(s *sdk.Span, name string, tags []sdk.Tag) bool {
 	if bits&0x8080808080808080 == 0 {
 		return true
 	}
-	ok := utf8.ValidString(name) && utf8.ValidString(s.Remote.Service) && utf8.ValidString(s.TraceState)
-	for _, t := range tags {
+	ok := utf8.ValidString(s.Name) && utf8.ValidString(s.Remote.Service) && utf8.ValidString(s.TraceState)
+	for _, t := range s.Tags {
 		ok = ok && utf8.ValidString(t.Key) && utf8.ValidString(t.Value)
 	}
 	for _, ev := range s.Events {

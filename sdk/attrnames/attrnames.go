@@ -53,28 +53,6 @@ func Parse(s string, def Mode) (Mode, error) {
 	return def, fmt.Errorf("must be envoy, otel or both, got %q", s)
 }
 
-// renamed returns a tag's OpenTelemetry name where the value carries over
-// unchanged. Tags it does not know and Translate does not handle
-// (component, node_id, guid:x-request-id, upstream_cluster, response_flags,
-// custom tags, ...) have no semantic-convention name and keep theirs. A
-// switch, not a map: it is called for every tag of every span, and a
-// string switch costs no hashing.
-func renamed(key string) (string, bool) {
-	switch key {
-	case "http.method":
-		return "http.request.method", true
-	case "http.status_code":
-		return "http.response.status_code", true
-	case "request_size":
-		return "http.request.body.size", true
-	case "response_size":
-		return "http.response.body.size", true
-	case "grpc.status_code":
-		return "rpc.grpc.status_code", true
-	}
-	return "", false
-}
-
 // Translate appends s's tags to dst in mode's names and returns them with
 // the span's name in that mode. s is not modified. The values are s's
 // strings or substrings of them, so the result lives as long as s does.
@@ -83,23 +61,27 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 		return append(dst, s.Tags...), s.Name
 	}
 	var method, status, rpc string
+	// One switch per tag, not three: it runs for every tag of every span
+	// in the driver's process. Tags it does not name (component,
+	// node_id, guid:x-request-id, upstream_cluster, response_flags,
+	// custom tags, ...) have no semantic-convention name and keep theirs.
 	for _, t := range s.Tags {
-		switch t.Key {
-		case "http.method":
-			method = t.Value
-		case "http.status_code":
-			status = t.Value
-		case "grpc.path":
-			rpc = strings.TrimPrefix(t.Value, "/")
-		}
 		if mode == Both {
 			dst = append(dst, t)
 		}
-		if to, ok := renamed(t.Key); ok {
-			dst = append(dst, sdk.Tag{Key: to, Value: t.Value})
-			continue
-		}
 		switch t.Key {
+		case "http.method":
+			method = t.Value
+			dst = append(dst, sdk.Tag{Key: "http.request.method", Value: t.Value})
+		case "http.status_code":
+			status = t.Value
+			dst = append(dst, sdk.Tag{Key: "http.response.status_code", Value: t.Value})
+		case "request_size":
+			dst = append(dst, sdk.Tag{Key: "http.request.body.size", Value: t.Value})
+		case "response_size":
+			dst = append(dst, sdk.Tag{Key: "http.response.body.size", Value: t.Value})
+		case "grpc.status_code":
+			dst = append(dst, sdk.Tag{Key: "rpc.grpc.status_code", Value: t.Value})
 		case "http.url":
 			dst = appendURL(dst, t.Value, s.Kind)
 		case "http.protocol":
@@ -116,12 +98,10 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 			}
 		case "grpc.path":
 			// /package.Service/Method: OpenTelemetry's RPC conventions.
+			rpc = strings.TrimPrefix(t.Value, "/")
 			service, m, _ := strings.Cut(rpc, "/")
 			dst = append(dst, sdk.Tag{Key: "rpc.system", Value: "grpc"}, sdk.Tag{Key: "rpc.service", Value: service},
 				sdk.Tag{Key: "rpc.method", Value: m})
-			if mode == Both {
-				continue
-			}
 		case "error", "error.message":
 			// The span's status carries both: OTLP's STATUS_CODE_ERROR
 			// and its message.
