@@ -396,7 +396,7 @@ clusters:
 				return fmt.Errorf("%s, round %d: %w", t.Name, round, err)
 			}
 			res.add(t.Name, r)
-			fmt.Printf("bench: [%2d/%d] round %d %-16s %8.0f req/s  cpu %5.1f µs/req  p99@%d %6s  errors %d  steal %.0f%%\n",
+			fmt.Printf("bench: [%2d/%d] round %d %-16s %8.0f req/s  cpu %5.1f µs/req  p99@%d %6s  errors %d  steal %.1f%%\n",
 				step, total, round, t.Name, r.RPS, r.CPUPerReq, o.qps, r.FixedP99.Round(time.Microsecond), r.Errors, r.StealPct)
 		}
 	}
@@ -462,8 +462,7 @@ clusters:
 
 // measure runs one saturated and one fixed-rate load against t, with the
 // CPU its processes used during each.
-func measure(ctx context.Context, wrk, fortio string, t *target, o options) (sample, error) {
-	var s sample
+func measure(ctx context.Context, wrk, fortio string, t *target, o options) (s sample, err error) {
 	cpu := func() (time.Duration, map[string]time.Duration) {
 		if t.proc == nil {
 			return 0, nil
