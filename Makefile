@@ -130,7 +130,8 @@ bench-micro:
 
 ## bench-ci: every benchmark once, so they keep compiling and running
 bench-ci:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./... >/dev/null
+	@log=$$(mktemp); echo "$(GO) test -run '^\$$' -bench . -benchtime 1x ./... >$$log"; \
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./... >$$log 2>&1 || { grep -v '^Benchmark\|^ok \|^? \|^PASS\|^goos\|^goarch\|^pkg:\|^cpu:' $$log; rm -f $$log; exit 1; }; rm -f $$log
 
 ## proto: regenerate core/wire/driverpb from driver.proto (needs protoc: apt-get install protobuf-compiler)
 proto:

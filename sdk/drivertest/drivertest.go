@@ -1143,10 +1143,15 @@ func BenchmarkDriver(b *testing.B, name, mainPackage string, config func(b *test
 		for b.Loop() {
 			r = Sustain(b, d, 10000, 5*time.Second)
 		}
-		if r.Exported != r.Sent {
-			b.Errorf("sent %d, exported %d, dropped %d", r.Sent, r.Exported, r.Dropped)
+		// Drops are the queue doing its job when the machine cannot give
+		// the driver the CPU 10,000 spans/s take (a busy CI host does
+		// this): reported, not failed, as a timed assertion would be.
+		// Every span must be accounted for, though.
+		if r.Exported+r.Dropped != r.Sent {
+			b.Errorf("sent %d, exported %d, dropped %d: %d spans unaccounted for", r.Sent, r.Exported, r.Dropped, r.Sent-r.Exported-r.Dropped)
 		}
 		b.ReportMetric(float64(r.PeakRSS)/(1<<20), "peak-RSS-MiB")
 		b.ReportMetric(float64(r.Exported), "spans")
+		b.ReportMetric(float64(r.Dropped), "dropped")
 	})
 }
