@@ -157,12 +157,25 @@ func NewTracer(cfg *config.Config, opts TracerOptions) (*Tracer, error) {
 		return nil, err
 	}
 	t.rules.Store(rules)
-	if !tc.Linking() {
+	if !tc.Linking() || !linkable(cfg) {
 		t.links = nil
 	} else if t.links == nil {
 		t.links = newLinkTable(65536)
 	}
 	return t, nil
+}
+
+// linkable says whether cfg has both an ingress and an egress listener:
+// only then can an egress request name an ingress request of the same
+// process, and the link table earns the lock and the map write every
+// ingress request pays for it (a front proxy never reads it).
+func linkable(cfg *config.Config) bool {
+	var in, out bool
+	for _, l := range cfg.Listeners {
+		in = in || l.Direction == config.Ingress
+		out = out || l.Direction == config.Egress
+	}
+	return in && out
 }
 
 // secretKeys returns each driver's secret config keys (nil for no tracer).
