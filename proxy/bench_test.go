@@ -200,7 +200,7 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		if o.grpc {
 			v.grpcStatus, v.grpcMessage = "14", "upstream%20unavailable"
 		}
-		l.tracer.finish(&st.reqTrace, &v)
+		l.tracer.finish(&st.reqTrace, &v, time.Now())
 	}
 }
 
@@ -258,7 +258,7 @@ func BenchmarkObserveSampled(b *testing.B) {
 	id.Low = 42
 	start := time.Now()
 	for b.Loop() {
-		m.observe(200, start, true, &id)
+		m.observe(200, start, time.Now(), true, &id)
 	}
 }
 

@@ -220,9 +220,9 @@ type routeMetrics struct {
 // path nothing measurable.
 const exemplarEvery = time.Second
 
-// observe records a request that started at start and ends now.
-func (m *routeMetrics) observe(status int, start time.Time, sampled bool, traceID *core.TraceID) {
-	d := time.Since(start)
+// observe records a request that started at start and ended at end.
+func (m *routeMetrics) observe(status int, start, end time.Time, sampled bool, traceID *core.TraceID) {
+	d := end.Sub(start)
 	class := status/100 - 1
 	if class < 0 || class > 4 {
 		class = 5

@@ -182,25 +182,28 @@ const underscoreRefusal = "header names with underscores are refused here (heade
 // done records a finished request, from either HTTP path: its spans, its
 // metrics and its access log line.
 func (l *frontend) done(st *reqState, v *reqView) {
+	// One clock reading ends both the span and the duration metric
+	// (about 50 ns each on these machines).
+	end := time.Now()
 	if st.traced {
-		l.tracer.finish(&st.reqTrace, v)
+		l.tracer.finish(&st.reqTrace, v, end)
 	}
 	status := cmp.Or(v.status, http.StatusOK)
 	m := l.noRoute
 	if st.route != nil {
 		m = st.route.metrics
 	}
-	m.observe(status, st.start, st.sampled, &st.span.TraceID)
+	m.observe(status, st.start, end, st.sampled, &st.span.TraceID)
 	if l.accessLog {
-		l.logRequest(st, v, status)
+		l.logRequest(st, v, status, end.Sub(st.start))
 	}
 }
 
-func (l *frontend) logRequest(st *reqState, v *reqView, status int) {
+func (l *frontend) logRequest(st *reqState, v *reqView, status int, took time.Duration) {
 	path, _, _ := strings.Cut(v.uri, "?")
 	attrs := []slog.Attr{
 		slog.String("listener", l.name), slog.String("method", v.method), slog.String("path", path),
-		slog.Int("status", status), slog.Duration("duration", time.Since(st.start)),
+		slog.Int("status", status), slog.Duration("duration", took),
 		slog.Int64("bytes_in", st.reqBytes.Load()), slog.Int64("bytes_out", v.respBytes),
 		slog.String("request_id", st.requestID),
 	}

@@ -309,8 +309,9 @@ func (t *Tracer) inject(st *reqTrace, h http.Header) {
 	t.prop.Inject(h, st.out)
 }
 
-// finish completes the request's spans and hands them to the sink.
-func (t *Tracer) finish(st *reqTrace, v *reqView) {
+// finish completes the request's spans, which ended at end, and hands them
+// to the sink.
+func (t *Tracer) finish(st *reqTrace, v *reqView, end time.Time) {
 	if st.registered {
 		t.links.del(st.requestID, st.out.SpanID)
 	}
@@ -318,7 +319,6 @@ func (t *Tracer) finish(st *reqTrace, v *reqView) {
 		return
 	}
 	defer t.inflight.Add(-1) // after the sink has the spans
-	end := time.Now()
 	s := &st.span
 	s.Duration = end.Sub(st.start)
 	status := cmp.Or(v.status, http.StatusOK)
