@@ -403,14 +403,22 @@ func edgeSlowloris(t *testing.T, up *upstream) {
 	if cut.Load() != int64(n) || ok != 20 {
 		t.Errorf("%d/%d slow connections cut (%d answered 408) in %s; %d/20 other requests served", cut.Load(), n, answered408.Load(), took, ok)
 	}
-	if per > 12<<10 {
-		t.Errorf("%d bytes of RSS per slow connection, want under 12 KiB", per)
+	// RSS over the connections also carries what does not grow with
+	// them (the heap's headroom until the next GC, the runtime's own
+	// growth): at 2,000 connections (TRACEHOP_CHAOS=long) a slow one
+	// measures 8.7 KiB; at the default 1,000, 10.8-12.1 on the same
+	// machine, so the short run's bound leaves room for that. What one
+	// waiting connection holds after a GC is
+	// TestIdleConnectionsHoldNoBuffer's bound (under 8 KiB, both ends).
+	bound := int64(edgeSize(14, 12)) << 10
+	if per > bound {
+		t.Errorf("%d bytes of RSS per slow connection, want under %d KiB", per, bound>>10)
 	}
 	checkBack(t, e, base, after, n)
 	report(t, result{
 		Fault:    fmt.Sprintf("%d slowloris connections (a header line every 500 ms; read_header_timeout 2s)", n),
 		Measured: fmt.Sprintf("tracehop: %d/%d cut (%d with 408) within %s; %d/20 other requests served; %.1f KiB of RSS per slow connection; before %s; during %s; after %s", cut.Load(), n, answered408.Load(), took.Round(100*time.Millisecond), ok, float64(per)/1024, base, peak, after),
-		Bound:    "every slow connection cut at the timeout; others served; under 12 KiB of RSS per slow connection; descriptors, goroutines and RSS back to baseline",
+		Bound:    fmt.Sprintf("every slow connection cut at the timeout; others served; under %d KiB of RSS per slow connection; descriptors, goroutines and RSS back to baseline", bound>>10),
 	})
 }
 
