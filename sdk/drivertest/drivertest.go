@@ -311,20 +311,20 @@ func checkFailures(t T, s kit, start starter) {
 				restore()
 				err = <-done
 				cancel()
-				t.Fatalf("Export to a %s back end was still running %s after its %s deadline (it returned %v once the back end was back): honour the context", f, deadlineLeeway, timeout, err)
+				t.Fatalf("Export to a back end that is %s was still running %s after its %s deadline (it returned %v once the back end was back): honour the context", f, deadlineLeeway, timeout, err)
 			}
 			took := time.Since(t0)
 			cancel()
 			restore()
 			switch {
 			case err == nil:
-				t.Fatalf("Export to a %s back end returned nil: the host would count the batch as delivered", f)
+				t.Fatalf("Export to a back end that is %s returned nil: the host would count the batch as delivered", f)
 			case f == FailSlow && took > slowDeadline+deadlineSlack:
 				t.Errorf("Export to a back end that never answers took %s with a %s deadline: honour the context (a timeout of your own is not enough: the host's deadline is the one that counts)", took.Round(time.Millisecond), slowDeadline)
 			case f == FailRefuse && !sdk.IsPermanent(err):
 				t.Errorf("Export to a back end that refuses the data returned %v, not marked sdk.Permanent: the host would send it again and again", err)
 			case f != FailRefuse && sdk.IsPermanent(err):
-				t.Errorf("Export to a %s back end returned %v, marked sdk.Permanent: the host drops the batch, though a retry would deliver it", f, err)
+				t.Errorf("Export to a back end that is %s returned %v, marked sdk.Permanent: the host drops the batch, though a retry would deliver it", f, err)
 			}
 			if f == FailRefuse {
 				return
