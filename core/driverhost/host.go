@@ -247,7 +247,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Process, error) {
 			p.ring = ring
 		}
 	}
-	in, caps, err := p.launch(ctx)
+	in, caps, err := p.launchRetrying(ctx)
 	if err != nil {
 		if p.ring != nil {
 			p.ring.close()
@@ -315,6 +315,34 @@ func (p *Process) environ() []string {
 	}
 	slices.Sort(env)
 	return env
+}
+
+// startAttempts bounds the launches Start makes while the driver says its
+// Configure failed for now (a retryable error): a few, with the restart
+// backoff between them, so that tracehop's start waits out a dependency
+// that is about to be ready but does not hang on one that never is.
+const startAttempts = 5
+
+// launchRetrying is launch, again while the driver's Configure fails as
+// retryable, up to startAttempts times.
+func (p *Process) launchRetrying(ctx context.Context) (*instance, core.Capabilities, error) {
+	backoff := p.opts.RestartMin
+	for attempt := 1; ; attempt++ {
+		in, caps, err := p.launch(ctx)
+		if c, marked := core.ClassOf(err); err == nil || !marked || c != core.ClassRetryable {
+			return in, caps, err
+		}
+		if attempt == startAttempts {
+			return nil, caps, fmt.Errorf("%w; still so after %d attempts (its config was not refused: make ready what its message names, then start tracehop again)", err, attempt)
+		}
+		p.log.Warn("driver could not take its config yet; starting it again", "error", err, "attempt", attempt, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, caps, fmt.Errorf("%w; gave up after %d attempts: %v", err, attempt, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, p.opts.RestartMax)
+	}
 }
 
 func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, error) {
@@ -407,6 +435,11 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 					"a certificate for localhost, ALPN h2, the host's client certificate verified)%s", name, st.Message(), tail))
 			}
 			return fail(fmt.Errorf("driver %q crashed during Configure: %s%s", name, st.Message(), tail))
+		case st.Code() == codes.Aborted:
+			// The driver's Configure error was marked retryable: the
+			// config is not refused, something it needs is not ready
+			// yet (a secret store, a file another container writes).
+			return fail(core.Retryable(fmt.Errorf("driver %q could not take its config yet: %s%s", name, st.Message(), tail)))
 		case st.Code() == codes.DeadlineExceeded:
 			return fail(fmt.Errorf("driver %q did not finish Configure within %s; "+
 				"a driver must not wait on its collector while configuring", name, p.opts.ConfigureTimeout))

@@ -234,6 +234,42 @@ func TestRefusesWhatIsNotADriver(t *testing.T) {
 	}
 }
 
+// TestConfigureNotReadyYet: a Configure error the driver marks retryable
+// (something it needs is not ready) is not a refused config: Start launches
+// the driver again, a few times, and says so if it never gets ready.
+func TestConfigureNotReadyYet(t *testing.T) {
+	t.Run("ready on the third attempt", func(t *testing.T) {
+		count := filepath.Join(t.TempDir(), "configure-calls")
+		d, err := start(t, driverhost.Spec{Name: "sealed", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"not_ready": count, "ready_after": 2})}, driverhost.Options{})
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		d.Shutdown(context.Background())
+		if b, _ := os.ReadFile(count); strings.Count(string(b), "\n") != 3 {
+			t.Errorf("Configure called %d times, want 3", strings.Count(string(b), "\n"))
+		}
+	})
+	t.Run("never ready", func(t *testing.T) {
+		count := filepath.Join(t.TempDir(), "configure-calls")
+		_, err := start(t, driverhost.Spec{Name: "sealed", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"not_ready": count, "ready_after": 1000})}, driverhost.Options{})
+		if err == nil {
+			t.Fatal("Start succeeded")
+		}
+		for _, w := range []string{`driver "sealed" could not take its config yet: secret store sealed`, "after 5 attempts", "not refused"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error lacks %q:\n%v", w, err)
+			}
+		}
+		var ce *wire.ConfigError
+		if errors.As(err, &ce) {
+			t.Errorf("reported as a refused config: %v", err)
+		}
+		if b, _ := os.ReadFile(count); strings.Count(string(b), "\n") != 5 {
+			t.Errorf("Configure called %d times, want 5", strings.Count(string(b), "\n"))
+		}
+	})
+}
+
 func TestConfigureFailures(t *testing.T) {
 	cases := []struct {
 		name   string

@@ -41,6 +41,11 @@ type config struct {
 	// RejectEach makes every Export report this many spans rejected
 	// (sdk.PartiallyRejected) after recording the batch.
 	RejectEach int `json:"reject_each"`
+	// NotReady makes Configure fail as retryable (a secret store still
+	// sealed) while this file holds fewer than ReadyAfter lines; each
+	// Configure call appends one line to it first.
+	NotReady   string `json:"not_ready"`
+	ReadyAfter int    `json:"ready_after"`
 	// Stderr lines are written to the process's standard error at
 	// Configure, as they are: what a broken or hostile driver may write.
 	Stderr []string `json:"stderr"`
@@ -69,6 +74,10 @@ func (d *driver) Configure(_ context.Context, raw []byte, host sdk.HostInfo) (sd
 		os.Exit(3)
 	case d.cfg.PanicOnConfigure:
 		panic("testdriver: configured to panic")
+	case d.cfg.NotReady != "":
+		if n, err := countConfigure(d.cfg.NotReady); err != nil || n <= d.cfg.ReadyAfter {
+			return sdk.Capabilities{}, sdk.Retryable(fmt.Errorf("secret store sealed (attempt %d)", n))
+		}
 	}
 	if d.cfg.DumpEnv != "" {
 		if err := os.WriteFile(d.cfg.DumpEnv, []byte(strings.Join(os.Environ(), "\n")), 0o600); err != nil {
@@ -133,3 +142,18 @@ func (d *driver) Shutdown(context.Context) error {
 }
 
 func main() { sdk.Serve(&driver{}) }
+
+// countConfigure appends a line to path and returns how many it holds.
+func countConfigure(path string) (int, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	_, err = f.WriteString("configure\n")
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(path)
+	return strings.Count(string(b), "\n"), err
+}
