@@ -213,7 +213,42 @@ func buildRules(routes []ruleRoute, file config.Sampling, override *config.Sampl
 		}
 		rules.slots[1+i] = rule
 	}
+	if err := rules.floors(prev); err != nil {
+		return nil, err
+	}
 	return rules, nil
+}
+
+// floors gives each slot that samples at random a lower bound of its own
+// when the remote strategy sets one: Jaeger's lower bound is per
+// operation, and a slot is an operation here (a route, or the requests no
+// route took). A slot's floor carries over from prev while the rate stays,
+// so that the strategy's refresh does not hand out its room again.
+func (rules *samplingRules) floors(prev *samplingRules) error {
+	r := rules.remote
+	if r == nil || r.RateLimited || !(r.LowerBound > 0) {
+		return nil
+	}
+	for i := range rules.slots {
+		s := &rules.slots[i]
+		if s.off {
+			continue
+		}
+		var floor *sampling.Limiter
+		if prev != nil && len(prev.slots) == len(rules.slots) && prev.slots[i].sampler != nil {
+			if pf := prev.slots[i].sampler.Floor(); pf != nil && pf.PerSecond() == r.LowerBound {
+				floor = pf
+			}
+		}
+		if floor == nil {
+			var err error
+			if floor, err = sampling.NewLimiter(r.LowerBound); err != nil {
+				return err
+			}
+		}
+		s.sampler = s.sampler.WithFloor(floor)
+	}
+	return nil
 }
 
 func pct(v float64) *float64 { return &v }

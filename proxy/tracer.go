@@ -302,6 +302,9 @@ type RemoteStrategy struct {
 	RateLimited        bool               `json:"rate_limited,omitempty"`
 	MaxTracesPerSecond float64            `json:"max_traces_per_second,omitempty"`
 	Operations         map[string]float64 `json:"operations,omitempty"`
+	// LowerBound is the fewest new traces a second each operation (a
+	// route, or the requests no route took) starts.
+	LowerBound float64 `json:"lower_bound_traces_per_second,omitempty"`
 }
 
 // SamplingState returns the sampling in force.
@@ -312,7 +315,7 @@ func (t *Tracer) SamplingState() SamplingState {
 		st.File = blockOf(file.slots[0].sampler)
 	}
 	if r := rules.remote; r != nil {
-		st.Remote = &RemoteStrategy{Probability: r.Probability, RateLimited: r.RateLimited, MaxTracesPerSecond: r.MaxTracesPerSecond, Operations: r.Operations}
+		st.Remote = &RemoteStrategy{Probability: r.Probability, RateLimited: r.RateLimited, MaxTracesPerSecond: r.MaxTracesPerSecond, Operations: r.Operations, LowerBound: r.LowerBound}
 	}
 	return st
 }

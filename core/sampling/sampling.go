@@ -43,9 +43,10 @@ const (
 	UpstreamNotSampled // the incoming context said not sampled
 	OverallCap         // sampled, then capped by the overall percentage
 	RateLimited        // a new trace, over max_traces_per_second
+	LowerBound         // not picked at random, but the floor had room (Jaeger's lower bound)
 )
 
-var reasonNames = [...]string{"not_sampled", "random", "client", "forced", "upstream", "upstream_not_sampled", "overall_cap", "rate_limited"}
+var reasonNames = [...]string{"not_sampled", "random", "client", "forced", "upstream", "upstream_not_sampled", "overall_cap", "rate_limited", "lower_bound"}
 
 // String returns the reason's metric label.
 func (r Reason) String() string {
@@ -63,6 +64,7 @@ type Sampler struct {
 	random, client, overall uint32
 	randomT, overallT       uint64   // thresholds of random and overall: ThresholdOf
 	limit                   *Limiter // nil: no limit
+	floor                   *Limiter // nil: no lower bound
 }
 
 // New returns a sampler for percentages between 0 and 100; nil means 100.
@@ -141,6 +143,21 @@ func (s *Sampler) WithLimiter(l *Limiter) *Sampler {
 	return &c
 }
 
+// WithFloor returns a copy of s that starts a trace the random check
+// passed over while floor has room, and counts every trace it starts at
+// random against floor: at least floor's rate of new traces, as Jaeger's
+// lower bound per operation (operationSampling.
+// defaultLowerBoundTracesPerSecond) keeps a rarely called operation in
+// view at a low probability. nil: no floor.
+func (s *Sampler) WithFloor(floor *Limiter) *Sampler {
+	c := *s
+	c.floor = floor
+	return &c
+}
+
+// Floor returns the sampler's lower bound, nil when it has none.
+func (s *Sampler) Floor() *Limiter { return s.floor }
+
 // Limiter is the rate limit LimitNewTraces sets, shared by the samplers
 // given it (WithLimiter, With): their new traces count together.
 type Limiter struct {
@@ -155,7 +172,10 @@ func NewLimiter(perSecond float64) (*Limiter, error) {
 		return nil, fmt.Errorf("sampling.max_traces_per_second: must be a number above 0, got %v", perSecond)
 	}
 	interval := time.Duration(float64(time.Second) / perSecond)
-	return &Limiter{perSecond: perSecond, rateLimit: rateLimit{interval: int64(interval), burst: int64(max(perSecond, 1) * float64(interval)), start: time.Now()}}, nil
+	// The first trace passes at tat 0; burst is how much further tat may
+	// run ahead: room for the other burst-1 (it was a whole burst, which
+	// let one more through at once).
+	return &Limiter{perSecond: perSecond, rateLimit: rateLimit{interval: int64(interval), burst: int64((max(perSecond, 1) - 1) * float64(interval)), start: time.Now()}}, nil
 }
 
 // PerSecond returns the limit's rate.
@@ -230,6 +250,16 @@ func (s *Sampler) Decide(in Input) (bool, Reason) {
 		sampled, reason = in.Randomness >= s.randomT, Random
 	case bucket < s.random:
 		sampled, reason = true, Random
+	default:
+		reason = Random // passed over at random
+	}
+	if reason == Random && s.floor != nil {
+		// Jaeger's guaranteed-throughput sampler: a trace started at
+		// random uses the floor's room too, so the floor adds traces only
+		// where the probability gives fewer than its rate.
+		if room := s.floor.allow(); !sampled && room {
+			sampled, reason = true, LowerBound
+		}
 	}
 	if !sampled {
 		return false, NotSampled
@@ -240,7 +270,7 @@ func (s *Sampler) Decide(in Input) (bool, Reason) {
 	if in.Consistent && in.Randomness < s.overallT || !in.Consistent && uint32((h/10000)%10000) >= s.overall {
 		return false, OverallCap
 	}
-	if sampled && s.limit != nil && (reason == Random || reason == Client) && !s.limit.allow() {
+	if sampled && s.limit != nil && (reason == Random || reason == Client || reason == LowerBound) && !s.limit.allow() {
 		return false, RateLimited
 	}
 	return sampled, reason

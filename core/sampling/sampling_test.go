@@ -110,3 +110,49 @@ func TestRateLimitedNewTraces(t *testing.T) {
 		}
 	}
 }
+
+// TestFloor: Jaeger's lower bound. A request the random check passes over
+// is traced while the floor has room; a trace started at random uses the
+// room too; decisions made upstream, forced or client-chosen never touch
+// it.
+func TestFloor(t *testing.T) {
+	floor, err := sampling.NewLimiter(1.0 / 3600) // room for one, then one an hour
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero, _ := sampling.New(pct(0), pct(0), nil)
+	never := zero.WithFloor(floor)
+	if got, r := never.Decide(sampling.Input{RequestID: "a", Upstream: 2}); got || r != sampling.UpstreamNotSampled {
+		t.Errorf("upstream no: %v %s, want the floor untouched", got, r)
+	}
+	if got, r := never.Decide(sampling.Input{RequestID: "a", Upstream: 1}); !got || r != sampling.Upstream {
+		t.Errorf("upstream yes: %v %s", got, r)
+	}
+	if got, r := never.Decide(sampling.Input{RequestID: "a"}); !got || r != sampling.LowerBound {
+		t.Errorf("first new trace at 0%%: %v %s, want sampled by the lower bound", got, r)
+	}
+	if got, r := never.Decide(sampling.Input{RequestID: "b", Consistent: true, Randomness: 1<<56 - 1}); got || r != sampling.NotSampled {
+		t.Errorf("second: %v %s, want the floor spent", got, r)
+	}
+
+	// A trace started at random takes the floor's room: the floor adds
+	// traces only where the probability gives too few.
+	floor2, _ := sampling.NewLimiter(1.0 / 3600)
+	all, _ := sampling.New(nil, nil, nil)
+	if got, r := all.WithFloor(floor2).Decide(sampling.Input{RequestID: "a"}); !got || r != sampling.Random {
+		t.Errorf("100%%: %v %s", got, r)
+	}
+	if got, _ := zero.WithFloor(floor2).Decide(sampling.Input{RequestID: "a"}); got {
+		t.Error("the floor's room outlived a trace started at random")
+	}
+
+	// The overall cap still holds over it.
+	floor3, _ := sampling.NewLimiter(1.0 / 3600)
+	capped, _ := sampling.New(pct(0), pct(0), pct(0))
+	if got, r := capped.WithFloor(floor3).Decide(sampling.Input{RequestID: "a"}); got || r != sampling.OverallCap {
+		t.Errorf("overall 0: %v %s, want capped", got, r)
+	}
+	if zero.Floor() != nil || never.Floor() != floor {
+		t.Error("Floor does not say what WithFloor set")
+	}
+}

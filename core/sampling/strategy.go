@@ -22,6 +22,11 @@ type Strategy struct {
 	// Operations are the per-operation probabilities
 	// (operationSampling.perOperationStrategies), by operation name.
 	Operations map[string]float64
+	// LowerBound is the fewest new traces a second each operation starts
+	// whatever its probability (operationSampling.
+	// defaultLowerBoundTracesPerSecond; Jaeger's adaptive sampling sets it
+	// so that a rare operation is still seen); 0: none.
+	LowerBound float64
 }
 
 // jaegerStrategy is the JSON of Jaeger's SamplingStrategyResponse, in both
@@ -38,8 +43,9 @@ type jaegerStrategy struct {
 		MaxTracesPerSecond float64 `json:"maxTracesPerSecond"`
 	} `json:"rateLimitingSampling"`
 	OperationSampling *struct {
-		DefaultSamplingProbability float64 `json:"defaultSamplingProbability"`
-		PerOperationStrategies     []struct {
+		DefaultSamplingProbability       float64 `json:"defaultSamplingProbability"`
+		DefaultLowerBoundTracesPerSecond float64 `json:"defaultLowerBoundTracesPerSecond"`
+		PerOperationStrategies           []struct {
 			Operation             string `json:"operation"`
 			ProbabilisticSampling *struct {
 				SamplingRate float64 `json:"samplingRate"`
@@ -89,6 +95,13 @@ func ParseJaegerStrategy(raw []byte) (*Strategy, error) {
 		}
 	default:
 		return nil, fmt.Errorf("strategyType %s is neither PROBABILISTIC (0) nor RATE_LIMITING (1)", t)
+	}
+	if os := js.OperationSampling; os != nil && !st.RateLimited {
+		lb := os.DefaultLowerBoundTracesPerSecond
+		if !(lb >= 0) || math.IsInf(lb, 0) {
+			return nil, fmt.Errorf("operationSampling.defaultLowerBoundTracesPerSecond: must be 0 or more, got %v", lb)
+		}
+		st.LowerBound = lb
 	}
 	if os := js.OperationSampling; os != nil && len(os.PerOperationStrategies) > 0 {
 		st.Operations = make(map[string]float64, len(os.PerOperationStrategies))

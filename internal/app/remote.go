@@ -109,7 +109,7 @@ func (p *remotePoller) poll(ctx context.Context) {
 	if changed {
 		p.apply(st)
 		p.log.Info("remote sampling strategy in force", "probability", st.Probability, "rate_limited", st.RateLimited,
-			"max_traces_per_second", st.MaxTracesPerSecond, "operations", len(st.Operations))
+			"max_traces_per_second", st.MaxTracesPerSecond, "operations", len(st.Operations), "lower_bound_traces_per_second", st.LowerBound)
 	} else if hadError {
 		p.log.Info("remote sampling endpoint answers again")
 	}
