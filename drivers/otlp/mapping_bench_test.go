@@ -37,12 +37,22 @@ func TestEncoderMatchesMapper(t *testing.T) {
 		large[i].Tags = append(large[i].Tags, sdk.Tag{Key: "big", Value: strings.Repeat("x", 12<<10+i*50)})
 	}
 	bare := []sdk.Span{{TraceID: sdk.TraceID{Low: 1}, SpanID: 2, LocalService: "s", Events: []sdk.Event{{Value: "e"}}}}
+	// Peer addresses that change from span to span: plain, the same
+	// again, IPv6, none, IPv4-mapped (written unmapped), another.
+	peers := drivertest.ProxySpans(1, 6)
+	for i, a := range []string{"10.0.0.1", "10.0.0.1", "2001:db8::1", "", "::ffff:10.0.0.1", "10.0.0.2"} {
+		peers[i].Remote.IP = netip.Addr{}
+		if a != "" {
+			peers[i].Remote.IP = netip.MustParseAddr(a)
+		}
+	}
 	batches := map[string][]sdk.Span{
 		"canonical": drivertest.CanonicalTrace(time.Now()),
 		"proxy":     drivertest.ProxySpans(1, 20),
 		"odd":       odd,
 		"large":     large,
 		"bare":      bare,
+		"peers":     peers,
 	}
 	resources := []map[string]string{nil, {"b": "2", "a": "1", "service.name": "override", "x\xff": "y\xfe"}}
 	for name, spans := range batches {
