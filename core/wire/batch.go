@@ -217,17 +217,25 @@ func (r *batchReader) byte1(what string) byte {
 // bytes, so that a corrupt count cannot make the decoder allocate more than
 // the batch could hold.
 func (r *batchReader) count(what string, minSize int) int {
-	// Nearly every count and length is under 128: one byte, checked with
-	// a multiplication (v > rest/minSize, for whole numbers, is
-	// v*minSize > rest). The general path's division and call were half
-	// of decoding a proxy span.
+	if v, ok := r.short(minSize); ok {
+		return v
+	}
+	return r.countVarint(what, minSize)
+}
+
+// short reads a count of under 128 (one byte), which nearly every count
+// and length is, checked with a multiplication (v > rest/minSize, for
+// whole numbers, is v*minSize > rest); false leaves the rest to
+// countVarint. Small enough to be inlined into str: binary.Uvarint's call
+// and the division were half of decoding a proxy span.
+func (r *batchReader) short(minSize int) (int, bool) {
 	if r.err == nil && r.off < len(r.buf) {
 		if v := int(r.buf[r.off]); v < 0x80 && v*minSize <= len(r.buf)-r.off-1 {
 			r.off++
-			return v
+			return v, true
 		}
 	}
-	return r.countVarint(what, minSize)
+	return 0, false
 }
 
 func (r *batchReader) countVarint(what string, minSize int) int {
@@ -246,11 +254,8 @@ func (r *batchReader) countVarint(what string, minSize int) int {
 // str returns a string that aliases the buffer: the caller must keep the
 // buffer alive and unchanged for as long as the string is used.
 func (r *batchReader) str(what string) string {
-	var n int
-	if r.err == nil && r.off < len(r.buf) && r.buf[r.off] < 0x80 && int(r.buf[r.off]) <= len(r.buf)-r.off-1 {
-		n = int(r.buf[r.off]) // count's one-byte path, inlined: a span has about 45 strings
-		r.off++
-	} else {
+	n, ok := r.short(1)
+	if !ok {
 		n = r.countVarint(what, 1)
 	}
 	if r.err != nil || n == 0 {
