@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: js-deps js-test e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
+.PHONY: js-deps js-test e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-instr bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
 
 all: build
 
@@ -103,12 +103,12 @@ fuzz-short:
 	  done; \
 	done
 
-## bench-deps: what make bench loads and compares with: wrk, nginx, HAProxy (Debian), fortio (Go module proxy)
+## bench-deps: what make bench loads and compares with: wrk, nginx, HAProxy, valgrind (Debian), fortio (Go module proxy)
 bench-deps:
-	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null || \
-	  { apt-get install -y -q wrk nginx-light haproxy >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light haproxy >/dev/null; }; }
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v valgrind >/dev/null || \
+	  { apt-get install -y -q wrk nginx-light haproxy valgrind >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light haproxy valgrind >/dev/null; }; }
 	@test -x $(GOBIN_TOOLS)/fortio || GOBIN=$(GOBIN_TOOLS) $(GO) install fortio.org/fortio@v1.68.2
-	@echo "bench-deps: wrk, nginx, haproxy and $(GOBIN_TOOLS)/fortio are ready"
+	@echo "bench-deps: wrk, nginx, haproxy, valgrind and $(GOBIN_TOOLS)/fortio are ready"
 
 ## bench: tracehop against direct, a Go reverse proxy, nginx and HAProxy (about 6 min); ROUNDS=3; rewrites README's table
 ## WORKERS=2: two worker threads per proxy (GOMAXPROCS, worker_processes, nbthread); rewrites its own table
@@ -118,6 +118,12 @@ WORKERS ?= 1
 bench: build bench-deps
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
 	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -workers $(WORKERS) $(if $(BASELINE),-baseline $(BASELINE)) -out bench/results -readme README.md
+
+## bench-instr: instructions per request of tracehop and its driver under valgrind's callgrind, untraced, otlp and file (about 3 min, BASELINE=DIR beside: twice that); repeatable on a busy machine, unlike CPU time; rewrites README's table
+N ?= 10000
+bench-instr: build bench-deps
+	$(GO) build -o $(BIN)/tracehop-bench ./bench
+	$(BIN)/tracehop-bench -instructions -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -n $(N) $(if $(BASELINE),-baseline $(BASELINE)) $(if $(ONLY),-only $(ONLY)) -out bench/results -readme README.md
 
 ## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
 bench-upstream:

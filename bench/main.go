@@ -60,6 +60,7 @@ type options struct {
 	profile                 string
 	workers                 int
 	baseline                string
+	requests                int // per round of -instructions
 }
 
 func main() {
@@ -85,6 +86,8 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "also run tracehop, tracehop-zipkin, tracehop-otlp and tracehop-file with the binaries in this `directory` (an older build: make build BIN=DIR on its checkout), as NAME@base, for old against new in the same run")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each tracehop configuration into this `directory` (NAME.pprof, for go tool pprof)")
 	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
+	instr := flag.Bool("instructions", false, "count the instructions per request of tracehop and its driver under valgrind's callgrind (untraced, otlp, file; -baseline beside), instead of timing them: repeatable on a busy machine; -readme rewrites its own table")
+	flag.IntVar(&o.requests, "n", 10000, "requests per round of -instructions")
 	upstream := flag.Bool("upstream", false, "read `go test -bench UpstreamPropagation ./bench` output on stdin and write its table (into -readme if given)")
 	flag.Parse()
 	if *upstream {
@@ -104,7 +107,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	bench := run
+	if *instr {
+		bench = runInstr
+	}
+	if err := bench(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -130,6 +137,47 @@ func rerender(file, readme string) error {
 	}
 	return nil
 }
+
+// tracehopYAML is the config of one tracehop configuration: an ingress
+// listener on addr (tlsBlock: its tls settings, or "") sending everything
+// to upstream, the admin server on admin, and tracing, a block of
+// tracingYAML or "" for none.
+func tracehopYAML(admin, addr, tlsBlock, upstream, tracing string) string {
+	return fmt.Sprintf(`node: {id: bench, service: bench}
+admin: {address: %q}
+listeners:
+  - {name: in, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]%s}
+clusters:
+  - {name: up, endpoints: [%q]}
+%s`, admin, addr, tlsBlock, upstream, tracing)
+}
+
+// tracingYAML is a tracing block sampling every request into driver, found
+// in pluginDir; transport "" is the default. The driver runs with
+// GOMAXPROCS 1 and env, more entries of its environment as YAML ("" for
+// none); config is its config, a YAML flow mapping.
+func tracingYAML(pluginDir, driver, transport, env, config string) string {
+	t := ""
+	if transport != "" {
+		t = "    transport: " + transport + "\n"
+	}
+	if env != "" {
+		env = ", " + env
+	}
+	return fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: %s\n%s    env: {GOMAXPROCS: \"1\"%s}\n    config: %s\n",
+		pluginDir, driver, t, env, config)
+}
+
+// The drivers' configs: into the counting receiver at sink, or to nowhere.
+func zipkinConfig(sink string) string {
+	return fmt.Sprintf(`{collector_endpoint: "http://%s/api/v2/spans", encoding: proto}`, sink)
+}
+
+func otlpConfig(sink string) string {
+	return fmt.Sprintf(`{endpoint: "http://%s/v1/traces", protocol: http/protobuf, compression: none}`, sink)
+}
+
+const fileConfig = `{path: /dev/null}`
 
 func lookTool(name, dir string) string {
 	if p, err := exec.LookPath(name); err == nil {
@@ -245,14 +293,7 @@ func run(ctx context.Context, o options) error {
 		if strings.HasSuffix(name, "-tls") {
 			tlsBlock = fmt.Sprintf(", tls: {cert_file: %q, key_file: %q, alpn: [http/1.1]}", certFile, keyFile)
 		}
-		yaml := fmt.Sprintf(`node: {id: bench, service: bench}
-admin: {address: %q}
-listeners:
-  - {name: in, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]%s}
-clusters:
-  - {name: up, endpoints: [%q]}
-%s`, admin, addr, tlsBlock, upstreamAddr, tracing)
-		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(tracehopYAML(admin, addr, tlsBlock, upstreamAddr, tracing)), 0o644); err != nil {
 			return err
 		}
 		argv := []string{filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn"}
@@ -276,11 +317,10 @@ clusters:
 		return add(&target{Name: name, Desc: desc, addr: addr, tls: strings.HasSuffix(name, "-tls")}, nil, append([]string{path}, append(args, cfg)...)...)
 	}
 	driverEnv := func(name string) string {
-		env := "    env: {GOMAXPROCS: \"1\""
 		if o.profile != "" { // sdk.ProfileEnv
-			env += fmt.Sprintf(", TRACEHOP_DRIVER_CPUPROFILE: %q", filepath.Join(o.profile, name+"-driver.pprof"))
+			return fmt.Sprintf("TRACEHOP_DRIVER_CPUPROFILE: %q", filepath.Join(o.profile, name+"-driver.pprof"))
 		}
-		return env + "}\n"
+		return ""
 	}
 	steps := []func() error{
 		func() error {
@@ -288,22 +328,22 @@ clusters:
 		},
 		func() error {
 			return tracehop("tracehop-zipkin", "tracehop, 100% sampled, zipkin driver (proto) to the counting receiver",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin"), sinkAddr), true)
+				tracingYAML(bin, "zipkin", "", driverEnv("tracehop-zipkin"), zipkinConfig(sinkAddr)), true)
 		},
 		func() error {
 			// The same, with the batches inside the Export RPC (the
 			// transport before the span ring): the ring's effect, measured
 			// in the same run.
 			return tracehop("tracehop-zipkin-grpc", "tracehop, 100% sampled, zipkin driver (proto), spans over gRPC (transport: grpc)",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n    transport: grpc\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin-grpc"), sinkAddr), true)
+				tracingYAML(bin, "zipkin", "grpc", driverEnv("tracehop-zipkin-grpc"), zipkinConfig(sinkAddr)), true)
 		},
 		func() error {
 			return tracehop("tracehop-otlp", "tracehop, 100% sampled, otlp driver (HTTP/protobuf) to a receiver that counts spans without decoding them",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: otlp\n%s    config: {endpoint: \"http://%s/v1/traces\", protocol: http/protobuf, compression: none}\n", bin, driverEnv("tracehop-otlp"), sinkAddr), true)
+				tracingYAML(bin, "otlp", "", driverEnv("tracehop-otlp"), otlpConfig(sinkAddr)), true)
 		},
 		func() error {
 			return tracehop("tracehop-file", "tracehop, 100% sampled, file driver to /dev/null",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: file\n%s    config: {path: /dev/null}\n", bin, driverEnv("tracehop-file")), true)
+				tracingYAML(bin, "file", "", driverEnv("tracehop-file"), fileConfig), true)
 		},
 		func() error {
 			addr := next()
@@ -325,7 +365,7 @@ clusters:
 		},
 		func() error {
 			return tracehop("tracehop-zipkin-tls", "tracehop on TLS, 100% sampled, zipkin driver (proto)",
-				fmt.Sprintf("tracing:\n  plugin_dir: %q\n  sampling: {random: 100}\n  driver:\n    name: zipkin\n%s    config: {collector_endpoint: \"http://%s/api/v2/spans\", encoding: proto}\n", bin, driverEnv("tracehop-zipkin-tls"), sinkAddr), true)
+				tracingYAML(bin, "zipkin", "", driverEnv("tracehop-zipkin-tls"), zipkinConfig(sinkAddr)), true)
 		},
 		func() error {
 			if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o755); err != nil {

@@ -409,21 +409,11 @@ func (r *results) write(dir string) (string, error) {
 // render replaces the README's table between the bench markers: those of
 // the run's worker count beyond one (<!-- bench-2workers:begin -->).
 func (r *results) render(readme string) error {
-	b, err := os.ReadFile(readme)
-	if err != nil {
-		return err
-	}
 	beginMark, endMark := "<!-- bench:begin -->", "<!-- bench:end -->"
 	if w := r.Settings["workers"]; w != "" && w != "1" {
 		beginMark, endMark = "<!-- bench-"+w+"workers:begin -->", "<!-- bench-"+w+"workers:end -->"
 	}
-	s := string(b)
-	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
-	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s ... %s markers", readme, beginMark, endMark)
-	}
-	s = s[:i+len(beginMark)] + "\n" + r.table() + s[j:]
-	return os.WriteFile(readme, []byte(s), 0o644)
+	return replaceBetween(readme, beginMark, endMark, r.table())
 }
 
 // scrape reads a Prometheus text page into name{labels} -> value.
