@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
-	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/tracehop/tracehop/drivers/internal/utf8scan"
 	"github.com/tracehop/tracehop/sdk"
 	"github.com/tracehop/tracehop/sdk/attrnames"
 )
@@ -148,14 +148,14 @@ func putLength(dst []byte, at, reserved int) []byte {
 // more has its strings decoded. (Calling utf8.ValidString on each of a
 // proxy span's 40 short strings was a quarter of the encoding's time.)
 func spanValid(s *sdk.Span) bool {
-	bits := orBytes(orBytes(orBytes(0, s.Name), s.Remote.Service), s.TraceState)
+	bits := utf8scan.OrBytes(utf8scan.OrBytes(utf8scan.OrBytes(0, s.Name), s.Remote.Service), s.TraceState)
 	for _, t := range s.Tags {
-		bits = orBytes(orBytes(bits, t.Key), t.Value)
+		bits = utf8scan.OrBytes(utf8scan.OrBytes(bits, t.Key), t.Value)
 	}
 	for _, ev := range s.Events {
-		bits = orBytes(bits, ev.Value)
+		bits = utf8scan.OrBytes(bits, ev.Value)
 	}
-	if bits&0x8080808080808080 == 0 {
+	if utf8scan.ASCII(bits) {
 		return true
 	}
 	ok := utf8.ValidString(s.Name) && utf8.ValidString(s.Remote.Service) && utf8.ValidString(s.TraceState)
@@ -166,32 +166,6 @@ func spanValid(s *sdk.Span) bool {
 		ok = ok && utf8.ValidString(ev.Value)
 	}
 	return ok
-}
-
-// orBytes ORs s into acc 8 bytes at a time: a byte of 0x80 or more leaves
-// a high bit set in some byte of acc. A tail of a string of 8 bytes or
-// more is the string's last 8 bytes, read again in part: one load, not up
-// to 7.
-func orBytes(acc uint64, s string) uint64 {
-	b := unsafe.Slice(unsafe.StringData(s), len(s))
-	n := len(b)
-	if n < 8 {
-		if n >= 4 {
-			return acc | uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))
-		}
-		for _, c := range b {
-			acc |= uint64(c)
-		}
-		return acc
-	}
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		acc |= binary.LittleEndian.Uint64(b[i:])
-	}
-	if i < n {
-		acc |= binary.LittleEndian.Uint64(b[n-8:])
-	}
-	return acc
 }
 
 // repair makes the strings of s valid: its translated tags in place (they

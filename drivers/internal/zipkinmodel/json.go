@@ -155,43 +155,88 @@ func appendJSONEndpoint(dst []byte, e sdk.Endpoint) []byte {
 // appendJSONTags writes the tags as the map ToModel builds: keys sorted as
 // encoding/json sorts them, a later tag winning over an earlier one with
 // the same key, and error=true added to an error span that lacks it.
+//
+// A proxy span has 20-odd tags: the sort compares them about a hundred
+// times, so it compares each key's first 8 bytes as one word (keyPrefix)
+// and moves indexes, not tags; and a key is checked for escaping
+// once, not again when it is written.
 func appendJSONTags(dst []byte, s *sdk.Span) []byte {
-	var small [32]sdk.Tag
-	tags := small[:0]
+	type entry struct {
+		prefix     uint64
+		key, value string
+		plain      bool // the key needs no escaping
+	}
+	var small [32]entry
+	var smallOrder [32]int
+	tags, order := small[:0], smallOrder[:0]
 	if len(s.Tags)+1 > len(small) {
-		tags = make([]sdk.Tag, 0, len(s.Tags)+1)
+		tags, order = make([]entry, 0, len(s.Tags)+1), make([]int, 0, len(s.Tags)+1)
 	}
 	hasError := false
 	for _, t := range s.Tags {
-		k := utf8Safe(t.Key)
-		tags = append(tags, sdk.Tag{Key: k, Value: t.Value})
+		k, plain := t.Key, plainString(t.Key)
+		if !plain {
+			k = utf8Safe(k)
+		}
+		order = append(order, len(tags))
+		tags = append(tags, entry{prefix: keyPrefix(k), key: k, value: t.Value, plain: plain})
 		hasError = hasError || k == "error"
 	}
 	if s.Error && !hasError {
-		tags = append(tags, sdk.Tag{Key: "error", Value: "true"})
+		order = append(order, len(tags))
+		tags = append(tags, entry{prefix: keyPrefix("error"), key: "error", value: "true", plain: true})
+	}
+	less := func(a, b *entry) bool {
+		if a.prefix != b.prefix {
+			return a.prefix < b.prefix
+		}
+		return a.key < b.key
 	}
 	// A stable insertion sort: few tags, no allocation, and equal keys keep
 	// their order so that the last one can win.
-	for i := 1; i < len(tags); i++ {
-		for j := i; j > 0 && tags[j].Key < tags[j-1].Key; j-- {
-			tags[j], tags[j-1] = tags[j-1], tags[j]
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && less(&tags[order[j]], &tags[order[j-1]]); j-- {
+			order[j], order[j-1] = order[j-1], order[j]
 		}
 	}
 	dst = append(dst, `,"tags":{`...)
 	first := true
-	for i, t := range tags {
-		if i+1 < len(tags) && tags[i+1].Key == t.Key {
+	for i, o := range order {
+		t := &tags[o]
+		if i+1 < len(order) && tags[order[i+1]].key == t.key {
 			continue
 		}
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, t.Key)
-		dst = append(dst, ':')
-		dst = appendJSONString(dst, t.Value)
+		if t.plain {
+			dst = append(dst, '"')
+			dst = append(dst, t.key...)
+			dst = append(dst, '"', ':')
+		} else {
+			dst = appendJSONString(dst, t.key)
+			dst = append(dst, ':')
+		}
+		dst = appendJSONString(dst, t.value)
 	}
 	return append(dst, '}')
+}
+
+// keyPrefix is the first 8 bytes of k as one big-endian word, padded with
+// zeros: two keys whose prefixes differ order as their prefixes do (a
+// shorter key's zeros sort it before any longer one that goes on from
+// there with a byte above zero), and only keys with equal prefixes need
+// comparing whole.
+func keyPrefix(k string) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(k), 8))
+	}
+	var p uint64
+	for i := 0; i < len(k); i++ {
+		p |= uint64(k[i]) << (56 - 8*i)
+	}
+	return p
 }
 
 // appendJSONString quotes s as encoding/json does (HTML characters, control
@@ -201,6 +246,11 @@ func appendJSONTags(dst []byte, s *sdk.Span) []byte {
 // a proxy span's tags are plain ASCII, and a byte at a time (with a
 // separate utf8.ValidString pass) was most of the file driver's CPU.
 func appendJSONString(dst []byte, s string) []byte {
+	if plainString(s) { // nearly every string of a proxy span
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	b := unsafe.Slice(unsafe.StringData(s), len(s))
@@ -267,10 +317,36 @@ func appendJSONString(dst []byte, s string) []byte {
 // in a JSON string: no control character, '"', '\\', '<', '>', '&', and
 // nothing outside ASCII. Each test sets a byte's high bit (the first for a
 // byte below 0x20, the others for a byte equal to the character); a byte
-// at or above 0x80 has its own set.
+// at or above 0x80 has its own set. Written out, not with a helper, so
+// that the compiler inlines it.
 func plainJSON(x uint64) bool {
 	const lsb, msb = 0x0101010101010101, 0x8080808080808080
-	eq := func(c uint64) uint64 { y := x ^ c*lsb; return (y - lsb) &^ y }
-	t := x | (x-0x20*lsb)&^x | eq('"') | eq('\\') | eq('<') | eq('>') | eq('&')
+	q, bs, lt, gt, amp := x^'"'*lsb, x^'\\'*lsb, x^'<'*lsb, x^'>'*lsb, x^'&'*lsb
+	t := x | (x-0x20*lsb)&^x | (q-lsb)&^q | (bs-lsb)&^bs | (lt-lsb)&^lt | (gt-lsb)&^gt | (amp-lsb)&^amp
 	return t&msb == 0
+}
+
+// plainString reports whether no byte of s needs a second look in a JSON
+// string (plainJSON), reading it a word at a time: the tail of a string of
+// 8 bytes or more as its last 8 bytes, a shorter string in one word
+// padded with spaces.
+func plainString(s string) bool {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	n := len(b)
+	if n >= 8 {
+		for i := 0; i+8 <= n; i += 8 {
+			if !plainJSON(binary.LittleEndian.Uint64(b[i:])) {
+				return false
+			}
+		}
+		return plainJSON(binary.LittleEndian.Uint64(b[n-8:]))
+	}
+	if n >= 4 {
+		return plainJSON(uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32)
+	}
+	x := uint64(0x2020202020202020)
+	for i, c := range b {
+		x = x&^(0xff<<(8*i)) | uint64(c)<<(8*i)
+	}
+	return plainJSON(x)
 }

@@ -29,16 +29,37 @@ func FuzzAppendJSONString(f *testing.F) {
 	})
 }
 
-// Every byte value, at every offset of an 8-byte read, is looked at as a
-// byte at a time would.
+// Every byte value, at every position of strings of every length up to
+// 21 (so at every offset of an 8-byte read, in the tail and in strings
+// shorter than a word), is written as encoding/json writes it.
 func TestAppendJSONStringEveryByteEveryOffset(t *testing.T) {
-	for c := 0; c < 256; c++ {
-		for off := 0; off < 17; off++ {
-			s := strings.Repeat("a", off) + string(rune(0)) + strings.Repeat("b", 20-off)
-			s = strings.Replace(s, "\x00", string([]byte{byte(c)}), 1)
-			want, _ := json.Marshal(strings.ToValidUTF8(s, "\uFFFD"))
-			if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-				t.Fatalf("byte %#x at %d: got %s, want %s", c, off, got, want)
+	for n := 1; n <= 21; n++ {
+		for off := 0; off < n; off++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				b[off] = byte(c)
+				s := string(b)
+				want, _ := json.Marshal(strings.ToValidUTF8(s, "\uFFFD"))
+				if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
+					t.Fatalf("byte %#x at %d of %d: got %s, want %s", c, off, n, got, want)
+				}
+			}
+		}
+	}
+	if got := appendJSONString(nil, ""); string(got) != `""` {
+		t.Fatalf("the empty string: %s", got)
+	}
+}
+
+// Keys whose prefixes differ order as the keys do, whether they differ in
+// their first 8 bytes, after them, or are shorter.
+func TestKeyPrefix(t *testing.T) {
+	keys := []string{"", "a", "a\x00", "a\x00b", "error", "http.url", "http.method", "http.status_code", "upstream_cluster",
+		"upstream_address", "upstream", "upstream_", "response_size", "response_flags", "\xff\xfe", "guid:x-request-id", "zzzzzzzz", "zzzzzzzza"}
+	for _, a := range keys {
+		for _, b := range keys {
+			if pa, pb := keyPrefix(a), keyPrefix(b); pa != pb && (pa < pb) != (a < b) {
+				t.Errorf("keyPrefix(%q) = %#x, keyPrefix(%q) = %#x, but %q < %q is %v", a, pa, b, pb, a, b, a < b)
 			}
 		}
 	}

@@ -8,10 +8,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/openzipkin/zipkin-go/model"
 
+	"github.com/tracehop/tracehop/drivers/internal/utf8scan"
 	"github.com/tracehop/tracehop/sdk"
 )
 
@@ -26,7 +26,7 @@ var toKind = map[sdk.Kind]model.Kind{
 // not be UTF-8, but Zipkin's proto3 encoding refuses such strings, and one
 // would fail the whole batch. Valid strings are returned as they are.
 func utf8Safe(s string) string {
-	if utf8.ValidString(s) {
+	if utf8scan.Valid(s) {
 		return s
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")

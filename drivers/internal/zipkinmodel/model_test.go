@@ -3,6 +3,7 @@ package zipkinmodel_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -79,6 +80,14 @@ func TestAppendJSONMatchesZipkinGo(t *testing.T) {
 	spans[7].Error = true
 	spans[8].TraceID.High = 0
 	spans[9].Kind = sdk.KindInternal
+	// More tags than the encoder keeps on its stack, keys that share their
+	// first 8 bytes or are shorter, one key of invalid UTF-8 and one that
+	// needs escaping, with an error to add.
+	for i := 40; i > 0; i-- {
+		spans[10].Tags = append(spans[10].Tags, sdk.Tag{Key: fmt.Sprintf("upstream_%02d", i%17), Value: fmt.Sprint(i)})
+	}
+	spans[10].Tags = append(spans[10].Tags, sdk.Tag{Key: "bad\xffkey", Value: "1"}, sdk.Tag{Key: "a<b", Value: "2"}, sdk.Tag{Key: "ab", Value: "3"}, sdk.Tag{Key: "a", Value: "4"})
+	spans[10].Error = true
 	for i := range spans {
 		var m model.SpanModel
 		zipkinmodel.ToModel(&spans[i], &m)
