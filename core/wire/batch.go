@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"time"
 	"unsafe"
@@ -157,13 +158,10 @@ func SpanLen(s *core.Span, traceState bool) int {
 
 func strLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
 
+// uvarintLen is the length of v as a uvarint: 7 bits a byte, without a
+// loop (SpanLen takes it for every string of every span).
 func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
+	return (bits.Len64(v|1) + 6) / 7
 }
 
 func appendStr(dst []byte, s string) []byte {
