@@ -10,10 +10,15 @@ import (
 // A Mutations is reusable and its zero value is ready; kept on the stack or
 // in a per-request struct it makes injection free of allocations.
 type Mutations struct {
-	n    int
-	ops  [32]mutation
-	used int
-	buf  [2048]byte
+	n   int
+	ops [32]mutation
+	// stale are headers removed before the ops: those of the known
+	// formats the propagator does not write (it aliases the Propagator's
+	// list). Kept apart from ops, a dozen or more of them are not copied
+	// into ops and looked at again for every request.
+	stale []string
+	used  int
+	buf   [2048]byte
 }
 
 type mutation struct {
@@ -23,7 +28,7 @@ type mutation struct {
 }
 
 // Reset empties m.
-func (m *Mutations) Reset() { m.n, m.used = 0, 0 }
+func (m *Mutations) Reset() { m.n, m.used, m.stale = 0, 0, nil }
 
 func (m *Mutations) add(op mutation) {
 	if m.n < len(m.ops) {
@@ -62,18 +67,21 @@ func (m *Mutations) Touches(name string) bool {
 			return true
 		}
 	}
+	for _, k := range m.stale {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
 	return false
 }
 
-// Len is the number of recorded changes; Written returns the i-th when it
-// is a value to write.
+// Len is the number of recorded changes, the stale headers' removal
+// aside; Written returns the i-th when it is a value to write.
 func (m *Mutations) Len() int { return m.n }
 
 // Written returns the i-th change when it sets a value and is the last
 // change of its key (an earlier one does not count): what an HTTP layer
-// writing its own headers writes. Removals come first in an Inject (the
-// other formats' headers), so the search for a later change of the key
-// runs over a few sets only.
+// writing its own headers writes.
 func (m *Mutations) Written(i int) (key string, value []byte, ok bool) {
 	op := &m.ops[i]
 	if op.del {
@@ -89,6 +97,9 @@ func (m *Mutations) Written(i int) (key string, value []byte, ok bool) {
 
 // Apply makes the recorded changes to h.
 func (m *Mutations) Apply(h http.Header) {
+	for _, k := range m.stale {
+		delete(h, k)
+	}
 	for i := range m.n {
 		op := &m.ops[i]
 		if op.del {

@@ -267,9 +267,7 @@ func (p *Propagator) Inject(h http.Header, c Context) {
 // an HTTP layer that writes headers itself. It does not allocate.
 func (p *Propagator) InjectInto(m *Mutations, c Context) {
 	m.Reset()
-	for _, k := range p.stale {
-		m.Del(k)
-	}
+	m.stale = p.stale
 	for _, f := range p.formats {
 		f.inject(m, c)
 	}

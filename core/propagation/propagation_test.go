@@ -105,6 +105,35 @@ func TestInjectRemovesStaleFormats(t *testing.T) {
 	}
 }
 
+// An HTTP layer writing its own headers learns the same from InjectInto:
+// the stale formats' headers are touched (the request's own are not sent)
+// and never written; the configured format's are written once.
+func TestInjectIntoStaleFormats(t *testing.T) {
+	var m propagation.Mutations
+	mustNew(t, core.FormatTraceContext).InjectInto(&m, propagation.Context{TraceID: id64, SpanID: span, Sampled: propagation.SamplingYes})
+	for _, k := range []string{"b3", "X-B3-TraceId", "x-datadog-trace-id", "Ot-Tracer-Spanid", "traceparent"} {
+		if !m.Touches(k) {
+			t.Errorf("%s is not touched", k)
+		}
+	}
+	if m.Touches("Content-Type") {
+		t.Error("Content-Type is touched")
+	}
+	var written []string
+	for i := range m.Len() {
+		if k, _, ok := m.Written(i); ok {
+			written = append(written, k)
+		}
+	}
+	if len(written) != 1 || !strings.EqualFold(written[0], "traceparent") {
+		t.Errorf("written: %v, want traceparent alone", written)
+	}
+	m.Reset()
+	if m.Touches("b3") || m.Len() != 0 {
+		t.Error("Reset kept the stale headers")
+	}
+}
+
 func TestMalformedIsIgnored(t *testing.T) {
 	bad := []map[string]string{
 		{"X-B3-Traceid": "zz", "X-B3-Spanid": "00f067aa0ba902b7"},
