@@ -254,17 +254,38 @@ func (fc *fastConn) stream(uc *upstream.Conn, st *reqState, v *reqView, ri *reqI
 	return out
 }
 
+// skipRequestHeader reports whether a request header is not forwarded:
+// hop by hop, or a trace header (among others) from an untrusted client.
 func skipRequestHeader(name []byte, trusted bool) bool {
-	for _, h := range requestHopHeaders {
+	return hopHeaderSet.has(name) || !trusted && untrustedHeaderSet.has(name)
+}
+
+var hopHeaderSet, untrustedHeaderSet = newHeaderSet(requestHopHeaders), newHeaderSet(untrustedHeaders)
+
+// headerSet is a set of header names, grouped by length: a request
+// header is compared, case-insensitively, only with the names of its own
+// length (of 15 hop-by-hop and 30-odd untrusted names, none or one or two),
+// not with all of them, for every header of every request.
+type headerSet [64][]string
+
+func newHeaderSet(names []string) *headerSet {
+	var s headerSet
+	for _, n := range names {
+		if len(n) >= len(s) {
+			panic("proxy: header name too long for a headerSet: " + n)
+		}
+		s[len(n)] = append(s[len(n)], n)
+	}
+	return &s
+}
+
+func (s *headerSet) has(name []byte) bool {
+	if len(name) >= len(s) {
+		return false
+	}
+	for _, h := range s[len(name)] {
 		if h1.EqualFold(name, h) {
 			return true
-		}
-	}
-	if !trusted {
-		for _, h := range untrustedHeaders {
-			if h1.EqualFold(name, h) {
-				return true
-			}
 		}
 	}
 	return false

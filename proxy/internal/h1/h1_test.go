@@ -184,3 +184,54 @@ func TestCopyErrorsSayWhichSide(t *testing.T) {
 		t.Errorf("short source: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// HeadLen finds the first blank line as the two-pass search it replaced
+// did, for every head of up to 9 bytes made of 'a', ' ', CR and LF.
+func TestHeadLenMatchesTwoPasses(t *testing.T) {
+	twoPasses := func(buf []byte) int {
+		i := bytes.Index(buf, []byte("\n\r\n"))
+		scan := buf
+		if i >= 0 {
+			scan = buf[:i+1]
+		}
+		if j := bytes.Index(scan, []byte("\n\n")); j >= 0 {
+			return j + 2
+		}
+		if i < 0 {
+			return -1
+		}
+		return i + 3
+	}
+	const alphabet = "a \r\n"
+	for n := 0; n <= 9; n++ {
+		buf := make([]byte, n)
+		for k := 0; k < 1<<(2*n); k++ {
+			for i := range buf {
+				buf[i] = alphabet[k>>(2*i)&3]
+			}
+			if got, want := HeadLen(buf), twoPasses(buf); got != want {
+				t.Fatalf("HeadLen(%q) = %d, want %d", buf, got, want)
+			}
+		}
+	}
+}
+
+// validValue refuses what a byte-at-a-time check refuses: every byte
+// value at every position of values of every length up to 20.
+func TestValidValueEveryByteEveryPosition(t *testing.T) {
+	for n := 1; n <= 20; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := bytes.Repeat([]byte{'v'}, n)
+				b[pos] = byte(c)
+				want := validBytes(b)
+				if got := validValue(b); got != want {
+					t.Fatalf("validValue(%q) = %v, want %v", b, got, want)
+				}
+				if want != (c >= 0x20 && c != 0x7f || c == '\t') {
+					t.Fatalf("validBytes(%q) = %v", b, want)
+				}
+			}
+		}
+	}
+}
