@@ -96,3 +96,25 @@ func TestConfigsParse(t *testing.T) {
 		}
 	}
 }
+
+// The table takes the scheduler off before comparing: tracing's cost over
+// tracing off, and this build against the baseline, per configuration.
+func TestInstrTable(t *testing.T) {
+	run := instrRun{Requests: 100, Rounds: 3, Configs: []*instrResult{
+		{Name: "tracehop", Desc: "off", Host: []float64{1000, 1100, 900}, Sched: []float64{100, 300, 50}},
+		{Name: "tracehop@base", Desc: "off", Host: []float64{1200, 1200, 1200}, Sched: []float64{200, 200, 200}},
+		{Name: "tracehop-otlp", Desc: "otlp", Host: []float64{2000, 2000, 2000}, Driver: []float64{500, 700, 600}, Sched: []float64{0, 0, 0}},
+		{Name: "tracehop-otlp@base", Desc: "otlp", Host: []float64{2500, 2500, 2500}, Driver: []float64{600, 600, 600}, Sched: []float64{100, 100, 100}},
+	}}
+	got := run.table()
+	for _, want := range []string{
+		"| tracehop-otlp: otlp | 2000 | 600 | 2600 | 0 | +1750 |", // 2600 - median(900, 800, 850)
+		"| tracehop-otlp@base: otlp | 2500 | 600 | 3100 | 100 | +2000 |",
+		"| tracehop | 850 | 1000 | -150 (-15.0%) |",
+		"| tracehop-otlp | 2600 | 3000 | -400 (-13.3%) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the table lacks %q:\n%s", want, got)
+		}
+	}
+}

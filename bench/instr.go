@@ -163,9 +163,6 @@ func runInstr(ctx context.Context, o options) error {
 			run.Configs = append(run.Configs, r)
 		}
 	}
-	table := run.table()
-	fmt.Println()
-	fmt.Print(table)
 	b, err := json.MarshalIndent(run, "", "  ")
 	if err != nil {
 		return err
@@ -178,13 +175,26 @@ func runInstr(ctx context.Context, o options) error {
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("\nbench: results written to %s\n", path)
-	if o.readme != "" {
-		if err := replaceBetween(o.readme, "<!-- bench-instructions:begin -->", "<!-- bench-instructions:end -->", table); err != nil {
-			return err
-		}
-		fmt.Printf("bench: %s's instruction table rewritten\n", o.readme)
+	if err := run.render(o.readme); err != nil {
+		return err
 	}
+	fmt.Printf("\nbench: results written to %s\n", path)
+	return nil
+}
+
+// render prints the run's table and, when readme is set, writes it there
+// between the bench-instructions markers.
+func (r *instrRun) render(readme string) error {
+	table := r.table()
+	fmt.Println()
+	fmt.Print(table)
+	if readme == "" {
+		return nil
+	}
+	if err := replaceBetween(readme, "<!-- bench-instructions:begin -->", "<!-- bench-instructions:end -->", table); err != nil {
+		return err
+	}
+	fmt.Printf("bench: %s's instruction table rewritten\n", readme)
 	return nil
 }
 
@@ -489,6 +499,19 @@ func (r *instrRun) table() string {
 			over = fmt.Sprintf("+%.0f", c.work()-u.work())
 		}
 		fmt.Fprintf(&b, "| %s: %s | %.0f | %s | %.0f | %.0f | %s |\n", c.Name, c.Desc, medianOf(c.Host), driver, c.total(), medianOf(c.Sched), over)
+	}
+	// This build against the baseline, without the scheduler.
+	first := true
+	for _, c := range r.Configs {
+		base, ok := by[c.Name+"@base"]
+		if !ok {
+			continue
+		}
+		if first {
+			b.WriteString("\n| without the scheduler, both processes | this build | baseline | change |\n|---|---:|---:|---:|\n")
+			first = false
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %+.0f (%+.1f%%) |\n", c.Name, c.work(), base.work(), c.work()-base.work(), 100*(c.work()-base.work())/base.work())
 	}
 	return b.String()
 }

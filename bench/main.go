@@ -125,6 +125,10 @@ func rerender(file, readme string) error {
 	if err != nil {
 		return err
 	}
+	var ir instrRun // a run of -instructions, which has its own table
+	if err := json.Unmarshal(b, &ir); err == nil && ir.Requests > 0 {
+		return ir.render(readme)
+	}
 	var res results
 	if err := json.Unmarshal(b, &res); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
