@@ -90,9 +90,7 @@ func (d *Driver) Export(_ context.Context, spans []sdk.Span) error {
 		bp = new([]byte)
 	}
 	buf := (*bp)[:0]
-	for i := range spans {
-		buf = append(zipkinmodel.AppendJSON(buf, &spans[i]), '\n')
-	}
+	buf = zipkinmodel.AppendJSONLines(buf, spans)
 	defer func() {
 		if cap(buf) <= 4<<20 { // don't keep the odd giant batch's buffer
 			*bp = buf

@@ -20,6 +20,21 @@ import (
 // within the epoch's first second, which zipkin-go refuses, is written as
 // it is.
 func AppendJSON(dst []byte, s *sdk.Span) []byte {
+	var w tagPlan
+	return w.appendJSON(dst, s)
+}
+
+// AppendJSONLines appends spans as JSON lines: each span as AppendJSON
+// writes it, then a newline.
+func AppendJSONLines(dst []byte, spans []sdk.Span) []byte {
+	var p tagPlan
+	for i := range spans {
+		dst = append(p.appendJSON(dst, &spans[i]), '\n')
+	}
+	return dst
+}
+
+func (p *tagPlan) appendJSON(dst []byte, s *sdk.Span) []byte {
 	dst = append(dst, '{')
 	if ts := time.Unix(0, s.StartUnixNano).Round(time.Microsecond).UnixNano() / 1e3; ts != 0 {
 		dst = append(dst, `"timestamp":`...)
@@ -79,7 +94,7 @@ func AppendJSON(dst []byte, s *sdk.Span) []byte {
 		dst = append(dst, ']')
 	}
 	if len(s.Tags) > 0 || s.Error {
-		dst = appendJSONTags(dst, s)
+		dst = p.appendTags(dst, s)
 	}
 	return append(dst, '}')
 }
@@ -87,7 +102,8 @@ func AppendJSON(dst []byte, s *sdk.Span) []byte {
 // AppendJSONList appends spans as a JSON array, the payload zipkin-go's
 // reporter.JSONSerializer writes for the models ToModel makes.
 func AppendJSONList(dst []byte, spans []sdk.Span) []byte {
-	return appendList(dst, spans, AppendJSON)
+	var p tagPlan
+	return appendList(dst, spans, p.appendJSON)
 }
 
 // appendList appends spans as a JSON array, each written by one.
@@ -152,19 +168,69 @@ func appendJSONEndpoint(dst []byte, e sdk.Endpoint) []byte {
 	return append(dst, '}')
 }
 
-// appendJSONTags writes the tags as the map ToModel builds: keys sorted as
+// tagPlan is how the last span's tags were written: which tag went where,
+// behind which key, already quoted. A proxy's spans carry the same keys in
+// the same order one after another, so within a batch the keys are sorted
+// and checked for escaping once; the next span with the same keys (and the
+// same error flag) only has its keys compared and its values written.
+// Its strings alias the last span's, so a plan lives as long as the batch
+// it is used for. The zero value is an empty plan.
+type tagPlan struct {
+	keys  []string // the last span's tag keys, as they came
+	err   bool     // its Error flag
+	steps []tagStep
+	text  []byte // the steps' keys, quoted, with their colon
+}
+
+// tagStep writes one tag: the quoted key text[start:end] and the value of
+// the span's tag at index tag (-1: error=true, added).
+type tagStep struct {
+	start, end, tag int
+}
+
+// appendTags writes the tags as the map ToModel builds: keys sorted as
 // encoding/json sorts them, a later tag winning over an earlier one with
 // the same key, and error=true added to an error span that lacks it.
-//
-// A proxy span has 20-odd tags: the sort compares them about a hundred
-// times, so it compares each key's first 8 bytes as one word (keyPrefix)
-// and moves indexes, not tags; and a key is checked for escaping
-// once, not again when it is written.
-func appendJSONTags(dst []byte, s *sdk.Span) []byte {
+func (p *tagPlan) appendTags(dst []byte, s *sdk.Span) []byte {
+	if !p.same(s) {
+		p.plan(s)
+	}
+	dst = append(dst, `,"tags":{`...)
+	for i, st := range p.steps {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, p.text[st.start:st.end]...)
+		if st.tag < 0 {
+			dst = append(dst, `"true"`...)
+		} else {
+			dst = appendJSONString(dst, s.Tags[st.tag].Value)
+		}
+	}
+	return append(dst, '}')
+}
+
+// same reports whether s has the keys and error flag of the span the plan
+// was made for.
+func (p *tagPlan) same(s *sdk.Span) bool {
+	if p.keys == nil || len(s.Tags) != len(p.keys) || s.Error != p.err {
+		return false
+	}
+	for i := range s.Tags {
+		if s.Tags[i].Key != p.keys[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// plan sorts s's tag keys and quotes each once. The sort compares each
+// key's first 8 bytes as one word (keyPrefix) and moves indexes, not tags.
+func (p *tagPlan) plan(s *sdk.Span) {
 	type entry struct {
-		prefix     uint64
-		key, value string
-		plain      bool // the key needs no escaping
+		prefix uint64
+		key    string
+		tag    int
 	}
 	var small [32]entry
 	var smallOrder [32]int
@@ -172,19 +238,19 @@ func appendJSONTags(dst []byte, s *sdk.Span) []byte {
 	if len(s.Tags)+1 > len(small) {
 		tags, order = make([]entry, 0, len(s.Tags)+1), make([]int, 0, len(s.Tags)+1)
 	}
+	p.keys = p.keys[:0]
 	hasError := false
-	for _, t := range s.Tags {
-		k, plain := t.Key, plainString(t.Key)
-		if !plain {
-			k = utf8Safe(k)
-		}
+	for i, t := range s.Tags {
+		p.keys = append(p.keys, t.Key)
+		k := utf8Safe(t.Key)
 		order = append(order, len(tags))
-		tags = append(tags, entry{prefix: keyPrefix(k), key: k, value: t.Value, plain: plain})
+		tags = append(tags, entry{prefix: keyPrefix(k), key: k, tag: i})
 		hasError = hasError || k == "error"
 	}
+	p.err = s.Error
 	if s.Error && !hasError {
 		order = append(order, len(tags))
-		tags = append(tags, entry{prefix: keyPrefix("error"), key: "error", value: "true", plain: true})
+		tags = append(tags, entry{prefix: keyPrefix("error"), key: "error", tag: -1})
 	}
 	less := func(a, b *entry) bool {
 		if a.prefix != b.prefix {
@@ -199,28 +265,16 @@ func appendJSONTags(dst []byte, s *sdk.Span) []byte {
 			order[j], order[j-1] = order[j-1], order[j]
 		}
 	}
-	dst = append(dst, `,"tags":{`...)
-	first := true
+	p.steps, p.text = p.steps[:0], p.text[:0]
 	for i, o := range order {
 		t := &tags[o]
 		if i+1 < len(order) && tags[order[i+1]].key == t.key {
 			continue
 		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		if t.plain {
-			dst = append(dst, '"')
-			dst = append(dst, t.key...)
-			dst = append(dst, '"', ':')
-		} else {
-			dst = appendJSONString(dst, t.key)
-			dst = append(dst, ':')
-		}
-		dst = appendJSONString(dst, t.value)
+		start := len(p.text)
+		p.text = append(appendJSONString(p.text, t.key), ':')
+		p.steps = append(p.steps, tagStep{start: start, end: len(p.text), tag: t.tag})
 	}
-	return append(dst, '}')
 }
 
 // keyPrefix is the first 8 bytes of k as one big-endian word, padded with

@@ -99,6 +99,40 @@ func TestAppendJSONMatchesZipkinGo(t *testing.T) {
 	}
 }
 
+// A list reuses the plan of the last span's tags for the next span with the
+// same keys: every span must still come out as it does alone, whether its
+// keys, their order, its error flag or only its values changed.
+func TestAppendJSONLinesAndListMatchOneByOne(t *testing.T) {
+	spans := drivertest.ProxySpans(1, 12)
+	spans[2].Tags[3].Value = "changed value <&>"
+	spans[3].Error = true // same keys, error added
+	spans[4].Tags = append(spans[4].Tags, sdk.Tag{Key: "error", Value: "false"})
+	spans[4].Error = true
+	spans[5].Tags = spans[5].Tags[1:] // one key fewer
+	spans[6].Tags[0], spans[6].Tags[1] = spans[6].Tags[1], spans[6].Tags[0]
+	spans[7].Tags[2].Key = "zone\xff"
+	spans[8].Tags = nil
+	spans[9].Tags, spans[9].Error = nil, true
+	spans[10].Tags = append(spans[10].Tags, spans[10].Tags[0]) // a duplicate key, the later wins
+	var lines, list []byte
+	list = append(list, '[')
+	for i := range spans {
+		one := zipkinmodel.AppendJSON(nil, &spans[i])
+		lines = append(append(lines, one...), '\n')
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = append(list, one...)
+	}
+	list = append(list, ']')
+	if got := zipkinmodel.AppendJSONLines(nil, spans); !bytes.Equal(got, lines) {
+		t.Errorf("AppendJSONLines differs from AppendJSON span by span:\n%s\nwant:\n%s", got, lines)
+	}
+	if got := zipkinmodel.AppendJSONList(nil, spans); !bytes.Equal(got, list) {
+		t.Errorf("AppendJSONList differs from AppendJSON span by span:\n%s\nwant:\n%s", got, list)
+	}
+}
+
 // FuzzToModel: any span, once sanitized as the SDK does, converts to
 // Zipkin's model; AppendProto and AppendJSON write what zipkin-go writes
 // for it, and the JSON reads back with the same ids.
