@@ -169,3 +169,41 @@ func TestQueueSpansOfEverySize(t *testing.T) {
 		}
 	}
 }
+
+// A span is encoded unmeasured into the rest of the chunk being written;
+// one that turns out larger than that rest (but not than a chunk) goes
+// whole into the next chunk, and every span reads back as pushed.
+func TestQueueSpanLargerThanTheRestOfAChunk(t *testing.T) {
+	q := newQueue(1024, 1024, nil)
+	small := strings.Repeat("s", 300)
+	var want []core.SpanID
+	id := uint64(0)
+	push := func(value string) {
+		t.Helper()
+		id++
+		if r := q.push(new(testSpan(id, value))); r != pushed {
+			t.Fatalf("push %d: %v", id, r)
+		}
+		want = append(want, core.SpanID(id))
+	}
+	for q.cur == nil || len(q.cur.buf)-q.cur.used >= encodeHeadroom+400 {
+		push(small)
+	}
+	first, rest := q.cur, len(q.cur.buf)-q.cur.used
+	push(strings.Repeat("L", rest+100)) // does not fit what is left
+	if q.cur == first || q.chunks != 2 || first.used != chunkBytes-rest {
+		t.Fatalf("the large span: chunk changed %v, %d chunks, first chunk's use %d (was %d)", q.cur != first, q.chunks, first.used, chunkBytes-rest)
+	}
+	push(small)
+	var b batch
+	q.take(&b, 1024)
+	got := decoded(t, &b)
+	if len(got) != len(want) {
+		t.Fatalf("%d spans back, %d pushed", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].SpanID != want[i] || got[i].Tags[0].Value[0] != map[bool]byte{true: 'L', false: 's'}[i == len(want)-2] {
+			t.Fatalf("span %d: id %d, value %.1q", i, got[i].SpanID, got[i].Tags[0].Value)
+		}
+	}
+}
