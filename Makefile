@@ -120,10 +120,12 @@ bench: build bench-deps
 	$(BIN)/tracehop-bench -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -workers $(WORKERS) $(if $(BASELINE),-baseline $(BASELINE)) -out bench/results -readme README.md
 
 ## bench-instr: instructions per request of tracehop and its driver under valgrind's callgrind, untraced, otlp and file (about 3 min, BASELINE=DIR beside: twice that); repeatable on a busy machine, unlike CPU time; rewrites README's table
+## ONLY=tracehop,tracehop-otlp: some configurations; N=10000 requests per round; BENCH_README= leaves README.md as it is
 N ?= 10000
+BENCH_README ?= README.md
 bench-instr: build bench-deps
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
-	$(BIN)/tracehop-bench -instructions -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -n $(N) $(if $(BASELINE),-baseline $(BASELINE)) $(if $(ONLY),-only $(ONLY)) -out bench/results -readme README.md
+	$(BIN)/tracehop-bench -instructions -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -n $(N) $(if $(BASELINE),-baseline $(BASELINE)) $(if $(ONLY),-only $(ONLY)) -out bench/results $(if $(BENCH_README),-readme $(BENCH_README))
 
 ## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
 bench-upstream:

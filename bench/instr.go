@@ -482,9 +482,13 @@ func (r *instrRun) table() string {
 	for _, c := range r.Configs {
 		by[c.Name] = c
 	}
-	fmt.Fprintf(&b, "Instructions per request under callgrind (`make bench-instr`, %s, %d rounds of %d requests on one keep-alive connection, medians; what the idle processes run taken off). "+
+	rounds := fmt.Sprintf("%d rounds", r.Rounds)
+	if r.Rounds == 1 {
+		rounds = "1 round"
+	}
+	fmt.Fprintf(&b, "Instructions per request under callgrind (`make bench-instr`, %s, %s of %d requests on one keep-alive connection, medians; what the idle processes run taken off). "+
 		"Go's scheduler spins more or less with the timing of requests; the last column leaves it out, so that it moves only with the code:\n\n",
-		r.Date.Format("2006-01-02"), r.Rounds, r.Requests)
+		r.Date.Format("2006-01-02"), rounds, r.Requests)
 	b.WriteString("| configuration | tracehop | driver | both | of which Go's scheduler | over tracing off, without the scheduler |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Configs {
 		driver, over := "", ""
