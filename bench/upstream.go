@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,14 +84,5 @@ func renderUpstream(in io.Reader, readme string) error {
 	if readme == "" {
 		return nil
 	}
-	raw, err := os.ReadFile(readme)
-	if err != nil {
-		return err
-	}
-	s := string(raw)
-	i, j := strings.Index(s, upstreamBegin), strings.Index(s, upstreamEnd)
-	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s ... %s markers", readme, upstreamBegin, upstreamEnd)
-	}
-	return os.WriteFile(readme, []byte(s[:i+len(upstreamBegin)]+"\n"+b.String()+s[j:]), 0o644)
+	return replaceBetween(readme, upstreamBegin, upstreamEnd, b.String())
 }

@@ -13,6 +13,23 @@ func testSpan(id uint64, value string) core.Span {
 	return core.Span{TraceID: core.TraceID{Low: id}, SpanID: core.SpanID(id), Name: "op", Tags: []core.Tag{{Key: "k", Value: value}}}
 }
 
+// readsBack takes every queued span in one batch and checks that it reads
+// back as want: ids and tag values, in order.
+func readsBack(t *testing.T, q *queue, want []core.Span) {
+	t.Helper()
+	var b batch
+	q.take(&b, len(want)+1)
+	got := decoded(t, &b)
+	if len(got) != len(want) {
+		t.Fatalf("%d spans read back, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].SpanID != want[i].SpanID || got[i].Tags[0].Value != want[i].Tags[0].Value {
+			t.Fatalf("span %d reads back as id %d with a %d-byte tag", i+1, got[i].SpanID, len(got[i].Tags[0].Value))
+		}
+	}
+}
+
 // decoded is what a batch holds, as a driver would read it.
 func decoded(t *testing.T, b *batch) []core.Span {
 	t.Helper()
@@ -157,17 +174,7 @@ func TestQueueSpansOfEverySize(t *testing.T) {
 		}
 		want = append(want, s)
 	}
-	var b batch
-	q.take(&b, 64)
-	got := decoded(t, &b)
-	if len(got) != len(want) {
-		t.Fatalf("%d spans read back, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i].SpanID != want[i].SpanID || got[i].Tags[0].Value != want[i].Tags[0].Value {
-			t.Fatalf("span %d reads back as id %d with a %d-byte tag", i+1, got[i].SpanID, len(got[i].Tags[0].Value))
-		}
-	}
+	readsBack(t, q, want)
 }
 
 // A span is encoded unmeasured into the rest of the chunk being written;
@@ -176,15 +183,14 @@ func TestQueueSpansOfEverySize(t *testing.T) {
 func TestQueueSpanLargerThanTheRestOfAChunk(t *testing.T) {
 	q := newQueue(1024, 1024, nil)
 	small := strings.Repeat("s", 300)
-	var want []core.SpanID
-	id := uint64(0)
+	var want []core.Span
 	push := func(value string) {
 		t.Helper()
-		id++
-		if r := q.push(new(testSpan(id, value))); r != pushed {
-			t.Fatalf("push %d: %v", id, r)
+		s := testSpan(uint64(len(want)+1), value)
+		if r := q.push(&s); r != pushed {
+			t.Fatalf("push %d: %v", s.SpanID, r)
 		}
-		want = append(want, core.SpanID(id))
+		want = append(want, s)
 	}
 	for q.cur == nil || len(q.cur.buf)-q.cur.used >= encodeHeadroom+400 {
 		push(small)
@@ -195,15 +201,5 @@ func TestQueueSpanLargerThanTheRestOfAChunk(t *testing.T) {
 		t.Fatalf("the large span: chunk changed %v, %d chunks, first chunk's use %d (was %d)", q.cur != first, q.chunks, first.used, chunkBytes-rest)
 	}
 	push(small)
-	var b batch
-	q.take(&b, 1024)
-	got := decoded(t, &b)
-	if len(got) != len(want) {
-		t.Fatalf("%d spans back, %d pushed", len(got), len(want))
-	}
-	for i := range got {
-		if got[i].SpanID != want[i] || got[i].Tags[0].Value[0] != map[bool]byte{true: 'L', false: 's'}[i == len(want)-2] {
-			t.Fatalf("span %d: id %d, value %.1q", i, got[i].SpanID, got[i].Tags[0].Value)
-		}
-	}
+	readsBack(t, q, want)
 }
