@@ -98,6 +98,18 @@ func runInstr(ctx context.Context, o options) error {
 	if valgrind == "" || control == "" || fortio == "" {
 		return errors.New("valgrind and fortio are needed: run `make bench-deps` (apt valgrind, go install fortio)")
 	}
+	if o.requests < 2 || o.rounds < 1 {
+		return fmt.Errorf("-n must be at least 2 and -rounds at least 1 (got %d and %d)", o.requests, o.rounds)
+	}
+	var known []string
+	matched := false
+	for _, c := range instrConfigs {
+		known = append(known, c.name)
+		matched = matched || o.only == "" || strings.Contains(","+o.only+",", ","+c.name+",")
+	}
+	if !matched {
+		return fmt.Errorf("-only %s names no configuration -instructions runs: it runs %s", o.only, strings.Join(known, ", "))
+	}
 	builds := []struct{ suffix, bin string }{{"", o.bin}}
 	if o.baseline != "" {
 		builds = append(builds, struct{ suffix, bin string }{"@base", o.baseline})
@@ -215,7 +227,8 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 	// GODEBUG=asyncpreemptoff=1: callgrind (3.19) fails an assertion on
 	// the signals Go preempts goroutines with.
 	cg := func(who string) []string {
-		return []string{m.valgrind, "--tool=callgrind", "--callgrind-out-file=" + m.out(who) + ".%p",
+		return []string{m.valgrind, "--tool=callgrind", "--dump-instr=no", "--cache-sim=no", "--branch-sim=no",
+			"--callgrind-out-file=" + m.out(who) + ".%p",
 			"--log-file=" + filepath.Join(m.dir, m.name+"-"+who+".valgrind.log")}
 	}
 	tracing := ""
@@ -224,8 +237,13 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 		if err := os.MkdirAll(plugins, 0o755); err != nil {
 			return nil, err
 		}
-		script := "#!/bin/sh\nGODEBUG=asyncpreemptoff=1 exec " + strings.Join(cg("driver"), " ") + " " + filepath.Join(m.bin, "tracehop-driver-"+m.driver) + ` "$@"` + "\n"
-		if err := os.WriteFile(filepath.Join(plugins, "tracehop-driver-"+m.driver), []byte(script), 0o755); err != nil {
+		var script strings.Builder
+		script.WriteString("#!/bin/sh\nGODEBUG=asyncpreemptoff=1 exec")
+		for _, a := range append(cg("driver"), filepath.Join(m.bin, "tracehop-driver-"+m.driver)) {
+			script.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+		}
+		script.WriteString(` "$@"` + "\n")
+		if err := os.WriteFile(filepath.Join(plugins, "tracehop-driver-"+m.driver), []byte(script.String()), 0o755); err != nil {
 			return nil, err
 		}
 		tracing = tracingYAML(plugins, m.driver, "", "", m.config)
@@ -263,25 +281,25 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 	}
 	// Idle: what each process runs per second with no request.
 	r := &instrResult{Name: m.name}
-	t0 := time.Now()
 	counts, err := m.window(pids, func() error { time.Sleep(2 * time.Second); return nil })
 	if err != nil {
 		return nil, err
 	}
-	secs := time.Since(t0).Seconds()
 	idle := make([]float64, len(pids))
 	idleSched := make([]float64, len(pids))
 	for i, c := range counts {
-		idle[i], idleSched[i] = float64(c.total)/secs, float64(c.sched)/secs
+		idle[i], idleSched[i] = float64(c.total)/c.secs, float64(c.sched)/c.secs
 		r.Idle += idle[i]
 	}
 	// settle is how long a round waits after its last request for the
 	// last batch to reach the driver: inside the window, where nothing may
 	// ask tracehop how far it got. It grows when a round was too short,
-	// and that round is run again.
+	// and that round is run again. (The check comes after the dumps, so a
+	// batch acknowledged between the driver's dump and the check passes:
+	// with settle five times the exporter's 200 ms batch delay, that
+	// would take a batch delayed by most of a second.)
 	settle := time.Second
 	for round := 1; round <= m.o.rounds; {
-		start := time.Now()
 		counts, err := m.window(pids, func() error {
 			if err := runFortioN(ctx, m.fortio, url, m.o.requests); err != nil {
 				return err
@@ -306,13 +324,12 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 				continue
 			}
 		}
-		secs := time.Since(start).Seconds()
 		per := func(i int) float64 {
-			return (float64(counts[i].total) - idle[i]*secs) / float64(m.o.requests)
+			return (float64(counts[i].total) - idle[i]*counts[i].secs) / float64(m.o.requests)
 		}
 		sched := 0.0
 		for i, c := range counts {
-			sched += (float64(c.sched) - idleSched[i]*secs) / float64(m.o.requests)
+			sched += (float64(c.sched) - idleSched[i]*c.secs) / float64(m.o.requests)
 		}
 		r.Host, r.Sched = append(r.Host, per(0)), append(r.Sched, sched)
 		line := fmt.Sprintf("bench: %-16s round %d: instructions per request: tracehop %6.0f", m.name, round, per(0))
@@ -367,50 +384,66 @@ func (m *instrMeasure) pids(pid int) ([]int, error) {
 			return []int{host, driver}, nil
 		}
 	}
-	return nil, fmt.Errorf("callgrind_control does not list tracehop and its driver (logs in %s)", m.dir)
+	what := "tracehop"
+	if want == 2 {
+		what = "tracehop and its driver"
+	}
+	return nil, fmt.Errorf("callgrind_control does not list %s after 60 s: see the logs in %s", what, m.dir)
 }
 
 // window zeroes the counters of pids, runs f, and returns what each
-// process ran meanwhile.
+// process ran meanwhile, and for how long it counted (from its zero to its
+// dump, each process's own).
 func (m *instrMeasure) window(pids []int, f func() error) ([]profile, error) {
-	ctl := func(op string, pid int) error {
-		if out, err := exec.Command(m.control, op, strconv.Itoa(pid)).CombinedOutput(); err != nil {
-			return fmt.Errorf("callgrind_control %s %d: %w: %s", op, pid, err, out)
+	who := func(i int) string { return []string{"tracehop", "driver"}[i] }
+	ctl := func(op string, i int) error {
+		out, err := exec.Command(m.control, op, strconv.Itoa(pids[i])).CombinedOutput()
+		// callgrind_control exits 0 when it finds no such process.
+		if err != nil || bytes.Contains(out, []byte("Error")) || bytes.Contains(out, []byte("No active callgrind")) {
+			return fmt.Errorf("callgrind_control %s %d (%s): %v: %s (valgrind's log: %s)", op, pids[i], who(i), err,
+				bytes.TrimSpace(out), filepath.Join(m.dir, m.name+"-"+who(i)+".valgrind.log"))
 		}
 		return nil
 	}
-	for _, pid := range pids {
-		if err := ctl("-z", pid); err != nil {
+	zeroed := make([]time.Time, len(pids))
+	for i := range pids {
+		if err := ctl("-z", i); err != nil {
 			return nil, err
 		}
+		zeroed[i] = time.Now()
 	}
 	if err := f(); err != nil {
 		return nil, err
 	}
-	var out []profile
+	out := make([]profile, len(pids))
+	before := make([][]string, len(pids))
 	for i, pid := range pids {
-		before, _ := filepath.Glob(fmt.Sprintf("%s.%d.*", m.out([]string{"tracehop", "driver"}[i]), pid))
-		if err := ctl("-d", pid); err != nil {
+		before[i], _ = filepath.Glob(fmt.Sprintf("%s.%d.*", m.out(who(i)), pid))
+		if err := ctl("-d", i); err != nil {
 			return nil, err
 		}
+		out[i].secs = time.Since(zeroed[i]).Seconds()
+	}
+	for i, pid := range pids {
 		// The dump is a new file, <out>.<pid>.<part>.
 		var file string
 		for deadline := time.Now().Add(30 * time.Second); file == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			after, _ := filepath.Glob(fmt.Sprintf("%s.%d.*", m.out([]string{"tracehop", "driver"}[i]), pid))
+			after, _ := filepath.Glob(fmt.Sprintf("%s.%d.*", m.out(who(i)), pid))
 			for _, a := range after {
-				if !slices.Contains(before, a) {
+				if !slices.Contains(before[i], a) {
 					file = a
 				}
 			}
 		}
 		if file == "" {
-			return nil, fmt.Errorf("callgrind wrote no dump for pid %d", pid)
+			return nil, fmt.Errorf("callgrind wrote no dump for %s (pid %d) in 30 s (valgrind's log: %s)", who(i), pid, filepath.Join(m.dir, m.name+"-"+who(i)+".valgrind.log"))
 		}
 		p, err := readCallgrindFile(file)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		p.secs = out[i].secs
+		out[i] = p
 	}
 	return out, nil
 }

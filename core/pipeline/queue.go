@@ -137,8 +137,13 @@ func (q *queue) encode(s *core.Span, state bool) (c *chunk, off, n int) {
 			if &out[0] == &c.buf[off] { // append did not move it: it fit
 				return c, off, len(out)
 			}
-			// Larger than what is left: append copied it elsewhere (a rare
-			// large span pays for that); it is placed as measured below.
+			// Larger than what is left: append made it elsewhere (a rare
+			// large span pays for that), and it is copied from there.
+			if c = q.room(len(out)); c == nil {
+				return nil, 0, 0
+			}
+			off = c.used
+			return c, off, copy(c.buf[off:], out)
 		}
 	}
 	n = wire.SpanLen(s, state)

@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// Mutations records the header changes of one Inject: values set and
-// headers removed, in order, with the values in a fixed buffer of its own.
+// Mutations records the header changes of one Inject: the stale formats'
+// headers removed first, then values set and headers removed in order, with
+// the values in a fixed buffer of its own.
 // A Mutations is reusable and its zero value is ready; kept on the stack or
 // in a per-request struct it makes injection free of allocations.
 type Mutations struct {

@@ -132,7 +132,8 @@ func AppendSpan(dst []byte, s *core.Span, traceState bool) []byte {
 }
 
 // SpanLen is the length of AppendSpan's output for s: what a queue
-// reserves before it encodes the span in place.
+// reserves before it encodes a span in place where it may not fit (near
+// the end of its memory, or a span larger than the room it keeps).
 func SpanLen(s *core.Span, traceState bool) int {
 	n := 6*8 + 2 + strLen(s.Name) + strLen(s.LocalService) + strLen(s.Remote.Service) + 1 + 2
 	switch ip := s.Remote.IP.Unmap(); {

@@ -1,8 +1,3 @@
-// Package utf8scan checks the strings of a span for UTF-8 a word at a
-// time. A proxy span's forty-odd strings are short and almost always
-// ASCII: utf8.ValidString on each (a call, two 4-byte loads per 8 bytes
-// and a byte at a time for the tail) cost a driver about 100 instructions
-// a string, several times what ORing their bytes together does.
 package utf8scan
 
 import (

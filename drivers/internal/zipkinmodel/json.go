@@ -176,6 +176,7 @@ func appendJSONEndpoint(dst []byte, e sdk.Endpoint) []byte {
 // Its strings alias the last span's, so a plan lives as long as the batch
 // it is used for. The zero value is an empty plan.
 type tagPlan struct {
+	made  bool
 	keys  []string // the last span's tag keys, as they came
 	err   bool     // its Error flag
 	steps []tagStep
@@ -213,7 +214,7 @@ func (p *tagPlan) appendTags(dst []byte, s *sdk.Span) []byte {
 // same reports whether s has the keys and error flag of the span the plan
 // was made for.
 func (p *tagPlan) same(s *sdk.Span) bool {
-	if p.keys == nil || len(s.Tags) != len(p.keys) || s.Error != p.err {
+	if !p.made || len(s.Tags) != len(p.keys) || s.Error != p.err {
 		return false
 	}
 	for i := range s.Tags {
@@ -238,7 +239,7 @@ func (p *tagPlan) plan(s *sdk.Span) {
 	if len(s.Tags)+1 > len(small) {
 		tags, order = make([]entry, 0, len(s.Tags)+1), make([]int, 0, len(s.Tags)+1)
 	}
-	p.keys = p.keys[:0]
+	p.made, p.keys = true, p.keys[:0]
 	hasError := false
 	for i, t := range s.Tags {
 		p.keys = append(p.keys, t.Key)
