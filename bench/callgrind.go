@@ -16,33 +16,51 @@ import (
 type profile struct {
 	total  int64
 	byFunc map[string]int64
-	// sched is the part of total in Go's scheduler looking for work
-	// (schedFuncs): the idle loop, its polls of the network, its locks and
-	// timers, the spinning. How long it spins depends on when requests
-	// arrive, so it moves from one round to the next (by up to a tenth of an
-	// untraced request) while the rest stays within about 1%. Parking and
-	// resuming a goroutine, system calls, clock reads and the timers a
-	// request sets are not in it: they move with the code.
+	// sched is the part of total in Go's scheduler (isSched): finding the
+	// next goroutine, polling the network, its locks and timers, handing a
+	// processor back and forth around system calls. How much of that runs
+	// depends on when requests arrive, so it moves from one round to the
+	// next (by up to a tenth of an untraced request) while the rest stays
+	// within about 1%.
 	sched int64
 	// secs is how long the process counted, zero to dump (the harness sets
 	// it: the file does not say).
 	secs float64
 }
 
-// schedFuncs are the Go runtime's functions of its search for work, by
-// name: those that ran more or less as rounds of the same build took more
-// or less time.
-var schedFuncs = map[string]bool{"internal/runtime/syscall/linux.EpollWait": true}
+// schedFiles are the Go runtime's files that hold its scheduler, by the
+// end of their path. Chosen by file, not by function: the same build's
+// rounds differed in dozens of functions there (the clock the spinning
+// reads, status changes, the exit from a system call when the monitor
+// took the processor meanwhile), and a list of names left enough of them
+// out that two runs of one build differed by 4%.
+var schedFiles = []string{
+	"runtime/proc.go", "runtime/netpoll.go", "runtime/netpoll_epoll.go",
+	"runtime/lock_spinbit.go", "runtime/lock_futex.go", "runtime/time.go",
+	"runtime/asm_amd64.s", "runtime/sys_linux_amd64.s", "runtime/os_linux.go",
+	"runtime/mgclimit.go", "internal/runtime/syscall/linux/syscall_linux.go",
+}
 
-func init() {
-	for _, f := range strings.Fields(`findRunnable stealWork runqgrab runqsteal globrunqget globrunqgetbatch
-		netpoll netpollready netpollBreak lock2 unlock2 procyield procyieldAsm osyield usleep
-		pidleget pidlegetSpinning pidleput checkTimersNoP (*timers).check (*timers).adjust
-		sysmon retake wakep startm stopm mPark notesleep notewakeup futexsleep futexwakeup futex
-		resetspinning releasep releasepNoTrace acquirep handoffp injectglist
-		(*limiterEvent).stop (*limiterEvent).start`) {
-		schedFuncs["runtime."+f] = true
+// notSched are functions of those files that do a request's own work, the
+// same amount for the same code whenever it runs: hashing and comparing
+// for maps, write barriers, stack growth, the system-call instruction.
+var notSched = []string{
+	"runtime.memhash", "runtime.strhash", "runtime.aeshash", "runtime.memequal",
+	"runtime.gcWriteBarrier", "runtime.morestack", "runtime.memmove", "runtime.memclr",
+}
+
+func isSched(file, fn string) bool {
+	for _, n := range notSched {
+		if strings.HasPrefix(fn, n) {
+			return false
+		}
 	}
+	for _, f := range schedFiles {
+		if strings.HasSuffix(file, "/"+f) {
+			return true
+		}
+	}
+	return false
 }
 
 // readCallgrind reads a callgrind output file (the format of
@@ -68,7 +86,7 @@ func readCallgrind(r io.Reader) (profile, error) {
 		}
 	}
 	name, file := table(map[string]string{}), table(map[string]string{})
-	var fn string
+	var fn, fl string
 	sched, afterCalls, summary := false, false, int64(-1)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -76,14 +94,16 @@ func readCallgrind(r io.Reader) (profile, error) {
 		line := sc.Text()
 		switch {
 		case line == "":
-		case strings.HasPrefix(line, "fl="), strings.HasPrefix(line, "fi="), strings.HasPrefix(line, "fe="):
-			file(line[3:]) // read for the numbering only: costs go by function
+		case strings.HasPrefix(line, "fl="):
+			fl = file(line[3:])
+		case strings.HasPrefix(line, "fi="), strings.HasPrefix(line, "fe="):
+			file(line[3:]) // inlined code: still the function's own
 		case strings.HasPrefix(line, "cfi="), strings.HasPrefix(line, "cfl="):
 			file(line[4:])
 		case strings.HasPrefix(line, "fn="):
 			// callgrind names a function's recursion depth fn'2: one function.
 			fn, _, _ = strings.Cut(name(line[3:]), "'")
-			sched = schedFuncs[fn]
+			sched = isSched(fl, fn)
 		case strings.HasPrefix(line, "cfn="):
 			name(line[4:])
 		case strings.HasPrefix(line, "calls="):
