@@ -20,8 +20,10 @@ type profile struct {
 	// next goroutine, polling the network, its locks and timers, handing a
 	// processor back and forth around system calls. How much of that runs
 	// depends on when requests arrive, so it moves from one round to the
-	// next (by up to a tenth of an untraced request) while the rest stays
-	// within about 1%.
+	// next (by up to a tenth of an untraced request) while the rest moves
+	// little: between two runs of the same binaries, 0.5% untraced and
+	// with the file driver, 3% with otlp (whose rounds vary with its
+	// garbage collection).
 	sched int64
 	// secs is how long the process counted, zero to dump (the harness sets
 	// it: the file does not say).
