@@ -142,15 +142,8 @@ func runInstr(ctx context.Context, o options) error {
 			p.stop()
 		}
 	}()
-	for _, h := range [][2]string{{"upstream", upstreamAddr}, {"sink", sinkAddr}} {
-		p, err := start(dir, h[0], []string{"GOMAXPROCS=1"}, self, h[0], h[1])
-		if err != nil {
-			return err
-		}
-		helpers = append(helpers, p)
-		if err := p.waitListening(h[1], 20*time.Second); err != nil {
-			return err
-		}
+	if err := startHelpers(&helpers, dir, self, upstreamAddr, sinkAddr); err != nil {
+		return err
 	}
 
 	run := instrRun{Date: time.Now().UTC(), Machine: machine(), Requests: o.requests, Rounds: o.rounds}

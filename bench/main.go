@@ -237,17 +237,9 @@ func run(ctx context.Context, o options) error {
 		}
 	}()
 	launch := func(name, addr string, env []string, argv ...string) (*proc, error) {
-		p, err := start(dir, name, env, argv...)
-		if err != nil {
-			return nil, err
-		}
-		procs = append(procs, p)
-		return p, p.waitListening(addr, 20*time.Second)
+		return launchInto(&procs, dir, name, addr, env, argv...)
 	}
-	if _, err := launch("upstream", upstreamAddr, nil, self, "upstream", upstreamAddr); err != nil {
-		return err
-	}
-	if _, err := launch("sink", sinkAddr, []string{"GOMAXPROCS=1"}, self, "sink", sinkAddr); err != nil {
+	if err := startHelpers(&procs, dir, self, upstreamAddr, sinkAddr); err != nil {
 		return err
 	}
 

@@ -56,6 +56,27 @@ func (p *proc) stop() {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
+// launchInto starts a process as start does, adds it to procs (which the
+// caller stops) and waits until it listens on addr.
+func launchInto(procs *[]*proc, dir, name, addr string, env []string, argv ...string) (*proc, error) {
+	p, err := start(dir, name, env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	*procs = append(*procs, p)
+	return p, p.waitListening(addr, 20*time.Second)
+}
+
+// startHelpers starts this harness's own upstream and counting receiver
+// (self is its executable) on their addresses.
+func startHelpers(procs *[]*proc, dir, self, upstreamAddr, sinkAddr string) error {
+	if _, err := launchInto(procs, dir, "upstream", upstreamAddr, nil, self, "upstream", upstreamAddr); err != nil {
+		return err
+	}
+	_, err := launchInto(procs, dir, "sink", sinkAddr, []string{"GOMAXPROCS=1"}, self, "sink", sinkAddr)
+	return err
+}
+
 // waitListening waits until addr accepts connections, failing early when
 // the process exits.
 func (p *proc) waitListening(addr string, timeout time.Duration) error {
