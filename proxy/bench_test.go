@@ -16,6 +16,7 @@ import (
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
 	"github.com/tracehop/tracehop/core/propagation"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
 )
@@ -37,10 +38,12 @@ func (cannedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // driver process's host does (pipeline.BatchDriver), as they lie.
 type discardDriver struct{}
 
-func (discardDriver) ReadsTraceState() bool { return true }
-func (discardDriver) ExportBatch(context.Context, [][]byte, int, bool) error {
+func (discardDriver) Layout() wire.Layout { return wire.Full }
+func (discardDriver) ExportBatch(context.Context, [][]byte, int, wire.Layout) error {
 	return nil
 }
+
+var _ pipeline.BatchDriver = discardDriver{}
 
 // hotQueue is the queue and batch size of the benchmarks' pipeline.
 const hotQueue = 1024

@@ -32,16 +32,16 @@ func grpcServerFault(code string) bool {
 // them rpc.system, rpc.service, rpc.method and rpc.grpc.status_code.
 func appendGRPCTags(tags []core.Tag, sb *spanBuf, c grpcCall) []core.Tag {
 	path, _, _ := strings.Cut(c.uri, "?")
-	tags = append(tags, core.Tag{Key: "grpc.path", Value: path}, core.Tag{Key: "grpc.authority", Value: c.host},
-		core.Tag{Key: "grpc.content_type", Value: c.contentType})
+	tags = append(tags, core.Tag{Key: keyGRPCPath, Value: path}, core.Tag{Key: keyGRPCAuthority, Value: c.host},
+		core.Tag{Key: keyGRPCContentType, Value: c.contentType})
 	if c.timeout != "" {
-		tags = append(tags, core.Tag{Key: "grpc.timeout", Value: c.timeout})
+		tags = append(tags, core.Tag{Key: keyGRPCTimeout, Value: c.timeout})
 	}
 	if c.status != "" {
-		tags = append(tags, core.Tag{Key: "grpc.status_code", Value: c.status})
+		tags = append(tags, core.Tag{Key: keyGRPCStatusCode, Value: c.status})
 	}
 	if c.message != "" {
-		tags = append(tags, core.Tag{Key: "grpc.message", Value: grpcMessage(sb, c.message)})
+		tags = append(tags, core.Tag{Key: keyGRPCMessage, Value: grpcMessage(sb, c.message)})
 	}
 	return tags
 }

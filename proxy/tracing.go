@@ -389,57 +389,57 @@ func (t *Tracer) finish(st *reqTrace, v *reqView, end time.Time) {
 // the tracer and of the route, then the baggage members asked for.
 func (t *Tracer) appendTags(tags []core.Tag, b *spanBuf, st *reqTrace, v *reqView, status int, failed bool, kind core.Kind) []core.Tag {
 	add := func(k, v string) { tags = append(tags, core.Tag{Key: k, Value: v}) }
-	add("component", "proxy")
+	add(keyComponent, "proxy")
 	if t.nodeID != "" {
-		add("node_id", t.nodeID)
+		add(keyNodeID, t.nodeID)
 	}
 	if t.zone != "" {
-		add("zone", t.zone)
+		add(keyZone, t.zone)
 	}
-	add("guid:x-request-id", st.requestID)
+	add(keyRequestID, st.requestID)
 	if st.trusted {
 		if id := v.header.Get(headerClientTraceID); id != "" {
-			add("guid:x-client-trace-id", id)
+			add(keyClientTraceID, id)
 		}
 	}
-	add("http.url", t.url(b, v, st))
-	add("http.method", v.method)
-	add("http.protocol", v.proto)
-	add("user_agent", cmp.Or(v.userAgent, "-"))
+	add(keyHTTPURL, t.url(b, v, st))
+	add(keyHTTPMethod, v.method)
+	add(keyHTTPProtocol, v.proto)
+	add(keyUserAgent, cmp.Or(v.userAgent, "-"))
 	peer := st.peerAddr
 	if peer == "" {
 		peer = st.peer.Addr().String()
 	}
-	add("peer.address", peer)
-	add("request_size", b.int(st.reqBytes.Load()))
-	add("response_size", b.int(v.respBytes))
+	add(keyPeerAddress, peer)
+	add(keyRequestSize, b.int(st.reqBytes.Load()))
+	add(keyResponseSize, b.int(v.respBytes))
 	if st.cluster != nil {
-		add("upstream_cluster", st.cluster.Name())
+		add(keyUpstreamCluster, st.cluster.Name())
 	}
 	if st.endpoint != nil {
-		add("upstream_address", st.endpoint.Addr())
+		add(keyUpstreamAddress, st.endpoint.Addr())
 	}
-	add("http.status_code", statusText(status))
+	add(keyHTTPStatusCode, statusText(status))
 	if isGRPC(v.contentType) {
 		tags = appendGRPCTags(tags, b, grpcCall{uri: v.uri, host: v.host, contentType: v.contentType,
 			timeout: v.header.Get("Grpc-Timeout"), status: v.grpcStatus, message: v.grpcMessage})
 	} else if v.grpcStatus != "" {
-		add("grpc.status_code", v.grpcStatus)
+		add(keyGRPCStatusCode, v.grpcStatus)
 	}
 	if st.flags != "" {
-		add("response_flags", st.flags)
+		add(keyResponseFlags, st.flags)
 	}
 	if st.tls != nil && st.tls.id != nil {
-		add("tls.client.identity", st.tls.id.Name)
-		add("tls.client.subject", st.tls.id.Subject)
+		add(keyTLSClientIdentity, st.tls.id.Name)
+		add(keyTLSClientSubject, st.tls.id.Subject)
 	}
 	if failed {
-		add("error", "true")
+		add(keyError, "true")
 	}
 	if st.upstreamErr != nil {
-		add("error.message", st.errReason+": "+st.upstreamErr.Error())
+		add(keyErrorMessage, st.errReason+": "+st.upstreamErr.Error())
 	} else if st.cluster == nil {
-		add("error.message", "no route")
+		add(keyErrorMessage, "no route")
 	}
 	tagsFrom := func(cts []customTag) {
 		for _, ct := range cts {

@@ -159,8 +159,9 @@ func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) 
 	decodedSecrets.Unlock()
 	// The host offers a ring of this size: take it if it is the one mapped.
 	s.useRing = req.SpanRingBytes > 0 && req.SpanRingBytes == uint64(len(s.ring))
-	// SpanTraceState: the SDK's decoder (wire.Decoder) reads trace states.
-	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps), SpanRing: s.useRing, SpanTraceState: true}, nil
+	// The layout the SDK's decoder (wire.Decoder) reads: trace states, and
+	// every well-known tag key as its number.
+	return &driverpb.ConfigureResponse{Capabilities: driverpb.CapabilitiesToWire(caps), SpanRing: s.useRing, SpanTraceState: wire.Full.TraceState, SpanTagKeys: uint32(wire.Full.TagKeys)}, nil
 }
 
 func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *driverpb.ExportResponse, err error) {

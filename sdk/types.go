@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/wire"
 )
 
 // The types a driver works with, re-exported from core so that a driver
@@ -165,3 +166,20 @@ func ValidUTF8(s string) string {
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
+
+// TagKeyCount is how many well-known tag keys there are: the keys
+// tracehop's proxy gives its spans (component, http.method, ...), numbered
+// from 1 in docs/driver-protocol.md, section 4.5.
+const TagKeyCount = wire.TagKeyCount
+
+// TagKeyNumber returns the number of a well-known tag key when key is the
+// SDK's own copy of it, as every such key of a span the SDK decoded is,
+// and 0 for any other string, even an equal one. It looks at where the
+// string lies, not at its bytes, so it costs a few instructions: a driver
+// keeps work it does per key (a translation, a check) in an array indexed
+// by it, and does it by name only for the other keys.
+func TagKeyNumber(key string) int { return wire.TagKeyNumber(key) }
+
+// TagKeyName returns the SDK's copy of well-known key number n (1 up to
+// TagKeyCount), or "" for another n: what a driver fills its arrays from.
+func TagKeyName(n int) string { return wire.TagKeyName(n) }

@@ -139,9 +139,9 @@ type Process struct {
 	// Shutdown waits for before it unmaps it.
 	ring      *spanRing
 	ringUsers sync.WaitGroup
-	// traceState is the live instance's (or the last one's) traceState,
-	// read for every span the pipeline queues.
-	traceState atomic.Bool
+	// layout is the live instance's (or the last one's) layout, read for
+	// every span the pipeline queues; nil: the base layout.
+	layout atomic.Pointer[wire.Layout]
 }
 
 var _ pipeline.BatchDriver = (*Process)(nil)
@@ -158,9 +158,9 @@ type instance struct {
 	ring   bool // the driver took the span ring
 	// sockDir holds the driver's Unix socket; removed by kill.
 	sockDir string
-	// traceState: the driver's decoder reads spans' trace states
-	// (ConfigureResponse.span_trace_state).
-	traceState bool
+	// layout: what the driver's decoder reads beyond the base layout
+	// (ConfigureResponse.span_trace_state and span_tag_keys).
+	layout wire.Layout
 }
 
 func (in *instance) markFailed() { in.once.Do(func() { close(in.failed) }) }
@@ -449,8 +449,8 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		}
 	}
 	in.ring = p.ring != nil && resp.SpanRing
-	in.traceState = resp.SpanTraceState
-	p.traceState.Store(in.traceState)
+	in.layout = wire.LayoutOf(resp.SpanTraceState, resp.SpanTagKeys)
+	p.layout.Store(&in.layout)
 	if p.ring != nil && !resp.SpanRing {
 		if p.spec.Transport == wire.TransportShm {
 			return fail(fmt.Errorf("driver %q did not take the shared-memory span ring (transport: shm): "+
@@ -563,30 +563,35 @@ func (p *Process) current(ctx context.Context) (*instance, error) {
 // dead process are retryable (the process is restarted; the pipeline
 // re-sends); the driver's own errors keep the class it gave them.
 func (p *Process) Export(ctx context.Context, spans []core.Span) error {
-	return p.exportWith(ctx, len(spans), func(dst []byte, traceState bool) []byte {
-		return appendBatch(dst, spans, traceState)
+	return p.exportWith(ctx, len(spans), func(dst []byte, l wire.Layout) []byte {
+		return wire.AppendBatchLayout(dst, spans, l)
 	})
 }
 
-// ReadsTraceState reports whether the driver's decoder reads spans' trace
-// states (ConfigureResponse.span_trace_state): the pipeline encodes them
-// only then.
-func (p *Process) ReadsTraceState() bool { return p.traceState.Load() }
+// Layout reports what the driver's decoder reads beyond the base batch
+// layout (ConfigureResponse.span_trace_state and span_tag_keys): the
+// pipeline encodes spans for it.
+func (p *Process) Layout() wire.Layout {
+	if l := p.layout.Load(); l != nil {
+		return *l
+	}
+	return wire.Layout{}
+}
 
-// ExportBatch is Export for spans the pipeline encoded as it queued them:
-// the batch goes into the span ring or the request as it lies. Only a
-// batch with trace states for a driver that does not read them (it was
-// restarted as another build since) is decoded and encoded again.
-func (p *Process) ExportBatch(ctx context.Context, runs [][]byte, count int, traceState bool) error {
-	return p.exportWith(ctx, count, func(dst []byte, readsState bool) []byte {
+// ExportBatch is Export for spans the pipeline encoded as it queued them,
+// in layout l: the batch goes into the span ring or the request as it
+// lies. Only a batch the driver does not read (it was restarted as another
+// build since) is decoded and encoded again.
+func (p *Process) ExportBatch(ctx context.Context, runs [][]byte, count int, l wire.Layout) error {
+	return p.exportWith(ctx, count, func(dst []byte, reads wire.Layout) []byte {
 		start := len(dst)
 		for _, r := range runs {
 			dst = append(dst, r...)
 		}
-		if traceState && !readsState {
+		if !reads.Reads(l) {
 			spans, err := wire.DecodeBatch(nil, slices.Clone(dst[start:]), count, time.Now)
 			if err == nil {
-				return appendBatch(dst[:start], spans, false)
+				return wire.AppendBatchLayout(dst[:start], spans, reads)
 			}
 		}
 		return dst
@@ -594,8 +599,8 @@ func (p *Process) ExportBatch(ctx context.Context, runs [][]byte, count int, tra
 }
 
 // exportWith sends one batch of count spans, which fill appends in the
-// batch layout (with trace states when the driver reads them).
-func (p *Process) exportWith(ctx context.Context, count int, fill func(dst []byte, traceState bool) []byte) error {
+// batch layout, for a decoder that reads the layout it is given.
+func (p *Process) exportWith(ctx context.Context, count int, fill func(dst []byte, l wire.Layout) []byte) error {
 	in, err := p.current(ctx)
 	if err != nil {
 		return err
@@ -615,11 +620,11 @@ func (p *Process) exportWith(ctx context.Context, count int, fill func(dst []byt
 
 // export sends one batch: in the span ring when the driver took it and
 // the batch fits, else inside the request.
-func (p *Process) export(ctx context.Context, in *instance, count int, fill func([]byte, bool) []byte) (*driverpb.ExportResponse, error) {
+func (p *Process) export(ctx context.Context, in *instance, count int, fill func([]byte, wire.Layout) []byte) (*driverpb.ExportResponse, error) {
 	req := &driverpb.ExportRequest{BatchId: core.BatchID(ctx), SpanCount: uint32(count)}
 	if p.useRing(in) {
 		defer p.ringUsers.Done()
-		if reg, ok := p.ring.put(count, func(dst []byte) []byte { return fill(dst, in.traceState) }); ok {
+		if reg, ok := p.ring.put(count, func(dst []byte) []byte { return fill(dst, in.layout) }); ok {
 			req.RingOffset, req.RingLength, req.RingSeq = uint64(reg.Offset), uint32(reg.Length), reg.Seq
 			// The region is reused only once the RPC has returned:
 			// answered, failed, or the process gone.
@@ -628,7 +633,7 @@ func (p *Process) export(ctx context.Context, in *instance, count int, fill func
 		}
 	}
 	buf := p.bufs.Get().(*[]byte)
-	*buf = fill((*buf)[:0], in.traceState)
+	*buf = fill((*buf)[:0], in.layout)
 	req.Spans = *buf
 	resp, err := in.rpc.Export(ctx, req)
 	if cap(*buf) <= 4<<20 { // don't keep the odd giant batch's buffer

@@ -4,7 +4,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/wire"
 )
 
@@ -103,13 +102,4 @@ func (r *spanRing) release(reg wire.RingRegion) {
 // close unmaps the ring; only once no driver process uses it.
 func (r *spanRing) close() {
 	closeRing(r.file, r.mem)
-}
-
-// appendBatch encodes spans with their trace states when the driver reads
-// them (ConfigureResponse.span_trace_state).
-func appendBatch(dst []byte, spans []core.Span, traceState bool) []byte {
-	if traceState {
-		return wire.AppendBatchTraceState(dst, spans)
-	}
-	return wire.AppendBatch(dst, spans)
 }

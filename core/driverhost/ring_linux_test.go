@@ -113,5 +113,5 @@ func TestRingRegions(t *testing.T) {
 
 // putSpans puts spans into r as the pipeline's batches arrive: encoded.
 func putSpans(r *spanRing, spans []core.Span) (wire.RingRegion, bool) {
-	return r.put(len(spans), func(dst []byte) []byte { return appendBatch(dst, spans, false) })
+	return r.put(len(spans), func(dst []byte) []byte { return wire.AppendBatch(dst, spans) })
 }

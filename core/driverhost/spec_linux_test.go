@@ -92,6 +92,15 @@ func TestDriverWrittenFromTheSpec(t *testing.T) {
 			t.Fatalf("Export = %v, want the driver's %q", err, want)
 		}
 	}
+	// Spans the pipeline queued for a driver that read more (the one
+	// before a restart as another build): numbered keys and a trace
+	// state are written again for this one.
+	full := wire.AppendBatchLayout(nil, []core.Span{{TraceID: core.TraceID{Low: 5}, SpanID: 6, Name: "queued", StartUnixNano: 1e18,
+		TraceState: "ot=th:8", Tags: []core.Tag{{Key: wire.TagKey("component"), Value: "proxy"}, {Key: "tier", Value: "gold"}}}}, wire.Full)
+	err = d.ExportBatch(core.WithBatchID(context.Background(), 20), [][]byte{full[:20], full[20:]}, 1, wire.Full)
+	if pr := core.AsPartialRejection(err); pr == nil || pr.Message != "batch 20: 1 spans from the ring: queued" {
+		t.Fatalf("ExportBatch of a Full batch to a base-layout driver = %v", err)
+	}
 	// A batch larger than the ring comes inside the request.
 	large := make([]core.Span, 2000)
 	for i := range large {
@@ -256,6 +265,16 @@ func (s *specServer) Export(_ context.Context, req *driverpb.ExportRequest) (*dr
 	spans, err := wire.DecodeBatch(nil, batch, int(req.SpanCount), time.Now)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	// This driver answered neither span_trace_state nor span_tag_keys:
+	// the host must set neither flag 64 nor 128 (section 4.1). Sanitizing
+	// changes no field's size, so each span's base encoding says where
+	// the next one starts.
+	for off, i := 0, 0; i < len(spans); i++ {
+		if flags := batch[off+6*8+1]; flags&(64|128) != 0 {
+			return nil, status.Errorf(codes.FailedPrecondition, "span %d has flags %#x: not the base layout this driver reads", i, flags)
+		}
+		off += len(wire.AppendSpan(nil, &spans[i], wire.Layout{}))
 	}
 	names := make([]string, 0, 2)
 	for _, sp := range spans[:min(2, len(spans))] {

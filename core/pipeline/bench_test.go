@@ -7,6 +7,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/pipeline"
+	"github.com/tracehop/tracehop/core/wire"
 )
 
 type discard struct{}
@@ -16,10 +17,12 @@ func (discard) Configure(context.Context, []byte, core.HostInfo) (core.Capabilit
 }
 func (discard) Export(context.Context, []core.Span) error { return nil }
 func (discard) Shutdown(context.Context) error            { return nil }
-func (discard) ReadsTraceState() bool                     { return true }
-func (discard) ExportBatch(context.Context, [][]byte, int, bool) error {
+func (discard) Layout() wire.Layout                       { return wire.Full }
+func (discard) ExportBatch(context.Context, [][]byte, int, wire.Layout) error {
 	return nil
 }
+
+var _ pipeline.BatchDriver = discard{}
 
 // BenchmarkEnqueue measures the request path's share of span delivery: the
 // accepted path (the queue has room; it is drained outside the timer) and
@@ -75,7 +78,9 @@ func (stalled) Export(ctx context.Context, _ []core.Span) error {
 	return ctx.Err()
 }
 
-func (stalled) ExportBatch(ctx context.Context, _ [][]byte, _ int, _ bool) error {
+func (stalled) ExportBatch(ctx context.Context, _ [][]byte, _ int, _ wire.Layout) error {
 	<-ctx.Done()
 	return ctx.Err()
 }
+
+var _ pipeline.BatchDriver = stalled{}

@@ -21,17 +21,17 @@ import (
 // driver that is not one (an in-process driver: tests, benchmarks).
 type BatchDriver interface {
 	core.Driver
-	// ReadsTraceState reports whether the driver's decoder reads spans'
-	// trace states now (wire.AppendSpan's traceState). It is asked for
-	// every span queued, so it must be cheap.
-	ReadsTraceState() bool
+	// Layout reports what the driver's decoder reads now beyond the
+	// base batch layout (wire.AppendSpan's layout). It is asked for every
+	// span queued, so it must be cheap.
+	Layout() wire.Layout
 	// ExportBatch is Export for count spans laid out in the batch layout,
 	// which is the runs in order, back to back (they lie in different
 	// places of the queue's memory); they are valid only until it
-	// returns. traceState says whether some span carries its trace
-	// state: a driver restarted since (a different build, whose decoder
-	// does not read it) must not get them.
-	ExportBatch(ctx context.Context, runs [][]byte, count int, traceState bool) error
+	// returns. l is the layout they were written in: a driver restarted
+	// since (a different build, whose decoder reads less) must not get
+	// what it does not read.
+	ExportBatch(ctx context.Context, runs [][]byte, count int, l wire.Layout) error
 }
 
 // Target is one driver the pipeline delivers to.
@@ -72,12 +72,12 @@ func New(cfg Config, targets []Target, logger *slog.Logger) (*Pipeline, error) {
 }
 
 func newExporter(cfg Config, t Target, logger *slog.Logger) *exporter {
-	var traceState func() bool // an in-process driver decodes what it gets: trace states too
+	var layout func() wire.Layout // an in-process driver gets what this build's decoder reads
 	bd, _ := t.Driver.(BatchDriver)
 	if bd != nil {
-		traceState = bd.ReadsTraceState
+		layout = bd.Layout
 	} else {
-		traceState = func() bool { return true }
+		layout = func() wire.Layout { return wire.Full }
 	}
 	e := &exporter{
 		name:    t.Name,
@@ -85,7 +85,7 @@ func newExporter(cfg Config, t Target, logger *slog.Logger) *exporter {
 		batches: bd,
 		cfg:     cfg,
 		log:     logger.With("driver", t.Name),
-		q:       newQueue(cfg.QueueSize, cfg.BatchSize, traceState),
+		q:       newQueue(cfg.QueueSize, cfg.BatchSize, layout),
 		flushes: make(chan chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -534,7 +534,7 @@ func (e *exporter) export(ctx context.Context, b *batch) {
 // exportOnce is one attempt to export b.
 func (e *exporter) exportOnce(ctx context.Context, b *batch) error {
 	if e.batches != nil {
-		return e.batches.ExportBatch(ctx, b.wire, b.count, b.state)
+		return e.batches.ExportBatch(ctx, b.wire, b.count, b.layout)
 	}
 	return e.driver.Export(ctx, b.spans)
 }

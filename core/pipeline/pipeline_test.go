@@ -669,25 +669,32 @@ func TestShutdownResendsWhatWasNotDelivered(t *testing.T) {
 // process's host does, and records them decoded.
 type layoutDriver struct {
 	recorder
-	traceState bool
-	flags      []bool // the traceState of each ExportBatch
+	layout  wire.Layout
+	layouts []wire.Layout // the layout of each ExportBatch
 }
 
-func (d *layoutDriver) ReadsTraceState() bool { return d.traceState }
+var _ pipeline.BatchDriver = (*layoutDriver)(nil)
 
-func (d *layoutDriver) ExportBatch(ctx context.Context, runs [][]byte, count int, traceState bool) error {
+func (d *layoutDriver) Layout() wire.Layout {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.layout
+}
+
+func (d *layoutDriver) ExportBatch(ctx context.Context, runs [][]byte, count int, l wire.Layout) error {
 	spans, err := wire.DecodeBatch(nil, bytes.Join(runs, nil), count, time.Now)
 	if err != nil {
 		return core.Permanent(err)
 	}
 	d.mu.Lock()
-	d.flags = append(d.flags, traceState)
+	d.layouts = append(d.layouts, l)
 	d.mu.Unlock()
 	return d.Export(ctx, spans)
 }
 
 // A BatchDriver gets each batch as the queue encoded it, trace states only
 // while it reads them, with the same retries and batch ids as any driver.
+// (What each layout writes: wire's and the queue's tests.)
 func TestBatchDriverGetsTheLayoutAsQueued(t *testing.T) {
 	d := &layoutDriver{}
 	d.fail = func(n int) error {
@@ -704,7 +711,7 @@ func TestBatchDriverGetsTheLayoutAsQueued(t *testing.T) {
 	s.TraceState = "ot=th:8"
 	p.Enqueue(s)
 	d.mu.Lock()
-	d.traceState = true
+	d.layout = wire.Layout{TraceState: true}
 	d.mu.Unlock()
 	s = span(2)
 	s.TraceState = "ot=th:8"
@@ -713,7 +720,7 @@ func TestBatchDriverGetsTheLayoutAsQueued(t *testing.T) {
 	if len(d.batches) != 1 || len(d.batches[0]) != 2 || len(d.ids) != 1 || d.calls != 2 {
 		t.Fatalf("batches %v, ids %v, calls %d: want one batch of 2, sent twice with one id", d.batches, d.ids, d.calls)
 	}
-	if got := d.batches[0]; got[0].TraceState != "" || got[1].TraceState != "ot=th:8" || !d.flags[0] {
-		t.Fatalf("trace states %q %q, flags %v: want only the second span's, flagged", got[0].TraceState, got[1].TraceState, d.flags)
+	if got := d.batches[0]; got[0].TraceState != "" || got[1].TraceState != "ot=th:8" || !d.layouts[0].TraceState {
+		t.Fatalf("trace states %q %q, layouts %v: want only the second span's, said", got[0].TraceState, got[1].TraceState, d.layouts)
 	}
 }

@@ -50,8 +50,8 @@ type queue struct {
 	closed            bool
 	batch             uint64
 	wake              chan struct{}
-	// traceState says whether the driver reads spans' trace states now.
-	traceState func() bool
+	// layout is what the driver's decoder reads now.
+	layout func() wire.Layout
 }
 
 // chunk is queue memory: records written back to back from its start.
@@ -65,16 +65,16 @@ type chunk struct {
 type record struct {
 	c      *chunk
 	off, n int
-	state  bool // carries a trace state (flag 64)
+	layout wire.Layout // what it was written in, as far as it matters
 }
 
-func newQueue(size, batch int, traceState func() bool) *queue {
+func newQueue(size, batch int, layout func() wire.Layout) *queue {
 	return &queue{
-		recs:       make([]record, size),
-		maxChunks:  max(size*queueBytesPerSpan, minQueueBytes) / chunkBytes,
-		batch:      uint64(batch),
-		wake:       make(chan struct{}, 1),
-		traceState: traceState,
+		recs:      make([]record, size),
+		maxChunks: max(size*queueBytesPerSpan, minQueueBytes) / chunkBytes,
+		batch:     uint64(batch),
+		wake:      make(chan struct{}, 1),
+		layout:    layout,
 	}
 }
 
@@ -89,20 +89,28 @@ const (
 
 // push encodes s into the queue. Nothing of s is kept.
 func (q *queue) push(s *core.Span) pushResult {
-	state := s.TraceState != "" && q.traceState != nil && q.traceState()
+	var l wire.Layout
+	if q.layout != nil {
+		l = q.layout()
+		// Only what the span uses binds the batch it goes in.
+		l.TraceState = l.TraceState && s.TraceState != ""
+		if len(s.Tags) == 0 {
+			l.TagKeys = 0
+		}
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return pushClosed
 	}
-	c, off, n := q.encode(s, state)
+	c, off, n := q.encode(s, l)
 	if c == nil {
 		q.mu.Unlock()
 		return pushFull
 	}
 	c.used += n
 	c.live++
-	q.recs[q.tail%uint64(len(q.recs))] = record{c: c, off: off, n: n, state: state}
+	q.recs[q.tail%uint64(len(q.recs))] = record{c: c, off: off, n: n, layout: l}
 	q.tail++
 	k := q.tail - q.taken
 	q.mu.Unlock()
@@ -124,7 +132,7 @@ const encodeHeadroom = 4 << 10
 
 // encode writes s into the queue's memory and returns where: its chunk,
 // offset and length; a nil chunk when the queue is full.
-func (q *queue) encode(s *core.Span, state bool) (c *chunk, off, n int) {
+func (q *queue) encode(s *core.Span, l wire.Layout) (c *chunk, off, n int) {
 	if q.tail-q.head == uint64(len(q.recs)) {
 		return nil, 0, 0
 	}
@@ -133,7 +141,7 @@ func (q *queue) encode(s *core.Span, state bool) (c *chunk, off, n int) {
 			c.used = 0 // every record in it is freed: start over, warm
 		}
 		if off = c.used; len(c.buf)-off >= encodeHeadroom {
-			out := wire.AppendSpan(c.buf[off:off:len(c.buf)], s, state)
+			out := wire.AppendSpan(c.buf[off:off:len(c.buf)], s, l)
 			if &out[0] == &c.buf[off] { // append did not move it: it fit
 				return c, off, len(out)
 			}
@@ -146,12 +154,12 @@ func (q *queue) encode(s *core.Span, state bool) (c *chunk, off, n int) {
 			return c, off, copy(c.buf[off:], out)
 		}
 	}
-	n = wire.SpanLen(s, state)
+	n = wire.SpanLen(s, l)
 	if c = q.room(n); c == nil {
 		return nil, 0, 0
 	}
 	off = c.used
-	wire.AppendSpan(c.buf[off:off:off+n], s, state) // in place: SpanLen is exact
+	wire.AppendSpan(c.buf[off:off:off+n], s, l) // in place: SpanLen is exact
 	return c, off, n
 }
 
@@ -237,7 +245,7 @@ func (q *queue) take(b *batch, max int) {
 			b.start = r.off
 		}
 		b.last, b.end = r.c, r.off+r.n
-		b.state = b.state || r.state
+		b.layout = b.layout.Union(r.layout)
 		b.count++
 	}
 }
@@ -278,10 +286,10 @@ func (q *queue) close() int {
 // runs that each lie back to back in the queue's memory, and, for a driver
 // that takes decoded spans, the same decoded.
 type batch struct {
-	wire  [][]byte // alias the queue's memory until release
-	count int
-	state bool // some span carries its trace state (flag 64)
-	spans []core.Span
+	wire   [][]byte // alias the queue's memory until release
+	count  int
+	layout wire.Layout // what its spans were written in
+	spans  []core.Span
 	// The last run: its chunk, and where it starts and ends there.
 	last       *chunk
 	start, end int
@@ -290,7 +298,7 @@ type batch struct {
 
 func (b *batch) reset() {
 	clear(b.wire) // drop references to the queue's memory
-	b.wire, b.count, b.state, b.last = b.wire[:0], 0, false, nil
+	b.wire, b.count, b.layout, b.last = b.wire[:0], 0, wire.Layout{}, nil
 	clear(b.spans)
 	b.spans = b.spans[:0]
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -75,7 +76,7 @@ func TestQueueKeepsTheBatchInFlight(t *testing.T) {
 func TestQueueChunksAreReused(t *testing.T) {
 	q := newQueue(1024, 512, nil)
 	value := strings.Repeat("x", 400)
-	one := wire.SpanLen(new(testSpan(1, value)), false)
+	one := wire.SpanLen(new(testSpan(1, value)), wire.Layout{})
 	perChunk := chunkBytes / one
 	var b batch
 	id := uint64(0)
@@ -138,22 +139,39 @@ func TestQueueFullByBytes(t *testing.T) {
 	}
 }
 
-// A span's trace state is encoded only while the driver reads it, and the
-// batch says when one does.
-func TestQueueTraceStateFollowsTheDriver(t *testing.T) {
-	reads := false
-	q := newQueue(4, 4, func() bool { return reads })
+// A span's trace state and numbered keys are written only while the
+// driver reads them, and the batch says what its spans were written in.
+func TestQueueLayoutFollowsTheDriver(t *testing.T) {
+	reads := wire.Layout{}
+	q := newQueue(4, 4, func() wire.Layout { return reads })
 	s := testSpan(1, "v")
 	s.TraceState = "ot=th:8"
-	q.push(&s)
-	reads = true
-	s.SpanID = 2
+	s.Tags = append(s.Tags, core.Tag{Key: wire.TagKey("component"), Value: "proxy"})
 	q.push(&s)
 	var b batch
 	q.take(&b, 4)
+	if b.layout != (wire.Layout{}) || bytes.Contains(b.wire[0], []byte("ot=th:8")) || !bytes.Contains(b.wire[0], []byte("component")) {
+		t.Fatalf("for a base-layout driver: layout %+v, bytes %q", b.layout, b.wire[0])
+	}
+	q.release(1)
+	reads = wire.Full
+	s.SpanID = 2
+	q.push(&s)
+	noState := testSpan(3, "v") // binds the batch to no trace state
+	q.push(&noState)
+	q.take(&b, 4)
 	got := decoded(t, &b)
-	if !b.state || got[0].TraceState != "" || got[1].TraceState != "ot=th:8" {
-		t.Fatalf("state %v, trace states %q and %q", b.state, got[0].TraceState, got[1].TraceState)
+	if b.layout != wire.Full || got[0].TraceState != "ot=th:8" || bytes.Contains(b.wire[0], []byte("component")) {
+		t.Fatalf("for a Full driver: layout %+v, trace state %q, bytes %q", b.layout, got[0].TraceState, b.wire[0])
+	}
+	if got[0].Tags[len(got[0].Tags)-1].Key != "component" {
+		t.Fatalf("tags %+v", got[0].Tags)
+	}
+	q.release(2)
+	q.push(&noState)
+	q.take(&b, 4)
+	if b.layout.TraceState {
+		t.Fatalf("a batch without trace states says it has some: %+v", b.layout)
 	}
 }
 

@@ -20,13 +20,15 @@ import (
 //	name str | local service str
 //	remote service str | remote ip length u8 (0, 4 or 16) + ip | remote port u16
 //	tag count uvarint, then per tag: key str | value str
+//	  (with flag 128: key number uvarint [key str when 0] | value str)
 //	event count uvarint, then per event: time (unix ns) i64 | value str
 //	[trace state str, when flag 64 is set]
 //
 // Flags: 1 error, 2 sampled, 4 debug, 8 shared; bits 16 and 32 hold the
 // parent's origin, core.ParentOrigin's value (0 unknown, 1 local, 2 remote;
 // 3 is reserved and read as unknown); 64 says the span's trace state
-// follows its events. Kinds are core.Kind's values.
+// follows its events; 128 says the span's tag keys are written as numbers
+// (keys.go). Kinds are core.Kind's values.
 //
 // Growing the layout without a new protocol version: a decoder ignores the
 // flag bits it does not know, and a flag's zero means "nothing said". So a
@@ -34,9 +36,10 @@ import (
 // batches: an older driver ignores the parent's origin, and a driver reading
 // an older host's batch sees ParentUnknown and falls back to the span's
 // kind. A new field is written only to a driver whose decoder said at
-// Configure that it reads it (ConfigureResponse.span_trace_state, which the
-// SDK sets): AppendBatchTraceState for those, AppendBatch for the others.
-// Anything else needs a new ProtocolVersion.
+// Configure that it reads it (ConfigureResponse.span_trace_state and
+// span_tag_keys, which the SDK sets): a Layout says what a driver reads,
+// and AppendBatchLayout writes for it. Anything else needs a new
+// ProtocolVersion.
 
 // Span flag bits in the batch layout.
 const (
@@ -49,34 +52,45 @@ const (
 	parentOriginMask  = 3 << parentOriginShift
 	// flagTraceState says the span's trace state follows its events.
 	flagTraceState = 64
+	// flagTagKeys says the span's tag keys are numbers (TagKeyNumber),
+	// 0 being followed by the key.
+	flagTagKeys = 128
 )
+
+// A key number is written as one byte while the table stays under 128.
+const _ = uint8(127 - TagKeyCount)
 
 // ErrMalformedBatch is wrapped by every DecodeBatch error.
 var ErrMalformedBatch = errors.New("malformed span batch")
 
-// AppendBatch appends spans to dst in the batch layout, without their
-// trace states: for a driver that did not say it reads them.
-func AppendBatch(dst []byte, spans []core.Span) []byte { return appendBatch(dst, spans, false) }
+// AppendBatch appends spans to dst in the base batch layout, which every
+// decoder reads: without trace states, every tag key written out.
+func AppendBatch(dst []byte, spans []core.Span) []byte {
+	return AppendBatchLayout(dst, spans, Layout{})
+}
 
 // AppendBatchTraceState is AppendBatch with each span's trace state (flag
 // 64), for a driver whose decoder reads it (ConfigureResponse.span_trace_state).
 func AppendBatchTraceState(dst []byte, spans []core.Span) []byte {
-	return appendBatch(dst, spans, true)
+	return AppendBatchLayout(dst, spans, Layout{TraceState: true})
 }
 
-func appendBatch(dst []byte, spans []core.Span, traceState bool) []byte {
+// AppendBatchLayout appends spans to dst in the batch layout, for a
+// decoder that reads l.
+func AppendBatchLayout(dst []byte, spans []core.Span, l Layout) []byte {
 	for i := range spans {
-		dst = AppendSpan(dst, &spans[i], traceState)
+		dst = AppendSpan(dst, &spans[i], l)
 	}
 	return dst
 }
 
-// AppendSpan appends one span to dst in the batch layout: a batch is its
-// spans' layouts back to back. With traceState, a span that has a trace
-// state carries it (flag 64), as AppendBatchTraceState writes it; only a
-// driver whose decoder reads it may be sent such a span. The pipeline
-// encodes every span once with it, as the span is queued (core/pipeline).
-func AppendSpan(dst []byte, s *core.Span, traceState bool) []byte {
+// AppendSpan appends one span to dst in the batch layout, for a decoder
+// that reads l: a batch is its spans' layouts back to back. With
+// l.TraceState, a span that has a trace state carries it (flag 64); with
+// l.TagKeys, its well-known tag keys up to that number are written as
+// numbers (flag 128). The pipeline encodes every span once, as the span
+// is queued (core/pipeline).
+func AppendSpan(dst []byte, s *core.Span, l Layout) []byte {
 	dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.High)
 	dst = binary.LittleEndian.AppendUint64(dst, s.TraceID.Low)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(s.SpanID))
@@ -97,9 +111,13 @@ func AppendSpan(dst []byte, s *core.Span, traceState bool) []byte {
 		flags |= flagShared
 	}
 	flags |= byte(s.ParentOrigin) << parentOriginShift & parentOriginMask
-	withState := traceState && s.TraceState != ""
+	withState := l.TraceState && s.TraceState != ""
 	if withState {
 		flags |= flagTraceState
+	}
+	numbered := l.TagKeys != 0 && len(s.Tags) > 0
+	if numbered {
+		flags |= flagTagKeys
 	}
 	dst = append(dst, byte(s.Kind), flags)
 	dst = appendStr(dst, s.Name)
@@ -118,6 +136,13 @@ func AppendSpan(dst []byte, s *core.Span, traceState bool) []byte {
 	dst = binary.LittleEndian.AppendUint16(dst, s.Remote.Port)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
 	for _, t := range s.Tags {
+		if numbered {
+			if n := TagKeyNumber(t.Key); n != 0 && n <= int(l.TagKeys) {
+				dst = appendStr(append(dst, byte(n)), t.Value)
+				continue
+			}
+			dst = append(dst, 0)
+		}
 		dst = appendStr(appendStr(dst, t.Key), t.Value)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s.Events)))
@@ -134,7 +159,7 @@ func AppendSpan(dst []byte, s *core.Span, traceState bool) []byte {
 // SpanLen is the length of AppendSpan's output for s: what a queue
 // reserves before it encodes a span in place where it may not fit (near
 // the end of its memory, or a span larger than the room it keeps).
-func SpanLen(s *core.Span, traceState bool) int {
+func SpanLen(s *core.Span, l Layout) int {
 	n := 6*8 + 2 + strLen(s.Name) + strLen(s.LocalService) + strLen(s.Remote.Service) + 1 + 2
 	switch ip := s.Remote.IP.Unmap(); {
 	case ip.Is4():
@@ -143,14 +168,22 @@ func SpanLen(s *core.Span, traceState bool) int {
 		n += 16
 	}
 	n += uvarintLen(uint64(len(s.Tags)))
+	numbered := l.TagKeys != 0
 	for i := range s.Tags {
-		n += strLen(s.Tags[i].Key) + strLen(s.Tags[i].Value)
+		n += strLen(s.Tags[i].Value)
+		if numbered {
+			n++ // the key's number, or the 0 before it
+			if k := TagKeyNumber(s.Tags[i].Key); k != 0 && k <= int(l.TagKeys) {
+				continue
+			}
+		}
+		n += strLen(s.Tags[i].Key)
 	}
 	n += uvarintLen(uint64(len(s.Events)))
 	for i := range s.Events {
 		n += 8 + strLen(s.Events[i].Value)
 	}
-	if traceState && s.TraceState != "" {
+	if l.TraceState && s.TraceState != "" {
 		n += strLen(s.TraceState)
 	}
 	return n
@@ -272,6 +305,19 @@ func (r *batchReader) str(what string) string {
 	return s
 }
 
+// writtenKey reads a tag key of a span with flag 128 that is not one of
+// the numbers this decoder knows (decodeBatch reads those): a 0 and the
+// key, or else a malformed batch. A number is not a length, so no count check applies; every
+// number in the table is one byte, and a longer varint is beyond it.
+func (r *batchReader) writtenKey() string {
+	if r.err != nil || r.off >= len(r.buf) || r.buf[r.off] != 0 {
+		r.fail("tag key number")
+		return ""
+	}
+	r.off++
+	return r.str("tag key")
+}
+
 // DecodeBatch decodes count spans from buf, appends them to dst and
 // sanitizes each one (see core.Span.Sanitize). The strings of the returned
 // spans alias buf, which must not be modified afterwards. A malformed
@@ -368,8 +414,20 @@ func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now fu
 				tags = make([]core.Tag, 0, max(n, (len(buf)-r.off)/32))
 			}
 			start := len(tags)
+			numbered := flags&flagTagKeys != 0
 			for range n {
-				tags = append(tags, core.Tag{Key: r.str("tag key"), Value: r.str("tag value")})
+				var k string
+				switch {
+				case !numbered:
+					k = r.str("tag key")
+				case r.off < len(buf) && buf[r.off]-1 < TagKeyCount: // 0 wraps round
+					// Nearly every key: a number, read here, inlined.
+					k = tagKeys[buf[r.off]]
+					r.off++
+				default:
+					k = r.writtenKey()
+				}
+				tags = append(tags, core.Tag{Key: k, Value: r.str("tag value")})
 			}
 			s.Tags = tags[start:len(tags):len(tags)]
 		}

@@ -11,7 +11,9 @@
 //   - the driver executable: BinaryPrefix, ValidateName and ParseChecksum
 //     (the pin tracing.driver.checksum gives);
 //   - the packed span batch layout that an Export carries (AppendBatch,
-//     Decoder);
+//     Decoder), what a driver said its decoder reads beyond it (Layout),
+//     and the well-known tag keys it may carry as numbers (TagKey,
+//     TagKeyNumber);
 //   - ConfigError, a driver's refusal of its config, the same type on both
 //     sides (sdk.ConfigError is an alias).
 //

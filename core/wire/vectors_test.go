@@ -58,6 +58,11 @@ type vectorFile struct {
 	// string after the events. Only such a driver gets these bytes; it
 	// encodes Spans with the trace states, the others without.
 	TraceState bool `json:"trace_state,omitempty"`
+	// TagKeys marks a batch written for a driver that knows this many
+	// well-known tag keys (ConfigureResponse.span_tag_keys): flag 128, and
+	// those keys as their numbers. An encoder writes a tag key that is in
+	// the table (section 4.5) as its number, any other as 0 and the key.
+	TagKeys int `json:"tag_keys,omitempty"`
 	// NowUnixNano is the decoder's "now", for sanitizing.
 	NowUnixNano string `json:"now_unix_nano,omitempty"`
 	// Spans are the spans as the batch carries them: an encoder given
@@ -243,9 +248,9 @@ type vector struct {
 	patch     func([]byte) []byte
 	malformed string
 	count     int // span_count when it is not len(spans) (malformed vectors)
-	// traceState: the batch is written for a driver that reads trace
-	// states (wire.AppendBatchTraceState).
-	traceState bool
+	// layout: what the driver the batch is written for reads
+	// (wire.AppendBatchLayout); the zero value is the base layout.
+	layout wire.Layout
 }
 
 // The sandbox's trace (README): front-proxy -> service1 -> service2.
@@ -411,10 +416,18 @@ func vectors() []vector {
 			})},
 		},
 		{
-			name:        "unknown_flag_bits",
-			description: "Flag bit 128 is not defined yet: a decoder ignores it (here the flags byte is 0x82 and reads as sampled only). Bit 64 is the trace state's (see trace_state).",
-			spans:       []core.Span{child(1, core.Span{Name: "future flags", Sampled: true})},
-			patch:       func(b []byte) []byte { b[flagsOffset] |= 128; return b },
+			name: "tag_keys",
+			description: "For a driver that said at Configure it knows the 26 well-known tag keys (span_tag_keys: 26): flag 128 (flags 0x82: sampled, numbered keys), " +
+				"then each tag's key as its number in the table (component is 01, http.method 07, http.status_code 0f) or as 00 and the key itself (tier, a custom tag); " +
+				"a span without tags is written as for any driver.",
+			spans: []core.Span{
+				child(1, core.Span{Name: "numbered", Sampled: true, Tags: []core.Tag{
+					{Key: wire.TagKey("component"), Value: "proxy"}, {Key: wire.TagKey("http.method"), Value: "GET"},
+					{Key: "tier", Value: "gold"}, {Key: wire.TagKey("http.status_code"), Value: "200"},
+				}}),
+				child(2, core.Span{Name: "no tags", Sampled: true}),
+			},
+			layout: wire.Layout{TagKeys: wire.TagKeyCount},
 		},
 		{
 			name: "trace_state",
@@ -424,7 +437,7 @@ func vectors() []vector {
 				child(1, core.Span{Name: "with", Sampled: true, TraceState: "ot=th:8,vendor=x"}),
 				child(2, core.Span{Name: "without", Sampled: true}),
 			},
-			traceState: true,
+			layout: wire.Layout{TraceState: true},
 		},
 		{
 			name:        "ipv4_mapped",
@@ -489,6 +502,15 @@ func vectors() []vector {
 			},
 		},
 		{
+			name: "bad_tag_key_number", malformed: "a tag key number (27) is beyond the well-known keys the decoder announced (26)", count: 1,
+			spans:  []core.Span{child(1, core.Span{Name: "tags", Tags: []core.Tag{{Key: wire.TagKey("component"), Value: "proxy"}}})},
+			layout: wire.Layout{TagKeys: wire.TagKeyCount},
+			patch: func(b []byte) []byte {
+				b[len(b)-1-6-1] = wire.TagKeyCount + 1 // event count, the value's 6 bytes, the key's number
+				return b
+			},
+		},
+		{
 			name: "bad_tag_count", malformed: "the tag count (1000) is more than the bytes left could hold (a tag takes at least 2)", count: 1,
 			spans: []core.Span{child(1, core.Span{Name: "tags", Tags: []core.Tag{{Key: "k", Value: "v"}}})},
 			patch: func(b []byte) []byte {
@@ -524,14 +546,12 @@ func generate(t *testing.T) map[string][]byte {
 		if v.name == "sanitize" {
 			sanitizeInputs(v.spans)
 		}
-		batch := wire.AppendBatch(nil, v.spans)
-		if v.traceState {
-			batch = wire.AppendBatchTraceState(nil, v.spans)
-		}
+		batch := wire.AppendBatchLayout(nil, v.spans, v.layout)
 		if v.patch != nil {
 			batch = v.patch(batch)
 		}
-		f := vectorFile{Description: v.description, SpanCount: len(v.spans), Spans: []vectorSpan{}, TraceState: v.traceState}
+		f := vectorFile{Description: v.description, SpanCount: len(v.spans), Spans: []vectorSpan{},
+			TraceState: v.layout.TraceState, TagKeys: int(v.layout.TagKeys)}
 		if v.malformed != "" {
 			f.Description, f.Malformed, f.SpanCount = "A decoder must reject this batch: "+v.malformed+".", v.malformed, v.count
 			if _, err := wire.DecodeBatch(nil, batch, v.count, now); !errors.Is(err, wire.ErrMalformedBatch) {
@@ -692,14 +712,29 @@ func TestVectors(t *testing.T) {
 					t.Errorf("span %d decodes to\n%+v\nwant\n%+v", i, got[i], want[i])
 				}
 			}
-			enc := wire.AppendBatch(nil, spans)
-			if f.TraceState {
-				enc = wire.AppendBatchTraceState(nil, spans)
+			if f.TagKeys > 0 {
+				tableKeys(spans)
 			}
+			enc := wire.AppendBatchLayout(nil, spans, wire.LayoutOf(f.TraceState, uint32(f.TagKeys)))
 			if !f.DecodeOnly && !bytes.Equal(enc, batch) {
 				t.Errorf("the spans encode to\n%x\nwant\n%x", enc, batch)
 			}
 		})
+	}
+}
+
+// tableKeys makes every tag key of spans that is a well-known key the
+// table's own copy, which the encoder writes as its number: a key read
+// from JSON has the bytes, not the identity.
+func tableKeys(spans []core.Span) {
+	for i := range spans {
+		for j, tag := range spans[i].Tags {
+			for n := 1; n <= wire.TagKeyCount; n++ {
+				if wire.TagKeyName(n) == tag.Key {
+					spans[i].Tags[j].Key = wire.TagKeyName(n)
+				}
+			}
+		}
 	}
 }
 

@@ -19,7 +19,8 @@ func sampleSpans() []core.Span {
 			TraceID: core.TraceID{High: 0x0af7651916cd43dd, Low: 0x8448eb211c80319c}, SpanID: 0xb7, ParentID: 0,
 			Name: "ingress", Kind: core.KindServer, LocalService: "front-proxy",
 			StartUnixNano: 1700000000123456789, Duration: 12345678,
-			Tags:   []core.Tag{{Key: "http.method", Value: "GET"}, {Key: "user", Value: "Zoë ☃"}, {Key: "raw", Value: "\xff\xfe not utf-8"}},
+			Tags: []core.Tag{{Key: wire.TagKey("http.method"), Value: "GET"}, {Key: "user", Value: "Zoë ☃"}, {Key: "raw", Value: "\xff\xfe not utf-8"},
+				{Key: wire.TagKey("grpc.message"), Value: ""}, {Key: "component", Value: "the same bytes as a table key, not its copy"}},
 			Events: []core.Event{{UnixNano: 1700000000123456999, Value: "ws"}},
 			Remote: core.Endpoint{Service: "client", IP: netip.MustParseAddr("10.1.2.3"), Port: 8000},
 			Error:  true, Sampled: true, Debug: true, Shared: true,
@@ -161,6 +162,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	withState := sampleSpans()
 	withState[1].TraceState = "ot=th:8"
 	f.Add(wire.AppendBatchTraceState(nil, withState), 2)
+	f.Add(wire.AppendBatchLayout(nil, withState, wire.Full), 2)
 	f.Fuzz(func(t *testing.T, buf []byte, count int) {
 		spans, err := wire.DecodeBatch(nil, buf, count, fixedNow)
 		if err != nil {
@@ -168,7 +170,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		// Whatever decodes must encode back to the same bytes, except that
 		// sanitizing may have changed values: re-decode to compare.
-		again, err := wire.DecodeBatch(nil, wire.AppendBatchTraceState(nil, spans), len(spans), fixedNow)
+		again, err := wire.DecodeBatch(nil, wire.AppendBatchLayout(nil, spans, wire.Full), len(spans), fixedNow)
 		if err != nil {
 			t.Fatalf("re-encoding a decoded batch made it malformed: %v", err)
 		}
@@ -180,7 +182,7 @@ func FuzzDecodeBatch(f *testing.F) {
 }
 
 // SpanLen is what a queue reserves before encoding a span in place: it
-// must be AppendSpan's length exactly, with the trace state and without.
+// must be AppendSpan's length exactly, in every layout.
 func TestSpanLenIsAppendSpansLength(t *testing.T) {
 	spans := sampleSpans()
 	spans[1].TraceState = "ot=th:8"
@@ -191,9 +193,9 @@ func TestSpanLenIsAppendSpansLength(t *testing.T) {
 func checkSpanLen(t *testing.T, spans []core.Span) {
 	t.Helper()
 	for i := range spans {
-		for _, state := range []bool{false, true} {
-			if got, want := wire.SpanLen(&spans[i], state), len(wire.AppendSpan(nil, &spans[i], state)); got != want {
-				t.Fatalf("span %d (trace state %v): SpanLen %d, AppendSpan wrote %d bytes", i, state, got, want)
+		for _, l := range []wire.Layout{{}, {TraceState: true}, {TagKeys: 1}, wire.Full} {
+			if got, want := wire.SpanLen(&spans[i], l), len(wire.AppendSpan(nil, &spans[i], l)); got != want {
+				t.Fatalf("span %d (layout %+v): SpanLen %d, AppendSpan wrote %d bytes", i, l, got, want)
 			}
 		}
 	}

@@ -150,7 +150,10 @@ func putLength(dst []byte, at, reserved int) []byte {
 func spanValid(s *sdk.Span) bool {
 	bits := utf8scan.OrBytes(utf8scan.OrBytes(utf8scan.OrBytes(0, s.Name), s.Remote.Service), s.TraceState)
 	for _, t := range s.Tags {
-		bits = utf8scan.OrBytes(utf8scan.OrBytes(bits, t.Key), t.Value)
+		if sdk.TagKeyNumber(t.Key) == 0 { // a well-known key is ASCII
+			bits = utf8scan.OrBytes(bits, t.Key)
+		}
+		bits = utf8scan.OrBytes(bits, t.Value)
 	}
 	for _, ev := range s.Events {
 		bits = utf8scan.OrBytes(bits, ev.Value)

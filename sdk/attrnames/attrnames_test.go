@@ -144,3 +144,35 @@ func BenchmarkTranslate(b *testing.B) {
 		})
 	}
 }
+
+// A span decoded from the host has the SDK's copies of the well-known
+// keys, which Translate looks up by number; it must translate exactly as
+// the same keys from anywhere else, in every mode.
+func TestTranslateWellKnownKeys(t *testing.T) {
+	grpcSpan := proxySpan(sdk.KindClient, true)
+	grpcSpan.Tags = append(grpcSpan.Tags, sdk.Tag{Key: "grpc.path", Value: "/shop.Cart/AddItem"},
+		sdk.Tag{Key: "grpc.status_code", Value: "14"}, sdk.Tag{Key: "custom", Value: "kept"})
+	for _, byName := range []sdk.Span{proxySpan(sdk.KindServer, true), proxySpan(sdk.KindClient, false), grpcSpan} {
+		byNumber := byName
+		byNumber.Tags = slices.Clone(byName.Tags)
+		numbered := 0
+		for i, tag := range byNumber.Tags {
+			for n := 1; n <= sdk.TagKeyCount; n++ {
+				if sdk.TagKeyName(n) == tag.Key {
+					byNumber.Tags[i].Key = sdk.TagKeyName(n)
+					numbered++
+				}
+			}
+		}
+		if numbered != len(byName.Tags)-1 && numbered != len(byName.Tags) {
+			t.Fatalf("%d of %d keys are well-known", numbered, len(byName.Tags))
+		}
+		for _, mode := range []attrnames.Mode{attrnames.Envoy, attrnames.OTel, attrnames.Both} {
+			wantTags, wantName := attrnames.Translate(nil, &byName, mode)
+			gotTags, gotName := attrnames.Translate(nil, &byNumber, mode)
+			if gotName != wantName || !slices.Equal(gotTags, wantTags) {
+				t.Fatalf("%v: by number %q %+v, by name %q %+v", mode, gotName, gotTags, wantName, wantTags)
+			}
+		}
+	}
+}

@@ -313,8 +313,13 @@ type ConfigureResponse struct {
 	// writes trace states only to a driver that does, so a driver built with
 	// an older SDK gets the batches it always got.
 	SpanTraceState bool `protobuf:"varint,3,opt,name=span_trace_state,json=spanTraceState,proto3" json:"span_trace_state,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many of the well-known tag keys (core/wire's table, section 4.3
+	// of docs/driver-protocol.md) the driver's decoder knows: the host
+	// writes those keys as numbers (flag 128), up to this one. The SDK sets
+	// it; 0, a driver built with an older SDK, gets every key written out.
+	SpanTagKeys   uint32 `protobuf:"varint,4,opt,name=span_tag_keys,json=spanTagKeys,proto3" json:"span_tag_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
@@ -366,6 +371,13 @@ func (x *ConfigureResponse) GetSpanTraceState() bool {
 		return x.SpanTraceState
 	}
 	return false
+}
+
+func (x *ConfigureResponse) GetSpanTagKeys() uint32 {
+	if x != nil {
+		return x.SpanTagKeys
+	}
+	return 0
 }
 
 type ExportRequest struct {
@@ -617,11 +629,12 @@ const file_driver_proto_rawDesc = "" +
 	"\tprecision\x18\x03 \x01(\x0e2\x1d.tracehop.driver.v1.PrecisionR\tprecision\x12!\n" +
 	"\fshared_spans\x18\x04 \x01(\bR\vsharedSpans\x12\x1f\n" +
 	"\vsecret_keys\x18\x05 \x03(\tR\n" +
-	"secretKeys\"\xa0\x01\n" +
+	"secretKeys\"\xc4\x01\n" +
 	"\x11ConfigureResponse\x12D\n" +
 	"\fcapabilities\x18\x01 \x01(\v2 .tracehop.driver.v1.CapabilitiesR\fcapabilities\x12\x1b\n" +
 	"\tspan_ring\x18\x02 \x01(\bR\bspanRing\x12(\n" +
-	"\x10span_trace_state\x18\x03 \x01(\bR\x0espanTraceState\"\xbc\x01\n" +
+	"\x10span_trace_state\x18\x03 \x01(\bR\x0espanTraceState\x12\"\n" +
+	"\rspan_tag_keys\x18\x04 \x01(\rR\vspanTagKeys\"\xbc\x01\n" +
 	"\rExportRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1d\n" +
 	"\n" +

@@ -12,6 +12,21 @@ const FLAG_SAMPLED = 2;
 const FLAG_DEBUG = 4;
 const FLAG_SHARED = 8;
 const FLAG_TRACE_STATE = 64;
+const FLAG_TAG_KEYS = 128;
+
+/**
+ * The well-known tag keys (section 4.5), numbered from 1 in this order: a
+ * span with flag 128 writes each tag key as its number here, or as 0 and
+ * the key. The list only grows at its end.
+ */
+const TAG_KEYS = [
+  'component', 'node_id', 'zone', 'guid:x-request-id', 'guid:x-client-trace-id',
+  'http.url', 'http.method', 'http.protocol', 'user_agent', 'peer.address',
+  'request_size', 'response_size', 'upstream_cluster', 'upstream_address', 'http.status_code',
+  'grpc.status_code', 'response_flags', 'tls.client.identity', 'tls.client.subject', 'error',
+  'error.message', 'grpc.path', 'grpc.authority', 'grpc.content_type', 'grpc.timeout',
+  'grpc.message',
+].map((k) => Buffer.from(k, 'latin1'));
 
 /** Parent origins, (flags >> 4) & 3. */
 const ORIGIN_UNKNOWN = 0;
@@ -100,10 +115,11 @@ class Reader {
 /**
  * decode reads spanCount spans from buf and sanitizes them against now
  * (BigInt nanoseconds since the epoch). traceState says whether flag 64
- * is followed by a trace state (what the driver answered at Configure).
- * It throws a BatchError for a malformed batch.
+ * is followed by a trace state, tagKeys how many well-known tag keys the
+ * driver knows (what it answered at Configure: span_trace_state,
+ * span_tag_keys). It throws a BatchError for a malformed batch.
  */
-function decode(buf, spanCount, now, traceState) {
+function decode(buf, spanCount, now, traceState, tagKeys = 0) {
   const r = new Reader(buf);
   if (BigInt(spanCount) * BigInt(MIN_SPAN) > BigInt(buf.length)) {
     throw new BatchError(`span count ${spanCount} cannot fit in a batch of ${buf.length} bytes`);
@@ -140,8 +156,19 @@ function decode(buf, spanCount, now, traceState) {
     s.remotePort = r.u16('remote port');
     const tags = r.count('tag count', MIN_TAG);
     s.tags = [];
+    const numbered = tagKeys > 0 && (flags & FLAG_TAG_KEYS) !== 0;
     for (let t = 0; t < tags; t++) {
-      s.tags.push({ key: r.str('tag key'), value: r.str('tag value') });
+      let key;
+      if (numbered) {
+        const n = r.uvarint('tag key number');
+        if (n > BigInt(tagKeys)) {
+          throw new BatchError(`tag key number ${n} is beyond the ${tagKeys} well-known keys`);
+        }
+        key = n === 0n ? r.str('tag key') : TAG_KEYS[Number(n) - 1];
+      } else {
+        key = r.str('tag key');
+      }
+      s.tags.push({ key, value: r.str('tag value') });
     }
     const events = r.count('event count', MIN_EVENT);
     s.events = [];
@@ -220,8 +247,11 @@ class Writer {
   }
 }
 
-/** encode writes spans in the layout (section 4.3). */
-function encode(spans, traceState) {
+/**
+ * encode writes spans in the layout (section 4.3), for a decoder that
+ * reads trace states (traceState) and knows tagKeys well-known keys.
+ */
+function encode(spans, traceState, tagKeys = 0) {
   const w = new Writer();
   for (const s of spans) {
     w.u64(s.traceIdHigh);
@@ -237,6 +267,10 @@ function encode(spans, traceState) {
     if (withState) {
       flags |= FLAG_TRACE_STATE;
     }
+    const numbered = tagKeys > 0 && s.tags.length > 0;
+    if (numbered) {
+      flags |= FLAG_TAG_KEYS;
+    }
     w.u8(flags);
     w.str(s.name);
     w.str(s.localService);
@@ -246,7 +280,13 @@ function encode(spans, traceState) {
     w.u16(s.remotePort);
     w.uvarint(s.tags.length);
     for (const t of s.tags) {
-      w.str(t.key);
+      const n = numbered ? TAG_KEYS.findIndex((k) => k.equals(t.key)) + 1 : 0;
+      if (numbered) {
+        w.uvarint(n > 0 && n <= tagKeys ? n : 0);
+      }
+      if (!(n > 0 && n <= tagKeys)) {
+        w.str(t.key);
+      }
       w.str(t.value);
     }
     w.uvarint(s.events.length);
@@ -267,7 +307,7 @@ function hex16(v) {
 }
 
 module.exports = {
-  decode, encode, hex16, BatchError,
+  decode, encode, hex16, BatchError, TAG_KEYS,
   ORIGIN_UNKNOWN, ORIGIN_LOCAL, ORIGIN_REMOTE, KIND_SERVER, KIND_INTERNAL,
 };
 

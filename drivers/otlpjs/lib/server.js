@@ -9,7 +9,7 @@ const crypto = require('node:crypto');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const x509 = require('@peculiar/x509');
-const { decode, BatchError } = require('./batch.js');
+const { decode, BatchError, TAG_KEYS } = require('./batch.js');
 const otlp = require('./otlp.js');
 const status = require('./status.js');
 const config = require('./config.js');
@@ -105,6 +105,7 @@ class Driver {
       // The shared-memory ring is not taken: every batch comes inside Export.
       span_ring: false,
       span_trace_state: true,
+      span_tag_keys: TAG_KEYS.length,
     });
   }
 
@@ -121,7 +122,7 @@ class Driver {
     }
     let spans;
     try {
-      spans = decode(req.spans, req.span_count, BigInt(Date.now()) * 1000000n, true);
+      spans = decode(req.spans, req.span_count, BigInt(Date.now()) * 1000000n, true, TAG_KEYS.length);
     } catch (e) {
       if (e instanceof BatchError) {
         return cb(status.permanent(`malformed batch ${req.batch_id}: ${e.message}`));

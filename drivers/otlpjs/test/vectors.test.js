@@ -93,14 +93,15 @@ for (const name of names) {
     const v = JSON.parse(fs.readFileSync(path.join(dir, name + '.json'), 'utf8'));
     const batch = Buffer.from(fs.readFileSync(path.join(dir, name + '.hex'), 'utf8').replace(/\s+/g, ''), 'hex');
     const traceState = v.trace_state === true;
+    const tagKeys = v.tag_keys || 0;
     if (v.malformed) {
-      assert.throws(() => decode(batch, v.span_count, 0n, traceState), undefined, `a decoder must reject it: ${v.malformed}`);
+      assert.throws(() => decode(batch, v.span_count, 0n, traceState, tagKeys), undefined, `a decoder must reject it: ${v.malformed}`);
       return;
     }
-    const got = decode(batch, v.span_count, BigInt(v.now_unix_nano), traceState).map(spanToJSON);
+    const got = decode(batch, v.span_count, BigInt(v.now_unix_nano), traceState, tagKeys).map(spanToJSON);
     assert.deepStrictEqual(got, v.sanitized || v.spans);
     if (!v.decode_only) {
-      assert.strictEqual(encode(v.spans.map(spanFromJSON), traceState).toString('hex'), batch.toString('hex'));
+      assert.strictEqual(encode(v.spans.map(spanFromJSON), traceState, tagKeys).toString('hex'), batch.toString('hex'));
     }
   });
 }
