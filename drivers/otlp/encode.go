@@ -65,7 +65,51 @@ type encoder struct {
 	tags   []sdk.Tag
 	fix    sdk.Span
 	groups []group
+	// kept is, per well-known tag key (sdk.TagKeyNumber) and kind of
+	// span (keptKind), the last value written for it and the attributes
+	// it was written as.
+	kept [sdk.TagKeyCount + 1][3]keptAttr
 }
+
+// keptKind is where encoder.kept keeps a span's tags by its kind: server
+// and client spans apart (a sidecar's ingress and egress spans alternate,
+// with different values and, for a URL or a peer address, different
+// attributes), every other kind together: attrnames.TranslateTag tells
+// kinds apart no further (TestKeptKindSlots holds it to that).
+func keptKind(k sdk.Kind) int {
+	switch k {
+	case sdk.KindServer:
+		return 0
+	case sdk.KindClient:
+		return 1
+	}
+	return 2
+}
+
+// keptAttr is what a tag with a well-known key was last written as: most
+// of a proxy's tags (component, node_id, the method, the protocol, the
+// user agent, the cluster, the status, ...) are the same span after span,
+// and writing one again from what it was written as, after comparing its
+// value, is a copy where translating, checking and encoding it was about
+// 300 instructions (make bench-instr).
+type keptAttr struct {
+	ok bool
+	// misses counts misses in a row; after maxMisses, the key is left
+	// alone for rest spans: its values keep changing (a request id, a
+	// URL), and keeping them cost a copy each.
+	misses uint8
+	rest   uint16
+	value  []byte // the tag's value
+	enc    []byte // its attributes, encoded (fields fSpanAttributes)
+}
+
+// How a keptAttr gives up on a key whose values keep changing, and the
+// longest value kept.
+const (
+	maxMisses    = 4
+	restSpans    = 256
+	maxKeptValue = 256
+)
 
 type group struct {
 	service string
@@ -97,17 +141,20 @@ func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
 		dst = appendString(dst, fScopeVersion, valid(e.m.version))
 		for _, i := range g.spans {
 			s := &spans[i]
-			var name string
-			e.tags, name = attrnames.Translate(e.tags[:0], s, e.m.mode)
-			// Strings are checked for UTF-8 here, once; the writing
-			// takes them as valid.
-			if !spanValid(s) {
-				s, name = e.repair(s, name, e.tags)
-			}
 			dst = appendTag(dst, fScopeSpansSpans, protowire.BytesType)
 			at := len(dst)
 			dst = append(dst, make([]byte, spanLenBytes)...)
-			dst = appendSpan(dst, s, name, e.tags)
+			var ok bool
+			if dst, ok = e.appendSpanKept(dst, s); !ok {
+				var name string
+				e.tags, name = attrnames.Translate(e.tags[:0], s, e.m.mode)
+				// Strings are checked for UTF-8 here, once; the writing
+				// takes them as valid.
+				if !spanValid(s) {
+					s, name = e.repair(s, name, e.tags)
+				}
+				dst = appendSpan(dst, s, name, e.tags)
+			}
 			dst = putLength(dst, at, spanLenBytes)
 		}
 		// Inner first: moving the scope's bytes does not move the
@@ -116,6 +163,74 @@ func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
 		dst = putLength(dst, rs, groupLenBytes)
 	}
 	return dst
+}
+
+// appendSpanKept appends s as appendSpan does, writing each tag whose
+// key is well-known and whose value is the one written last for it (in a
+// span of the same keptKind) from the bytes it was written as. false, with
+// dst as it was: a string of s is not ASCII (the caller's path checks and
+// repairs UTF-8).
+func (e *encoder) appendSpanKept(dst []byte, s *sdk.Span) ([]byte, bool) {
+	bits := utf8scan.OrBytes(utf8scan.OrBytes(utf8scan.OrBytes(0, s.Name), s.Remote.Service), s.TraceState)
+	for _, ev := range s.Events {
+		bits = utf8scan.OrBytes(bits, ev.Value)
+	}
+	if !utf8scan.ASCII(bits) {
+		return dst, false
+	}
+	start := len(dst)
+	name, errType := attrnames.Naming(s, e.m.mode)
+	dst = appendSpanHead(dst, s, name)
+	slot := keptKind(s.Kind)
+	for _, t := range s.Tags {
+		var k *keptAttr
+		if n := sdk.TagKeyNumber(t.Key); n != 0 { // a well-known key is ASCII
+			k = &e.kept[n][slot]
+			switch {
+			case k.rest > 0:
+				k.rest--
+				k = nil
+			case k.ok && string(k.value) == t.Value:
+				dst = append(dst, k.enc...)
+				k.misses = 0
+				continue
+			}
+		} else if !utf8scan.ASCII(utf8scan.OrBytes(0, t.Key)) {
+			return dst[:start], false
+		}
+		if !utf8scan.ASCII(utf8scan.OrBytes(0, t.Value)) {
+			return dst[:start], false
+		}
+		from := len(dst)
+		e.tags = attrnames.TranslateTag(e.tags[:0], t, s.Kind, e.m.mode)
+		for _, a := range e.tags {
+			dst = appendAttr(dst, fSpanAttributes, a.Key, a.Value)
+		}
+		if k != nil {
+			e.keep(k, t.Value, dst[from:])
+		}
+	}
+	if errType != "" {
+		dst = appendAttr(dst, fSpanAttributes, "error.type", errType)
+	}
+	return appendSpanTail(dst, s), true
+}
+
+// keep notes that a tag with value was written as enc.
+func (e *encoder) keep(k *keptAttr, value string, enc []byte) {
+	if k.ok {
+		if k.misses++; k.misses >= maxMisses {
+			*k = keptAttr{rest: restSpans, value: k.value[:0], enc: k.enc[:0]}
+			return
+		}
+	}
+	if len(value) > maxKeptValue {
+		k.ok = false
+		return
+	}
+	k.ok = true
+	k.value = append(k.value[:0], value...)
+	k.enc = append(k.enc[:0], enc...)
 }
 
 // putLength writes, at dst[at:], the varint length of what follows the
@@ -243,6 +358,15 @@ func (e *encoder) scopeSize() int {
 }
 
 func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
+	dst = appendSpanHead(dst, s, name)
+	for _, t := range tags {
+		dst = appendAttr(dst, fSpanAttributes, t.Key, t.Value)
+	}
+	return appendSpanTail(dst, s)
+}
+
+// appendSpanHead writes a span's fields before its attributes.
+func appendSpanHead(dst []byte, s *sdk.Span, name string) []byte {
 	dst = appendTag(dst, fSpanTraceID, protowire.BytesType)
 	dst = appendVarint(dst, 16)
 	dst = binary.BigEndian.AppendUint64(dst, s.TraceID.High)
@@ -270,9 +394,11 @@ func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
 		dst = appendTag(dst, fSpanEnd, protowire.Fixed64Type)
 		dst = protowire.AppendFixed64(dst, uint64(end))
 	}
-	for _, t := range tags {
-		dst = appendAttr(dst, fSpanAttributes, t.Key, t.Value)
-	}
+	return dst
+}
+
+// appendSpanTail writes a span's fields after its tags' attributes.
+func appendSpanTail(dst []byte, s *sdk.Span) []byte {
 	dst = appendRemote(dst, s)
 	for _, ev := range s.Events {
 		dst = appendTag(dst, fSpanEvents, protowire.BytesType)

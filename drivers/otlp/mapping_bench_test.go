@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,12 +48,14 @@ func TestEncoderMatchesMapper(t *testing.T) {
 		}
 	}
 	batches := map[string][]sdk.Span{
-		"canonical": drivertest.CanonicalTrace(time.Now()),
-		"proxy":     drivertest.ProxySpans(1, 20),
-		"odd":       odd,
-		"large":     large,
-		"bare":      bare,
-		"peers":     peers,
+		"canonical":     drivertest.CanonicalTrace(time.Now()),
+		"proxy":         drivertest.ProxySpans(1, 20),
+		"proxy by name": byName(drivertest.ProxySpans(1, 20)),
+		"kept":          keptSpans(),
+		"odd":           odd,
+		"large":         large,
+		"bare":          bare,
+		"peers":         peers,
 	}
 	resources := []map[string]string{nil, {"b": "2", "a": "1", "service.name": "override", "x\xff": "y\xfe"}}
 	for name, spans := range batches {
@@ -81,6 +84,85 @@ func TestEncoderMatchesMapper(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The encoder keeps a tag's attributes per slot of keptKind: within a
+// slot, every kind must translate every tag alike.
+func TestKeptKindSlots(t *testing.T) {
+	values := []string{"", "-", "GET", "200", "HTTP/1.1", "http://shop:8080/a/b?c=d", "https://h/", "10.0.0.1:5000", "[::1]:80", "/pkg.Svc/M", "x"}
+	all := []sdk.Kind{sdk.KindUnspecified, sdk.KindServer, sdk.KindClient, sdk.KindProducer, sdk.KindConsumer, sdk.KindInternal}
+	for _, mode := range modes {
+		for n := 1; n <= sdk.TagKeyCount; n++ {
+			for _, v := range values {
+				tag := sdk.Tag{Key: sdk.TagKeyName(n), Value: v}
+				first := map[int][]sdk.Tag{}
+				for _, k := range all {
+					got := attrnames.TranslateTag(nil, tag, k, mode)
+					if want, seen := first[keptKind(k)]; seen && !slices.Equal(got, want) {
+						t.Fatalf("%s %+v: kind %d gives %v, another kind of its slot %v", mode, tag, k, got, want)
+					}
+					first[keptKind(k)] = got
+				}
+			}
+		}
+	}
+}
+
+// byName gives spans keys with the bytes of their keys, not the SDK's
+// copies: the encoder then writes every tag anew.
+func byName(spans []sdk.Span) []sdk.Span {
+	for i := range spans {
+		spans[i].Tags = slices.Clone(spans[i].Tags)
+		for j := range spans[i].Tags {
+			spans[i].Tags[j].Key = strings.Clone(spans[i].Tags[j].Key)
+		}
+	}
+	return spans
+}
+
+// keptSpans is a batch for the encoder's kept attributes (appendSpanKept):
+// kinds taking turns, a value changing with every span (the request id,
+// until its key is left alone, and again after), some every third, a
+// status and its error going back and forth, a value too long to keep, a
+// custom key, and strings that are not ASCII in the middle (valid UTF-8,
+// and not), which the other path writes.
+func keptSpans() []sdk.Span {
+	spans := drivertest.ProxySpans(1, 2*restSpans+40)
+	kinds := []sdk.Kind{sdk.KindServer, sdk.KindClient, sdk.KindServer, sdk.KindProducer, sdk.KindInternal}
+	for i := range spans {
+		s := &spans[i]
+		s.Kind = kinds[i%len(kinds)]
+		s.Tags = slices.Clone(s.Tags)
+		for j := range s.Tags {
+			switch s.Tags[j].Key {
+			case "guid:x-request-id":
+				s.Tags[j].Value = "req-" + strconv.Itoa(i)
+			case "http.url":
+				s.Tags[j].Value = "http://shop/" + strconv.Itoa(i/3) + "?q=" + strconv.Itoa(i%2)
+			case "http.status_code":
+				if i%7 == 3 {
+					s.Tags[j].Value, s.Error = "503", true
+				}
+			case "user_agent":
+				switch i {
+				case 100:
+					s.Tags[j].Value = "Zoë/1.0"
+				case 101:
+					s.Tags[j].Value = "bad\xff"
+				case 102:
+					s.Tags[j].Value = strings.Repeat("u", maxKeptValue+1)
+				}
+			}
+		}
+		s.Tags = append(s.Tags, sdk.Tag{Key: "tier", Value: "gold"})
+		if i == 50 {
+			s.Name = "naïve"
+		}
+		if i%11 == 0 {
+			s.Tags = append(s.Tags, sdk.Tag{Key: sdk.TagKeyName(22), Value: "/shop.Cart/Add"}) // grpc.path
+		}
+	}
+	return spans
 }
 
 // BenchmarkEncode is the driver's own CPU per span for a batch of 512

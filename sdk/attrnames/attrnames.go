@@ -56,84 +56,152 @@ func Parse(s string, def Mode) (Mode, error) {
 // Translate appends s's tags to dst in mode's names and returns them with
 // the span's name in that mode. s is not modified. The values are s's
 // strings or substrings of them, so the result lives as long as s does.
+// It is TranslateTag for each tag, then Naming's error.type.
 func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 	if mode == Envoy {
 		return append(dst, s.Tags...), s.Name
 	}
-	var method, status, rpc string
-	// One switch per tag, on what is to be done with it: it runs for
-	// every tag of every span in the driver's process. Tags without a
-	// semantic-convention name (component, node_id, guid:x-request-id,
-	// upstream_cluster, response_flags, custom tags, ...) keep theirs.
+	var f facts
 	for _, t := range s.Tags {
-		if mode == Both {
-			dst = append(dst, t)
-		}
-		a := actKeep
-		if n := sdk.TagKeyNumber(t.Key); n != 0 {
-			a = actions[n]
-		} else {
+		a := known(t.Key)
+		if a == actByName {
 			a = actionByName(t.Key)
 		}
-		switch a {
-		case actMethod:
-			method = t.Value
-			dst = append(dst, sdk.Tag{Key: "http.request.method", Value: t.Value})
-		case actStatus:
-			status = t.Value
-			dst = append(dst, sdk.Tag{Key: "http.response.status_code", Value: t.Value})
-		case actRequestSize:
-			dst = append(dst, sdk.Tag{Key: "http.request.body.size", Value: t.Value})
-		case actResponseSize:
-			dst = append(dst, sdk.Tag{Key: "http.response.body.size", Value: t.Value})
-		case actGRPCStatus:
-			dst = append(dst, sdk.Tag{Key: "rpc.grpc.status_code", Value: t.Value})
-		case actURL:
-			dst = appendURL(dst, t.Value, s.Kind)
-		case actProtocol:
-			if v, ok := strings.CutPrefix(t.Value, "HTTP/"); ok {
-				dst = append(dst, sdk.Tag{Key: "network.protocol.name", Value: "http"}, sdk.Tag{Key: "network.protocol.version", Value: v})
-			}
-		case actUserAgent:
-			if t.Value != "-" && t.Value != "" {
-				dst = append(dst, sdk.Tag{Key: "user_agent.original", Value: t.Value})
-			}
-		case actPeer:
-			if s.Kind == sdk.KindServer {
-				dst = append(dst, sdk.Tag{Key: "client.address", Value: hostOf(t.Value)})
-			}
-		case actGRPCPath:
-			// /package.Service/Method: OpenTelemetry's RPC conventions.
-			rpc = strings.TrimPrefix(t.Value, "/")
-			service, m, _ := strings.Cut(rpc, "/")
-			dst = append(dst, sdk.Tag{Key: "rpc.system", Value: "grpc"}, sdk.Tag{Key: "rpc.service", Value: service},
-				sdk.Tag{Key: "rpc.method", Value: m})
-		case actStatusOnly:
-			// The span's status carries both: OTLP's STATUS_CODE_ERROR
-			// and its message.
-		default:
-			if mode == OTel {
-				dst = append(dst, t)
-			}
-		}
+		f.note(a, t.Value)
+		dst = translateTag(dst, t, s.Kind, mode, a)
 	}
 	if s.Error {
-		dst = append(dst, sdk.Tag{Key: "error.type", Value: errorType(status, s.Kind)})
+		dst = append(dst, sdk.Tag{Key: "error.type", Value: errorType(f.status, s.Kind)})
 	}
+	return dst, f.name(s, mode)
+}
+
+// TranslateTag appends to dst the tags that t, a tag of a span of kind,
+// becomes in mode: what Translate does with each tag, for a driver that
+// keeps what a tag encodes to (the tags it becomes depend on nothing
+// else). Naming gives the rest of Translate's work.
+func TranslateTag(dst []sdk.Tag, t sdk.Tag, kind sdk.Kind, mode Mode) []sdk.Tag {
+	if mode == Envoy {
+		return append(dst, t)
+	}
+	return translateTag(dst, t, kind, mode, actionOf(t.Key))
+}
+
+// Naming returns the span's name in mode and the error.type Translate
+// appends after its tags ("" when it appends none): what Translate derives
+// from the span as a whole.
+func Naming(s *sdk.Span, mode Mode) (name, errType string) {
+	if mode == Envoy {
+		return s.Name, ""
+	}
+	var f facts
+	for _, t := range s.Tags {
+		a := known(t.Key)
+		if a == actByName {
+			a = actionByName(t.Key)
+		}
+		f.note(a, t.Value)
+	}
+	if s.Error {
+		errType = errorType(f.status, s.Kind)
+	}
+	return f.name(s, mode), errType
+}
+
+// facts are what a span's name and error.type are made of: the last
+// method, status and gRPC path among its tags.
+type facts struct{ method, status, rpc string }
+
+func (f *facts) note(a action, v string) {
+	switch a {
+	case actMethod:
+		f.method = v
+	case actStatus:
+		f.status = v
+	case actGRPCPath:
+		f.rpc = strings.TrimPrefix(v, "/")
+	}
+}
+
+func (f *facts) name(s *sdk.Span, mode Mode) string {
 	switch {
 	case mode == Both, !DefaultName(s.Name):
 		// A name the operator chose (a route's operation) stays, in
 		// every naming, as Envoy's OpenTelemetry tracer keeps a route's
 		// decorator.
-		return dst, s.Name
-	case rpc != "":
+		return s.Name
+	case f.rpc != "":
 		// An RPC span is named package.Service/Method.
-		return dst, rpc
-	case method == "":
-		return dst, s.Name
+		return f.rpc
+	case f.method == "":
+		return s.Name
 	}
-	return dst, method
+	return f.method
 }
+
+// translateTag is TranslateTag for a tag whose action is a, in the
+// OpenTelemetry modes. One switch per tag, on what is to be done with it:
+// it runs for every tag of every span in the driver's process. Tags
+// without a semantic-convention name (component, node_id,
+// guid:x-request-id, upstream_cluster, response_flags, custom tags, ...)
+// keep theirs.
+func translateTag(dst []sdk.Tag, t sdk.Tag, kind sdk.Kind, mode Mode, a action) []sdk.Tag {
+	if mode == Both {
+		dst = append(dst, t)
+	}
+	switch a {
+	case actMethod:
+		dst = append(dst, sdk.Tag{Key: "http.request.method", Value: t.Value})
+	case actStatus:
+		dst = append(dst, sdk.Tag{Key: "http.response.status_code", Value: t.Value})
+	case actRequestSize:
+		dst = append(dst, sdk.Tag{Key: "http.request.body.size", Value: t.Value})
+	case actResponseSize:
+		dst = append(dst, sdk.Tag{Key: "http.response.body.size", Value: t.Value})
+	case actGRPCStatus:
+		dst = append(dst, sdk.Tag{Key: "rpc.grpc.status_code", Value: t.Value})
+	case actURL:
+		dst = appendURL(dst, t.Value, kind)
+	case actProtocol:
+		if v, ok := strings.CutPrefix(t.Value, "HTTP/"); ok {
+			dst = append(dst, sdk.Tag{Key: "network.protocol.name", Value: "http"}, sdk.Tag{Key: "network.protocol.version", Value: v})
+		}
+	case actUserAgent:
+		if t.Value != "-" && t.Value != "" {
+			dst = append(dst, sdk.Tag{Key: "user_agent.original", Value: t.Value})
+		}
+	case actPeer:
+		if kind == sdk.KindServer {
+			dst = append(dst, sdk.Tag{Key: "client.address", Value: hostOf(t.Value)})
+		}
+	case actGRPCPath:
+		// /package.Service/Method: OpenTelemetry's RPC conventions.
+		service, m, _ := strings.Cut(strings.TrimPrefix(t.Value, "/"), "/")
+		dst = append(dst, sdk.Tag{Key: "rpc.system", Value: "grpc"}, sdk.Tag{Key: "rpc.service", Value: service},
+			sdk.Tag{Key: "rpc.method", Value: m})
+	case actStatusOnly:
+		// The span's status carries both: OTLP's STATUS_CODE_ERROR
+		// and its message.
+	default:
+		if mode == OTel {
+			dst = append(dst, t)
+		}
+	}
+	return dst
+}
+
+// actionOf is what Translate does with a tag of this key: read from an
+// array for a well-known key (sdk.TagKeyNumber), by name for the others.
+// The array's read is inlined where actionOf is called in a loop.
+func actionOf(key string) action {
+	if a := known(key); a != actByName {
+		return a
+	}
+	return actionByName(key)
+}
+
+// known is the action of a well-known key, or actByName for another.
+func known(key string) action { return actions[sdk.TagKeyNumber(key)] }
 
 // action is what Translate does with a tag, by its key.
 type action uint8
@@ -151,6 +219,7 @@ const (
 	actPeer
 	actGRPCPath
 	actStatusOnly // error, error.message: the span's status says them
+	actByName     // a key that is not well-known: look it up by name
 )
 
 func actionByName(key string) action {
@@ -186,6 +255,7 @@ func actionByName(key string) action {
 // actions are read from here, and only other keys are compared by name.
 // The string switch cost about 70 instructions a tag (make bench-instr).
 var actions = func() (a [sdk.TagKeyCount + 1]action) {
+	a[0] = actByName
 	for n := 1; n <= sdk.TagKeyCount; n++ {
 		a[n] = actionByName(sdk.TagKeyName(n))
 	}

@@ -996,12 +996,13 @@ func abs(v int64) int64 {
 
 // ProxySpans returns n spans shaped like the ones tracehop's proxy makes
 // (Envoy's 14 tags, a remote endpoint), each in its own trace, for driver
-// benchmarks.
+// benchmarks. Their keys are the SDK's copies of the well-known keys
+// (sdk.TagKeyNumber knows them), as a batch from tracehop decodes to.
 func ProxySpans(first uint64, n int) []sdk.Span {
 	out := Spans(first, n)
 	for i := range out {
 		out[i].Name = "checkavailability"
-		out[i].Tags = []sdk.Tag{
+		out[i].Tags = wellKnown([]sdk.Tag{
 			{Key: "component", Value: "proxy"}, {Key: "node_id", Value: "service1-sidecar"}, {Key: "zone", Value: "local"},
 			{Key: "guid:x-request-id", Value: "6a3e0c5e-4b43-4b3b-9d2c-3f0e6c1d2b7a"},
 			{Key: "http.url", Value: "http://localhost:8000/trace/1"}, {Key: "http.method", Value: "GET"},
@@ -1009,10 +1010,22 @@ func ProxySpans(first uint64, n int) []sdk.Span {
 			{Key: "peer.address", Value: "127.0.0.1"}, {Key: "request_size", Value: "0"}, {Key: "response_size", Value: "112"},
 			{Key: "upstream_cluster", Value: "service1"}, {Key: "upstream_address", Value: "127.0.0.1:8080"},
 			{Key: "http.status_code", Value: "200"},
-		}
+		})
 		out[i].Remote = sdk.Endpoint{Service: "front-proxy", IP: netip.MustParseAddr("127.0.0.1"), Port: 8000}
 	}
 	return out
+}
+
+// wellKnown makes each key of tags that is a well-known key the SDK's copy.
+func wellKnown(tags []sdk.Tag) []sdk.Tag {
+	for i := range tags {
+		for n := 1; n <= sdk.TagKeyCount; n++ {
+			if sdk.TagKeyName(n) == tags[i].Key {
+				tags[i].Key = sdk.TagKeyName(n)
+			}
+		}
+	}
+	return tags
 }
 
 // SustainResult is what Sustain measured.
