@@ -185,9 +185,26 @@ type tagPlan struct {
 
 // tagStep writes one tag: the quoted key text[start:end] and the value of
 // the span's tag at index tag (-1: error=true, added).
+//
+// It also keeps the value it wrote last, quoted: most of a proxy's tag
+// values (component, node_id, the method, the protocol, the user agent,
+// the cluster, the status, ...) are the same span after span, and
+// comparing a value is cheaper than checking it for escaping again. A
+// step whose values keep changing (a request id) stops keeping them after
+// maxMisses in a row.
 type tagStep struct {
 	start, end, tag int
+	kept            bool
+	misses          uint8
+	value, quoted   []byte
 }
+
+// How a tagStep gives up on values that keep changing, and the longest
+// value it keeps.
+const (
+	maxMisses    = 4
+	maxKeptValue = 256
+)
 
 // appendTags writes the tags as the map ToModel builds: keys sorted as
 // encoding/json sorts them, a later tag winning over an earlier one with
@@ -197,15 +214,31 @@ func (p *tagPlan) appendTags(dst []byte, s *sdk.Span) []byte {
 		p.plan(s)
 	}
 	dst = append(dst, `,"tags":{`...)
-	for i, st := range p.steps {
+	for i := range p.steps {
+		st := &p.steps[i]
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, p.text[st.start:st.end]...)
 		if st.tag < 0 {
 			dst = append(dst, `"true"`...)
-		} else {
-			dst = appendJSONString(dst, s.Tags[st.tag].Value)
+			continue
+		}
+		v := s.Tags[st.tag].Value
+		if st.kept && string(st.value) == v {
+			dst = append(dst, st.quoted...)
+			st.misses = 0
+			continue
+		}
+		from := len(dst)
+		dst = appendJSONString(dst, v)
+		if st.kept {
+			st.misses++
+		}
+		st.kept = st.misses < maxMisses && len(v) <= maxKeptValue
+		if st.kept {
+			st.value = append(st.value[:0], v...)
+			st.quoted = append(st.quoted[:0], dst[from:]...)
 		}
 	}
 	return append(dst, '}')
@@ -274,7 +307,14 @@ func (p *tagPlan) plan(s *sdk.Span) {
 		}
 		start := len(p.text)
 		p.text = append(appendJSONString(p.text, t.key), ':')
-		p.steps = append(p.steps, tagStep{start: start, end: len(p.text), tag: t.tag})
+		// A step's kept memory is reused from the plan before.
+		if len(p.steps) < cap(p.steps) {
+			p.steps = p.steps[:len(p.steps)+1]
+		} else {
+			p.steps = append(p.steps, tagStep{})
+		}
+		st := &p.steps[len(p.steps)-1]
+		*st = tagStep{start: start, end: len(p.text), tag: t.tag, value: st.value[:0], quoted: st.quoted[:0]}
 	}
 }
 

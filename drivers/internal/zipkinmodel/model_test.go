@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +115,25 @@ func TestAppendJSONLinesAndListMatchOneByOne(t *testing.T) {
 	spans[8].Tags = nil
 	spans[9].Tags, spans[9].Error = nil, true
 	spans[10].Tags = append(spans[10].Tags, spans[10].Tags[0]) // a duplicate key, the later wins
+	// Values the steps keep, and values that change: one every span (the
+	// request id, given up on after a few), one byte apart at the same
+	// length, back to an earlier value, not UTF-8, too long to keep.
+	for i := range 40 {
+		s := drivertest.ProxySpans(uint64(20+i), 1)[0]
+		s.Tags[3].Value = fmt.Sprintf("req-%03d", i)
+		if i%3 == 0 {
+			s.Tags[5].Value = "PUT"
+		}
+		switch i {
+		case 10:
+			s.Tags[7].Value = "curl/8.5.1"
+		case 11:
+			s.Tags[7].Value = "bad\xff<tag>"
+		case 12:
+			s.Tags[7].Value = strings.Repeat("u\u2028", 100)
+		}
+		spans = append(spans, s)
+	}
 	var lines, list []byte
 	list = append(list, '[')
 	for i := range spans {
