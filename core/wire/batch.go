@@ -293,6 +293,27 @@ func (r *batchReader) countVarint(what string, minSize int) int {
 // str returns a string that aliases the buffer: the caller must keep the
 // buffer alive and unchanged for as long as the string is used.
 func (r *batchReader) str(what string) string {
+	if s, ok := r.shortStr(); ok {
+		return s
+	}
+	return r.strSlow(what)
+}
+
+// shortStr is str for a string under 128 bytes (a one-byte length), nearly
+// every one, small enough to be inlined where decodeBatch reads tag values;
+// false leaves the rest, and every error, to strSlow. (After an error it
+// may still read one; the error stays, and the span is dropped.)
+func (r *batchReader) shortStr() (string, bool) {
+	if off := r.off; off < len(r.buf) {
+		if n := int(r.buf[off]); n < 0x80 && n < len(r.buf)-off {
+			r.off = off + 1 + n
+			return unsafe.String(unsafe.SliceData(r.buf[off+1:]), n), true
+		}
+	}
+	return "", false
+}
+
+func (r *batchReader) strSlow(what string) string {
 	n, ok := r.short(1)
 	if !ok {
 		n = r.countVarint(what, 1)
@@ -304,6 +325,10 @@ func (r *batchReader) str(what string) string {
 	r.off += n
 	return s
 }
+
+// spanFixed is the length of a span's fixed fields: ids, times, kind and
+// flags.
+const spanFixed = 6*8 + 2
 
 // writtenKey reads a tag key of a span with flag 128 that is not one of
 // the numbers this decoder knows (decodeBatch reads those): a 0 and the
@@ -373,21 +398,31 @@ func (d *Decoder) Release() {
 // decodeBatch appends tags to the tags slab it is given while it has room,
 // and returns the last slab it used, for reuse.
 func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now func() time.Time) ([]core.Span, []core.Tag, error) {
-	const minSpan = 48 + 2 + 3 + 1 + 2 + 2 // fixed fields and empty strings, ip and counts
+	const minSpan = spanFixed + 3 + 1 + 2 + 2 // fixed fields and empty strings, ip and counts
 	if count < 0 || count > len(buf)/minSpan {
 		return dst, tags, fmt.Errorf("%w: %d spans cannot fit in %d bytes", ErrMalformedBatch, count, len(buf))
 	}
 	r := &batchReader{buf: buf}
 	for range count {
-		var s core.Span
-		s.TraceID.High = r.u64("trace id")
-		s.TraceID.Low = r.u64("trace id")
-		s.SpanID = core.SpanID(r.u64("span id"))
-		s.ParentID = core.SpanID(r.u64("parent id"))
-		s.StartUnixNano = int64(r.u64("start"))
-		s.Duration = time.Duration(r.u64("duration"))
-		s.Kind = core.Kind(r.byte1("kind"))
-		flags := r.byte1("flags")
+		// Decoded in place: a span is some 200 bytes to copy.
+		dst = append(dst, core.Span{})
+		s := &dst[len(dst)-1]
+		// The fixed fields at once, with one bounds check. (A span starts
+		// with no error: decoding stops at the first.)
+		if len(buf)-r.off < spanFixed {
+			r.fail("the fixed fields of a span")
+			return dst[:len(dst)-1], tags, r.err
+		}
+		f := buf[r.off : r.off+spanFixed]
+		s.TraceID.High = binary.LittleEndian.Uint64(f[0:])
+		s.TraceID.Low = binary.LittleEndian.Uint64(f[8:])
+		s.SpanID = core.SpanID(binary.LittleEndian.Uint64(f[16:]))
+		s.ParentID = core.SpanID(binary.LittleEndian.Uint64(f[24:]))
+		s.StartUnixNano = int64(binary.LittleEndian.Uint64(f[32:]))
+		s.Duration = time.Duration(binary.LittleEndian.Uint64(f[40:]))
+		s.Kind = core.Kind(f[48])
+		flags := f[49]
+		r.off += spanFixed
 		s.Error, s.Sampled = flags&flagError != 0, flags&flagSampled != 0
 		s.Debug, s.Shared = flags&flagDebug != 0, flags&flagShared != 0
 		s.ParentOrigin = core.ParentOrigin(flags & parentOriginMask >> parentOriginShift) // 3 (reserved): Sanitize makes it unknown
@@ -427,7 +462,11 @@ func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now fu
 				default:
 					k = r.writtenKey()
 				}
-				tags = append(tags, core.Tag{Key: k, Value: r.str("tag value")})
+				v, ok := r.shortStr()
+				if !ok {
+					v = r.strSlow("tag value")
+				}
+				tags = append(tags, core.Tag{Key: k, Value: v})
 			}
 			s.Tags = tags[start:len(tags):len(tags)]
 		}
@@ -441,10 +480,9 @@ func decodeBatch(dst []core.Span, tags []core.Tag, buf []byte, count int, now fu
 			s.TraceState = r.str("trace state")
 		}
 		if r.err != nil {
-			return dst, tags, r.err
+			return dst[:len(dst)-1], tags, r.err
 		}
 		s.Sanitize(now)
-		dst = append(dst, s)
 	}
 	if r.off != len(buf) {
 		return dst, tags, fmt.Errorf("%w: %d bytes left after %d spans", ErrMalformedBatch, len(buf)-r.off, count)
