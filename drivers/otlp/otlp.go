@@ -206,7 +206,9 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		return sdk.Permanent(errors.New("otlp driver is not configured or already shut down"))
 	}
 	enc, _ := d.buffers.Get().(*pooledEncoder)
-	if enc == nil {
+	if enc == nil || enc.m != d.mapper {
+		// A new encoder, also after a Configure: what an encoder keeps
+		// (its kept attributes) was written for its mapper's naming.
 		enc = &pooledEncoder{encoder: encoder{m: d.mapper}}
 	}
 	enc.buf = enc.appendRequest(enc.buf[:0], spans)
