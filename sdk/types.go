@@ -173,8 +173,9 @@ func ValidUTF8(s string) string {
 const TagKeyCount = wire.TagKeyCount
 
 // TagKeyNumber returns the number of a well-known tag key when key is the
-// SDK's own copy of it, as every such key of a span the SDK decoded is,
-// and 0 for any other string, even an equal one. It looks at where the
+// SDK's own copy of it, as every key the host sent as a number is, and 0
+// for any other string, even an equal one (a key written out: a custom tag
+// called zone, or a batch from a host that numbers no keys). It looks at where the
 // string lies, not at its bytes, so it costs a few instructions: a driver
 // keeps work it does per key (a translation, a check) in an array indexed
 // by it, and does it by name only for the other keys.
@@ -183,3 +184,8 @@ func TagKeyNumber(key string) int { return wire.TagKeyNumber(key) }
 // TagKeyName returns the SDK's copy of well-known key number n (1 up to
 // TagKeyCount), or "" for another n: what a driver fills its arrays from.
 func TagKeyName(n int) string { return wire.TagKeyName(n) }
+
+// WellKnownKey returns the SDK's copy of name when name is a well-known
+// key, and name itself otherwise: for spans a driver's tests make by hand
+// to carry keys as a decoded batch does.
+func WellKnownKey(name string) string { return wire.WellKnown(name) }

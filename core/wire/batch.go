@@ -30,15 +30,15 @@ import (
 // follows its events; 128 says the span's tag keys are written as numbers
 // (keys.go). Kinds are core.Kind's values.
 //
-// Growing the layout without a new protocol version: a decoder ignores the
-// flag bits it does not know, and a flag's zero means "nothing said". So a
-// host and a driver built from different versions still read each other's
-// batches: an older driver ignores the parent's origin, and a driver reading
-// an older host's batch sees ParentUnknown and falls back to the span's
-// kind. A new field is written only to a driver whose decoder said at
-// Configure that it reads it (ConfigureResponse.span_trace_state and
-// span_tag_keys, which the SDK sets): a Layout says what a driver reads,
-// and AppendBatchLayout writes for it. Anything else needs a new
+// Growing the layout without a new protocol version: a flag's zero means
+// "nothing said", and the parent's origin arrived as flag bits an older
+// decoder ignores (a driver reading an older host's batch sees
+// ParentUnknown and falls back to the span's kind). All eight bits are now
+// taken, so the layout grows only as the trace state (flag 64) and the
+// numbered keys (flag 128) did: written only to a driver whose decoder
+// said at Configure that it reads them (ConfigureResponse.span_trace_state
+// and span_tag_keys, which the SDK sets). A Layout says what a driver
+// reads, and AppendBatchLayout writes for it. Anything else needs a new
 // ProtocolVersion.
 
 // Span flag bits in the batch layout.
@@ -67,12 +67,6 @@ var ErrMalformedBatch = errors.New("malformed span batch")
 // decoder reads: without trace states, every tag key written out.
 func AppendBatch(dst []byte, spans []core.Span) []byte {
 	return AppendBatchLayout(dst, spans, Layout{})
-}
-
-// AppendBatchTraceState is AppendBatch with each span's trace state (flag
-// 64), for a driver whose decoder reads it (ConfigureResponse.span_trace_state).
-func AppendBatchTraceState(dst []byte, spans []core.Span) []byte {
-	return AppendBatchLayout(dst, spans, Layout{TraceState: true})
 }
 
 // AppendBatchLayout appends spans to dst in the batch layout, for a
@@ -330,17 +324,29 @@ func (r *batchReader) strSlow(what string) string {
 // flags.
 const spanFixed = 6*8 + 2
 
-// writtenKey reads a tag key of a span with flag 128 that is not one of
-// the numbers this decoder knows (decodeBatch reads those): a 0 and the
-// key, or else a malformed batch. A number is not a length, so no count check applies; every
-// number in the table is one byte, and a longer varint is beyond it.
+// writtenKey reads a tag key of a span with flag 128 that decodeBatch did
+// not read inline as a one-byte number: 0 and the key, or a number written
+// in more bytes than it needs (a decoder accepts those, section 4.2). A
+// number is not a length, so no count check applies; one beyond the
+// table makes the batch malformed.
 func (r *batchReader) writtenKey() string {
-	if r.err != nil || r.off >= len(r.buf) || r.buf[r.off] != 0 {
-		r.fail("tag key number")
+	if r.err != nil {
 		return ""
 	}
-	r.off++
-	return r.str("tag key")
+	n, size := binary.Uvarint(r.buf[r.off:])
+	switch {
+	case size <= 0:
+		r.fail("tag key number")
+		return ""
+	case n > TagKeyCount:
+		r.fail("tag key number beyond the well-known keys")
+		return ""
+	}
+	r.off += size
+	if n == 0 {
+		return r.str("tag key")
+	}
+	return tagKeys[n]
 }
 
 // DecodeBatch decodes count spans from buf, appends them to dst and
@@ -390,7 +396,7 @@ func (d *Decoder) Decode(buf []byte, count int, now func() time.Time) ([]core.Sp
 // Release drops the decoder's references into the last batch's buffer, so
 // that an idle decoder does not keep it alive.
 func (d *Decoder) Release() {
-	clear(d.spans)
+	clear(d.spans[:cap(d.spans)]) // a failed decode leaves a span past len
 	d.spans = d.spans[:0]
 	clear(d.tags[:cap(d.tags)])
 }

@@ -63,7 +63,6 @@ const keySlot = 32
 
 var (
 	keyText string
-	keyBase uintptr // where keyText's bytes are
 	tagKeys [TagKeyCount + 1]string
 	keyLen  [TagKeyCount + 1]uint8
 )
@@ -77,7 +76,6 @@ func init() {
 		copy(b[i*keySlot:], k)
 	}
 	keyText = string(b)
-	keyBase = uintptr(unsafe.Pointer(unsafe.StringData(keyText)))
 	for i, k := range tagKeyNames {
 		tagKeys[i+1] = keyText[i*keySlot : i*keySlot+len(k)]
 		keyLen[i+1] = uint8(len(k))
@@ -89,12 +87,22 @@ func init() {
 // package variables set from it. It panics when name is not in the table:
 // it is meant for constants, where a test then fails at once.
 func TagKey(name string) string {
+	if k := WellKnown(name); TagKeyNumber(k) != 0 {
+		return k
+	}
+	panic("wire.TagKey: " + name + " is not a well-known tag key")
+}
+
+// WellKnown returns the table's own copy of name when name is a
+// well-known key, and name itself otherwise: for spans made by hand (tests,
+// benchmarks) to carry keys as a decoded batch does.
+func WellKnown(name string) string {
 	for _, k := range tagKeys[1:] {
 		if k == name {
 			return k
 		}
 	}
-	panic("wire.TagKey: " + name + " is not a well-known tag key")
+	return name
 }
 
 // TagKeyNumber returns the number of key when key is the table's own copy
@@ -106,7 +114,7 @@ func TagKeyNumber(key string) int {
 	// A pointer compared as a number, never turned back into one: the
 	// table's text is never freed (a package variable holds it) and Go
 	// does not move heap memory.
-	off := uintptr(unsafe.Pointer(unsafe.StringData(key))) - keyBase
+	off := uintptr(unsafe.Pointer(unsafe.StringData(key))) - uintptr(unsafe.Pointer(unsafe.StringData(keyText)))
 	if off >= TagKeyCount*keySlot || off%keySlot != 0 {
 		return 0
 	}

@@ -419,15 +419,31 @@ func vectors() []vector {
 			name: "tag_keys",
 			description: "For a driver that said at Configure it knows the 26 well-known tag keys (span_tag_keys: 26): flag 128 (flags 0x82: sampled, numbered keys), " +
 				"then each tag's key as its number in the table (component is 01, http.method 07, http.status_code 0f) or as 00 and the key itself (tier, a custom tag); " +
-				"a span without tags is written as for any driver.",
+				"a span without tags is written as for any driver; the third span has every well-known key, in the table's order, each value its number.",
 			spans: []core.Span{
 				child(1, core.Span{Name: "numbered", Sampled: true, Tags: []core.Tag{
 					{Key: wire.TagKey("component"), Value: "proxy"}, {Key: wire.TagKey("http.method"), Value: "GET"},
 					{Key: "tier", Value: "gold"}, {Key: wire.TagKey("http.status_code"), Value: "200"},
 				}}),
 				child(2, core.Span{Name: "no tags", Sampled: true}),
+				child(3, core.Span{Name: "every key", Tags: everyTagKey()}),
 			},
 			layout: wire.Layout{TagKeys: wire.TagKeyCount},
+		},
+		{
+			name: "tag_keys_long_varints",
+			description: "Numbered keys written longer than they need be: component's number 1 as 81 00, and the 0 before a key written out as 80 00. " +
+				"A decoder accepts them (decode only: an encoder writes 01 and 00).",
+			spans: []core.Span{child(1, core.Span{Name: "long", Tags: []core.Tag{
+				{Key: wire.TagKey("component"), Value: "proxy"}, {Key: "tier", Value: "gold"},
+			}})},
+			layout: wire.Layout{TagKeys: wire.TagKeyCount},
+			patch: func(b []byte) []byte {
+				at := bytes.Index(b, []byte("\x05proxy")) - 1 // component's number
+				b = slices.Concat(b[:at], []byte{0x81, 0x00}, b[at+1:])
+				zero := bytes.Index(b, []byte("\x04tier")) - 1 // the 0 before tier
+				return slices.Concat(b[:zero], []byte{0x80, 0x00}, b[zero+1:])
+			},
 		},
 		{
 			name: "trace_state",
@@ -728,14 +744,20 @@ func TestVectors(t *testing.T) {
 // from JSON has the bytes, not the identity.
 func tableKeys(spans []core.Span) {
 	for i := range spans {
-		for j, tag := range spans[i].Tags {
-			for n := 1; n <= wire.TagKeyCount; n++ {
-				if wire.TagKeyName(n) == tag.Key {
-					spans[i].Tags[j].Key = wire.TagKeyName(n)
-				}
-			}
+		for j := range spans[i].Tags {
+			spans[i].Tags[j].Key = wire.WellKnown(spans[i].Tags[j].Key)
 		}
 	}
+}
+
+// everyTagKey is a tag for each well-known key, in the table's order,
+// each value naming its number.
+func everyTagKey() []core.Tag {
+	tags := make([]core.Tag, 0, wire.TagKeyCount)
+	for n := 1; n <= wire.TagKeyCount; n++ {
+		tags = append(tags, core.Tag{Key: wire.TagKeyName(n), Value: strconv.Itoa(n)})
+	}
+	return tags
 }
 
 func spansOf(t *testing.T, vs []vectorSpan) []core.Span {

@@ -155,13 +155,18 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}
 }
 
+// withTraceState encodes spans for a driver that reads trace states.
+func withTraceState(spans []core.Span) []byte {
+	return wire.AppendBatchLayout(nil, spans, wire.Layout{TraceState: true})
+}
+
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add(wire.AppendBatch(nil, sampleSpans()), 2)
 	f.Add(wire.AppendBatch(nil, sampleSpans()[:1]), 1)
 	f.Add([]byte{}, 0)
 	withState := sampleSpans()
 	withState[1].TraceState = "ot=th:8"
-	f.Add(wire.AppendBatchTraceState(nil, withState), 2)
+	f.Add(withTraceState(withState), 2)
 	f.Add(wire.AppendBatchLayout(nil, withState, wire.Full), 2)
 	f.Fuzz(func(t *testing.T, buf []byte, count int) {
 		spans, err := wire.DecodeBatch(nil, buf, count, fixedNow)
@@ -231,7 +236,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 }
 
 // A span's trace state travels only to a driver whose decoder said it
-// reads it (AppendBatchTraceState, flag 64 and a string after the
+// reads it (Layout.TraceState, flag 64 and a string after the
 // events); AppendBatch writes exactly the bytes it wrote before the field
 // existed, so that a driver built with an older SDK reads its batches as
 // ever.
@@ -242,8 +247,8 @@ func TestTraceStateOnlyForDriversThatReadIt(t *testing.T) {
 	if old, now := wire.AppendBatch(nil, without), wire.AppendBatch(nil, in); string(old) != string(now) {
 		t.Fatal("AppendBatch wrote the trace state: an older driver would misread the batch")
 	}
-	buf := wire.AppendBatchTraceState(nil, in)
-	if string(buf[len(wire.AppendBatchTraceState(nil, in[:1])):]) != string(wire.AppendBatch(nil, in[1:])) {
+	buf := withTraceState(in)
+	if string(buf[len(withTraceState(in[:1])):]) != string(wire.AppendBatch(nil, in[1:])) {
 		t.Error("a span without a trace state is not written as before")
 	}
 	out, err := wire.DecodeBatch(nil, buf, len(in), fixedNow)
@@ -255,7 +260,7 @@ func TestTraceStateOnlyForDriversThatReadIt(t *testing.T) {
 		t.Errorf("flags %#x: no trace state flag", buf[flagsAt])
 	}
 	// Cut short inside the trace state: malformed, not a panic.
-	if _, err := wire.DecodeBatch(nil, buf[:len(wire.AppendBatchTraceState(nil, in[:1]))-3], 1, fixedNow); !errors.Is(err, wire.ErrMalformedBatch) {
+	if _, err := wire.DecodeBatch(nil, buf[:len(withTraceState(in[:1]))-3], 1, fixedNow); !errors.Is(err, wire.ErrMalformedBatch) {
 		t.Errorf("truncated trace state: %v", err)
 	}
 }
@@ -274,13 +279,8 @@ func BenchmarkDecoder(b *testing.B) {
 		{"http.status_code", "200"}, {"response_flags", "-"}, {"upstream_cluster.name", "shop"}, {"zone", "eu-west-1a"},
 		{"downstream_cluster", "-"}, {"request_id", "abc"}, {"x", "y"}, {"ok", "true"},
 	} {
-		key := kv[0]
-		for n := 1; n <= wire.TagKeyCount; n++ {
-			if wire.TagKeyName(n) == key {
-				key = wire.TagKeyName(n) // numbered, as the host writes the proxy's keys
-			}
-		}
-		span.Tags = append(span.Tags, core.Tag{Key: key, Value: kv[1]})
+		// numbered, as the host writes the proxy's keys
+		span.Tags = append(span.Tags, core.Tag{Key: wire.WellKnown(kv[0]), Value: kv[1]})
 	}
 	spans := make([]core.Span, 512)
 	for i := range spans {

@@ -104,7 +104,10 @@ type keptAttr struct {
 }
 
 // How a keptAttr gives up on a key whose values keep changing, and the
-// longest value kept.
+// longest value kept. Unlike the Zipkin JSON writer's tag steps, which
+// live for one batch and stop keeping for its rest, kept attributes live
+// as long as the encoder, batch after batch: a key given up on is tried
+// again after restSpans, since traffic changes.
 const (
 	maxMisses    = 4
 	restSpans    = 256
@@ -171,11 +174,7 @@ func (e *encoder) appendRequest(dst []byte, spans []sdk.Span) []byte {
 // dst as it was: a string of s is not ASCII (the caller's path checks and
 // repairs UTF-8).
 func (e *encoder) appendSpanKept(dst []byte, s *sdk.Span) ([]byte, bool) {
-	bits := utf8scan.OrBytes(utf8scan.OrBytes(utf8scan.OrBytes(0, s.Name), s.Remote.Service), s.TraceState)
-	for _, ev := range s.Events {
-		bits = utf8scan.OrBytes(bits, ev.Value)
-	}
-	if !utf8scan.ASCII(bits) {
+	if !utf8scan.ASCII(ownBits(s)) {
 		return dst, false
 	}
 	start := len(dst)
@@ -263,15 +262,12 @@ func putLength(dst []byte, at, reserved int) []byte {
 // more has its strings decoded. (Calling utf8.ValidString on each of a
 // proxy span's 40 short strings was a quarter of the encoding's time.)
 func spanValid(s *sdk.Span) bool {
-	bits := utf8scan.OrBytes(utf8scan.OrBytes(utf8scan.OrBytes(0, s.Name), s.Remote.Service), s.TraceState)
+	bits := ownBits(s)
 	for _, t := range s.Tags {
 		if sdk.TagKeyNumber(t.Key) == 0 { // a well-known key is ASCII
 			bits = utf8scan.OrBytes(bits, t.Key)
 		}
 		bits = utf8scan.OrBytes(bits, t.Value)
-	}
-	for _, ev := range s.Events {
-		bits = utf8scan.OrBytes(bits, ev.Value)
 	}
 	if utf8scan.ASCII(bits) {
 		return true
@@ -284,6 +280,15 @@ func spanValid(s *sdk.Span) bool {
 		ok = ok && utf8.ValidString(ev.Value)
 	}
 	return ok
+}
+
+// ownBits ORs the bytes of the span's strings other than its tags'.
+func ownBits(s *sdk.Span) uint64 {
+	bits := utf8scan.OrBytes(utf8scan.OrBytes(utf8scan.OrBytes(0, s.Name), s.Remote.Service), s.TraceState)
+	for _, ev := range s.Events {
+		bits = utf8scan.OrBytes(bits, ev.Value)
+	}
+	return bits
 }
 
 // repair makes the strings of s valid: its translated tags in place (they

@@ -157,11 +157,8 @@ func TestTranslateWellKnownKeys(t *testing.T) {
 		byNumber.Tags = slices.Clone(byName.Tags)
 		numbered := 0
 		for i, tag := range byNumber.Tags {
-			for n := 1; n <= sdk.TagKeyCount; n++ {
-				if sdk.TagKeyName(n) == tag.Key {
-					byNumber.Tags[i].Key = sdk.TagKeyName(n)
-					numbered++
-				}
+			if byNumber.Tags[i].Key = sdk.WellKnownKey(tag.Key); sdk.TagKeyNumber(byNumber.Tags[i].Key) != 0 {
+				numbered++
 			}
 		}
 		if numbered != len(byName.Tags)-1 && numbered != len(byName.Tags) {

@@ -1019,11 +1019,7 @@ func ProxySpans(first uint64, n int) []sdk.Span {
 // wellKnown makes each key of tags that is a well-known key the SDK's copy.
 func wellKnown(tags []sdk.Tag) []sdk.Tag {
 	for i := range tags {
-		for n := 1; n <= sdk.TagKeyCount; n++ {
-			if sdk.TagKeyName(n) == tags[i].Key {
-				tags[i].Key = sdk.TagKeyName(n)
-			}
-		}
+		tags[i].Key = sdk.WellKnownKey(tags[i].Key)
 	}
 	return tags
 }

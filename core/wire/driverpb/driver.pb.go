@@ -313,7 +313,7 @@ type ConfigureResponse struct {
 	// writes trace states only to a driver that does, so a driver built with
 	// an older SDK gets the batches it always got.
 	SpanTraceState bool `protobuf:"varint,3,opt,name=span_trace_state,json=spanTraceState,proto3" json:"span_trace_state,omitempty"`
-	// How many of the well-known tag keys (core/wire's table, section 4.3
+	// How many of the well-known tag keys (core/wire's table, section 4.5
 	// of docs/driver-protocol.md) the driver's decoder knows: the host
 	// writes those keys as numbers (flag 128), up to this one. The SDK sets
 	// it; 0, a driver built with an older SDK, gets every key written out.

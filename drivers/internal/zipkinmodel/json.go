@@ -200,7 +200,8 @@ type tagStep struct {
 }
 
 // How a tagStep gives up on values that keep changing, and the longest
-// value it keeps.
+// value it keeps. A step lives for one batch (the plan is the list or
+// lines call's), so one that gives up stays given up until the next.
 const (
 	maxMisses    = 4
 	maxKeptValue = 256
