@@ -3,6 +3,8 @@ package wire_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -156,5 +158,32 @@ func TestTagKeysMalformed(t *testing.T) {
 	out, err := wire.DecodeBatch(nil, literal, 1, fixedNow)
 	if err != nil || out[0].Tags[0] != (core.Tag{Key: "component", Value: "proxy"}) {
 		t.Fatalf("key number 0: %+v, %v", out, err)
+	}
+}
+
+// The spec's table of well-known keys (docs/driver-protocol.md, section
+// 4.5) is this package's, number for number: a driver written from the
+// spec alone reads what the host writes.
+func TestTagKeysAsTheSpecSays(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/driver-protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "| number | key |\n|---:|---|\n")
+	if !ok {
+		t.Fatal("docs/driver-protocol.md has no table of well-known keys (| number | key |)")
+	}
+	n := 0
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "| ") {
+			break
+		}
+		n++
+		if want := fmt.Sprintf("| %d | `%s` |", n, wire.TagKeyName(n)); line != want {
+			t.Errorf("the spec's row %d is %q, the table's %q", n, line, want)
+		}
+	}
+	if n != wire.TagKeyCount {
+		t.Errorf("the spec lists %d well-known keys, the table %d", n, wire.TagKeyCount)
 	}
 }
