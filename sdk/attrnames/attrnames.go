@@ -61,19 +61,14 @@ func Translate(dst []sdk.Tag, s *sdk.Span, mode Mode) ([]sdk.Tag, string) {
 	if mode == Envoy {
 		return append(dst, s.Tags...), s.Name
 	}
-	var f facts
 	for _, t := range s.Tags {
-		a := known(t.Key)
-		if a == actByName {
-			a = actionByName(t.Key)
-		}
-		f.note(a, t.Value)
-		dst = translateTag(dst, t, s.Kind, mode, a)
+		dst = translateTag(dst, t, s.Kind, mode, actionOf(t.Key))
 	}
-	if s.Error {
-		dst = append(dst, sdk.Tag{Key: "error.type", Value: errorType(f.status, s.Kind)})
+	name, errType := Naming(s, mode)
+	if errType != "" {
+		dst = append(dst, sdk.Tag{Key: "error.type", Value: errType})
 	}
-	return dst, f.name(s, mode)
+	return dst, name
 }
 
 // TranslateTag appends to dst the tags that t, a tag of a span of kind,
