@@ -246,6 +246,9 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 		return nil, err
 	}
 	argv := append(cg("tracehop"), filepath.Join(m.bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn")
+	if err := addrFree(m.addr); err != nil {
+		return nil, err
+	}
 	p, err := start(m.dir, m.name, []string{"GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1"}, argv...)
 	if err != nil {
 		return nil, err

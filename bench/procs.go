@@ -59,6 +59,9 @@ func (p *proc) pid() int { return p.cmd.Process.Pid }
 // launchInto starts a process as start does, adds it to procs (which the
 // caller stops) and waits until it listens on addr.
 func launchInto(procs *[]*proc, dir, name, addr string, env []string, argv ...string) (*proc, error) {
+	if err := addrFree(addr); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	p, err := start(dir, name, env, argv...)
 	if err != nil {
 		return nil, err
@@ -75,6 +78,19 @@ func startHelpers(procs *[]*proc, dir, self, upstreamAddr, sinkAddr string) erro
 	}
 	_, err := launchInto(procs, dir, "sink", sinkAddr, []string{"GOMAXPROCS=1"}, self, "sink", sinkAddr)
 	return err
+}
+
+// addrFree fails when something already accepts connections on addr: a
+// process left from another run would be measured in place of the one
+// about to start (its own would fail to bind, after waitListening had
+// already been answered by the stranger).
+func addrFree(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	return fmt.Errorf("something already listens on %s: stop it (ss -ltnp | grep %s shows what), or give -port a free range", addr, addr)
 }
 
 // waitListening waits until addr accepts connections, failing early when
