@@ -175,50 +175,75 @@ func (r *results) finish() {
 		}
 		return nil
 	}
-	traced, untraced, goproxy, nginx := get("tracehop-zipkin"), get("tracehop"), get("go-httputil"), get("nginx")
-	atLeast := func(name string, a, b *sample, f func(*sample) float64, min float64) {
-		if a != nil && b != nil && f(b) > 0 {
-			v := f(a) / f(b)
+	// Comparisons between two configurations are medians of the rounds'
+	// comparisons, round i of one against round i of the other: the
+	// configurations take turns, so a round's pair ran minutes closer
+	// together than the medians of all rounds did, and this machine's
+	// speed drifts by more than tracing costs within a run (untraced rounds
+	// of one run from 13 to 19 µs per request).
+	paired := func(a, b string, f func(x, y sample) float64) (float64, bool) {
+		ca, okA := r.Configs[a]
+		cb, okB := r.Configs[b]
+		if !okA || !okB || len(ca.Rounds) == 0 || len(ca.Rounds) != len(cb.Rounds) {
+			return 0, false
+		}
+		v := make([]float64, len(ca.Rounds))
+		for i := range ca.Rounds {
+			v[i] = f(ca.Rounds[i], cb.Rounds[i])
+		}
+		slices.Sort(v)
+		return v[len(v)/2], true
+	}
+	ratioOf := func(f func(sample) float64) func(x, y sample) float64 {
+		return func(x, y sample) float64 {
+			if f(y) == 0 {
+				return 0
+			}
+			return f(x) / f(y)
+		}
+	}
+	atLeast := func(name, a, b string, f func(sample) float64, min float64) {
+		if v, ok := paired(a, b, ratioOf(f)); ok && v > 0 {
 			r.Ratios = append(r.Ratios, ratio{name, v, fmt.Sprintf(">= %.2f", min), v >= min})
 		}
 	}
-	atMost := func(name string, a, b *sample, f func(*sample) float64, max float64) {
-		if a != nil && b != nil && f(b) > 0 {
-			v := f(a) / f(b)
+	atMost := func(name, a, b string, f func(sample) float64, max float64) {
+		if v, ok := paired(a, b, ratioOf(f)); ok && v > 0 {
 			r.Ratios = append(r.Ratios, ratio{name, v, fmt.Sprintf("<= %.2f", max), v <= max})
 		}
 	}
-	rps := func(s *sample) float64 { return s.RPS }
-	p99 := func(s *sample) float64 { return float64(s.FixedP99) }
-	atLeast("req/s: traced / untraced", traced, untraced, rps, 0.95)
-	atLeast("req/s: traced / go-httputil", traced, goproxy, rps, 1.3)
-	atLeast("req/s: traced / nginx", traced, nginx, rps, 0.8)
-	atMost("p99 @fixed rate: traced / untraced", traced, untraced, p99, 1.5)
-	atMost("p99 @fixed rate: traced / nginx", traced, nginx, p99, 1.5)
+	cpuOver := func(a, b string) (float64, bool) {
+		return paired(a, b, func(x, y sample) float64 { return x.CPUPerReq - y.CPUPerReq })
+	}
+	rps := func(s sample) float64 { return s.RPS }
+	p99 := func(s sample) float64 { return float64(s.FixedP99) }
+	cpu := func(s sample) float64 { return s.CPUPerReq }
+	atLeast("req/s: traced / untraced", "tracehop-zipkin", "tracehop", rps, 0.95)
+	atLeast("req/s: traced / go-httputil", "tracehop-zipkin", "go-httputil", rps, 1.3)
+	atLeast("req/s: traced / nginx", "tracehop-zipkin", "nginx", rps, 0.8)
+	atMost("p99 @fixed rate: traced / untraced", "tracehop-zipkin", "tracehop", p99, 1.5)
+	atMost("p99 @fixed rate: traced / nginx", "tracehop-zipkin", "nginx", p99, 1.5)
 	// Issue 25: the span ring against the batches inside the Export RPC.
-	if viaGRPC := get("tracehop-zipkin-grpc"); traced != nil && viaGRPC != nil && untraced != nil {
-		cpu := func(s *sample) float64 { return s.CPUPerReq }
-		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: span ring (transport: auto)", traced.CPUPerReq - untraced.CPUPerReq, "<= 3 (issue 25)", traced.CPUPerReq-untraced.CPUPerReq <= 3})
-		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: gRPC (transport: grpc)", viaGRPC.CPUPerReq - untraced.CPUPerReq, "compared", true})
-		atMost("CPU µs/req: span ring / gRPC", traced, viaGRPC, cpu, 1.0)
+	if ring, ok := cpuOver("tracehop-zipkin", "tracehop"); ok {
+		if viaGRPC, ok := cpuOver("tracehop-zipkin-grpc", "tracehop"); ok {
+			r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: span ring (transport: auto)", ring, "<= 3 (issue 25)", ring <= 3})
+			r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: gRPC (transport: grpc)", viaGRPC, "compared", true})
+			atMost("CPU µs/req: span ring / gRPC", "tracehop-zipkin", "tracehop-zipkin-grpc", cpu, 1.0)
+		}
 	}
 	// Issue 25's targets, for the drivers it names: the otlp driver into a
 	// receiver that does not decode, and the file driver.
-	haproxy := get("haproxy")
 	for _, name := range []string{"tracehop-otlp", "tracehop-file"} {
-		d := get(name)
-		if d == nil || untraced == nil {
-			continue
-		}
 		driver := strings.TrimPrefix(name, "tracehop-")
-		over := d.CPUPerReq - untraced.CPUPerReq
-		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: " + driver, over, "<= 3 (issue 25)", over <= 3})
-		atLeast("req/s: traced ("+driver+") / untraced (issue 25)", d, untraced, rps, 0.95)
-		atLeast("req/s: traced ("+driver+") / nginx (issue 25)", d, nginx, rps, 0.90)
-		atMost("p99 @fixed rate: traced ("+driver+") / untraced (issue 25)", d, untraced, p99, 1.3)
+		if over, ok := cpuOver(name, "tracehop"); ok {
+			r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: " + driver, over, "<= 3 (issue 25)", over <= 3})
+		}
+		atLeast("req/s: traced ("+driver+") / untraced (issue 25)", name, "tracehop", rps, 0.95)
+		atLeast("req/s: traced ("+driver+") / nginx (issue 25)", name, "nginx", rps, 0.90)
+		atMost("p99 @fixed rate: traced ("+driver+") / untraced (issue 25)", name, "tracehop", p99, 1.3)
 	}
-	atLeast("req/s: untraced / nginx (issue 25)", untraced, nginx, rps, 1.0)
-	atLeast("req/s: untraced / HAProxy (issue 25)", untraced, haproxy, rps, 1.0)
+	atLeast("req/s: untraced / nginx (issue 25)", "tracehop", "nginx", rps, 1.0)
+	atLeast("req/s: untraced / HAProxy (issue 25)", "tracehop", "haproxy", rps, 1.0)
 	if c, ok := r.Configs["tracehop-otlp"]; ok && c.SpansSampled > 0 {
 		sampled := c.SpansSampled // the receiver counts the baseline's too
 		if b, ok := r.Configs["tracehop-otlp@base"]; ok {
@@ -229,19 +254,18 @@ func (r *results) finish() {
 	}
 	// Old against new in the same run (-baseline).
 	for _, name := range []string{"tracehop", "tracehop-zipkin", "tracehop-otlp", "tracehop-file"} {
-		if now, base := get(name), get(name+"@base"); now != nil && base != nil {
-			r.Ratios = append(r.Ratios, ratio{"CPU µs/req, this build - baseline: " + name, now.CPUPerReq - base.CPUPerReq, "compared", true})
+		if d, ok := cpuOver(name, name+"@base"); ok {
+			r.Ratios = append(r.Ratios, ratio{"CPU µs/req, this build - baseline: " + name, d, "compared", true})
 		}
 	}
 	// Issue 14: TLS termination beside nginx's.
-	tracedTLS, untracedTLS, nginxTLS := get("tracehop-zipkin-tls"), get("tracehop-tls"), get("nginx-tls")
-	cpu := func(s *sample) float64 { return s.CPUPerReq }
-	atMost("CPU µs/req on TLS: traced / nginx", tracedTLS, nginxTLS, cpu, 1.25)
+	untracedTLS, nginxTLS := get("tracehop-tls"), get("nginx-tls")
+	atMost("CPU µs/req on TLS: traced / nginx", "tracehop-zipkin-tls", "nginx-tls", cpu, 1.25)
 	if untracedTLS != nil && nginxTLS != nil && nginxTLS.NewConnRPS > 0 {
 		v := untracedTLS.NewConnRPS / nginxTLS.NewConnRPS
 		r.Ratios = append(r.Ratios, ratio{"handshakes/s (one request per connection): tracehop / nginx", v, "compared", true})
 	}
-	if traced != nil {
+	if traced := get("tracehop-zipkin"); traced != nil {
 		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request (tracehop + driver)", traced.CPUPerReq, "<= 40", traced.CPUPerReq <= 40})
 		if c := r.Configs["tracehop-zipkin"]; c.RSS != nil {
 			peak := float64(c.RSS["tracehop"][1]) / (1 << 20)

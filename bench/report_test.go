@@ -1,0 +1,37 @@
+package main
+
+import (
+	"math"
+	"testing"
+)
+
+// TestComparisonsArePaired: a comparison of two configurations is the
+// median of the rounds' comparisons, round i against round i. Here the
+// machine's speed moves from round to round (untraced 10, 30, 20 µs)
+// and tracing costs 1 µs in every round but the last, which the
+// neighbours slowed: the pairs say 1, the difference of the medians
+// (31 - 20) would say 11.
+func TestComparisonsArePaired(t *testing.T) {
+	r := &results{Configs: map[string]*config{
+		"tracehop":      {Rounds: []sample{{CPUPerReq: 10, RPS: 1000}, {CPUPerReq: 30, RPS: 500}, {CPUPerReq: 20, RPS: 800}}},
+		"tracehop-otlp": {Rounds: []sample{{CPUPerReq: 11, RPS: 950}, {CPUPerReq: 31, RPS: 480}, {CPUPerReq: 41, RPS: 100}}},
+	}}
+	r.finish()
+	want := map[string]float64{
+		"CPU µs per traced request over tracing off: otlp": 1,
+		// Per round 0.95, 0.96, 0.125: the median is 0.95; the medians'
+		// ratio would be 480/800 = 0.6.
+		"req/s: traced (otlp) / untraced (issue 25)": 0.95,
+	}
+	for _, q := range r.Ratios {
+		if w, ok := want[q.Name]; ok {
+			if math.Abs(q.Value-w) > 1e-9 {
+				t.Errorf("%s = %v, want %v (the median of the rounds' pairs)", q.Name, q.Value, w)
+			}
+			delete(want, q.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no row %q", name)
+	}
+}
