@@ -499,13 +499,13 @@ func run(ctx context.Context, o options) error {
 // measure runs one saturated and one fixed-rate load against t, with the
 // CPU its processes used during each.
 func measure(ctx context.Context, wrk, fortio string, t *target, o options) (s sample, err error) {
-	cpu := func() (time.Duration, map[string]time.Duration) {
+	cpu := func() cpuTimes {
 		if t.proc == nil {
-			return 0, nil
+			return nil
 		}
 		return treeCPU(t.proc.pid())
 	}
-	c0, by0 := cpu()
+	c0 := cpu()
 	tick0, steal0, stealOK := cpuTicks()
 	defer func() {
 		if tick1, steal1, ok := cpuTicks(); ok && stealOK {
@@ -516,25 +516,29 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (s s
 	if err != nil {
 		return s, err
 	}
-	c1, by1 := cpu()
+	c1 := cpu()
 	s.RPS, s.SatP99, s.Requests, s.Errors = w.RPS, w.P99, w.Requests, w.Errors
 	if w.Requests > 0 && t.proc != nil {
-		s.CPUPerReq = float64(c1-c0) / float64(time.Microsecond) / float64(w.Requests)
-		s.CPUByProcess = map[string]float64{}
-		for comm, d := range by1 {
-			s.CPUByProcess[comm] = float64(d-by0[comm]) / float64(time.Microsecond) / float64(w.Requests)
+		per := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(w.Requests) }
+		s.CPUPerReq, s.UserCPUPerReq = per(c1[""][0]-c0[""][0]), per(c1[""][1]-c0[""][1])
+		s.CPUByProcess, s.UserCPUByProcess = map[string]float64{}, map[string]float64{}
+		for comm, d := range c1 {
+			if comm != "" {
+				s.CPUByProcess[comm] = per(d[0] - c0[comm][0])
+				s.UserCPUByProcess[comm] = per(d[1] - c0[comm][1])
+			}
 		}
 	}
 	f, err := runFortio(ctx, fortio, t.url(), o.qps, o.rateConns, o.rateDur)
 	if err != nil {
 		return s, err
 	}
-	c2, _ := cpu()
+	c2 := cpu()
 	s.FixedP50, s.FixedP90, s.FixedP99 = f.P50, f.P90, f.P99
 	s.Requests += f.Requests
 	s.Errors += f.Errors
 	if f.Requests > 0 && t.proc != nil {
-		s.FixedCPUPerReq = float64(c2-c1) / float64(time.Microsecond) / float64(f.Requests)
+		s.FixedCPUPerReq = float64(c2[""][0]-c1[""][0]) / float64(time.Microsecond) / float64(f.Requests)
 	}
 	if t.tls {
 		// One request per connection: a full handshake each (wrk's
@@ -543,12 +547,12 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (s s
 		if err != nil {
 			return s, err
 		}
-		c3, _ := cpu()
+		c3 := cpu()
 		s.NewConnRPS = n.RPS
 		s.Requests += n.Requests
 		s.Errors += n.Errors
 		if n.Requests > 0 && t.proc != nil {
-			s.NewConnCPU = float64(c3-c2) / float64(time.Microsecond) / float64(n.Requests)
+			s.NewConnCPU = float64(c3[""][0]-c2[""][0]) / float64(time.Microsecond) / float64(n.Requests)
 		}
 	}
 	return s, nil

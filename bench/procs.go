@@ -117,40 +117,45 @@ func (p *proc) waitListening(addr string, timeout time.Duration) error {
 // clockTick is USER_HZ: /proc counts CPU time in these.
 const clockTick = 100
 
-// treeCPU is the CPU time (user+system) of pid and all its descendants,
-// and of each process by its command name.
-func treeCPU(pid int) (total time.Duration, byComm map[string]time.Duration) {
-	byComm = map[string]time.Duration{}
+// cpuTimes is a process tree's CPU time, user+system and user alone, by
+// command name and in all ("").
+type cpuTimes map[string][2]time.Duration
+
+// treeCPU is the CPU time of pid and all its descendants.
+func treeCPU(pid int) cpuTimes {
+	t := cpuTimes{}
 	for _, p := range tree(pid) {
-		comm, ticks, ok := procStat(p)
+		comm, u, s, ok := procStat(p)
 		if ok {
-			d := time.Duration(ticks) * time.Second / clockTick
-			total += d
-			byComm[comm] += d
+			d := [2]time.Duration{time.Duration(u+s) * time.Second / clockTick, time.Duration(u) * time.Second / clockTick}
+			for _, k := range []string{"", comm} {
+				t[k] = [2]time.Duration{t[k][0] + d[0], t[k][1] + d[1]}
+			}
 		}
 	}
-	return total, byComm
+	return t
 }
 
-// procStat reads a process's command name and utime+stime in ticks.
-func procStat(pid int) (comm string, ticks int64, ok bool) {
+// procStat reads a process's command name and its utime and stime in
+// ticks.
+func procStat(pid int) (comm string, utime, stime int64, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return "", 0, false
+		return "", 0, 0, false
 	}
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
-		return "", 0, false
+		return "", 0, 0, false
 	}
 	comm = string(b[open+1 : end])
 	f := strings.Fields(string(b[end+2:]))
 	// After the command: state(3) ppid(4) ... utime(14) stime(15).
 	if len(f) < 13 {
-		return "", 0, false
+		return "", 0, 0, false
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return comm, u + s, true
+	utime, _ = strconv.ParseInt(f[11], 10, 64)
+	stime, _ = strconv.ParseInt(f[12], 10, 64)
+	return comm, utime, stime, true
 }
 
 func parentOf(pid int) int {
@@ -190,7 +195,7 @@ func tree(pid int) []int {
 func treeRSS(pid int) map[string][2]int64 {
 	out := map[string][2]int64{}
 	for _, p := range tree(pid) {
-		comm, _, ok := procStat(p)
+		comm, _, _, ok := procStat(p)
 		if !ok {
 			continue
 		}

@@ -13,8 +13,8 @@ import (
 // (31 - 20) would say 11.
 func TestComparisonsArePaired(t *testing.T) {
 	r := &results{Configs: map[string]*config{
-		"tracehop":      {Rounds: []sample{{CPUPerReq: 10, RPS: 1000}, {CPUPerReq: 30, RPS: 500}, {CPUPerReq: 20, RPS: 800}}},
-		"tracehop-otlp": {Rounds: []sample{{CPUPerReq: 11, RPS: 950}, {CPUPerReq: 31, RPS: 480}, {CPUPerReq: 41, RPS: 100}}},
+		"tracehop":      {Rounds: []sample{{CPUPerReq: 10, UserCPUPerReq: 4, RPS: 1000}, {CPUPerReq: 30, UserCPUPerReq: 5, RPS: 500}, {CPUPerReq: 20, UserCPUPerReq: 6, RPS: 800}}},
+		"tracehop-otlp": {Rounds: []sample{{CPUPerReq: 11, UserCPUPerReq: 6, RPS: 950}, {CPUPerReq: 31, UserCPUPerReq: 7.5, RPS: 480}, {CPUPerReq: 41, UserCPUPerReq: 7, RPS: 100}}},
 	}}
 	r.finish()
 	want := map[string]float64{
@@ -22,6 +22,9 @@ func TestComparisonsArePaired(t *testing.T) {
 		// Per round 0.95, 0.96, 0.125: the median is 0.95; the medians'
 		// ratio would be 480/800 = 0.6.
 		"req/s: traced (otlp) / untraced (issue 25)": 0.95,
+		// User time per round +2, +2.5, +1: the median is 2 (the
+		// medians' difference, 7 - 5, happens to agree).
+		"of which user space (system calls being the same): otlp": 2,
 	}
 	for _, q := range r.Ratios {
 		if w, ok := want[q.Name]; ok {
