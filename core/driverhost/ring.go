@@ -8,8 +8,9 @@ import (
 )
 
 // DefaultRingBytes is the size of a driver's span ring: room for several
-// batches of the largest kind the pipeline cuts (512 spans of a few
-// hundred bytes each). Only the pages a batch touched are resident: with
+// batches of the largest kind the pipeline cuts by default (1,024 spans of
+// a few hundred bytes each); a batch that fits nowhere goes inside its
+// Export request. Only the pages a batch touched are resident: with
 // one batch in flight at a time, every batch starts at the ring's start.
 const DefaultRingBytes = 4 << 20
 

@@ -12,7 +12,12 @@ type Config struct {
 	// QueueSize is the number of spans each driver's queue holds before new
 	// spans are dropped (default 8192).
 	QueueSize int
-	// BatchSize is the most spans sent in one Export call (default 512).
+	// BatchSize is the most spans sent in one Export call (default 1024).
+	// What a batch costs as such (the Export call, the back end's request,
+	// waking the driver) is paid per batch, about 230 µs of the driver's
+	// CPU and 80 µs of tracehop's: at 512 that was a quarter of the
+	// driver's cost per span under load. A quiet proxy's batches are cut
+	// by BatchDelay long before either size.
 	BatchSize int
 	// BatchDelay is how long a partly filled batch waits for more spans
 	// before it is sent anyway (default 200ms).
@@ -37,7 +42,7 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultQueueSize        = 8192
-	DefaultBatchSize        = 512
+	DefaultBatchSize        = 1024
 	DefaultBatchDelay       = 200 * time.Millisecond
 	DefaultExportTimeout    = 10 * time.Second
 	DefaultRetryInitial     = 100 * time.Millisecond

@@ -19,8 +19,9 @@
 //     whether a parent is remote;
 //   - Shutdown flushes, is idempotent and is safe without Configure;
 //     Export after Shutdown fails cleanly;
-//   - Export is safe for concurrent use; a burst in batches of 512 and of
-//     MaxBurstBatch loses nothing and stores nothing twice;
+//   - Export is safe for concurrent use; a burst in batches of tracehop's
+//     default size (1,024) and of MaxBurstBatch loses nothing and stores
+//     nothing twice;
 //   - failures (Backend.Fail): down, overloaded (503 / UNAVAILABLE),
 //     throttled (429 / RESOURCE_EXHAUSTED) and slow are retryable, refusing
 //     (400 / INVALID_ARGUMENT) is Permanent; Export returns within 250 ms of
