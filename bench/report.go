@@ -191,8 +191,11 @@ func (r *results) finish() {
 	paired := func(a, b string, f func(x, y sample) float64) (float64, bool) {
 		ca, okA := r.Configs[a]
 		cb, okB := r.Configs[b]
-		if !okA || !okB || len(ca.Rounds) == 0 || len(ca.Rounds) != len(cb.Rounds) {
+		switch {
+		case !okA || !okB || len(ca.Rounds) == 0 || len(cb.Rounds) == 0:
 			return 0, false
+		case len(ca.Rounds) != len(cb.Rounds): // a run cut short: no pairs
+			return f(ca.Median, cb.Median), true
 		}
 		v := make([]float64, len(ca.Rounds))
 		for i := range ca.Rounds {
@@ -246,7 +249,7 @@ func (r *results) finish() {
 			r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off: " + driver, over, "<= 3 (issue 25)", over <= 3})
 		}
 		if over, ok := paired(name, "tracehop", func(x, y sample) float64 { return x.UserCPUPerReq - y.UserCPUPerReq }); ok && over != 0 {
-			r.Ratios = append(r.Ratios, ratio{"of which user space (system calls being the same): " + driver, over, "compared", true})
+			r.Ratios = append(r.Ratios, ratio{"of which user space: " + driver, over, "compared", true})
 		}
 		atLeast("req/s: traced ("+driver+") / untraced (issue 25)", name, "tracehop", rps, 0.95)
 		atLeast("req/s: traced ("+driver+") / nginx (issue 25)", name, "nginx", rps, 0.90)

@@ -24,7 +24,7 @@ func TestComparisonsArePaired(t *testing.T) {
 		"req/s: traced (otlp) / untraced (issue 25)": 0.95,
 		// User time per round +2, +2.5, +1: the median is 2 (the
 		// medians' difference, 7 - 5, happens to agree).
-		"of which user space (system calls being the same): otlp": 2,
+		"of which user space: otlp": 2,
 	}
 	for _, q := range r.Ratios {
 		if w, ok := want[q.Name]; ok {
@@ -37,4 +37,24 @@ func TestComparisonsArePaired(t *testing.T) {
 	for name := range want {
 		t.Errorf("no row %q", name)
 	}
+}
+
+// TestComparisonsOfARunCutShort: with rounds that do not pair up (a run
+// stopped between two configurations of a round), a comparison falls
+// back to the medians rather than leaving the target out.
+func TestComparisonsOfARunCutShort(t *testing.T) {
+	r := &results{Configs: map[string]*config{
+		"tracehop":      {Rounds: []sample{{CPUPerReq: 10}, {CPUPerReq: 20}, {CPUPerReq: 30}}},
+		"tracehop-file": {Rounds: []sample{{CPUPerReq: 13}, {CPUPerReq: 23}}},
+	}}
+	r.finish()
+	for _, q := range r.Ratios {
+		if q.Name == "CPU µs per traced request over tracing off: file" {
+			if q.Value != 3 { // medians 23 (the upper of two) and 20
+				t.Fatalf("%s = %v, want 3, the medians' difference", q.Name, q.Value)
+			}
+			return
+		}
+	}
+	t.Fatal("no CPU row for a run cut short")
 }
