@@ -29,6 +29,11 @@
 // sdk.PartiallyRejected: the refused spans are counted as dropped
 // ("rejected") and the server's message logged.
 //
+// Over gRPC, a batch that encodes larger than 4 MiB (what gRPC servers,
+// the Collector's OTLP receiver among them, take by default) is sent in
+// halves, each split again while too large; a half that fails fails the
+// batch, which the host sends again whole (at least once).
+//
 // Config (every key optional; a key left out is read from the standard
 // OTEL_EXPORTER_OTLP_* variable when the driver's pass_env lets it through,
 // else takes its default):

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type Driver struct {
 	// longer holds body, so its buffer may serve the next batch.
 	send    func(ctx context.Context, body []byte) (released bool, err error)
 	buffers sync.Pool // *encoder with its request buffer, batch after batch
+	// maxRequest is the largest request send takes in one piece (0: any);
+	// a batch that encodes larger goes in parts.
+	maxRequest int
 
 	shutdown sdk.ShutdownOnce
 	conn     *grpc.ClientConn
@@ -173,8 +177,16 @@ func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 		d.grpcMD.Set(k, v.Value())
 	}
 	d.send = d.sendGRPC
+	d.maxRequest = maxGRPCRequest
 	return nil
 }
+
+// maxGRPCRequest is what gRPC servers accept in one message unless told
+// otherwise, the OpenTelemetry Collector's OTLP receiver among them
+// (max_recv_msg_size_mib: 4): a larger request is refused with
+// RESOURCE_EXHAUSTED, and its spans would be lost. A batch of 1,024 spans
+// (tracehop's default) passes it at 4 KiB a span.
+const maxGRPCRequest = 4 << 20
 
 func (d *Driver) prepareHTTP(tlsConf *tls.Config) {
 	d.httpc = &http.Client{Transport: &http.Transport{
@@ -182,7 +194,7 @@ func (d *Driver) prepareHTTP(tlsConf *tls.Config) {
 		// The request body goes out in 4 KiB writes by default. A body
 		// larger than the buffer goes out through io.Copy's 32 KiB chunks,
 		// a syscall and a fresh 32 KiB buffer each: 1 MiB holds a batch of
-		// 512 proxy spans with otel names (about 370 KiB) whole.
+		// 1,024 proxy spans with otel names (about 740 KiB) whole.
 		WriteBufferSize: 1 << 20,
 	}}
 	d.httpHead = http.Header{}
@@ -212,6 +224,10 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		enc = &pooledEncoder{encoder: encoder{m: d.mapper}}
 	}
 	enc.buf = enc.appendRequest(enc.buf[:0], spans)
+	if d.maxRequest > 0 && len(enc.buf) > d.maxRequest && len(spans) > 1 {
+		d.buffers.Put(enc)
+		return d.exportInParts(ctx, spans)
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.Timeout))
 	defer cancel()
 	released, err := d.send(ctx, enc.buf)
@@ -219,6 +235,40 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 		d.buffers.Put(enc)
 	}
 	return err
+}
+
+// exportInParts exports a batch too large for one request as two halves,
+// each split again while it is too large. A half that fails fails the
+// batch, and the host sends all of it again: a first half already stored
+// is stored twice, which at-least-once delivery allows (the host keeps
+// the batch's id). The back end's partial rejections add up.
+func (d *Driver) exportInParts(ctx context.Context, spans []sdk.Span) error {
+	half := len(spans) / 2
+	first := d.Export(ctx, spans[:half])
+	p1 := partialRejection(first)
+	if first != nil && p1 == nil {
+		return first
+	}
+	second := d.Export(ctx, spans[half:])
+	p2 := partialRejection(second)
+	switch {
+	case second != nil && p2 == nil:
+		return second
+	case p1 == nil:
+		return second
+	case p2 == nil:
+		return first
+	}
+	msgs := []string{p1.Message, p2.Message}
+	return sdk.PartiallyRejected(p1.Rejected+p2.Rejected, strings.Join(slices.DeleteFunc(msgs, func(m string) bool { return m == "" }), "; "))
+}
+
+func partialRejection(err error) *sdk.PartialRejection {
+	var p *sdk.PartialRejection
+	if errors.As(err, &p) {
+		return p
+	}
+	return nil
 }
 
 // pooledEncoder is an encoder with the buffer it writes requests into.

@@ -21,6 +21,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tracehop/tracehop/drivers/otlp"
 	"github.com/tracehop/tracehop/sdk"
@@ -465,5 +466,52 @@ func TestTLS(t *testing.T) {
 	raw, _ := json.Marshal(map[string]any{"tls": map[string]any{"ca_file": filepath.Join(dir, "missing.pem")}})
 	if _, err := d.Configure(context.Background(), raw, sdk.HostInfo{}); err == nil || !strings.Contains(err.Error(), "tls.ca_file") {
 		t.Fatalf("a missing CA file: %v", err)
+	}
+}
+
+// TestLargeBatchInParts: over gRPC, a batch that encodes larger than the
+// 4 MiB a default server takes (the Collector's max_recv_msg_size_mib, the
+// reference receiver's gRPC default) goes in parts that each fit, and
+// every span arrives once. In one request the receiver refused it with
+// RESOURCE_EXHAUSTED, and the spans were lost.
+func TestLargeBatchInParts(t *testing.T) {
+	r := otlpreceiver.Start(t, nil)
+	d := otlp.NewWithEnv(func(string) string { return "" })
+	configure(t, d, protocols[0].config(r), sdk.HostInfo{Version: "1.2.3"})
+	big := strings.Repeat("x", 5<<10)
+	spans := make([]sdk.Span, 1024) // 1,024 spans of 5 KiB: 5 MiB
+	for i := range spans {
+		spans[i] = sdk.Span{
+			TraceID: sdk.TraceID{High: 1, Low: uint64(i + 1)}, SpanID: sdk.SpanID(i + 1),
+			Name: "ingress", Kind: sdk.KindServer, StartUnixNano: time.Now().UnixNano(), Duration: time.Millisecond,
+			LocalService: "front-proxy", Sampled: true,
+			Tags: []sdk.Tag{{Key: "big", Value: big}},
+		}
+	}
+	if err := d.Export(context.Background(), spans); err != nil {
+		t.Fatalf("export of a 5 MiB batch: %v", err)
+	}
+	reqs := r.Requests()
+	if len(reqs) < 2 {
+		t.Fatalf("%d requests for a 5 MiB batch, want it in parts", len(reqs))
+	}
+	seen := map[string]bool{}
+	for _, req := range reqs {
+		if n := proto.Size(req); n > 4<<20 {
+			t.Errorf("a request of %d bytes, over 4 MiB", n)
+		}
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					if seen[string(s.SpanId)] {
+						t.Errorf("span %x arrived twice", s.SpanId)
+					}
+					seen[string(s.SpanId)] = true
+				}
+			}
+		}
+	}
+	if len(seen) != len(spans) {
+		t.Fatalf("%d spans arrived, want %d", len(seen), len(spans))
 	}
 }
