@@ -225,13 +225,15 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 	}
 	enc.buf = enc.appendRequest(enc.buf[:0], spans)
 	if d.maxRequest > 0 && len(enc.buf) > d.maxRequest && len(spans) > 1 {
-		d.buffers.Put(enc)
+		if cap(enc.buf) <= maxKeptBuffer {
+			d.buffers.Put(enc)
+		}
 		return d.exportInParts(ctx, spans)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.Timeout))
 	defer cancel()
 	released, err := d.send(ctx, enc.buf)
-	if released && cap(enc.buf) <= 8<<20 { // don't keep the odd giant batch's buffer
+	if released && cap(enc.buf) <= maxKeptBuffer {
 		d.buffers.Put(enc)
 	}
 	return err
@@ -270,6 +272,10 @@ func partialRejection(err error) *sdk.PartialRejection {
 	}
 	return nil
 }
+
+// maxKeptBuffer bounds the request buffer an encoder keeps for the next
+// batch: the odd giant batch's is left to the GC.
+const maxKeptBuffer = 8 << 20
 
 // pooledEncoder is an encoder with the buffer it writes requests into.
 type pooledEncoder struct {
