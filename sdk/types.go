@@ -147,6 +147,11 @@ func PartiallyRejected(rejected int, message string) error {
 // PartialRejection is the value PartiallyRejected returns; see core.
 type PartialRejection = core.PartialRejection
 
+// AsPartialRejection returns the PartialRejection in err's chain, or nil:
+// for a driver that sends a batch in parts and adds up what the back end
+// refused of each.
+func AsPartialRejection(err error) *PartialRejection { return core.AsPartialRejection(err) }
+
 // BatchID returns the host's id for the batch being exported; a re-sent
 // batch keeps its id.
 var BatchID = core.BatchID

@@ -247,30 +247,20 @@ func (d *Driver) Export(ctx context.Context, spans []sdk.Span) error {
 func (d *Driver) exportInParts(ctx context.Context, spans []sdk.Span) error {
 	half := len(spans) / 2
 	first := d.Export(ctx, spans[:half])
-	p1 := partialRejection(first)
+	p1 := sdk.AsPartialRejection(first)
 	if first != nil && p1 == nil {
 		return first
 	}
 	second := d.Export(ctx, spans[half:])
-	p2 := partialRejection(second)
+	p2 := sdk.AsPartialRejection(second)
 	switch {
-	case second != nil && p2 == nil:
-		return second
-	case p1 == nil:
+	case p1 == nil, second != nil && p2 == nil:
 		return second
 	case p2 == nil:
 		return first
 	}
-	msgs := []string{p1.Message, p2.Message}
-	return sdk.PartiallyRejected(p1.Rejected+p2.Rejected, strings.Join(slices.DeleteFunc(msgs, func(m string) bool { return m == "" }), "; "))
-}
-
-func partialRejection(err error) *sdk.PartialRejection {
-	var p *sdk.PartialRejection
-	if errors.As(err, &p) {
-		return p
-	}
-	return nil
+	msgs := slices.DeleteFunc([]string{p1.Message, p2.Message}, func(m string) bool { return m == "" })
+	return sdk.PartiallyRejected(p1.Rejected+p2.Rejected, strings.Join(msgs, "; "))
 }
 
 // maxKeptBuffer bounds the request buffer an encoder keeps for the next

@@ -514,4 +514,12 @@ func TestLargeBatchInParts(t *testing.T) {
 	if len(seen) != len(spans) {
 		t.Fatalf("%d spans arrived, want %d", len(seen), len(spans))
 	}
+
+	// The parts' partial rejections add up to the batch's.
+	r.FailNext(otlpreceiver.Fault{Rejected: 3, Message: "first"}, otlpreceiver.Fault{Rejected: 4, Message: "second"})
+	err := d.Export(context.Background(), spans)
+	p := sdk.AsPartialRejection(err)
+	if p == nil || p.Rejected != 7 || p.Message != "first; second" {
+		t.Fatalf("parts refused 3 and 4 spans: Export = %v, want 7 rejected with both messages", err)
+	}
 }
