@@ -387,7 +387,8 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		SyncStdout:   os.Stdout,
 		StartTimeout: p.opts.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallSendMsgSize(wire.MaxMessageBytes), grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes))},
+			grpc.MaxCallSendMsgSize(wire.MaxMessageBytes), grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes)),
+			grpc.WithInitialWindowSize(wire.FlowWindowBytes), grpc.WithInitialConnWindowSize(wire.FlowWindowBytes)},
 	})
 	// Until the handshake is done the program may not be a driver at all
 	// and is killed outright; after it, it can be asked to exit.

@@ -18,8 +18,18 @@ const (
 const PluginName = "driver"
 
 // MaxMessageBytes bounds one gRPC message between host and driver, both
-// ways; a batch of the default 512 spans is far below it.
+// ways; a batch of the default 1,024 spans is far below it.
 const MaxMessageBytes = 64 << 20
+
+// FlowWindowBytes is the HTTP/2 flow-control window, per stream and per
+// connection, that host and driver give each other, fixed. Left dynamic,
+// gRPC estimates the bandwidth with a PING and its acknowledgement at the
+// start of every burst of data: with the span ring, each Export is such a
+// burst, and each batch cost both processes a ping's round trip (writes,
+// reads, wake-ups) on top of the RPC's own. 16 MiB is as far as that
+// estimate would grow the window, so a batch sent inside its Export (the
+// gRPC transport) is not slowed either.
+const FlowWindowBytes = 16 << 20
 
 // InfoEnv, set to "1" in a driver's environment, makes the driver print
 // its DriverInfo as one JSON line and exit, without the plugin handshake:
