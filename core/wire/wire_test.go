@@ -269,19 +269,7 @@ func TestTraceStateOnlyForDriversThatReadIt(t *testing.T) {
 // 512 proxy-sized spans (20 tags of the proxy's names and values), as the
 // SDK does for each Export.
 func BenchmarkDecoder(b *testing.B) {
-	span := sampleSpans()[0]
-	span.Tags, span.Events = nil, nil // as the proxy's: no events
-	for _, kv := range [][2]string{
-		{"component", "proxy"}, {"node_id", "sidecar-1"}, {"guid:x-request-id", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
-		{"http.url", "http://shop.internal/api/v1/cart/items?id=42"}, {"http.method", "GET"}, {"http.protocol", "HTTP/1.1"},
-		{"user_agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}, {"peer.address", "10.1.2.3"},
-		{"request_size", "0"}, {"response_size", "1234"}, {"upstream_cluster", "shop"}, {"upstream_address", "10.1.2.9:8080"},
-		{"http.status_code", "200"}, {"response_flags", "-"}, {"upstream_cluster.name", "shop"}, {"zone", "eu-west-1a"},
-		{"downstream_cluster", "-"}, {"request_id", "abc"}, {"x", "y"}, {"ok", "true"},
-	} {
-		// numbered, as the host writes the proxy's keys
-		span.Tags = append(span.Tags, core.Tag{Key: wire.WellKnown(kv[0]), Value: kv[1]})
-	}
+	span := proxySpan()
 	spans := make([]core.Span, 512)
 	for i := range spans {
 		spans[i] = span
@@ -295,4 +283,39 @@ func BenchmarkDecoder(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}
+
+// BenchmarkAppendProxySpan is the host's side of every span: AppendSpan
+// writing a proxy-sized span (BenchmarkDecoder's) into queue memory with
+// room for it, as the pipeline does for each finished request.
+func BenchmarkAppendProxySpan(b *testing.B) {
+	span := proxySpan()
+	buf := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = buf[:0]
+		for range 64 {
+			buf = wire.AppendSpan(buf, &span, wire.Full)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/span")
+}
+
+// proxySpan is a span as the proxy makes them: 20 tags of its names and
+// values, the keys numbered, no events.
+func proxySpan() core.Span {
+	span := sampleSpans()[0]
+	span.Tags, span.Events = nil, nil // as the proxy's: no events
+	for _, kv := range [][2]string{
+		{"component", "proxy"}, {"node_id", "sidecar-1"}, {"guid:x-request-id", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
+		{"http.url", "http://shop.internal/api/v1/cart/items?id=42"}, {"http.method", "GET"}, {"http.protocol", "HTTP/1.1"},
+		{"user_agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}, {"peer.address", "10.1.2.3"},
+		{"request_size", "0"}, {"response_size", "1234"}, {"upstream_cluster", "shop"}, {"upstream_address", "10.1.2.9:8080"},
+		{"http.status_code", "200"}, {"response_flags", "-"}, {"upstream_cluster.name", "shop"}, {"zone", "eu-west-1a"},
+		{"downstream_cluster", "-"}, {"request_id", "abc"}, {"x", "y"}, {"ok", "true"},
+	} {
+		// numbered, as the host writes the proxy's keys
+		span.Tags = append(span.Tags, core.Tag{Key: wire.WellKnown(kv[0]), Value: kv[1]})
+	}
+	return span
 }
