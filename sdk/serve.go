@@ -77,8 +77,7 @@ func Serve(d Driver) {
 		},
 		Plugins: goplugin.PluginSet{wire.PluginName: &grpcPlugin{server: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return goplugin.DefaultGRPCServer(append(opts, grpc.MaxRecvMsgSize(wire.MaxMessageBytes), grpc.MaxSendMsgSize(wire.MaxMessageBytes),
-				grpc.InitialWindowSize(wire.FlowWindowBytes), grpc.InitialConnWindowSize(wire.FlowWindowBytes)))
+			return goplugin.DefaultGRPCServer(append(opts, driverpb.ServerOptions()...))
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
 	})

@@ -384,11 +384,9 @@ func (p *Process) launch(ctx context.Context) (*instance, core.Capabilities, err
 		Stderr:           tail,
 		// A driver configured to write to standard output (the file
 		// driver's path "-") writes to tracehop's.
-		SyncStdout:   os.Stdout,
-		StartTimeout: p.opts.StartTimeout,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallSendMsgSize(wire.MaxMessageBytes), grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes)),
-			grpc.WithInitialWindowSize(wire.FlowWindowBytes), grpc.WithInitialConnWindowSize(wire.FlowWindowBytes)},
+		SyncStdout:      os.Stdout,
+		StartTimeout:    p.opts.StartTimeout,
+		GRPCDialOptions: driverpb.DialOptions(),
 	})
 	// Until the handshake is done the program may not be a driver at all
 	// and is killed outright; after it, it can be asked to exit.

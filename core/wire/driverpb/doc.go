@@ -3,7 +3,8 @@
 // tracehop.driver.v1), the conversions between core's types and its
 // messages, and the one mapping between errors and gRPC statuses
 // (status.go): a driver's error classes, its retry delay, a partial
-// rejection and a refused config, each to a status and back.
+// rejection and a refused config, each to a status and back; and the gRPC
+// options both sides connect with (options.go).
 //
 // The host (core/driverhost) and the driver side (sdk) both import it;
 // nothing else should: what the rest of tracehop needs of the contract is
