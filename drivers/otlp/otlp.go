@@ -156,6 +156,12 @@ func (d *Driver) dialGRPC(tlsConf *tls.Config) error {
 		// µs of driver CPU per span against 9.3–9.9 with this).
 		grpc.WithWriteBufferSize(512 << 10),
 		grpc.WithReadBufferSize(64 << 10),
+		// Fixed receive windows: left dynamic, gRPC estimates the
+		// bandwidth with a PING whenever data arrives after a pause, that
+		// is on every export's response (a few bytes): a round trip per
+		// batch in the driver and in the receiver, for nothing.
+		grpc.WithInitialWindowSize(1 << 20),
+		grpc.WithInitialConnWindowSize(1 << 20),
 		// gRPC's own reconnect backoff grows to 2 minutes, so after a
 		// long outage a receiver that is back would wait that long for
 		// its spans; 5s matches the pipeline's longest retry backoff.
