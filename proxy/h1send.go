@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/config"
@@ -52,7 +51,9 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		if err != nil {
 			return fc.fail(st, v, err, unread)
 		}
-		st.upstreamStart = time.Now()
+		if st.traced { // only the upstream span has a use for it
+			st.upstreamStart = since(st.start)
+		}
 		sendErr := fc.send(uc, st, ri, inline)
 		err = sendErr
 		if err == nil {

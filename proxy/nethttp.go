@@ -301,7 +301,9 @@ func (l *frontend) rewrite(pr *httputil.ProxyRequest) {
 	if st.baggage != "" {
 		pr.Out.Header.Set(propagation.BaggageHeader, st.baggage)
 	}
-	st.upstreamStart = time.Now()
+	if st.traced { // only the upstream span has a use for it
+		st.upstreamStart = since(st.start)
+	}
 }
 
 func (l *frontend) errorHandler(w http.ResponseWriter, r *http.Request, err error) {

@@ -178,12 +178,23 @@ func bodyTooLarge(limit int64) string {
 // a listener with headers_with_underscores: reject.
 const underscoreRefusal = "header names with underscores are refused here (headers_with_underscores: reject)"
 
+// since returns the time now as start plus the time elapsed since it by
+// the monotonic clock: one clock reading where time.Now takes two (the
+// wall clock too; each about 40 ns on these machines), and a span's end
+// that never goes before its start when the wall clock is stepped, as
+// OpenTelemetry's SDKs do. A zero start gets time.Now.
+func since(start time.Time) time.Time {
+	if start.IsZero() {
+		return time.Now()
+	}
+	return start.Add(time.Since(start))
+}
+
 // done records a finished request, from either HTTP path: its spans, its
 // metrics and its access log line.
 func (l *frontend) done(st *reqState, v *reqView) {
-	// One clock reading ends both the span and the duration metric
-	// (about 50 ns each on these machines).
-	end := time.Now()
+	// One clock reading ends both the span and the duration metric.
+	end := since(st.start)
 	if st.traced {
 		l.tracer.finish(&st.reqTrace, v, end)
 	}

@@ -1,9 +1,22 @@
 package deadline
 
 import (
+	"math"
 	"net"
 	"time"
 )
+
+// Mono returns a reading of the monotonic clock: how long ago the package
+// was loaded. It reads one clock where time.Now reads two (the wall clock
+// too), which is about 40 ns less on these machines, several times per
+// request; it is for the fast path's intervals that are only compared
+// (deadlines kept, how long a pooled connection has been idle), never
+// shown.
+func Mono() time.Duration { return time.Since(epoch) }
+
+// epoch carries a monotonic reading, so time.Since(epoch) reads only the
+// monotonic clock.
+var epoch = time.Now()
 
 // Read moves a connection's read deadline only when it has to. A
 // deadline already within [want, want+slack] is kept, so that a busy
@@ -14,18 +27,22 @@ import (
 //
 // The zero value is a connection with no deadline. A Read belongs to one
 // connection and is used by one goroutine at a time.
-type Read struct{ at time.Time }
+type Read struct {
+	// at is the deadline set, on Mono's clock: 0 is none.
+	at time.Duration
+}
 
 // Set makes sure c's reads time out no earlier than timeout from now and
 // at most a slack later.
 func (d *Read) Set(c net.Conn, timeout time.Duration) {
 	slack := min(timeout/32, 250*time.Millisecond)
-	want := time.Now().Add(timeout)
-	if !d.at.Before(want) && d.at.Sub(want) <= slack {
+	want := Mono() + timeout
+	if d.at >= want && d.at-want <= slack {
 		return
 	}
-	d.at = want.Add(slack)
-	c.SetReadDeadline(d.at)
+	// The wall-clock deadline is read after want: it is no earlier.
+	d.at = want + slack
+	c.SetReadDeadline(time.Now().Add(timeout + slack))
 }
 
 // Forget records that someone else set the deadline (a request body's
@@ -34,12 +51,12 @@ func (d *Read) Forget() { d.at = unknownDeadline }
 
 // unknownDeadline is far enough ahead that Set always moves it, and not
 // zero, so that Clear always clears.
-var unknownDeadline = time.Unix(1<<40, 0)
+const unknownDeadline = time.Duration(math.MaxInt64 / 2)
 
 // Clear removes c's read deadline, unless it has none already.
 func (d *Read) Clear(c net.Conn) {
-	if !d.at.IsZero() {
-		d.at = time.Time{}
+	if d.at != 0 {
+		d.at = 0
 		c.SetReadDeadline(time.Time{})
 	}
 }

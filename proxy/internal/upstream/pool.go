@@ -46,8 +46,9 @@ type Conn struct {
 	reused bool // it served a request before
 	// parked: not to be lent before idleSince+parkBodiless
 	parked bool
-	// idleSince is when it last went back to the pool.
-	idleSince time.Time
+	// idleSince is when it last went back to the pool, on deadline.Mono's
+	// clock.
+	idleSince time.Duration
 }
 
 // Close closes the connection; it goes back to no pool.
@@ -57,9 +58,9 @@ func (uc *Conn) Close() { uc.NetConn.Close() }
 // only such a connection can have been closed by its upstream unseen.
 func (uc *Conn) Reused() bool { return uc.reused }
 
-// IdleSince is when the connection last went back to its pool, for
-// Endpoint.DropIdleSince.
-func (uc *Conn) IdleSince() time.Time { return uc.idleSince }
+// IdleSince is when the connection last went back to its pool, on
+// deadline.Mono's clock, for Endpoint.DropIdleSince.
+func (uc *Conn) IdleSince() time.Duration { return uc.idleSince }
 
 // connFD returns the descriptor of a TCP connection for idleState, or -1.
 // It stays valid while the connection is open, and tracehop alone closes
@@ -111,11 +112,12 @@ const readBufSize = 16 << 10
 // request tells, before anything is written (nginx, HAProxy and net/http
 // watch their idle connections for the same reasons).
 func (p *connPool) get() (*Conn, error) {
+	now := deadline.Mono()
 	for {
 		p.mu.Lock()
 		i := len(p.idle) - 1
 		for ; i >= 0 && p.idle[i].parked; i-- {
-			if time.Since(p.idle[i].idleSince) >= parkBodiless {
+			if now-p.idle[i].idleSince >= parkBodiless {
 				p.idle[i].parked = false
 				break
 			}
@@ -130,7 +132,7 @@ func (p *connPool) get() (*Conn, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if time.Since(uc.idleSince) >= peekAfterIdle {
+		if now-uc.idleSince >= peekAfterIdle {
 			if state := uc.idleState(); state != idleQuiet {
 				if state == idleSpoke && p.log != nil {
 					p.log.Debug("closed an idle upstream connection that sent unsolicited bytes", "upstream", p.addr)
@@ -198,7 +200,7 @@ func (p *connPool) put(uc *Conn) {
 	uc.parked, uc.Bodiless = uc.Bodiless, false
 	p.mu.Lock()
 	if len(p.idle) < p.maxIdle && !p.closed {
-		uc.idleSince = time.Now()
+		uc.idleSince = deadline.Mono()
 		p.idle = append(p.idle, uc)
 		uc = nil
 		if p.idleTimeout > 0 && p.reaper == nil {
@@ -219,10 +221,10 @@ func (p *connPool) reap() {
 		p.mu.Unlock()
 		return
 	}
-	now := time.Now()
-	stale := p.takeIdleUntil(now.Add(-p.idleTimeout))
+	now := deadline.Mono()
+	stale := p.takeIdleUntil(now - p.idleTimeout)
 	if len(p.idle) > 0 {
-		p.reaper.Reset(p.idleTimeout - now.Sub(p.idle[0].idleSince))
+		p.reaper.Reset(p.idleTimeout - (now - p.idle[0].idleSince))
 	} else {
 		p.reaper = nil
 	}
@@ -234,7 +236,7 @@ func (p *connPool) reap() {
 
 // dropIdleSince closes the idle connections that have been idle since t or
 // longer.
-func (p *connPool) dropIdleSince(t time.Time) {
+func (p *connPool) dropIdleSince(t time.Duration) {
 	p.mu.Lock()
 	stale := p.takeIdleUntil(t)
 	p.mu.Unlock()
@@ -245,9 +247,9 @@ func (p *connPool) dropIdleSince(t time.Time) {
 
 // takeIdleUntil removes from the pool the connections idle since t or
 // earlier (the oldest, at the front) and returns them. p.mu is held.
-func (p *connPool) takeIdleUntil(t time.Time) []*Conn {
+func (p *connPool) takeIdleUntil(t time.Duration) []*Conn {
 	n := 0
-	for n < len(p.idle) && !p.idle[n].idleSince.After(t) {
+	for n < len(p.idle) && p.idle[n].idleSince <= t {
 		n++
 	}
 	stale := slices.Clone(p.idle[:n])
