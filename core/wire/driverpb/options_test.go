@@ -3,11 +3,15 @@ package driverpb_test
 import (
 	"context"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tracehop/tracehop/core/wire/driverpb"
 )
@@ -138,5 +142,79 @@ func TestNoPingPerExport(t *testing.T) {
 	if host < calls/2 || driver < calls/2 {
 		t.Errorf("control: with gRPC's dynamic windows, %d Exports made the host send %d PINGs and the driver %d; "+
 			"want about one each per Export (if gRPC no longer pings to size its windows, drop the control)", calls, host, driver)
+	}
+}
+
+// recorder answers every Export at once and notes the goroutine it ran on.
+type recorder struct {
+	driverpb.UnimplementedDriverServer
+	mu         sync.Mutex
+	goroutines map[string]bool
+}
+
+func (r *recorder) Export(context.Context, *driverpb.ExportRequest) (*driverpb.ExportResponse, error) {
+	var buf [64]byte
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf[:], false)]), "goroutine "), " ")
+	r.mu.Lock()
+	r.goroutines[id] = true
+	r.mu.Unlock()
+	return &driverpb.ExportResponse{}, nil
+}
+
+// exportGoroutines makes calls Exports, one after another, to a server with
+// serve while two streams stay open on it (go-plugin's broker and stdio
+// streams do, for a driver's life), and returns on how many goroutines
+// the Exports ran.
+func exportGoroutines(t *testing.T, serve []grpc.ServerOption, calls int) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(serve...)
+	rec := &recorder{goroutines: map[string]bool{}}
+	driverpb.RegisterDriverServer(srv, rec)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln)
+	defer srv.Stop()
+	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 {
+		w, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Recv(); err != nil { // the stream's handler is running
+			t.Fatal(err)
+		}
+	}
+	client := driverpb.NewDriverClient(cc)
+	for range calls {
+		if _, err := client.Export(ctx, &driverpb.ExportRequest{BatchId: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return len(rec.goroutines)
+}
+
+// A goroutine per call grows its stack anew, by copying, on every batch;
+// the driver's server keeps its Exports on stream workers, one per core,
+// beside the ones go-plugin's long-lived streams hold. The default (a
+// goroutine per call) is the control.
+func TestExportsReuseGoroutines(t *testing.T) {
+	const calls = 20
+	if n := exportGoroutines(t, driverpb.ServerOptions(), calls); n > runtime.GOMAXPROCS(0) {
+		t.Errorf("%d Exports one after another ran on %d goroutines, want at most %d (GOMAXPROCS): no stream worker was free",
+			calls, n, runtime.GOMAXPROCS(0))
+	}
+	if n := exportGoroutines(t, nil, calls); n != calls {
+		t.Errorf("control: without stream workers, %d Exports ran on %d goroutines, want one each", calls, n)
 	}
 }
