@@ -42,7 +42,7 @@ func (e *Endpoint) Dial() (*Conn, error) { return e.pool.dial() }
 func (e *Endpoint) Put(uc *Conn) { e.pool.put(uc) }
 
 // DropIdleSince closes the idle connections that went back to the pool
-// at t (on deadline.Mono's clock) or before: one of that age turned out closed by the upstream (an
-// idle timeout, a restart), and the ones older than it went through the
-// same.
+// at t (on deadline.Mono's clock) or before: one of that age turned out
+// closed by the upstream (an idle timeout, a restart), and the ones older
+// than it went through the same.
 func (e *Endpoint) DropIdleSince(t time.Duration) { e.pool.dropIdleSince(t) }
