@@ -181,7 +181,7 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		{Name: []byte("X-User-Tier"), Value: []byte("gold")},
 	}
 	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1", mut: new(propagation.Mutations)}
-	fc.carrier.hs = hs
+	fc.carrier.hs, fc.carrier.names = hs, h1.NamesOf(hs)
 	st := &fc.st
 	return func() {
 		*st = reqState{frontend: l, reqTrace: reqTrace{

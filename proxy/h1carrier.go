@@ -44,8 +44,9 @@ func (c *respCapture) Get(key string) string {
 
 // h1Carrier reads trace headers from the fast path's parsed head.
 type h1Carrier struct {
-	hs   []h1.Header
-	hide bool // an untrusted listener: trace headers are not there
+	hs    []h1.Header
+	names uint64 // h1.Request.Names of hs; 0: not known, every lookup scans
+	hide  bool   // an untrusted listener: trace headers are not there
 }
 
 func (c *h1Carrier) hidden(key string) bool {
@@ -60,8 +61,17 @@ func (c *h1Carrier) hidden(key string) bool {
 	return false
 }
 
+// mayHave says whether a header named key may be among c's: false only
+// when its bit is missing from a known names.
+func (c *h1Carrier) mayHave(key string) bool {
+	return c.names == 0 || c.names&h1.NameBit(key) != 0
+}
+
 // Get implements propagation.Carrier.
 func (c *h1Carrier) Get(key string) string {
+	if !c.mayHave(key) {
+		return ""
+	}
 	for _, h := range c.hs {
 		if h1.EqualFold(h.Name, key) {
 			if c.hidden(key) {
@@ -75,6 +85,9 @@ func (c *h1Carrier) Get(key string) string {
 
 // GetJoined implements propagation.Carrier.
 func (c *h1Carrier) GetJoined(key string) string {
+	if !c.mayHave(key) {
+		return ""
+	}
 	var first []byte
 	var joined []byte
 	for _, h := range c.hs {

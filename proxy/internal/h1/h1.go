@@ -31,6 +31,10 @@ type Request struct {
 	// proxy then looks for look-alikes of the headers it guards
 	// (Content_Length), which some applications read as the real ones.
 	Underscore bool
+	// Names is the NameBit of every header's name, ORed together: a name
+	// whose bit is not in it is not among the headers, which a lookup
+	// can tell without comparing it with each of them.
+	Names uint64
 }
 
 // Response is a parsed response head. Fields alias the parsed buffer.
@@ -98,7 +102,36 @@ func ParseRequest(head []byte, r *Request) error {
 	r.Underscore = false
 	var err error
 	r.Headers, err = parseHeaders(rest, r.Headers[:0], &r.Underscore, cutLine)
+	r.Names = NamesOf(r.Headers)
 	return err
+}
+
+// NamesOf returns the NameBit of every name in hs, ORed together (what
+// ParseRequest puts in Request.Names).
+func NamesOf(hs []Header) uint64 {
+	var names uint64
+	for _, h := range hs {
+		if len(h.Name) > 0 {
+			names |= nameBit(len(h.Name), h.Name[0], h.Name[len(h.Name)-1])
+		}
+	}
+	return names
+}
+
+// NameBit returns a header name's bit in Request.Names. Names that
+// EqualFold matches have the same length and the same first and last
+// letters but for case, so they share a bit; other names may share it too.
+// A trace context's extraction asks for a dozen names that a request
+// mostly does not carry, each a scan of its headers without the bit.
+func NameBit(name string) uint64 {
+	if name == "" {
+		return 0 // no header has an empty name
+	}
+	return nameBit(len(name), name[0], name[len(name)-1])
+}
+
+func nameBit(n int, first, last byte) uint64 {
+	return 1 << ((uint(n)*7 + uint(first|0x20) + uint(last|0x20)*3) & 63)
 }
 
 // ParseResponse parses head (as delimited by HeadLen) into r, reusing r's

@@ -151,6 +151,14 @@ func FuzzParse(f *testing.F) {
 			if !bytes.Contains(b, r.Method) || !bytes.Contains(b, r.Target) {
 				t.Fatal("fields outside the input")
 			}
+			for _, h := range r.Headers {
+				// Any spelling EqualFold matches is found through Names.
+				for _, name := range []string{string(h.Name), strings.ToUpper(string(h.Name)), strings.ToLower(string(h.Name))} {
+					if EqualFold(h.Name, name) && r.Names&NameBit(name) == 0 {
+						t.Fatalf("header %q parsed, but Names lacks the bit of %q", h.Name, name)
+					}
+				}
+			}
 		}
 		var resp Response
 		if n := HeadLen(b); n >= 0 {
@@ -158,6 +166,37 @@ func FuzzParse(f *testing.F) {
 		}
 		CopyChunked(&bytes.Buffer{}, bufio.NewReader(bytes.NewReader(b)), nil)
 	})
+}
+
+// A lookup skips a name whose bit Names lacks: every header's name, in
+// any case, must have its bit there, and a head without a trace header
+// must let most of those lookups skip.
+func TestNamesFindEveryHeader(t *testing.T) {
+	var r Request
+	head := "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: b\r\nAccept: */*\r\nX-B3-TraceId: 1\r\nContent-Length: 0\r\n\r\n"
+	if err := ParseRequest([]byte(head), &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"host", "HOST", "Host", "user-agent", "USER-AGENT", "accept", "x-b3-traceid", "X-B3-TRACEID", "content-length"} {
+		if r.Names&NameBit(name) == 0 {
+			t.Errorf("Names lacks %q, which the head carries", name)
+		}
+	}
+	absent := []string{"traceparent", "tracestate", "b3", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags",
+		"baggage", "x-request-id", "x-client-trace-id", "x-datadog-trace-id", "x-datadog-parent-id", "ot-tracer-traceid", "uber-trace-id"}
+	skipped := 0
+	for _, name := range absent {
+		if r.Names&NameBit(name) == 0 {
+			skipped++
+		}
+	}
+	// 5 of 64 bits set: nearly every absent name is told apart.
+	if skipped < len(absent)*2/3 {
+		t.Errorf("only %d of %d absent trace headers are ruled out by Names %064b", skipped, len(absent), r.Names)
+	}
+	if NameBit("") != 0 {
+		t.Error("the empty name has a bit; no header has it")
+	}
 }
 
 type failWriter struct{}
