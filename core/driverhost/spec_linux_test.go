@@ -115,12 +115,12 @@ func TestDriverWrittenFromTheSpec(t *testing.T) {
 	if !d.Up() || d.Restarts() != 0 {
 		t.Fatalf("the driver failed its health checks: up %v, restarts %d\n%s", d.Up(), d.Restarts(), logs)
 	}
-	start := time.Now()
+	// A driver that serves GRPCController exits when asked; one that
+	// does not is killed after go-plugin's 2 s, and go-plugin logs that
+	// (checked below). Not a timing: under a loaded CI run the asked
+	// exit itself took 1.9 s.
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
-	}
-	if took := time.Since(start); took > 1500*time.Millisecond {
-		t.Errorf("Shutdown took %s: the host had to kill a driver that serves GRPCController", took)
 	}
 	out := logs.String()
 	if !strings.Contains(out, `"msg":"configured","driver":"spec","greeting":"hello"`) {
