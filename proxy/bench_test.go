@@ -181,9 +181,9 @@ func tracingHotPath(tb testing.TB, o benchOptions) func() {
 		{Name: []byte("X-User-Tier"), Value: []byte("gold")},
 	}
 	fc := &fastConn{l: l, peer: netip.MustParseAddrPort("127.0.0.1:40000"), peerAddr: "127.0.0.1", mut: new(propagation.Mutations)}
-	fc.carrier.hs, fc.carrier.names = hs, h1.NamesOf(hs)
 	st := &fc.st
 	return func() {
+		fc.carrier.reset(hs) // as each request's head does
 		*st = reqState{frontend: l, reqTrace: reqTrace{
 			ingress: l.ingress, trusted: l.trusted, baggageTrusted: l.baggageTrusted, start: time.Now(), peer: fc.peer, peerAddr: fc.peerAddr,
 			requestID: "a-request-id", buf: &fc.spanBuf, bagBuf: &fc.bagBuf,

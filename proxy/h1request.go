@@ -65,7 +65,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		st.requestID = newRequestID()
 	}
 	st.reqBytes.Store(ri.length)
-	fc.carrier.hs, fc.carrier.names = fc.req.Headers, fc.req.Names
+	fc.carrier.reset(fc.req.Headers)
 	v := reqView{
 		method: str(fc.req.Method), host: str(ri.host), uri: str(fc.req.Target), proto: "HTTP/1.1",
 		userAgent: str(ri.userAgent), contentType: str(ri.contentType), header: &fc.carrier, volatile: true,

@@ -31,10 +31,6 @@ type Request struct {
 	// proxy then looks for look-alikes of the headers it guards
 	// (Content_Length), which some applications read as the real ones.
 	Underscore bool
-	// Names is the NameBit of every header's name, ORed together: a name
-	// whose bit is not in it is not among the headers, which a lookup
-	// can tell without comparing it with each of them.
-	Names uint64
 }
 
 // Response is a parsed response head. Fields alias the parsed buffer.
@@ -102,12 +98,12 @@ func ParseRequest(head []byte, r *Request) error {
 	r.Underscore = false
 	var err error
 	r.Headers, err = parseHeaders(rest, r.Headers[:0], &r.Underscore, cutLine)
-	r.Names = NamesOf(r.Headers)
 	return err
 }
 
-// NamesOf returns the NameBit of every name in hs, ORed together (what
-// ParseRequest puts in Request.Names).
+// NamesOf returns the NameBit of every name in hs, ORed together: a name
+// whose bit is not in it is not among hs, which a lookup can then tell
+// without comparing it with each of them.
 func NamesOf(hs []Header) uint64 {
 	var names uint64
 	for _, h := range hs {
@@ -118,7 +114,7 @@ func NamesOf(hs []Header) uint64 {
 	return names
 }
 
-// NameBit returns a header name's bit in Request.Names. Names that
+// NameBit returns a header name's bit in NamesOf. Names that
 // EqualFold matches have the same length and the same first and last
 // letters but for case, so they share a bit; other names may share it too.
 // A trace context's extraction asks for a dozen names that a request
