@@ -142,7 +142,7 @@ func runInstr(ctx context.Context, o options) error {
 			p.stop()
 		}
 	}()
-	if err := startHelpers(&helpers, dir, self, upstreamAddr, sinkAddr); err != nil {
+	if _, _, err := startHelpers(&helpers, dir, self, upstreamAddr, sinkAddr); err != nil {
 		return err
 	}
 

@@ -18,6 +18,9 @@ type saturated struct {
 	RPS      float64
 	P99      time.Duration
 	Errors   int64 // socket errors and non-2xx/3xx answers
+	// CPU is what wrk itself used (user and system): the load generator
+	// shares the machine's cores with everything measured.
+	CPU time.Duration
 }
 
 // runWrk runs `wrk -t1 -c50 -dD --latency URL`, the peers' saturating load.
@@ -25,11 +28,14 @@ func runWrk(ctx context.Context, wrk, url string, conns int, d time.Duration, ex
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	args := append([]string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}, extra...)
-	out, err := exec.CommandContext(ctx, wrk, append(args, url)...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, wrk, append(args, url)...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return saturated{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
-	return parseWrk(out)
+	s, err := parseWrk(out)
+	s.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return s, err
 }
 
 func parseWrk(out []byte) (saturated, error) {

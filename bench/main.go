@@ -239,9 +239,11 @@ func run(ctx context.Context, o options) error {
 	launch := func(name, addr string, env []string, argv ...string) (*proc, error) {
 		return launchInto(&procs, dir, name, addr, env, argv...)
 	}
-	if err := startHelpers(&procs, dir, self, upstreamAddr, sinkAddr); err != nil {
+	upstreamProc, sinkProc, err := startHelpers(&procs, dir, self, upstreamAddr, sinkAddr)
+	if err != nil {
 		return err
 	}
+	others := map[string]*proc{"upstream": upstreamProc, "receiver": sinkProc}
 
 	one := []string{fmt.Sprintf("GOMAXPROCS=%d", o.workers)}
 	var targets []*target
@@ -427,7 +429,7 @@ func run(ctx context.Context, o options) error {
 	for round := 1; round <= o.rounds; round++ {
 		for _, t := range targets {
 			step++
-			r, err := measure(ctx, wrk, fortio, t, o)
+			r, err := measure(ctx, wrk, fortio, t, others, o)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", t.Name, round, err)
 			}
@@ -497,14 +499,25 @@ func run(ctx context.Context, o options) error {
 }
 
 // measure runs one saturated and one fixed-rate load against t, with the
-// CPU its processes used during each.
-func measure(ctx context.Context, wrk, fortio string, t *target, o options) (s sample, err error) {
+// CPU its processes used during each, and what others (the harness's
+// upstream and span receiver) and wrk used during the saturated one.
+func measure(ctx context.Context, wrk, fortio string, t *target, others map[string]*proc, o options) (s sample, err error) {
 	cpu := func() cpuTimes {
 		if t.proc == nil {
 			return nil
 		}
 		return treeCPU(t.proc.pid())
 	}
+	othersCPU := func() map[string]time.Duration {
+		m := map[string]time.Duration{}
+		for name, p := range others {
+			if _, u, st, ok := procStat(p.pid()); ok {
+				m[name] = time.Duration(u+st) * time.Second / clockTick
+			}
+		}
+		return m
+	}
+	o0 := othersCPU()
 	c0 := cpu()
 	tick0, steal0, stealOK := cpuTicks()
 	defer func() {
@@ -517,7 +530,14 @@ func measure(ctx context.Context, wrk, fortio string, t *target, o options) (s s
 		return s, err
 	}
 	c1 := cpu()
+	o1 := othersCPU()
 	s.RPS, s.SatP99, s.Requests, s.Errors = w.RPS, w.P99, w.Requests, w.Errors
+	if w.Requests > 0 {
+		s.OthersCPU = map[string]float64{"wrk": float64(w.CPU) / float64(time.Microsecond) / float64(w.Requests)}
+		for name, d := range o1 {
+			s.OthersCPU[name] = float64(d-o0[name]) / float64(time.Microsecond) / float64(w.Requests)
+		}
+	}
 	if w.Requests > 0 && t.proc != nil {
 		per := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(w.Requests) }
 		s.CPUPerReq, s.UserCPUPerReq = per(c1[""][0]-c0[""][0]), per(c1[""][1]-c0[""][1])

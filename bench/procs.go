@@ -72,12 +72,12 @@ func launchInto(procs *[]*proc, dir, name, addr string, env []string, argv ...st
 
 // startHelpers starts this harness's own upstream and counting receiver
 // (self is its executable) on their addresses.
-func startHelpers(procs *[]*proc, dir, self, upstreamAddr, sinkAddr string) error {
-	if _, err := launchInto(procs, dir, "upstream", upstreamAddr, nil, self, "upstream", upstreamAddr); err != nil {
-		return err
+func startHelpers(procs *[]*proc, dir, self, upstreamAddr, sinkAddr string) (upstream, sink *proc, err error) {
+	if upstream, err = launchInto(procs, dir, "upstream", upstreamAddr, nil, self, "upstream", upstreamAddr); err != nil {
+		return nil, nil, err
 	}
-	_, err := launchInto(procs, dir, "sink", sinkAddr, []string{"GOMAXPROCS=1"}, self, "sink", sinkAddr)
-	return err
+	sink, err = launchInto(procs, dir, "sink", sinkAddr, []string{"GOMAXPROCS=1"}, self, "sink", sinkAddr)
+	return upstream, sink, err
 }
 
 // addrFree fails when something already accepts connections on addr: a

@@ -31,10 +31,16 @@ type sample struct {
 	// it was recorded).
 	UserCPUPerReq    float64            `json:"user_cpu_us_per_req,omitempty"`
 	UserCPUByProcess map[string]float64 `json:"user_cpu_us_per_req_by_process,omitempty"`
-	FixedCPUPerReq   float64            `json:"fixed_rate_cpu_us_per_req"`
-	FixedP50         time.Duration      `json:"fixed_rate_p50_ns"`
-	FixedP90         time.Duration      `json:"fixed_rate_p90_ns"`
-	FixedP99         time.Duration      `json:"fixed_rate_p99_ns"`
+	// OthersCPU is what the rest of the machine spent per request of the
+	// saturated run: the upstream, the span receiver and wrk (keys
+	// upstream, receiver, wrk). They share the 2 cores with the proxy, so a
+	// ratio of req/s moves with their work too: a traced request makes
+	// the upstream parse trace headers and the receiver take spans.
+	OthersCPU      map[string]float64 `json:"others_cpu_us_per_req,omitempty"`
+	FixedCPUPerReq float64            `json:"fixed_rate_cpu_us_per_req"`
+	FixedP50       time.Duration      `json:"fixed_rate_p50_ns"`
+	FixedP90       time.Duration      `json:"fixed_rate_p90_ns"`
+	FixedP99       time.Duration      `json:"fixed_rate_p99_ns"`
 	// For TLS configurations: one request per new connection (a full
 	// handshake each), per second, and the CPU µs each took.
 	NewConnRPS float64 `json:"new_connection_rps,omitempty"`
@@ -175,6 +181,12 @@ func (r *results) finish() {
 				c.Median.CPUByProcess[comm] = median(c.Rounds, func(s sample) float64 { return s.CPUByProcess[comm] })
 			}
 		}
+		if c.Rounds[0].OthersCPU != nil {
+			c.Median.OthersCPU = map[string]float64{}
+			for who := range c.Rounds[0].OthersCPU {
+				c.Median.OthersCPU[who] = median(c.Rounds, func(s sample) float64 { return s.OthersCPU[who] })
+			}
+		}
 	}
 	get := func(name string) *sample {
 		if c, ok := r.Configs[name]; ok && len(c.Rounds) > 0 {
@@ -251,6 +263,7 @@ func (r *results) finish() {
 		if over, ok := paired(name, "tracehop", func(x, y sample) float64 { return x.UserCPUPerReq - y.UserCPUPerReq }); ok && over != 0 {
 			r.Ratios = append(r.Ratios, ratio{"of which user space: " + driver, over, "compared", true})
 		}
+		r.outside(name, driver, paired)
 		atLeast("req/s: traced ("+driver+") / untraced (issue 25)", name, "tracehop", rps, 0.95)
 		atLeast("req/s: traced ("+driver+") / nginx (issue 25)", name, "nginx", rps, 0.90)
 		atMost("p99 @fixed rate: traced ("+driver+") / untraced (issue 25)", name, "tracehop", p99, 1.3)
@@ -298,6 +311,35 @@ func (r *results) finish() {
 			v := float64(c.SpansReceived) / float64(sampled)
 			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled (every zipkin configuration)", v, "= 1", c.SpansReceived == sampled})
 		}
+	}
+}
+
+// outside adds what a traced configuration's requests cost the rest of
+// the machine over untraced ones (results from before it was recorded
+// have none): the upstream parses the trace headers tracehop adds, the
+// span receiver takes the spans, and wrk is the control. The proxy, its
+// driver and these share the cores, so the req/s ratio of traced to
+// untraced follows the whole machine's CPU per request, not tracehop's
+// alone: the last row is the ratio that CPU allows.
+func (r *results) outside(name, driver string, paired func(a, b string, f func(x, y sample) float64) (float64, bool)) {
+	ca, cb := r.Configs[name], r.Configs["tracehop"]
+	if ca == nil || cb == nil || len(ca.Rounds) == 0 || len(cb.Rounds) == 0 || ca.Rounds[0].OthersCPU == nil || cb.Rounds[0].OthersCPU == nil {
+		return
+	}
+	for _, who := range []struct{ key, label string }{{"upstream", "the upstream"}, {"receiver", "the span receiver"}, {"wrk", "wrk"}} {
+		if over, ok := paired(name, "tracehop", func(x, y sample) float64 { return x.OthersCPU[who.key] - y.OthersCPU[who.key] }); ok {
+			r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off, outside tracehop, in " + who.label + ": " + driver, over, "compared", true})
+		}
+	}
+	machine := func(s sample) float64 {
+		t := s.CPUPerReq
+		for _, v := range s.OthersCPU {
+			t += v
+		}
+		return t
+	}
+	if v, ok := paired("tracehop", name, func(x, y sample) float64 { return machine(x) / machine(y) }); ok {
+		r.Ratios = append(r.Ratios, ratio{"whole machine's CPU per request, untraced / traced: the req/s ratio it allows: " + driver, v, "compared", true})
 	}
 }
 

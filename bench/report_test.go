@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -57,4 +58,41 @@ func TestComparisonsOfARunCutShort(t *testing.T) {
 		}
 	}
 	t.Fatal("no CPU row for a run cut short")
+}
+
+// TestOutsideTracehop: what traced requests cost the rest of the machine
+// is reported per process, paired by round, and the whole machine's CPU
+// per request gives the req/s ratio it allows; results from before the
+// others' CPU was recorded get no such rows.
+func TestOutsideTracehop(t *testing.T) {
+	others := func(up, recv, wrk float64) map[string]float64 {
+		return map[string]float64{"upstream": up, "receiver": recv, "wrk": wrk}
+	}
+	r := &results{Configs: map[string]*config{
+		"tracehop":      {Rounds: []sample{{CPUPerReq: 10, OthersCPU: others(15, 0, 5)}, {CPUPerReq: 12, OthersCPU: others(16, 0, 6)}}},
+		"tracehop-otlp": {Rounds: []sample{{CPUPerReq: 13, OthersCPU: others(16, 0.5, 5)}, {CPUPerReq: 15, OthersCPU: others(17, 0.5, 6)}}},
+		"tracehop-file": {Rounds: []sample{{CPUPerReq: 13}, {CPUPerReq: 15}}},
+	}}
+	r.finish()
+	want := map[string]float64{
+		"CPU µs per traced request over tracing off, outside tracehop, in the upstream: otlp":      1,
+		"CPU µs per traced request over tracing off, outside tracehop, in the span receiver: otlp": 0.5,
+		"CPU µs per traced request over tracing off, outside tracehop, in wrk: otlp":               0,
+		// Rounds 30/34.5 and 34/38.5: the upper of the two is 34/38.5.
+		"whole machine's CPU per request, untraced / traced: the req/s ratio it allows: otlp": 34 / 38.5,
+	}
+	for _, q := range r.Ratios {
+		if strings.Contains(q.Name, ": file") && strings.Contains(q.Name, "outside") {
+			t.Errorf("row %q for a configuration without the others' CPU", q.Name)
+		}
+		if w, ok := want[q.Name]; ok {
+			if math.Abs(q.Value-w) > 1e-9 {
+				t.Errorf("%s = %v, want %v", q.Name, q.Value, w)
+			}
+			delete(want, q.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no row %q", name)
+	}
 }
