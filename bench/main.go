@@ -303,7 +303,7 @@ func run(ctx context.Context, o options) error {
 	// native starts a peer installed from Debian (when it is) with a config
 	// file made for its address; args come before the file's path.
 	native := func(name, desc, file string, conf func(addr string) string, args ...string) error {
-		path := lookTool(strings.TrimSuffix(name, "-tls"), "")
+		path := lookTool(strings.Split(name, "-")[0], "") // nginx-tls: nginx
 		if path == "" {
 			fmt.Printf("bench: %s is not installed (make bench-deps): skipped\n", name)
 			return nil
@@ -354,6 +354,23 @@ func run(ctx context.Context, o options) error {
 		func() error {
 			return native("haproxy", fmt.Sprintf("HAProxy, nbthread %d, http-keep-alive", o.workers), "haproxy.cfg",
 				func(addr string) string { return haproxyConf(addr, upstreamAddr, o.workers) }, "-db", "-f")
+		},
+		// The peers again, sending the upstream what untraced tracehop
+		// sends (Envoy's defaults): X-Forwarded-Proto and a new
+		// X-Request-Id beside X-Forwarded-For. Each header is work for
+		// the upstream, which shares the cores: these rows compare like
+		// with like.
+		func() error {
+			sub := filepath.Join(dir, "reqid")
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				return err
+			}
+			return native("nginx-reqid", fmt.Sprintf("nginx, worker_processes %d, adding X-Forwarded-Proto and X-Request-Id ($request_id) as tracehop does", o.workers), "nginx-reqid.conf",
+				func(addr string) string { return nginxReqIDConf(sub, addr, upstreamAddr, o.workers) }, "-p", sub, "-c")
+		},
+		func() error {
+			return native("haproxy-reqid", fmt.Sprintf("HAProxy, nbthread %d, adding X-Forwarded-Proto and X-Request-Id (uuid()) as tracehop does", o.workers), "haproxy-reqid.cfg",
+				func(addr string) string { return haproxyReqIDConf(addr, upstreamAddr, o.workers) }, "-db", "-f")
 		},
 		// TLS termination, side by side: one ECDSA P-256 certificate, TLS
 		// 1.3 with TLS_AES_128_GCM_SHA256 (Go's choice; nginx and HAProxy
@@ -634,6 +651,15 @@ http {
 `, dir, addr, upstream, workers)
 }
 
+// nginxReqIDConf is nginxConf sending the upstream the headers untraced
+// tracehop sends: X-Forwarded-Proto and a request id of its own making
+// ($request_id, 32 hex digits) beside X-Forwarded-For.
+func nginxReqIDConf(dir, addr, upstream string, workers int) string {
+	xff := "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+	return strings.Replace(nginxConf(dir, addr, upstream, workers), xff,
+		xff+"      proxy_set_header X-Forwarded-Proto $scheme;\n      proxy_set_header X-Request-Id $request_id;\n", 1)
+}
+
 // nginxTLSConf is nginxConf terminating TLS.
 func nginxTLSConf(dir, addr, upstream, cert, key string, workers int) string {
 	plain := nginxConf(dir, addr, upstream, workers)
@@ -661,6 +687,14 @@ func benchCert(dir string) (certFile, keyFile string, err error) {
 		return "", "", err
 	}
 	return ca.WritePair(dir, "bench", tlstest.Localhost("bench"))
+}
+
+// haproxyReqIDConf is haproxyConf sending the upstream the headers
+// untraced tracehop sends: X-Forwarded-Proto and a new UUID as
+// X-Request-Id beside X-Forwarded-For (option forwardfor).
+func haproxyReqIDConf(addr, upstream string, workers int) string {
+	return strings.Replace(haproxyConf(addr, upstream, workers), "\nbackend up\n",
+		"\nbackend up\n  http-request set-header X-Forwarded-Proto http\n  http-request set-header X-Request-Id %[uuid()]\n", 1)
 }
 
 func haproxyConf(addr, upstream string, workers int) string {

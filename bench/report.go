@@ -270,6 +270,14 @@ func (r *results) finish() {
 	}
 	atLeast("req/s: untraced / nginx (issue 25)", "tracehop", "nginx", rps, 1.0)
 	atLeast("req/s: untraced / HAProxy (issue 25)", "tracehop", "haproxy", rps, 1.0)
+	// Like with like: the peers sending the upstream tracehop's headers.
+	atLeast("req/s: untraced / nginx adding X-Forwarded-Proto and X-Request-Id (issue 25)", "tracehop", "nginx-reqid", rps, 1.0)
+	atLeast("req/s: untraced / HAProxy adding X-Forwarded-Proto and X-Request-Id (issue 25)", "tracehop", "haproxy-reqid", rps, 1.0)
+	for _, peer := range []string{"nginx", "haproxy", "nginx-reqid", "haproxy-reqid"} {
+		if d, ok := paired("tracehop", peer, func(x, y sample) float64 { return x.OthersCPU["upstream"] - y.OthersCPU["upstream"] }); ok && r.Configs[peer].Rounds[0].OthersCPU != nil && r.Configs["tracehop"].Rounds[0].OthersCPU != nil {
+			r.Ratios = append(r.Ratios, ratio{"CPU µs per request in the upstream, behind untraced tracehop - behind " + peer, d, "compared", true})
+		}
+	}
 	if c, ok := r.Configs["tracehop-otlp"]; ok && c.SpansSampled > 0 {
 		sampled := c.SpansSampled // the receiver counts the baseline's too
 		if b, ok := r.Configs["tracehop-otlp@base"]; ok {
