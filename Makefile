@@ -17,7 +17,7 @@ CYCLONEDX_GOMOD    := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v
 H2SPEC             := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 FUZZTIME  ?= 5s
 
-.PHONY: js-deps js-test e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-instr bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
+.PHONY: js-deps js-test e2e-deps release release-deps release-check all build test vet fmt-check race conformance fuzz-short bench bench-deps bench-micro bench-instr bench-syscalls bench-upstream bench-ci proto demo sandbox sandbox-bin e2e chaos edge-load clean image images k8s-demo k8s-scale k8s-tiers
 
 all: build
 
@@ -126,6 +126,13 @@ BENCH_README ?= README.md
 bench-instr: build bench-deps
 	$(GO) build -o $(BIN)/tracehop-bench ./bench
 	$(BIN)/tracehop-bench -instructions -bin $(BIN) -tools $(GOBIN_TOOLS) -rounds $(ROUNDS) -n $(N) $(if $(BASELINE),-baseline $(BASELINE)) $(if $(ONLY),-only $(ONLY)) -out bench/results $(if $(BENCH_README),-readme $(BENCH_README))
+
+## bench-syscalls: system calls and context switches per request of each proxy under saturation, counted by perf stat's tracepoints (about 2 min; needs root or kernel.perf_event_paranoid <= 1); ONLY= picks the proxies; rewrites README's table
+SYSCALLS_ONLY ?= tracehop,tracehop-otlp,nginx,haproxy,nginx-reqid,haproxy-reqid
+bench-syscalls: build bench-deps
+	@command -v perf >/dev/null || apt-get install -y -q linux-perf >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q linux-perf >/dev/null; }
+	$(GO) build -o $(BIN)/tracehop-bench ./bench
+	$(BIN)/tracehop-bench -syscalls -bin $(BIN) -tools $(GOBIN_TOOLS) -only $(if $(ONLY),$(ONLY),$(SYSCALLS_ONLY)) -out bench/results -readme README.md
 
 ## bench-upstream: what each propagation format costs the application behind tracehop (its HTTP server and its tracer's extract, real libraries); rewrites README's table
 bench-upstream:

@@ -60,7 +60,8 @@ type options struct {
 	profile                 string
 	workers                 int
 	baseline                string
-	requests                int // per round of -instructions
+	requests                int  // per round of -instructions
+	syscalls                bool // count system calls instead of timing
 }
 
 func main() {
@@ -88,6 +89,7 @@ func main() {
 	render := flag.String("render", "", "render the table of this results `file` (JSON) again, into -readme if given, without measuring")
 	instr := flag.Bool("instructions", false, "count the instructions per request of tracehop and its driver under valgrind's callgrind (untraced, otlp, file; -baseline beside), instead of timing them: repeatable on a busy machine; -readme rewrites its own table")
 	flag.IntVar(&o.requests, "n", 10000, "requests per round of -instructions")
+	flag.BoolVar(&o.syscalls, "syscalls", false, "count each proxy's system calls and context switches per request under saturation with perf stat's tracepoints, instead of timing them (-only picks the proxies); -readme rewrites its own table")
 	upstream := flag.Bool("upstream", false, "read `go test -bench UpstreamPropagation ./bench` output on stdin and write its table (into -readme if given)")
 	flag.Parse()
 	if *upstream {
@@ -128,6 +130,14 @@ func rerender(file, readme string) error {
 	var ir instrRun // a run of -instructions, which has its own table
 	if err := json.Unmarshal(b, &ir); err == nil && ir.Requests > 0 {
 		return ir.render(readme)
+	}
+	var sr syscallRun // a run of -syscalls, which has its own table too
+	if err := json.Unmarshal(b, &sr); err == nil && len(sr.Configs) > 0 {
+		fmt.Print(sr.table())
+		if readme != "" {
+			return replaceBetween(readme, "<!-- bench-syscalls:begin -->", "<!-- bench-syscalls:end -->", sr.table())
+		}
+		return nil
 	}
 	var res results
 	if err := json.Unmarshal(b, &res); err != nil {
@@ -427,6 +437,9 @@ func run(ctx context.Context, o options) error {
 		fmt.Printf("bench: %-20s %s  %s\n", t.Name, t.url(), t.Desc)
 	}
 
+	if o.syscalls {
+		return countSyscalls(ctx, wrk, targets, o)
+	}
 	res := newResults(o, targets)
 	for _, t := range targets {
 		if t.admin != "" && t.proc != nil { // tracehop, before any request
