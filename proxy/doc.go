@@ -87,6 +87,8 @@
 // framing for the fast path), proxy/internal/tlsconf (TLS material and its
 // rotation), proxy/internal/upstream (how a cluster's endpoints are
 // reached: the net/http transports, the fast path's pools of kept-alive
-// connections, TLS to upstreams) and proxy/internal/deadline (read
-// deadlines moved only when they must, for both sides of the fast path).
+// connections, TLS to upstreams), proxy/internal/deadline (read
+// deadlines moved only when they must, for both sides of the fast path)
+// and proxy/internal/sock (the fast path's reads and writes of its
+// non-blocking sockets, made without the scheduler).
 package proxy

@@ -37,6 +37,7 @@ import (
 	"github.com/tracehop/tracehop/core/propagation"
 	"github.com/tracehop/tracehop/proxy/internal/deadline"
 	"github.com/tracehop/tracehop/proxy/internal/h1"
+	"github.com/tracehop/tracehop/proxy/internal/sock"
 )
 
 const (
@@ -140,20 +141,16 @@ func (s *connSource) Read(p []byte) (int, error) {
 	if !s.raw {
 		return s.c.Read(p)
 	}
-	for {
-		n, err := syscall.Read(s.fd, p)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return 0, errWouldBlock
-		case err != nil:
-			return 0, os.NewSyscallError("read", err)
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
+	n, err := sock.Read(s.fd, p)
+	switch {
+	case err == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
+	case n == 0:
+		return 0, io.EOF
 	}
+	return n, nil
 }
 
 // newFastConn prepares a connection for the fast path. A plaintext one

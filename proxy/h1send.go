@@ -54,8 +54,7 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		if st.traced { // only the upstream span has a use for it
 			st.upstreamStart = since(st.start)
 		}
-		sendErr := fc.send(uc, st, ri, inline)
-		err = sendErr
+		err = fc.send(uc, st, ri, inline)
 		if err == nil {
 			if !inline {
 				return fc.stream(uc, st, v, ri)
@@ -77,8 +76,8 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 		// RFC 9110 §9.2.2: a request that may have reached the upstream
 		// is sent again only when it is safe to (net/http's rule, so that
 		// both paths agree): none of it was written, or it is replayable.
-		var nothing errNothingWritten
-		replay := errors.As(sendErr, &nothing) || fc.replayable(ri)
+		var se *upstream.SendError
+		replay := errors.As(err, &se) && se.Written == 0 || fc.replayable(ri)
 		stale := uc.Reused() && !uc.Answered && !timeout && replay
 		if stale {
 			ep.DropIdleSince(uc.IdleSince())
@@ -94,12 +93,6 @@ func (fc *fastConn) proxy(st *reqState, v *reqView, ri *reqInfo) outcome {
 	}
 	return fc.relay(uc, st, v, nil)
 }
-
-// errNothingWritten is a failed write of a request of which no byte left:
-// the upstream cannot have seen it, and it may go again whatever it is.
-type errNothingWritten struct{ error }
-
-func (e errNothingWritten) Unwrap() error { return e.error }
 
 // replayable says whether the request may be sent again after it may have
 // reached the upstream, as net/http's Transport decides (for the net/http
@@ -197,11 +190,11 @@ func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bo
 		w = append(w, body...)
 	}
 	uc.WriteBuf = w
+	if inline {
+		return uc.Send(w) // perhaps written by the read of its answer
+	}
 	if n, err := uc.NetConn.Write(w); err != nil {
-		if n == 0 {
-			return errNothingWritten{err}
-		}
-		return err
+		return &upstream.SendError{Written: n, Err: err}
 	}
 	return nil
 }

@@ -18,6 +18,9 @@
 // cluster's are closed as they come back. The data plane only asks an
 // endpoint for a connection (Endpoint.Get), writes the request and reads
 // the response through it, and gives it back (Endpoint.Put) or closes it.
+// A request held whole goes through Conn.Send, which on Linux writes it
+// in the read of its answer: the poller is asked once per request, with
+// no read before the answer can have come.
 //
 // It is not the data plane: it writes no request and parses no response
 // (the data plane does both, through a Conn), and it does not decide what a

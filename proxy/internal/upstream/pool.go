@@ -7,7 +7,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tracehop/tracehop/proxy/internal/deadline"
@@ -43,6 +42,7 @@ type Conn struct {
 	Bodiless bool
 
 	fd     int  // for the idle check; -1 when the connection has none
+	sender      // Send's deferred write, where there is one
 	reused bool // it served a request before
 	// parked: not to be lent before idleSince+parkBodiless
 	parked bool
@@ -67,10 +67,8 @@ func (uc *Conn) IdleSince() time.Duration { return uc.idleSince }
 // its upstream connections.
 func connFD(c net.Conn) int {
 	fd := -1
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			raw.Control(func(f uintptr) { fd = int(f) })
-		}
+	if raw := syscallConn(c); raw != nil {
+		raw.Control(func(f uintptr) { fd = int(f) })
 	}
 	return fd
 }
@@ -183,13 +181,13 @@ func (p *connPool) dial() (*Conn, error) {
 			return nil, err
 		}
 		// The idle check peeks at the TCP connection under TLS.
-		return &Conn{NetConn: tc, fd: connFD(raw), Reader: bufio.NewReaderSize(tc, readBufSize)}, nil
+		return newConn(tc, raw), nil
 	}
 	c, err := p.dialer.Dial("tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{NetConn: c, fd: connFD(c), Reader: bufio.NewReaderSize(c, readBufSize)}, nil
+	return newConn(c, c), nil
 }
 
 func (p *connPool) put(uc *Conn) {
