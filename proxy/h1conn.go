@@ -66,6 +66,11 @@ type fastConn struct {
 	sock    syscall.RawConn       // the TCP socket, under TLS too: pending peeks it
 	tryFill func(fd uintptr) bool // fc.fill, made once
 	fillErr error
+	// toClient is what writeStep has yet to write, and writeErr how it
+	// failed: write's state while the poller waits for room.
+	toClient []byte
+	writeErr error
+	tryWrite func(fd uintptr) bool // fc.writeStep, made once
 	// stash is the start of a head that came in parts, set aside while
 	// the connection waits for the rest without a buffer.
 	stash    []byte
@@ -162,7 +167,7 @@ func newFastConn(c net.Conn, life *connLife) *fastConn {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			fc.raw, fc.sock = raw, raw
-			fc.tryFill = fc.fill
+			fc.tryFill, fc.tryWrite = fc.fill, fc.writeStep
 		}
 	} else if tc, ok := c.(*tls.Conn); ok {
 		if sc, ok := tc.NetConn().(syscall.Conn); ok {
@@ -173,6 +178,40 @@ func newFastConn(c net.Conn, life *connLife) *fastConn {
 		fc.takeReader()
 	}
 	return fc
+}
+
+// write writes w whole to the client. On a plaintext connection each
+// write is the system call alone (package sock), the poller waiting only
+// while the socket's buffer is full; on TLS, the TLS layer writes.
+func (fc *fastConn) write(w []byte) error {
+	if fc.raw == nil {
+		_, err := fc.c.Write(w)
+		return err
+	}
+	fc.toClient, fc.writeErr = w, nil
+	err := fc.raw.Write(fc.tryWrite)
+	fc.toClient = nil
+	if err != nil {
+		return err
+	}
+	return fc.writeErr
+}
+
+// writeStep is write's try, each time the socket may take bytes: false
+// to wait for room.
+func (fc *fastConn) writeStep(fd uintptr) bool {
+	for len(fc.toClient) > 0 {
+		n, err := sock.Write(int(fd), fc.toClient)
+		switch {
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			fc.writeErr = &net.OpError{Op: "write", Net: "tcp", Source: fc.c.LocalAddr(), Addr: fc.c.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+			return true
+		}
+		fc.toClient = fc.toClient[n:]
+	}
+	return true
 }
 
 // done is the end of a connection the fast path closed: its buffer back

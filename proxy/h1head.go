@@ -283,8 +283,7 @@ func (fc *fastConn) writeAnswer(code int, msg string, close bool, tr *reqTrace) 
 	w = append(w, "\r\ntracehop: "...)
 	w = append(append(w, msg...), '\n')
 	fc.out = w[:0]
-	_, err := fc.c.Write(w)
-	return err == nil
+	return fc.write(w) == nil
 }
 
 // appendTraceresponse appends the traceresponse header field of a traced

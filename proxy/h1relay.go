@@ -99,7 +99,7 @@ func (fc *fastConn) skipInformational(uc *upstream.Conn, st *reqState, v *reqVie
 		}
 		w = append(w, "\r\n"...)
 		fc.out = w[:0]
-		if _, err := fc.c.Write(w); err != nil {
+		if err := fc.write(w); err != nil {
 			uc.Close()
 			return fc.abort(st, v, "DC"), false
 		}
@@ -246,15 +246,15 @@ func (fc *fastConn) relayBody(uc *upstream.Conn, st *reqState, v *reqView, up *u
 	var upErr bool
 	switch kind {
 	case bodyNone:
-		_, err = fc.c.Write(w)
+		err = fc.write(w)
 	case bodyLength:
 		if length <= inlineBody && int64(uc.Reader.Buffered()) >= length {
 			body, _ := uc.Reader.Peek(int(length))
 			w = append(w, body...)
 			uc.Reader.Discard(int(length))
-			_, err = fc.c.Write(w)
+			err = fc.write(w)
 			sent = length
-		} else if _, err = fc.c.Write(w); err == nil {
+		} else if err = fc.write(w); err == nil {
 			uc.ReadDeadline.Clear(uc.NetConn)
 			sent, err = h1.CopyN(fc.c, uc.Reader, length, nil)
 			upErr = err != nil && sent < length && !isWriteErr(err)
@@ -273,7 +273,7 @@ func (fc *fastConn) relayBody(uc *upstream.Conn, st *reqState, v *reqView, up *u
 			fc.bw.Reset(fc.c)
 		}
 	case bodyUntilClose:
-		if _, err = fc.c.Write(w); err == nil {
+		if err = fc.write(w); err == nil {
 			uc.ReadDeadline.Clear(uc.NetConn)
 			sent, err = h1.CopyN(fc.c, uc.Reader, -1, nil)
 			upErr = err != nil && !isWriteErr(err)
