@@ -16,7 +16,11 @@ import (
 // so its wake-up cannot be lost. A readiness cleared there is one of
 // before the request, when an upstream cannot have had anything to say
 // but a close (the pool peeks at connections idle long enough to have
-// one); the write then draws a reset, which is seen.
+// one); the write then draws a reset, which is seen. The one case left is
+// an upstream that half-closes a kept-alive connection, keeps it open
+// without reading, and does so in the millisecond before the pool would
+// peek: its request waits for the route's timeout instead of being tried
+// again at once. HTTP servers close idle connections whole.
 type sender struct {
 	raw     syscall.RawConn
 	step    func(fd uintptr) bool // rawStep, bound once: no allocation per request
