@@ -133,11 +133,7 @@ func rerender(file, readme string) error {
 	}
 	var sr syscallRun // a run of -syscalls, which has its own table too
 	if err := json.Unmarshal(b, &sr); err == nil && len(sr.Configs) > 0 {
-		fmt.Print(sr.table())
-		if readme != "" {
-			return replaceBetween(readme, "<!-- bench-syscalls:begin -->", "<!-- bench-syscalls:end -->", sr.table())
-		}
-		return nil
+		return sr.render(readme)
 	}
 	var res results
 	if err := json.Unmarshal(b, &res); err != nil {

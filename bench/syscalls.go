@@ -73,8 +73,6 @@ func countSyscalls(ctx context.Context, wrk string, targets []*target, o options
 		}
 		run.Configs = append(run.Configs, c)
 	}
-	fmt.Println()
-	fmt.Print(run.table())
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
@@ -87,13 +85,26 @@ func countSyscalls(ctx context.Context, wrk string, targets []*target, o options
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("\nbench: results written to %s\n", path)
-	if o.readme != "" {
-		if err := replaceBetween(o.readme, "<!-- bench-syscalls:begin -->", "<!-- bench-syscalls:end -->", run.table()); err != nil {
-			return err
-		}
-		fmt.Printf("bench: %s's system-call table rewritten\n", o.readme)
+	if err := run.render(o.readme); err != nil {
+		return err
 	}
+	fmt.Printf("\nbench: results written to %s\n", path)
+	return nil
+}
+
+// render prints the run's table and, given a readme, writes it there
+// between its bench-syscalls markers: after a run, and for -render.
+func (r *syscallRun) render(readme string) error {
+	table := r.table()
+	fmt.Println()
+	fmt.Print(table)
+	if readme == "" {
+		return nil
+	}
+	if err := replaceBetween(readme, "<!-- bench-syscalls:begin -->", "<!-- bench-syscalls:end -->", table); err != nil {
+		return err
+	}
+	fmt.Printf("bench: %s's system-call table rewritten\n", readme)
 	return nil
 }
 
