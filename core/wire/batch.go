@@ -129,9 +129,14 @@ func AppendSpan(dst []byte, s *core.Span, l Layout) []byte {
 	}
 	dst = binary.LittleEndian.AppendUint16(dst, s.Remote.Port)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
-	for _, t := range s.Tags {
+	for i := range s.Tags {
+		t := &s.Tags[i]
 		if numbered {
 			if n := TagKeyNumber(t.Key); n != 0 && n <= int(l.TagKeys) {
+				if len(t.Value) < 0x80 {
+					dst = append(append(dst, byte(n), byte(len(t.Value))), t.Value...)
+					continue
+				}
 				dst = appendStr(append(dst, byte(n)), t.Value)
 				continue
 			}
@@ -200,6 +205,11 @@ func uvarintLen(v uint64) int {
 }
 
 func appendStr(dst []byte, s string) []byte {
+	if len(s) < 0x80 {
+		// Nearly every string of a proxy span: a one-byte length, without
+		// AppendUvarint's loop.
+		return append(append(dst, byte(len(s))), s...)
+	}
 	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
 }
 
