@@ -178,12 +178,17 @@ func (e *encoder) appendSpanKept(dst []byte, s *sdk.Span) ([]byte, bool) {
 		return dst, false
 	}
 	start := len(dst)
-	name, errType := attrnames.Naming(s, e.m.mode)
-	dst = appendSpanHead(dst, s, name)
+	dst = appendSpanHead(dst, s)
 	slot := keptKind(s.Kind)
+	// The span's name comes from its tags: it is written after them (a
+	// protobuf message's fields may come in any order), and the one walk
+	// of the tags gathers it.
+	var facts attrnames.Facts
 	for _, t := range s.Tags {
 		var k *keptAttr
-		if n := sdk.TagKeyNumber(t.Key); n != 0 { // a well-known key is ASCII
+		n := sdk.TagKeyNumber(t.Key)
+		facts.Note(n, t)
+		if n != 0 { // a well-known key is ASCII
 			k = &e.kept[n][slot]
 			switch {
 			case k.rest > 0:
@@ -209,6 +214,8 @@ func (e *encoder) appendSpanKept(dst []byte, s *sdk.Span) ([]byte, bool) {
 			e.keep(k, t.Value, dst[from:])
 		}
 	}
+	name, errType := facts.Naming(s, e.m.mode)
+	dst = appendString(dst, fSpanName, name)
 	if errType != "" {
 		dst = appendAttr(dst, fSpanAttributes, "error.type", errType)
 	}
@@ -363,15 +370,16 @@ func (e *encoder) scopeSize() int {
 }
 
 func appendSpan(dst []byte, s *sdk.Span, name string, tags []sdk.Tag) []byte {
-	dst = appendSpanHead(dst, s, name)
+	dst = appendString(appendSpanHead(dst, s), fSpanName, name)
 	for _, t := range tags {
 		dst = appendAttr(dst, fSpanAttributes, t.Key, t.Value)
 	}
 	return appendSpanTail(dst, s)
 }
 
-// appendSpanHead writes a span's fields before its attributes.
-func appendSpanHead(dst []byte, s *sdk.Span, name string) []byte {
+// appendSpanHead writes a span's fields before its attributes, but its name:
+// appendSpanKept knows the name only after it has walked the tags.
+func appendSpanHead(dst []byte, s *sdk.Span) []byte {
 	dst = appendTag(dst, fSpanTraceID, protowire.BytesType)
 	dst = appendVarint(dst, 16)
 	dst = binary.BigEndian.AppendUint64(dst, s.TraceID.High)
@@ -385,7 +393,6 @@ func appendSpanHead(dst []byte, s *sdk.Span, name string) []byte {
 		dst = appendVarint(dst, 8)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(s.ParentID))
 	}
-	dst = appendString(dst, fSpanName, name)
 	// proto3 leaves zero values out.
 	if k := kind(s.Kind); k != 0 {
 		dst = appendTag(dst, fSpanKind, protowire.VarintType)
