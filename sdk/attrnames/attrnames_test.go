@@ -173,3 +173,28 @@ func TestTranslateWellKnownKeys(t *testing.T) {
 		}
 	}
 }
+
+// Facts, fed a span's tags one at a time with any key number (the right
+// one, 0, or one that is no key's), names the span as Naming does.
+func TestFactsAsNaming(t *testing.T) {
+	grpcSpan := proxySpan(sdk.KindServer, true)
+	grpcSpan.Name = "egress shop"
+	grpcSpan.Tags = append(grpcSpan.Tags, sdk.Tag{Key: "grpc.path", Value: "/shop.Cart/AddItem"})
+	for _, s := range []sdk.Span{proxySpan(sdk.KindServer, true), proxySpan(sdk.KindClient, false), grpcSpan} {
+		for i := range s.Tags {
+			s.Tags[i].Key = sdk.WellKnownKey(s.Tags[i].Key)
+		}
+		for _, mode := range []attrnames.Mode{attrnames.Envoy, attrnames.OTel, attrnames.Both} {
+			wantName, wantErr := attrnames.Naming(&s, mode)
+			for _, number := range []func(string) int{sdk.TagKeyNumber, func(string) int { return 0 }, func(string) int { return 1 << 20 }} {
+				var f attrnames.Facts
+				for _, tag := range s.Tags {
+					f.Note(number(tag.Key), tag)
+				}
+				if name, errType := f.Naming(&s, mode); name != wantName || errType != wantErr {
+					t.Fatalf("%v: Facts names %q (error.type %q), Naming %q (%q)", mode, name, errType, wantName, wantErr)
+				}
+			}
+		}
+	}
+}
