@@ -190,16 +190,23 @@ func runInstr(ctx context.Context, o options) error {
 // render prints the run's table and, when readme is set, writes it there
 // between the bench-instructions markers.
 func (r *instrRun) render(readme string) error {
-	table := r.table()
+	return printTable(r.table(), readme, "bench-instructions", "instruction")
+}
+
+// printTable prints a table and, when readme is set, writes it there
+// between the markers <!-- mark:begin --> and <!-- mark:end -->, saying so
+// as "what table rewritten": what -instructions and -syscalls do after a
+// run, and -render again from its JSON.
+func printTable(table, readme, mark, what string) error {
 	fmt.Println()
 	fmt.Print(table)
 	if readme == "" {
 		return nil
 	}
-	if err := replaceBetween(readme, "<!-- bench-instructions:begin -->", "<!-- bench-instructions:end -->", table); err != nil {
+	if err := replaceBetween(readme, "<!-- "+mark+":begin -->", "<!-- "+mark+":end -->", table); err != nil {
 		return err
 	}
-	fmt.Printf("bench: %s's instruction table rewritten\n", readme)
+	fmt.Printf("bench: %s's %s table rewritten\n", readme, what)
 	return nil
 }
 

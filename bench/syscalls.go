@@ -95,17 +95,7 @@ func countSyscalls(ctx context.Context, wrk string, targets []*target, o options
 // render prints the run's table and, given a readme, writes it there
 // between its bench-syscalls markers: after a run, and for -render.
 func (r *syscallRun) render(readme string) error {
-	table := r.table()
-	fmt.Println()
-	fmt.Print(table)
-	if readme == "" {
-		return nil
-	}
-	if err := replaceBetween(readme, "<!-- bench-syscalls:begin -->", "<!-- bench-syscalls:end -->", table); err != nil {
-		return err
-	}
-	fmt.Printf("bench: %s's system-call table rewritten\n", readme)
-	return nil
+	return printTable(r.table(), readme, "bench-syscalls", "system-call")
 }
 
 func countOne(ctx context.Context, perf, wrk string, t *target, o options) (syscallCount, error) {
