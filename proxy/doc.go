@@ -73,7 +73,8 @@
 //   - tls.go: a listener's TLS handshake and certificate reports;
 //     listener.go: a bound address, its accept loop, the connections it
 //     took and what it does at a connection limit (it holds the
-//     net.Listener; a reload points it at the frontend in force).
+//     net.Listener; a reload points it at the frontend in force);
+//     reuseport_*.go: SO_REUSEPORT for listeners that share an address.
 //   - The net/http path (HTTP/1.0, HTTP/2, upgrades, what the fast path
 //     hands off): nethttp_body.go (the request body and the route timer),
 //     nethttp_exchange.go (the round trip and the response writer),

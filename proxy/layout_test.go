@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"go/ast"
+	"go/build"
 	"go/importer"
 	"go/parser"
 	"go/token"
@@ -59,6 +60,11 @@ func fileUses(t *testing.T, dir string) map[string]map[string][]string {
 	var files []*ast.File
 	for _, name := range names {
 		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		// The files of this platform's build (reuseport_linux.go or
+		// reuseport_other.go, not both).
+		if ok, err := build.Default.MatchFile(dir, filepath.Base(name)); err != nil || !ok {
 			continue
 		}
 		f, err := parser.ParseFile(fset, name, nil, 0)

@@ -21,9 +21,12 @@ import (
 type listener struct {
 	name string // the configured listener's name when it was bound, for logs
 	addr string // the configured address, which identifies the listener across reloads
-	ln   net.Listener
-	log  *slog.Logger
-	cur  atomic.Pointer[frontend]
+	// reusePort is whether ln was bound with SO_REUSEPORT (the listener's
+	// reuse_port when it was bound).
+	reusePort bool
+	ln        net.Listener
+	log       *slog.Logger
+	cur       atomic.Pointer[frontend]
 
 	closing atomic.Bool
 	connsMu sync.Mutex

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -42,6 +43,13 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 	for i, lc := range cfg.Listeners {
 		for _, sock := range s.listeners {
 			if !used[sock] && sock.addr == lc.Address && (!ephemeral(lc.Address) || sock.name == lc.Name) {
+				if !s.started {
+					sock.reusePort = lc.ReusePort // binds at Start
+				} else if sock.reusePort != lc.ReusePort {
+					// The socket cannot be rebound beside itself either way.
+					return fmt.Errorf("listener %q: reuse_port cannot change while tracehop has %s bound (it is %t there): restart tracehop to change it, or put back reuse_port: %t",
+						lc.Name, lc.Address, sock.reusePort, sock.reusePort)
+				}
 				kept[i], used[sock] = sock, true
 				break
 			}
@@ -52,14 +60,14 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 		if kept[i] != nil || !s.started {
 			continue
 		}
-		ln, err := bindListener(lc.Name, lc.Address)
+		ln, err := bindListener(lc.Name, lc.Address, lc.ReusePort)
 		if err != nil {
 			for _, sock := range opened {
 				sock.ln.Close()
 			}
 			return err
 		}
-		sock := s.newListener(lc.Name, lc.Address)
+		sock := s.newListener(lc.Name, lc.Address, lc.ReusePort)
 		sock.ln = ln
 		kept[i] = sock
 		opened = append(opened, sock)
@@ -67,7 +75,7 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 	// The switch.
 	for i, sock := range kept {
 		if sock == nil { // not started: the listener binds at Start
-			sock = s.newListener(cfg.Listeners[i].Name, cfg.Listeners[i].Address)
+			sock = s.newListener(cfg.Listeners[i].Name, cfg.Listeners[i].Address, cfg.Listeners[i].ReusePort)
 			sock.cur.Store(next.frontends[i])
 			kept[i] = sock
 			continue

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,7 +109,7 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	s.metrics.lastReload.SetToCurrentTime()
 	s.setLimits(cfg)
 	for i, lc := range cfg.Listeners {
-		sock := s.newListener(lc.Name, lc.Address)
+		sock := s.newListener(lc.Name, lc.Address, lc.ReusePort)
 		sock.cur.Store(snap.frontends[i])
 		s.listeners = append(s.listeners, sock)
 	}
@@ -116,8 +117,10 @@ func NewServer(cfg *config.Config, opts Options) *Server {
 	return s
 }
 
-func (s *Server) newListener(name, addr string) *listener {
-	return newListener(name, addr, s.log, listenerEnv{process: &s.conns, metrics: s.metrics, peers: s.peers})
+func (s *Server) newListener(name, addr string, reusePort bool) *listener {
+	l := newListener(name, addr, s.log, listenerEnv{process: &s.conns, metrics: s.metrics, peers: s.peers})
+	l.reusePort = reusePort
+	return l
 }
 
 // peers returns the listeners in force.
@@ -177,7 +180,7 @@ func (s *Server) Start() ([]Addr, error) {
 	}
 	var addrs []Addr
 	for i, sock := range s.listeners {
-		ln, err := bindListener(sock.name, sock.addr)
+		ln, err := bindListener(sock.name, sock.addr, sock.reusePort)
 		if err != nil {
 			return fail(err)
 		}
@@ -197,12 +200,31 @@ func (s *Server) Start() ([]Addr, error) {
 // floodCheckEvery is how often releaseAfterFloods looks.
 const floodCheckEvery = 2 * time.Second
 
-func bindListener(name, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+// bindListener listens on addr, with SO_REUSEPORT when reusePort is set.
+func bindListener(name, addr string, reusePort bool) (net.Listener, error) {
+	ln, err := listen(addr, reusePort)
 	if err != nil {
-		return nil, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
+		err = fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			if reusePort {
+				err = fmt.Errorf("%w (another process holds it without reuse_port: only processes of the same user that all set reuse_port share an address)", err)
+			} else {
+				err = fmt.Errorf("%w (stop what holds it, pick another address, or, to share it with other tracehop processes, set reuse_port: true on the listener of each)", err)
+			}
+		}
+		return nil, err
 	}
 	return ln, nil
+}
+
+// listen binds a TCP listener on addr, with SO_REUSEPORT when reusePort is
+// set (on Linux: reusePortControl).
+func listen(addr string, reusePort bool) (net.Listener, error) {
+	if !reusePort {
+		return net.Listen("tcp", addr)
+	}
+	lc := net.ListenConfig{Control: reusePortControl}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // attach makes l the listener of sock, with a handoff of its own served by
@@ -293,8 +315,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // would.
 func CheckAddresses(cfg *config.Config) error {
 	var errs []error
-	check := func(name, addr string) {
-		ln, err := net.Listen("tcp", addr)
+	check := func(name, addr string, reusePort bool) {
+		ln, err := listen(addr, reusePort)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err))
 			return
@@ -302,10 +324,10 @@ func CheckAddresses(cfg *config.Config) error {
 		ln.Close()
 	}
 	for _, l := range cfg.Listeners {
-		check(l.Name, l.Address)
+		check(l.Name, l.Address, l.ReusePort)
 	}
 	if cfg.Admin.Address != "off" {
-		check("admin", cfg.Admin.Address)
+		check("admin", cfg.Admin.Address, false)
 	}
 	return errors.Join(errs...)
 }

@@ -185,6 +185,15 @@ type Listener struct {
 	// At an edge that does not trust its clients, that tells any client
 	// the trace ids of your traces: turn it on where that is wanted.
 	Traceresponse bool `yaml:"traceresponse"`
+	// ReusePort, false by default, binds the listener with SO_REUSEPORT
+	// (Linux), so that several tracehop processes of the same user can
+	// listen on the same address and the kernel spreads new connections
+	// over them: one process with GOMAXPROCS 1 per core, as nginx runs one
+	// worker per core, or a new tracehop started beside the old one before
+	// the old one stops. Off by default: two processes sharing a port by
+	// accident would each get part of the traffic, silently. It is fixed
+	// when the address is bound; a reload cannot change it.
+	ReusePort bool `yaml:"reuse_port"`
 	// Baggage says whether a client's W3C baggage header is believed.
 	Baggage ListenerBaggage `yaml:"baggage"`
 
