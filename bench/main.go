@@ -331,6 +331,38 @@ func run(ctx context.Context, o options) error {
 			return tracehop("tracehop", "tracehop, tracing off", "", false)
 		},
 		func() error {
+			// With more than one worker: as many tracehop processes of one
+			// processor each, sharing the listener (reuse_port), as nginx
+			// runs a worker process per core.
+			if o.workers < 2 || suffix != "" {
+				return nil
+			}
+			name := "tracehop-reuseport"
+			addr := next()
+			var script []string
+			var admins []string
+			for i := range o.workers {
+				admin := next()
+				cfg := filepath.Join(dir, fmt.Sprintf("%s-%d.yaml", name, i))
+				if err := os.WriteFile(cfg, []byte(tracehopYAML(admin, addr, ", reuse_port: true", upstreamAddr, "")), 0o644); err != nil {
+					return err
+				}
+				script = append(script, fmt.Sprintf("GOMAXPROCS=1 %q run -c %q -access-log=false -log-level warn &", filepath.Join(bin, "tracehop"), cfg))
+				admins = append(admins, admin)
+			}
+			script = append(script, "wait")
+			t := &target{Name: name, Desc: fmt.Sprintf("tracehop, tracing off, %d processes of GOMAXPROCS 1 sharing the listener (reuse_port)", o.workers), addr: addr, admin: admins[0]}
+			if err := add(t, nil, "sh", "-c", strings.Join(script, " ")); err != nil || t.proc == nil {
+				return err
+			}
+			for _, a := range admins[1:] {
+				if err := waitReady(ctx, "http://"+a+"/ready"); err != nil {
+					return fmt.Errorf("%s: %w (log: %s)", name, err, t.proc.log)
+				}
+			}
+			return nil
+		},
+		func() error {
 			return tracehop("tracehop-zipkin", "tracehop, 100% sampled, zipkin driver (proto) to the counting receiver",
 				tracingYAML(bin, "zipkin", "", driverEnv("tracehop-zipkin"), zipkinConfig(sinkAddr)), true)
 		},

@@ -270,6 +270,13 @@ func (r *results) finish() {
 	}
 	atLeast("req/s: untraced / nginx (issue 25)", "tracehop", "nginx", rps, 1.0)
 	atLeast("req/s: untraced / HAProxy (issue 25)", "tracehop", "haproxy", rps, 1.0)
+	// With more than one worker, one tracehop process per worker sharing
+	// the listener (reuse_port), as nginx runs its workers.
+	atLeast("req/s: untraced, a process per worker (reuse_port) / nginx (issue 25)", "tracehop-reuseport", "nginx", rps, 1.0)
+	atLeast("req/s: untraced, a process per worker (reuse_port) / HAProxy (issue 25)", "tracehop-reuseport", "haproxy", rps, 1.0)
+	if v, ok := paired("tracehop-reuseport", "tracehop", ratioOf(rps)); ok && v > 0 {
+		r.Ratios = append(r.Ratios, ratio{"req/s: untraced, a process per worker (reuse_port) / one process of as many processors", v, "compared", true})
+	}
 	// Like with like: the peers sending the upstream tracehop's headers.
 	atLeast("req/s: untraced / nginx adding X-Forwarded-Proto and X-Request-Id (issue 25)", "tracehop", "nginx-reqid", rps, 1.0)
 	atLeast("req/s: untraced / HAProxy adding X-Forwarded-Proto and X-Request-Id (issue 25)", "tracehop", "haproxy-reqid", rps, 1.0)

@@ -95,3 +95,26 @@ func TestOutsideTracehop(t *testing.T) {
 	}
 	checkRows(t, r, want)
 }
+
+// TestReusePortRows: with -workers 2, the row of one tracehop process per
+// worker is compared with the peers (the issue's 1.0) and with one process
+// of two processors, round by round.
+func TestReusePortRows(t *testing.T) {
+	r := &results{Configs: map[string]*config{
+		"tracehop":           {Rounds: []sample{{RPS: 900}, {RPS: 800}, {RPS: 1000}}},
+		"tracehop-reuseport": {Rounds: []sample{{RPS: 1080}, {RPS: 1000}, {RPS: 1100}}},
+		"nginx":              {Rounds: []sample{{RPS: 1000}, {RPS: 1000}, {RPS: 1000}}},
+		"haproxy":            {Rounds: []sample{{RPS: 1200}, {RPS: 1250}, {RPS: 1100}}},
+	}}
+	r.finish()
+	checkRows(t, r, map[string]float64{
+		"req/s: untraced, a process per worker (reuse_port) / nginx (issue 25)":                  1.08,
+		"req/s: untraced, a process per worker (reuse_port) / HAProxy (issue 25)":                0.9,
+		"req/s: untraced, a process per worker (reuse_port) / one process of as many processors": 1.2,
+	})
+	for _, q := range r.Ratios {
+		if q.Name == "req/s: untraced, a process per worker (reuse_port) / HAProxy (issue 25)" && q.Met {
+			t.Errorf("%s = %v reported as met; its target is 1.0", q.Name, q.Value)
+		}
+	}
+}
