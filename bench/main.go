@@ -35,8 +35,10 @@ type target struct {
 	Desc string `json:"description"`
 	addr string
 	proc *proc
-	// admin is tracehop's admin address, for its span counters.
+	// admin is tracehop's admin address, for its span counters; more, the
+	// other processes' of a configuration of several (reuse_port).
 	admin  string
+	more   []string
 	traced bool
 	// tls: the target terminates TLS (the same ECDSA P-256 certificate and
 	// TLS 1.3 cipher for every one); it also gets a new-connection run.
@@ -320,6 +322,37 @@ func run(ctx context.Context, o options) error {
 		}
 		return add(&target{Name: name, Desc: desc, addr: addr, tls: strings.HasSuffix(name, "-tls")}, nil, append([]string{path}, append(args, cfg)...)...)
 	}
+	// reusePort starts, with more than one worker, as many tracehop
+	// processes of one processor each, sharing the listener (reuse_port),
+	// as nginx runs a worker process per core; each has its own driver.
+	reusePort := func(name, desc, tracing string, traced bool) error {
+		if o.workers < 2 || suffix != "" || !want(name) {
+			return nil
+		}
+		addr := next()
+		var script, admins []string
+		for i := range o.workers {
+			admin := next()
+			cfg := filepath.Join(dir, fmt.Sprintf("%s-%d.yaml", name, i))
+			if err := os.WriteFile(cfg, []byte(tracehopYAML(admin, addr, ", reuse_port: true", upstreamAddr, tracing)), 0o644); err != nil {
+				return err
+			}
+			script = append(script, fmt.Sprintf("GOMAXPROCS=1 %q run -c %q -access-log=false -log-level warn &", filepath.Join(bin, "tracehop"), cfg))
+			admins = append(admins, admin)
+		}
+		script = append(script, "wait")
+		t := &target{Name: name, Desc: fmt.Sprintf("%s; %d processes of GOMAXPROCS 1 sharing the listener (reuse_port)", desc, o.workers),
+			addr: addr, admin: admins[0], more: admins[1:], traced: traced}
+		if err := add(t, nil, "sh", "-c", strings.Join(script, " ")); err != nil {
+			return err
+		}
+		for _, a := range t.more {
+			if err := waitReady(ctx, "http://"+a+"/ready"); err != nil {
+				return fmt.Errorf("%s: %w (log: %s)", name, err, t.proc.log)
+			}
+		}
+		return nil
+	}
 	driverEnv := func(name string) string {
 		if o.profile != "" { // sdk.ProfileEnv
 			return fmt.Sprintf("TRACEHOP_DRIVER_CPUPROFILE: %q", filepath.Join(o.profile, name+"-driver.pprof"))
@@ -331,36 +364,7 @@ func run(ctx context.Context, o options) error {
 			return tracehop("tracehop", "tracehop, tracing off", "", false)
 		},
 		func() error {
-			// With more than one worker: as many tracehop processes of one
-			// processor each, sharing the listener (reuse_port), as nginx
-			// runs a worker process per core.
-			if o.workers < 2 || suffix != "" {
-				return nil
-			}
-			name := "tracehop-reuseport"
-			addr := next()
-			var script []string
-			var admins []string
-			for i := range o.workers {
-				admin := next()
-				cfg := filepath.Join(dir, fmt.Sprintf("%s-%d.yaml", name, i))
-				if err := os.WriteFile(cfg, []byte(tracehopYAML(admin, addr, ", reuse_port: true", upstreamAddr, "")), 0o644); err != nil {
-					return err
-				}
-				script = append(script, fmt.Sprintf("GOMAXPROCS=1 %q run -c %q -access-log=false -log-level warn &", filepath.Join(bin, "tracehop"), cfg))
-				admins = append(admins, admin)
-			}
-			script = append(script, "wait")
-			t := &target{Name: name, Desc: fmt.Sprintf("tracehop, tracing off, %d processes of GOMAXPROCS 1 sharing the listener (reuse_port)", o.workers), addr: addr, admin: admins[0]}
-			if err := add(t, nil, "sh", "-c", strings.Join(script, " ")); err != nil || t.proc == nil {
-				return err
-			}
-			for _, a := range admins[1:] {
-				if err := waitReady(ctx, "http://"+a+"/ready"); err != nil {
-					return fmt.Errorf("%s: %w (log: %s)", name, err, t.proc.log)
-				}
-			}
-			return nil
+			return reusePort("tracehop-reuseport", "tracehop, tracing off", "", false)
 		},
 		func() error {
 			return tracehop("tracehop-zipkin", "tracehop, 100% sampled, zipkin driver (proto) to the counting receiver",
@@ -380,6 +384,10 @@ func run(ctx context.Context, o options) error {
 		func() error {
 			return tracehop("tracehop-file", "tracehop, 100% sampled, file driver to /dev/null",
 				tracingYAML(bin, "file", "", driverEnv("tracehop-file"), fileConfig), true)
+		},
+		func() error {
+			return reusePort("tracehop-otlp-reuseport", "tracehop, 100% sampled, otlp driver (HTTP/protobuf) to the receiver that does not decode",
+				tracingYAML(bin, "otlp", "", "", otlpConfig(sinkAddr)), true)
 		},
 		func() error {
 			addr := next()
@@ -526,9 +534,15 @@ func run(ctx context.Context, o options) error {
 			res.memory(t.Name, treeRSS(t.proc.pid()))
 		}
 		if t.traced {
-			m, err := scrape("http://" + t.admin + "/metrics")
-			if err != nil {
-				return err
+			m := map[string]float64{}
+			for _, a := range append([]string{t.admin}, t.more...) {
+				one, err := scrape("http://" + a + "/metrics")
+				if err != nil {
+					return err
+				}
+				for k, v := range one {
+					m[k] += v
+				}
 			}
 			res.spans(t.Name, m)
 		}

@@ -277,6 +277,12 @@ func (r *results) finish() {
 	if v, ok := paired("tracehop-reuseport", "tracehop", ratioOf(rps)); ok && v > 0 {
 		r.Ratios = append(r.Ratios, ratio{"req/s: untraced, a process per worker (reuse_port) / one process of as many processors", v, "compared", true})
 	}
+	if over, ok := cpuOver("tracehop-otlp-reuseport", "tracehop-reuseport"); ok {
+		r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off, a process per worker (reuse_port): otlp", over, "<= 3 (issue 25)", over <= 3})
+	}
+	atLeast("req/s: traced (otlp) / untraced, a process per worker (reuse_port) (issue 25)", "tracehop-otlp-reuseport", "tracehop-reuseport", rps, 0.95)
+	atLeast("req/s: traced (otlp), a process per worker (reuse_port) / nginx (issue 25)", "tracehop-otlp-reuseport", "nginx", rps, 0.90)
+	atMost("p99 @fixed rate: traced (otlp) / untraced, a process per worker (reuse_port) (issue 25)", "tracehop-otlp-reuseport", "tracehop-reuseport", p99, 1.3)
 	// Like with like: the peers sending the upstream tracehop's headers.
 	atLeast("req/s: untraced / nginx adding X-Forwarded-Proto and X-Request-Id (issue 25)", "tracehop", "nginx-reqid", rps, 1.0)
 	atLeast("req/s: untraced / HAProxy adding X-Forwarded-Proto and X-Request-Id (issue 25)", "tracehop", "haproxy-reqid", rps, 1.0)
@@ -286,9 +292,11 @@ func (r *results) finish() {
 		}
 	}
 	if c, ok := r.Configs["tracehop-otlp"]; ok && c.SpansSampled > 0 {
-		sampled := c.SpansSampled // the receiver counts the baseline's too
-		if b, ok := r.Configs["tracehop-otlp@base"]; ok {
-			sampled += b.SpansSampled
+		sampled := c.SpansSampled // the receiver counts the others' too
+		for _, n := range []string{"tracehop-otlp@base", "tracehop-otlp-reuseport"} {
+			if b, ok := r.Configs[n]; ok {
+				sampled += b.SpansSampled
+			}
 		}
 		v := float64(c.SpansReceived) / float64(sampled)
 		r.Ratios = append(r.Ratios, ratio{"spans received by the OTLP receiver / spans sampled (otlp)", v, "= 1", c.SpansReceived == sampled})

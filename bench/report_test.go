@@ -96,21 +96,26 @@ func TestOutsideTracehop(t *testing.T) {
 	checkRows(t, r, want)
 }
 
-// TestReusePortRows: with -workers 2, the row of one tracehop process per
-// worker is compared with the peers (the issue's 1.0) and with one process
-// of two processors, round by round.
+// TestReusePortRows: with -workers 2, the rows of one tracehop process per
+// worker are compared with the peers (the issue's 1.0), with one process of
+// two processors, and traced with untraced, round by round.
 func TestReusePortRows(t *testing.T) {
 	r := &results{Configs: map[string]*config{
 		"tracehop":           {Rounds: []sample{{RPS: 900}, {RPS: 800}, {RPS: 1000}}},
-		"tracehop-reuseport": {Rounds: []sample{{RPS: 1080}, {RPS: 1000}, {RPS: 1100}}},
-		"nginx":              {Rounds: []sample{{RPS: 1000}, {RPS: 1000}, {RPS: 1000}}},
-		"haproxy":            {Rounds: []sample{{RPS: 1200}, {RPS: 1250}, {RPS: 1100}}},
+		"tracehop-reuseport": {Rounds: []sample{{RPS: 1080, CPUPerReq: 10}, {RPS: 1000, CPUPerReq: 12}, {RPS: 1100, CPUPerReq: 11}}},
+		// Tracing costs 2.5, 2 and 4 µs per round: the median is 2.5.
+		"tracehop-otlp-reuseport": {Rounds: []sample{{RPS: 972, CPUPerReq: 12.5}, {RPS: 900, CPUPerReq: 14}, {RPS: 880, CPUPerReq: 15}}},
+		"nginx":                   {Rounds: []sample{{RPS: 1000}, {RPS: 1000}, {RPS: 1000}}},
+		"haproxy":                 {Rounds: []sample{{RPS: 1200}, {RPS: 1250}, {RPS: 1100}}},
 	}}
 	r.finish()
 	checkRows(t, r, map[string]float64{
 		"req/s: untraced, a process per worker (reuse_port) / nginx (issue 25)":                  1.08,
 		"req/s: untraced, a process per worker (reuse_port) / HAProxy (issue 25)":                0.9,
 		"req/s: untraced, a process per worker (reuse_port) / one process of as many processors": 1.2,
+		"CPU µs per traced request over tracing off, a process per worker (reuse_port): otlp":    2.5,
+		// Per round 0.9, 0.9, 0.8.
+		"req/s: traced (otlp) / untraced, a process per worker (reuse_port) (issue 25)": 0.9,
 	})
 	for _, q := range r.Ratios {
 		if q.Name == "req/s: untraced, a process per worker (reuse_port) / HAProxy (issue 25)" && q.Met {
