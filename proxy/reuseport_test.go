@@ -127,3 +127,21 @@ func TestReloadKeepsReusePort(t *testing.T) {
 		t.Fatalf("after the refused reload the listener answered %q, want the upstream's %q", body, "app")
 	}
 }
+
+// tracehop validate binds each address as a start would: beside a
+// reuse_port listener it passes with reuse_port and fails, saying what to
+// change, without.
+func TestCheckAddressesWithReusePort(t *testing.T) {
+	up := namedUpstream(t, "first")
+	addr, err := startServer(t, reusePortYAML("127.0.0.1:0", up, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.CheckAddresses(parseConfig(t, reusePortYAML(addr, up, true))); err != nil {
+		t.Fatalf("with reuse_port beside a reuse_port listener: %v", err)
+	}
+	err = proxy.CheckAddresses(parseConfig(t, reusePortYAML(addr, up, false)))
+	if err == nil || !strings.Contains(err.Error(), "set reuse_port: true on the listener of each") {
+		t.Fatalf("without reuse_port beside a reuse_port listener: %v; want the address refused with what to change", err)
+	}
+}

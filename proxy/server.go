@@ -204,17 +204,25 @@ const floodCheckEvery = 2 * time.Second
 func bindListener(name, addr string, reusePort bool) (net.Listener, error) {
 	ln, err := listen(addr, reusePort)
 	if err != nil {
-		err = fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			if reusePort {
-				err = fmt.Errorf("%w (another process holds it without reuse_port: only processes of the same user that all set reuse_port share an address)", err)
-			} else {
-				err = fmt.Errorf("%w (stop what holds it, pick another address, or, to share it with other tracehop processes, set reuse_port: true on the listener of each)", err)
-			}
-		}
-		return nil, err
+		return nil, listenError(name, addr, reusePort, err)
 	}
 	return ln, nil
+}
+
+// listenError says that listener name cannot listen on addr, and, when
+// the address is taken, what would let it.
+func listenError(name, addr string, reusePort bool, err error) error {
+	err = fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
+	switch {
+	case !errors.Is(err, syscall.EADDRINUSE):
+		return err
+	case reusePort:
+		return fmt.Errorf("%w (another process holds it without reuse_port: only processes of the same user that all set reuse_port share an address)", err)
+	case name == "admin":
+		return fmt.Errorf("%w (stop what holds it or pick another admin address: each tracehop process needs its own)", err)
+	default:
+		return fmt.Errorf("%w (stop what holds it, pick another address, or, to share it with other tracehop processes, set reuse_port: true on the listener of each)", err)
+	}
 }
 
 // listen binds a TCP listener on addr, with SO_REUSEPORT when reusePort is
@@ -318,7 +326,7 @@ func CheckAddresses(cfg *config.Config) error {
 	check := func(name, addr string, reusePort bool) {
 		ln, err := listen(addr, reusePort)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err))
+			errs = append(errs, listenError(name, addr, reusePort, err))
 			return
 		}
 		ln.Close()
