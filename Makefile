@@ -111,7 +111,7 @@ bench-deps:
 	@echo "bench-deps: wrk, nginx, haproxy, valgrind and $(GOBIN_TOOLS)/fortio are ready"
 
 ## bench: tracehop against direct, a Go reverse proxy, nginx and HAProxy (about 6 min); ROUNDS=3; rewrites README's table
-## WORKERS=2: two worker threads per proxy (GOMAXPROCS, worker_processes, nbthread); rewrites its own table
+## WORKERS=2: two worker threads per proxy (GOMAXPROCS, worker_processes, nbthread), and tracehop as two processes sharing the listener (reuse_port); rewrites its own table
 ## BASELINE=DIR: also the tracehop configurations from an older build's binaries (make build BIN=DIR on its checkout), NAME@base
 ROUNDS ?= 3
 WORKERS ?= 1
