@@ -134,6 +134,10 @@ func (r *results) add(name string, s sample) {
 
 func (r *results) memory(name string, rss map[string][2]int64) { r.Configs[name].RSS = rss }
 
+// otlpRows are the configurations that export into the OTLP receiver,
+// which counts them all together; the first present carries its count.
+var otlpRows = []string{"tracehop-otlp", "tracehop-otlp@base", "tracehop-otlp-reuseport"}
+
 func (r *results) spans(name string, m map[string]float64) {
 	c := r.Configs[name]
 	c.SpansSampled = int64(m["tracehop_spans_sampled_total"])
@@ -291,15 +295,20 @@ func (r *results) finish() {
 			r.Ratios = append(r.Ratios, ratio{"CPU µs per request in the upstream, behind untraced tracehop - behind " + peer, d, "compared", true})
 		}
 	}
-	if c, ok := r.Configs["tracehop-otlp"]; ok && c.SpansSampled > 0 {
-		sampled := c.SpansSampled // the receiver counts the others' too
-		for _, n := range []string{"tracehop-otlp@base", "tracehop-otlp-reuseport"} {
-			if b, ok := r.Configs[n]; ok {
-				sampled += b.SpansSampled
+	// The OTLP receiver's count is on the first otlp row present (main.go).
+	var received *config
+	sampled := int64(0)
+	for _, n := range otlpRows {
+		if c, ok := r.Configs[n]; ok {
+			if received == nil {
+				received = c
 			}
+			sampled += c.SpansSampled
 		}
-		v := float64(c.SpansReceived) / float64(sampled)
-		r.Ratios = append(r.Ratios, ratio{"spans received by the OTLP receiver / spans sampled (otlp)", v, "= 1", c.SpansReceived == sampled})
+	}
+	if received != nil && sampled > 0 {
+		v := float64(received.SpansReceived) / float64(sampled)
+		r.Ratios = append(r.Ratios, ratio{"spans received by the OTLP receiver / spans sampled (otlp)", v, "= 1", received.SpansReceived == sampled})
 	}
 	// Old against new in the same run (-baseline).
 	for _, name := range []string{"tracehop", "tracehop-zipkin", "tracehop-otlp", "tracehop-file"} {

@@ -26,6 +26,17 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 	if s.draining.Load() {
 		return errors.New("tracehop is shutting down")
 	}
+	// A bound address keeps the reuse_port it was bound with (the socket
+	// cannot be rebound beside itself either way): refused before anything
+	// is built for cfg.
+	for _, lc := range cfg.Listeners {
+		for _, sock := range s.listeners {
+			if s.started && sock.addr == lc.Address && (!ephemeral(lc.Address) || sock.name == lc.Name) && sock.reusePort != lc.ReusePort {
+				return fmt.Errorf("listener %q: reuse_port cannot change while tracehop has %s bound (it is %t there): restart tracehop to change it, or put back reuse_port: %t",
+					lc.Name, lc.Address, sock.reusePort, sock.reusePort)
+			}
+		}
+	}
 	prev := s.snap.Load()
 	// From the build (which makes the new routes' series) to the switch,
 	// no retirement forgets series.
@@ -45,10 +56,6 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 			if !used[sock] && sock.addr == lc.Address && (!ephemeral(lc.Address) || sock.name == lc.Name) {
 				if !s.started {
 					sock.reusePort = lc.ReusePort // binds at Start
-				} else if sock.reusePort != lc.ReusePort {
-					// The socket cannot be rebound beside itself either way.
-					return fmt.Errorf("listener %q: reuse_port cannot change while tracehop has %s bound (it is %t there): restart tracehop to change it, or put back reuse_port: %t",
-						lc.Name, lc.Address, sock.reusePort, sock.reusePort)
 				}
 				kept[i], used[sock] = sock, true
 				break

@@ -13,3 +13,8 @@ import (
 func reusePortControl(network, address string, c syscall.RawConn) error {
 	return errors.New("reuse_port is supported on Linux only: remove it from the listener")
 }
+
+// bindReusePort refuses, as reusePortControl does.
+func bindReusePort(addr string) error {
+	return errors.New("reuse_port is supported on Linux only: remove it from the listener")
+}

@@ -110,21 +110,27 @@ func TestReusePortOffOnOneSide(t *testing.T) {
 // A reload cannot change reuse_port on a bound address (the socket cannot
 // be rebound beside itself): it fails, says so, and the listener serves on.
 func TestReloadKeepsReusePort(t *testing.T) {
-	up := namedUpstream(t, "app")
-	addr := freePort(t) // an address of its own: one of port 0 is bound anew on a reload
-	r := startReloadable(t, reusePortYAML(addr, up, false), &recorder{})
-	err := r.srv.Apply(parseConfig(t, reusePortYAML(addr, up, true)), nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "reuse_port cannot change") || !strings.Contains(err.Error(), "restart tracehop") {
-		t.Fatalf("reload turning reuse_port on: %v; want it refused with what to do", err)
-	}
-	resp, err := http.Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "app" {
-		t.Fatalf("after the refused reload the listener answered %q, want the upstream's %q", body, "app")
+	for _, bound := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bound with %t", bound), func(t *testing.T) {
+			up := namedUpstream(t, "app")
+			// An address as a config names it: the reload matches the
+			// listener by it.
+			addr := freePort(t)
+			r := startReloadable(t, reusePortYAML(addr, up, bound), &recorder{})
+			err := r.srv.Apply(parseConfig(t, reusePortYAML(addr, up, !bound)), nil, nil)
+			if err == nil || !strings.Contains(err.Error(), "reuse_port cannot change") || !strings.Contains(err.Error(), "restart tracehop") {
+				t.Fatalf("reload setting reuse_port to %t: %v; want it refused with what to do", !bound, err)
+			}
+			resp, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "app" {
+				t.Fatalf("after the refused reload the listener answered %q, want the upstream's %q", body, "app")
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,9 +218,11 @@ func listenError(name, addr string, reusePort bool, err error) error {
 	case !errors.Is(err, syscall.EADDRINUSE):
 		return err
 	case reusePort:
-		return fmt.Errorf("%w (another process holds it without reuse_port: only processes of the same user that all set reuse_port share an address)", err)
+		return fmt.Errorf("%w (another process holds it without reuse_port, or as another user: only processes of the same user that all set reuse_port share an address)", err)
 	case name == "admin":
 		return fmt.Errorf("%w (stop what holds it or pick another admin address: each tracehop process needs its own)", err)
+	case runtime.GOOS != "linux":
+		return fmt.Errorf("%w (stop what holds it or pick another address)", err)
 	default:
 		return fmt.Errorf("%w (stop what holds it, pick another address, or, to share it with other tracehop processes, set reuse_port: true on the listener of each)", err)
 	}
@@ -324,6 +327,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func CheckAddresses(cfg *config.Config) error {
 	var errs []error
 	check := func(name, addr string, reusePort bool) {
+		if reusePort {
+			// Bound, not listening: a listening socket would take some of
+			// the connections of the tracehops that share the address.
+			if err := bindReusePort(addr); err != nil {
+				errs = append(errs, listenError(name, addr, reusePort, err))
+			}
+			return
+		}
 		ln, err := listen(addr, reusePort)
 		if err != nil {
 			errs = append(errs, listenError(name, addr, reusePort, err))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -669,6 +670,31 @@ func (c *Config) applyDefaults() {
 // knownFormats are the propagation formats tracehop implements.
 var knownFormats = []string{core.FormatB3, core.FormatB3Single, core.FormatTraceContext, core.FormatDatadog, core.FormatOTTracer}
 
+// overlapping returns the listener of ls whose address takes part of
+// addr's: the same port, and the same host or a wildcard on either side
+// (no host, 0.0.0.0, ::). Port 0 overlaps nothing: each bind gets its own.
+func overlapping(addr string, ls []Listener) (Listener, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" {
+		return Listener{}, false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	for _, l := range ls {
+		h, p, err := net.SplitHostPort(l.Address)
+		if err != nil || p != port {
+			continue
+		}
+		if wild(h) || wild(host) || h == host {
+			return l, true
+		}
+	}
+	return Listener{}, false
+}
+
+// reusePortOS is where listeners[].reuse_port works (SO_REUSEPORT spreads
+// connections over the sockets that share an address on Linux only).
+const reusePortOS = "linux"
+
 func (c *Config) validate(d *decoder) {
 	bad := func(key, format string, args ...any) { d.addf(d.lineOf(key), key, format, args...) }
 	checkAddr := func(key, addr string) {
@@ -728,11 +754,19 @@ func (c *Config) validate(d *decoder) {
 			checkAddr(key+".address", l.Address)
 			if other, dup := addrs[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
 				bad(key+".address", "%s is also the address of listener %q", l.Address, other)
+			} else if other, ok := overlapping(l.Address, c.Listeners[:i]); ok {
+				// Bound twice in one process: an error without reuse_port,
+				// and with it the kernel would split the connections
+				// between the two listeners' routes.
+				bad(key+".address", "%s and listener %q's %s share a port and an address (a wildcard host covers all): give one of them another port", l.Address, other.Name, other.Address)
 			}
 			addrs[l.Address] = l.Name
 		}
 		if l.Direction != Ingress && l.Direction != Egress {
 			bad(key+".direction", "must be ingress or egress, got %q", l.Direction)
+		}
+		if l.ReusePort && runtime.GOOS != reusePortOS {
+			bad(key+".reuse_port", "works on Linux only (SO_REUSEPORT spreads connections there alone): remove it, and run one tracehop per address")
 		}
 		if len(l.Routes) == 0 {
 			bad(key+".routes", "needs at least one route")
