@@ -29,6 +29,7 @@ func (s *Server) Apply(cfg *config.Config, tracer *Tracer, p *pipeline.Pipeline)
 	// A bound address keeps the reuse_port it was bound with (the socket
 	// cannot be rebound beside itself either way): refused before anything
 	// is built for cfg.
+	// (Before Start nothing is bound: Start binds with the new value.)
 	for _, lc := range cfg.Listeners {
 		for _, sock := range s.listeners {
 			if s.started && sock.addr == lc.Address && (!ephemeral(lc.Address) || sock.name == lc.Name) && sock.reusePort != lc.ReusePort {

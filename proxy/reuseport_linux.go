@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// reusePortWorks says whether listeners can share an address (reuse_port).
+const reusePortWorks = true
+
 // reusePortControl sets SO_REUSEPORT on a listening socket before it is
 // bound: the kernel then lets every socket of the same user that set it
 // bind the address, and spreads new connections over them.

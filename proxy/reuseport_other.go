@@ -7,14 +7,15 @@ import (
 	"syscall"
 )
 
-// reusePortControl refuses: SO_REUSEPORT spreads connections over the
-// sockets that share an address on Linux only (elsewhere the last bound
-// takes them all, or the option is missing).
-func reusePortControl(network, address string, c syscall.RawConn) error {
-	return errors.New("reuse_port is supported on Linux only: remove it from the listener")
-}
+// reusePortWorks says whether listeners can share an address: SO_REUSEPORT
+// spreads connections over the sockets that share one on Linux only
+// (elsewhere the last bound takes them all, or the option is missing).
+// The config refuses reuse_port here; these refuse a Config built without
+// its checks.
+const reusePortWorks = false
 
-// bindReusePort refuses, as reusePortControl does.
-func bindReusePort(addr string) error {
-	return errors.New("reuse_port is supported on Linux only: remove it from the listener")
-}
+var errNoReusePort = errors.New("reuse_port is supported on Linux only: remove it from the listener")
+
+func reusePortControl(network, address string, c syscall.RawConn) error { return errNoReusePort }
+
+func bindReusePort(addr string) error { return errNoReusePort }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,7 +220,7 @@ func listenError(name, addr string, reusePort bool, err error) error {
 		return fmt.Errorf("%w (another process holds it without reuse_port, or as another user: only processes of the same user that all set reuse_port share an address)", err)
 	case name == "admin":
 		return fmt.Errorf("%w (stop what holds it or pick another admin address: each tracehop process needs its own)", err)
-	case runtime.GOOS != "linux":
+	case !reusePortWorks:
 		return fmt.Errorf("%w (stop what holds it or pick another address)", err)
 	default:
 		return fmt.Errorf("%w (stop what holds it, pick another address, or, to share it with other tracehop processes, set reuse_port: true on the listener of each)", err)
@@ -335,9 +334,9 @@ func CheckAddresses(cfg *config.Config) error {
 			}
 			return
 		}
-		ln, err := listen(addr, reusePort)
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			errs = append(errs, listenError(name, addr, reusePort, err))
+			errs = append(errs, listenError(name, addr, false, err))
 			return
 		}
 		ln.Close()
