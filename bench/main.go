@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -322,28 +323,27 @@ func run(ctx context.Context, o options) error {
 		}
 		return add(&target{Name: name, Desc: desc, addr: addr, tls: strings.HasSuffix(name, "-tls")}, nil, append([]string{path}, append(args, cfg)...)...)
 	}
-	// reusePort starts, with more than one worker, as many tracehop
-	// processes of one processor each, sharing the listener (reuse_port),
-	// as nginx runs a worker process per core; each has its own driver.
+	// reusePort starts, with more than one worker, `tracehop run
+	// -workers N`: N tracehop processes of one processor each, sharing
+	// the listener (reuse_port), as nginx runs a worker process per core;
+	// each has its own driver, and worker i its admin server on the
+	// admin port + i.
 	reusePort := func(name, desc, tracing string, traced bool) error {
 		if o.workers < 2 || suffix != "" || !want(name) {
 			return nil
 		}
 		addr := next()
-		var script, admins []string
-		for i := range o.workers {
-			admin := next()
-			cfg := filepath.Join(dir, fmt.Sprintf("%s-%d.yaml", name, i))
-			if err := os.WriteFile(cfg, []byte(tracehopYAML(admin, addr, ", reuse_port: true", upstreamAddr, tracing)), 0o644); err != nil {
-				return err
-			}
-			script = append(script, fmt.Sprintf("GOMAXPROCS=1 %q run -c %q -access-log=false -log-level warn &", filepath.Join(bin, "tracehop"), cfg))
-			admins = append(admins, admin)
+		var admins []string
+		for range o.workers {
+			admins = append(admins, next()) // consecutive ports
 		}
-		script = append(script, "wait")
-		t := &target{Name: name, Desc: fmt.Sprintf("%s; %d processes of GOMAXPROCS 1 sharing the listener (reuse_port)", desc, o.workers),
+		cfg := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(cfg, []byte(tracehopYAML(admins[0], addr, ", reuse_port: true", upstreamAddr, tracing)), 0o644); err != nil {
+			return err
+		}
+		t := &target{Name: name, Desc: fmt.Sprintf("%s; tracehop run -workers %d (processes of GOMAXPROCS 1 sharing the listener, reuse_port)", desc, o.workers),
 			addr: addr, admin: admins[0], more: admins[1:], traced: traced}
-		if err := add(t, nil, "sh", "-c", strings.Join(script, " ")); err != nil {
+		if err := add(t, nil, filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn", "-workers", strconv.Itoa(o.workers)); err != nil {
 			return err
 		}
 		for _, a := range t.more {

@@ -43,7 +43,7 @@ const (
 const usage = `tracehop: a distributed-tracing proxy whose tracer back ends are plugins.
 
 Usage:
-  tracehop run -c FILE        serve traffic as the config says
+  tracehop run -c FILE        serve traffic as the config says (-workers N: N processes, one per core)
   tracehop validate -c FILE   check the config and start and stop every driver, serving nothing
   tracehop drivers [-c FILE]  list the drivers tracehop can find, and where
   tracehop driver check PATH  run the driver conformance kit on any driver executable (-backend otlp-http|otlp-grpc|zipkin)
@@ -385,10 +385,28 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	accessLog := fs.Bool("access-log", true, "log one line per request")
 	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish (and, on a reload, how long the replaced config waits for its requests)")
 	watch := fs.Bool("watch", true, "reload the config when its file changes (checked every second; SIGHUP and POST /reload on the admin server reload too)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file (with -workers, worker i's to FILE.i)")
+	workers := workersFlag{n: 1}
+	fs.Var(&workers, "workers", "run this many tracehop processes of GOMAXPROCS 1 on the same listeners (each listener needs reuse_port: true; Linux), or auto for one per CPU; worker i's admin server is on admin.address's port + i (README: One process per core)")
 	file, logger, code := cf.parse(fs, args, stderr)
 	if logger == nil {
 		return code
+	}
+	worker, _, isWorker := workerIndex()
+	if workers.n > 1 && !isWorker {
+		return superviseWorkers(fs, *file, workers.n, logger, stdout, stderr)
+	}
+	var adjust func(*config.Config) error
+	if isWorker {
+		logger = logger.With("worker", worker)
+		if *cpuProfile != "" {
+			*cpuProfile += "." + strconv.Itoa(worker) // one profile per worker
+		}
+		adjust = func(c *config.Config) error {
+			a, err := workerAdmin(c.Admin.Address, worker)
+			c.Admin.Address = a
+			return err
+		}
 	}
 	// SIGHUP is ours from here on, before the drivers start (which may
 	// take a while): its default action would kill tracehop. A reload asked
@@ -410,6 +428,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fw := fileWatch{path: *file, read: os.ReadFile, every: time.Second, log: logger}
 	loaded, _ := fw.sum() // unreadable: config.Load says why
 	cfg, err := config.Load(*file)
+	if err == nil && adjust != nil {
+		err = adjust(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
@@ -442,7 +463,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain})
+	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain, Adjust: adjust})
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)
@@ -469,6 +490,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		logger.Info("no tracing block: proxying without tracing")
 	}
 	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
+	signalReady()
 	if *watch {
 		go fw.run(ctx, loaded, reloads)
 	}

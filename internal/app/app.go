@@ -49,6 +49,10 @@ type Options struct {
 	// DrainTimeout bounds the wait of a configuration a reload replaced
 	// for its requests in flight (default 15s).
 	DrainTimeout time.Duration
+	// Adjust, if set, changes every config ReloadFile loads before it is
+	// applied, as the caller changed the first (a worker of tracehop run
+	// -workers moves its admin port); its error refuses the reload.
+	Adjust func(*config.Config) error
 }
 
 // Start launches what cfg describes: its drivers (each configured, or an
@@ -309,6 +313,9 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	}
 	log.Info("reloading the config", "config", a.opts.ConfigFile)
 	cfg, err := config.Load(a.opts.ConfigFile)
+	if err == nil && a.opts.Adjust != nil {
+		err = a.opts.Adjust(cfg)
+	}
 	if err != nil {
 		a.Server.RecordReload(err)
 		for _, line := range strings.Split(err.Error(), "\n") {
