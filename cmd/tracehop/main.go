@@ -396,16 +396,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if workers.n > 1 && !isWorker {
 		return superviseWorkers(fs, *file, workers.n, logger, stdout, stderr)
 	}
-	var adjust func(*config.Config) error
+	ready := readyPipe()
+	defer ready.Close() // a worker that fails to start: its supervisor sees the pipe end
 	if isWorker {
 		logger = logger.With("worker", worker)
 		if *cpuProfile != "" {
 			*cpuProfile += "." + strconv.Itoa(worker) // one profile per worker
-		}
-		adjust = func(c *config.Config) error {
-			a, err := workerAdmin(c.Admin.Address, worker)
-			c.Admin.Address = a
-			return err
 		}
 	}
 	// SIGHUP is ours from here on, before the drivers start (which may
@@ -428,9 +424,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fw := fileWatch{path: *file, read: os.ReadFile, every: time.Second, log: logger}
 	loaded, _ := fw.sum() // unreadable: config.Load says why
 	cfg, err := config.Load(*file)
-	if err == nil && adjust != nil {
-		err = adjust(cfg)
-	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
@@ -463,7 +456,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain, Adjust: adjust})
+	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain, AdminPortOffset: worker})
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)
@@ -490,7 +483,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		logger.Info("no tracing block: proxying without tracing")
 	}
 	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
-	signalReady()
+	signalReady(ready)
 	if *watch {
 		go fw.run(ctx, loaded, reloads)
 	}
@@ -507,7 +500,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	<-ctx.Done()
-	stop()
+	if !isWorker {
+		stop() // a second SIGTERM or SIGINT stops tracehop at once
+	}
+	// A worker keeps ignoring them: a group-wide signal (Ctrl-C, systemd's
+	// stop) reaches it twice, directly and through its supervisor, which
+	// on a second one of its own sends SIGKILL.
 	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()

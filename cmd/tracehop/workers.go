@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,15 +19,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
 // One process per core, supervised: `tracehop run -workers N` starts N
-// worker processes of the same command, each of GOMAXPROCS 1, on the same
-// listener addresses (reuse_port, so the kernel spreads new connections
-// over them, as over nginx's workers), and stays as their supervisor. It
-// serves nothing itself: it forwards SIGHUP (reload) and SIGTERM/SIGINT
-// (drain and stop) to every worker, and starts again a worker that dies.
+// worker processes of the same executable, each of GOMAXPROCS 1, on the
+// same listener addresses (reuse_port, so the kernel spreads new
+// connections over them, as over nginx's workers), and stays as their
+// supervisor. It serves nothing itself: it forwards SIGHUP (reload) and
+// SIGTERM/SIGINT (drain and stop; a second one: SIGKILL) to the workers,
+// and starts again a worker that dies.
 //
 // Each worker is a whole tracehop (its own driver process, span queue and
 // limits); worker i's admin server is on admin.address's port + i, so that
@@ -47,15 +51,14 @@ const (
 	workerSteady     = time.Minute
 )
 
-// workersFlag is -workers: a count, or auto for GOMAXPROCS's default
-// (the CPUs this process may use, its cgroup's limit included).
+// workersFlag is -workers: a count, or auto (autoWorkers).
 type workersFlag struct{ n int }
 
 func (w *workersFlag) String() string { return strconv.Itoa(w.n) }
 
 func (w *workersFlag) Set(s string) error {
 	if s == "auto" {
-		w.n = runtime.GOMAXPROCS(0)
+		w.n = autoWorkers()
 		return nil
 	}
 	n, err := strconv.Atoi(s)
@@ -64,6 +67,58 @@ func (w *workersFlag) Set(s string) error {
 	}
 	w.n = n
 	return nil
+}
+
+// autoWorkers is one worker per CPU this process may run on, bounded by
+// its cgroup's CPU limit rounded up (a sidecar limited to 1.5 CPUs gets
+// 2), and 1 off Linux. GOMAXPROCS's default is not used: it never goes
+// below 2 for a limit under 2 CPUs.
+func autoWorkers() int {
+	if runtime.GOOS != "linux" {
+		return 1
+	}
+	n := runtime.NumCPU() // the affinity mask's
+	if limit, ok := cgroupCPULimit(); ok {
+		n = min(n, max(1, int(math.Ceil(limit))))
+	}
+	return n
+}
+
+// cgroupCPULimit reads the tightest cpu.max (cgroup v2) of this process's
+// cgroup and its ancestors, in CPUs.
+func cgroupCPULimit() (float64, bool) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return 0, false
+	}
+	var path string
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			path = p
+		}
+	}
+	if path == "" {
+		return 0, false
+	}
+	limit, found := 0.0, false
+	for dir := filepath.Join("/sys/fs/cgroup", path); strings.HasPrefix(dir, "/sys/fs/cgroup"); dir = filepath.Dir(dir) {
+		if f := strings.Fields(readString(filepath.Join(dir, "cpu.max"))); len(f) == 2 && f[0] != "max" {
+			quota, err1 := strconv.ParseFloat(f[0], 64)
+			period, err2 := strconv.ParseFloat(f[1], 64)
+			if err1 == nil && err2 == nil && period > 0 && (!found || quota/period < limit) {
+				limit, found = quota/period, true
+			}
+		}
+		if dir == "/sys/fs/cgroup" {
+			break
+		}
+	}
+	return limit, found
+}
+
+func readString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 // workerIndex returns this process's index when a supervisor started it.
@@ -80,45 +135,38 @@ func workerIndex() (i, n int, ok bool) {
 	return i, n, true
 }
 
-// workerAdmin returns the admin address of worker i: addr's port + i.
-// Port 0 (any free port) and "off" stay as they are.
-func workerAdmin(addr string, i int) (string, error) {
-	if addr == "off" || i == 0 {
-		return addr, nil
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return "", fmt.Errorf("admin.address %s: the port is not a number", addr)
-	}
-	if p == 0 {
-		return addr, nil
-	}
-	if p+i > 65535 {
-		return "", fmt.Errorf("admin.address %s: worker %d's admin server would be on port %d, past 65535: lower the port", addr, i, p+i)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p+i)), nil
-}
-
-// checkWorkers says what in cfg keeps it from running as n workers.
+// checkWorkers says what in cfg keeps it from running as n workers, each
+// problem with its place in the file.
 func checkWorkers(cfg *config.Config, n int) error {
 	if runtime.GOOS != "linux" {
 		return fmt.Errorf("-workers %d needs Linux, whose SO_REUSEPORT spreads connections over processes: run one tracehop (GOMAXPROCS sets its threads)", n)
 	}
 	var problems []string
+	bad := func(key, format string, args ...any) {
+		file, line := cfg.Place(key)
+		problems = append(problems, fmt.Sprintf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)))
+	}
+	ports := map[string]string{} // a listener's port: its key
 	for i, l := range cfg.Listeners {
+		key := fmt.Sprintf("listeners[%d]", i)
 		if !l.ReusePort {
-			key := fmt.Sprintf("listeners[%d]", i)
-			file, line := cfg.Place(key)
-			problems = append(problems, fmt.Sprintf("%s:%d: %s (%q, %s): set reuse_port: true, so that the %d workers can share its address", file, line, key, l.Name, l.Address, n))
+			bad(key, "%q (%s) needs reuse_port: true, so that the %d workers can share its address", l.Name, l.Address, n)
+		}
+		if _, port, err := net.SplitHostPort(l.Address); err == nil && port != "0" {
+			ports[port] = key
 		}
 	}
-	if _, err := workerAdmin(cfg.Admin.Address, n-1); err != nil {
-		file, line := cfg.Place("admin.address")
-		problems = append(problems, fmt.Sprintf("%s:%d: %v", file, line, err))
+	if cfg.Admin.Address != "off" {
+		if _, err := app.AdminAddress(cfg.Admin.Address, n-1); err != nil {
+			bad("admin.address", "%v", err)
+		} else {
+			for i := 1; i < n; i++ {
+				a, _ := app.AdminAddress(cfg.Admin.Address, i)
+				if _, port, _ := net.SplitHostPort(a); ports[port] != "" && port != "0" {
+					bad("admin.address", "worker %d's admin server would be on %s, the port of %s: move the admin port or the listener's", i, a, ports[port])
+				}
+			}
+		}
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
@@ -140,7 +188,6 @@ func workerArgs(fs *flag.FlagSet) []string {
 
 // supervisor runs and watches the workers.
 type supervisor struct {
-	exe            string
 	args           []string
 	n              int
 	stdout, stderr io.Writer
@@ -148,6 +195,7 @@ type supervisor struct {
 
 	mu      sync.Mutex
 	procs   []*os.Process // nil where a worker is not running
+	ready   []bool        // the worker serves (it has signals in hand)
 	stopped bool          // SIGTERM or SIGINT arrived: start nothing more
 }
 
@@ -162,12 +210,13 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(stderr, "tracehop run: cannot find its own executable to start the workers:", err)
-		return exitFailure
-	}
-	s := &supervisor{exe: exe, args: workerArgs(fs), n: n, stdout: stdout, stderr: stderr, log: logger, procs: make([]*os.Process, n)}
+	// The kernel sends a worker its parent-death signal when the thread
+	// that started it ends, not the process: every worker is started from
+	// this goroutine, kept on one thread for as long as it runs.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := &supervisor{args: workerArgs(fs), n: n, stdout: stdout, stderr: stderr, log: logger,
+		procs: make([]*os.Process, n), ready: make([]bool, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -182,21 +231,25 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 			err = s.awaitReady(i, ready, exits, sigs)
 		}
 		if err != nil {
+			code, who := exitFailure, i
 			var we *workerExitError
-			code := exitFailure
 			switch {
-			case errors.As(err, &we) && we.code > 0:
-				code = we.code
+			case errors.As(err, &we):
+				who = we.i
+				if we.code > 0 {
+					code = we.code
+				}
 			case errors.Is(err, errStoppedStarting):
 				code = exitOK
 			}
-			logger.Error("a worker did not start: stopping the others", "worker", i, "error", err)
-			s.signalAll(syscall.SIGTERM)
+			logger.Error("a worker did not start: stopping the others", "worker", who, "error", err)
+			s.signal(syscall.SIGTERM, false)
 			s.waitAll(exits)
 			return code
 		}
 	}
-	for i, a := range s.adminAddrs(cfg.Admin.Address) {
+	for i := range n {
+		a, _ := app.AdminAddress(cfg.Admin.Address, i)
 		logger.Info("worker serving", "worker", i, "pid", s.pid(i), "admin", a)
 	}
 	logger.Info("tracehop is running as a supervisor; stop it with Ctrl-C or SIGTERM, reload every worker's config with SIGHUP", "workers", n, "pid", os.Getpid())
@@ -207,17 +260,17 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 	for !s.isStopped() || alive > 0 {
 		select {
 		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
+			switch {
+			case sig == syscall.SIGHUP:
 				logger.Info("SIGHUP: every worker reloads its config")
-				s.signalAll(sig.(syscall.Signal))
-				continue
+				s.signal(syscall.SIGHUP, true)
+			case s.isStopped():
+				logger.Warn("stopping the workers at once (SIGKILL): a second signal", "signal", sig.String())
+				s.signal(syscall.SIGKILL, false)
+			default:
+				logger.Info("shutting down: every worker drains its requests and flushes its spans (a second signal kills them)", "signal", sig.String())
+				s.signal(syscall.SIGTERM, false)
 			}
-			// A second one is forwarded too: a worker that has begun
-			// draining stops at once on it, as tracehop does.
-			if !s.isStopped() {
-				logger.Info("shutting down: every worker drains its requests and flushes its spans", "signal", sig.String())
-			}
-			s.signalAll(syscall.SIGTERM)
 		case e := <-exits:
 			s.clear(e.i)
 			alive--
@@ -247,12 +300,12 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 				continue
 			}
 			alive++
-			pid := s.pid(i)
+			p := s.proc(i)
 			go func() {
 				defer ready.Close()
 				var b [16]byte
-				if n, _ := ready.Read(b[:]); n > 0 {
-					logger.Info("worker serving again", "worker", i, "pid", pid)
+				if n, _ := ready.Read(b[:]); n > 0 && s.markReady(i, p) {
+					logger.Info("worker serving again", "worker", i, "pid", p.Pid)
 				}
 			}()
 		}
@@ -269,12 +322,15 @@ type workerExit struct {
 	ran  time.Duration
 }
 
-// workerExitError is a worker that exited before it served.
-type workerExitError struct{ code int }
+// workerExitError is a worker that exited during the first start.
+type workerExitError struct{ i, code int }
 
 func (e *workerExitError) Error() string {
-	return fmt.Sprintf("the worker exited with code %d before it served (its log above says why)", e.code)
+	return fmt.Sprintf("worker %d exited with code %d during the start (its log above says why)", e.i, e.code)
 }
+
+// errStoppedStarting is a SIGTERM or SIGINT during the first start.
+var errStoppedStarting = errors.New("stopped while the workers were starting")
 
 // start starts worker i. The returned pipe yields a line when the worker
 // serves; exits gets the worker's end.
@@ -283,7 +339,11 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(s.exe, s.args...)
+	// /proc/self/exe is the file this process runs, even where a new
+	// version has replaced it on disk since: a restarted worker is of the
+	// same build as the others.
+	cmd := exec.Command("/proc/self/exe", s.args...)
+	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(os.Environ(), envWorker+"="+strconv.Itoa(i), envWorkers+"="+strconv.Itoa(s.n))
 	if os.Getenv("GOMAXPROCS") == "" {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
@@ -304,7 +364,7 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 		return nil, err
 	}
 	w.Close()
-	s.procs[i] = cmd.Process
+	s.procs[i], s.ready[i] = cmd.Process, false
 	began := time.Now()
 	go func() {
 		err := cmd.Wait()
@@ -321,60 +381,71 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 	return r, nil
 }
 
-// awaitReady waits until worker i serves, or fails if it exits first. A
-// SIGTERM or SIGINT meanwhile stops the start.
+// awaitReady waits until worker i serves. It fails if worker i, or one
+// started before it, exits first, and stops at SIGTERM or SIGINT; a SIGHUP
+// meanwhile reloads the workers that serve (the others read the file as
+// they start).
 func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, sigs chan os.Signal) error {
 	line := make(chan bool, 1)
 	go func() {
 		defer ready.Close()
 		var b [16]byte
-		n, _ := ready.Read(b[:]) // EOF without a line: the worker died
+		n, _ := ready.Read(b[:]) // EOF without a line: the worker is gone
 		line <- n > 0
 	}()
+	p := s.proc(i)
 	for {
 		select {
 		case ok := <-line:
-			if ok {
+			if ok && s.markReady(i, p) {
 				return nil
 			}
-			e := <-exits
+			line = nil // its exit follows
+		case e := <-exits:
 			s.clear(e.i)
-			return &workerExitError{code: e.code}
+			return &workerExitError{i: e.i, code: e.code}
 		case sig := <-sigs:
-			if sig != syscall.SIGHUP { // a reload during the start: each worker loads the file as it starts
-				return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
+			if sig == syscall.SIGHUP {
+				s.signal(syscall.SIGHUP, true)
+				continue
 			}
+			return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
 		}
 	}
 }
 
-// errStoppedStarting is a SIGTERM or SIGINT during the first start.
-var errStoppedStarting = errors.New("stopped while the workers were starting")
-
-// signalReady tells the supervisor, if there is one, that this worker
-// serves.
-func signalReady() {
+// readyPipe returns, in a worker, the pipe on which it tells its
+// supervisor that it serves (nil elsewhere). It is made close-on-exec at
+// once: a driver process started with it open would keep the pipe from
+// ending when the worker dies, and its supervisor waiting.
+func readyPipe() *os.File {
 	if _, _, ok := workerIndex(); !ok {
-		return
+		return nil
 	}
-	f := os.NewFile(3, "ready")
-	if f == nil {
-		return
-	}
-	f.Write([]byte("ready\n"))
-	f.Close()
+	syscall.CloseOnExec(3)
+	return os.NewFile(3, "ready")
 }
 
-// signalAll sends sig to every running worker; any signal but SIGHUP
-// also stops the supervisor from starting workers.
-func (s *supervisor) signalAll(sig syscall.Signal) {
+// signalReady writes the line that says this worker serves.
+func signalReady(f *os.File) {
+	if f != nil {
+		f.Write([]byte("ready\n"))
+		f.Close()
+	}
+}
+
+// signal sends sig to every running worker, or only to those that serve:
+// one still starting may not handle SIGHUP yet, whose default action
+// would kill it. Any signal but SIGHUP also stops the supervisor from
+// starting workers.
+func (s *supervisor) signal(sig syscall.Signal, onlyReady bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sig != syscall.SIGHUP {
 		s.stopped = true
 	}
-	for _, p := range s.procs {
-		if p != nil {
+	for i, p := range s.procs {
+		if p != nil && (s.ready[i] || !onlyReady) {
 			p.Signal(sig)
 		}
 	}
@@ -386,16 +457,31 @@ func (s *supervisor) isStopped() bool {
 	return s.stopped
 }
 
+// markReady records that worker i, still the process p, serves.
+func (s *supervisor) markReady(i int, p *os.Process) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.procs[i] != p {
+		return false
+	}
+	s.ready[i] = true
+	return true
+}
+
 func (s *supervisor) clear(i int) {
 	s.mu.Lock()
-	s.procs[i] = nil
+	s.procs[i], s.ready[i] = nil, false
 	s.mu.Unlock()
 }
 
-func (s *supervisor) pid(i int) int {
+func (s *supervisor) proc(i int) *os.Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.procs[i]; p != nil {
+	return s.procs[i]
+}
+
+func (s *supervisor) pid(i int) int {
+	if p := s.proc(i); p != nil {
 		return p.Pid
 	}
 	return 0
@@ -418,12 +504,4 @@ func (s *supervisor) waitAll(exits chan workerExit) {
 		e := <-exits
 		s.clear(e.i)
 	}
-}
-
-func (s *supervisor) adminAddrs(addr string) []string {
-	out := make([]string, s.n)
-	for i := range out {
-		out[i], _ = workerAdmin(addr, i)
-	}
-	return out
 }

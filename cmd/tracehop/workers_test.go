@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
@@ -43,13 +46,24 @@ func TestWorkersFlagAndAdmin(t *testing.T) {
 		{"off", 2, "off"},
 		{"127.0.0.1:65535", 1, "past 65535"},
 	} {
-		got, err := workerAdmin(c.addr, c.i)
+		got, err := app.AdminAddress(c.addr, c.i)
 		if err != nil {
 			got = err.Error()
 		}
 		if !strings.Contains(got, c.want) {
-			t.Errorf("workerAdmin(%s, %d) = %s, want %s", c.addr, c.i, got, c.want)
+			t.Errorf("AdminAddress(%s, %d) = %s, want %s", c.addr, c.i, got, c.want)
 		}
+	}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.String("c", "", "")
+	fs.Bool("access-log", true, "")
+	fs.Duration("drain-timeout", 15*time.Second, "")
+	fs.Var(&workersFlag{n: 1}, "workers", "")
+	if err := fs.Parse([]string{"-c", "a b.yaml", "-access-log=false", "-workers", "3", "-drain-timeout", "1m30s"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(workerArgs(fs), " "), "run -access-log=false -c=a b.yaml -drain-timeout=1m30s"; got != want {
+		t.Errorf("a worker's arguments: %q, want %q", got, want)
 	}
 }
 
@@ -76,8 +90,8 @@ clusters:
 		t.Fatalf("exit code %d, want %d:\n%s", code, exitInvalid, stderr.String())
 	}
 	for _, want := range []string{
-		`tracehop.yaml:4: listeners[1] ("out", 127.0.0.1:0): set reuse_port: true, so that the 2 workers can share its address`,
-		`tracehop.yaml:1: admin.address 127.0.0.1:65535: worker 1's admin server would be on port 65536, past 65535`,
+		`tracehop.yaml:4: listeners[1]: "out" (127.0.0.1:0) needs reuse_port: true, so that the 2 workers can share its address`,
+		`tracehop.yaml:1: admin.address: worker 1's admin server would be on port 65536, past 65535`,
 	} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the error lacks %q:\n%s", want, stderr.String())
@@ -86,138 +100,253 @@ clusters:
 	if strings.Contains(stderr.String(), "listeners[0]") {
 		t.Errorf("the listener with reuse_port was named:\n%s", stderr.String())
 	}
+
+	// Worker 1's admin port must not be a listener's.
+	cfg = writeConfig(t, `admin: {address: "127.0.0.1:9901"}
+listeners:
+  - {name: in, address: "127.0.0.1:9902", direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
+clusters:
+  - {name: up, endpoints: ["127.0.0.1:1"]}
+`)
+	stderr.Reset()
+	if code := run([]string{"run", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitInvalid ||
+		!strings.Contains(stderr.String(), `tracehop.yaml:1: admin.address: worker 1's admin server would be on 127.0.0.1:9902, the port of listeners[0]`) {
+		t.Errorf("exit code %d, want %d with the clash named:\n%s", code, exitInvalid, stderr.String())
+	}
+}
+
+// supervised is a `tracehop run -workers 2` under test: its log, and its
+// workers' pids once they serve.
+type supervised struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+	pids [2]int
+}
+
+// startWorkers starts bin run -c cfg -workers 2 in a process group of its
+// own and waits until both workers serve, on the admin addresses given.
+func startWorkers(t *testing.T, bin, cfg string, admin [2]string) *supervised {
+	t.Helper()
+	s := &supervised{logs: &syncBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(bin, "run", "-c", cfg, "-workers", "2", "-access-log=false", "-watch=false")
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as a shell starts a job
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		for _, pid := range s.pids {
+			if pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	s.await(t, "start", regexp.MustCompile(`tracehop is running as a supervisor`))
+	for i := range 2 {
+		m := s.await(t, fmt.Sprintf("worker %d", i), regexp.MustCompile(fmt.Sprintf(`msg="worker serving" worker=%d pid=(\d+) admin=(\S+)`, i)))
+		s.pids[i], _ = strconv.Atoi(m[1])
+		if m[2] != admin[i] {
+			t.Errorf("worker %d's admin server is on %s, want %s", i, m[2], admin[i])
+		}
+	}
+	return s
+}
+
+// await waits for a log line matching re and returns its submatches.
+func (s *supervised) await(t *testing.T, what string, re *regexp.Regexp) []string {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := re.FindStringSubmatch(s.logs.String()); m != nil {
+			return m
+		}
+	}
+	t.Fatalf("%s: no log line matches %s:\n%s", what, re, s.logs.String())
+	return nil
+}
+
+// exited waits for the supervisor's end.
+func (s *supervised) exited(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the supervisor did not stop within 30s:\n%s", s.logs.String())
+		return nil
+	}
+}
+
+// gone waits until none of pids runs.
+func gone(t *testing.T, what string, pids ...int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		left := 0
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			return
+		}
+	}
+	t.Errorf("%s: a worker of %v still runs", what, pids)
 }
 
 // tracehop run -workers 2, from the outside: both workers serve one
 // address, SIGHUP reloads both, a killed worker is started again, SIGTERM
-// stops everything; a worker that cannot start fails the start.
+// stops everything cleanly, and so does Ctrl-C, which reaches the workers
+// too; a killed supervisor takes its workers with it; a worker that cannot
+// start fails the start with its exit code.
 func TestRunWorkers(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("-workers is Linux only")
 	}
-	bin := filepath.Join(t.TempDir(), "tracehop")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "tracehop")
 	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop", bin); err != nil {
 		t.Fatal(err)
 	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	if err := drivertest.BuildDriver("github.com/tracehop/tracehop/cmd/tracehop-driver-file", filepath.Join(dir, "tracehop-driver-file")); err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(700 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	}))
 	defer up.Close()
 	addr := freeAddr(t)
 	admin := freeAdminPair(t)
-	cfg := writeConfig(t, fmt.Sprintf(`admin: {address: %q}
+	config := func(tracing string) string {
+		return writeConfig(t, fmt.Sprintf(`admin: {address: %q}
 listeners:
   - {name: in, address: %q, direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
 clusters:
   - {name: up, endpoints: [%q]}
-`, admin[0], addr, strings.TrimPrefix(up.URL, "http://")))
-
-	var logs syncBuffer
-	cmd := exec.Command(bin, "run", "-c", cfg, "-workers", "2", "-access-log=false", "-watch=false")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+%s`, admin[0], addr, strings.TrimPrefix(up.URL, "http://"), tracing))
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill()
-		<-done
-	}()
-	await := func(what string, re *regexp.Regexp) []string {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if m := re.FindStringSubmatch(logs.String()); m != nil {
-				return m
+	cfg := config("")
+
+	t.Run("serve, reload, restart, SIGTERM", func(t *testing.T) {
+		s := startWorkers(t, bin, cfg, admin)
+		// New connections reach both workers.
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		for range 64 {
+			resp, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		total := 0
+		for i, a := range admin {
+			n := served(t, a)
+			if n == 0 {
+				t.Errorf("worker %d served none of 64 new connections", i)
+			}
+			total += n
+		}
+		if total != 64 {
+			t.Errorf("the workers served %d requests, want 64", total)
+		}
+
+		// SIGHUP reloads every worker, each keeping its admin address;
+		// both report the file's config hash.
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		h0 := s.await(t, "reload 0", regexp.MustCompile(`msg="config reloaded" worker=0 config=\S+ hash=(\w+)`))
+		h1 := s.await(t, "reload 1", regexp.MustCompile(`msg="config reloaded" worker=1 config=\S+ hash=(\w+)`))
+		if h0[1] != h1[1] {
+			t.Errorf("the workers' config hashes differ: %s and %s", h0[1], h1[1])
+		}
+		if strings.Contains(s.logs.String(), "admin.address changes") {
+			t.Errorf("a reload took the worker's admin address for a change:\n%s", s.logs.String())
+		}
+
+		// A worker that dies is started again, on its admin address.
+		syscall.Kill(s.pids[1], syscall.SIGKILL)
+		m := s.await(t, "restart", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`))
+		again, _ := strconv.Atoi(m[1])
+		if again == s.pids[1] || again == 0 {
+			t.Errorf("worker 1 serves again as pid %d, was %d", again, s.pids[1])
+		}
+		killed := s.pids[1]
+		s.pids[1] = again
+		if resp, err := http.Get("http://" + admin[1] + "/ready"); err != nil || resp.StatusCode != 200 {
+			t.Errorf("the restarted worker's /ready: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+		gone(t, "after SIGTERM", s.pids[0], s.pids[1], killed)
+		for _, want := range []string{`msg=stopped worker=0`, `msg=stopped worker=1`, `msg=stopped workers=2`} {
+			if !strings.Contains(s.logs.String(), want) {
+				t.Errorf("the log lacks %q:\n%s", want, s.logs.String())
 			}
 		}
-		t.Fatalf("%s: no log line matches %s:\n%s", what, re, logs.String())
-		return nil
-	}
-	await("start", regexp.MustCompile(`tracehop is running as a supervisor`))
-	pids := map[string]int{}
-	for _, w := range []string{"0", "1"} {
-		m := await("worker "+w, regexp.MustCompile(`msg="worker serving" worker=`+w+` pid=(\d+) admin=(\S+)`))
-		pids[w], _ = strconv.Atoi(m[1])
-		if want := admin[w[0]-'0']; m[2] != want {
-			t.Errorf("worker %s's admin server is on %s, want %s", w, m[2], want)
-		}
-	}
+	})
 
-	// New connections reach both workers.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	for range 64 {
-		resp, err := client.Get("http://" + addr + "/")
-		if err != nil {
-			t.Fatal(err)
+	t.Run("Ctrl-C to the process group", func(t *testing.T) {
+		s := startWorkers(t, bin, cfg, admin)
+		// A request in flight keeps its worker draining when the
+		// supervisor's SIGTERM follows the SIGINT: it must finish.
+		slow := make(chan error, 1)
+		go func() {
+			resp, err := http.Get("http://" + addr + "/slow")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != "ok" {
+					err = fmt.Errorf("%s %q", resp.Status, b)
+				}
+			}
+			slow <- err
+		}()
+		time.Sleep(200 * time.Millisecond)
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT) // each worker gets it twice
+		if err := <-slow; err != nil {
+			t.Errorf("the request in flight at Ctrl-C: %v", err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	total := 0
-	for i, a := range admin {
-		n := served(t, a)
-		if n == 0 {
-			t.Errorf("worker %d served none of 64 new connections", i)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
 		}
-		total += n
-	}
-	if total != 64 {
-		t.Errorf("the workers served %d requests, want 64", total)
-	}
-
-	// SIGHUP reloads every worker.
-	cmd.Process.Signal(syscall.SIGHUP)
-	await("reload 0", regexp.MustCompile(`msg="config reloaded" worker=0`))
-	await("reload 1", regexp.MustCompile(`msg="config reloaded" worker=1`))
-
-	// A worker that dies is started again, on its admin address.
-	syscall.Kill(pids["1"], syscall.SIGKILL)
-	m := await("restart", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`))
-	if again, _ := strconv.Atoi(m[1]); again == pids["1"] || again == 0 {
-		t.Errorf("worker 1 serves again as pid %s, was %d", m[1], pids["1"])
-	}
-	pids["1again"], _ = strconv.Atoi(m[1])
-	if resp, err := http.Get("http://" + admin[1] + "/ready"); err != nil || resp.StatusCode != 200 {
-		t.Errorf("the restarted worker's /ready: %v %v", resp, err)
-	}
-
-	// SIGTERM stops the workers and then the supervisor, cleanly.
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		done <- err
-		if err != nil {
-			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, logs.String())
+		if strings.Contains(s.logs.String(), "did not stop cleanly") || strings.Count(s.logs.String(), "msg=stopped worker=") != 2 {
+			t.Errorf("the workers did not both drain and stop:\n%s", s.logs.String())
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the supervisor did not stop within 30s of SIGTERM:\n%s", logs.String())
-	}
-	for name, pid := range pids {
-		if syscall.Kill(pid, 0) == nil {
-			t.Errorf("worker %s (pid %d) still runs after its supervisor stopped", name, pid)
-		}
-	}
-	if !strings.Contains(logs.String(), `msg=stopped workers=2`) {
-		t.Errorf("no final stop line:\n%s", logs.String())
-	}
+	})
 
-	// A worker that cannot start fails the start with its exit code, and
-	// the ones started are stopped: here the address is held without
-	// reuse_port.
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	out, err := exec.Command(bin, "run", "-c", cfg, "-workers", "2", "-watch=false").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-		t.Fatalf("with the address taken: %v, want exit code %d:\n%s", err, exitFailure, out)
-	}
-	for _, want := range []string{"another process holds it without reuse_port", `msg="a worker did not start: stopping the others" worker=0`} {
-		if !bytes.Contains(out, []byte(want)) {
+	t.Run("supervisor killed", func(t *testing.T) {
+		s := startWorkers(t, bin, cfg, admin)
+		s.cmd.Process.Kill()
+		s.exited(t)
+		gone(t, "after the supervisor's SIGKILL", s.pids[0], s.pids[1])
+	})
+
+	// A worker that cannot start fails the start with its exit code (3: a
+	// driver refused its config, which the supervisor does not check),
+	// and the one started is stopped.
+	t.Run("a worker cannot start", func(t *testing.T) {
+		bad := config("tracing:\n  plugin_dir: " + dir + "\n  driver: {name: file, config: {path: /proc/no/such/dir/spans.jsonl}}\n")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "run", "-c", bad, "-workers", "2", "-watch=false").CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitInvalid {
+			t.Fatalf("with a driver refusing its config: %v, want exit code %d:\n%s", err, exitInvalid, out)
+		}
+		if want := `msg="a worker did not start: stopping the others" worker=0`; !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the output lacks %q:\n%s", want, out)
 		}
-	}
+	})
 }
 
 // served reads a worker's count of 2xx answers from its metrics.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,30 @@ func ListenAdmin(addr string, s *proxy.Server, gather prometheus.Gatherer, reloa
 	a := &Admin{ln: ln, log: log}
 	a.srv = &http.Server{Handler: a.withSampling(s, adminHandler(s, gather, reload)), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
+}
+
+// AdminAddress returns where the admin server of addr listens with its
+// port moved by offset (tracehop run -workers: worker i's is at + i). Port 0
+// (any free port) and "off" stay as they are.
+func AdminAddress(addr string, offset int) (string, error) {
+	if addr == "off" || offset == 0 {
+		return addr, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("the port of %s is not a number", addr)
+	}
+	if p == 0 {
+		return addr, nil
+	}
+	if p+offset > 65535 {
+		return "", fmt.Errorf("worker %d's admin server would be on port %d, past 65535: lower the port", offset, p+offset)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+offset)), nil
 }
 
 // Addr is the bound address.

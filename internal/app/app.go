@@ -49,10 +49,11 @@ type Options struct {
 	// DrainTimeout bounds the wait of a configuration a reload replaced
 	// for its requests in flight (default 15s).
 	DrainTimeout time.Duration
-	// Adjust, if set, changes every config ReloadFile loads before it is
-	// applied, as the caller changed the first (a worker of tracehop run
-	// -workers moves its admin port); its error refuses the reload.
-	Adjust func(*config.Config) error
+	// AdminPortOffset moves the admin server to admin.address's port plus
+	// this (AdminAddress): worker i of tracehop run -workers is at + i. The
+	// config keeps the file's address, so that every worker's config hash
+	// is the file's.
+	AdminPortOffset int
 }
 
 // Start launches what cfg describes: its drivers (each configured, or an
@@ -84,7 +85,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) 
 	}
 	// The admin address is bound first: if it or a listener's cannot be,
 	// nothing is left listening.
-	admin, err := ListenAdmin(cfg.Admin.Address, app.Server, reg, reload, opts.Logger)
+	var admin *Admin
+	adminAddr, err := AdminAddress(cfg.Admin.Address, opts.AdminPortOffset)
+	if err != nil {
+		err = fmt.Errorf("admin.address %s: %w", cfg.Admin.Address, err)
+	} else {
+		admin, err = ListenAdmin(adminAddr, app.Server, reg, reload, opts.Logger)
+	}
 	if err != nil {
 		if app.pipeline != nil {
 			app.pipeline.Shutdown(context.Background())
@@ -313,9 +320,6 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	}
 	log.Info("reloading the config", "config", a.opts.ConfigFile)
 	cfg, err := config.Load(a.opts.ConfigFile)
-	if err == nil && a.opts.Adjust != nil {
-		err = a.opts.Adjust(cfg)
-	}
 	if err != nil {
 		a.Server.RecordReload(err)
 		for _, line := range strings.Split(err.Error(), "\n") {
