@@ -178,18 +178,26 @@ func (cf *commandFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer)
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("validate", "validate -c FILE", stderr)
+	fs := newFlagSet("validate", "validate -c FILE [-workers N]", stderr)
 	cf := configFlags(fs)
+	workers := workersFlag{n: 1}
+	fs.Var(&workers, "workers", "check the config for tracehop run -workers N too (reuse_port on every listener, the workers' admin ports free)")
 	file, logger, code := cf.parse(fs, args, stderr)
 	if logger == nil {
 		return code
 	}
 	cfg, err := config.Load(*file)
+	if err == nil && workers.n > 1 {
+		err = checkWorkers(cfg, workers.n)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
 	}
 	fmt.Fprintf(stdout, "%s: config is valid: %d listeners, %d clusters\n", *file, len(cfg.Listeners), len(cfg.Clusters))
+	if workers.n > 1 {
+		fmt.Fprintf(stdout, "%d workers: every listener shares its address (reuse_port); worker i's admin server on admin.address's port + i\n", workers.n)
+	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
@@ -199,6 +207,15 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err := proxy.CheckAddresses(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
+	}
+	for i := 1; i < workers.n && cfg.Admin.Address != "off"; i++ {
+		a, _ := app.AdminAddress(cfg.Admin.Address, i) // checkWorkers took its error
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			fmt.Fprintf(stderr, "worker %d's admin server (admin.address's port + %d): cannot listen on %s: %v: free it, or move admin.address\n", i, i, a, err)
+			return exitFailure
+		}
+		ln.Close()
 	}
 	if cfg.Tracing == nil {
 		fmt.Fprintln(stdout, "no tracing block: tracehop will proxy without tracing")

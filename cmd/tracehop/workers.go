@@ -78,21 +78,18 @@ func autoWorkers() int {
 		return 1
 	}
 	n := runtime.NumCPU() // the affinity mask's
-	if limit, ok := cgroupCPULimit(); ok {
+	if limit, ok := cgroupCPULimit(readString("/proc/self/cgroup"), "/sys/fs/cgroup"); ok {
 		n = min(n, max(1, int(math.Ceil(limit))))
 	}
 	return n
 }
 
-// cgroupCPULimit reads the tightest cpu.max (cgroup v2) of this process's
-// cgroup and its ancestors, in CPUs.
-func cgroupCPULimit() (float64, bool) {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return 0, false
-	}
+// cgroupCPULimit reads the tightest cpu.max (cgroup v2, mounted at root)
+// of the cgroup that procCgroup (/proc/self/cgroup's content) names and
+// of its ancestors, in CPUs.
+func cgroupCPULimit(procCgroup, root string) (float64, bool) {
 	var path string
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(procCgroup, "\n") {
 		if p, ok := strings.CutPrefix(line, "0::"); ok {
 			path = p
 		}
@@ -101,7 +98,7 @@ func cgroupCPULimit() (float64, bool) {
 		return 0, false
 	}
 	limit, found := 0.0, false
-	for dir := filepath.Join("/sys/fs/cgroup", path); strings.HasPrefix(dir, "/sys/fs/cgroup"); dir = filepath.Dir(dir) {
+	for dir := filepath.Join(root, path); strings.HasPrefix(dir, root); dir = filepath.Dir(dir) {
 		if f := strings.Fields(readString(filepath.Join(dir, "cpu.max"))); len(f) == 2 && f[0] != "max" {
 			quota, err1 := strconv.ParseFloat(f[0], 64)
 			period, err2 := strconv.ParseFloat(f[1], 64)
@@ -109,7 +106,7 @@ func cgroupCPULimit() (float64, bool) {
 				limit, found = quota/period, true
 			}
 		}
-		if dir == "/sys/fs/cgroup" {
+		if dir == root {
 			break
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -67,6 +68,44 @@ func TestWorkersFlagAndAdmin(t *testing.T) {
 	}
 }
 
+// -workers auto reads the tightest CPU limit of the cgroup and its
+// ancestors, rounded up by autoWorkers.
+func TestCgroupCPULimit(t *testing.T) {
+	root := t.TempDir()
+	write := func(dir, max string) {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, dir, "cpu.max"), []byte(max), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("", "max 100000\n")
+	write("kubepods", "250000 100000\n")        // 2.5 CPUs
+	write("kubepods/pod1", "max 100000\n")      // no limit of its own
+	write("kubepods/pod1/c1", "50000 100000\n") // half a CPU
+	write("kubepods/pod2", "max 100000\n")
+	for _, c := range []struct {
+		cgroup string
+		want   float64
+		ok     bool
+	}{
+		{"0::/kubepods/pod1/c1\n", 0.5, true},
+		{"0::/kubepods/pod2\n", 2.5, true},
+		{"0::/\n", 0, false},
+		{"12:cpu,cpuacct:/kubepods\n", 0, false}, // cgroup v1 only: no limit read
+		{"", 0, false},
+	} {
+		got, ok := cgroupCPULimit(c.cgroup, root)
+		if got != c.want || ok != c.ok {
+			t.Errorf("cgroupCPULimit(%q) = %v, %v; want %v, %v", c.cgroup, got, ok, c.want, c.ok)
+		}
+	}
+	if n := autoWorkers(); n < 1 || n > runtime.NumCPU() {
+		t.Errorf("autoWorkers() = %d, want 1 to %d", n, runtime.NumCPU())
+	}
+}
+
 // Every listener must share its address, and every worker's admin port
 // must exist: the supervisor says which key to change before it starts
 // anything.
@@ -99,6 +138,13 @@ clusters:
 	}
 	if strings.Contains(stderr.String(), "listeners[0]") {
 		t.Errorf("the listener with reuse_port was named:\n%s", stderr.String())
+	}
+
+	// tracehop validate -workers 2 says the same.
+	stderr.Reset()
+	if code := run([]string{"validate", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitInvalid ||
+		!strings.Contains(stderr.String(), `listeners[1]: "out" (127.0.0.1:0) needs reuse_port: true`) {
+		t.Errorf("validate -workers 2: exit code %d, want %d with the listener named:\n%s", code, exitInvalid, stderr.String())
 	}
 
 	// Worker 1's admin port must not be a listener's.
@@ -231,6 +277,24 @@ clusters:
 %s`, admin[0], addr, strings.TrimPrefix(up.URL, "http://"), tracing))
 	}
 	cfg := config("")
+
+	t.Run("validate", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"validate", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitOK ||
+			!strings.Contains(stdout.String(), "2 workers: every listener shares its address") {
+			t.Fatalf("validate -workers 2: exit code %d:\n%s%s", code, stdout.String(), stderr.String())
+		}
+		ln, err := net.Listen("tcp", admin[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		stderr.Reset()
+		if code := run([]string{"validate", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitFailure ||
+			!strings.Contains(stderr.String(), "worker 1's admin server (admin.address's port + 1): cannot listen on "+admin[1]) {
+			t.Errorf("validate -workers 2 with worker 1's admin port taken: exit code %d:\n%s", code, stderr.String())
+		}
+	})
 
 	t.Run("serve, reload, restart, SIGTERM", func(t *testing.T) {
 		s := startWorkers(t, bin, cfg, admin)
