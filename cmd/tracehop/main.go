@@ -397,7 +397,7 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", "run -c FILE", stderr)
+	fs := newFlagSet("run", "run -c FILE [-workers N|auto]", stderr)
 	cf := configFlags(fs)
 	accessLog := fs.Bool("access-log", true, "log one line per request")
 	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish (and, on a reload, how long the replaced config waits for its requests)")
@@ -410,6 +410,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	worker, _, isWorker := workerIndex()
+	if workers.auto && workers.n == 1 && !isWorker {
+		logger.Info("-workers auto: one CPU to run on, so one process")
+	}
 	if workers.n > 1 && !isWorker {
 		return superviseWorkers(fs, *file, workers.n, logger, stdout, stderr)
 	}
@@ -442,6 +445,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	loaded, _ := fw.sum() // unreadable: config.Load says why
 	cfg, err := config.Load(*file)
 	if err != nil {
+		if isWorker { // among the other workers' lines: a log line each, with worker=i
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if line = strings.TrimSpace(line); line != "" {
+					logger.Error("the config is invalid: this worker cannot start", "problem", line)
+				}
+			}
+			return exitInvalid
+		}
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
 	}

@@ -52,20 +52,23 @@ const (
 )
 
 // workersFlag is -workers: a count, or auto (autoWorkers).
-type workersFlag struct{ n int }
+type workersFlag struct {
+	n    int
+	auto bool
+}
 
 func (w *workersFlag) String() string { return strconv.Itoa(w.n) }
 
 func (w *workersFlag) Set(s string) error {
 	if s == "auto" {
-		w.n = autoWorkers()
+		w.n, w.auto = autoWorkers(), true
 		return nil
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 256 {
 		return fmt.Errorf("want a number of processes from 1 to 256, or auto (one per CPU tracehop may use), got %q", s)
 	}
-	w.n = n
+	w.n, w.auto = n, false
 	return nil
 }
 

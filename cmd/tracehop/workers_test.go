@@ -410,6 +410,24 @@ clusters:
 		if want := `msg="a worker did not start: stopping the others" worker=0`; !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the output lacks %q:\n%s", want, out)
 		}
+
+		// Worker 1's admin port taken (another supervisor of the same
+		// config, say): exit 1, the port named as worker 1's.
+		ln, err := net.Listen("tcp", admin[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out, err = exec.CommandContext(ctx, bin, "run", "-c", cfg, "-workers", "2", "-watch=false").CombinedOutput()
+		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+			t.Fatalf("with worker 1's admin port taken: %v, want exit code %d:\n%s", err, exitFailure, out)
+		}
+		for _, want := range []string{"worker 1's admin server, on admin.address's port + 1: listener", "cannot listen on " + admin[1],
+			"each tracehop process needs its own", `msg="a worker did not start: stopping the others" worker=1`} {
+			if !bytes.Contains(out, []byte(want)) {
+				t.Errorf("the output lacks %q:\n%s", want, out)
+			}
+		}
 	})
 }
 

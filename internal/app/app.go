@@ -91,6 +91,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) 
 		err = fmt.Errorf("admin.address %s: %w", cfg.Admin.Address, err)
 	} else {
 		admin, err = ListenAdmin(adminAddr, app.Server, reg, reload, opts.Logger)
+		if err != nil && opts.AdminPortOffset > 0 {
+			err = fmt.Errorf("worker %d's admin server, on admin.address's port + %[1]d: %w", opts.AdminPortOffset, err)
+		}
 	}
 	if err != nil {
 		if app.pipeline != nil {
