@@ -327,26 +327,27 @@ func run(ctx context.Context, o options) error {
 	// -workers N`: N tracehop processes of one processor each, sharing
 	// the listener (reuse_port), as nginx runs a worker process per core;
 	// each has its own driver, and worker i its admin server on the
-	// admin port + i.
+	// admin port + 1 + i, whose metrics are read as they are (the
+	// supervisor's, on the admin port, label them by worker).
 	reusePort := func(name, desc, tracing string, traced bool) error {
 		if o.workers < 2 || suffix != "" || !want(name) {
 			return nil
 		}
 		addr := next()
 		var admins []string
-		for range o.workers {
-			admins = append(admins, next()) // consecutive ports
+		for range o.workers + 1 {
+			admins = append(admins, next()) // consecutive ports: the supervisor's, then the workers'
 		}
 		cfg := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(cfg, []byte(tracehopYAML(admins[0], addr, ", reuse_port: true", upstreamAddr, tracing)), 0o644); err != nil {
 			return err
 		}
 		t := &target{Name: name, Desc: fmt.Sprintf("%s; tracehop run -workers %d (processes of GOMAXPROCS 1 sharing the listener, reuse_port)", desc, o.workers),
-			addr: addr, admin: admins[0], more: admins[1:], traced: traced}
+			addr: addr, admin: admins[1], more: admins[2:], traced: traced}
 		if err := add(t, nil, filepath.Join(bin, "tracehop"), "run", "-c", cfg, "-access-log=false", "-log-level", "warn", "-workers", strconv.Itoa(o.workers)); err != nil {
 			return err
 		}
-		for _, a := range t.more {
+		for _, a := range append([]string{admins[0]}, t.more...) {
 			if err := waitReady(ctx, "http://"+a+"/ready"); err != nil {
 				return fmt.Errorf("%s: %w (log: %s)", name, err, t.proc.log)
 			}

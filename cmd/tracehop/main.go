@@ -196,7 +196,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: config is valid: %d listeners, %d clusters\n", *file, len(cfg.Listeners), len(cfg.Clusters))
 	if workers.n > 1 {
-		fmt.Fprintf(stdout, "%d workers: every listener shares its address (reuse_port); worker i's admin server on admin.address's port + i\n", workers.n)
+		fmt.Fprintf(stdout, "%d workers: every listener shares its address (reuse_port); the supervisor's admin server on admin.address, worker i's on its port + 1 + i\n", workers.n)
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
@@ -208,11 +208,11 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
-	for i := 1; i < workers.n && cfg.Admin.Address != "off"; i++ {
+	for i := 1; i <= workers.n && cfg.Admin.Address != "off"; i++ {
 		a, _ := app.AdminAddress(cfg.Admin.Address, i) // checkWorkers took its error
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
-			fmt.Fprintf(stderr, "worker %d's admin server (admin.address's port + %d): cannot listen on %s: %v: free it, or move admin.address\n", i, i, a, err)
+			fmt.Fprintf(stderr, "worker %d's admin server (admin.address's port + %d): cannot listen on %s: %v: free it, or move admin.address\n", i-1, i, a, err)
 			return exitFailure
 		}
 		ln.Close()
@@ -404,7 +404,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	watch := fs.Bool("watch", true, "reload the config when its file changes (checked every second; SIGHUP and POST /reload on the admin server reload too)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file (with -workers, worker i's to FILE.i)")
 	workers := workersFlag{n: 1}
-	fs.Var(&workers, "workers", "run this many tracehop processes of GOMAXPROCS 1 on the same listeners (each listener needs reuse_port: true; Linux), or auto for one per CPU; worker i's admin server is on admin.address's port + i (README: One process per core)")
+	fs.Var(&workers, "workers", "run this many tracehop processes of GOMAXPROCS 1 on the same listeners (each listener needs reuse_port: true; Linux), or auto for one per CPU; their supervisor's admin server on admin.address merges their metrics, worker i's is on its port + 1 + i (README: One process per core)")
 	file, logger, code := cf.parse(fs, args, stderr)
 	if logger == nil {
 		return code
@@ -417,6 +417,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return superviseWorkers(fs, *file, workers.n, logger, stdout, stderr)
 	}
 	ready := readyPipe()
+	adminOffset := 0 // a worker's admin server is beside its supervisor's
+	if isWorker {
+		adminOffset = worker + 1
+	}
 	defer ready.Close() // a worker that fails to start: its supervisor sees the pipe end
 	if isWorker {
 		logger = logger.With("worker", worker)
@@ -484,7 +488,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain, AdminPortOffset: worker})
+	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain, AdminPortOffset: adminOffset})
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)
@@ -511,7 +515,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		logger.Info("no tracing block: proxying without tracing")
 	}
 	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
-	signalReady(ready)
+	adminAt := "off"
+	for _, addr := range a.Addrs {
+		if addr.Direction == "admin" {
+			adminAt = addr.Address
+		}
+	}
+	signalReady(ready, adminAt)
 	if *watch {
 		go fw.run(ctx, loaded, reloads)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,10 +34,11 @@ import (
 // and starts again a worker that dies.
 //
 // Each worker is a whole tracehop (its own driver process, span queue and
-// limits); worker i's admin server is on admin.address's port + i, so that
-// each can be scraped and probed on its own. A worker knows it is one by
-// two environment variables, and tells its supervisor that it serves by
-// writing a line on the pipe it got as descriptor 3.
+// limits); worker i's admin server is on admin.address's port + 1 + i, and
+// the supervisor's on admin.address serves every worker's metrics merged
+// and one /ready for all (workers_admin.go). A worker knows it is one by
+// two environment variables, and tells its supervisor that it serves, and
+// where its admin server is, by a line on the pipe it got as descriptor 3.
 
 // Environment variables from the supervisor to a worker.
 const (
@@ -157,13 +160,13 @@ func checkWorkers(cfg *config.Config, n int) error {
 		}
 	}
 	if cfg.Admin.Address != "off" {
-		if _, err := app.AdminAddress(cfg.Admin.Address, n-1); err != nil {
+		if _, err := app.AdminAddress(cfg.Admin.Address, n); err != nil {
 			bad("admin.address", "%v", err)
 		} else {
-			for i := 1; i < n; i++ {
+			for i := 1; i <= n; i++ {
 				a, _ := app.AdminAddress(cfg.Admin.Address, i)
 				if _, port, _ := net.SplitHostPort(a); ports[port] != "" && port != "0" {
-					bad("admin.address", "worker %d's admin server would be on %s, the port of %s: move the admin port or the listener's", i, a, ports[port])
+					bad("admin.address", "worker %d's admin server would be on %s, the port of %s: move the admin port or the listener's", i-1, a, ports[port])
 				}
 			}
 		}
@@ -196,6 +199,7 @@ type supervisor struct {
 	mu      sync.Mutex
 	procs   []*os.Process // nil where a worker is not running
 	ready   []bool        // the worker serves (it has signals in hand)
+	addrs   []string      // where a serving worker's admin server is
 	stopped bool          // SIGTERM or SIGINT arrived: start nothing more
 }
 
@@ -216,10 +220,26 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s := &supervisor{args: workerArgs(fs), n: n, stdout: stdout, stderr: stderr, log: logger,
-		procs: make([]*os.Process, n), ready: make([]bool, n)}
+		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	var admin *supervisorAdmin
+	if cfg.Admin.Address != "off" {
+		a, ln, err := listenSupervisorAdmin(s, cfg.Admin.Address)
+		if err != nil {
+			logger.Error("tracehop cannot start", "config", file, "error", err)
+			return exitFailure
+		}
+		admin = a
+		go a.srv.Serve(ln)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			a.srv.Shutdown(ctx)
+		}()
+		logger.Info("admin server of the workers", "address", ln.Addr().String(), "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/ready")
+	}
 
 	logger.Info("starting workers: one tracehop process per core, sharing the listeners (reuse_port)", "workers", n, "config", file)
 	// Every worker must come up once: a config or an address that fails
@@ -248,8 +268,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 			return code
 		}
 	}
-	for i := range n {
-		a, _ := app.AdminAddress(cfg.Admin.Address, i)
+	for i, a := range s.admins() {
 		logger.Info("worker serving", "worker", i, "pid", s.pid(i), "admin", a)
 	}
 	logger.Info("tracehop is running as a supervisor; stop it with Ctrl-C or SIGTERM, reload every worker's config with SIGHUP", "workers", n, "pid", os.Getpid())
@@ -300,12 +319,14 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 				continue
 			}
 			alive++
+			if admin != nil {
+				admin.restarts.WithLabelValues(strconv.Itoa(i)).Inc()
+			}
 			p := s.proc(i)
 			go func() {
 				defer ready.Close()
-				var b [16]byte
-				if n, _ := ready.Read(b[:]); n > 0 && s.markReady(i, p) {
-					logger.Info("worker serving again", "worker", i, "pid", p.Pid)
+				if addr, ok := readReady(ready); ok && s.markReady(i, p, addr) {
+					logger.Info("worker serving again", "worker", i, "pid", p.Pid, "admin", addr)
 				}
 			}()
 		}
@@ -386,18 +407,21 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 // meanwhile reloads the workers that serve (the others read the file as
 // they start).
 func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, sigs chan os.Signal) error {
-	line := make(chan bool, 1)
+	type said struct {
+		addr string
+		ok   bool
+	}
+	line := make(chan said, 1)
 	go func() {
 		defer ready.Close()
-		var b [16]byte
-		n, _ := ready.Read(b[:]) // EOF without a line: the worker is gone
-		line <- n > 0
+		addr, ok := readReady(ready)
+		line <- said{addr, ok}
 	}()
 	p := s.proc(i)
 	for {
 		select {
-		case ok := <-line:
-			if ok && s.markReady(i, p) {
+		case l := <-line:
+			if l.ok && s.markReady(i, p, l.addr) {
 				return nil
 			}
 			line = nil // its exit follows
@@ -426,12 +450,21 @@ func readyPipe() *os.File {
 	return os.NewFile(3, "ready")
 }
 
-// signalReady writes the line that says this worker serves.
-func signalReady(f *os.File) {
+// signalReady writes the line that says this worker serves, with where
+// its admin server is ("off" for none).
+func signalReady(f *os.File, admin string) {
 	if f != nil {
-		f.Write([]byte("ready\n"))
+		fmt.Fprintf(f, "ready %s\n", admin)
 		f.Close()
 	}
+}
+
+// readReady reads a worker's ready line: false when the pipe ended
+// without one (the worker is gone).
+func readReady(f *os.File) (admin string, ok bool) {
+	b, _ := io.ReadAll(io.LimitReader(f, 512))
+	admin, ok = strings.CutPrefix(strings.TrimSpace(string(b)), "ready ")
+	return admin, ok
 }
 
 // signal sends sig to every running worker, or only to those that serve:
@@ -457,20 +490,40 @@ func (s *supervisor) isStopped() bool {
 	return s.stopped
 }
 
-// markReady records that worker i, still the process p, serves.
-func (s *supervisor) markReady(i int, p *os.Process) bool {
+// markReady records that worker i, still the process p, serves, with its
+// admin server on addr.
+func (s *supervisor) markReady(i int, p *os.Process, addr string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.procs[i] != p {
 		return false
 	}
-	s.ready[i] = true
+	s.ready[i], s.addrs[i] = true, addr
 	return true
+}
+
+// admins returns each worker's admin address while it serves, "" where
+// it does not.
+func (s *supervisor) admins() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, s.n)
+	for i := range out {
+		if s.ready[i] && s.addrs[i] != "off" {
+			out[i] = s.addrs[i]
+		}
+	}
+	return out
+}
+
+// readyAdmins returns the admin addresses of the workers that serve.
+func (s *supervisor) readyAdmins() []string {
+	return slices.DeleteFunc(s.admins(), func(a string) bool { return a == "" })
 }
 
 func (s *supervisor) clear(i int) {
 	s.mu.Lock()
-	s.procs[i], s.ready[i] = nil, false
+	s.procs[i], s.ready[i], s.addrs[i] = nil, false, ""
 	s.mu.Unlock()
 }
 

@@ -32,8 +32,8 @@ func TestWorkersFlagAndAdmin(t *testing.T) {
 			t.Errorf("-workers %s was taken", bad)
 		}
 	}
-	if err := w.Set("auto"); err != nil || w.n != runtime.GOMAXPROCS(0) {
-		t.Errorf("-workers auto: %d, %v; want GOMAXPROCS's %d", w.n, err, runtime.GOMAXPROCS(0))
+	if err := w.Set("auto"); err != nil || w.n != autoWorkers() || !w.auto {
+		t.Errorf("-workers auto: %d, %v; want autoWorkers's %d", w.n, err, autoWorkers())
 	}
 	for _, c := range []struct {
 		addr string
@@ -130,7 +130,7 @@ clusters:
 	}
 	for _, want := range []string{
 		`tracehop.yaml:4: listeners[1]: "out" (127.0.0.1:0) needs reuse_port: true, so that the 2 workers can share its address`,
-		`tracehop.yaml:1: admin.address: worker 1's admin server would be on port 65536, past 65535`,
+		`tracehop.yaml:1: admin.address: port 65535 + 2 is past 65535: lower it`,
 	} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the error lacks %q:\n%s", want, stderr.String())
@@ -156,7 +156,7 @@ clusters:
 `)
 	stderr.Reset()
 	if code := run([]string{"run", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitInvalid ||
-		!strings.Contains(stderr.String(), `tracehop.yaml:1: admin.address: worker 1's admin server would be on 127.0.0.1:9902, the port of listeners[0]`) {
+		!strings.Contains(stderr.String(), `tracehop.yaml:1: admin.address: worker 0's admin server would be on 127.0.0.1:9902, the port of listeners[0]`) {
 		t.Errorf("exit code %d, want %d with the clash named:\n%s", code, exitInvalid, stderr.String())
 	}
 }
@@ -171,8 +171,9 @@ type supervised struct {
 }
 
 // startWorkers starts bin run -c cfg -workers 2 in a process group of its
-// own and waits until both workers serve, on the admin addresses given.
-func startWorkers(t *testing.T, bin, cfg string, admin [2]string) *supervised {
+// own and waits until both workers serve, worker i's admin server on
+// admin[1+i] (admin[0] is the supervisor's).
+func startWorkers(t *testing.T, bin, cfg string, admin [3]string) *supervised {
 	t.Helper()
 	s := &supervised{logs: &syncBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, "run", "-c", cfg, "-workers", "2", "-access-log=false", "-watch=false")
@@ -194,8 +195,8 @@ func startWorkers(t *testing.T, bin, cfg string, admin [2]string) *supervised {
 	for i := range 2 {
 		m := s.await(t, fmt.Sprintf("worker %d", i), regexp.MustCompile(fmt.Sprintf(`msg="worker serving" worker=%d pid=(\d+) admin=(\S+)`, i)))
 		s.pids[i], _ = strconv.Atoi(m[1])
-		if m[2] != admin[i] {
-			t.Errorf("worker %d's admin server is on %s, want %s", i, m[2], admin[i])
+		if m[2] != admin[1+i] {
+			t.Errorf("worker %d's admin server is on %s, want %s", i, m[2], admin[1+i])
 		}
 	}
 	return s
@@ -267,7 +268,7 @@ func TestRunWorkers(t *testing.T) {
 	}))
 	defer up.Close()
 	addr := freeAddr(t)
-	admin := freeAdminPair(t)
+	admin := freeAdminRun(t)
 	config := func(tracing string) string {
 		return writeConfig(t, fmt.Sprintf(`admin: {address: %q}
 listeners:
@@ -284,14 +285,14 @@ clusters:
 			!strings.Contains(stdout.String(), "2 workers: every listener shares its address") {
 			t.Fatalf("validate -workers 2: exit code %d:\n%s%s", code, stdout.String(), stderr.String())
 		}
-		ln, err := net.Listen("tcp", admin[1])
+		ln, err := net.Listen("tcp", admin[2])
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
 		stderr.Reset()
 		if code := run([]string{"validate", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitFailure ||
-			!strings.Contains(stderr.String(), "worker 1's admin server (admin.address's port + 1): cannot listen on "+admin[1]) {
+			!strings.Contains(stderr.String(), "worker 1's admin server (admin.address's port + 2): cannot listen on "+admin[2]) {
 			t.Errorf("validate -workers 2 with worker 1's admin port taken: exit code %d:\n%s", code, stderr.String())
 		}
 	})
@@ -308,16 +309,32 @@ clusters:
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		total := 0
-		for i, a := range admin {
-			n := served(t, a)
+		// A request is counted once its response is written: the counts
+		// may trail the client by a moment.
+		var counts [2]int
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			counts = [2]int{served(t, admin[1], ""), served(t, admin[2], "")}
+			if counts[0]+counts[1] == 64 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if counts[0]+counts[1] != 64 {
+			t.Errorf("the workers served %v requests, want 64 in all", counts)
+		}
+		for i, n := range counts {
 			if n == 0 {
 				t.Errorf("worker %d served none of 64 new connections", i)
 			}
-			total += n
+			// The supervisor's /metrics has each worker's series.
+			if m := served(t, admin[0], strconv.Itoa(i)); m != n {
+				t.Errorf("the supervisor's /metrics says worker %d served %d, the worker's %d", i, m, n)
+			}
 		}
-		if total != 64 {
-			t.Errorf("the workers served %d requests, want 64", total)
+		if body := get(t, admin[0], "/ready", 200); !strings.Contains(body, "worker 0 ("+admin[1]+"): ready\nworker 1 ("+admin[2]+"): ready") {
+			t.Errorf("the supervisor's /ready: %q", body)
+		}
+		if body := get(t, admin[0], "/config", 404); !strings.Contains(body, "worker 1: "+admin[2]) {
+			t.Errorf("the supervisor's /config does not point to the workers': %q", body)
 		}
 
 		// SIGHUP reloads every worker, each keeping its admin address;
@@ -341,10 +358,10 @@ clusters:
 		}
 		killed := s.pids[1]
 		s.pids[1] = again
-		if resp, err := http.Get("http://" + admin[1] + "/ready"); err != nil || resp.StatusCode != 200 {
-			t.Errorf("the restarted worker's /ready: %v %v", resp, err)
-		} else {
-			resp.Body.Close()
+		get(t, admin[2], "/ready", 200)
+		if body := get(t, admin[0], "/metrics", 200); !strings.Contains(body, `tracehop_worker_restarts_total{worker="1"} 1`) ||
+			!strings.Contains(body, `tracehop_worker_up{worker="1"} 1`) || !strings.Contains(body, "tracehop_workers 2") {
+			t.Errorf("the supervisor's /metrics after the restart:\n%s", body)
 		}
 
 		s.cmd.Process.Signal(syscall.SIGTERM)
@@ -413,7 +430,7 @@ clusters:
 
 		// Worker 1's admin port taken (another supervisor of the same
 		// config, say): exit 1, the port named as worker 1's.
-		ln, err := net.Listen("tcp", admin[1])
+		ln, err := net.Listen("tcp", admin[2])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -422,7 +439,7 @@ clusters:
 		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
 			t.Fatalf("with worker 1's admin port taken: %v, want exit code %d:\n%s", err, exitFailure, out)
 		}
-		for _, want := range []string{"worker 1's admin server, on admin.address's port + 1: listener", "cannot listen on " + admin[1],
+		for _, want := range []string{"this worker's admin server, on admin.address's port + 2: listener", "cannot listen on " + admin[2],
 			"each tracehop process needs its own", `msg="a worker did not start: stopping the others" worker=1`} {
 			if !bytes.Contains(out, []byte(want)) {
 				t.Errorf("the output lacks %q:\n%s", want, out)
@@ -431,21 +448,37 @@ clusters:
 	})
 }
 
-// served reads a worker's count of 2xx answers from its metrics.
-func served(t *testing.T, admin string) int {
+// served reads the count of 2xx answers from an admin server's metrics:
+// a worker's own, or with worker set, that worker's series in the
+// supervisor's.
+func served(t *testing.T, admin, worker string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
+	label := ""
+	if worker != "" {
+		label = `,worker="` + worker + `"`
+	}
+	re := regexp.MustCompile(`tracehop_requests_total\{cluster="up",code_class="2xx",listener="in",route="route0"` + label + `\} (\d+)`)
+	m := re.FindStringSubmatch(get(t, admin, "/metrics", 200))
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// get returns the body of an admin server's path, which must answer code.
+func get(t *testing.T, admin, path string, code int) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`tracehop_requests_total\{cluster="up",code_class="2xx"[^}]*\} (\d+)`).FindSubmatch(b)
-	if m == nil {
-		return 0
+	if resp.StatusCode != code {
+		t.Errorf("GET %s%s: %s, want %d:\n%s", admin, path, resp.Status, code, b)
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return string(b)
 }
 
 // freeAddr returns a loopback address nothing listens on.
@@ -459,20 +492,27 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// freeAdminPair returns two free loopback addresses on consecutive ports,
-// the admin addresses of two workers.
-func freeAdminPair(t *testing.T) [2]string {
+// freeAdminRun returns three free loopback addresses on consecutive
+// ports: the admin servers of a supervisor and of its two workers.
+func freeAdminRun(t *testing.T) [3]string {
 	t.Helper()
 	for range 50 {
 		a := freeAddr(t)
 		_, port, _ := net.SplitHostPort(a)
 		p, _ := strconv.Atoi(port)
-		b := net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1))
-		if ln, err := net.Listen("tcp", b); err == nil {
-			ln.Close()
-			return [2]string{a, b}
+		run := [3]string{a}
+		free := true
+		for i := 1; i < 3 && free; i++ {
+			run[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p+i))
+			ln, err := net.Listen("tcp", run[i])
+			if free = err == nil; free {
+				ln.Close()
+			}
+		}
+		if free {
+			return run
 		}
 	}
-	t.Fatal("no two consecutive free ports")
-	return [2]string{}
+	t.Fatal("no three consecutive free ports")
+	return [3]string{}
 }

@@ -57,8 +57,8 @@ func ListenAdmin(addr string, s *proxy.Server, gather prometheus.Gatherer, reloa
 }
 
 // AdminAddress returns where the admin server of addr listens with its
-// port moved by offset (tracehop run -workers: worker i's is at + i). Port 0
-// (any free port) and "off" stay as they are.
+// port moved by offset (tracehop run -workers: worker i's is at + 1 + i).
+// Port 0 (any free port) and "off" stay as they are.
 func AdminAddress(addr string, offset int) (string, error) {
 	if addr == "off" || offset == 0 {
 		return addr, nil
@@ -75,7 +75,7 @@ func AdminAddress(addr string, offset int) (string, error) {
 		return addr, nil
 	}
 	if p+offset > 65535 {
-		return "", fmt.Errorf("worker %d's admin server would be on port %d, past 65535: lower the port", offset, p+offset)
+		return "", fmt.Errorf("port %d + %d is past 65535: lower it (tracehop run -workers N puts its workers' admin servers on the N ports after it)", p, offset)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p+offset)), nil
 }

@@ -50,7 +50,7 @@ type Options struct {
 	// for its requests in flight (default 15s).
 	DrainTimeout time.Duration
 	// AdminPortOffset moves the admin server to admin.address's port plus
-	// this (AdminAddress): worker i of tracehop run -workers is at + i. The
+	// this (AdminAddress): worker i of tracehop run -workers is at + 1 + i. The
 	// config keeps the file's address, so that every worker's config hash
 	// is the file's.
 	AdminPortOffset int
@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) 
 	} else {
 		admin, err = ListenAdmin(adminAddr, app.Server, reg, reload, opts.Logger)
 		if err != nil && opts.AdminPortOffset > 0 {
-			err = fmt.Errorf("worker %d's admin server, on admin.address's port + %[1]d: %w", opts.AdminPortOffset, err)
+			err = fmt.Errorf("this worker's admin server, on admin.address's port + %d: %w", opts.AdminPortOffset, err)
 		}
 	}
 	if err != nil {
