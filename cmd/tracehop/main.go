@@ -208,7 +208,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
-	for i := 1; i <= workers.n && cfg.Admin.Address != "off"; i++ {
+	for i := 1; workers.n > 1 && i <= workers.n && cfg.Admin.Address != "off"; i++ {
 		a, _ := app.AdminAddress(cfg.Admin.Address, i) // checkWorkers took its error
 		ln, err := net.Listen("tcp", a)
 		if err != nil {

@@ -200,6 +200,7 @@ type supervisor struct {
 	procs   []*os.Process // nil where a worker is not running
 	ready   []bool        // the worker serves (it has signals in hand)
 	addrs   []string      // where a serving worker's admin server is
+	hup     []bool        // a SIGHUP came while the worker started: send it once it serves
 	stopped bool          // SIGTERM or SIGINT arrived: start nothing more
 }
 
@@ -220,7 +221,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s := &supervisor{args: workerArgs(fs), n: n, stdout: stdout, stderr: stderr, log: logger,
-		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n)}
+		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -262,9 +263,13 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 			case errors.Is(err, errStoppedStarting):
 				code = exitOK
 			}
-			logger.Error("a worker did not start: stopping the others", "worker", who, "error", err)
+			if code == exitOK {
+				logger.Info("shutting down while the workers started: every worker started drains and stops (a second signal kills them)", "error", err)
+			} else {
+				logger.Error("a worker did not start: stopping the others", "worker", who, "error", err)
+			}
 			s.signal(syscall.SIGTERM, false)
-			s.waitAll(exits)
+			s.waitAll(exits, sigs)
 			return code
 		}
 	}
@@ -291,10 +296,14 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 				s.signal(syscall.SIGTERM, false)
 			}
 		case e := <-exits:
+			served := s.isReady(e.i)
 			s.clear(e.i)
 			alive--
 			if s.isStopped() {
-				if e.code != 0 {
+				// One still starting when the stop came cannot drain (it
+				// has no signal handler yet, or its start was cut): its
+				// exit says nothing.
+				if e.code != 0 && served {
 					code = exitFailure
 					logger.Error("a worker did not stop cleanly", "worker", e.i, "exit", e.err)
 				}
@@ -427,6 +436,19 @@ func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, si
 			line = nil // its exit follows
 		case e := <-exits:
 			s.clear(e.i)
+			// A Ctrl-C to the process group reaches the workers too: one
+			// may be gone before the supervisor's own signal is read.
+			for {
+				select {
+				case sig := <-sigs:
+					if sig != syscall.SIGHUP {
+						return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
+					}
+					continue
+				default:
+				}
+				break
+			}
 			return &workerExitError{i: e.i, code: e.code}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
@@ -478,8 +500,12 @@ func (s *supervisor) signal(sig syscall.Signal, onlyReady bool) {
 		s.stopped = true
 	}
 	for i, p := range s.procs {
-		if p != nil && (s.ready[i] || !onlyReady) {
+		switch {
+		case p == nil:
+		case s.ready[i] || !onlyReady:
 			p.Signal(sig)
+		case sig == syscall.SIGHUP:
+			s.hup[i] = true // it may have read the file already
 		}
 	}
 }
@@ -499,7 +525,36 @@ func (s *supervisor) markReady(i int, p *os.Process, addr string) bool {
 		return false
 	}
 	s.ready[i], s.addrs[i] = true, addr
+	if s.hup[i] {
+		s.hup[i] = false
+		p.Signal(syscall.SIGHUP)
+	}
 	return true
+}
+
+func (s *supervisor) isReady(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready[i]
+}
+
+// states says of each worker where its admin server is, "starting" or
+// "not running".
+func (s *supervisor) states() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, s.n)
+	for i := range out {
+		switch {
+		case s.ready[i]:
+			out[i] = s.addrs[i]
+		case s.procs[i] != nil:
+			out[i] = "starting"
+		default:
+			out[i] = "not running"
+		}
+	}
+	return out
 }
 
 // admins returns each worker's admin address while it serves, "" where
@@ -523,7 +578,7 @@ func (s *supervisor) readyAdmins() []string {
 
 func (s *supervisor) clear(i int) {
 	s.mu.Lock()
-	s.procs[i], s.ready[i], s.addrs[i] = nil, false, ""
+	s.procs[i], s.ready[i], s.addrs[i], s.hup[i] = nil, false, "", false
 	s.mu.Unlock()
 }
 
@@ -540,8 +595,9 @@ func (s *supervisor) pid(i int) int {
 	return 0
 }
 
-// waitAll waits for every running worker to exit.
-func (s *supervisor) waitAll(exits chan workerExit) {
+// waitAll waits for every running worker to exit; a stop signal
+// meanwhile kills them.
+func (s *supervisor) waitAll(exits chan workerExit, sigs chan os.Signal) {
 	for {
 		s.mu.Lock()
 		n := 0
@@ -554,7 +610,14 @@ func (s *supervisor) waitAll(exits chan workerExit) {
 		if n == 0 {
 			return
 		}
-		e := <-exits
-		s.clear(e.i)
+		select {
+		case e := <-exits:
+			s.clear(e.i)
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				s.log.Warn("stopping the workers at once (SIGKILL): a second signal", "signal", sig.String())
+				s.signal(syscall.SIGKILL, false)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -40,7 +41,9 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 	if err != nil {
 		return nil, nil, fmt.Errorf("listener %q: cannot listen on %s: %w (the supervisor's admin server: stop what holds it, or another tracehop run -workers on this config, or move admin.address)", "admin", addr, err)
 	}
-	a := &supervisorAdmin{s: s, client: &http.Client{Timeout: 5 * time.Second}, reg: prometheus.NewRegistry()}
+	// Its own transport: the workers are on this host, never behind an
+	// HTTP_PROXY from the environment.
+	a := &supervisorAdmin{s: s, client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2}}, reg: prometheus.NewRegistry()}
 	a.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tracehop_worker_restarts_total",
 		Help: "Workers of tracehop run -workers started again after they exited, by worker.",
@@ -54,7 +57,16 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 		a.restarts.WithLabelValues(strconv.Itoa(i)) // 0 until one restarts
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// A scrape waits for its workers no longer than its scraper
+		// waits for it: a hung worker costs its own series, not all.
+		ctx, cancel := context.WithTimeout(r.Context(), scrapeBudget(r))
+		defer cancel()
+		promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.gather(ctx) }), promhttp.HandlerOpts{
+			ErrorHandling:     promhttp.ContinueOnError,
+			EnableOpenMetrics: true, // the workers' exemplars, as their own servers serve them
+		}).ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /ready", a.ready)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/", a.elsewhere)
@@ -62,21 +74,38 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 	return a, ln, nil
 }
 
+// scrapeBudget is how long a scrape may wait for the workers: under the
+// scraper's own timeout (Prometheus sends it), 5 s at most.
+func scrapeBudget(r *http.Request) time.Duration {
+	d := 5 * time.Second
+	if v, err := strconv.ParseFloat(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), 64); err == nil && v > 0 {
+		d = min(d, time.Duration(v*0.8*float64(time.Second)))
+	}
+	return d
+}
+
+// readyBudget bounds /ready's wait for the workers' answers, under the
+// 1 s a Kubernetes probe waits by default.
+const readyBudget = 800 * time.Millisecond
+
 // ready is 200 when every worker serves and answers its own /ready with
 // 200, else 503 with each worker's state.
 func (a *supervisorAdmin) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyBudget)
+	defer cancel()
+	states := a.s.states()
 	admins := a.s.admins()
 	lines := make([]string, len(admins))
 	ok := true
 	var wg sync.WaitGroup
 	for i, addr := range admins {
 		if addr == "" {
-			lines[i], ok = fmt.Sprintf("worker %d: not running", i), false
+			lines[i], ok = fmt.Sprintf("worker %d: %s", i, states[i]), false
 			continue
 		}
 		wg.Go(func() {
 			state := "ready"
-			resp, err := a.get(r.Context(), addr, "/ready", "")
+			resp, err := a.get(ctx, addr, "/ready", "")
 			if err != nil {
 				state = err.Error()
 			} else {
@@ -103,17 +132,24 @@ func (a *supervisorAdmin) elsewhere(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: this is the admin server of tracehop run -workers %d, which serves /metrics (every worker's, labelled worker=\"i\"), /ready and /healthz.\n", r.Method, r.URL.Path, a.s.n)
 	fmt.Fprintf(&b, "Each worker's admin server has the rest (/config, /reload, /sampling) for that worker alone; reload every worker with SIGHUP to the supervisor.\n")
-	for i, addr := range a.s.admins() {
-		if addr == "" {
-			addr = "not running"
-		}
-		fmt.Fprintf(&b, "worker %d: %s\n", i, addr)
+	for i, state := range a.s.states() {
+		fmt.Fprintf(&b, "worker %d: %s\n", i, state)
 	}
 	http.Error(w, b.String(), http.StatusNotFound)
 }
 
-// get asks a worker's admin server.
+// get asks a worker's admin server. One bound to a wildcard address is
+// asked on loopback.
 func (a *supervisorAdmin) get(ctx context.Context, addr, path, accept string) (*http.Response, error) {
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			loop := "127.0.0.1"
+			if ip.To4() == nil {
+				loop = "::1"
+			}
+			addr = net.JoinHostPort(loop, port)
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return nil, err
@@ -124,10 +160,10 @@ func (a *supervisorAdmin) get(ctx context.Context, addr, path, accept string) (*
 	return a.client.Do(req)
 }
 
-// Gather merges the supervisor's metrics and every serving worker's, a
+// gather merges the supervisor's metrics and every serving worker's, a
 // worker's series labelled with its index. A worker that does not answer
-// is left out, and its tracehop_worker_up is 0.
-func (a *supervisorAdmin) Gather() ([]*dto.MetricFamily, error) {
+// in time is left out, and its tracehop_worker_up is 0.
+func (a *supervisorAdmin) gather(ctx context.Context) ([]*dto.MetricFamily, error) {
 	own, err := a.reg.Gather()
 	if err != nil {
 		return nil, err
@@ -139,7 +175,7 @@ func (a *supervisorAdmin) Gather() ([]*dto.MetricFamily, error) {
 		if addr == "" {
 			continue
 		}
-		wg.Go(func() { got[i] = a.scrape(addr, strconv.Itoa(i)) })
+		wg.Go(func() { got[i] = a.scrape(ctx, addr, strconv.Itoa(i)) })
 	}
 	wg.Wait()
 	up := &dto.MetricFamily{Name: ptr("tracehop_worker_up"), Help: ptr("1 when the worker's metrics were read for this scrape, by worker."), Type: dto.MetricType_GAUGE.Enum()}
@@ -157,6 +193,8 @@ func (a *supervisorAdmin) Gather() ([]*dto.MetricFamily, error) {
 			if have, ok := byName[f.GetName()]; ok {
 				if have.GetType() == f.GetType() {
 					have.Metric = append(have.Metric, f.Metric...)
+				} else {
+					a.s.log.Warn("a worker's metric family has another type than the same family elsewhere: left out of the merged /metrics", "worker", i, "family", f.GetName())
 				}
 				continue
 			}
@@ -173,10 +211,12 @@ func (a *supervisorAdmin) Gather() ([]*dto.MetricFamily, error) {
 }
 
 // scrape reads a worker's metrics (in the protobuf format: no text to
-// parse) and labels each series with the worker; nil if it cannot.
-func (a *supervisorAdmin) scrape(addr, worker string) []*dto.MetricFamily {
-	resp, err := a.get(context.Background(), addr, "/metrics", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+// parse) and labels each series with the worker; nil if it cannot read
+// them whole.
+func (a *supervisorAdmin) scrape(ctx context.Context, addr, worker string) []*dto.MetricFamily {
+	resp, err := a.get(ctx, addr, "/metrics", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
 	if err != nil {
+		a.s.log.Debug("a worker's metrics cannot be read", "worker", worker, "error", err)
 		return nil
 	}
 	defer resp.Body.Close()
@@ -187,16 +227,23 @@ func (a *supervisorAdmin) scrape(addr, worker string) []*dto.MetricFamily {
 	var fams []*dto.MetricFamily
 	for {
 		f := &dto.MetricFamily{}
-		if err := dec.Decode(f); err != nil {
-			break
+		if err := dec.Decode(f); err == io.EOF {
+			return fams
+		} else if err != nil {
+			a.s.log.Debug("a worker's metrics cannot be read", "worker", worker, "error", err)
+			return nil // cut off (the scrape's deadline) or garbled: not half of them
 		}
 		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "worker" { // as Prometheus keeps a target's label a series has too
+					l.Name = ptr("exported_worker")
+				}
+			}
 			m.Label = append(m.Label, &dto.LabelPair{Name: ptr("worker"), Value: ptr(worker)})
 			slices.SortFunc(m.Label, func(x, y *dto.LabelPair) int { return strings.Compare(x.GetName(), y.GetName()) })
 		}
 		fams = append(fams, f)
 	}
-	return fams
 }
 
 func ptr[T any](v T) *T { return &v }
