@@ -416,7 +416,7 @@ clusters:
 			}
 			slow <- err
 		}()
-		<-slowIn // in flight
+		<-slowIn                                         // in flight
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT) // each worker gets it twice
 		if err := <-slow; err != nil {
 			t.Errorf("the request in flight at Ctrl-C: %v", err)
