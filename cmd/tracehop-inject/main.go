@@ -51,6 +51,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cpu := fs.String("cpu-request", def.Resources.Requests.Cpu().String(), "the sidecar's CPU request")
 	mem := fs.String("memory-request", def.Resources.Requests.Memory().String(), "the sidecar's memory request")
 	memLimit := fs.String("memory-limit", def.Resources.Limits.Memory().String(), "the sidecar's memory limit")
+	gomaxprocs := fs.Int("gomaxprocs", def.GOMAXPROCS, "GOMAXPROCS of the sidecar and its driver: the processors each uses (0: Go's default, the node's CPUs or the container's CPU limit)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -63,6 +64,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	opts := def
 	opts.Image, opts.ConfigMap, opts.AdminPort, opts.DrainTimeout, opts.Version = *image, *configMap, int32(*admin), *drain, core.Version
+	if *gomaxprocs < 0 {
+		fmt.Fprintf(stderr, "tracehop inject: -gomaxprocs: want 0 (Go's default) or more, got %d\n", *gomaxprocs)
+		return exitUsage
+	}
+	opts.GOMAXPROCS = *gomaxprocs
 	var err error
 	if opts.Ports, err = inject.ParsePorts(*ports); err != nil {
 		fmt.Fprintln(stderr, "tracehop inject: -ports:", err)

@@ -297,7 +297,10 @@ func (p *Process) Configure(context.Context, []byte, core.HostInfo) (core.Capabi
 }
 
 // baseEnv lists the variables every driver inherits from tracehop.
-var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+// GOMAXPROCS among them: where it bounds tracehop's processors (tracehop
+// inject sets it on a sidecar, run -workers on its workers), a Go driver
+// beside it needs no more.
+var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "GOMAXPROCS"}
 
 func (p *Process) environ() []string {
 	vals := map[string]string{}

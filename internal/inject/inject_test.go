@@ -118,11 +118,13 @@ func checkSidecar(t *testing.T, kind string, tmpl corev1.PodTemplateSpec, config
 	env := map[string]string{}
 	for _, e := range c.Env {
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+			env[e.Name] = "field " + e.ValueFrom.FieldRef.FieldPath
+		} else {
+			env[e.Name] = e.Value
 		}
 	}
-	if env["POD_NAME"] != "metadata.name" || len(c.Env) != 1 {
-		t.Errorf("%s: downward API env %v", kind, env)
+	if env["POD_NAME"] != "field metadata.name" || env["GOMAXPROCS"] != "1" || len(c.Env) != 2 {
+		t.Errorf("%s: env %v, want POD_NAME from metadata.name and GOMAXPROCS 1", kind, env)
 	}
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/ready" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
 		c.ReadinessProbe.HTTPGet.Port.StrVal != "tracehop-admin" {
@@ -233,5 +235,18 @@ func TestInjectFlowStyle(t *testing.T) {
 	checkSidecar(t, "Pod", corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}, "p-tracehop")
 	if p.Labels["a"] != "b" || p.Spec.Containers[0].Image != "x" {
 		t.Errorf("the Pod's own fields changed:\n%s", out)
+	}
+}
+
+// GOMAXPROCS 0 leaves the sidecar's processors to Go's default.
+func TestInjectWithoutGOMAXPROCS(t *testing.T) {
+	opts := options()
+	opts.GOMAXPROCS = 0
+	out, _, err := inject.Inject([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app, image: x}]}\n"), "p.yaml", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "GOMAXPROCS") {
+		t.Errorf("GOMAXPROCS set with 0:\n%s", out)
 	}
 }
