@@ -297,10 +297,14 @@ func (p *Process) Configure(context.Context, []byte, core.HostInfo) (core.Capabi
 }
 
 // baseEnv lists the variables every driver inherits from tracehop.
-// GOMAXPROCS among them: where it bounds tracehop's processors (tracehop
-// inject sets it on a sidecar, run -workers on its workers), a Go driver
-// beside it needs no more.
-var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "GOMAXPROCS"}
+var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+// driverGOMAXPROCS is a driver's GOMAXPROCS unless its config's env or
+// pass_env sets one. A driver's work is a stream of batches that one
+// processor carries at any rate one tracehop reaches (about 1 µs per span,
+// README: Performance, where every driver runs so); Go's default, a
+// processor per CPU of the node, costs CPU per span for nothing.
+const driverGOMAXPROCS = "1"
 
 func (p *Process) environ() []string {
 	vals := map[string]string{}
@@ -311,6 +315,9 @@ func (p *Process) environ() []string {
 	}
 	for k, v := range p.spec.Env {
 		vals[k] = v
+	}
+	if _, ok := vals["GOMAXPROCS"]; !ok {
+		vals["GOMAXPROCS"] = driverGOMAXPROCS
 	}
 	env := make([]string, 0, len(vals))
 	for k, v := range vals {

@@ -300,6 +300,7 @@ func TestConfigureFailures(t *testing.T) {
 func TestExplicitEnvironment(t *testing.T) {
 	t.Setenv("DD_TRACE_ENABLED", "false") // must not leak into the driver
 	t.Setenv("TRACEHOP_TEST_PASSED", "yes")
+	t.Setenv("GOMAXPROCS", "7") // nor this: a driver runs one processor unless its config says
 	dump := filepath.Join(t.TempDir(), "env")
 	_, err := start(t, driverhost.Spec{
 		Name: "fault", Path: testDriverBin, Config: jsonConfig(t, map[string]any{"dump_env": dump}),
@@ -316,7 +317,7 @@ func TestExplicitEnvironment(t *testing.T) {
 	env := "\n" + string(b) + "\n"
 	// PLUGIN_CLIENT_CERT is how go-plugin hands the driver the host's
 	// certificate for AutoMTLS: without it the channel is not mutual TLS.
-	for _, want := range []string{"\nDD_INSTRUMENTATION_TELEMETRY_ENABLED=false\n", "\nTRACEHOP_TEST_PASSED=yes\n", "\nPATH=", "\nPLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----"} {
+	for _, want := range []string{"\nDD_INSTRUMENTATION_TELEMETRY_ENABLED=false\n", "\nTRACEHOP_TEST_PASSED=yes\n", "\nPATH=", "\nPLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----", "\nGOMAXPROCS=1\n"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("driver environment lacks %q", strings.TrimSpace(want))
 		}

@@ -65,10 +65,11 @@ type Options struct {
 	PreStopSeconds int64
 	// Resources are the sidecar's requests and limits.
 	Resources corev1.ResourceRequirements
-	// GOMAXPROCS, when above 0, is set in the sidecar's environment (and
-	// so its driver's). Without a CPU limit Go would run as many
-	// processors as the node has CPUs, which costs a sidecar CPU per
-	// request for nothing at the rates a Pod sees (docs/deploying.md).
+	// GOMAXPROCS, when above 0, is set in the sidecar's environment (its
+	// driver runs 1 anyway: core/driverhost). Without a CPU limit Go would
+	// run as many processors as the node has CPUs, which costs a sidecar
+	// CPU per request for nothing at the rates a Pod sees
+	// (docs/deploying.md).
 	GOMAXPROCS int
 	// Version goes into the InjectedAnnotation.
 	Version string
