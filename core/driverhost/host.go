@@ -304,7 +304,7 @@ var baseEnv = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "SSL_CE
 // processor carries at any rate one tracehop reaches (about 1 µs per span,
 // README: Performance, where every driver runs so); Go's default, a
 // processor per CPU of the node, costs CPU per span for nothing: the otlp
-// driver spent 6-33% more per request with 2 than with 1 at 100 to 5,000
+// driver spent 6-57% more per request with 2 than with 1 at 100 to 5,000
 // req/s (docs/deploying.md).
 const driverGOMAXPROCS = "1"
 
