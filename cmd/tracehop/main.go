@@ -514,7 +514,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	} else {
 		logger.Info("no tracing block: proxying without tracing")
 	}
-	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch)
+	logger.Info("tracehop is running; stop it with Ctrl-C or SIGTERM, reload its config with SIGHUP", "version", core.Version, "pid", os.Getpid(), "watch", *watch, "gomaxprocs", runtime.GOMAXPROCS(0))
 	adminAt := "off"
 	for _, addr := range a.Addrs {
 		if addr.Direction == "admin" {

@@ -219,6 +219,26 @@ func (s *supervised) exited(t *testing.T) error {
 	}
 }
 
+// stopped waits until every thread of the process pid is stopped (state
+// T).
+func stopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		all := len(stats) > 0
+		for _, st := range stats {
+			b, _ := os.ReadFile(st)
+			// tid (comm) state ...: comm may hold spaces, not ')'.
+			i := bytes.LastIndexByte(b, ')')
+			all = all && i > 0 && i+2 < len(b) && b[i+2] == 'T'
+		}
+		if all {
+			return
+		}
+	}
+	t.Fatalf("process %d did not stop", pid)
+}
+
 // gone waits until none of pids runs.
 func gone(t *testing.T, what string, pids ...int) {
 	t.Helper()
@@ -339,6 +359,7 @@ clusters:
 		// A hung worker (stopped) costs a scrape its own series only,
 		// within the scraper's timeout, and fails /ready.
 		syscall.Kill(s.pids[1], syscall.SIGSTOP)
+		stopped(t, s.pids[1]) // every thread: SIGSTOP is not synchronous
 		req, _ := http.NewRequest("GET", "http://"+admin[0]+"/metrics", nil)
 		req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "1")
 		began := time.Now()
