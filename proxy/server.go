@@ -204,14 +204,15 @@ const floodCheckEvery = 2 * time.Second
 func bindListener(name, addr string, reusePort bool) (net.Listener, error) {
 	ln, err := listen(addr, reusePort)
 	if err != nil {
-		return nil, listenError(name, addr, reusePort, err)
+		return nil, ListenError(name, addr, reusePort, err)
 	}
 	return ln, nil
 }
 
-// listenError says that listener name cannot listen on addr, and, when
-// the address is taken, what would let it.
-func listenError(name, addr string, reusePort bool, err error) error {
+// ListenError says that listener name ("admin" for the admin server)
+// cannot listen on addr, and, when the address is taken, what would let
+// it: the one wording for every place tracehop binds.
+func ListenError(name, addr string, reusePort bool, err error) error {
 	err = fmt.Errorf("listener %q: cannot listen on %s: %w", name, addr, err)
 	switch {
 	case !errors.Is(err, syscall.EADDRINUSE):
@@ -330,13 +331,13 @@ func CheckAddresses(cfg *config.Config) error {
 			// Bound, not listening: a listening socket would take some of
 			// the connections of the tracehops that share the address.
 			if err := bindReusePort(addr); err != nil {
-				errs = append(errs, listenError(name, addr, reusePort, err))
+				errs = append(errs, ListenError(name, addr, reusePort, err))
 			}
 			return
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			errs = append(errs, listenError(name, addr, false, err))
+			errs = append(errs, ListenError(name, addr, false, err))
 			return
 		}
 		ln.Close()

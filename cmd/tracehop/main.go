@@ -417,12 +417,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return superviseWorkers(fs, *file, workers.n, logger, stdout, stderr)
 	}
 	ready := readyPipe()
-	adminOffset := 0 // a worker's admin server is beside its supervisor's
-	if isWorker {
-		adminOffset = worker + 1
-	}
 	defer ready.Close() // a worker that fails to start: its supervisor sees the pipe end
+	adminOffset := 0
 	if isWorker {
+		adminOffset = worker + 1 // beside its supervisor's admin server
 		logger = logger.With("worker", worker)
 		if *cpuProfile != "" {
 			*cpuProfile += "." + strconv.Itoa(worker) // one profile per worker

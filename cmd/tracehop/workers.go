@@ -438,16 +438,10 @@ func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, si
 			s.clear(e.i)
 			// A Ctrl-C to the process group reaches the workers too: one
 			// may be gone before the supervisor's own signal is read.
-			for {
-				select {
-				case sig := <-sigs:
-					if sig != syscall.SIGHUP {
-						return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
-					}
-					continue
-				default:
+			for len(sigs) > 0 {
+				if sig := <-sigs; sig != syscall.SIGHUP {
+					return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
 				}
-				break
 			}
 			return &workerExitError{i: e.i, code: e.code}
 		case sig := <-sigs:

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/tracehop/tracehop/proxy"
 )
 
 // The supervisor's admin server, on admin.address, is what a scraper and a
@@ -39,7 +41,7 @@ type supervisorAdmin struct {
 func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listener %q: cannot listen on %s: %w (the supervisor's admin server: stop what holds it, or another tracehop run -workers on this config, or move admin.address)", "admin", addr, err)
+		return nil, nil, fmt.Errorf("the supervisor's admin server (another tracehop run -workers of this config?): %w", proxy.ListenError("admin", addr, false, err))
 	}
 	// Its own transport: the workers are on this host, never behind an
 	// HTTP_PROXY from the environment.

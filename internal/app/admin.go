@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,11 +44,7 @@ func ListenAdmin(addr string, s *proxy.Server, gather prometheus.Gatherer, reloa
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		err = fmt.Errorf("listener %q: cannot listen on %s: %w", "admin", addr, err)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			err = fmt.Errorf("%w (stop what holds it or pick another admin address: each tracehop process needs its own)", err)
-		}
-		return nil, err
+		return nil, proxy.ListenError("admin", addr, false, err)
 	}
 	a := &Admin{ln: ln, log: log}
 	a.srv = &http.Server{Handler: a.withSampling(s, adminHandler(s, gather, reload)), ReadHeaderTimeout: 5 * time.Second}
