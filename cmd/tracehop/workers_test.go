@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -457,6 +458,114 @@ clusters:
 		gone(t, "after the supervisor's SIGKILL", s.pids[0], s.pids[1])
 	})
 
+	// Traced: each worker's spans reach the file (its driver and the
+	// other worker's append to it under a lock), and the exemplars the
+	// workers leave on their duration histograms come through the
+	// supervisor's /metrics to a scraper asking for OpenMetrics, with
+	// the trace ids of spans in the file.
+	t.Run("traced: spans and exemplars", func(t *testing.T) {
+		spans := filepath.Join(dir, "spans.jsonl")
+		traced := config("tracing:\n  plugin_dir: " + dir + "\n  sampling: {random: 100}\n  driver: {name: file, config: {path: " + spans + "}}\n")
+		s := startWorkers(t, bin, traced, admin)
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		const requests = 32
+		for range requests {
+			resp, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		req, _ := http.NewRequest("GET", "http://"+admin[0]+"/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+			t.Errorf("the supervisor answered an OpenMetrics scrape with %q", ct)
+		}
+		exemplar := regexp.MustCompile(`(?m)^tracehop_request_duration_seconds_bucket\{[^}]*worker="(\d)"[^}]*\} \d+ # \{trace_id="([0-9a-f]{32})"\}`)
+		found := exemplar.FindAllStringSubmatch(string(body), -1)
+		workers := map[string]bool{}
+		for _, m := range found {
+			workers[m[1]] = true
+		}
+		if !workers["0"] || !workers["1"] {
+			t.Fatalf("the merged /metrics has exemplars of workers %v, want both:\n%s", workers, body)
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM) // the workers flush their spans as they stop
+		if err := s.exited(t); err != nil {
+			t.Fatalf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+		b, err := os.ReadFile(spans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != requests {
+			t.Errorf("the file has %d spans, want %d, one per request", len(lines), requests)
+		}
+		for i, l := range lines {
+			var span struct{ TraceID string }
+			if err := json.Unmarshal([]byte(l), &span); err != nil || len(span.TraceID) != 32 {
+				t.Fatalf("line %d of the spans file is not a whole span (%v): %q", i+1, err, l)
+			}
+		}
+		for _, m := range found {
+			if !bytes.Contains(b, []byte(`"traceId":"`+m[2]+`"`)) {
+				t.Errorf("worker %s's exemplar names trace %s, which no span in the file has", m[1], m[2])
+			}
+		}
+	})
+
+	// A SIGHUP while a worker is starting again reaches it once it
+	// serves, never before (a SIGHUP before its handler is installed
+	// would kill it): it reloads, the same process, restarted once.
+	t.Run("SIGHUP while a worker restarts", func(t *testing.T) {
+		s := startWorkers(t, bin, cfg, admin)
+		syscall.Kill(s.pids[1], syscall.SIGKILL)
+		// Catch the new worker as it starts and hold it there.
+		var again int
+		for deadline := time.Now().Add(10 * time.Second); again == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+			for _, pid := range childPIDs(s.cmd.Process.Pid) {
+				if pid != s.pids[0] && pid != s.pids[1] {
+					syscall.Kill(pid, syscall.SIGSTOP)
+					again = pid
+				}
+			}
+		}
+		if again == 0 {
+			t.Fatalf("worker 1 was not started again:\n%s", s.logs.String())
+		}
+		stopped(t, again)
+		held := !strings.Contains(s.logs.String(), "worker serving again") // caught before it served: the case this tests
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.await(t, "worker 0 reloads", regexp.MustCompile(`msg="config reloaded" worker=0`))
+		if held {
+			if body := get(t, admin[0], "/ready", 503); !strings.Contains(body, "worker 1: starting") {
+				t.Errorf("the supervisor's /ready with worker 1 starting: %q", body)
+			}
+		}
+		syscall.Kill(again, syscall.SIGCONT)
+		m := s.await(t, "worker 1 serves again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`))
+		if m[1] != strconv.Itoa(again) {
+			t.Errorf("worker 1 serves again as pid %s, want %d:\n%s", m[1], again, s.logs.String())
+		}
+		s.await(t, "worker 1 reloads", regexp.MustCompile(`msg="config reloaded" worker=1`))
+		if body := get(t, admin[0], "/metrics", 200); !strings.Contains(body, `tracehop_worker_restarts_total{worker="1"} 1`) {
+			t.Errorf("worker 1 was restarted more than once (the SIGHUP killed it?):\n%s\n%s", body, s.logs.String())
+		}
+		t.Logf("the new worker was held before it served: %v", held)
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+	})
+
 	// A worker that cannot start fails the start with its exit code (3: a
 	// driver refused its config, which the supervisor does not check),
 	// and the one started is stopped.
@@ -491,6 +600,22 @@ clusters:
 			}
 		}
 	})
+}
+
+// childPIDs returns the processes whose parent is ppid, from the children
+// lists of its threads (any of which may have forked one).
+func childPIDs(ppid int) []int {
+	lists, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", ppid))
+	var out []int
+	for _, l := range lists {
+		b, _ := os.ReadFile(l)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 // served reads the count of 2xx answers from an admin server's metrics:
