@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,10 +45,11 @@ func serveSink(addr string) error {
 	var spans, batches, bad, otlpSpans atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v2/spans", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
+		body, done, err := readBody(r)
 		if err != nil {
 			return
 		}
+		defer done()
 		n, err := countSpans(r.Header.Get("Content-Type"), body)
 		if err != nil {
 			bad.Add(1)
@@ -61,10 +63,11 @@ func serveSink(addr string) error {
 	// OTLP/HTTP protobuf: the spans are counted, not decoded (a
 	// ResourceSpans, ScopeSpans, Span walk with protowire).
 	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
+		body, done, err := readBody(r)
 		if err != nil {
 			return
 		}
+		defer done()
 		n, err := countOTLPSpans(body)
 		if err != nil {
 			bad.Add(1)
@@ -79,6 +82,35 @@ func serveSink(addr string) error {
 		fmt.Fprintf(w, "%d %d %d %d\n", spans.Load(), batches.Load(), bad.Load(), otlpSpans.Load())
 	})
 	return (&http.Server{Addr: addr, Handler: mux}).ListenAndServe()
+}
+
+// bodies are the receiver's request buffers, kept from batch to batch: it
+// shares the cores with the proxies it measures, and io.ReadAll, growing
+// a buffer by doubling for every batch of a few hundred KiB, spent about
+// 0.26 µs of CPU per span there (allocating, copying, collecting).
+var bodies sync.Pool
+
+// readBody reads r's body into a kept buffer when its length is declared
+// (the drivers' POSTs declare it); done gives the buffer back.
+func readBody(r *http.Request) (body []byte, done func(), err error) {
+	const most = 64 << 20
+	if r.ContentLength <= 0 || r.ContentLength > most {
+		body, err = io.ReadAll(io.LimitReader(r.Body, most))
+		return body, func() {}, err
+	}
+	bp, _ := bodies.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	if int64(cap(*bp)) < r.ContentLength {
+		*bp = make([]byte, r.ContentLength)
+	}
+	body = (*bp)[:r.ContentLength]
+	if _, err = io.ReadFull(r.Body, body); err != nil {
+		bodies.Put(bp)
+		return nil, nil, err
+	}
+	return body, func() { bodies.Put(bp) }, nil
 }
 
 // countOTLPSpans counts the spans of an ExportTraceServiceRequest:
