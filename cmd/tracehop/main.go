@@ -409,12 +409,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if logger == nil {
 		return code
 	}
-	worker, _, isWorker := workerIndex()
+	worker, nWorkers, isWorker := workerIndex()
 	if workers.auto && workers.n == 1 && !isWorker {
 		logger.Info("-workers auto: one CPU to run on, so one process")
 	}
 	if workers.n > 1 && !isWorker {
-		return superviseWorkers(fs, *file, workers.n, logger, stdout, stderr)
+		return superviseWorkers(fs, *file, workers.n, *watch, logger, stdout, stderr)
 	}
 	ready := readyPipe()
 	defer ready.Close() // a worker that fails to start: its supervisor sees the pipe end
@@ -445,7 +445,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// made while tracehop starts is not missed.
 	fw := fileWatch{path: *file, read: os.ReadFile, every: time.Second, log: logger}
 	loaded, _ := fw.sum() // unreadable: config.Load says why
-	cfg, err := config.Load(*file)
+	var cfg *config.Config
+	var err error
+	if isWorker {
+		// What its supervisor found valid last, which the other workers
+		// run: the file may have gone wrong since.
+		var raw []byte
+		if raw, err = workerConfig(); err == nil {
+			cfg, err = config.Parse(*file, raw)
+		}
+	} else {
+		cfg, err = config.Load(*file)
+	}
 	if err != nil {
 		if isWorker { // among the other workers' lines: a log line each, with worker=i
 			for _, line := range strings.Split(err.Error(), "\n") {
@@ -486,7 +497,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	a, err := app.Start(startCtx, cfg, app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain, AdminPortOffset: adminOffset})
+	opts := app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain}
+	if isWorker {
+		opts.AdminPortOffset, opts.AdminBase = adminOffset, os.Getenv(envWorkersAdmin)
+		opts.Check = func(c *config.Config) error { return checkWorkers(c, nWorkers) }
+	}
+	a, err := app.Start(startCtx, cfg, opts)
 	cancel()
 	if err != nil {
 		logger.Error("tracehop cannot start", "config", *file, "error", err)

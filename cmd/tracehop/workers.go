@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +45,19 @@ import (
 const (
 	envWorker  = "TRACEHOP_WORKER"  // this worker's index, 0 to N-1
 	envWorkers = "TRACEHOP_WORKERS" // N
+	// envWorkersAdmin is admin.address as the supervisor started with it:
+	// worker i's admin server is at its port + 1 + i for the supervisor's
+	// life, whatever the file says later.
+	envWorkersAdmin = "TRACEHOP_WORKERS_ADMIN"
+)
+
+// A worker's descriptors from its supervisor: the pipe on which it says
+// that it serves, and the config it starts with (the last one the
+// supervisor found valid: a worker started again after the file went
+// wrong runs what the others run).
+const (
+	readyFD  = 3
+	configFD = 4
 )
 
 // workerRestartMax bounds the wait before a worker that keeps dying is
@@ -178,21 +192,94 @@ func checkWorkers(cfg *config.Config, n int) error {
 }
 
 // workerArgs returns the run command line of a worker: the flags given to
-// the supervisor, but -workers.
+// the supervisor, but -workers, and no file watch (the supervisor's).
 func workerArgs(fs *flag.FlagSet) []string {
 	args := []string{"run"}
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "workers" {
+		if f.Name != "workers" && f.Name != "watch" {
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
-	return args
+	return append(args, "-watch=false")
+}
+
+// loadForWorkers reads the config file and checks it as a config of n
+// workers, returning its content too.
+func loadForWorkers(file string, n int) ([]byte, *config.Config, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		_, err = config.Load(file) // its words for a file it cannot read
+		if err == nil {
+			err = fmt.Errorf("%s: it changed while it was read: try again", file)
+		}
+		return nil, nil, err
+	}
+	cfg, err := config.Parse(file, raw)
+	if err == nil {
+		err = checkWorkers(cfg, n)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return raw, cfg, nil
+}
+
+// reload checks the config file as it is now (SIGHUP, or the file watch
+// saw it change): valid, every worker reloads it, and a worker started
+// from now on starts with it; not, every worker keeps the config it runs,
+// and a worker started again gets that too.
+func (s *supervisor) reload() {
+	if s.isStopped() {
+		return
+	}
+	raw, _, err := loadForWorkers(s.file, s.n)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				s.log.Error("config reload refused: every worker keeps the config it runs", "problem", line)
+			}
+		}
+		return
+	}
+	s.mu.Lock()
+	s.good = raw
+	s.mu.Unlock()
+	s.log.Info("reloading: every worker reloads the config", "config", s.file)
+	s.signal(syscall.SIGHUP, true)
+}
+
+// configFile returns an unnamed file holding raw, to hand to a worker.
+func configFile(raw []byte) (*os.File, error) {
+	f, err := os.CreateTemp("", "tracehop-config-*")
+	if err != nil {
+		return nil, fmt.Errorf("a worker's config: %w (tracehop needs a writable $TMPDIR)", err)
+	}
+	os.Remove(f.Name())
+	if _, err := f.Write(raw); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("a worker's config: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// workerConfig reads, in a worker, the config its supervisor handed it.
+func workerConfig() ([]byte, error) {
+	syscall.CloseOnExec(configFD) // not the driver's
+	f := os.NewFile(configFD, "config")
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // supervisor runs and watches the workers.
 type supervisor struct {
 	args           []string
 	n              int
+	file           string
+	admin          string // admin.address at the start (envWorkersAdmin)
 	stdout, stderr io.Writer
 	log            *slog.Logger
 
@@ -202,16 +289,15 @@ type supervisor struct {
 	addrs   []string      // where a serving worker's admin server is
 	hup     []bool        // a SIGHUP came while the worker started: send it once it serves
 	stopped bool          // SIGTERM or SIGINT arrived: start nothing more
+	// good is the content of the config file the workers run: the last
+	// one the supervisor found valid, and what a worker starts with.
+	good []byte
 }
 
 // superviseWorkers is `tracehop run -workers N` with N > 1.
-func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(file)
+func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, logger *slog.Logger, stdout, stderr io.Writer) int {
+	raw, cfg, err := loadForWorkers(file, n)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitInvalid
-	}
-	if err := checkWorkers(cfg, n); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
 	}
@@ -220,11 +306,24 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 	// this goroutine, kept on one thread for as long as it runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	s := &supervisor{args: workerArgs(fs), n: n, stdout: stdout, stderr: stderr, log: logger,
+	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, stdout: stdout, stderr: stderr, log: logger,
 		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// The supervisor watches the file, not the workers: it checks a new
+	// config once, for all of them, before any reloads it.
+	if watch {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		changed := make(chan struct{}, 1)
+		go fileWatch{path: file, read: os.ReadFile, every: time.Second, log: logger}.run(ctx, sha256.Sum256(raw), changed)
+		go func() {
+			for range changed {
+				sigs <- syscall.SIGHUP
+			}
+		}()
+	}
 	var admin *supervisorAdmin
 	if cfg.Admin.Address != "off" {
 		a, ln, err := listenSupervisorAdmin(s, cfg.Admin.Address)
@@ -286,8 +385,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				logger.Info("SIGHUP: every worker reloads its config")
-				s.signal(syscall.SIGHUP, true)
+				s.reload()
 			case s.isStopped():
 				logger.Warn("stopping the workers at once (SIGKILL): a second signal", "signal", sig.String())
 				s.signal(syscall.SIGKILL, false)
@@ -314,7 +412,11 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, logger *slog.Logger,
 			} else {
 				backoff[e.i] = min(2*backoff[e.i], workerRestartMax)
 			}
-			logger.Error("a worker exited: starting it again", "worker", e.i, "exit", e.err, "ran", e.ran.Round(time.Millisecond), "in", backoff[e.i])
+			if e.err == nil { // someone else stopped it, cleanly
+				logger.Warn("a worker stopped: starting it again", "worker", e.i, "exit", 0, "ran", e.ran.Round(time.Millisecond).String(), "in", backoff[e.i].String())
+			} else {
+				logger.Error("a worker exited: starting it again", "worker", e.i, "exit", e.err.Error(), "ran", e.ran.Round(time.Millisecond).String(), "in", backoff[e.i].String())
+			}
 			i := e.i
 			time.AfterFunc(backoff[e.i], func() { restart <- i })
 		case i := <-restart:
@@ -374,15 +476,22 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 	// same build as the others.
 	cmd := exec.Command("/proc/self/exe", s.args...)
 	cmd.Args[0] = os.Args[0]
-	cmd.Env = append(os.Environ(), envWorker+"="+strconv.Itoa(i), envWorkers+"="+strconv.Itoa(s.n))
+	cmd.Env = append(os.Environ(), envWorker+"="+strconv.Itoa(i), envWorkers+"="+strconv.Itoa(s.n), envWorkersAdmin+"="+s.admin)
 	if os.Getenv("GOMAXPROCS") == "" {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
-	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = workerSysProcAttr()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	conf, err := configFile(s.good)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	defer conf.Close()
+	cmd.ExtraFiles = []*os.File{w, conf} // readyFD, configFD
 	if s.stopped {
 		r.Close()
 		w.Close()
@@ -446,7 +555,7 @@ func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, si
 			return &workerExitError{i: e.i, code: e.code}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				s.signal(syscall.SIGHUP, true)
+				s.reload()
 				continue
 			}
 			return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
@@ -462,8 +571,8 @@ func readyPipe() *os.File {
 	if _, _, ok := workerIndex(); !ok {
 		return nil
 	}
-	syscall.CloseOnExec(3)
-	return os.NewFile(3, "ready")
+	syscall.CloseOnExec(readyFD)
+	return os.NewFile(readyFD, "ready")
 }
 
 // signalReady writes the line that says this worker serves, with where

@@ -53,7 +53,7 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 	a.reg.MustRegister(a.restarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_workers", Help: "Workers tracehop run -workers runs (-workers N)."},
 			func() float64 { return float64(s.n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_workers_ready", Help: "Workers of tracehop run -workers that serve now."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_workers_ready", Help: "Workers of tracehop run -workers that started and said they serve (a hung one still counts: tracehop_worker_up says which answered the last scrape)."},
 			func() float64 { return float64(len(s.readyAdmins())) }))
 	for i := range s.n {
 		a.restarts.WithLabelValues(strconv.Itoa(i)) // 0 until one restarts

@@ -60,11 +60,13 @@ func TestWorkersFlagAndAdmin(t *testing.T) {
 	fs.String("c", "", "")
 	fs.Bool("access-log", true, "")
 	fs.Duration("drain-timeout", 15*time.Second, "")
+	fs.Bool("watch", true, "")
 	fs.Var(&workersFlag{n: 1}, "workers", "")
-	if err := fs.Parse([]string{"-c", "a b.yaml", "-access-log=false", "-workers", "3", "-drain-timeout", "1m30s"}); err != nil {
+	if err := fs.Parse([]string{"-c", "a b.yaml", "-access-log=false", "-workers", "3", "-drain-timeout", "1m30s", "-watch=true"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(workerArgs(fs), " "), "run -access-log=false -c=a b.yaml -drain-timeout=1m30s"; got != want {
+	// The supervisor watches the file for them.
+	if got, want := strings.Join(workerArgs(fs), " "), "run -access-log=false -c=a b.yaml -drain-timeout=1m30s -watch=false"; got != want {
 		t.Errorf("a worker's arguments: %q, want %q", got, want)
 	}
 }
@@ -174,10 +176,10 @@ type supervised struct {
 // startWorkers starts bin run -c cfg -workers 2 in a process group of its
 // own and waits until both workers serve, worker i's admin server on
 // admin[1+i] (admin[0] is the supervisor's).
-func startWorkers(t *testing.T, bin, cfg string, admin [3]string) *supervised {
+func startWorkers(t *testing.T, bin, cfg string, admin [3]string, flags ...string) *supervised {
 	t.Helper()
 	s := &supervised{logs: &syncBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "run", "-c", cfg, "-workers", "2", "-access-log=false", "-watch=false")
+	s.cmd = exec.Command(bin, append([]string{"run", "-c", cfg, "-workers", "2", "-access-log=false", "-watch=false"}, flags...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as a shell starts a job
 	if err := s.cmd.Start(); err != nil {
@@ -564,6 +566,112 @@ clusters:
 		if err := s.exited(t); err != nil {
 			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
 		}
+	})
+
+	// The workers run one config. The supervisor checks a new one before
+	// any worker reloads it: one they could not all run (a listener
+	// without reuse_port) or an invalid one is refused for all, and a
+	// worker started again after that runs what the others run, not the
+	// file. Worker i's admin server stays at the supervisor's admin port
+	// + 1 + i when the file's admin.address changes. A worker asked
+	// directly (POST /reload) refuses what its supervisor would.
+	t.Run("one config for every worker", func(t *testing.T) {
+		body := func(adminAddr, extra string) string {
+			return fmt.Sprintf(`admin: {address: %q}
+listeners:
+  - {name: in, address: %q, direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
+%sclusters:
+  - {name: up, endpoints: [%q]}
+`, adminAddr, addr, extra, strings.TrimPrefix(up.URL, "http://"))
+		}
+		path := writeConfig(t, body(admin[0], ""))
+		rewrite := func(content string) {
+			t.Helper()
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := startWorkers(t, bin, path, admin)
+		reloads := func() int { return strings.Count(s.logs.String(), `msg="reloading the config"`) }
+		refused := func() int {
+			return strings.Count(s.logs.String(), `msg="config reload refused: every worker keeps the config it runs"`)
+		}
+
+		// A listener the workers cannot share.
+		rewrite(body(admin[0], fmt.Sprintf("  - {name: extra, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]}\n", freeAddr(t))))
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.await(t, "refused", regexp.MustCompile(`config reload refused: every worker keeps the config it runs" problem=".*listeners\[1\]: .*needs reuse_port: true`))
+		// Invalid.
+		rewrite(body(admin[0], "") + "  - {name: other, endpoints: [\"127.0.0.1:1\"], nosuchkey: 1}\n")
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		for deadline := time.Now().Add(10 * time.Second); refused() < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		}
+		if refused() < 2 || !strings.Contains(s.logs.String(), "nosuchkey") {
+			t.Fatalf("the invalid config was not refused, naming its key:\n%s", s.logs.String())
+		}
+		if n := reloads(); n != 0 {
+			t.Errorf("workers reloaded %d times a config the supervisor refused:\n%s", n, s.logs.String())
+		}
+		// Worker 0 dies: it comes back on the config the others run.
+		syscall.Kill(s.pids[0], syscall.SIGKILL)
+		m := s.await(t, "worker 0 again", regexp.MustCompile(`msg="worker serving again" worker=0 pid=(\d+) admin=(\S+)`))
+		if m[2] != admin[1] {
+			t.Errorf("worker 0 serves again with its admin server on %s, want %s", m[2], admin[1])
+		}
+		s.pids[0], _ = strconv.Atoi(m[1])
+		get(t, admin[0], "/ready", 200)
+
+		// A worker asked directly refuses what its supervisor would.
+		rewrite(body(admin[0], fmt.Sprintf("  - {name: extra, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]}\n", freeAddr(t))))
+		resp, err := http.Post("http://"+admin[1]+"/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(b), "needs reuse_port: true") {
+			t.Errorf("POST /reload on worker 0 with a listener without reuse_port: %s %s", resp.Status, b)
+		}
+
+		// A new admin.address: accepted, the admin servers stay.
+		rewrite(body(freeAddr(t), ""))
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		for i := range 2 {
+			s.await(t, fmt.Sprintf("worker %d reloads", i), regexp.MustCompile(fmt.Sprintf(`msg="config reloaded" worker=%d`, i)))
+		}
+		if !strings.Contains(s.logs.String(), "admin.address changes when the supervisor (tracehop run -workers) starts again") {
+			t.Errorf("no warning that admin.address changes on the supervisor's restart:\n%s", s.logs.String())
+		}
+		syscall.Kill(s.pids[1], syscall.SIGKILL)
+		m = s.await(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=\d+ admin=(\S+)`))
+		if m[1] != admin[2] {
+			t.Errorf("after admin.address changed in the file, worker 1 serves again with its admin server on %s, want %s", m[1], admin[2])
+		}
+		get(t, admin[0], "/ready", 200)
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+	})
+
+	// The file watch is the supervisor's: a change reloads every worker
+	// once.
+	t.Run("file watch", func(t *testing.T) {
+		path := config("")
+		s := startWorkers(t, bin, path, admin, "-watch=true")
+		b, _ := os.ReadFile(path)
+		if err := os.WriteFile(path, append(b, "# changed\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			s.await(t, fmt.Sprintf("worker %d reloads", i), regexp.MustCompile(fmt.Sprintf(`msg="config reloaded" worker=%d`, i)))
+		}
+		time.Sleep(2500 * time.Millisecond) // a watch of its own in a worker would reload it again by now
+		if n := strings.Count(s.logs.String(), `msg="reloading the config"`); n != 2 {
+			t.Errorf("one change of the file: %d reloads, want 2 (one per worker):\n%s", n, s.logs.String())
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.exited(t)
 	})
 
 	// A worker that cannot start fails the start with its exit code (3: a

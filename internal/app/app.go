@@ -54,6 +54,16 @@ type Options struct {
 	// config keeps the file's address, so that every worker's config hash
 	// is the file's.
 	AdminPortOffset int
+	// AdminBase is the admin.address AdminPortOffset applies to, when not
+	// the config's: a worker's supervisor gives it the address it started
+	// with, so that a worker started again after the file's admin.address
+	// changed is still at its place beside the others.
+	AdminBase string
+	// Check, when set, is asked about every config a reload would apply,
+	// beside its own validation: a worker refuses what its supervisor
+	// would (every listener with reuse_port), so that the workers never
+	// run different configs.
+	Check func(*config.Config) error
 }
 
 // Start launches what cfg describes: its drivers (each configured, or an
@@ -86,9 +96,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) 
 	// The admin address is bound first: if it or a listener's cannot be,
 	// nothing is left listening.
 	var admin *Admin
-	adminAddr, err := AdminAddress(cfg.Admin.Address, opts.AdminPortOffset)
+	base := cfg.Admin.Address
+	if opts.AdminBase != "" {
+		base = opts.AdminBase
+	}
+	adminAddr, err := AdminAddress(base, opts.AdminPortOffset)
 	if err != nil {
-		err = fmt.Errorf("admin.address %s: %w", cfg.Admin.Address, err)
+		err = fmt.Errorf("admin.address %s: %w", base, err)
 	} else {
 		admin, err = ListenAdmin(adminAddr, app.Server, reg, reload, opts.Logger)
 		if err != nil && opts.AdminPortOffset > 0 {
@@ -220,7 +234,14 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 	if a.closed.Load() {
 		return errShuttingDown
 	}
-	if cfg.Admin.Address != a.cfg.Admin.Address {
+	if a.opts.Check != nil {
+		if err := a.opts.Check(cfg); err != nil {
+			return err
+		}
+	}
+	if base := a.opts.AdminBase; base != "" && cfg.Admin.Address != base {
+		a.opts.Logger.Warn("admin.address changes when the supervisor (tracehop run -workers) starts again: every admin server stays where it is", "address", base, "new", cfg.Admin.Address)
+	} else if base == "" && cfg.Admin.Address != a.cfg.Admin.Address {
 		a.opts.Logger.Warn("admin.address changes on a restart only: the admin server stays where it is", "address", a.cfg.Admin.Address, "new", cfg.Admin.Address)
 	}
 	var drivers, started []RunningDriver
@@ -323,6 +344,9 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	}
 	log.Info("reloading the config", "config", a.opts.ConfigFile)
 	cfg, err := config.Load(a.opts.ConfigFile)
+	if err == nil && a.opts.Check != nil {
+		err = a.opts.Check(cfg)
+	}
 	if err != nil {
 		a.Server.RecordReload(err)
 		for _, line := range strings.Split(err.Error(), "\n") {
