@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -196,7 +197,16 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: config is valid: %d listeners, %d clusters\n", *file, len(cfg.Listeners), len(cfg.Clusters))
 	if workers.n > 1 {
-		fmt.Fprintf(stdout, "%d workers: every listener shares its address (reuse_port); the supervisor's admin server on admin.address, worker i's on its port + 1 + i\n", workers.n)
+		if cfg.Admin.Address == "off" {
+			fmt.Fprintf(stdout, "%d workers: every listener shares its address (reuse_port); admin.address is off: no admin server, the supervisor's nor the workers'\n", workers.n)
+		} else {
+			at := make([]string, workers.n)
+			for i := range at {
+				a, _ := app.AdminAddress(cfg.Admin.Address, i+1) // checkWorkers took its error
+				at[i] = fmt.Sprintf("worker %d's on %s", i, a)
+			}
+			fmt.Fprintf(stdout, "%d workers: every listener shares its address (reuse_port); the supervisor's admin server on %s, %s\n", workers.n, cfg.Admin.Address, strings.Join(at, ", "))
+		}
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
@@ -204,18 +214,28 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if !printCertificates(cfg, stdout, stderr) {
 		return exitInvalid
 	}
-	if err := proxy.CheckAddresses(cfg); err != nil {
+	running := cfg.Admin.Address != "off" && tracehopAt(cfg.Admin.Address)
+	if running {
+		// Checked before a reload: the addresses are the running one's.
+		fmt.Fprintf(stdout, "a tracehop serves admin.address %s: its addresses are not checked (it holds them; a reload binds the new ones and says so if it cannot); a new tracehop run would need them free\n", cfg.Admin.Address)
+	} else if err := proxy.CheckAddresses(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
-	for i := 1; workers.n > 1 && i <= workers.n && cfg.Admin.Address != "off"; i++ {
+	taken := false
+	for i := 1; !running && workers.n > 1 && i <= workers.n && cfg.Admin.Address != "off"; i++ {
 		a, _ := app.AdminAddress(cfg.Admin.Address, i) // checkWorkers took its error
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
-			fmt.Fprintf(stderr, "worker %d's admin server (admin.address's port + %d): cannot listen on %s: %v: free it, or move admin.address\n", i-1, i, a, err)
-			return exitFailure
+			file, line := cfg.Place("admin.address")
+			fmt.Fprintf(stderr, "%s:%d: admin.address: worker %d's admin server (admin.address's port + %d): cannot listen on %s: %v: free it, or move admin.address\n", file, line, i-1, i, a, err)
+			taken = true
+			continue
 		}
 		ln.Close()
+	}
+	if taken {
+		return exitFailure
 	}
 	if cfg.Tracing == nil {
 		fmt.Fprintln(stdout, "no tracing block: tracehop will proxy without tracing")
@@ -251,6 +271,30 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// tracehopAt says whether a tracehop's admin server (one tracehop's, or
+// the supervisor's of tracehop run -workers) answers at addr: its metrics
+// are tracehop's.
+func tracehopAt(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" {
+		return false
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte("# HELP tracehop_"))
 }
 
 // printSampling prints the sampling of every route as the file says it:

@@ -372,7 +372,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, logger *
 			return code
 		}
 	}
-	for i, a := range s.admins() {
+	for i, a := range s.states() {
 		logger.Info("worker serving", "worker", i, "pid", s.pid(i), "admin", a)
 	}
 	logger.Info("tracehop is running as a supervisor; stop it with Ctrl-C or SIGTERM, reload every worker's config with SIGHUP", "workers", n, "pid", os.Getpid())

@@ -592,6 +592,13 @@ listeners:
 			}
 		}
 		s := startWorkers(t, bin, path, admin)
+		// Validated before a reload, while it runs: its addresses are
+		// the running supervisor's and workers'.
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"validate", "-c", path, "-workers", "2"}, &stdout, &stderr); code != exitOK ||
+			!strings.Contains(stdout.String(), "a tracehop serves admin.address "+admin[0]+": its addresses are not checked") {
+			t.Errorf("validate -workers 2 while the config runs: exit code %d:\n%s%s", code, stdout.String(), stderr.String())
+		}
 		reloads := func() int { return strings.Count(s.logs.String(), `msg="reloading the config"`) }
 		refused := func() int {
 			return strings.Count(s.logs.String(), `msg="config reload refused: every worker keeps the config it runs"`)
