@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -468,6 +469,36 @@ func TestMalformedTraceHeadersStartANewTrace(t *testing.T) {
 	}
 }
 
+// unanswered returns an address whose listener's accept queue is full:
+// Linux drops a new connection's SYN there, so a connect hangs until its
+// timeout.
+func unanswered(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil { // a queue of one
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 4 { // fill it; those past it hang and are given up
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("a connect past a full accept queue was answered: this test needs Linux, which drops its SYN")
+	}
+	return addr
+}
+
 func TestUpstreamFailures(t *testing.T) {
 	closed := freePort(t) // nothing listens there
 	hang := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
@@ -481,6 +512,10 @@ func TestUpstreamFailures(t *testing.T) {
 		body          string
 	}{
 		{"refused", closed, 503, "upstream connect error"},
+		// The cluster's connect_timeout is a connect error, as Envoy's
+		// "upstream connect error ... connection timeout", not the route's
+		// timeout.
+		{"connect timeout", unanswered(t), 503, "upstream connect error"},
 		{"timeout", hang.addr(), 504, "upstream request timeout"},
 		{"reset", reset.addr(), 502, "upstream error"},
 	}

@@ -84,15 +84,21 @@ var errUpstreamTimeout = errors.New("upstream did not answer within the route ti
 var errUpstreamReset = errors.New("the upstream broke the response off midway")
 
 // upstreamStatus maps an upstream failure to the status the client gets and
-// a short reason: a timeout is 504, a failed connect 503 (Envoy's
-// "upstream connect error"), anything else 502.
+// a short reason: the route's timeout is 504, a failed connect 503 (Envoy's
+// "upstream connect error"), the cluster's connect_timeout included,
+// anything else 502.
 func upstreamStatus(err error) (int, string) {
 	var op *net.OpError
 	switch {
-	case errors.Is(err, errUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errUpstreamTimeout):
 		return http.StatusGatewayTimeout, "upstream request timeout"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
+		// Before the deadline's case: a dial the connect timeout cut
+		// short says "i/o timeout" and, as the Go version and the
+		// moment go, may match context.DeadlineExceeded too.
 		return http.StatusServiceUnavailable, "upstream connect error"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "upstream request timeout"
 	case errors.As(err, new(*upstream.TLSError)):
 		// Envoy's words; a handshake that failed is not a connect error:
 		// the upstream is there, but it is not who it should be (or does
