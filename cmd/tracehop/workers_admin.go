@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -50,6 +51,9 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 		Name: "tracehop_worker_restarts_total",
 		Help: "Workers of tracehop run -workers started again after they exited, by worker.",
 	}, []string{"worker"})
+	// The supervisor's own process and runtime, unlabelled, beside the
+	// workers' (worker="i").
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.reg.MustRegister(a.restarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_workers", Help: "Workers tracehop run -workers runs (-workers N)."},
 			func() float64 { return float64(s.n) }),

@@ -408,7 +408,8 @@ clusters:
 		s.pids[1] = again
 		get(t, admin[2], "/ready", 200)
 		if body := get(t, admin[0], "/metrics", 200); !strings.Contains(body, `tracehop_worker_restarts_total{worker="1"} 1`) ||
-			!strings.Contains(body, `tracehop_worker_up{worker="1"} 1`) || !strings.Contains(body, "tracehop_workers 2") {
+			!strings.Contains(body, `tracehop_worker_up{worker="1"} 1`) || !strings.Contains(body, "tracehop_workers 2") ||
+			!strings.Contains(body, "\nprocess_resident_memory_bytes ") || !strings.Contains(body, `process_resident_memory_bytes{worker="1"} `) {
 			t.Errorf("the supervisor's /metrics after the restart:\n%s", body)
 		}
 
