@@ -447,6 +447,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish (and, on a reload, how long the replaced config waits for its requests)")
 	watch := fs.Bool("watch", true, "reload the config when its file changes (checked every second; SIGHUP and POST /reload on the admin server reload too)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file (with -workers, worker i's to FILE.i)")
+	hungAfter := fs.Duration("worker-timeout", 30*time.Second, "with -workers: a worker whose admin server has not answered /healthz for this long is killed and started again (0: never)")
 	workers := workersFlag{n: 1}
 	fs.Var(&workers, "workers", "run this many tracehop processes of GOMAXPROCS 1 on the same listeners (each listener needs reuse_port: true; Linux), or auto for one per CPU; their supervisor's admin server on admin.address merges their metrics, worker i's is on its port + 1 + i (README: One process per core)")
 	file, logger, code := cf.parse(fs, args, stderr)
@@ -457,8 +458,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if workers.auto && workers.n == 1 && !isWorker {
 		logger.Info("-workers auto: one CPU to run on, so one process")
 	}
+	if *hungAfter != 0 && *hungAfter < time.Second {
+		fmt.Fprintf(stderr, "tracehop run: -worker-timeout %s: want 1s or more (a worker busy for a moment is not hung), or 0 for never\n", *hungAfter)
+		return exitUsage
+	}
 	if workers.n > 1 && !isWorker {
-		return superviseWorkers(fs, *file, workers.n, *watch, logger, stdout, stderr)
+		return superviseWorkers(fs, *file, workers.n, *watch, *hungAfter, logger, stdout, stderr)
 	}
 	ready := readyPipe()
 	defer ready.Close() // a worker that fails to start: its supervisor sees the pipe end

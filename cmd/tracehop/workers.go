@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -196,7 +197,7 @@ func checkWorkers(cfg *config.Config, n int) error {
 func workerArgs(fs *flag.FlagSet) []string {
 	args := []string{"run"}
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "workers" && f.Name != "watch" {
+		if f.Name != "workers" && f.Name != "watch" && f.Name != "worker-timeout" {
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
@@ -295,7 +296,7 @@ type supervisor struct {
 }
 
 // superviseWorkers is `tracehop run -workers N` with N > 1.
-func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, logger *slog.Logger, stdout, stderr io.Writer) int {
+func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfter time.Duration, logger *slog.Logger, stdout, stderr io.Writer) int {
 	raw, cfg, err := loadForWorkers(file, n)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -376,6 +377,11 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, logger *
 		logger.Info("worker serving", "worker", i, "pid", s.pid(i), "admin", a)
 	}
 	logger.Info("tracehop is running as a supervisor; stop it with Ctrl-C or SIGTERM, reload every worker's config with SIGHUP", "workers", n, "pid", os.Getpid())
+	if admin != nil && hungAfter > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go s.watchdog(ctx, admin, hungAfter)
+	}
 
 	backoff := make([]time.Duration, n)
 	restart := make(chan int, n)
@@ -689,6 +695,65 @@ func (s *supervisor) proc(i int) *os.Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.procs[i]
+}
+
+// watchdog kills a worker whose admin server has not answered /healthz
+// for hungAfter (asked every sixth of it): a worker stuck that way still
+// gets its share of new connections from the kernel, which it never
+// serves. The restart follows as for any worker that dies.
+func (s *supervisor) watchdog(ctx context.Context, a *supervisorAdmin, hungAfter time.Duration) {
+	every := hungAfter / 6
+	missed := make([]time.Time, s.n) // since when worker i has not answered; zero while it does
+	who := make([]*os.Process, s.n)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.isStopped() {
+			return
+		}
+		admins := s.admins()
+		var wg sync.WaitGroup
+		answered := make([]bool, s.n)
+		for i, addr := range admins {
+			if addr == "" {
+				continue
+			}
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, min(every, 2*time.Second))
+				defer cancel()
+				if resp, err := a.get(pctx, addr, "/healthz", ""); err == nil {
+					resp.Body.Close()
+					answered[i] = resp.StatusCode == http.StatusOK
+				}
+			})
+		}
+		wg.Wait()
+		now := time.Now()
+		for i, addr := range admins {
+			p := s.proc(i)
+			if addr == "" || p != who[i] || answered[i] {
+				who[i], missed[i] = p, time.Time{} // not serving, another process, or fine
+				if addr != "" && !answered[i] {
+					missed[i] = now
+				}
+				continue
+			}
+			if missed[i].IsZero() {
+				missed[i] = now
+				continue
+			}
+			if since := now.Sub(missed[i]); since >= hungAfter {
+				s.log.Error("a worker has not answered its admin server's /healthz: killing it, to start it again", "worker", i, "pid", p.Pid, "for", since.Round(time.Millisecond).String(), "worker_timeout", hungAfter.String())
+				p.Signal(syscall.SIGKILL)
+				missed[i] = time.Time{}
+			}
+		}
+	}
 }
 
 func (s *supervisor) pid(i int) int {

@@ -299,6 +299,11 @@ clusters:
 
 	t.Run("validate", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
+		if code := run([]string{"run", "-c", cfg, "-workers", "2", "-worker-timeout", "10ms"}, &stdout, &stderr); code != exitUsage ||
+			!strings.Contains(stderr.String(), "-worker-timeout 10ms: want 1s or more") {
+			t.Errorf("run -worker-timeout 10ms: exit code %d:\n%s", code, stderr.String())
+		}
+		stderr.Reset()
 		if code := run([]string{"validate", "-c", cfg, "-workers", "2"}, &stdout, &stderr); code != exitOK ||
 			!strings.Contains(stdout.String(), "2 workers: every listener shares its address") {
 			t.Fatalf("validate -workers 2: exit code %d:\n%s%s", code, stdout.String(), stderr.String())
@@ -680,6 +685,32 @@ listeners:
 		}
 		s.cmd.Process.Signal(syscall.SIGTERM)
 		s.exited(t)
+	})
+
+	// A worker that stops answering (here: stopped) is killed and started
+	// again after -worker-timeout.
+	t.Run("a hung worker", func(t *testing.T) {
+		s := startWorkers(t, bin, cfg, admin, "-worker-timeout=1s")
+		syscall.Kill(s.pids[1], syscall.SIGSTOP)
+		began := time.Now()
+		m := s.await(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`))
+		if took := time.Since(began); took < time.Second {
+			t.Errorf("the hung worker was replaced after %s, before -worker-timeout=1s", took)
+		}
+		if m[1] == strconv.Itoa(s.pids[1]) {
+			t.Errorf("worker 1 serves again as the same process %s", m[1])
+		}
+		if !strings.Contains(s.logs.String(), `msg="a worker has not answered its admin server's /healthz: killing it, to start it again" worker=1 pid=`+strconv.Itoa(s.pids[1])) {
+			t.Errorf("the log does not say why worker 1 was killed:\n%s", s.logs.String())
+		}
+		get(t, admin[0], "/ready", 200)
+		if strings.Contains(s.logs.String(), "killing it, to start it again\" worker=0") {
+			t.Errorf("worker 0, which answers, was killed:\n%s", s.logs.String())
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
 	})
 
 	// A worker that cannot start fails the start with its exit code (3: a
