@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -492,7 +493,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}()
 	// The file watch compares against what was loaded, so that a change
 	// made while tracehop starts is not missed.
-	fw := fileWatch{path: *file, read: os.ReadFile, every: time.Second, log: logger}
+	fw := fileWatch{path: *file, read: os.ReadFile, every: time.Second, log: logger, seen: new(atomic.Pointer[[32]byte])}
 	loaded, _ := fw.sum() // unreadable: config.Load says why
 	var cfg *config.Config
 	var err error
@@ -594,6 +595,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-reloads:
+				if sum, err := fw.sum(); err == nil {
+					fw.saw(sum)
+				}
 				rctx, cancel := context.WithTimeout(ctx, time.Minute)
 				a.ReloadFile(rctx) // logs what happened
 				cancel()
@@ -738,6 +742,17 @@ type fileWatch struct {
 	read  func(string) ([]byte, error) // os.ReadFile
 	every time.Duration
 	log   *slog.Logger
+	// seen, when set, is the SHA-256 of the content a reload read last,
+	// whatever asked for it: a change that SIGHUP reloaded already is
+	// not reloaded again when the watch sees it.
+	seen *atomic.Pointer[[32]byte]
+}
+
+// saw records that a reload read content whose SHA-256 is sum.
+func (w fileWatch) saw(sum [32]byte) {
+	if w.seen != nil {
+		w.seen.Store(&sum)
+	}
 }
 
 func (w fileWatch) run(ctx context.Context, loaded [32]byte, reloads chan<- struct{}) {
@@ -768,6 +783,11 @@ func (w fileWatch) run(ctx context.Context, loaded [32]byte, reloads chan<- stru
 			last, pending = sum, true // wait for it to settle
 		case pending:
 			pending = false
+			if w.seen != nil {
+				if seen := w.seen.Load(); seen != nil && *seen == sum {
+					continue // reloaded already (SIGHUP)
+				}
+			}
 			w.log.Info("the config file changed", "config", w.path)
 			select {
 			case reloads <- struct{}{}:

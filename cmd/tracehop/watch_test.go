@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -84,4 +85,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A change that a reload (SIGHUP) read already is not reloaded again
+// when the watch sees it; the next change is.
+func TestWatchSkipsWhatWasReloaded(t *testing.T) {
+	var mu sync.Mutex
+	content := "a"
+	read := func(string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return []byte(content), nil
+	}
+	set := func(c string) {
+		mu.Lock()
+		content = c
+		mu.Unlock()
+	}
+	w := fileWatch{path: "tracehop.yaml", read: read, every: 5 * time.Millisecond, log: slog.New(slog.DiscardHandler), seen: new(atomic.Pointer[[32]byte])}
+	loaded, _ := w.sum()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reloads := make(chan struct{}, 1)
+	set("b")
+	sum, _ := w.sum()
+	w.saw(sum) // SIGHUP reloaded b before the watch looked
+	go w.run(ctx, loaded, reloads)
+	select {
+	case <-reloads:
+		t.Fatal("a change reloaded already was reloaded again")
+	case <-time.After(200 * time.Millisecond):
+	}
+	set("c")
+	select {
+	case <-reloads:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the next change was not seen")
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -205,7 +206,8 @@ func workerArgs(fs *flag.FlagSet) []string {
 }
 
 // loadForWorkers reads the config file and checks it as a config of n
-// workers, returning its content too.
+// workers, returning its content too (also with a config error: nil only
+// when the file cannot be read).
 func loadForWorkers(file string, n int) ([]byte, *config.Config, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
@@ -220,7 +222,7 @@ func loadForWorkers(file string, n int) ([]byte, *config.Config, error) {
 		err = checkWorkers(cfg, n)
 	}
 	if err != nil {
-		return nil, nil, err
+		return raw, nil, err
 	}
 	return raw, cfg, nil
 }
@@ -234,6 +236,9 @@ func (s *supervisor) reload() {
 		return
 	}
 	raw, _, err := loadForWorkers(s.file, s.n)
+	if raw != nil {
+		s.watch.saw(sha256.Sum256(raw)) // the watch need not ask again
+	}
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line = strings.TrimSpace(line); line != "" {
@@ -292,7 +297,8 @@ type supervisor struct {
 	stopped bool          // SIGTERM or SIGINT arrived: start nothing more
 	// good is the content of the config file the workers run: the last
 	// one the supervisor found valid, and what a worker starts with.
-	good []byte
+	good  []byte
+	watch fileWatch // the file's, told what a reload read
 }
 
 // superviseWorkers is `tracehop run -workers N` with N > 1.
@@ -318,7 +324,8 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		changed := make(chan struct{}, 1)
-		go fileWatch{path: file, read: os.ReadFile, every: time.Second, log: logger}.run(ctx, sha256.Sum256(raw), changed)
+		s.watch = fileWatch{path: file, read: os.ReadFile, every: time.Second, log: logger, seen: new(atomic.Pointer[[32]byte])}
+		go s.watch.run(ctx, sha256.Sum256(raw), changed)
 		go func() {
 			for range changed {
 				sigs <- syscall.SIGHUP

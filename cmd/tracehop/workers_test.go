@@ -683,6 +683,16 @@ listeners:
 		if n := strings.Count(s.logs.String(), `msg="reloading the config"`); n != 2 {
 			t.Errorf("one change of the file: %d reloads, want 2 (one per worker):\n%s", n, s.logs.String())
 		}
+		// A change reloaded by SIGHUP at once is not reloaded again when
+		// the watch sees it.
+		if err := os.WriteFile(path, append(b, "# changed again\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(3 * time.Second)
+		if n := strings.Count(s.logs.String(), `msg="reloading the config"`); n != 4 {
+			t.Errorf("a change, then SIGHUP: %d reloads in all, want 4 (one per worker each time):\n%s", n, s.logs.String())
+		}
 		s.cmd.Process.Signal(syscall.SIGTERM)
 		s.exited(t)
 	})
