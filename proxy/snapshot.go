@@ -151,6 +151,11 @@ func (sn *snapshot) cluster(name string) *upstream.Cluster {
 	return sn.clusters[name]
 }
 
+// HashConfig is the hash a tracehop running cfg reports (/config,
+// tracehop_config_info): the supervisor of tracehop run -workers checks
+// that every worker took the config it checked.
+func HashConfig(cfg *config.Config) string { return configHash(cfg) }
+
 // configHash identifies a config by what it says, not how it is written:
 // the SHA-256 of its decoded form, as /config and /metrics show it.
 func configHash(cfg *config.Config) string {

@@ -190,7 +190,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*file)
 	if err == nil && workers.n > 1 {
-		err = checkWorkers(cfg, workers.n)
+		err = checkWorkers(cfg, workers.n, "")
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -550,7 +550,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	opts := app.Options{Logger: logger, AccessLog: *accessLog, ConfigFile: *file, DrainTimeout: *drain}
 	if isWorker {
 		opts.AdminPortOffset, opts.AdminBase = adminOffset, os.Getenv(envWorkersAdmin)
-		opts.Check = func(c *config.Config) error { return checkWorkers(c, nWorkers) }
+		opts.Check = func(c *config.Config) error { return checkWorkers(c, nWorkers, opts.AdminBase) }
+		// Every worker reloads alike, or none: through the supervisor.
+		opts.Reload = func(context.Context) error {
+			if err := syscall.Kill(os.Getppid(), syscall.SIGHUP); err != nil {
+				return fmt.Errorf("asking the supervisor to reload every worker: %w", err)
+			}
+			return app.Accepted(fmt.Sprintf("asked the supervisor (pid %d) to reload every worker: its log and its /metrics (tracehop_config_info) say what came of it", os.Getppid()))
+		}
 	}
 	a, err := app.Start(startCtx, cfg, opts)
 	cancel()
@@ -599,8 +606,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 					fw.saw(sum)
 				}
 				rctx, cancel := context.WithTimeout(ctx, time.Minute)
-				a.ReloadFile(rctx) // logs what happened
+				sum, err := a.ReloadFileSum(rctx) // logs what happened
 				cancel()
+				reportReload(ready, err, sum) // to a worker's supervisor
 			}
 		}
 	}()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/internal/app"
+	"github.com/tracehop/tracehop/proxy"
 	"github.com/tracehop/tracehop/proxy/config"
 )
 
@@ -155,8 +157,13 @@ func workerIndex() (i, n int, ok bool) {
 }
 
 // checkWorkers says what in cfg keeps it from running as n workers, each
-// problem with its place in the file.
-func checkWorkers(cfg *config.Config, n int) error {
+// problem with its place in the file. adminBase is the admin.address the
+// workers' admin ports follow ("": cfg's; a running supervisor's is the
+// one it started with).
+func checkWorkers(cfg *config.Config, n int, adminBase string) error {
+	if adminBase == "" {
+		adminBase = cfg.Admin.Address
+	}
 	if runtime.GOOS != "linux" {
 		return fmt.Errorf("-workers %d needs Linux, whose SO_REUSEPORT spreads connections over processes: run one tracehop (GOMAXPROCS sets its threads)", n)
 	}
@@ -175,12 +182,12 @@ func checkWorkers(cfg *config.Config, n int) error {
 			ports[port] = key
 		}
 	}
-	if cfg.Admin.Address != "off" {
-		if _, err := app.AdminAddress(cfg.Admin.Address, n); err != nil {
+	if adminBase != "off" {
+		if _, err := app.AdminAddress(adminBase, n); err != nil {
 			bad("admin.address", "%v", err)
 		} else {
 			for i := 1; i <= n; i++ {
-				a, _ := app.AdminAddress(cfg.Admin.Address, i)
+				a, _ := app.AdminAddress(adminBase, i)
 				if _, port, _ := net.SplitHostPort(a); ports[port] != "" && port != "0" {
 					bad("admin.address", "worker %d's admin server would be on %s, the port of %s: move the admin port or the listener's", i-1, a, ports[port])
 				}
@@ -208,7 +215,7 @@ func workerArgs(fs *flag.FlagSet) []string {
 // loadForWorkers reads the config file and checks it as a config of n
 // workers, returning its content too (also with a config error: nil only
 // when the file cannot be read).
-func loadForWorkers(file string, n int) ([]byte, *config.Config, error) {
+func loadForWorkers(file string, n int, adminBase string) ([]byte, *config.Config, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		_, err = config.Load(file) // its words for a file it cannot read
@@ -219,7 +226,7 @@ func loadForWorkers(file string, n int) ([]byte, *config.Config, error) {
 	}
 	cfg, err := config.Parse(file, raw)
 	if err == nil {
-		err = checkWorkers(cfg, n)
+		err = checkWorkers(cfg, n, adminBase)
 	}
 	if err != nil {
 		return raw, nil, err
@@ -235,7 +242,7 @@ func (s *supervisor) reload() {
 	if s.isStopped() {
 		return
 	}
-	raw, _, err := loadForWorkers(s.file, s.n)
+	raw, cfg, err := loadForWorkers(s.file, s.n, s.admin)
 	if raw != nil {
 		s.watch.saw(sha256.Sum256(raw)) // the watch need not ask again
 	}
@@ -248,10 +255,65 @@ func (s *supervisor) reload() {
 		return
 	}
 	s.mu.Lock()
-	s.good = raw
+	r := &reloadRound{raw: raw, sum: fmt.Sprintf("%x", sha256.Sum256(raw)), hash: proxy.HashConfig(cfg), waiting: map[int]*os.Process{}}
+	for i, p := range s.procs {
+		if p != nil { // one starting gets the SIGHUP once it serves
+			r.waiting[i] = p
+		}
+	}
+	s.round = r
+	s.settle() // none to ask: it is in force at once
 	s.mu.Unlock()
-	s.log.Info("reloading: every worker reloads the config", "config", s.file)
+	s.log.Info("reloading: every worker reloads the config", "config", s.file, "hash", r.hash)
 	s.signal(syscall.SIGHUP, true)
+}
+
+// answer records worker i's (the process p's) outcome of the reload
+// under way: the SHA-256 of the content it runs now, "" if it refused.
+func (s *supervisor) answer(i int, p *os.Process, sum string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.round
+	if r == nil || r.waiting[i] != p {
+		return
+	}
+	delete(r.waiting, i)
+	if sum == r.sum {
+		r.took = append(r.took, i)
+	} else {
+		// Refused, or it read another config than the one checked (the
+		// file changed again meanwhile): either way not the others'.
+		r.refused = append(r.refused, i)
+	}
+	s.settle()
+}
+
+// settle ends the round under way once every worker asked has answered
+// (or exited): the config it checked is in force if any worker took it,
+// and the workers that did not are started again with it, so that all
+// run one config; if none took it, they all run the one they ran. Under
+// s.mu.
+func (s *supervisor) settle() {
+	r := s.round
+	if r == nil || len(r.waiting) > 0 {
+		return
+	}
+	s.round = nil
+	switch {
+	case len(r.took) == 0 && len(r.refused) > 0:
+		s.log.Error("no worker took the config (each said why): they keep the one they ran, which a worker started again gets too", "config", s.file)
+		return
+	case len(r.refused) > 0:
+		s.log.Error("workers did not take the config the others took: stopping them, to start them again with it, so that every worker runs one config", "config", s.file, "workers", fmt.Sprint(r.refused), "hash", r.hash)
+		for _, i := range r.refused {
+			if p := s.procs[i]; p != nil {
+				p.Signal(syscall.SIGTERM)
+			}
+		}
+	case len(r.took) > 0:
+		s.log.Info("every worker runs the config", "config", s.file, "hash", r.hash)
+	}
+	s.good = r.raw
 }
 
 // configFile returns an unnamed file holding raw, to hand to a worker.
@@ -299,11 +361,24 @@ type supervisor struct {
 	// one the supervisor found valid, and what a worker starts with.
 	good  []byte
 	watch fileWatch // the file's, told what a reload read
+	// round is the reload under way: a config the supervisor checked,
+	// that becomes good once the workers took it.
+	round *reloadRound
+}
+
+// reloadRound is one reload of every worker: the config checked, the
+// SHA-256 of its content (hex), its hash as tracehop_config_info shows
+// it, and the workers asked that have not answered yet.
+type reloadRound struct {
+	raw           []byte
+	sum, hash     string
+	waiting       map[int]*os.Process
+	took, refused []int
 }
 
 // superviseWorkers is `tracehop run -workers N` with N > 1.
 func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfter time.Duration, logger *slog.Logger, stdout, stderr io.Writer) int {
-	raw, cfg, err := loadForWorkers(file, n)
+	raw, cfg, err := loadForWorkers(file, n, "")
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
@@ -447,12 +522,11 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 				admin.restarts.WithLabelValues(strconv.Itoa(i)).Inc()
 			}
 			p := s.proc(i)
-			go func() {
-				defer ready.Close()
-				if addr, ok := readReady(ready); ok && s.markReady(i, p, addr) {
+			go s.follow(i, p, ready, func(addr string, ok bool) {
+				if ok && s.markReady(i, p, addr) {
 					logger.Info("worker serving again", "worker", i, "pid", p.Pid, "admin", addr)
 				}
-			}()
+			})
 		}
 	}
 	logger.Info("stopped", "workers", n)
@@ -543,12 +617,8 @@ func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, si
 		ok   bool
 	}
 	line := make(chan said, 1)
-	go func() {
-		defer ready.Close()
-		addr, ok := readReady(ready)
-		line <- said{addr, ok}
-	}()
 	p := s.proc(i)
+	go s.follow(i, p, ready, func(addr string, ok bool) { line <- said{addr, ok} })
 	for {
 		select {
 		case l := <-line:
@@ -588,21 +658,50 @@ func readyPipe() *os.File {
 	return os.NewFile(readyFD, "ready")
 }
 
+// A worker tells its supervisor, a line each on its pipe: that it serves
+// ("ready ADMIN", "off" for no admin server), then after each reload
+// that its supervisor's SIGHUP asked for, its outcome ("reloaded SUM",
+// the SHA-256 in hex of the file content it now runs, or "refused"). The
+// content, not the config's hash: a config may say ${TRACEHOP_WORKER}.
+
 // signalReady writes the line that says this worker serves, with where
-// its admin server is ("off" for none).
+// its admin server is.
 func signalReady(f *os.File, admin string) {
 	if f != nil {
 		fmt.Fprintf(f, "ready %s\n", admin)
-		f.Close()
 	}
 }
 
-// readReady reads a worker's ready line: false when the pipe ended
-// without one (the worker is gone).
-func readReady(f *os.File) (admin string, ok bool) {
-	b, _ := io.ReadAll(io.LimitReader(f, 512))
-	admin, ok = strings.CutPrefix(strings.TrimSpace(string(b)), "ready ")
-	return admin, ok
+// reportReload writes a reload's outcome: the content's SHA-256 it read.
+func reportReload(f *os.File, err error, sum [32]byte) {
+	switch {
+	case f == nil:
+	case err != nil:
+		fmt.Fprintln(f, "refused")
+	default:
+		fmt.Fprintf(f, "reloaded %x\n", sum)
+	}
+}
+
+// follow reads worker i's (the process p's) pipe until it ends: onReady
+// gets its ready line (false when the pipe ended without one: the worker
+// is gone), answer its reloads' outcomes.
+func (s *supervisor) follow(i int, p *os.Process, r *os.File, onReady func(admin string, ok bool)) {
+	defer r.Close()
+	br := bufio.NewReader(r)
+	line, err := br.ReadString('\n')
+	admin, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	onReady(admin, ok && err == nil)
+	for ok && err == nil {
+		line, err = br.ReadString('\n')
+		switch f := strings.Fields(line); {
+		case err != nil:
+		case len(f) == 2 && f[0] == "reloaded":
+			s.answer(i, p, f[1])
+		case len(f) == 1 && f[0] == "refused":
+			s.answer(i, p, "")
+		}
+	}
 }
 
 // signal sends sig to every running worker, or only to those that serve:
@@ -694,8 +793,12 @@ func (s *supervisor) readyAdmins() []string {
 
 func (s *supervisor) clear(i int) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.procs[i], s.ready[i], s.addrs[i], s.hup[i] = nil, false, "", false
-	s.mu.Unlock()
+	if r := s.round; r != nil && r.waiting[i] != nil {
+		delete(r.waiting, i) // it starts again with the config in force
+		s.settle()
+	}
 }
 
 func (s *supervisor) proc(i int) *os.Process {

@@ -201,8 +201,18 @@ func startWorkers(t *testing.T, bin, cfg string, admin [3]string, flags ...strin
 // await waits for a log line matching re and returns its submatches.
 func (s *supervised) await(t *testing.T, what string, re *regexp.Regexp) []string {
 	t.Helper()
+	return s.awaitFrom(t, what, re, 0)
+}
+
+// mark is where the log ends now: awaitFrom(mark) sees only what follows.
+func (s *supervised) mark() int { return len(s.logs.String()) }
+
+// awaitFrom waits for a log line matching re after the first from bytes
+// of the log.
+func (s *supervised) awaitFrom(t *testing.T, what string, re *regexp.Regexp, from int) []string {
+	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := re.FindStringSubmatch(s.logs.String()); m != nil {
+		if m := re.FindStringSubmatch(s.logs.String()[from:]); m != nil {
 			return m
 		}
 	}
@@ -634,7 +644,8 @@ listeners:
 		s.pids[0], _ = strconv.Atoi(m[1])
 		get(t, admin[0], "/ready", 200)
 
-		// A worker asked directly refuses what its supervisor would.
+		// A worker asked directly hands the reload to its supervisor,
+		// which checks it for all.
 		rewrite(body(admin[0], fmt.Sprintf("  - {name: extra, address: %q, direction: ingress, routes: [{match: {prefix: /}, cluster: up}]}\n", freeAddr(t))))
 		resp, err := http.Post("http://"+admin[1]+"/reload", "", nil)
 		if err != nil {
@@ -642,8 +653,27 @@ listeners:
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(b), "needs reuse_port: true") {
-			t.Errorf("POST /reload on worker 0 with a listener without reuse_port: %s %s", resp.Status, b)
+		if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(b), "asked the supervisor (pid "+strconv.Itoa(s.cmd.Process.Pid)+") to reload every worker") {
+			t.Errorf("POST /reload on worker 0: %s %s", resp.Status, b)
+		}
+		for deadline := time.Now().Add(10 * time.Second); refused() < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		}
+		if refused() < 3 || reloads() != 0 {
+			t.Errorf("worker 0's POST /reload of a listener without reuse_port: the supervisor refused %d configs in all (want 3), the workers reloaded %d times (want 0):\n%s", refused(), reloads(), s.logs.String())
+		}
+
+		// A config every worker refuses as it applies it (its driver
+		// refuses its config: no check before can tell) is not the one a
+		// worker started again gets.
+		rewrite(body(admin[0], "") + "tracing:\n  plugin_dir: " + dir + "\n  driver: {name: file, config: {path: /proc/no/such/dir/spans.jsonl}}\n")
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.await(t, "no worker took it", regexp.MustCompile(`msg="no worker took the config`))
+		syscall.Kill(s.pids[1], syscall.SIGKILL)
+		m = s.await(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`))
+		s.pids[1], _ = strconv.Atoi(m[1])
+		get(t, admin[0], "/ready", 200)
+		if strings.Contains(s.logs.String(), "a worker did not start") || strings.Count(s.logs.String(), "a worker exited: starting it again") != 2 {
+			t.Errorf("worker 1 did not come back at once on the config the others run:\n%s", s.logs.String())
 		}
 
 		// A new admin.address: accepted, the admin servers stay.
@@ -652,11 +682,13 @@ listeners:
 		for i := range 2 {
 			s.await(t, fmt.Sprintf("worker %d reloads", i), regexp.MustCompile(fmt.Sprintf(`msg="config reloaded" worker=%d`, i)))
 		}
+		s.await(t, "every worker took it", regexp.MustCompile(`msg="every worker runs the config"`))
 		if !strings.Contains(s.logs.String(), "admin.address changes when the supervisor (tracehop run -workers) starts again") {
 			t.Errorf("no warning that admin.address changes on the supervisor's restart:\n%s", s.logs.String())
 		}
+		from := s.mark()
 		syscall.Kill(s.pids[1], syscall.SIGKILL)
-		m = s.await(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=\d+ admin=(\S+)`))
+		m = s.awaitFrom(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=\d+ admin=(\S+)`), from)
 		if m[1] != admin[2] {
 			t.Errorf("after admin.address changed in the file, worker 1 serves again with its admin server on %s, want %s", m[1], admin[2])
 		}

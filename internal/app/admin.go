@@ -102,6 +102,7 @@ func (a *Admin) Close() error {
 func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set(AdminHeader, "tracehop")
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -148,6 +149,12 @@ func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(conte
 			return
 		}
 		if err := reload(r.Context()); err != nil {
+			var handed Accepted
+			if errors.As(err, &handed) {
+				w.WriteHeader(http.StatusAccepted)
+				fmt.Fprintln(w, string(handed))
+				return
+			}
 			http.Error(w, "reload failed; the running config stays in force:\n"+err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
@@ -155,6 +162,11 @@ func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(conte
 	})
 	return mux
 }
+
+// AdminHeader marks the answers of tracehop's admin servers' /healthz, so
+// that tracehop validate can tell a running tracehop from another program
+// on the same address.
+const AdminHeader = "X-Tracehop-Admin"
 
 // Redacted is printed instead of a secret.
 const Redacted = "[REDACTED]"

@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -64,7 +66,17 @@ type Options struct {
 	// would (every listener with reuse_port), so that the workers never
 	// run different configs.
 	Check func(*config.Config) error
+	// Reload, when set, is what POST /reload on the admin server does
+	// instead of reloading the file: a worker asks its supervisor, which
+	// reloads every worker alike.
+	Reload func(context.Context) error
 }
+
+// Accepted is the answer of an Options.Reload that handed the reload on:
+// POST /reload answers 202 with its words.
+type Accepted string
+
+func (a Accepted) Error() string { return string(a) }
 
 // Start launches what cfg describes: its drivers (each configured, or an
 // error naming every driver that refused), the span pipeline, and every
@@ -92,6 +104,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*App, error) 
 	var reload func(context.Context) error
 	if opts.ConfigFile != "" {
 		reload = app.ReloadFile
+	}
+	if opts.Reload != nil {
+		reload = opts.Reload
 	}
 	// The admin address is bound first: if it or a listener's cannot be,
 	// nothing is left listening.
@@ -331,19 +346,34 @@ func driverKey(cfg *config.Config, d config.DriverEntry) string {
 // file watch and POST /reload do. Every problem is logged (file:line: key:
 // what is wrong) and the running config stays when there is one.
 func (a *App) ReloadFile(ctx context.Context) error {
+	_, err := a.ReloadFileSum(ctx)
+	return err
+}
+
+// ReloadFileSum is ReloadFile, returning the SHA-256 of the content it
+// read: a worker of tracehop run -workers tells its supervisor which
+// content it took, whatever the environment made of it.
+func (a *App) ReloadFileSum(ctx context.Context) (sum [32]byte, err error) {
 	log := a.opts.Logger
 	if a.opts.ConfigFile == "" {
-		return errors.New("no config file to reload")
+		return sum, errors.New("no config file to reload")
 	}
 	// The file is read under the lock: two reloads at once apply the
 	// newest content last.
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed.Load() {
-		return errShuttingDown
+		return sum, errShuttingDown
 	}
 	log.Info("reloading the config", "config", a.opts.ConfigFile)
-	cfg, err := config.Load(a.opts.ConfigFile)
+	var cfg *config.Config
+	raw, err := os.ReadFile(a.opts.ConfigFile)
+	if err != nil {
+		err = fmt.Errorf("cannot read config: %w", err) // config.Load's words
+	} else {
+		sum = sha256.Sum256(raw)
+		cfg, err = config.Parse(a.opts.ConfigFile, raw)
+	}
 	if err == nil && a.opts.Check != nil {
 		err = a.opts.Check(cfg)
 	}
@@ -354,7 +384,7 @@ func (a *App) ReloadFile(ctx context.Context) error {
 				log.Error("config reload refused: the running config stays in force", "problem", line)
 			}
 		}
-		return err
+		return sum, err
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn(w.Msg, "config", w.File, "line", w.Line, "key", w.Key)
@@ -363,10 +393,10 @@ func (a *App) ReloadFile(ctx context.Context) error {
 	a.Server.RecordReload(err)
 	if err != nil {
 		log.Error("config reload failed: the running config stays in force", "config", a.opts.ConfigFile, "error", err)
-		return err
+		return sum, err
 	}
 	log.Info("config reloaded", "config", a.opts.ConfigFile, "hash", a.Server.ConfigHash())
-	return nil
+	return sum, nil
 }
 
 // Shutdown drains requests, flushes spans, stops the drivers and then the
