@@ -42,6 +42,11 @@ func serveUpstream(addr string) error {
 // or JSON, decoded from the real wire format) and discards them.
 // GET /count answers the total.
 func serveSink(addr string) error {
+	return (&http.Server{Addr: addr, Handler: sinkHandler()}).ListenAndServe()
+}
+
+// sinkHandler is serveSink's handler.
+func sinkHandler() http.Handler {
 	var spans, batches, bad, otlpSpans atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v2/spans", func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +86,7 @@ func serveSink(addr string) error {
 	mux.HandleFunc("GET /count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%d %d %d %d\n", spans.Load(), batches.Load(), bad.Load(), otlpSpans.Load())
 	})
-	return (&http.Server{Addr: addr, Handler: mux}).ListenAndServe()
+	return mux
 }
 
 // bodies are the receiver's request buffers, kept from batch to batch: it

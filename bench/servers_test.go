@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
-	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -19,21 +19,9 @@ import (
 // after a larger one must not count the larger one's leftovers) or
 // chunked, and refuses a batch that is not OTLP.
 func TestSinkCounts(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	go serveSink(addr)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	srv := httptest.NewServer(sinkHandler())
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
 	otlp := func(spans int) []byte {
 		ss := &tracepb.ScopeSpans{}
 		for i := range spans {

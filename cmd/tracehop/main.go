@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -218,7 +217,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	running := cfg.Admin.Address != "off" && tracehopAt(cfg.Admin.Address)
 	if running {
 		// Checked before a reload: the addresses are the running one's.
-		fmt.Fprintf(stdout, "a tracehop serves admin.address %s: its addresses are not checked (it holds them; a reload binds the new ones and says so if it cannot); a new tracehop run would need them free\n", cfg.Admin.Address)
+		fmt.Fprintf(stdout, "a tracehop serves admin.address %s: the addresses are not checked (it holds some of them; a reload binds the new ones and refuses the config if it cannot); a new tracehop run would need them free\n", cfg.Admin.Address)
 	} else if err := proxy.CheckAddresses(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
@@ -275,8 +274,8 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 // tracehopAt says whether a tracehop's admin server (one tracehop's, or
-// the supervisor's of tracehop run -workers) answers at addr: its metrics
-// are tracehop's.
+// the supervisor's of tracehop run -workers) answers at addr: its
+// /healthz says so in app.AdminHeader.
 func tracehopAt(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "0" {
@@ -289,13 +288,12 @@ func tracehopAt(addr string) bool {
 		}
 	}
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/metrics")
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
 	if err != nil {
 		return false
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte("# HELP tracehop_"))
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && resp.Header.Get(app.AdminHeader) == "tracehop"
 }
 
 // printSampling prints the sampling of every route as the file says it:

@@ -252,6 +252,7 @@ func (s *supervisor) reload() {
 				s.log.Error("config reload refused: every worker keeps the config it runs", "problem", line)
 			}
 		}
+		s.count("refused")
 		return
 	}
 	s.mu.Lock()
@@ -280,6 +281,7 @@ func (s *supervisor) answer(i int, p *os.Process, sum string) {
 	delete(r.waiting, i)
 	if sum == r.sum {
 		r.took = append(r.took, i)
+		s.runs[i] = sum
 	} else {
 		// Refused, or it read another config than the one checked (the
 		// file changed again meanwhile): either way not the others'.
@@ -299,39 +301,38 @@ func (s *supervisor) settle() {
 		return
 	}
 	s.round = nil
-	switch {
-	case len(r.took) == 0 && len(r.refused) > 0:
+	if len(r.took) == 0 && len(r.refused) > 0 {
 		s.log.Error("no worker took the config (each said why): they keep the one they ran, which a worker started again gets too", "config", s.file)
+		s.count("failure")
 		return
-	case len(r.refused) > 0:
-		s.log.Error("workers did not take the config the others took: stopping them, to start them again with it, so that every worker runs one config", "config", s.file, "workers", fmt.Sprint(r.refused), "hash", r.hash)
-		for _, i := range r.refused {
-			if p := s.procs[i]; p != nil {
-				p.Signal(syscall.SIGTERM)
-			}
-		}
-	case len(r.took) > 0:
-		s.log.Info("every worker runs the config", "config", s.file, "hash", r.hash)
 	}
 	s.good = r.raw
+	// The workers that refused it, and any started meanwhile with the
+	// config before, are started again with it.
+	var behind []int
+	for i, p := range s.procs {
+		if p != nil && s.runs[i] != r.sum {
+			behind = append(behind, i)
+			p.Signal(syscall.SIGTERM)
+		}
+	}
+	if len(behind) > 0 {
+		s.log.Error("workers do not run the config the others took: stopping them, to start them again with it, so that every worker runs one config", "config", s.file, "workers", fmt.Sprint(behind), "hash", r.hash)
+		s.count("partial")
+		return
+	}
+	if len(r.took) > 0 {
+		s.log.Info("every worker runs the config", "config", s.file, "hash", r.hash)
+	}
+	s.count("success")
 }
 
-// configFile returns an unnamed file holding raw, to hand to a worker.
-func configFile(raw []byte) (*os.File, error) {
-	f, err := os.CreateTemp("", "tracehop-config-*")
-	if err != nil {
-		return nil, fmt.Errorf("a worker's config: %w (tracehop needs a writable $TMPDIR)", err)
+// count records a reload's result where the supervisor's admin server
+// counts them.
+func (s *supervisor) count(result string) {
+	if s.reloaded != nil {
+		s.reloaded(result)
 	}
-	os.Remove(f.Name())
-	if _, err := f.Write(raw); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("a worker's config: %w", err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // workerConfig reads, in a worker, the config its supervisor handed it.
@@ -364,6 +365,9 @@ type supervisor struct {
 	// round is the reload under way: a config the supervisor checked,
 	// that becomes good once the workers took it.
 	round *reloadRound
+	// reloaded counts a reload's result (tracehop_workers_config_reloads_total).
+	reloaded func(result string)
+	runs     []string // the SHA-256 (hex) of the config content each worker runs
 }
 
 // reloadRound is one reload of every worker: the config checked, the
@@ -389,7 +393,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, stdout: stdout, stderr: stderr, log: logger,
-		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n)}
+		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -402,8 +406,13 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 		s.watch = fileWatch{path: file, read: os.ReadFile, every: time.Second, log: logger, seen: new(atomic.Pointer[[32]byte])}
 		go s.watch.run(ctx, sha256.Sum256(raw), changed)
 		go func() {
-			for range changed {
-				sigs <- syscall.SIGHUP
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-changed:
+					sigs <- syscall.SIGHUP
+				}
 			}
 		}()
 	}
@@ -415,6 +424,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 			return exitFailure
 		}
 		admin = a
+		s.reloaded = func(result string) { a.reloads.WithLabelValues(result).Inc() }
 		go a.srv.Serve(ln)
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -459,10 +469,13 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 		logger.Info("worker serving", "worker", i, "pid", s.pid(i), "admin", a)
 	}
 	logger.Info("tracehop is running as a supervisor; stop it with Ctrl-C or SIGTERM, reload every worker's config with SIGHUP", "workers", n, "pid", os.Getpid())
-	if admin != nil && hungAfter > 0 {
+	switch {
+	case admin != nil && hungAfter > 0:
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go s.watchdog(ctx, admin, hungAfter)
+	case hungAfter > 0:
+		logger.Warn("admin.address is off: no worker is asked whether it answers (-worker-timeout needs the workers' admin servers); a worker is started again only when it exits")
 	}
 
 	backoff := make([]time.Duration, n)
@@ -570,8 +583,11 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	cmd.SysProcAttr = workerSysProcAttr()
 	s.mu.Lock()
+	good := s.good
+	s.mu.Unlock()
+	conf, err := configFile(good)
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	conf, err := configFile(s.good)
 	if err != nil {
 		r.Close()
 		w.Close()
@@ -590,7 +606,7 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 		return nil, err
 	}
 	w.Close()
-	s.procs[i], s.ready[i] = cmd.Process, false
+	s.procs[i], s.ready[i], s.runs[i] = cmd.Process, false, fmt.Sprintf("%x", sha256.Sum256(good))
 	began := time.Now()
 	go func() {
 		err := cmd.Wait()
@@ -834,7 +850,8 @@ func (s *supervisor) watchdog(ctx context.Context, a *supervisorAdmin, hungAfter
 				continue
 			}
 			wg.Go(func() {
-				pctx, cancel := context.WithTimeout(ctx, min(every, 2*time.Second))
+				// A second at least: a worker busy for a moment answers late, not never.
+				pctx, cancel := context.WithTimeout(ctx, max(time.Second, min(every, 2*time.Second)))
 				defer cancel()
 				if resp, err := a.get(pctx, addr, "/healthz", ""); err == nil {
 					resp.Body.Close()
@@ -858,8 +875,16 @@ func (s *supervisor) watchdog(ctx context.Context, a *supervisorAdmin, hungAfter
 				continue
 			}
 			if since := now.Sub(missed[i]); since >= hungAfter {
-				s.log.Error("a worker has not answered its admin server's /healthz: killing it, to start it again", "worker", i, "pid", p.Pid, "for", since.Round(time.Millisecond).String(), "worker_timeout", hungAfter.String())
-				p.Signal(syscall.SIGKILL)
+				// SIGQUIT first: Go writes every goroutine's stack to the
+				// worker's standard error, the supervisor's, so that the log
+				// says where it hung; SIGKILL if it is still there.
+				s.log.Error("a worker has not answered its admin server's /healthz: killing it (SIGQUIT: its goroutines' stacks follow; SIGKILL 2s later), to start it again", "worker", i, "pid", p.Pid, "for", since.Round(time.Millisecond).String(), "worker_timeout", hungAfter.String())
+				p.Signal(syscall.SIGQUIT)
+				time.AfterFunc(2*time.Second, func() {
+					if s.proc(i) == p {
+						p.Signal(syscall.SIGKILL)
+					}
+				})
 				missed[i] = time.Time{}
 			}
 		}

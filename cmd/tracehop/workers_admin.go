@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/tracehop/tracehop/internal/app"
 	"github.com/tracehop/tracehop/proxy"
 )
 
@@ -36,6 +37,7 @@ type supervisorAdmin struct {
 	srv    *http.Server
 
 	restarts *prometheus.CounterVec
+	reloads  *prometheus.CounterVec
 }
 
 // listenSupervisorAdmin binds addr; Serve starts serving it.
@@ -54,7 +56,14 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 	// The supervisor's own process and runtime, unlabelled, beside the
 	// workers' (worker="i").
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.reg.MustRegister(a.restarts,
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tracehop_workers_config_reloads_total",
+		Help: "Reloads of every worker by the supervisor, by result: success (every worker took the config), partial (some did not: they were started again with it), failure (none took it: they keep theirs), refused (the supervisor's check refused it: no worker was asked).",
+	}, []string{"result"})
+	for _, r := range []string{"success", "partial", "failure", "refused"} {
+		a.reloads.WithLabelValues(r)
+	}
+	a.reg.MustRegister(a.reloads, a.restarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_workers", Help: "Workers tracehop run -workers runs (-workers N)."},
 			func() float64 { return float64(s.n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracehop_workers_ready", Help: "Workers of tracehop run -workers that started and said they serve (a hung one still counts: tracehop_worker_up says which answered the last scrape)."},
@@ -74,7 +83,10 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 		}).ServeHTTP(w, r)
 	})
 	mux.HandleFunc("GET /ready", a.ready)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set(app.AdminHeader, "tracehop")
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/", a.elsewhere)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return a, ln, nil
