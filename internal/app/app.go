@@ -255,7 +255,11 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	if base := a.opts.AdminBase; base != "" && cfg.Admin.Address != base {
-		a.opts.Logger.Warn("admin.address changes when the supervisor (tracehop run -workers) starts again: every admin server stays where it is", "address", base, "new", cfg.Admin.Address)
+		at := base
+		if a.admin != nil {
+			at = a.admin.Addr() // this worker's
+		}
+		a.opts.Logger.Warn("admin.address changes when the supervisor (tracehop run -workers) starts again: every admin server stays where it is", "address", at, "supervisor", base, "new", cfg.Admin.Address)
 	} else if base == "" && cfg.Admin.Address != a.cfg.Admin.Address {
 		a.opts.Logger.Warn("admin.address changes on a restart only: the admin server stays where it is", "address", a.cfg.Admin.Address, "new", cfg.Admin.Address)
 	}
