@@ -613,10 +613,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	<-ctx.Done()
 	if !isWorker {
 		stop() // a second SIGTERM or SIGINT stops tracehop at once
+	} else {
+		// A worker ignores them from now on, to its exit: a group-wide
+		// signal (Ctrl-C, systemd's stop) reaches it twice, directly and
+		// through its supervisor, which on a second one of its own sends
+		// SIGKILL; and the supervisor's may come once it has drained,
+		// which must not turn its clean exit into a death by signal.
+		signal.Ignore(syscall.SIGINT, syscall.SIGTERM)
 	}
-	// A worker keeps ignoring them: a group-wide signal (Ctrl-C, systemd's
-	// stop) reaches it twice, directly and through its supervisor, which
-	// on a second one of its own sends SIGKILL.
 	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
