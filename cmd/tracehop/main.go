@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -215,12 +216,25 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	running := cfg.Admin.Address != "off" && tracehopAt(cfg.Admin.Address)
-	if running {
-		// Checked before a reload: the addresses are the running one's.
-		fmt.Fprintf(stdout, "a tracehop serves admin.address %s: the addresses are not checked (it holds some of them; a reload binds the new ones and refuses the config if it cannot); a new tracehop run would need them free\n", cfg.Admin.Address)
-	} else if err := proxy.CheckAddresses(cfg); err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitFailure
+	switch held, known := runningListeners(cfg.Admin.Address, running); {
+	case running && known:
+		// Checked before a reload: the addresses the running tracehop
+		// holds are its; a new one must be free, as the reload binds it.
+		fresh := *cfg
+		fresh.Admin.Address = "off"
+		fresh.Listeners = slices.DeleteFunc(slices.Clone(cfg.Listeners), func(l config.Listener) bool { return held[l.Address] })
+		fmt.Fprintf(stdout, "a tracehop serves admin.address %s: the %d listener addresses it holds are not checked, the %d new ones are; a new tracehop run would need them all free\n", cfg.Admin.Address, len(cfg.Listeners)-len(fresh.Listeners), len(fresh.Listeners))
+		if err := proxy.CheckAddresses(&fresh); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFailure
+		}
+	case running:
+		fmt.Fprintf(stdout, "a tracehop serves admin.address %s, whose config could not be read (GET /config): the addresses are not checked (a reload binds the new ones and refuses the config if it cannot); a new tracehop run would need them free\n", cfg.Admin.Address)
+	default:
+		if err := proxy.CheckAddresses(cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFailure
+		}
 	}
 	taken := false
 	for i := 1; !running && workers.n > 1 && i <= workers.n && cfg.Admin.Address != "off"; i++ {
@@ -277,9 +291,24 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 // the supervisor's of tracehop run -workers) answers at addr: its
 // /healthz says so in app.AdminHeader.
 func tracehopAt(addr string) bool {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "0" {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
 		return false
+	}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Get("http://" + dialable(addr) + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && resp.Header.Get(app.AdminHeader) == "tracehop"
+}
+
+// dialable is where to reach a server listening on addr from this host:
+// loopback for a wildcard address.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -287,13 +316,43 @@ func tracehopAt(addr string) bool {
 			host = "::1"
 		}
 	}
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
-	if err != nil {
-		return false
+	return net.JoinHostPort(host, port)
+}
+
+// runningListeners returns the listener addresses of the config that the
+// tracehop serving admin at addr runs (GET /config; the supervisor of
+// tracehop run -workers has none, its worker 0 on the next port does);
+// false when it cannot tell.
+func runningListeners(addr string, running bool) (map[string]bool, bool) {
+	if !running {
+		return nil, false
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK && resp.Header.Get(app.AdminHeader) == "tracehop"
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	for _, offset := range []int{0, 1} {
+		a, err := app.AdminAddress(addr, offset)
+		if err != nil {
+			return nil, false
+		}
+		resp, err := client.Get("http://" + dialable(a) + "/config")
+		if err != nil {
+			return nil, false
+		}
+		var in struct{ Listeners []struct{ Address string } }
+		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&in)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			continue // the supervisor's: ask worker 0
+		}
+		if resp.StatusCode != http.StatusOK || err != nil {
+			return nil, false
+		}
+		held := map[string]bool{}
+		for _, l := range in.Listeners {
+			held[l.Address] = true
+		}
+		return held, true
+	}
+	return nil, false
 }
 
 // printSampling prints the sampling of every route as the file says it:

@@ -159,16 +159,7 @@ func (a *supervisorAdmin) elsewhere(w http.ResponseWriter, r *http.Request) {
 // get asks a worker's admin server. One bound to a wildcard address is
 // asked on loopback.
 func (a *supervisorAdmin) get(ctx context.Context, addr, path, accept string) (*http.Response, error) {
-	if host, port, err := net.SplitHostPort(addr); err == nil {
-		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-			loop := "127.0.0.1"
-			if ip.To4() == nil {
-				loop = "::1"
-			}
-			addr = net.JoinHostPort(loop, port)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+dialable(addr)+path, nil)
 	if err != nil {
 		return nil, err
 	}

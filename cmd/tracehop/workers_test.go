@@ -621,9 +621,24 @@ listeners:
 		// the running supervisor's and workers'.
 		var stdout, stderr bytes.Buffer
 		if code := run([]string{"validate", "-c", path, "-workers", "2"}, &stdout, &stderr); code != exitOK ||
-			!strings.Contains(stdout.String(), "a tracehop serves admin.address "+admin[0]+": the addresses are not checked") {
+			!strings.Contains(stdout.String(), "a tracehop serves admin.address "+admin[0]+": the 1 listener addresses it holds are not checked, the 0 new ones are") {
 			t.Errorf("validate -workers 2 while the config runs: exit code %d:\n%s%s", code, stdout.String(), stderr.String())
 		}
+		// A new listener's address is checked: taken by another program,
+		// the reload would fail on it.
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		rewrite(body(admin[0], fmt.Sprintf("  - {name: extra, address: %q, direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}\n", taken.Addr())))
+		stdout.Reset()
+		stderr.Reset()
+		if code := run([]string{"validate", "-c", path, "-workers", "2"}, &stdout, &stderr); code != exitFailure ||
+			!strings.Contains(stdout.String(), "the 1 new ones are") || !strings.Contains(stderr.String(), taken.Addr().String()) {
+			t.Errorf("validate -workers 2 while the config runs, a new listener on a taken address: exit code %d:\n%s%s", code, stdout.String(), stderr.String())
+		}
+		rewrite(body(admin[0], ""))
 		reloads := func() int { return strings.Count(s.logs.String(), `msg="reloading the config"`) }
 		refused := func() int {
 			return strings.Count(s.logs.String(), `msg="config reload refused: every worker keeps the config it runs"`)
