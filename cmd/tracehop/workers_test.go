@@ -370,6 +370,9 @@ clusters:
 		if body := get(t, admin[0], "/ready", 200); !strings.Contains(body, "worker 0 ("+admin[1]+"): ready\nworker 1 ("+admin[2]+"): ready") {
 			t.Errorf("the supervisor's /ready: %q", body)
 		}
+		if body := get(t, admin[2], "/config", 200); !strings.Contains(body, `"AdminListening": "`+admin[2]+`"`) {
+			t.Errorf("worker 1's /config does not say where its admin server is: %s", body)
+		}
 		if body := get(t, admin[0], "/config", 404); !strings.Contains(body, "worker 1: "+admin[2]) {
 			t.Errorf("the supervisor's /config does not point to the workers': %q", body)
 		}

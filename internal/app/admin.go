@@ -47,7 +47,7 @@ func ListenAdmin(addr string, s *proxy.Server, gather prometheus.Gatherer, reloa
 		return nil, proxy.ListenError("admin", addr, false, err)
 	}
 	a := &Admin{ln: ln, log: log}
-	a.srv = &http.Server{Handler: a.withSampling(s, adminHandler(s, gather, reload)), ReadHeaderTimeout: 5 * time.Second}
+	a.srv = &http.Server{Handler: a.withSampling(s, adminHandler(s, gather, reload, ln.Addr().String())), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
 }
 
@@ -99,7 +99,7 @@ func (a *Admin) Close() error {
 	return a.srv.Close()
 }
 
-func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(context.Context) error) http.Handler {
+func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(context.Context) error, at string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set(AdminHeader, "tracehop")
@@ -134,6 +134,9 @@ func adminHandler(s *proxy.Server, gather prometheus.Gatherer, reload func(conte
 		v := RedactedConfig(in.Config, in.SecretKeys...)
 		if m, ok := v.(map[string]any); ok {
 			m["Hash"] = in.Hash // as tracehop_config_info says it
+			// Where this admin server is, which admin.address need not
+			// say: a worker of tracehop run -workers is on its port + 1 + i.
+			m["AdminListening"] = at
 			if in.Tracer != nil {
 				// The sampling in force: a PUT /sampling or the remote
 				// strategy may have replaced the file's.
