@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -502,11 +503,25 @@ func TestRenderReliabilityTable(t *testing.T) {
 
 // tracehop SIGKILLed (the OOM killer, a forced pod deletion) cannot stop
 // its driver: the driver notices its host is gone and exits on its own
-// instead of living on as an orphan.
+// instead of living on as an orphan, and removes the socket directory its
+// host would have removed.
 func TestDriverExitsWhenTracehopIsKilled(t *testing.T) {
 	col := newCollector(t)
 	tr := startTraced(t, col, "", nil)
 	pid := driverPid(t, tr.proc.cmd.Process.Pid, "zipkin")
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sockDir string
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if v, ok := strings.CutPrefix(kv, "PLUGIN_UNIX_SOCKET_DIR="); ok {
+			sockDir = v
+		}
+	}
+	if _, err := os.Stat(sockDir); sockDir == "" || err != nil {
+		t.Fatalf("the driver's socket directory %q: %v", sockDir, err)
+	}
 	tr.proc.cmd.Process.Kill()
 	deadline := time.Now().Add(15 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
@@ -515,5 +530,8 @@ func TestDriverExitsWhenTracehopIsKilled(t *testing.T) {
 			t.Fatalf("driver %d still runs 15 s after its host was killed", pid)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(sockDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the driver's socket directory %s is left after its host was killed (%v)", sockDir, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -81,6 +82,9 @@ func Serve(d Driver) {
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr, JSONFormat: true}),
 	})
+	// Serving ended: the host stopped it, or is gone and cannot remove
+	// the socket's directory itself.
+	removeHostSockDir(os.Getenv(goplugin.EnvUnixSocketDir))
 }
 
 type grpcPlugin struct {
@@ -237,11 +241,26 @@ func (s *server) exitWithHost(parent int, every time.Duration) {
 	for os.Getppid() == parent {
 		time.Sleep(every)
 	}
+	// Standard error was a pipe to the host, which has no reader now: a
+	// write there would kill the process (SIGPIPE) before it flushed.
+	signal.Ignore(syscall.SIGPIPE)
+	removeHostSockDir(os.Getenv(goplugin.EnvUnixSocketDir))
 	slog.Warn("tracehop, this driver's host, is gone: shutting down", "host_pid", parent)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.Shutdown(ctx, &driverpb.ShutdownRequest{})
 	os.Exit(0)
+}
+
+// removeHostSockDir removes the directory of this driver's socket, which
+// its host made and removes once the driver is gone; a host that was
+// killed cannot, and each of its deaths would leave one more in the
+// temporary directory. Only a directory the host names as its own
+// (tracehop-driver-*) is removed.
+func removeHostSockDir(dir string) {
+	if dir != "" && strings.HasPrefix(filepath.Base(dir), "tracehop-driver-") {
+		os.RemoveAll(dir)
+	}
 }
 
 // ProfileEnv names the variable that makes a driver write a CPU profile of
