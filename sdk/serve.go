@@ -69,6 +69,11 @@ func Serve(d Driver) {
 	} else {
 		srv.ring = ring
 	}
+	// Standard error is a pipe to the host: once the host is gone, a write
+	// there would kill the process (SIGPIPE on descriptor 2) before it
+	// flushed. Notified (to nobody), a write fails with EPIPE instead; not
+	// ignored, which the driver's own children would inherit.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	go srv.exitWithHost(os.Getppid(), time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{
@@ -241,9 +246,6 @@ func (s *server) exitWithHost(parent int, every time.Duration) {
 	for os.Getppid() == parent {
 		time.Sleep(every)
 	}
-	// Standard error was a pipe to the host, which has no reader now: a
-	// write there would kill the process (SIGPIPE) before it flushed.
-	signal.Ignore(syscall.SIGPIPE)
 	removeHostSockDir(os.Getenv(goplugin.EnvUnixSocketDir))
 	slog.Warn("tracehop, this driver's host, is gone: shutting down", "host_pid", parent)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -256,11 +258,19 @@ func (s *server) exitWithHost(parent int, every time.Duration) {
 // its host made and removes once the driver is gone; a host that was
 // killed cannot, and each of its deaths would leave one more in the
 // temporary directory. Only a directory the host names as its own
-// (tracehop-driver-*) is removed.
+// (tracehop-driver-*), only the sockets in it, and the directory only if
+// nothing else is.
 func removeHostSockDir(dir string) {
-	if dir != "" && strings.HasPrefix(filepath.Base(dir), "tracehop-driver-") {
-		os.RemoveAll(dir)
+	if dir == "" || !strings.HasPrefix(filepath.Base(dir), "tracehop-driver-") {
+		return
 	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Type()&os.ModeSocket != 0 {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir)
 }
 
 // ProfileEnv names the variable that makes a driver write a CPU profile of

@@ -609,11 +609,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		opts.AdminPortOffset, opts.AdminBase = adminOffset, os.Getenv(envWorkersAdmin)
 		opts.Check = func(c *config.Config) error { return checkWorkers(c, nWorkers, opts.AdminBase) }
 		// Every worker reloads alike, or none: through the supervisor.
+		supervisor := os.Getppid()
 		opts.Reload = func(context.Context) error {
-			if err := syscall.Kill(os.Getppid(), syscall.SIGHUP); err != nil {
+			if os.Getppid() != supervisor {
+				return errors.New("this worker's supervisor is gone: nothing reloads it")
+			}
+			if err := syscall.Kill(supervisor, syscall.SIGHUP); err != nil {
 				return fmt.Errorf("asking the supervisor to reload every worker: %w", err)
 			}
-			return app.Accepted(fmt.Sprintf("asked the supervisor (pid %d) to reload every worker: its log and its /metrics (tracehop_config_info) say what came of it", os.Getppid()))
+			return app.Accepted(fmt.Sprintf("asked the supervisor (pid %d) to reload every worker: its log and its /metrics (tracehop_config_info) say what came of it", supervisor))
 		}
 	}
 	a, err := app.Start(startCtx, cfg, opts)
@@ -678,7 +682,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		// through its supervisor, which on a second one of its own sends
 		// SIGKILL; and the supervisor's may come once it has drained,
 		// which must not turn its clean exit into a death by signal.
-		signal.Ignore(syscall.SIGINT, syscall.SIGTERM)
+		// Notified to nobody rather than ignored: an ignored SIGINT would
+		// be inherited by a driver started while it drains.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGTERM)
 	}
 	logger.Info("shutting down: draining requests and flushing spans", "timeout", *drain)
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)

@@ -262,6 +262,7 @@ func (s *supervisor) reload() {
 			r.waiting[i] = p
 		}
 	}
+	r.asked = len(r.waiting)
 	s.round = r
 	s.settle() // none to ask: it is in force at once
 	s.mu.Unlock()
@@ -274,6 +275,9 @@ func (s *supervisor) reload() {
 func (s *supervisor) answer(i int, p *os.Process, sum string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.procs[i] == p && sum != "" {
+		s.runs[i] = sum // what it runs, whichever round it answers
+	}
 	r := s.round
 	if r == nil || r.waiting[i] != p {
 		return
@@ -281,7 +285,6 @@ func (s *supervisor) answer(i int, p *os.Process, sum string) {
 	delete(r.waiting, i)
 	if sum == r.sum {
 		r.took = append(r.took, i)
-		s.runs[i] = sum
 	} else {
 		// Refused, or it read another config than the one checked (the
 		// file changed again meanwhile): either way not the others'.
@@ -301,30 +304,36 @@ func (s *supervisor) settle() {
 		return
 	}
 	s.round = nil
-	if len(r.took) == 0 && len(r.refused) > 0 {
-		s.log.Error("no worker took the config (each said why): they keep the one they ran, which a worker started again gets too", "config", s.file)
-		s.count("failure")
-		return
+	result := "success"
+	switch {
+	case len(r.took) == 0 && r.asked > 0:
+		// Every worker asked refused it, or exited before it answered
+		// (a config that kills them must not be what they restart with).
+		s.log.Error("no worker took the config (each said why, or exited): the one they ran stays the one a worker started again gets", "config", s.file)
+		result = "failure"
+	default:
+		s.good, s.goodSum = r.raw, r.sum
 	}
-	s.good = r.raw
-	// The workers that refused it, and any started meanwhile with the
-	// config before, are started again with it.
+	// Every worker that serves and runs another config than the one in
+	// force is started again with it: one that refused it, one started
+	// meanwhile, one whose late answer said it runs something else. One
+	// still starting is seen to once it serves (markReady).
 	var behind []int
 	for i, p := range s.procs {
-		if p != nil && s.runs[i] != r.sum {
+		if p != nil && s.ready[i] && s.runs[i] != s.goodSum {
 			behind = append(behind, i)
 			p.Signal(syscall.SIGTERM)
 		}
 	}
 	if len(behind) > 0 {
-		s.log.Error("workers do not run the config the others took: stopping them, to start them again with it, so that every worker runs one config", "config", s.file, "workers", fmt.Sprint(behind), "hash", r.hash)
-		s.count("partial")
-		return
-	}
-	if len(r.took) > 0 {
+		s.log.Error("workers do not run the config the others run: stopping them, to start them again with it, so that every worker runs one config", "config", s.file, "workers", fmt.Sprint(behind), "hash", r.hash)
+		if result == "success" {
+			result = "partial"
+		}
+	} else if result == "success" && len(r.took) > 0 {
 		s.log.Info("every worker runs the config", "config", s.file, "hash", r.hash)
 	}
-	s.count("success")
+	s.count(result)
 }
 
 // count records a reload's result where the supervisor's admin server
@@ -368,6 +377,10 @@ type supervisor struct {
 	// reloaded counts a reload's result (tracehop_workers_config_reloads_total).
 	reloaded func(result string)
 	runs     []string // the SHA-256 (hex) of the config content each worker runs
+	goodSum  string   // good's
+	// reloadLater: a reload asked for during the first start, run once
+	// every worker serves.
+	reloadLater bool
 }
 
 // reloadRound is one reload of every worker: the config checked, the
@@ -377,6 +390,7 @@ type reloadRound struct {
 	raw           []byte
 	sum, hash     string
 	waiting       map[int]*os.Process
+	asked         int
 	took, refused []int
 }
 
@@ -392,7 +406,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	// this goroutine, kept on one thread for as long as it runs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, stdout: stdout, stderr: stderr, log: logger,
+	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, goodSum: fmt.Sprintf("%x", sha256.Sum256(raw)), stdout: stdout, stderr: stderr, log: logger,
 		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
@@ -411,7 +425,11 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 				case <-ctx.Done():
 					return
 				case <-changed:
-					sigs <- syscall.SIGHUP
+					select {
+					case sigs <- syscall.SIGHUP:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}()
@@ -467,6 +485,12 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	}
 	for i, a := range s.states() {
 		logger.Info("worker serving", "worker", i, "pid", s.pid(i), "admin", a)
+	}
+	s.mu.Lock()
+	later := s.reloadLater
+	s.mu.Unlock()
+	if later {
+		s.reload()
 	}
 	logger.Info("tracehop is running as a supervisor; stop it with Ctrl-C or SIGTERM, reload every worker's config with SIGHUP", "workers", n, "pid", os.Getpid())
 	switch {
@@ -583,11 +607,10 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	cmd.SysProcAttr = workerSysProcAttr()
 	s.mu.Lock()
-	good := s.good
-	s.mu.Unlock()
-	conf, err := configFile(good)
-	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Under the lock: a round that settles meanwhile must see this worker
+	// (procs[i]) with the config it starts with (runs[i]).
+	conf, err := configFile(s.good)
 	if err != nil {
 		r.Close()
 		w.Close()
@@ -606,7 +629,7 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 		return nil, err
 	}
 	w.Close()
-	s.procs[i], s.ready[i], s.runs[i] = cmd.Process, false, fmt.Sprintf("%x", sha256.Sum256(good))
+	s.procs[i], s.ready[i], s.runs[i] = cmd.Process, false, s.goodSum
 	began := time.Now()
 	go func() {
 		err := cmd.Wait()
@@ -654,7 +677,11 @@ func (s *supervisor) awaitReady(i int, ready *os.File, exits chan workerExit, si
 			return &workerExitError{i: e.i, code: e.code}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				s.reload()
+				// Once every worker serves: a round now would meet
+				// workers still starting with the config before it.
+				s.mu.Lock()
+				s.reloadLater = true
+				s.mu.Unlock()
 				continue
 			}
 			return fmt.Errorf("%w (%s)", errStoppedStarting, sig)
@@ -756,7 +783,12 @@ func (s *supervisor) markReady(i int, p *os.Process, addr string) bool {
 		return false
 	}
 	s.ready[i], s.addrs[i] = true, addr
-	if s.hup[i] {
+	switch {
+	case s.round == nil && s.runs[i] != s.goodSum:
+		// It started with the config a round since replaced.
+		s.log.Error("a worker started with another config than the others run: stopping it, to start it again with theirs", "worker", i, "pid", p.Pid)
+		p.Signal(syscall.SIGTERM)
+	case s.hup[i]:
 		s.hup[i] = false
 		p.Signal(syscall.SIGHUP)
 	}
