@@ -788,6 +788,36 @@ listeners:
 		s.exited(t)
 	})
 
+	// A SIGHUP while the workers first start (here: as soon as the
+	// supervisor has begun, a traced config so that starting takes a
+	// while) waits until every worker serves, then reloads them all: it
+	// must not fail the start.
+	t.Run("SIGHUP during the first start", func(t *testing.T) {
+		traced := config("tracing:\n  plugin_dir: " + dir + "\n  sampling: {random: 100}\n  driver: {name: file, config: {path: " + filepath.Join(t.TempDir(), "spans.jsonl") + "}}\n")
+		s := &supervised{logs: &syncBuffer{}, done: make(chan error, 1)}
+		s.cmd = exec.Command(bin, "run", "-c", traced, "-workers", "2", "-access-log=false", "-watch=false")
+		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := s.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { s.done <- s.cmd.Wait() }()
+		t.Cleanup(func() { syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL) })
+		s.await(t, "start", regexp.MustCompile(`msg="starting workers`))
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.await(t, "running", regexp.MustCompile(`tracehop is running as a supervisor`))
+		if strings.Contains(s.logs.String(), "a worker did not start") || strings.Contains(s.logs.String(), `msg="worker serving" worker=1`) &&
+			strings.Index(s.logs.String(), `msg="reloading: every worker`) >= 0 && strings.Index(s.logs.String(), `msg="reloading: every worker`) < strings.Index(s.logs.String(), `msg="worker serving" worker=1`) {
+			t.Fatalf("a SIGHUP during the first start reloaded before every worker served, or failed the start:\n%s", s.logs.String())
+		}
+		s.await(t, "the reload", regexp.MustCompile(`msg="every worker runs the config"`))
+		get(t, admin[0], "/ready", 200)
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+	})
+
 	// A worker that stops answering (here: stopped) is killed and started
 	// again after -worker-timeout.
 	t.Run("a hung worker", func(t *testing.T) {
