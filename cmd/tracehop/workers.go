@@ -239,9 +239,13 @@ func loadForWorkers(file string, n int, adminBase string) ([]byte, *config.Confi
 // from now on starts with it; not, every worker keeps the config it runs,
 // and a worker started again gets that too.
 func (s *supervisor) reload() {
-	if s.isStopped() {
+	s.mu.Lock()
+	if s.stopped || s.round != nil {
+		s.again = s.round != nil && !s.stopped // after it, with the file as it is then
+		s.mu.Unlock()
 		return
 	}
+	s.mu.Unlock()
 	raw, cfg, err := loadForWorkers(s.file, s.n, s.admin)
 	if raw != nil {
 		s.watch.saw(sha256.Sum256(raw)) // the watch need not ask again
@@ -256,6 +260,11 @@ func (s *supervisor) reload() {
 		return
 	}
 	s.mu.Lock()
+	if s.round != nil { // another reload began meanwhile
+		s.again = true
+		s.mu.Unlock()
+		return
+	}
 	r := &reloadRound{raw: raw, sum: fmt.Sprintf("%x", sha256.Sum256(raw)), hash: proxy.HashConfig(cfg), waiting: map[int]*os.Process{}}
 	for i, p := range s.procs {
 		if p != nil { // one starting gets the SIGHUP once it serves
@@ -283,12 +292,15 @@ func (s *supervisor) answer(i int, p *os.Process, sum string) {
 		return
 	}
 	delete(r.waiting, i)
-	if sum == r.sum {
+	switch {
+	case sum == r.sum:
 		r.took = append(r.took, i)
-	} else {
-		// Refused, or it read another config than the one checked (the
-		// file changed again meanwhile): either way not the others'.
+	case sum == "":
 		r.refused = append(r.refused, i)
+	default:
+		// It read the file after it changed again: the round says
+		// nothing, and the next one (with the file as it is) settles it.
+		r.newer = true
 	}
 	s.settle()
 }
@@ -304,6 +316,19 @@ func (s *supervisor) settle() {
 		return
 	}
 	s.round = nil
+	if r.newer {
+		s.log.Info("the config file changed while the workers reloaded it: reloading every worker again", "config", s.file)
+		s.count("superseded")
+		s.again = false
+		go s.reload()
+		return
+	}
+	defer func() {
+		if s.again {
+			s.again = false
+			go s.reload()
+		}
+	}()
 	result := "success"
 	switch {
 	case len(r.took) == 0 && r.asked > 0:
@@ -322,6 +347,7 @@ func (s *supervisor) settle() {
 	for i, p := range s.procs {
 		if p != nil && s.ready[i] && s.runs[i] != s.goodSum {
 			behind = append(behind, i)
+			s.planned[i] = true
 			p.Signal(syscall.SIGTERM)
 		}
 	}
@@ -381,6 +407,12 @@ type supervisor struct {
 	// reloadLater: a reload asked for during the first start, run once
 	// every worker serves.
 	reloadLater bool
+	// again: a reload asked for while a round was under way, run once it
+	// settles: one round at a time, so that every answer is to it.
+	again bool
+	// planned: worker i was stopped to run the config in force; its exit
+	// is no crash, and it starts again at once.
+	planned []bool
 }
 
 // reloadRound is one reload of every worker: the config checked, the
@@ -392,6 +424,7 @@ type reloadRound struct {
 	waiting       map[int]*os.Process
 	asked         int
 	took, refused []int
+	newer         bool // a worker took content newer than the round's: the file changed meanwhile
 }
 
 // superviseWorkers is `tracehop run -workers N` with N > 1.
@@ -407,7 +440,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, goodSum: fmt.Sprintf("%x", sha256.Sum256(raw)), stdout: stdout, stderr: stderr, log: logger,
-		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n)}
+		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n), planned: make([]bool, n)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -520,6 +553,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 			}
 		case e := <-exits:
 			served := s.isReady(e.i)
+			planned := s.wasPlanned(e.i)
 			s.clear(e.i)
 			alive--
 			if s.isStopped() {
@@ -530,6 +564,12 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 					code = exitFailure
 					logger.Error("a worker did not stop cleanly", "worker", e.i, "exit", e.err)
 				}
+				continue
+			}
+			if planned { // stopped to run the config in force: no crash
+				logger.Info("a worker stopped to run the config the others run: starting it again", "worker", e.i)
+				i := e.i
+				go func() { restart <- i }()
 				continue
 			}
 			if e.ran >= workerSteady || backoff[e.i] == 0 {
@@ -787,12 +827,22 @@ func (s *supervisor) markReady(i int, p *os.Process, addr string) bool {
 	case s.round == nil && s.runs[i] != s.goodSum:
 		// It started with the config a round since replaced.
 		s.log.Error("a worker started with another config than the others run: stopping it, to start it again with theirs", "worker", i, "pid", p.Pid)
+		s.planned[i] = true
 		p.Signal(syscall.SIGTERM)
 	case s.hup[i]:
 		s.hup[i] = false
 		p.Signal(syscall.SIGHUP)
 	}
 	return true
+}
+
+// wasPlanned says, once, whether worker i was stopped on purpose.
+func (s *supervisor) wasPlanned(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.planned[i]
+	s.planned[i] = false
+	return p
 }
 
 func (s *supervisor) isReady(i int) bool {
@@ -911,6 +961,7 @@ func (s *supervisor) watchdog(ctx context.Context, a *supervisorAdmin, hungAfter
 				// worker's standard error, the supervisor's, so that the log
 				// says where it hung; SIGKILL if it is still there.
 				s.log.Error("a worker has not answered its admin server's /healthz: killing it (SIGQUIT: its goroutines' stacks follow; SIGKILL 2s later), to start it again", "worker", i, "pid", p.Pid, "for", since.Round(time.Millisecond).String(), "worker_timeout", hungAfter.String())
+				p.Signal(syscall.SIGCONT) // a stopped process would not act on SIGQUIT
 				p.Signal(syscall.SIGQUIT)
 				time.AfterFunc(2*time.Second, func() {
 					if s.proc(i) == p {

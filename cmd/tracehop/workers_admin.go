@@ -58,9 +58,9 @@ func listenSupervisorAdmin(s *supervisor, addr string) (*supervisorAdmin, net.Li
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tracehop_workers_config_reloads_total",
-		Help: "Reloads of every worker by the supervisor, by result: success (every worker took the config), partial (some did not: they were started again with it), failure (none took it: they keep theirs), refused (the supervisor's check refused it: no worker was asked).",
+		Help: "Reloads of every worker by the supervisor, by result: success (every worker took the config), partial (some did not: they were started again with it), failure (none took it: they keep theirs), refused (the supervisor's check refused it: no worker was asked), superseded (the file changed while the workers read it: reloaded again).",
 	}, []string{"result"})
-	for _, r := range []string{"success", "partial", "failure", "refused"} {
+	for _, r := range []string{"success", "partial", "failure", "refused", "superseded"} {
 		a.reloads.WithLabelValues(r)
 	}
 	a.reg.MustRegister(a.reloads, a.restarts,

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/tracehop/tracehop/internal/app"
+	"github.com/tracehop/tracehop/proxy"
+	proxyconfig "github.com/tracehop/tracehop/proxy/config"
 	"github.com/tracehop/tracehop/sdk/drivertest"
 )
 
@@ -812,6 +814,58 @@ listeners:
 		}
 		s.await(t, "the reload", regexp.MustCompile(`msg="every worker runs the config"`))
 		get(t, admin[0], "/ready", 200)
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+	})
+
+	// A storm of edits and SIGHUPs (an operator's script, a config
+	// management run) ends with every worker on the file's last content:
+	// one round at a time, none of them restarting a worker.
+	t.Run("a storm of reloads", func(t *testing.T) {
+		// Traced: node.id is the drivers', so each reload starts them
+		// again and takes a while, and SIGHUPs overlap reloads.
+		spans := filepath.Join(t.TempDir(), "spans.jsonl")
+		content := func(k int) string {
+			return fmt.Sprintf(`node: {id: storm%d}
+admin: {address: %q}
+listeners:
+  - {name: in, address: %q, direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%q]}
+tracing:
+  plugin_dir: %s
+  driver: {name: file, config: {path: %s}}
+`, k, admin[0], addr, strings.TrimPrefix(up.URL, "http://"), dir, spans)
+		}
+		path := writeConfig(t, content(0))
+		s := startWorkers(t, bin, path, admin)
+		for k := 1; k <= 5; k++ {
+			if err := os.WriteFile(path, []byte(content(k)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s.cmd.Process.Signal(syscall.SIGHUP)
+			time.Sleep(40 * time.Millisecond) // shorter than a traced reload
+		}
+		last, err := proxyconfig.Parse(path, []byte(content(5)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := proxy.HashConfig(last)
+		var body string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			body = get(t, admin[0], "/metrics", 200)
+			if strings.Contains(body, `tracehop_config_info{hash="`+want+`",worker="0"} 1`) && strings.Contains(body, `tracehop_config_info{hash="`+want+`",worker="1"} 1`) {
+				break
+			}
+		}
+		if !strings.Contains(body, `tracehop_config_info{hash="`+want+`",worker="0"} 1`) || !strings.Contains(body, `tracehop_config_info{hash="`+want+`",worker="1"} 1`) {
+			t.Fatalf("after the storm, the workers do not both run the file's last config (hash %s):\n%s\n%s", want, body, s.logs.String())
+		}
+		if !strings.Contains(body, `tracehop_worker_restarts_total{worker="0"} 0`) || !strings.Contains(body, `tracehop_worker_restarts_total{worker="1"} 0`) {
+			t.Errorf("the storm restarted workers:\n%s\n%s", body, s.logs.String())
+		}
 		s.cmd.Process.Signal(syscall.SIGTERM)
 		if err := s.exited(t); err != nil {
 			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
