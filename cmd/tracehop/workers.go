@@ -247,8 +247,9 @@ func (s *supervisor) reload() {
 	}
 	s.mu.Unlock()
 	raw, cfg, err := loadForWorkers(s.file, s.n, s.admin)
+	sum := sha256.Sum256(raw)
 	if raw != nil {
-		s.watch.saw(sha256.Sum256(raw)) // the watch need not ask again
+		s.watch.saw(sum) // the watch need not ask again
 	}
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -265,7 +266,7 @@ func (s *supervisor) reload() {
 		s.mu.Unlock()
 		return
 	}
-	r := &reloadRound{raw: raw, sum: fmt.Sprintf("%x", sha256.Sum256(raw)), hash: proxy.HashConfig(cfg), waiting: map[int]*os.Process{}}
+	r := &reloadRound{raw: raw, sum: fmt.Sprintf("%x", sum), hash: proxy.HashConfig(cfg), waiting: map[int]*os.Process{}}
 	for i, p := range s.procs {
 		if p != nil { // one starting gets the SIGHUP once it serves
 			r.waiting[i] = p

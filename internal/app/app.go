@@ -237,7 +237,13 @@ func (a *App) tracing(cfg *config.Config, drivers []RunningDriver, prevP *pipeli
 func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	err := a.reload(ctx, cfg)
+	var err error
+	if a.opts.Check != nil {
+		err = a.opts.Check(cfg)
+	}
+	if err == nil {
+		err = a.reload(ctx, cfg)
+	}
 	a.Server.RecordReload(err)
 	return err
 }
@@ -248,11 +254,6 @@ var errShuttingDown = errors.New("tracehop is shutting down: the config is not r
 func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 	if a.closed.Load() {
 		return errShuttingDown
-	}
-	if a.opts.Check != nil {
-		if err := a.opts.Check(cfg); err != nil {
-			return err
-		}
 	}
 	if base := a.opts.AdminBase; base != "" && cfg.Admin.Address != base {
 		at := base
