@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/tracehop/tracehop/core"
@@ -132,5 +133,58 @@ clusters:
 	}
 	if n := proxy.HandedOff(tp.srv, "l"); n != 0 {
 		t.Errorf("%d hand-offs: want the fast path", n)
+	}
+}
+
+// An untraced request through the fast path allocates nothing: the
+// request id it makes, or the one a trusted client sends, is written into
+// its connection's memory (a new string per request was its one
+// allocation, about 0.1 µs of CPU in make bench's profiles).
+func TestFastPathAllocations(t *testing.T) {
+	up := rawUpstream(t)
+	for _, c := range []struct{ name, trust, id string }{
+		{"new id", "false", ""},
+		{"client's id", "true", "X-Request-Id: 0f2b7c8e-5d1a-4c3b-9e6f-a1b2c3d4e5f6\r\n"},
+		{"client's long id", "true", "X-Request-Id: " + strings.Repeat("r", 100) + "\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tp := startProxyWith(t, fmt.Sprintf(`admin: {address: off}
+listeners:
+  - {name: l, address: "127.0.0.1:0", direction: ingress, trust_trace_headers: %s, routes: [{cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%s]}
+`, c.trust, up), benchCaps, nil)
+			conn, err := net.Dial("tcp", tp.addr["l"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			req := []byte("GET /a HTTP/1.1\r\nHost: a\r\n" + c.id + "\r\n")
+			br := bufio.NewReader(conn)
+			body := make([]byte, 5)
+			var failed error
+			one := func() {
+				if _, err := conn.Write(req); err != nil {
+					failed = err
+				} else if err := skipHead(br); err != nil {
+					failed = err
+				} else if _, err := io.ReadFull(br, body); err != nil {
+					failed = err
+				}
+			}
+			for range 200 { // the connection's buffers, the upstream pool
+				one()
+			}
+			want := 0.0
+			if raceEnabled {
+				want = 1 // the read buffer, which the race detector's pool drops
+			}
+			if n := testing.AllocsPerRun(1000, one); n > want || failed != nil {
+				t.Fatalf("%.2f allocations per request, want %.0f (error: %v)", n, want, failed)
+			}
+			if n := proxy.HandedOff(tp.srv, "l"); n != 0 {
+				t.Errorf("%d hand-offs: want the fast path", n)
+			}
+		})
 	}
 }

@@ -81,18 +81,24 @@ type fastConn struct {
 	bw       *bufio.Writer // for chunked responses, made on first use
 	peer     netip.AddrPort
 	peerAddr string // once per connection, for the spans
-	head     []byte // the request head, copied out of br
-	out      []byte // the head (and body) written to the client
-	req      h1.Request
-	resp     h1.Response
-	st       reqState
-	mut      *propagation.Mutations // made for the first traced request: 3 KiB an idle connection need not hold
-	carrier  h1Carrier
-	respCap  respCapture
-	bagBuf   []byte // baggage restored from an ingress request (link)
-	spanBuf  spanBuf
-	rd       deadline.Read
-	tls      *connTLS // nil on a plaintext listener
+	// reqID holds the request id of the request in hand (st.requestID
+	// points into it, as the request's other strings point into its head):
+	// a new string per request was the untraced fast path's one
+	// allocation. idBuf holds a trusted client's id, longer than a UUID.
+	reqID   [36]byte
+	idBuf   []byte
+	head    []byte // the request head, copied out of br
+	out     []byte // the head (and body) written to the client
+	req     h1.Request
+	resp    h1.Response
+	st      reqState
+	mut     *propagation.Mutations // made for the first traced request: 3 KiB an idle connection need not hold
+	carrier h1Carrier
+	respCap respCapture
+	bagBuf  []byte // baggage restored from an ingress request (link)
+	spanBuf spanBuf
+	rd      deadline.Read
+	tls     *connTLS // nil on a plaintext listener
 	// respHeadLen is the length of the response head that
 	// readResponseHead found in the upstream connection's buffer.
 	respHeadLen int

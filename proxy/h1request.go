@@ -59,11 +59,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 		buf: &fc.spanBuf, bagBuf: &fc.bagBuf, tls: fc.tls,
 	}}
 	st.setRoute(rt)
-	if id := ri.requestID; l.trusted && validRequestID(str(id)) {
-		st.requestID = string(id)
-	} else {
-		st.requestID = newRequestID()
-	}
+	st.requestID = fc.requestID(l, ri.requestID)
 	st.reqBytes.Store(ri.length)
 	fc.carrier.reset(fc.req.Headers)
 	v := reqView{
@@ -101,4 +97,19 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 // net/http path buffers it.
 func (fc *fastConn) buffersOnNetHTTP(rt *route, ri *reqInfo) bool {
 	return rt.bufferBody > 0 && ri.length > int64(fc.br.Size()) && ri.length <= rt.bufferBody
+}
+
+// requestID returns the id of the request in hand: a trusted client's, or
+// a new UUID. It lies in fc's memory, which the next request on the
+// connection overwrites: what keeps it longer copies it (the link table).
+func (fc *fastConn) requestID(l *frontend, id []byte) string {
+	if l.trusted && validRequestID(str(id)) {
+		if len(id) <= len(fc.reqID) {
+			return str(fc.reqID[:copy(fc.reqID[:], id)])
+		}
+		fc.idBuf = append(fc.idBuf[:0], id...)
+		return str(fc.idBuf)
+	}
+	putRequestID(&fc.reqID)
+	return str(fc.reqID[:])
 }

@@ -41,14 +41,16 @@ func newLinkTable(max int) *linkTable {
 }
 
 // put records id; it refuses when the table is full, so a flood of requests
-// cannot grow it without bound.
+// cannot grow it without bound. The key is copied: the fast path's id
+// lies in its connection's memory, which its next request overwrites, and
+// a map stores the key of every assignment, a replaced value's too.
 func (lt *linkTable) put(id string, c link) bool {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
 	if len(lt.m) >= lt.max {
 		return false
 	}
-	lt.m[id] = c
+	lt.m[strings.Clone(id)] = c
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/tracehop/tracehop/core"
+	"github.com/tracehop/tracehop/core/propagation"
 
 	"github.com/tracehop/tracehop/proxy/config"
 )
@@ -45,3 +46,26 @@ func TestLinkTableOnlyWithBothDirections(t *testing.T) {
 type discardSink struct{}
 
 func (*discardSink) Enqueue(core.Span) {}
+
+// The fast path's request id lies in its connection's memory, which the
+// next request overwrites: the table keeps a copy of the key, so that
+// an entry stays where its id says, a replaced one too.
+func TestLinkTableCopiesTheKey(t *testing.T) {
+	lt := newLinkTable(10)
+	buf := []byte("id-1")
+	id := str(buf)
+	if !lt.put(id, link{ctx: propagation.Context{SpanID: 1}}) || !lt.put(id, link{ctx: propagation.Context{SpanID: 2}}) {
+		t.Fatal("put refused")
+	}
+	copy(buf, "id-2") // the connection's next request
+	if lk, ok := lt.get("id-1", nil); !ok || lk.ctx.SpanID != 2 {
+		t.Fatalf("id-1 after its memory was reused: %+v, %v", lk, ok)
+	}
+	if _, ok := lt.get("id-2", nil); ok {
+		t.Fatal("id-2 found: the table kept the connection's memory as its key")
+	}
+	lt.del("id-1", 2)
+	if lt.len() != 0 {
+		t.Fatalf("%d entries left", lt.len())
+	}
+}

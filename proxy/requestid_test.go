@@ -27,7 +27,9 @@ func TestFormatUUID(t *testing.T) {
 		if i < 4 {
 			hi, lo = [4]uint64{0, ^uint64(0), 0x0123456789abcdef, 0}[i], [4]uint64{0, ^uint64(0), 0xfedcba9876543210, ^uint64(0)}[i]
 		}
-		got := formatUUID(hi, lo)
+		var id [36]byte
+		formatUUID(&id, hi, lo)
+		got := string(id[:])
 		if want := bytewise(hi, lo); got != want || !v4.MatchString(got) {
 			t.Fatalf("formatUUID(%#x, %#x) = %s, want %s", hi, lo, got, want)
 		}
@@ -36,3 +38,4 @@ func TestFormatUUID(t *testing.T) {
 		t.Fatalf("two request ids: %s, %s", a, b)
 	}
 }
+
