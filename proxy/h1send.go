@@ -158,7 +158,11 @@ func (fc *fastConn) send(uc *upstream.Conn, st *reqState, ri *reqInfo, inline bo
 	for _, v := range xff {
 		w = append(append(w, v...), ", "...)
 	}
-	w = st.peer.Addr().AppendTo(w)
+	if st.peerAddr != "" && st.peer.Addr().IsValid() {
+		w = append(w, st.peerAddr...) // made once per connection
+	} else {
+		w = st.peer.Addr().AppendTo(w)
+	}
 	if fc.tls == nil {
 		w = append(w, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
 	} else {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"strconv"
 	"testing"
 )
 
@@ -39,3 +40,25 @@ func TestFormatUUID(t *testing.T) {
 	}
 }
 
+// appendDecimal writes what strconv does, at the edges of every digit
+// count and for random values.
+func TestAppendDecimal(t *testing.T) {
+	vals := []uint64{0, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 1 << 32, 1<<63 - 1, 1 << 63, ^uint64(0)}
+	for p := uint64(1); p < 1e19; p *= 10 {
+		vals = append(vals, p-1, p, p+1)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		vals = append(vals, r.Uint64()>>r.IntN(64))
+	}
+	for _, v := range vals {
+		if got, want := string(appendDecimal([]byte("x"), v)), "x"+strconv.FormatUint(v, 10); got != want {
+			t.Fatalf("appendDecimal(%d) = %q, want %q", v, got, want)
+		}
+	}
+	var sb spanBuf
+	sb.reset(64)
+	if a, b, c := sb.int(-42), sb.int(0), sb.int(1234); a != "-42" || b != "0" || c != "1234" {
+		t.Fatalf("spanBuf.int: %q %q %q", a, b, c)
+	}
+}
