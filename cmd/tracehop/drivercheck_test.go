@@ -64,11 +64,12 @@ func TestDriverCheck(t *testing.T) {
 		out  []string
 	}{
 		{"javascript", func(t *testing.T) []string { return []string{"-backend", "otlp-http", otlpjsDriver(t)} }, exitOK,
-			[]string{`(driver "otlpjs")`, "PASS  CanonicalTrace", "PASS  Failures/throttled", "14 passed, 0 failed, 0 skipped"}},
+			[]string{`(driver "otlpjs")`, "PASS  CanonicalTrace", "PASS  Failures/throttled", "14 passed, 0 failed, 0 skipped",
+				"transport: shm (the driver took the span ring"}},
 		{"go otlp", func(t *testing.T) []string {
 			return []string{"-backend", "otlp-http", "-config", writeFile(t, "otlp.json",
 				`{"config": {"endpoint": "{{endpoint}}", "protocol": "http/protobuf", "attribute_names": "both"}}`), filepath.Join(bin, "tracehop-driver-otlp")}
-		}, exitOK, []string{"14 passed, 0 failed"}},
+		}, exitOK, []string{"14 passed, 0 failed", "transport: shm"}},
 		{"go otlp grpc", func(t *testing.T) []string {
 			return []string{"-backend", "otlp-grpc", "-burst", "2000", "-config", writeFile(t, "otlp.json",
 				`{"config": {"endpoint": "{{endpoint}}", "tls": {"insecure": true}, "attribute_names": "both"}}`), filepath.Join(bin, "tracehop-driver-otlp")}

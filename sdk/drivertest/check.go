@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tracehop/tracehop/core"
 	"github.com/tracehop/tracehop/core/driverhost"
+	"github.com/tracehop/tracehop/core/wire"
 	"github.com/tracehop/tracehop/sdk"
 )
 
@@ -61,7 +63,7 @@ func run(t T, name string, f func(t T)) {
 // viaPlugin starts the driver executable bin through tracehop's host
 // (core/driverhost), as tracehop does; its log goes to logger, or to the
 // check's log when logger is nil.
-func viaPlugin(name, bin string, logger *slog.Logger) starter {
+func viaPlugin(name, bin string, logger *slog.Logger, transport func(string)) starter {
 	return func(t T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
 		l := logger
 		if l == nil {
@@ -73,6 +75,9 @@ func viaPlugin(name, bin string, logger *slog.Logger) starter {
 			return nil, sdk.Capabilities{}, err
 		}
 		t.Cleanup(func() { d.Shutdown(context.Background()) })
+		if transport != nil {
+			transport(d.Transport())
+		}
 		return d, d.Capabilities(), nil
 	}
 }
@@ -120,6 +125,10 @@ type Result struct {
 // order they ran.
 type Report struct {
 	Results []Result
+	// Transports are how batches reached the driver in the checks, each
+	// once ("shm": the span ring; "grpc": inside Export), so that an
+	// author sees whether the host took their ring reader.
+	Transports []string
 }
 
 // OK reports whether no check failed.
@@ -167,6 +176,14 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 		}
 		for _, l := range log {
 			fmt.Fprintf(&b, "      log: %s\n", l)
+		}
+	}
+	for _, tr := range r.Transports {
+		switch tr {
+		case wire.TransportShm:
+			b.WriteString("transport: shm (the driver took the span ring: batches came through shared memory, protocol section 7)\n")
+		default:
+			fmt.Fprintf(&b, "transport: %s (batches came inside Export)\n", tr)
 		}
 	}
 	fmt.Fprintf(&b, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)
@@ -219,7 +236,15 @@ func Check(tg Target) Report {
 		tg.BurstSpans = DefaultBurstSpans
 	}
 	k := kit{name: tg.Name, backend: tg.Backend, invalid: tg.Invalid, burstSpans: tg.BurstSpans, noFailures: tg.NoFailures}
-	runChecks(root, k, viaPlugin(tg.Name, tg.Path, tg.Logger))
+	var mu sync.Mutex
+	seen := func(tr string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Contains(rep.Transports, tr) {
+			rep.Transports = append(rep.Transports, tr)
+		}
+	}
+	runChecks(root, k, viaPlugin(tg.Name, tg.Path, tg.Logger, seen))
 	return rep
 }
 

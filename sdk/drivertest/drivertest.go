@@ -217,7 +217,7 @@ func Run(t *testing.T, s Suite) {
 	})
 	t.Run("Plugin", func(t *testing.T) {
 		bin := buildDriver(t, s.Name, s.MainPackage)
-		runChecks(t, k, viaPlugin(s.Name, bin, nil))
+		runChecks(t, k, viaPlugin(s.Name, bin, nil, nil))
 	})
 }
 

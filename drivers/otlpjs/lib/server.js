@@ -13,6 +13,7 @@ const { decode, BatchError, TAG_KEYS } = require('./batch.js');
 const otlp = require('./otlp.js');
 const status = require('./status.js');
 const config = require('./config.js');
+const { takeRing, readRegion, RingError } = require('./ring.js');
 const { version } = require('../package.json');
 
 const MAGIC_COOKIE_KEY = 'TRACEHOP_DRIVER_MAGIC_COOKIE';
@@ -76,10 +77,13 @@ function retryAfterMs(h) {
 
 /** Driver is the tracehop.driver.v1.Driver service's state. */
 class Driver {
-  constructor() {
+  /** ring is the span ring the host handed over ({fd, size}), or null. */
+  constructor(ring = null) {
     this.cfg = null;
     this.closed = false;
     this.inFlight = new Set();
+    this.ring = ring;
+    this.useRing = false;
   }
 
   configure(call, cb) {
@@ -93,7 +97,14 @@ class Driver {
     }
     this.cfg = c;
     this.scopeVersion = version;
-    log('info', 'configured', { endpoint: c.endpoint, host_version: call.request.host ? call.request.host.version : '' });
+    // Taken only when the host offers the size this driver found (7.2).
+    const offered = String(call.request.span_ring_bytes || '0');
+    this.useRing = this.ring !== null && offered !== '0' && offered === String(this.ring.size);
+    log('info', 'configured', {
+      endpoint: c.endpoint,
+      host_version: call.request.host ? call.request.host.version : '',
+      transport: this.useRing ? 'shm' : 'grpc',
+    });
     cb(null, {
       capabilities: {
         propagation: ['tracecontext'],
@@ -102,8 +113,7 @@ class Driver {
         shared_spans: false,
         secret_keys: config.secretKeys(c),
       },
-      // The shared-memory ring is not taken: every batch comes inside Export.
-      span_ring: false,
+      span_ring: this.useRing,
       span_trace_state: true,
       span_tag_keys: TAG_KEYS.length,
     });
@@ -117,12 +127,23 @@ class Driver {
       return cb(status.permanent('Export after Shutdown'));
     }
     const req = call.request;
+    let batch = req.spans;
     if (req.ring_seq && req.ring_seq !== '0') {
-      return cb(status.permanent('a batch in the span ring, which this driver did not accept'));
+      if (!this.useRing) {
+        return cb(status.permanent('a batch in the span ring, which this driver did not accept'));
+      }
+      try {
+        batch = readRegion(this.ring, req);
+      } catch (e) {
+        if (e instanceof RingError) {
+          return cb(status.permanent(`batch ${req.batch_id}: ${e.message}`));
+        }
+        throw e;
+      }
     }
     let spans;
     try {
-      spans = decode(req.spans, req.span_count, BigInt(Date.now()) * 1000000n, true, TAG_KEYS.length);
+      spans = decode(batch, req.span_count, BigInt(Date.now()) * 1000000n, true, TAG_KEYS.length);
     } catch (e) {
       if (e instanceof BatchError) {
         return cb(status.permanent(`malformed batch ${req.batch_id}: ${e.message}`));
@@ -227,7 +248,14 @@ async function main() {
   const healthPkg = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(__dirname, '..', 'proto', 'health.proto'), loadOpts));
 
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE, 'grpc.max_send_message_length': MAX_MESSAGE });
-  const driver = new Driver();
+  // The span ring (section 7), taken before anything else opens a file.
+  // Its descriptor stays open (Node cannot set close-on-exec): this
+  // driver starts no process that could inherit it.
+  const { ring, reason } = takeRing(process.env);
+  if (ring === null && process.env.TRACEHOP_SPAN_RING_FD) {
+    log('warn', 'the span ring cannot be used: batches come over gRPC', { reason });
+  }
+  const driver = new Driver(ring);
   const streams = new Set();
   let socket = '';
   const exit = (code) => {
