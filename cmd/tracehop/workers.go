@@ -275,6 +275,12 @@ func (s *supervisor) reload() {
 	r.asked = len(r.waiting)
 	s.round = r
 	s.settle() // none to ask: it is in force at once
+	if s.round == r && s.hungAfter > 0 {
+		// A worker that never answers would hold back every later reload:
+		// the watchdog sees it only through an admin server, which may be
+		// off, and only if /healthz hangs too.
+		time.AfterFunc(s.hungAfter, func() { s.overdue(r) })
+	}
 	s.mu.Unlock()
 	s.log.Info("reloading: every worker reloads the config", "config", s.file, "hash", r.hash)
 	s.signal(syscall.SIGHUP, true)
@@ -304,6 +310,37 @@ func (s *supervisor) answer(i int, p *os.Process, sum string) {
 		r.newer = true
 	}
 	s.settle()
+}
+
+// overdue kills the workers that have not answered the round r within
+// -worker-timeout: hung, as far as the config goes. Their exits end their
+// part in the round (clear), which then settles.
+func (s *supervisor) overdue(r *reloadRound) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.round != r || s.stopped {
+		return
+	}
+	for i, p := range r.waiting {
+		if s.procs[i] == p {
+			s.log.Error("a worker has not answered the reload: killing it (SIGQUIT: its goroutines' stacks follow; SIGKILL 2s later), to start it again with the config the others run", "worker", i, "pid", p.Pid, "worker_timeout", s.hungAfter.String())
+			s.kill(i, p)
+		}
+	}
+}
+
+// kill ends worker i, the process p, as hung: SIGQUIT first, so that Go
+// writes every goroutine's stack to the worker's standard error, the
+// supervisor's, and the log says where it hung; SIGKILL 2 s later if it
+// is still there.
+func (s *supervisor) kill(i int, p *os.Process) {
+	p.Signal(syscall.SIGCONT) // a stopped process would not act on SIGQUIT
+	p.Signal(syscall.SIGQUIT)
+	time.AfterFunc(2*time.Second, func() {
+		if s.proc(i) == p {
+			p.Signal(syscall.SIGKILL)
+		}
+	})
 }
 
 // settle ends the round under way once every worker asked has answered
@@ -414,6 +451,9 @@ type supervisor struct {
 	// planned: worker i was stopped to run the config in force; its exit
 	// is no crash, and it starts again at once.
 	planned []bool
+	// hungAfter is -worker-timeout: how long a worker may leave /healthz
+	// or a reload unanswered before it is killed (0: never).
+	hungAfter time.Duration
 }
 
 // reloadRound is one reload of every worker: the config checked, the
@@ -441,7 +481,8 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, goodSum: fmt.Sprintf("%x", sha256.Sum256(raw)), stdout: stdout, stderr: stderr, log: logger,
-		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n), planned: make([]bool, n)}
+		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n), planned: make([]bool, n),
+		hungAfter: hungAfter}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -533,7 +574,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 		defer cancel()
 		go s.watchdog(ctx, admin, hungAfter)
 	case hungAfter > 0:
-		logger.Warn("admin.address is off: no worker is asked whether it answers (-worker-timeout needs the workers' admin servers); a worker is started again only when it exits")
+		logger.Warn("admin.address is off: no worker is asked whether it answers (that needs the workers' admin servers); a worker is started again when it exits, or when it leaves a reload unanswered for -worker-timeout")
 	}
 
 	backoff := make([]time.Duration, n)
@@ -958,17 +999,8 @@ func (s *supervisor) watchdog(ctx context.Context, a *supervisorAdmin, hungAfter
 				continue
 			}
 			if since := now.Sub(missed[i]); since >= hungAfter {
-				// SIGQUIT first: Go writes every goroutine's stack to the
-				// worker's standard error, the supervisor's, so that the log
-				// says where it hung; SIGKILL if it is still there.
 				s.log.Error("a worker has not answered its admin server's /healthz: killing it (SIGQUIT: its goroutines' stacks follow; SIGKILL 2s later), to start it again", "worker", i, "pid", p.Pid, "for", since.Round(time.Millisecond).String(), "worker_timeout", hungAfter.String())
-				p.Signal(syscall.SIGCONT) // a stopped process would not act on SIGQUIT
-				p.Signal(syscall.SIGQUIT)
-				time.AfterFunc(2*time.Second, func() {
-					if s.proc(i) == p {
-						p.Signal(syscall.SIGKILL)
-					}
-				})
+				s.kill(i, p)
 				missed[i] = time.Time{}
 			}
 		}

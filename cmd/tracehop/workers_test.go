@@ -898,6 +898,54 @@ tracing:
 		}
 	})
 
+	// Without admin servers nothing asks a worker whether it answers, but a
+	// reload does: one that leaves it unanswered for -worker-timeout (here:
+	// stopped) is killed and started again with the config the other took,
+	// and the reloads after it are not held back.
+	t.Run("a worker that does not answer a reload, admin off", func(t *testing.T) {
+		body := func(node string) string {
+			return fmt.Sprintf(`node: {id: %s}
+admin: {address: "off"}
+listeners:
+  - {name: in, address: %q, direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
+clusters:
+  - {name: up, endpoints: [%q]}
+`, node, addr, strings.TrimPrefix(up.URL, "http://"))
+		}
+		off := writeConfig(t, body("first"))
+		s := startWorkers(t, bin, off, [3]string{"off", "off", "off"}, "-worker-timeout=2s")
+		syscall.Kill(s.pids[1], syscall.SIGSTOP)
+		stopped(t, s.pids[1])
+		if err := os.WriteFile(off, []byte(body("second")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		from := s.mark()
+		began := time.Now()
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.awaitFrom(t, "worker 1 killed", regexp.MustCompile(`msg="a worker has not answered the reload: killing it [^"]*" worker=1 pid=`+strconv.Itoa(s.pids[1])), from)
+		if took := time.Since(began); took < 2*time.Second {
+			t.Errorf("worker 1 was killed %s after the SIGHUP, before -worker-timeout=2s", took)
+		}
+		m := s.awaitFrom(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`), from)
+		if m[1] == strconv.Itoa(s.pids[1]) {
+			t.Errorf("worker 1 serves again as the same process %s", m[1])
+		}
+		// The next reload is a round of its own, answered by both.
+		if err := os.WriteFile(off, []byte(body("third")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		from = s.mark()
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.awaitFrom(t, "the next reload", regexp.MustCompile(`msg="every worker runs the config"`), from)
+		if strings.Contains(s.logs.String()[from:], "do not run the config") {
+			t.Errorf("after the restart, the workers ran different configs:\n%s", s.logs.String())
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+	})
+
 	// A worker that cannot start fails the start with its exit code (3: a
 	// driver refused its config, which the supervisor does not check),
 	// and the one started is stopped.
