@@ -94,21 +94,39 @@ class Reader {
     }
     throw new BatchError(`${what}: varint longer than 10 bytes at byte ${this.off}`);
   }
+  /**
+   * small reads a varint as a Number: one byte without BigInt (the
+   * lengths and counts of a batch nearly always fit), the rest through
+   * uvarint. A value past 2^53 loses precision, which no comparison with
+   * a batch's length can tell.
+   */
+  small(what) {
+    if (this.off < this.buf.length && this.buf[this.off] < 0x80) {
+      return this.buf[this.off++];
+    }
+    return Number(this.uvarint(what));
+  }
   count(what, min) {
-    const n = this.uvarint(what);
-    if (n * BigInt(min) > BigInt(this.left())) {
+    const n = this.small(what);
+    if (n * min > this.left()) {
       throw new BatchError(`${what} ${n} cannot fit in the ${this.left()} bytes left`);
     }
-    return Number(n);
+    return n;
   }
+  /**
+   * str returns the next string as a view of the batch, not a copy: a
+   * batch's spans are encoded for the back end before the Export that
+   * brought them is answered, and the batch (the request's, or the copy
+   * made out of the ring) is not reused meanwhile.
+   */
   str(what) {
-    const n = this.uvarint(`${what} length`);
-    if (n > BigInt(this.left())) {
+    const n = this.small(`${what} length`);
+    if (n > this.left()) {
       throw new BatchError(`${what} length ${n} runs past the end of the batch (${this.left()} bytes left)`);
     }
-    const s = this.buf.subarray(this.off, this.off + Number(n));
-    this.off += Number(n);
-    return Buffer.from(s); // a copy: the request's memory is not ours after we answer
+    const s = this.buf.subarray(this.off, this.off + n);
+    this.off += n;
+    return s;
   }
 }
 
@@ -148,7 +166,7 @@ function decode(buf, spanCount, now, traceState, tagKeys = 0) {
       throw new BatchError(`remote ip length ${ipLen}: want 0, 4 or 16`);
     }
     r.need(ipLen, 'remote ip');
-    s.remoteIp = Buffer.from(buf.subarray(r.off, r.off + ipLen));
+    s.remoteIp = buf.subarray(r.off, r.off + ipLen);
     r.off += ipLen;
     if (ipLen === 16 && s.remoteIp.subarray(0, 12).equals(V4_MAPPED)) {
       s.remoteIp = s.remoteIp.subarray(12);
@@ -160,11 +178,11 @@ function decode(buf, spanCount, now, traceState, tagKeys = 0) {
     for (let t = 0; t < tags; t++) {
       let key;
       if (numbered) {
-        const n = r.uvarint('tag key number');
-        if (n > BigInt(tagKeys)) {
+        const n = r.small('tag key number');
+        if (n > tagKeys) {
           throw new BatchError(`tag key number ${n} is beyond the ${tagKeys} well-known keys`);
         }
-        key = n === 0n ? r.str('tag key') : TAG_KEYS[Number(n) - 1];
+        key = n === 0 ? r.str('tag key') : TAG_KEYS[n - 1];
       } else {
         key = r.str('tag key');
       }

@@ -20,78 +20,86 @@ function valid(b) {
   return isUtf8(b) ? b : Buffer.from(utf8.decode(b), 'utf8');
 }
 
-function u64BE(hi, lo) {
-  const b = Buffer.alloc(lo === undefined ? 8 : 16);
-  if (lo === undefined) {
-    b.writeBigUInt64BE(hi);
-  } else {
-    b.writeBigUInt64BE(hi);
-    b.writeBigUInt64BE(lo, 8);
+/** ids writes a trace id (hi, lo) or a span id (hi alone) as big-endian bytes. */
+function ids(w, field, hi, lo) {
+  const n = lo === undefined ? 8 : 16;
+  w.tag(field, 2);
+  w.varint(n);
+  w.ensure(n);
+  w.buf.writeBigUInt64BE(hi, w.pos);
+  if (lo !== undefined) {
+    w.buf.writeBigUInt64BE(lo, w.pos + 8);
   }
-  return b;
+  w.pos += n;
 }
 
-function stringAttr(key, value) {
-  const any = new Writer();
+/** stringAttr writes a KeyValue with a string AnyValue as field. */
+function stringAttr(w, field, key, value) {
+  w.fork(field);
+  w.bytes(1, valid(key));
   // A string value is written even when empty: AnyValue is a oneof.
   const v = valid(value);
-  any.tag(1, 2);
-  any.varint(v.length);
-  any.push(v);
-  const kv = new Writer();
-  kv.bytes(1, valid(key));
-  kv.message(2, any);
-  return kv;
+  w.fork(2);
+  w.tag(1, 2);
+  w.varint(v.length);
+  w.push(v);
+  w.ldelim();
+  w.ldelim();
 }
 
-function intAttr(key, value) {
-  const any = new Writer();
-  any.tag(3, 0);
-  any.varint(value);
-  const kv = new Writer();
-  kv.bytes(1, key);
-  kv.message(2, any);
-  return kv;
+function intAttr(w, field, key, value) {
+  w.fork(field);
+  w.bytes(1, key);
+  w.fork(2);
+  w.tag(3, 0);
+  w.varint(value);
+  w.ldelim();
+  w.ldelim();
 }
 
-function span(s) {
-  const w = new Writer();
-  w.bytes(1, u64BE(s.traceIdHigh, s.traceIdLow));
-  w.bytes(2, u64BE(s.spanId));
+const PEER_SERVICE = Buffer.from('peer.service');
+const PEER_ADDRESS = Buffer.from('network.peer.address');
+const SERVICE_NAME = Buffer.from('service.name');
+
+/** span writes s as a Span, field 2 of a ScopeSpans. */
+function span(w, s) {
+  w.fork(2);
+  ids(w, 1, s.traceIdHigh, s.traceIdLow);
+  ids(w, 2, s.spanId);
   if (s.traceState.length > 0) {
     w.bytes(3, valid(s.traceState));
   }
   // A root span has no parent_span_id at all: 8 zero bytes are not a root
   // to back ends.
   if (s.parentId !== 0n) {
-    w.bytes(4, u64BE(s.parentId));
+    ids(w, 4, s.parentId);
   }
   w.bytes(5, valid(s.name));
   w.uint(6, OTLP_KIND[s.kind] || 1);
   w.fixed64(7, s.start);
   w.fixed64(8, s.start + s.duration);
   for (const t of s.tags) {
-    w.message(9, stringAttr(t.key, t.value));
+    stringAttr(w, 9, t.key, t.value);
   }
   if (s.remoteService.length > 0) {
-    w.message(9, stringAttr(Buffer.from('peer.service'), s.remoteService));
+    stringAttr(w, 9, PEER_SERVICE, s.remoteService);
   }
   if (s.remoteIp.length > 0) {
-    w.message(9, stringAttr(Buffer.from('network.peer.address'), Buffer.from(ipString(s.remoteIp))));
+    stringAttr(w, 9, PEER_ADDRESS, Buffer.from(ipString(s.remoteIp)));
   }
   if (s.remotePort !== 0) {
-    w.message(9, intAttr('network.peer.port', s.remotePort));
+    intAttr(w, 9, 'network.peer.port', s.remotePort);
   }
   for (const e of s.events) {
-    const ev = new Writer();
-    ev.fixed64(1, e.unixNano);
-    ev.bytes(2, valid(e.value));
-    w.message(11, ev);
+    w.fork(11);
+    w.fixed64(1, e.unixNano);
+    w.bytes(2, valid(e.value));
+    w.ldelim();
   }
   if (s.error) {
-    const st = new Writer();
-    st.uint(3, STATUS_CODE_ERROR);
-    w.message(15, st);
+    w.fork(15);
+    w.uint(3, STATUS_CODE_ERROR);
+    w.ldelim();
   }
   let flags = s.sampled ? SPAN_FLAG_SAMPLED : 0;
   if (s.parentId !== 0n) {
@@ -104,7 +112,7 @@ function span(s) {
     flags |= SPAN_FLAG_HAS_IS_REMOTE | (origin === ORIGIN_REMOTE ? SPAN_FLAG_IS_REMOTE : 0);
   }
   w.fixed32(16, flags);
-  return w;
+  w.ldelim();
 }
 
 /**
@@ -120,30 +128,29 @@ function request(spans, { resource = {}, scopeVersion = '' } = {}) {
     }
     byService.get(key).spans.push(s);
   }
-  const req = new Writer();
+  const w = new Writer(512 * spans.length + 256);
   for (const { service, spans: group } of byService.values()) {
-    const res = new Writer();
-    const attrs = { ...resource };
-    const r = new Writer();
-    if (!('service.name' in attrs)) {
-      r.message(1, stringAttr(Buffer.from('service.name'), service));
+    w.fork(1); // ResourceSpans
+    w.fork(1); // Resource
+    if (!('service.name' in resource)) {
+      stringAttr(w, 1, SERVICE_NAME, service);
     }
-    for (const [k, v] of Object.entries(attrs)) {
-      r.message(1, stringAttr(Buffer.from(k), Buffer.from(String(v))));
+    for (const [k, v] of Object.entries(resource)) {
+      stringAttr(w, 1, Buffer.from(k), Buffer.from(String(v)));
     }
-    res.message(1, r);
-    const scope = new Writer();
-    const sc = new Writer();
-    sc.bytes(1, 'tracehop-driver-otlpjs');
-    sc.bytes(2, scopeVersion);
-    scope.message(1, sc);
+    w.ldelim();
+    w.fork(2); // ScopeSpans
+    w.fork(1); // InstrumentationScope
+    w.bytes(1, 'tracehop-driver-otlpjs');
+    w.bytes(2, scopeVersion);
+    w.ldelim();
     for (const s of group) {
-      scope.message(2, span(s));
+      span(w, s);
     }
-    res.message(2, scope);
-    req.message(1, res);
+    w.ldelim();
+    w.ldelim();
   }
-  return req.finish();
+  return w.finish();
 }
 
 /**

@@ -3,55 +3,83 @@
 // response and google.rpc.Status with its details, so that those messages
 // need no generated code.
 
+/**
+ * Writer writes a message into one growing buffer. A nested message is
+ * written in place between fork and ldelim: its length, known only at the
+ * end, goes before it (in the byte reserved for it, the message moved
+ * along when the length needs more). The first edition made a Buffer per
+ * varint and copied each nested message into its parent: about 55 µs of
+ * CPU per span (node bench/encode.js), most of it allocation.
+ */
 class Writer {
-  constructor() {
-    this.parts = [];
-    this.len = 0;
+  constructor(size = 256) {
+    this.buf = Buffer.allocUnsafe(size);
+    this.pos = 0;
+    this.forks = [];
+  }
+  ensure(n) {
+    if (this.pos + n > this.buf.length) {
+      const b = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.pos + n));
+      this.buf.copy(b, 0, 0, this.pos);
+      this.buf = b;
+    }
   }
   push(b) {
-    this.parts.push(b);
-    this.len += b.length;
+    this.ensure(b.length);
+    this.pos += b.copy(this.buf, this.pos);
   }
+  /** varint writes v (a number or a BigInt, below 2^64). */
   varint(v) {
+    this.ensure(10);
+    if (typeof v === 'number' && v >= 0 && v <= 0xffffffff) {
+      while (v >= 0x80) {
+        this.buf[this.pos++] = (v & 0x7f) | 0x80;
+        v = Math.floor(v / 128);
+      }
+      this.buf[this.pos++] = v;
+      return;
+    }
     v = BigInt.asUintN(64, BigInt(v));
-    const out = [];
     while (v >= 0x80n) {
-      out.push(Number(v & 0x7fn) | 0x80);
+      this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
       v >>= 7n;
     }
-    out.push(Number(v));
-    this.push(Buffer.from(out));
+    this.buf[this.pos++] = Number(v);
   }
   tag(field, wire) {
     this.varint((field << 3) | wire);
   }
   /** uint32/uint64/int64/enum/bool as a varint field; 0 is left out. */
   uint(field, v) {
-    if (BigInt(v) !== 0n) {
+    if (v !== 0 && v !== 0n && BigInt(v) !== 0n) {
       this.tag(field, 0);
       this.varint(v);
     }
   }
   fixed64(field, v) {
     this.tag(field, 1);
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)));
-    this.push(b);
+    this.ensure(8);
+    this.pos = this.buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), this.pos);
   }
   fixed32(field, v) {
     this.tag(field, 5);
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v >>> 0);
-    this.push(b);
+    this.ensure(4);
+    this.pos = this.buf.writeUInt32LE(v >>> 0, this.pos);
   }
   /** bytes, a string (made UTF-8) or a nested Writer; empty is left out. */
   bytes(field, v) {
-    let b = v;
     if (typeof v === 'string') {
-      b = Buffer.from(v, 'utf8');
-    } else if (v instanceof Writer) {
-      b = v.finish();
+      const n = Buffer.byteLength(v, 'utf8');
+      if (n === 0) {
+        return;
+      }
+      this.tag(field, 2);
+      this.varint(n);
+      this.ensure(n);
+      this.pos += this.buf.write(v, this.pos, 'utf8');
+      return;
     }
+    const b = v instanceof Writer ? v.finish() : v;
     if (b.length === 0) {
       return;
     }
@@ -66,8 +94,35 @@ class Writer {
     this.varint(b.length);
     this.push(b);
   }
+  /** fork begins a nested message, written even when empty, ended by ldelim. */
+  fork(field) {
+    this.tag(field, 2);
+    this.ensure(1);
+    this.forks.push(this.pos);
+    this.pos++; // its length's first byte
+  }
+  ldelim() {
+    const at = this.forks.pop();
+    const n = this.pos - at - 1;
+    let size = 1;
+    for (let v = n; v >= 0x80; v = Math.floor(v / 128)) {
+      size++;
+    }
+    if (size > 1) {
+      this.ensure(size - 1);
+      this.buf.copyWithin(at + size, at + 1, this.pos);
+      this.pos += size - 1;
+    }
+    let v = n;
+    let i = at;
+    while (v >= 0x80) {
+      this.buf[i++] = (v & 0x7f) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[i] = v;
+  }
   finish() {
-    return Buffer.concat(this.parts, this.len);
+    return this.buf.subarray(0, this.pos);
   }
 }
 
