@@ -505,7 +505,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM or SIGINT, how long requests in flight and queued spans get to finish (and, on a reload, how long the replaced config waits for its requests)")
 	watch := fs.Bool("watch", true, "reload the config when its file changes (checked every second; SIGHUP and POST /reload on the admin server reload too)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file (with -workers, worker i's to FILE.i)")
-	hungAfter := fs.Duration("worker-timeout", 30*time.Second, "with -workers: a worker whose admin server has not answered /healthz for this long, or that has not answered a reload for this long, is killed and started again (0: never)")
+	hungAfter := fs.Duration("worker-timeout", 30*time.Second, "with -workers: a worker whose admin server has not answered /healthz for this long is killed and started again, and so is one that has not answered a reload 2s after this long, a worker's reload giving up after this long (0: never, reloads get a minute)")
 	workers := workersFlag{n: 1}
 	fs.Var(&workers, "workers", "run this many tracehop processes of GOMAXPROCS 1 on the same listeners (each listener needs reuse_port: true; Linux), or auto for one per CPU; their supervisor's admin server on admin.address merges their metrics, worker i's is on its port + 1 + i (README: One process per core)")
 	file, logger, code := cf.parse(fs, args, stderr)
@@ -666,7 +666,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				if sum, err := fw.sum(); err == nil {
 					fw.saw(sum)
 				}
-				rctx, cancel := context.WithTimeout(ctx, time.Minute)
+				rctx, cancel := context.WithTimeout(ctx, workerReloadTimeout())
 				sum, err := a.ReloadFileSum(rctx) // logs what happened
 				cancel()
 				reportReload(ready, err, sum) // to a worker's supervisor

@@ -53,7 +53,19 @@ const (
 	// worker i's admin server is at its port + 1 + i for the supervisor's
 	// life, whatever the file says later.
 	envWorkersAdmin = "TRACEHOP_WORKERS_ADMIN"
+	// envWorkerReload is how long a worker's reload may take before the
+	// worker gives it up (and answers that it refused it): -worker-timeout,
+	// so that a worker silent a little longer is hung, not slow.
+	envWorkerReload = "TRACEHOP_WORKER_RELOAD_TIMEOUT"
 )
+
+// reloadTimeout bounds one reload of the config (its drivers' start and
+// configure included, 20 s at most each) where -worker-timeout does not.
+const reloadTimeout = time.Minute
+
+// reloadGrace is how much longer than a worker's own reload budget the
+// supervisor waits for its answer before it counts the worker hung.
+const reloadGrace = 2 * time.Second
 
 // A worker's descriptors from its supervisor: the pipe on which it says
 // that it serves, and the config it starts with (the last one the
@@ -266,10 +278,14 @@ func (s *supervisor) reload() {
 		s.mu.Unlock()
 		return
 	}
-	r := &reloadRound{raw: raw, sum: fmt.Sprintf("%x", sum), hash: proxy.HashConfig(cfg), waiting: map[int]*os.Process{}}
+	r := &reloadRound{raw: raw, sum: fmt.Sprintf("%x", sum), hash: proxy.HashConfig(cfg), waiting: map[int]*os.Process{}, askedAt: map[int]time.Time{}}
+	now := time.Now()
 	for i, p := range s.procs {
 		if p != nil { // one starting gets the SIGHUP once it serves
 			r.waiting[i] = p
+			if s.ready[i] {
+				r.askedAt[i] = now
+			}
 		}
 	}
 	r.asked = len(r.waiting)
@@ -278,8 +294,10 @@ func (s *supervisor) reload() {
 	if s.round == r && s.hungAfter > 0 {
 		// A worker that never answers would hold back every later reload:
 		// the watchdog sees it only through an admin server, which may be
-		// off, and only if /healthz hangs too.
-		time.AfterFunc(s.hungAfter, func() { s.overdue(r) })
+		// off, and only if /healthz hangs too. A worker's own reload gives
+		// up after -worker-timeout (envWorkerReload): one silent past that
+		// is hung.
+		time.AfterFunc(s.hungAfter+reloadGrace, func() { s.overdue(r) })
 	}
 	s.mu.Unlock()
 	s.log.Info("reloading: every worker reloads the config", "config", s.file, "hash", r.hash)
@@ -312,20 +330,38 @@ func (s *supervisor) answer(i int, p *os.Process, sum string) {
 	s.settle()
 }
 
-// overdue kills the workers that have not answered the round r within
-// -worker-timeout: hung, as far as the config goes. Their exits end their
-// part in the round (clear), which then settles.
+// overdue kills the workers that have not answered the round r for
+// -worker-timeout (and reloadGrace) since they were asked: hung, as far as
+// the config goes. Their exits end their part in the round (clear),
+// which then settles. A worker asked later (it was starting) or still
+// starting is looked at again when its own time is up.
 func (s *supervisor) overdue(r *reloadRound) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.round != r || s.stopped {
 		return
 	}
+	wait := s.hungAfter + reloadGrace
+	next := time.Duration(0)
 	for i, p := range r.waiting {
-		if s.procs[i] == p {
-			s.log.Error("a worker has not answered the reload: killing it (SIGQUIT: its goroutines' stacks follow; SIGKILL 2s later), to start it again with the config the others run", "worker", i, "pid", p.Pid, "worker_timeout", s.hungAfter.String())
-			s.kill(i, p)
+		if s.procs[i] != p {
+			continue
 		}
+		at, asked := r.askedAt[i]
+		if left := wait - time.Since(at); !asked || left > 0 {
+			if !asked {
+				left = wait
+			}
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		s.log.Error("a worker has not answered the reload: killing it (SIGQUIT: its goroutines' stacks follow; SIGKILL 2s later), to start it again with the config in force", "worker", i, "pid", p.Pid, "worker_timeout", s.hungAfter.String())
+		s.kill(i, p)
+	}
+	if next > 0 {
+		time.AfterFunc(next, func() { s.overdue(r) })
 	}
 }
 
@@ -463,6 +499,7 @@ type reloadRound struct {
 	raw           []byte
 	sum, hash     string
 	waiting       map[int]*os.Process
+	askedAt       map[int]time.Time // when each worker waited for got its SIGHUP
 	asked         int
 	took, refused []int
 	newer         bool // a worker took content newer than the round's: the file changed meanwhile
@@ -683,6 +720,9 @@ func (s *supervisor) start(i int, exits chan<- workerExit) (*os.File, error) {
 	cmd := exec.Command("/proc/self/exe", s.args...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(os.Environ(), envWorker+"="+strconv.Itoa(i), envWorkers+"="+strconv.Itoa(s.n), envWorkersAdmin+"="+s.admin)
+	if s.hungAfter > 0 {
+		cmd.Env = append(cmd.Env, envWorkerReload+"="+s.hungAfter.String())
+	}
 	if os.Getenv("GOMAXPROCS") == "" {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
@@ -874,6 +914,9 @@ func (s *supervisor) markReady(i int, p *os.Process, addr string) bool {
 	case s.hup[i]:
 		s.hup[i] = false
 		p.Signal(syscall.SIGHUP)
+		if r := s.round; r != nil && r.waiting[i] == p {
+			r.askedAt[i] = time.Now()
+		}
 	}
 	return true
 }
@@ -1039,4 +1082,13 @@ func (s *supervisor) waitAll(exits chan workerExit, sigs chan os.Signal) {
 			}
 		}
 	}
+}
+
+// workerReloadTimeout is how long this process's reload may take: its
+// supervisor's -worker-timeout for a worker, reloadTimeout otherwise.
+func workerReloadTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(envWorkerReload)); err == nil && d > 0 {
+		return min(d, reloadTimeout)
+	}
+	return reloadTimeout
 }

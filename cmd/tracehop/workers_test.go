@@ -1066,3 +1066,18 @@ func freeAdminRun(t *testing.T) [3]string {
 	t.Fatal("no three consecutive free ports")
 	return [3]string{}
 }
+
+// A worker's reload gives up after its supervisor's -worker-timeout, and
+// never after more than a minute; a process that is no worker gets the
+// minute.
+func TestWorkerReloadTimeout(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+	}{{"", time.Minute}, {"2s", 2 * time.Second}, {"30s", 30 * time.Second}, {"5m", time.Minute}, {"0s", time.Minute}, {"soon", time.Minute}} {
+		t.Setenv(envWorkerReload, c.env)
+		if got := workerReloadTimeout(); got != c.want {
+			t.Errorf("%s=%q: %s, want %s", envWorkerReload, c.env, got, c.want)
+		}
+	}
+}
