@@ -62,7 +62,8 @@ func run(t T, name string, f func(t T)) {
 
 // viaPlugin starts the driver executable bin through tracehop's host
 // (core/driverhost), as tracehop does; its log goes to logger, or to the
-// check's log when logger is nil.
+// check's log when logger is nil. transport, when not nil, is told what
+// each start agreed on (Process.Transport).
 func viaPlugin(name, bin string, logger *slog.Logger, transport func(string)) starter {
 	return func(t T, config map[string]any) (sdk.Driver, sdk.Capabilities, error) {
 		l := logger
@@ -125,9 +126,10 @@ type Result struct {
 // order they ran.
 type Report struct {
 	Results []Result
-	// Transports are how batches reached the driver in the checks, each
-	// once ("shm": the span ring; "grpc": inside Export), so that an
-	// author sees whether the host took their ring reader.
+	// Transports are what the driver's starts agreed on at Configure, each
+	// once ("shm": it took the span ring, though a batch that does not fit
+	// there still comes inside Export; "grpc": every batch inside Export),
+	// so that an author sees whether the host took their ring reader.
 	Transports []string
 }
 
@@ -181,9 +183,9 @@ func (r Report) Write(w io.Writer, verbose bool) error {
 	for _, tr := range r.Transports {
 		switch tr {
 		case wire.TransportShm:
-			b.WriteString("transport: shm (the driver took the span ring: batches came through shared memory, protocol section 7)\n")
+			b.WriteString("transport: shm (the driver took the span ring: batches come through shared memory, protocol section 7)\n")
 		default:
-			fmt.Fprintf(&b, "transport: %s (batches came inside Export)\n", tr)
+			fmt.Fprintf(&b, "transport: %s (batches come inside Export)\n", tr)
 		}
 	}
 	fmt.Fprintf(&b, "%d passed, %d failed, %d skipped\n", passed, failed, skipped)

@@ -47,6 +47,7 @@ function stringAttr(w, field, key, value) {
   w.ldelim();
 }
 
+/** intAttr writes a KeyValue with an int AnyValue as field. */
 function intAttr(w, field, key, value) {
   w.fork(field);
   w.bytes(1, key);

@@ -65,6 +65,9 @@ function readRegion(ring, req, read = fs.readSync) {
   const length = BigInt(req.ring_length || 0);
   const seq = BigInt(req.ring_seq || 0);
   const size = BigInt(ring.size);
+  if (seq === 0n) {
+    throw new RingError('ring_seq 0 names no region');
+  }
   if (off % 8n !== 0n) {
     throw new RingError(`ring_offset ${off} is not a multiple of 8`);
   }

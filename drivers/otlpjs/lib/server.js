@@ -135,10 +135,10 @@ class Driver {
       try {
         batch = readRegion(this.ring, req);
       } catch (e) {
-        if (e instanceof RingError) {
-          return cb(status.permanent(`batch ${req.batch_id}: ${e.message}`));
-        }
-        throw e;
+        // A region refused (section 7.4), or the descriptor failing: the
+        // batch is dropped and counted by the host, and the driver lives.
+        const why = e instanceof RingError ? e.message : `reading the span ring: ${e.message}`;
+        return cb(status.permanent(`batch ${req.batch_id}: ${why}`));
       }
     }
     let spans;
@@ -248,9 +248,8 @@ async function main() {
   const healthPkg = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(__dirname, '..', 'proto', 'health.proto'), loadOpts));
 
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE, 'grpc.max_send_message_length': MAX_MESSAGE });
-  // The span ring (section 7), taken before anything else opens a file.
-  // Its descriptor stays open (Node cannot set close-on-exec): this
-  // driver starts no process that could inherit it.
+  // The span ring (section 7). Its descriptor stays open (Node cannot set
+  // close-on-exec): this driver starts no process that could inherit it.
   const { ring, reason } = takeRing(process.env);
   if (ring === null && process.env.TRACEHOP_SPAN_RING_FD) {
     log('warn', 'the span ring cannot be used: batches come over gRPC', { reason });
