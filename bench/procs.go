@@ -220,6 +220,30 @@ func treeRSS(pid int) map[string][2]int64 {
 	return out
 }
 
+// treePSS is the proportional set size of pid and its descendants, in
+// bytes: each page counted once over the processes that share it. The
+// executable's pages are shared by every process of one executable (a
+// supervisor and its workers, the workers' drivers): RSS counts them once
+// per process, a cgroup's memory (a pod's limit) once. 0 where
+// /proc/PID/smaps_rollup cannot be read (before Linux 4.14).
+func treePSS(pid int) int64 {
+	var total int64
+	for _, p := range tree(pid) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/smaps_rollup")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				total += kb << 10
+				break
+			}
+		}
+	}
+	return total
+}
+
 // cpuTicks returns the machine's CPU time so far, in clock ticks, and the
 // part of it the hypervisor gave to other guests (steal): /proc/stat's
 // first line. ok is false where there is no /proc/stat.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -42,5 +44,21 @@ func TestLaunchRefusesATakenAddress(t *testing.T) {
 	ln.Close()
 	if err := addrFree(free); err != nil {
 		t.Fatalf("a closed listener's address: %v, want free", err)
+	}
+}
+
+// treePSS counts this process's pages, each once over its sharers: more
+// than nothing and no more than its RSS.
+func TestTreePSS(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/PID/smaps_rollup is Linux's")
+	}
+	pss := treePSS(os.Getpid())
+	var rss int64
+	for _, r := range treeRSS(os.Getpid()) {
+		rss += r[0]
+	}
+	if pss <= 0 || pss > rss+1<<20 {
+		t.Fatalf("PSS %d bytes against RSS %d: want more than 0 and no more than the RSS", pss, rss)
 	}
 }

@@ -66,6 +66,11 @@ type config struct {
 	// it): memory per sidecar, tracehop and its driver.
 	IdleRSS map[string][2]int64 `json:"idle_rss_bytes,omitempty"`
 	RateRSS map[string][2]int64 `json:"rss_at_1000_rps_bytes,omitempty"`
+	// The same as proportional set sizes, the processes together (treePSS):
+	// what a sidecar of several processes costs the machine, its shared
+	// executable's pages counted once.
+	IdlePSS int64 `json:"idle_pss_bytes,omitempty"`
+	RatePSS int64 `json:"pss_at_1000_rps_bytes,omitempty"`
 	// Spans, for traced configurations: tracehop's counters and what the
 	// receiver decoded.
 	SpansSampled  int64            `json:"spans_sampled,omitempty"`
@@ -390,6 +395,14 @@ func rssCell(rss map[string][2]int64) string {
 	return fmt.Sprintf("%.1f (%s)", float64(total)/(1<<20), strings.Join(parts, ", "))
 }
 
+// mib writes bytes in MiB, "-" for none (a run from before it was measured).
+func mib(b int64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", float64(b)/(1<<20))
+}
+
 func us(d time.Duration) string { return strconv.FormatInt(d.Microseconds(), 10) }
 
 // table renders the medians and the ratios as Markdown.
@@ -455,10 +468,10 @@ func (r *results) table() string {
 	for _, name := range r.Order {
 		if c := r.Configs[name]; c.IdleRSS != nil && c.RateRSS != nil {
 			if !mem {
-				b.WriteString("\n| memory per sidecar, RSS MiB | idle | at 1,000 req/s |\n|---|---:|---:|\n")
+				b.WriteString("\n| memory per sidecar, MiB | RSS idle | RSS at 1,000 req/s | PSS idle | PSS at 1,000 req/s |\n|---|---:|---:|---:|---:|\n")
 				mem = true
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", name, rssCell(c.IdleRSS), rssCell(c.RateRSS))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, rssCell(c.IdleRSS), rssCell(c.RateRSS), mib(c.IdlePSS), mib(c.RatePSS))
 		}
 	}
 	if len(r.Ratios) > 0 {
