@@ -482,7 +482,7 @@ func run(ctx context.Context, o options) error {
 	for _, t := range targets {
 		if t.admin != "" && t.proc != nil { // tracehop, before any request
 			res.Configs[t.Name].IdleRSS = treeRSS(t.proc.pid())
-			res.Configs[t.Name].IdlePSS = treePSS(t.proc.pid())
+			res.Configs[t.Name].IdleMem = treeMem(t.proc.pid())
 		}
 	}
 	total := len(targets) * o.rounds
@@ -520,7 +520,7 @@ func run(ctx context.Context, o options) error {
 		select {
 		case <-time.After(10 * time.Second):
 			res.Configs[t.Name].RateRSS = treeRSS(t.proc.pid())
-			res.Configs[t.Name].RatePSS = treePSS(t.proc.pid())
+			res.Configs[t.Name].RateMem = treeMem(t.proc.pid())
 		case <-ctx.Done():
 		}
 		if err := <-done; err != nil {

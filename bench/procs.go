@@ -220,26 +220,46 @@ func treeRSS(pid int) map[string][2]int64 {
 	return out
 }
 
-// treePSS is the proportional set size of pid and its descendants, in
-// bytes: each page counted once over the processes that share it. The
-// executable's pages are shared by every process of one executable (a
-// supervisor and its workers, the workers' drivers): RSS counts them once
-// per process, a cgroup's memory (a pod's limit) once. 0 where
-// /proc/PID/smaps_rollup cannot be read (before Linux 4.14).
-func treePSS(pid int) int64 {
-	var total int64
+// treeMem is the memory of pid and its descendants with every shared page
+// counted once, as a cgroup (a pod's limit) counts it, in bytes: their
+// anonymous memory, each executable's file pages once (a supervisor and
+// its workers run one executable, their drivers another: RSS counts those
+// pages once per process), and each span ring once (a worker's shared
+// memory, which its driver maps too). Proportional set sizes would do the
+// same for one sidecar alone, but the bench runs every configuration at
+// once from the same executables, which would share the pages among all
+// of them.
+func treeMem(pid int) int64 {
+	var anon, shmem int64
+	file := map[string]int64{}
 	for _, p := range tree(pid) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/smaps_rollup")
+		comm, _, _, ok := procStat(p)
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/status")
 		if err != nil {
 			continue
 		}
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				total += kb << 10
-				break
+			k, v, _ := strings.Cut(line, ":")
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "RssAnon":
+				anon += kb << 10
+			case "RssFile":
+				file[exe] = max(file[exe], kb<<10)
+			case "RssShmem":
+				if !strings.HasPrefix(comm, "tracehop-driver") { // its ring is its worker's
+					shmem += kb << 10
+				}
 			}
 		}
+	}
+	total := anon + shmem
+	for _, f := range file {
+		total += f
 	}
 	return total
 }

@@ -66,11 +66,10 @@ type config struct {
 	// it): memory per sidecar, tracehop and its driver.
 	IdleRSS map[string][2]int64 `json:"idle_rss_bytes,omitempty"`
 	RateRSS map[string][2]int64 `json:"rss_at_1000_rps_bytes,omitempty"`
-	// The same as proportional set sizes, the processes together (treePSS):
-	// what a sidecar of several processes costs the machine, its shared
-	// executable's pages counted once.
-	IdlePSS int64 `json:"idle_pss_bytes,omitempty"`
-	RatePSS int64 `json:"pss_at_1000_rps_bytes,omitempty"`
+	// The same with every shared page counted once (treeMem): what a
+	// sidecar of several processes costs the machine.
+	IdleMem int64 `json:"idle_mem_once_bytes,omitempty"`
+	RateMem int64 `json:"mem_once_at_1000_rps_bytes,omitempty"`
 	// Spans, for traced configurations: tracehop's counters and what the
 	// receiver decoded.
 	SpansSampled  int64            `json:"spans_sampled,omitempty"`
@@ -468,10 +467,10 @@ func (r *results) table() string {
 	for _, name := range r.Order {
 		if c := r.Configs[name]; c.IdleRSS != nil && c.RateRSS != nil {
 			if !mem {
-				b.WriteString("\n| memory per sidecar, MiB | RSS idle | RSS at 1,000 req/s | PSS idle | PSS at 1,000 req/s |\n|---|---:|---:|---:|---:|\n")
+				b.WriteString("\n| memory per sidecar, MiB | RSS idle | RSS at 1,000 req/s | shared pages once, idle | shared pages once, at 1,000 req/s |\n|---|---:|---:|---:|---:|\n")
 				mem = true
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, rssCell(c.IdleRSS), rssCell(c.RateRSS), mib(c.IdlePSS), mib(c.RatePSS))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, rssCell(c.IdleRSS), rssCell(c.RateRSS), mib(c.IdleMem), mib(c.RateMem))
 		}
 	}
 	if len(r.Ratios) > 0 {
