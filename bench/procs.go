@@ -190,33 +190,46 @@ func tree(pid int) []int {
 	return out
 }
 
-// treeRSS is the resident memory of pid and its descendants, now and at
-// peak (VmHWM), in bytes, by command name.
-func treeRSS(pid int) map[string][2]int64 {
-	out := map[string][2]int64{}
+// statusBytes reads the sizes /proc/PID/status gives in kB, in bytes,
+// by name (VmRSS, RssAnon, ...); false when the process is gone.
+func statusBytes(pid int) (map[string]int64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil, false
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if v, ok := strings.CutSuffix(strings.TrimSpace(v), " kB"); ok {
+			kb, _ := strconv.ParseInt(v, 10, 64)
+			out[k] = kb << 10
+		}
+	}
+	return out, true
+}
+
+// eachStatus calls f with every process of pid's tree that still runs:
+// its pid, command name and status sizes (statusBytes).
+func eachStatus(pid int, f func(p int, comm string, st map[string]int64)) {
 	for _, p := range tree(pid) {
 		comm, _, _, ok := procStat(p)
 		if !ok {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/status")
-		if err != nil {
-			continue
+		if st, ok := statusBytes(p); ok {
+			f(p, comm, st)
 		}
-		var rss, hwm int64
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			switch k {
-			case "VmRSS":
-				rss = kb << 10
-			case "VmHWM":
-				hwm = kb << 10
-			}
-		}
-		cur := out[comm]
-		out[comm] = [2]int64{cur[0] + rss, cur[1] + hwm}
 	}
+}
+
+// treeRSS is the resident memory of pid and its descendants, now and at
+// peak (VmHWM), in bytes, by command name.
+func treeRSS(pid int) map[string][2]int64 {
+	out := map[string][2]int64{}
+	eachStatus(pid, func(_ int, comm string, st map[string]int64) {
+		cur := out[comm]
+		out[comm] = [2]int64{cur[0] + st["VmRSS"], cur[1] + st["VmHWM"]}
+	})
 	return out
 }
 
@@ -232,31 +245,14 @@ func treeRSS(pid int) map[string][2]int64 {
 func treeMem(pid int) int64 {
 	var anon, shmem int64
 	file := map[string]int64{}
-	for _, p := range tree(pid) {
-		comm, _, _, ok := procStat(p)
-		if !ok {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/status")
-		if err != nil {
-			continue
-		}
+	eachStatus(pid, func(p int, comm string, st map[string]int64) {
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			switch k {
-			case "RssAnon":
-				anon += kb << 10
-			case "RssFile":
-				file[exe] = max(file[exe], kb<<10)
-			case "RssShmem":
-				if !strings.HasPrefix(comm, "tracehop-driver") { // its ring is its worker's
-					shmem += kb << 10
-				}
-			}
+		anon += st["RssAnon"]
+		file[exe] = max(file[exe], st["RssFile"])
+		if !strings.HasPrefix(comm, "tracehop-driver") { // a driver's ring is its worker's
+			shmem += st["RssShmem"]
 		}
-	}
+	})
 	total := anon + shmem
 	for _, f := range file {
 		total += f
