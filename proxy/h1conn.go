@@ -110,8 +110,11 @@ type fastConn struct {
 	served bool
 	// state is connIdle while the connection waits for the first byte of
 	// a request: only then may drain wake it, or the listener close it to
-	// make room (connEvicted), so that no request is cut.
+	// make room (connEvicted), so that no request is cut. On a plaintext
+	// connection each read attempt makes it busy first (fill).
 	state atomic.Int32
+	// waiting: waitIdle's wait is under way (fill minds the state).
+	waiting bool
 	// idleSince orders idle connections for eviction, oldest first: those
 	// that never sent a request before those that did.
 	idleSince atomic.Int64
@@ -266,17 +269,41 @@ func (fc *fastConn) fill(fd uintptr) bool {
 	if len(fc.stash) > 0 {
 		return fc.fillStash(int(fd))
 	}
+	if fc.waiting {
+		// Busy before the read, not after it: between a read that took a
+		// request's first bytes and the change of state, an eviction
+		// would have found the connection idle and its socket empty, and
+		// closed it with the request half read (TestConnectionLimit, under
+		// load). An evicted connection reads nothing more.
+		if !fc.state.CompareAndSwap(connIdle, connBusy) {
+			fc.fillErr = errEvicted
+			return true
+		}
+	}
 	fc.takeReader()
 	fc.src.fd, fc.src.raw = int(fd), true
 	_, err := fc.br.Peek(1)
 	fc.src.raw = false
 	if err == errWouldBlock {
 		fc.putReader()
+		if fc.waiting {
+			fc.state.Store(connIdle)
+			// Drain sets closing, then wakes the connections it finds
+			// idle: one busy for this read was not woken, and sees it here.
+			if fc.closing.Load() {
+				fc.fillErr = errEvicted
+				return true
+			}
+		}
 		return false
 	}
 	fc.fillErr = err
 	return true
 }
+
+// errEvicted ends the wait of a connection closed to make room, or woken
+// by drain: it serves nothing more.
+var errEvicted = errors.New("connection closed while idle")
 
 // fillStash reads the next bytes of a head in parts into the stash,
 // without a read buffer: a slow client (a slowloris) costs what it sent.
@@ -340,7 +367,12 @@ func (fc *fastConn) waitIdle() bool {
 		since = fc.st.start.UnixNano()
 	}
 	fc.idleSince.Store(since)
-	fc.state.Store(connIdle)
+	// Idle again after a request; a new connection is idle from its
+	// accept on (listener.newConn), and may have been evicted before its
+	// goroutine first ran: then it ends here.
+	if !fc.state.CompareAndSwap(connBusy, connIdle) && fc.state.Load() != connIdle {
+		return false
+	}
 	if fc.closing.Load() {
 		return false
 	}
@@ -361,11 +393,15 @@ func (fc *fastConn) waitIdle() bool {
 		if fc.yield {
 			runtime.Gosched()
 		}
+		fc.waiting = true
 		err = fc.awaitBytes()
+		fc.waiting = false
 	} else {
 		_, err = fc.br.Peek(1)
 	}
-	if !fc.state.CompareAndSwap(connIdle, connBusy) {
+	// fill has made it busy if it read; otherwise (a deadline, an error)
+	// it is still idle, unless it was evicted.
+	if !fc.state.CompareAndSwap(connIdle, connBusy) && fc.state.Load() != connBusy {
 		return false // evicted
 	}
 	return err == nil

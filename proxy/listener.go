@@ -74,6 +74,12 @@ func (s *listener) serve() error {
 		}
 		delay = 0
 		if life, ok := s.admit(c); ok {
+			if l := s.cur.Load(); l.tls == nil {
+				if fc, ok := s.newConn(l, c, life, nil, nil); ok {
+					go s.serveFast(fc, nil)
+				}
+				continue
+			}
 			go s.serveConn(c, life)
 		}
 	}
@@ -252,6 +258,20 @@ func (s *listener) serveConn(c net.Conn, life *connLife) {
 		}
 		c = tc
 	}
+	fc, ok := s.newConn(l, c, life, ct, tc)
+	if !ok {
+		return
+	}
+	s.serveFast(fc, tc)
+}
+
+// newConn makes the fast path's connection for c and counts it among the
+// listener's connections, as waiting for its first request: a plaintext
+// one from its accept on, so that at a connection limit it can be closed
+// to make room before its goroutine first runs (under load that can take
+// long enough for a burst of new connections to find none to close, and
+// be refused). false: the listener drains, and c is closed.
+func (s *listener) newConn(l *frontend, c net.Conn, life *connLife, ct *connTLS, tc *tls.Conn) (*fastConn, bool) {
 	fc := newFastConn(c, life)
 	fc.closing, fc.l, fc.tls = &s.closing, l, ct
 	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -259,11 +279,20 @@ func (s *listener) serveConn(c net.Conn, life *connLife) {
 		fc.peer = netip.AddrPortFrom(fc.peer.Addr().Unmap(), fc.peer.Port())
 	}
 	fc.peerAddr = fc.peer.Addr().String()
+	fc.idleSince.Store(life.born.UnixNano() - 1<<62) // never used: first to go
+	fc.state.Store(connIdle)
 	if !s.track(fc, true) {
 		c.Close()
 		fc.done()
-		return
+		return nil, false
 	}
+	return fc, true
+}
+
+// serveFast serves fc's requests on the fast path until it closes or
+// hands off; tc is the TLS connection under fc, if any.
+func (s *listener) serveFast(fc *fastConn, tc *tls.Conn) {
+	c, life := fc.c, fc.life
 	defer s.track(fc, false)
 	for {
 		// The wait for a head runs on the timeouts of the listener that
