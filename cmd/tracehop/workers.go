@@ -411,6 +411,12 @@ func (s *supervisor) settle() {
 		s.log.Error("no worker took the config (each said why, or exited): the one they ran stays the one a worker started again gets", "config", s.file)
 		result = "failure"
 	default:
+		if r.sum != s.goodSum {
+			select { // a worker waiting out a crash's backoff may start now
+			case s.promoted <- struct{}{}:
+			default:
+			}
+		}
 		s.good, s.goodSum = r.raw, r.sum
 	}
 	// Every worker that serves and runs another config than the one in
@@ -476,6 +482,10 @@ type supervisor struct {
 	round *reloadRound
 	// reloaded counts a reload's result (tracehop_workers_config_reloads_total).
 	reloaded func(result string)
+	// promoted says that another config is in force: a worker that kept
+	// dying on the last one is started again at once, not after its
+	// backoff.
+	promoted chan struct{}
 	runs     []string // the SHA-256 (hex) of the config content each worker runs
 	goodSum  string   // good's
 	// reloadLater: a reload asked for during the first start, run once
@@ -519,7 +529,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	defer runtime.UnlockOSThread()
 	s := &supervisor{args: workerArgs(fs), n: n, file: file, admin: cfg.Admin.Address, good: raw, goodSum: fmt.Sprintf("%x", sha256.Sum256(raw)), stdout: stdout, stderr: stderr, log: logger,
 		procs: make([]*os.Process, n), ready: make([]bool, n), addrs: make([]string, n), hup: make([]bool, n), runs: make([]string, n), planned: make([]bool, n),
-		hungAfter: hungAfter}
+		hungAfter: hungAfter, promoted: make(chan struct{}, 1)}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -615,6 +625,7 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 	}
 
 	backoff := make([]time.Duration, n)
+	pending := make([]*time.Timer, n) // a worker's restart after its backoff
 	restart := make(chan int, n)
 	code, alive := exitOK, n
 	for !s.isStopped() || alive > 0 {
@@ -662,8 +673,17 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 				logger.Error("a worker exited: starting it again", "worker", e.i, "exit", e.err.Error(), "ran", e.ran.Round(time.Millisecond).String(), "in", backoff[e.i].String())
 			}
 			i := e.i
-			time.AfterFunc(backoff[e.i], func() { restart <- i })
+			pending[i] = time.AfterFunc(backoff[i], func() { restart <- i })
+		case <-s.promoted:
+			for i, t := range pending {
+				if t != nil && t.Stop() {
+					logger.Info("the config changed: starting a worker that was waiting out its crashes' backoff now", "worker", i, "backoff", backoff[i].String())
+					pending[i], backoff[i] = nil, 0
+					go func() { restart <- i }()
+				}
+			}
 		case i := <-restart:
+			pending[i] = nil
 			if s.isStopped() {
 				continue
 			}

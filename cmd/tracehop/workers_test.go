@@ -898,6 +898,43 @@ tracing:
 		}
 	})
 
+	// A worker that keeps dying waits longer and longer before it is
+	// started again; a new config in force starts it at once.
+	t.Run("a crashing worker starts at once on a new config", func(t *testing.T) {
+		own := config("")
+		s := startWorkers(t, bin, own, admin)
+		pid := s.pids[1]
+		for _, in := range []string{"1s", "2s", "4s"} {
+			from := s.mark()
+			syscall.Kill(pid, syscall.SIGKILL)
+			s.awaitFrom(t, "worker 1 waits "+in, regexp.MustCompile(`msg="a worker exited: starting it again" worker=1 [^\n]* in=`+in), from)
+			if in == "4s" {
+				break
+			}
+			m := s.awaitFrom(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1 pid=(\d+)`), from)
+			pid, _ = strconv.Atoi(m[1])
+		}
+		b, err := os.ReadFile(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(own, append(b, "node: {id: fixed}\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		from := s.mark()
+		began := time.Now()
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.awaitFrom(t, "worker 1 started at once", regexp.MustCompile(`msg="the config changed: starting a worker that was waiting out its crashes' backoff now" worker=1`), from)
+		s.awaitFrom(t, "worker 1 again", regexp.MustCompile(`msg="worker serving again" worker=1`), from)
+		if took := time.Since(began); took >= 3500*time.Millisecond {
+			t.Errorf("worker 1 served again %s after the new config, as if it had waited out its 4s backoff", took)
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.exited(t); err != nil {
+			t.Errorf("the supervisor exited with %v, want 0:\n%s", err, s.logs.String())
+		}
+	})
+
 	// Without admin servers nothing asks a worker whether it answers, but a
 	// reload does: one that leaves it unanswered for -worker-timeout (here:
 	// stopped) is killed and started again with the config the other took,
