@@ -266,10 +266,7 @@ func (fc *fastConn) awaitBytes() error {
 // bytes came (true), so that waiting holds none. The rest of a head in
 // parts is read into the stash itself until the head may be whole.
 func (fc *fastConn) fill(fd uintptr) bool {
-	if len(fc.stash) > 0 {
-		return fc.fillStash(int(fd))
-	}
-	if fc.waiting {
+	if fc.waiting { // (never with a stash: a head in parts is busy)
 		// Busy before the read, not after it: between a read that took a
 		// request's first bytes and the change of state, an eviction
 		// would have found the connection idle and its socket empty, and
@@ -279,6 +276,9 @@ func (fc *fastConn) fill(fd uintptr) bool {
 			fc.fillErr = errEvicted
 			return true
 		}
+	}
+	if len(fc.stash) > 0 {
+		return fc.fillStash(int(fd))
 	}
 	fc.takeReader()
 	fc.src.fd, fc.src.raw = int(fd), true

@@ -300,6 +300,9 @@ func (s *listener) serveFast(fc *fastConn, tc *tls.Conn) {
 		// its head is here.
 		n, ok := fc.readHead()
 		if !ok {
+			// Not idle any more (it may be, after max_connection_age or
+			// drain): no eviction counts it as room made.
+			fc.state.Store(connBusy)
 			c.Close()
 			fc.done()
 			return

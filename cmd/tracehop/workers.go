@@ -662,6 +662,16 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 				go func() { restart <- i }()
 				continue
 			}
+			if s.ranStale(e.i) {
+				// It died on a config no longer in force (a reload put
+				// another in force while it started): its crashes say
+				// nothing of the new one.
+				logger.Warn("a worker exited on a config no longer in force: starting it again at once with the one in force", "worker", e.i, "exit", fmt.Sprint(e.err))
+				backoff[e.i] = 0
+				i := e.i
+				go func() { restart <- i }()
+				continue
+			}
 			if e.ran >= workerSteady || backoff[e.i] == 0 {
 				backoff[e.i] = time.Second
 			} else {
@@ -675,12 +685,21 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 			i := e.i
 			pending[i] = time.AfterFunc(backoff[i], func() { restart <- i })
 		case <-s.promoted:
+			if s.isStopped() {
+				continue
+			}
 			for i, t := range pending {
-				if t != nil && t.Stop() {
+				if t == nil {
+					continue
+				}
+				// Its crashes were on the last config: the next one on
+				// this config waits 1 s, whether the timer had fired yet
+				// or not.
+				if t.Stop() {
 					logger.Info("the config changed: starting a worker that was waiting out its crashes' backoff now", "worker", i, "backoff", backoff[i].String())
-					pending[i], backoff[i] = nil, 0
 					go func() { restart <- i }()
 				}
+				pending[i], backoff[i] = nil, 0
 			}
 		case i := <-restart:
 			pending[i] = nil
@@ -939,6 +958,14 @@ func (s *supervisor) markReady(i int, p *os.Process, addr string) bool {
 		}
 	}
 	return true
+}
+
+// ranStale says whether worker i, which has just exited, ran another
+// config than the one in force.
+func (s *supervisor) ranStale(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runs[i] != s.goodSum
 }
 
 // wasPlanned says, once, whether worker i was stopped on purpose.
