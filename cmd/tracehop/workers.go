@@ -656,17 +656,16 @@ func superviseWorkers(fs *flag.FlagSet, file string, n int, watch bool, hungAfte
 				}
 				continue
 			}
-			if planned { // stopped to run the config in force: no crash
-				logger.Info("a worker stopped to run the config the others run: starting it again", "worker", e.i)
-				i := e.i
-				go func() { restart <- i }()
-				continue
-			}
-			if s.ranStale(e.i) {
-				// It died on a config no longer in force (a reload put
-				// another in force while it started): its crashes say
-				// nothing of the new one.
-				logger.Warn("a worker exited on a config no longer in force: starting it again at once with the one in force", "worker", e.i, "exit", fmt.Sprint(e.err))
+			if planned || s.ranStale(e.i) {
+				// Stopped to run the config in force, or dead on one no
+				// longer in force (a reload put another in force while it
+				// started): its exits say nothing of the config it starts
+				// with now, which it gets at once.
+				if planned {
+					logger.Info("a worker stopped to run the config the others run: starting it again", "worker", e.i)
+				} else {
+					logger.Warn("a worker exited on a config no longer in force: starting it again at once with the one in force", "worker", e.i, "exit", fmt.Sprint(e.err))
+				}
 				backoff[e.i] = 0
 				i := e.i
 				go func() { restart <- i }()
