@@ -184,13 +184,22 @@ func checkWorkers(cfg *config.Config, n int, adminBase string) error {
 		file, line := cfg.Place(key)
 		problems = append(problems, fmt.Sprintf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)))
 	}
-	ports := map[string]string{} // a listener's port: its key
+	// A port as a number: "http" and "080" are ports 80 and 80 to bind.
+	portOf := func(addr string) int {
+		if _, p, err := net.SplitHostPort(addr); err == nil {
+			if n, err := net.LookupPort("tcp", p); err == nil {
+				return n
+			}
+		}
+		return 0
+	}
+	ports := map[int]string{} // a listener's port: its key
 	for i, l := range cfg.Listeners {
 		key := fmt.Sprintf("listeners[%d]", i)
 		if !l.ReusePort {
 			bad(key, "%q (%s) needs reuse_port: true, so that the %d workers can share its address", l.Name, l.Address, n)
 		}
-		if _, port, err := net.SplitHostPort(l.Address); err == nil && port != "0" {
+		if port := portOf(l.Address); port != 0 {
 			ports[port] = key
 		}
 	}
@@ -200,7 +209,7 @@ func checkWorkers(cfg *config.Config, n int, adminBase string) error {
 		} else {
 			for i := 1; i <= n; i++ {
 				a, _ := app.AdminAddress(adminBase, i)
-				if _, port, _ := net.SplitHostPort(a); ports[port] != "" && port != "0" {
+				if port := portOf(a); ports[port] != "" && port != 0 {
 					bad("admin.address", "worker %d's admin server would be on %s, the port of %s: move the admin port or the listener's", i-1, a, ports[port])
 				}
 			}

@@ -152,10 +152,11 @@ clusters:
 		t.Errorf("validate -workers 2: exit code %d, want %d with the listener named:\n%s", code, exitInvalid, stderr.String())
 	}
 
-	// Worker 1's admin port must not be a listener's.
+	// Worker 1's admin port must not be a listener's, however written
+	// (09902 binds port 9902).
 	cfg = writeConfig(t, `admin: {address: "127.0.0.1:9901"}
 listeners:
-  - {name: in, address: "127.0.0.1:9902", direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
+  - {name: in, address: "127.0.0.1:09902", direction: ingress, reuse_port: true, routes: [{match: {prefix: /}, cluster: up}]}
 clusters:
   - {name: up, endpoints: ["127.0.0.1:1"]}
 `)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -670,21 +671,58 @@ func (c *Config) applyDefaults() {
 // knownFormats are the propagation formats tracehop implements.
 var knownFormats = []string{core.FormatB3, core.FormatB3Single, core.FormatTraceContext, core.FormatDatadog, core.FormatOTTracer}
 
+// bindKey is what the kernel binds for a listen address: the port as a
+// number and the host as an IP where it is one, so that two spellings of
+// one address (::ffff:127.0.0.1 and 127.0.0.1, http and 80, localhost and
+// 127.0.0.1) are seen as one. Host "" is a wildcard.
+type bindKey struct {
+	host string
+	port int
+}
+
+// parseBind returns addr's bindKey; false for port 0 (each bind gets its
+// own port, so it overlaps nothing) or an address that does not parse
+// (checkAddr says so).
+func parseBind(addr string) (bindKey, bool) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return bindKey{}, false
+	}
+	port, err := net.LookupPort("tcp", p)
+	if err != nil || port == 0 {
+		return bindKey{}, false
+	}
+	h = strings.ToLower(h)
+	if h == "localhost" {
+		// Go's Listen binds the first IPv4 address a name resolves to,
+		// and localhost's is 127.0.0.1.
+		h = "127.0.0.1"
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		if ip = ip.Unmap(); ip.IsUnspecified() {
+			h = ""
+		} else {
+			h = ip.String()
+		}
+	}
+	return bindKey{h, port}, true
+}
+
+// overlaps reports whether binding a and b would take part of the same
+// address: the same port, and the same host or a wildcard on either side.
+func (a bindKey) overlaps(b bindKey) bool {
+	return a.port == b.port && (a.host == "" || b.host == "" || a.host == b.host)
+}
+
 // overlapping returns the listener of ls whose address takes part of
-// addr's: the same port, and the same host or a wildcard on either side
-// (no host, 0.0.0.0, ::). Port 0 overlaps nothing: each bind gets its own.
+// addr's (bindKey.overlaps).
 func overlapping(addr string, ls []Listener) (Listener, bool) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "0" {
+	k, ok := parseBind(addr)
+	if !ok {
 		return Listener{}, false
 	}
-	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	for _, l := range ls {
-		h, p, err := net.SplitHostPort(l.Address)
-		if err != nil || p != port {
-			continue
-		}
-		if wild(h) || wild(host) || h == host {
+		if o, ok := parseBind(l.Address); ok && k.overlaps(o) {
 			return l, true
 		}
 	}
@@ -700,6 +738,8 @@ func (c *Config) validate(d *decoder) {
 	checkAddr := func(key, addr string) {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			bad(key, "expected host:port such as 127.0.0.1:8000, got %q", addr)
+		} else if _, err := net.LookupPort("tcp", port); err != nil {
+			bad(key, "the port of %q is neither a number from 0 to 65535 nor a service name this machine knows (/etc/services): write it as a number", addr)
 		}
 	}
 	if c.Admin.Address != "off" {
@@ -759,6 +799,12 @@ func (c *Config) validate(d *decoder) {
 				// and with it the kernel would split the connections
 				// between the two listeners' routes.
 				bad(key+".address", "%s and listener %q's %s share a port and an address (a wildcard host covers all): give one of them another port", l.Address, other.Name, other.Address)
+			} else if admin, ok := parseBind(c.Admin.Address); ok && c.Admin.Address != "off" {
+				// The admin server binds first, without reuse_port:
+				// tracehop would stop at start on "address already in use".
+				if k, ok := parseBind(l.Address); ok && k.overlaps(admin) {
+					bad(key+".address", "%s and the admin server's %s (admin.address) share a port and an address (a wildcard host covers all): give one of them another port", l.Address, c.Admin.Address)
+				}
 			}
 			addrs[l.Address] = l.Name
 		}
