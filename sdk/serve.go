@@ -216,7 +216,7 @@ func (s *server) Export(ctx context.Context, req *driverpb.ExportRequest) (_ *dr
 		return nil, driverpb.ErrorStatus(core.Permanent(err))
 	}
 	err = s.driver.Export(core.WithBatchID(ctx, req.BatchId), spans)
-	if req.RingSeq != 0 && wire.RingSeq(s.ring, reg.Offset) != reg.Seq {
+	if req.RingSeq != 0 && wire.RingSeqAgain(s.ring, reg.Offset) != reg.Seq {
 		// The host reused the region while the driver read it (it had
 		// given up on this Export): what the driver sent may be torn.
 		slog.Error("the span ring region was rewritten during Export (it outlived its deadline): the batch is reported failed", "batch", req.BatchId)

@@ -75,7 +75,7 @@ func (r *spanRing) write(off, count int, fill func(dst []byte) []byte) (wire.Rin
 	if start > end {
 		return wire.RingRegion{}, false
 	}
-	wire.SetRingSeq(r.mem, off, 0) // a reader that still looks sees it go
+	wire.ClearRingSeq(r.mem, off) // a reader that still looks sees it go
 	dst := r.mem[start:start:end]
 	out := fill(dst)
 	if len(out) > 0 && &out[0] != &r.mem[start] || len(out) > end-start {

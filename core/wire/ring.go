@@ -94,10 +94,33 @@ func RingSeq(ring []byte, off int) uint64 {
 	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&ring[off])))
 }
 
+// RingSeqAgain reads the sequence number of the region at off once more,
+// after the batch's bytes were read: the reader's check that the host did
+// not reuse the region meanwhile. An acquire load alone would not do: it
+// keeps later loads after it, not earlier ones, so a load of the batch
+// could be performed after it (arm64) and see the new region's bytes
+// while it still saw the old number. loadFence keeps them ahead, once per
+// batch.
+func RingSeqAgain(ring []byte, off int) uint64 {
+	loadFence()
+	return RingSeq(ring, off)
+}
+
 // SetRingSeq stores the sequence number of the region at off, atomically,
-// after the rest of the region is written (or 0 before it is rewritten).
+// after the rest of the region is written: a release, so a reader that
+// sees the number sees every byte written before it.
 func SetRingSeq(ring []byte, off int, seq uint64) {
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&ring[off])), seq)
+}
+
+// ClearRingSeq stores 0 into the sequence number of the region at off,
+// before the region is rewritten, so that a reader still looking at the
+// old region sees it go. The atomic store is a release, which keeps the
+// stores before it ahead of it but lets the new region's stores that
+// follow pass it (arm64): storeFence keeps those after it.
+func ClearRingSeq(ring []byte, off int) {
+	SetRingSeq(ring, off, 0)
+	storeFence()
 }
 
 // RingBatch returns the batch of region r in ring, after checking that r

@@ -42,8 +42,14 @@ func TestRingBatchChecksTheRegion(t *testing.T) {
 		}
 	}
 	// The host rewrites a region: 0 first, so a reader sees it go.
-	wire.SetRingSeq(ring, off, 0)
+	if seq := wire.RingSeqAgain(ring, off); seq != 7 {
+		t.Errorf("RingSeqAgain = %d before the rewrite, want 7", seq)
+	}
+	wire.ClearRingSeq(ring, off)
 	if _, err := wire.RingBatch(ring, good); !errors.Is(err, wire.ErrRingRegion) {
 		t.Errorf("a region being rewritten was read: %v", err)
+	}
+	if seq := wire.RingSeqAgain(ring, off); seq != 0 {
+		t.Errorf("RingSeqAgain = %d after ClearRingSeq, want 0", seq)
 	}
 }

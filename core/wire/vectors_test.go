@@ -502,6 +502,17 @@ func vectors() []vector {
 			patch: func(b []byte) []byte { b[flagsOffset+1] = 100; return b },
 		},
 		{
+			// A reader that builds varints with 32-bit operators
+			// (JavaScript's | and <<) reads 2^32+5 as 5, and then the
+			// whole batch, wrongly, without an error.
+			name: "bad_string_length_past_32_bits", malformed: "the name's length is 2^32+5, which runs past the end of the batch (a reader that keeps 32 bits of it reads 5, and the name that follows)", count: 1,
+			spans: []core.Span{child(1, core.Span{Name: "abcde"})},
+			patch: func(b []byte) []byte {
+				name := flagsOffset + 1
+				return slices.Concat(b[:name], binary.AppendUvarint(nil, 1<<32+5), b[name+1:])
+			},
+		},
+		{
 			name: "bad_varint_overflow", malformed: "the name's length is a varint of 11 bytes (at most 10 are allowed)", count: 1,
 			spans: []core.Span{child(1, core.Span{Name: "x", Tags: []core.Tag{{Key: "k", Value: strings.Repeat("v", 32)}}})},
 			patch: func(b []byte) []byte {
