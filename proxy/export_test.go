@@ -35,3 +35,26 @@ func Metrics(s *Server) string {
 	promhttp.HandlerFor(s.Gatherer(), promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
 }
+
+// AfterIdleRead makes f run on a TLS connection's goroutine right after
+// its idle wait read, before the connection marks itself busy (nil: no
+// hook), so that a test can land an eviction in that window.
+func AfterIdleRead(f func()) {
+	if f == nil {
+		afterIdleRead.Store(nil)
+		return
+	}
+	afterIdleRead.Store(&f)
+}
+
+// EvictIdle closes up to n idle connections of the listener named name,
+// as a new connection over its limit does, and returns how many it
+// closed.
+func EvictIdle(s *Server, name string, n int) int {
+	for _, l := range s.peers() {
+		if l.name == name {
+			return l.evictIdle(n)
+		}
+	}
+	return 0
+}

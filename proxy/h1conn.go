@@ -108,6 +108,10 @@ type fastConn struct {
 	closeAfter bool
 	// served: the fast path has answered a request on the connection.
 	served bool
+	// lastEvicted: the connection was closed to make room while its
+	// idle wait's read was taking a request (TLS, whose read cannot be
+	// marked busy first): that request is served, as its last.
+	lastEvicted bool
 	// state is connIdle while the connection waits for the first byte of
 	// a request: only then may drain wake it, or the listener close it to
 	// make room (connEvicted), so that no request is cut. On a plaintext
@@ -398,14 +402,37 @@ func (fc *fastConn) waitIdle() bool {
 		fc.waiting = false
 	} else {
 		_, err = fc.br.Peek(1)
+		if f := afterIdleRead.Load(); f != nil {
+			(*f)()
+		}
 	}
 	// fill has made it busy if it read; otherwise (a deadline, an error)
 	// it is still idle, unless it was evicted.
 	if !fc.state.CompareAndSwap(connIdle, connBusy) && fc.state.Load() != connBusy {
-		return false // evicted
+		// Evicted. On TLS the read happens inside the TLS layer, so the
+		// connection cannot be made busy before it, as fill does on
+		// plaintext: an eviction may land after the read took a request's
+		// first bytes out of the socket (pending saw it empty). Cutting
+		// that request would reset a client that did nothing wrong; it is
+		// served instead, as the connection's last (its place in the
+		// counts is already given up: the limit is passed by one request
+		// for a moment). The eviction's deadline goes.
+		if err != nil || fc.raw != nil || fc.br.Buffered() == 0 {
+			return false
+		}
+		fc.state.Store(connBusy)
+		fc.lastEvicted = true
+		fc.rd.Forget()
+		fc.rd.Clear(fc.c)
+		return true
 	}
 	return err == nil
 }
+
+// afterIdleRead, when set (tests only), runs right after a TLS
+// connection's idle wait has read, before the connection is marked busy:
+// where an eviction can land.
+var afterIdleRead atomic.Pointer[func()]
 
 // more waits for bytes beyond the n buffered, of a head not whole yet. A
 // small start is set aside and the rest awaited without a buffer (see

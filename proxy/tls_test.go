@@ -901,3 +901,59 @@ func TestTLSCipherSuitesAndTickets(t *testing.T) {
 		})
 	}
 }
+
+// A TLS connection's idle wait reads inside the TLS layer, so, unlike a
+// plaintext one, it cannot be marked busy before its read: an eviction
+// (a new connection over max_connections) can land just after the read
+// took a request out of the socket. That request is served, as the
+// connection's last (Connection: close), not cut.
+func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
+	p := newPKI(t)
+	up := newUpstream(t, nil)
+	tp := startProxy(t, tlsListener(p, up.addr(), "", ""))
+	var armed atomic.Bool
+	evicted := make(chan int, 1)
+	proxy.AfterIdleRead(func() {
+		if armed.CompareAndSwap(true, false) {
+			evicted <- proxy.EvictIdle(tp.srv, "l", 1)
+		}
+	})
+	t.Cleanup(func() { proxy.AfterIdleRead(nil) })
+	conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	// A first request, so that the handshake and the connection's first
+	// wait are behind it; the second one's read is where the eviction
+	// lands.
+	for i, armNext := range []bool{true, false} {
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d was cut: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "hello" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if i == 1 && !resp.Close {
+			t.Error("the request read as the connection was evicted was answered without Connection: close")
+		}
+		armed.Store(armNext)
+	}
+	select {
+	case n := <-evicted:
+		if n != 1 {
+			t.Fatalf("the eviction in the read's window closed %d connections, want 1", n)
+		}
+	default:
+		t.Fatal("no eviction landed in the window: the test did not test it")
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("the connection stayed open after the request it was evicted during")
+	}
+}
