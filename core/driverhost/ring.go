@@ -88,12 +88,17 @@ func (r *spanRing) write(off, count int, fill func(dst []byte) []byte) (wire.Rin
 	return reg, true
 }
 
-// release frees a region once the Export that named it has returned.
+// release frees a region once the Export that named it has returned. It
+// clears the region's number first: the next region written over these
+// bytes may start elsewhere (regions vary in length), and then its plain
+// stores, not its 0, would land on this header, where a driver still
+// reading (one that outlived its deadline) might find the number intact.
 func (r *spanRing) release(reg wire.RingRegion) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, b := range r.busy {
 		if b.Seq == reg.Seq {
+			wire.ClearRingSeq(r.mem, b.Offset)
 			r.busy = append(r.busy[:i], r.busy[i+1:]...)
 			return
 		}
