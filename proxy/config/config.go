@@ -692,8 +692,7 @@ func parseBind(addr string) (bindKey, bool) {
 	if err != nil || port == 0 {
 		return bindKey{}, false
 	}
-	h = strings.ToLower(h)
-	if h == "localhost" {
+	if strings.EqualFold(h, "localhost") {
 		// Go's Listen binds the first IPv4 address a name resolves to,
 		// and localhost's is 127.0.0.1.
 		h = "127.0.0.1"
@@ -779,6 +778,7 @@ func (c *Config) validate(d *decoder) {
 	}
 	names := map[string]bool{}
 	addrs := map[string]string{}
+	admin, adminBound := parseBind(c.Admin.Address) // false for "off"
 	for i, l := range c.Listeners {
 		key := fmt.Sprintf("listeners[%d]", i)
 		switch {
@@ -799,12 +799,10 @@ func (c *Config) validate(d *decoder) {
 				// and with it the kernel would split the connections
 				// between the two listeners' routes.
 				bad(key+".address", "%s and listener %q's %s share a port and an address (a wildcard host covers all): give one of them another port", l.Address, other.Name, other.Address)
-			} else if admin, ok := parseBind(c.Admin.Address); ok && c.Admin.Address != "off" {
+			} else if k, ok := parseBind(l.Address); ok && adminBound && k.overlaps(admin) {
 				// The admin server binds first, without reuse_port:
 				// tracehop would stop at start on "address already in use".
-				if k, ok := parseBind(l.Address); ok && k.overlaps(admin) {
-					bad(key+".address", "%s and the admin server's %s (admin.address) share a port and an address (a wildcard host covers all): give one of them another port", l.Address, c.Admin.Address)
-				}
+				bad(key+".address", "%s and the admin server's %s share a port and an address (a wildcard host covers all): give the listener another port, or move the admin server (admin.address, 127.0.0.1:9901 unless set)", l.Address, c.Admin.Address)
 			}
 			addrs[l.Address] = l.Name
 		}
