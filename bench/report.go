@@ -208,22 +208,7 @@ func (r *results) finish() {
 	// together than the medians of all rounds did, and this machine's
 	// speed drifts by more than tracing costs within a run (untraced rounds
 	// of one run from 13 to 19 µs per request).
-	paired := func(a, b string, f func(x, y sample) float64) (float64, bool) {
-		ca, okA := r.Configs[a]
-		cb, okB := r.Configs[b]
-		switch {
-		case !okA || !okB || len(ca.Rounds) == 0 || len(cb.Rounds) == 0:
-			return 0, false
-		case len(ca.Rounds) != len(cb.Rounds): // a run cut short: no pairs
-			return f(ca.Median, cb.Median), true
-		}
-		v := make([]float64, len(ca.Rounds))
-		for i := range ca.Rounds {
-			v[i] = f(ca.Rounds[i], cb.Rounds[i])
-		}
-		slices.Sort(v)
-		return v[len(v)/2], true
-	}
+	paired := r.paired
 	ratioOf := func(f func(sample) float64) func(x, y sample) float64 {
 		return func(x, y sample) float64 {
 			if f(y) == 0 {
@@ -348,6 +333,133 @@ func (r *results) finish() {
 			r.Ratios = append(r.Ratios, ratio{"spans received by the Zipkin receiver / spans sampled (every zipkin configuration)", v, "= 1", c.SpansReceived == sampled})
 		}
 	}
+}
+
+// paired is the median of f over the rounds' pairs of configurations a
+// and b, round i of one against round i of the other (see finish); false
+// when either has no rounds.
+func (r *results) paired(a, b string, f func(x, y sample) float64) (float64, bool) {
+	ca, okA := r.Configs[a]
+	cb, okB := r.Configs[b]
+	switch {
+	case !okA || !okB || len(ca.Rounds) == 0 || len(cb.Rounds) == 0:
+		return 0, false
+	case len(ca.Rounds) != len(cb.Rounds): // a run cut short: no pairs
+		return f(ca.Median, cb.Median), true
+	}
+	v := make([]float64, len(ca.Rounds))
+	for i := range ca.Rounds {
+		v[i] = f(ca.Rounds[i], cb.Rounds[i])
+	}
+	slices.Sort(v)
+	return v[len(v)/2], true
+}
+
+// wholeMachine is the CPU per request of the proxy and of everything else
+// the run measured beside it (upstream, span receiver, wrk).
+func wholeMachine(s sample) float64 {
+	t := s.CPUPerReq
+	for _, v := range s.OthersCPU {
+		t += v
+	}
+	return t
+}
+
+// The README's markers for issue 25's accounting of a one-worker run.
+const issue25Begin, issue25End = "<!-- bench-issue25:begin -->", "<!-- bench-issue25:end -->"
+
+// issue25 renders issue 25's accounting of the run's traced requests, as
+// paired medians: what tracing costs tracehop and its driver, this build
+// and the baseline's (all CPU, then user space, where the kernel's
+// round-to-round swing does not reach); where else on the machine a
+// traced request's cost lands, which is what a req/s ratio measures when
+// everything shares the cores; and untraced tracehop beside the peers
+// sending the upstream the same headers. "" when the run has no untraced
+// tracehop row.
+func (r *results) issue25() string {
+	if c := r.Configs["tracehop"]; c == nil || len(c.Rounds) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	cell := func(v float64, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", v)
+	}
+	// tracing is name's CPU per request over untraced's: all of it, and
+	// tracehop's share over untraced with the driver process's median.
+	tracing := func(name, untraced string, user bool) string {
+		all := func(s sample) float64 { return s.CPUPerReq }
+		host := func(s sample) float64 { return s.CPUByProcess["tracehop"] }
+		drv := func(s sample) float64 { return s.CPUByProcess["tracehop-driver"] }
+		if user {
+			all = func(s sample) float64 { return s.UserCPUPerReq }
+			host = func(s sample) float64 { return s.UserCPUByProcess["tracehop"] }
+			drv = func(s sample) float64 { return s.UserCPUByProcess["tracehop-driver"] }
+		}
+		c := r.Configs[name]
+		if c == nil || len(c.Rounds) == 0 || (user && c.Rounds[0].UserCPUPerReq == 0) {
+			return "-"
+		}
+		over, ok := r.paired(name, untraced, func(x, y sample) float64 { return all(x) - all(y) })
+		if !ok {
+			return "-"
+		}
+		hostOver, _ := r.paired(name, untraced, func(x, y sample) float64 { return host(x) - all(y) })
+		return fmt.Sprintf("%.1f (%.1f + %.1f)", over, hostOver, median(c.Rounds, drv))
+	}
+	b.WriteString("| CPU µs per request over untraced (tracehop + its driver) | this build | baseline, same run | this build, user space | baseline, user space |\n|---|---:|---:|---:|---:|\n")
+	for _, d := range []string{"otlp", "file", "zipkin"} {
+		name := "tracehop-" + d
+		if _, ok := r.Configs[name]; !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", d, tracing(name, "tracehop", false), tracing(name+"@base", "tracehop@base", false),
+			tracing(name, "tracehop", true), tracing(name+"@base", "tracehop@base", true))
+	}
+	if c := r.Configs["tracehop"]; c.Rounds[0].OthersCPU != nil {
+		b.WriteString("\n| CPU µs per traced request over untraced, saturated | tracehop | its driver | the upstream | the span receiver | wrk | whole machine | req/s ratio that allows | req/s ratio measured |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, d := range []string{"otlp", "file", "zipkin"} {
+			name := "tracehop-" + d
+			c := r.Configs[name]
+			if c == nil || len(c.Rounds) == 0 || c.Rounds[0].OthersCPU == nil {
+				continue
+			}
+			row := []string{"`" + d + "`",
+				cell(r.paired(name, "tracehop", func(x, y sample) float64 { return x.CPUByProcess["tracehop"] - y.CPUPerReq })),
+				fmt.Sprintf("%.1f", median(c.Rounds, func(s sample) float64 { return s.CPUByProcess["tracehop-driver"] }))}
+			for _, k := range []string{"upstream", "receiver", "wrk"} {
+				row = append(row, cell(r.paired(name, "tracehop", func(x, y sample) float64 { return x.OthersCPU[k] - y.OthersCPU[k] })))
+			}
+			row = append(row, cell(r.paired(name, "tracehop", func(x, y sample) float64 { return wholeMachine(x) - wholeMachine(y) })))
+			allows, _ := r.paired("tracehop", name, func(x, y sample) float64 { return wholeMachine(x) / wholeMachine(y) })
+			measured, _ := r.paired(name, "tracehop", func(x, y sample) float64 { return x.RPS / y.RPS })
+			row = append(row, fmt.Sprintf("%.2f", allows), fmt.Sprintf("%.2f", measured))
+			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		}
+		b.WriteString("\n| untraced, saturated | req/s | CPU µs/req | of which user space | the upstream's CPU µs/req | wrk's | whole machine | tracehop's req/s over this row's (paired) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, name := range []string{"tracehop", "nginx", "haproxy", "nginx-reqid", "haproxy-reqid"} {
+			c := r.Configs[name]
+			if c == nil || len(c.Rounds) == 0 || c.Rounds[0].OthersCPU == nil {
+				continue
+			}
+			over := "-"
+			if name != "tracehop" {
+				if v, ok := r.paired("tracehop", name, func(x, y sample) float64 { return x.RPS / y.RPS }); ok {
+					over = fmt.Sprintf("%.2f", v)
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", name, c.Median.RPS, c.Median.CPUPerReq,
+				median(c.Rounds, func(s sample) float64 { return s.UserCPUPerReq }),
+				median(c.Rounds, func(s sample) float64 { return s.OthersCPU["upstream"] }),
+				median(c.Rounds, func(s sample) float64 { return s.OthersCPU["wrk"] }),
+				median(c.Rounds, wholeMachine), over)
+		}
+	}
+	fmt.Fprintf(&b, "\nPaired medians of the %s rounds of the run above (%s): `tracehop-bench -render FILE.json -readme README.md` writes these tables with the one above.\n",
+		r.Settings["rounds"], r.Date.Format("2006-01-02 15:04"))
+	return b.String()
 }
 
 // outside adds what a traced configuration's requests cost the rest of
@@ -536,7 +648,18 @@ func (r *results) render(readme string) error {
 	if w := r.Settings["workers"]; w != "" && w != "1" {
 		beginMark, endMark = "<!-- bench-"+w+"workers:begin -->", "<!-- bench-"+w+"workers:end -->"
 	}
-	return replaceBetween(readme, beginMark, endMark, r.table())
+	if err := replaceBetween(readme, beginMark, endMark, r.table()); err != nil {
+		return err
+	}
+	if beginMark != "<!-- bench:begin -->" {
+		return nil
+	}
+	if text := r.issue25(); text != "" {
+		if b, err := os.ReadFile(readme); err == nil && strings.Contains(string(b), issue25Begin) {
+			return replaceBetween(readme, issue25Begin, issue25End, text)
+		}
+	}
+	return nil
 }
 
 // scrape reads a Prometheus text page into name{labels} -> value.

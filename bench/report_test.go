@@ -125,3 +125,51 @@ func TestReusePortRows(t *testing.T) {
 		}
 	}
 }
+
+// TestIssue25Tables: the README's accounting of traced requests is the
+// rounds' paired medians, tracehop's share with the driver's beside it,
+// the baseline's from its own rows, and the peers' rows beside untraced.
+func TestIssue25Tables(t *testing.T) {
+	round := func(cpu, host, drv, user, up, recv, wrk, rps float64) sample {
+		s := sample{CPUPerReq: cpu, UserCPUPerReq: user, RPS: rps,
+			CPUByProcess:     map[string]float64{"tracehop": host},
+			UserCPUByProcess: map[string]float64{"tracehop": user - drv/2},
+			OthersCPU:        map[string]float64{"upstream": up, "receiver": recv, "wrk": wrk}}
+		if drv > 0 {
+			s.CPUByProcess["tracehop-driver"] = drv
+			s.UserCPUByProcess["tracehop-driver"] = drv / 2
+		}
+		return s
+	}
+	r := &results{Settings: map[string]string{"rounds": "3"}, Configs: map[string]*config{
+		// The machine slows in round 2: pairs say tracing costs 3 µs
+		// (1 in the driver), medians of all rounds would say 12.
+		"tracehop":      {Rounds: []sample{round(10, 10, 0, 2, 15, 0, 5, 1000), round(20, 20, 0, 3, 15, 0, 5, 600), round(11, 11, 0, 2, 15, 0, 5, 900)}},
+		"tracehop-otlp": {Rounds: []sample{round(13, 12, 1, 4, 16, 0.5, 5, 900), round(40, 39, 1, 5, 16, 0.5, 5, 300), round(14, 13, 1, 4, 16, 0.5, 5, 810)}},
+		"tracehop@base": {Rounds: []sample{round(10, 10, 0, 2, 15, 0, 5, 1000), round(20, 20, 0, 3, 15, 0, 5, 600), round(11, 11, 0, 2, 15, 0, 5, 900)}},
+		"nginx":         {Rounds: []sample{round(12, 12, 0, 3, 15, 0, 5, 800), round(22, 22, 0, 3, 15, 0, 5, 500), round(12, 12, 0, 3, 15, 0, 5, 800)}},
+	}}
+	r.finish()
+	got := r.issue25()
+	for _, want := range []string{
+		// 13-10, 40-20, 14-11: 3; tracehop's share 12-10, 39-20, 13-11: 2; the driver 1.
+		// User space 4-2, 5-3, 4-2: 2; tracehop's 3.5-2, 4.5-3, 3.5-2: 1.5.
+		// No tracehop-otlp@base row: the baseline's cells are "-".
+		"| `otlp` | 3.0 (2.0 + 1.0) | - | 2.0 (1.5 + 0.5) | - |",
+		// Outside tracehop: the upstream +1, the receiver +0.5, wrk 0;
+		// the whole machine +4.5 (3 + 1 + 0.5); untraced 30/34.5,
+		// 40/61.5, 31/35.5 allows 0.87; measured 0.9, 0.5, 0.9: 0.90.
+		"| `otlp` | 2.0 | 1.0 | 1.0 | 0.5 | 0.0 | 4.5 | 0.87 | 0.90 |",
+		// nginx: median req/s 800, CPU 12, user 3, the upstream 15, wrk
+		// 5, the machine 32; tracehop over nginx 1.25, 1.2, 1.125: 1.20.
+		"| nginx | 800 | 12.0 | 3.0 | 15.0 | 5.0 | 32.0 | 1.20 |",
+		"| tracehop | 900 | 11.0 | 2.0 | 15.0 | 5.0 | 31.0 | - |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no line %q in:\n%s", want, got)
+		}
+	}
+	if (&results{Configs: map[string]*config{}}).issue25() != "" {
+		t.Error("a run without untraced tracehop has issue 25's tables")
+	}
+}
