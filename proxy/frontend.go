@@ -62,7 +62,10 @@ type frontend struct {
 
 // lastRequest says whether a request that started at start is the last
 // its connection carries: max_requests_per_connection and
-// max_connection_age (its answer then says Connection: close).
+// max_connection_age (its answer then says Connection: close). Its
+// callers add a connection that gave up its place in the counts
+// (connSlot.given), each path by itself: with that here, it would no
+// longer be inlined, which cost 23 instructions a request.
 func (l *frontend) lastRequest(life *connLife, requests int64, start time.Time) bool {
 	return l.maxRequests > 0 && requests >= l.maxRequests || l.maxAge > 0 && start.Sub(life.born) >= l.maxAge
 }

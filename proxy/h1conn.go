@@ -108,10 +108,6 @@ type fastConn struct {
 	closeAfter bool
 	// served: the fast path has answered a request on the connection.
 	served bool
-	// lastEvicted: the connection was closed to make room while its
-	// idle wait's read was taking a request (TLS, whose read cannot be
-	// marked busy first): that request is served, as its last.
-	lastEvicted bool
 	// state is connIdle while the connection waits for the first byte of
 	// a request: only then may drain wake it, or the listener close it to
 	// make room (connEvicted), so that no request is cut. On a plaintext
@@ -420,8 +416,7 @@ func (fc *fastConn) waitIdle() bool {
 		if err != nil || fc.raw != nil || fc.br.Buffered() == 0 {
 			return false
 		}
-		fc.state.Store(connBusy)
-		fc.lastEvicted = true
+		fc.state.Store(connBusy) // its request is its last: connSlot.given
 		fc.rd.Forget()
 		fc.rd.Clear(fc.c)
 		return true

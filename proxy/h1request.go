@@ -51,7 +51,7 @@ func (fc *fastConn) serveRequest(headLen int) outcome {
 	}
 	fc.br.Discard(headLen)
 	start := time.Now()
-	fc.closeAfter = ri.close || l.lastRequest(fc.life, fc.life.requests.Add(1), start) || fc.lastEvicted
+	fc.closeAfter = ri.close || l.lastRequest(fc.life, fc.life.requests.Add(1), start) || fc.life.slot.given()
 
 	st := &fc.st
 	*st = reqState{frontend: l, reqTrace: reqTrace{

@@ -77,6 +77,11 @@ func releaseAfterFloods(c *connCount, every time.Duration, stop <-chan struct{})
 	}
 }
 
+// given reports whether the slot was given up while its connection
+// still serves: it was closed to make room as its request arrived (see
+// fastConn.waitIdle), and that request is its last.
+func (s *connSlot) given() bool { return s != nil && s.released.Load() }
+
 func (s *connSlot) release() {
 	if s == nil || !s.released.CompareAndSwap(false, true) {
 		return

@@ -119,7 +119,8 @@ func (l *frontend) connState(c net.Conn, s http.ConnState) {
 
 // lastRequestOn counts a request on its connection and says whether it is
 // the connection's last (max_requests_per_connection,
-// max_connection_age); then its answer says Connection: close, which on
+// max_connection_age, or evicted as the request arrived); then its answer
+// says Connection: close, which on
 // HTTP/2 net/http turns into a GOAWAY, the connection closing once its
 // streams are done.
 func (l *frontend) lastRequestOn(r *http.Request, start time.Time) bool {
@@ -127,7 +128,7 @@ func (l *frontend) lastRequestOn(r *http.Request, start time.Time) bool {
 	if life == nil {
 		return false
 	}
-	return l.lastRequest(life, life.requests.Add(1), start)
+	return l.lastRequest(life, life.requests.Add(1), start) || life.slot.given()
 }
 
 // bufferBody reads a request body of at most the route's

@@ -906,7 +906,9 @@ func TestTLSCipherSuitesAndTickets(t *testing.T) {
 // plaintext one, it cannot be marked busy before its read: an eviction
 // (a new connection over max_connections) can land just after the read
 // took a request out of the socket. That request is served, as the
-// connection's last (Connection: close), not cut.
+// connection's last (Connection: close), not cut: on the fast path, and
+// when the request goes on to net/http (an escaped path), whose answer
+// closes the connection too.
 func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 	p := newPKI(t)
 	up := newUpstream(t, nil)
@@ -919,41 +921,54 @@ func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { proxy.AfterIdleRead(nil) })
-	conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(conn)
-	// A first request, so that the handshake and the connection's first
-	// wait are behind it; the second one's read is where the eviction
-	// lands.
-	for i, armNext := range []bool{true, false} {
-		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
+	get := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, c := range []struct {
+		path, second string
+		handedOff    int64
+	}{
+		{"fast path", get, 0},
+		{"handed to net/http", "GET /a%20b HTTP/1.1\r\nHost: x\r\n\r\n", 1}, // an escaped path
+	} {
+		conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 		if err != nil {
-			t.Fatalf("request %d was cut: %v", i, err)
+			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(body) != "hello" {
-			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		// A first request, so that the handshake and the connection's
+		// first wait are behind it; the second one's read is where the
+		// eviction lands.
+		for i, req := range []string{get, c.second} {
+			armed.Store(i == 1)
+			io.WriteString(conn, req)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: request %d was cut: %v", c.path, i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "hello" {
+				t.Fatalf("%s: request %d: %d %q", c.path, i, resp.StatusCode, body)
+			}
+			if i == 1 && !resp.Close {
+				t.Errorf("%s: the request read as the connection was evicted was answered without Connection: close", c.path)
+			}
 		}
-		if i == 1 && !resp.Close {
-			t.Error("the request read as the connection was evicted was answered without Connection: close")
+		select {
+		case n := <-evicted:
+			if n != 1 {
+				t.Fatalf("%s: the eviction in the read's window closed %d connections, want 1", c.path, n)
+			}
+		default:
+			t.Fatalf("%s: no eviction landed in the window: the test did not test it", c.path)
 		}
-		armed.Store(armNext)
-	}
-	select {
-	case n := <-evicted:
-		if n != 1 {
-			t.Fatalf("the eviction in the read's window closed %d connections, want 1", n)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+			t.Errorf("%s: the connection stayed open after the request it was evicted during: %v", c.path, err)
 		}
-	default:
-		t.Fatal("no eviction landed in the window: the test did not test it")
-	}
-	if _, err := br.ReadByte(); err == nil {
-		t.Error("the connection stayed open after the request it was evicted during")
+		if n := proxy.HandedOff(tp.srv, "l"); n != c.handedOff {
+			t.Errorf("%s: %d connections handed to net/http, want %d", c.path, n, c.handedOff)
+		}
 	}
 }
