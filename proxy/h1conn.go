@@ -125,6 +125,9 @@ const (
 	connBusy int32 = iota
 	connIdle
 	connEvicted
+	// connEvicting: closed to make room, its deadline not yet set (see
+	// listener.evictIdle).
+	connEvicting
 )
 
 // readers are the fast path's read buffers. A connection takes one when
@@ -360,8 +363,8 @@ func (fc *fastConn) pending() bool {
 // waitIdle waits for the first byte of a request, as a connection that
 // may be closed meanwhile, by drain or to make room (evict); false: it
 // is to close. A plaintext connection holds no read buffer while it
-// waits.
-func (fc *fastConn) waitIdle() bool {
+// waits. wait is the read timeout readHead set for the wait (0: none).
+func (fc *fastConn) waitIdle(wait time.Duration) bool {
 	since := fc.life.born.UnixNano() - 1<<62 // never used: first to go
 	if !fc.st.start.IsZero() {
 		since = fc.st.start.UnixNano()
@@ -416,9 +419,18 @@ func (fc *fastConn) waitIdle() bool {
 		if err != nil || fc.raw != nil || fc.br.Buffered() == 0 {
 			return false
 		}
+		// The evictor's deadline (now) first, then the wait's again: the
+		// rest of the head reads on it, as any request's does.
+		for fc.state.Load() == connEvicting {
+			runtime.Gosched()
+		}
 		fc.state.Store(connBusy) // its request is its last: connSlot.given
 		fc.rd.Forget()
-		fc.rd.Clear(fc.c)
+		if wait > 0 {
+			fc.rd.Set(fc.c, wait)
+		} else {
+			fc.rd.Clear(fc.c)
+		}
 		return true
 	}
 	return err == nil

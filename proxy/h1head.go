@@ -56,7 +56,7 @@ func (fc *fastConn) readHead() (int, bool) {
 		if wait > 0 {
 			fc.rd.Set(fc.c, wait)
 		}
-		if !fc.waitIdle() {
+		if !fc.waitIdle(wait) {
 			return 0, false
 		}
 	}

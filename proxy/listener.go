@@ -162,9 +162,12 @@ func (s *listener) evictIdle(n int) int {
 		// Bytes already in its socket make a connection busy: skipped.
 		// A request's first byte may still win the race: then it is
 		// served.
-		if !fc.pending() && fc.state.CompareAndSwap(connIdle, connEvicted) {
+		if !fc.pending() && fc.state.CompareAndSwap(connIdle, connEvicting) {
 			fc.life.slot.release()
 			fc.c.SetReadDeadline(time.Now())
+			// Evicted once its deadline is set: a TLS connection whose
+			// request arrived meanwhile (waitIdle) sets its own after it.
+			fc.state.Store(connEvicted)
 			closed++
 		}
 	}

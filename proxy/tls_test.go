@@ -912,7 +912,7 @@ func TestTLSCipherSuitesAndTickets(t *testing.T) {
 func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 	p := newPKI(t)
 	up := newUpstream(t, nil)
-	tp := startProxy(t, tlsListener(p, up.addr(), "", ""))
+	tp := startProxy(t, limitsConfig(up.addr(), fmt.Sprintf(", read_header_timeout: 1s, tls: {cert_file: %s, key_file: %s}", p.serverCrt, p.srvKey)))
 	var armed atomic.Bool
 	evicted := make(chan int, 1)
 	proxy.AfterIdleRead(func() {
@@ -970,5 +970,29 @@ func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 		if n := proxy.HandedOff(tp.srv, "l"); n != c.handedOff {
 			t.Errorf("%s: %d connections handed to net/http, want %d", c.path, n, c.handedOff)
 		}
+	}
+
+	// A first head, evicted after its first part and never finished: the
+	// rest is awaited for read_header_timeout, as any head's is, and not
+	// for ever (the connection no longer counts: nothing else would close
+	// it).
+	conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	armed.Store(true)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a head left unfinished after its connection was evicted got no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("a head left unfinished after its connection was evicted: %s, want 408", resp.Status)
+	}
+	if n := <-evicted; n != 1 {
+		t.Errorf("unfinished head: the eviction closed %d connections, want 1", n)
 	}
 }
