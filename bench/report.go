@@ -407,9 +407,9 @@ func (r *results) issue25() string {
 			return "-"
 		}
 		hostOver, _ := r.paired(name, untraced, func(x, y sample) float64 { return host(x) - all(y) })
-		return fmt.Sprintf("%.1f (%.1f + %.1f)", over, hostOver, median(c.Rounds, drv))
+		return fmt.Sprintf("%.1f (tracehop %.1f, driver %.1f)", over, hostOver, median(c.Rounds, drv))
 	}
-	b.WriteString("| CPU µs per request over untraced (tracehop + its driver) | this build | baseline, same run | this build, user space | baseline, user space |\n|---|---:|---:|---:|---:|\n")
+	b.WriteString("| CPU µs per request over untraced (tracehop's share, paired; the driver's, its median: the parts need not add up) | this build | baseline, same run | this build, user space | baseline, user space |\n|---|---:|---:|---:|---:|\n")
 	for _, d := range []string{"otlp", "file", "zipkin"} {
 		name := "tracehop-" + d
 		if _, ok := r.Configs[name]; !ok {
@@ -457,7 +457,7 @@ func (r *results) issue25() string {
 				median(c.Rounds, wholeMachine), over)
 		}
 	}
-	fmt.Fprintf(&b, "\nPaired medians of the %s rounds of the run above (%s): `tracehop-bench -render FILE.json -readme README.md` writes these tables with the one above.\n",
+	fmt.Fprintf(&b, "\nFrom the %s rounds of the run above (%s): a difference or ratio between two configurations is the median of the rounds' pairs; a configuration's own figure, the median of its rounds. `tracehop-bench -render FILE.json -readme README.md` writes these tables with the one above.\n",
 		r.Settings["rounds"], r.Date.Format("2006-01-02 15:04"))
 	return b.String()
 }

@@ -155,7 +155,7 @@ func TestIssue25Tables(t *testing.T) {
 		// 13-10, 40-20, 14-11: 3; tracehop's share 12-10, 39-20, 13-11: 2; the driver 1.
 		// User space 4-2, 5-3, 4-2: 2; tracehop's 3.5-2, 4.5-3, 3.5-2: 1.5.
 		// No tracehop-otlp@base row: the baseline's cells are "-".
-		"| `otlp` | 3.0 (2.0 + 1.0) | - | 2.0 (1.5 + 0.5) | - |",
+		"| `otlp` | 3.0 (tracehop 2.0, driver 1.0) | - | 2.0 (tracehop 1.5, driver 0.5) | - |",
 		// Outside tracehop: the upstream +1, the receiver +0.5, wrk 0;
 		// the whole machine +4.5 (3 + 1 + 0.5); untraced 30/34.5,
 		// 40/61.5, 31/35.5 allows 0.87; measured 0.9, 0.5, 0.9: 0.90.
