@@ -479,14 +479,7 @@ func (r *results) outside(name, driver string, paired func(a, b string, f func(x
 			r.Ratios = append(r.Ratios, ratio{"CPU µs per traced request over tracing off, outside tracehop, in " + who.label + ": " + driver, over, "compared", true})
 		}
 	}
-	machine := func(s sample) float64 {
-		t := s.CPUPerReq
-		for _, v := range s.OthersCPU {
-			t += v
-		}
-		return t
-	}
-	if v, ok := paired("tracehop", name, func(x, y sample) float64 { return machine(x) / machine(y) }); ok {
+	if v, ok := paired("tracehop", name, func(x, y sample) float64 { return wholeMachine(x) / wholeMachine(y) }); ok {
 		r.Ratios = append(r.Ratios, ratio{"whole machine's CPU per request, untraced / traced: the req/s ratio it allows: " + driver, v, "compared", true})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -184,15 +183,7 @@ func checkWorkers(cfg *config.Config, n int, adminBase string) error {
 		file, line := cfg.Place(key)
 		problems = append(problems, fmt.Sprintf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)))
 	}
-	// A port as a number: "http" and "080" are ports 80 and 80 to bind.
-	portOf := func(addr string) int {
-		if _, p, err := net.SplitHostPort(addr); err == nil {
-			if n, err := net.LookupPort("tcp", p); err == nil {
-				return n
-			}
-		}
-		return 0
-	}
+	portOf := config.ListenPort
 	ports := map[int]string{} // a listener's port: its key
 	for i, l := range cfg.Listeners {
 		key := fmt.Sprintf("listeners[%d]", i)

@@ -707,6 +707,13 @@ func parseBind(addr string) (bindKey, bool) {
 	return bindKey{h, port}, true
 }
 
+// ListenPort is the port addr binds, as a number ("http" and "080" are
+// 80), or 0 for port 0 or an address that does not parse.
+func ListenPort(addr string) int {
+	k, _ := parseBind(addr)
+	return k.port
+}
+
 // overlaps reports whether binding a and b would take part of the same
 // address: the same port, and the same host or a wildcard on either side.
 func (a bindKey) overlaps(b bindKey) bool {
@@ -777,7 +784,6 @@ func (c *Config) validate(d *decoder) {
 		}
 	}
 	names := map[string]bool{}
-	addrs := map[string]string{}
 	admin, adminBound := parseBind(c.Admin.Address) // false for "off"
 	for i, l := range c.Listeners {
 		key := fmt.Sprintf("listeners[%d]", i)
@@ -792,9 +798,7 @@ func (c *Config) validate(d *decoder) {
 			bad(key+".address", "is required (host:port)")
 		} else {
 			checkAddr(key+".address", l.Address)
-			if other, dup := addrs[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
-				bad(key+".address", "%s is also the address of listener %q", l.Address, other)
-			} else if other, ok := overlapping(l.Address, c.Listeners[:i]); ok {
+			if other, ok := overlapping(l.Address, c.Listeners[:i]); ok {
 				// Bound twice in one process: an error without reuse_port,
 				// and with it the kernel would split the connections
 				// between the two listeners' routes.
@@ -804,7 +808,6 @@ func (c *Config) validate(d *decoder) {
 				// tracehop would stop at start on "address already in use".
 				bad(key+".address", "%s and the admin server's %s share a port and an address (a wildcard host covers all): give the listener another port, or move the admin server (admin.address, 127.0.0.1:9901 unless set)", l.Address, c.Admin.Address)
 			}
-			addrs[l.Address] = l.Name
 		}
 		if l.Direction != Ingress && l.Direction != Egress {
 			bad(key+".direction", "must be ingress or egress, got %q", l.Direction)
