@@ -47,6 +47,17 @@ func AfterIdleRead(f func()) {
 	afterIdleRead.Store(&f)
 }
 
+// WhileEvicting makes f run on the evicting goroutine after a connection
+// is marked as being evicted and before its read deadline is set (nil: no
+// hook), so that a test can let the connection run ahead of its evictor.
+func WhileEvicting(f func()) {
+	if f == nil {
+		whileEvicting.Store(nil)
+		return
+	}
+	whileEvicting.Store(&f)
+}
+
 // EvictIdle closes up to n idle connections of the listener named name,
 // as a new connection over its limit does, and returns how many it
 // closed.

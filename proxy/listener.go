@@ -163,6 +163,9 @@ func (s *listener) evictIdle(n int) int {
 		// A request's first byte may still win the race: then it is
 		// served.
 		if !fc.pending() && fc.state.CompareAndSwap(connIdle, connEvicting) {
+			if f := whileEvicting.Load(); f != nil {
+				(*f)()
+			}
 			fc.life.slot.release()
 			fc.c.SetReadDeadline(time.Now())
 			// Evicted once its deadline is set: a TLS connection whose
@@ -176,6 +179,11 @@ func (s *listener) evictIdle(n int) int {
 	}
 	return closed
 }
+
+// whileEvicting, when set (tests only), runs in evictIdle after a
+// connection is marked connEvicting and before its deadline is set: where
+// a TLS connection that read a request meanwhile must wait for it.
+var whileEvicting atomic.Pointer[func()]
 
 // logAtLimit says, at most every 10 seconds, that a limit was reached and
 // what was done since the last time.

@@ -996,3 +996,60 @@ func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 		t.Errorf("unfinished head: the eviction closed %d connections, want 1", n)
 	}
 }
+
+// An eviction whose read deadline (now) is set after the evicted
+// connection, having read a request's first part meanwhile, set its own
+// must not cut the rest of that head: the connection waits for its
+// evictor before it sets the deadline the rest reads on.
+func TestTLSEvictionDeadlineBeforeTheConnections(t *testing.T) {
+	p := newPKI(t)
+	up := newUpstream(t, nil)
+	tp := startProxy(t, limitsConfig(up.addr(), fmt.Sprintf(", read_header_timeout: 5s, tls: {cert_file: %s, key_file: %s}", p.serverCrt, p.srvKey)))
+	var armed atomic.Bool
+	inWindow := make(chan struct{})
+	evicted := make(chan int, 1)
+	proxy.AfterIdleRead(func() {
+		if !armed.CompareAndSwap(true, false) {
+			return
+		}
+		// The evictor runs on its own goroutine and stops between
+		// marking the connection and setting its deadline; this one
+		// goes on meanwhile.
+		go func() { evicted <- proxy.EvictIdle(tp.srv, "l", 1) }()
+		<-inWindow
+	})
+	proxy.WhileEvicting(func() {
+		close(inWindow)
+		// Time for the connection to set its deadline first, were it
+		// not waiting for this one's.
+		time.Sleep(300 * time.Millisecond)
+	})
+	t.Cleanup(func() { proxy.AfterIdleRead(nil); proxy.WhileEvicting(nil) })
+
+	conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	armed.Store(true)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
+	// The rest after the evictor has set its deadline.
+	if n := <-evicted; n != 1 {
+		t.Fatalf("the eviction closed %d connections, want 1", n)
+	}
+	time.Sleep(100 * time.Millisecond)
+	io.WriteString(conn, "\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a head whose first part was read as its connection was evicted got no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "hello" {
+		t.Fatalf("a head finished after its connection's eviction: %s %q, want 200 (its rest cut by the evictor's deadline?)", resp.Status, body)
+	}
+	if !resp.Close {
+		t.Error("the request read as its connection was evicted was answered without Connection: close")
+	}
+}
