@@ -223,9 +223,16 @@ func (m *instrMeasure) out(who string) string {
 	return filepath.Join(m.dir, m.name+"-"+who+".callgrind")
 }
 
+// instrGODEBUG is the GODEBUG of every process run under callgrind (see
+// instrMeasure.run).
+const instrGODEBUG = "asyncpreemptoff=1,cpu.rdtscp=off"
+
 func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 	// GODEBUG=asyncpreemptoff=1: callgrind (3.19) fails an assertion on
-	// the signals Go preempts goroutines with.
+	// the signals Go preempts goroutines with. cpu.rdtscp=off: on a CPU
+	// whose CPUID says RDTSCP (AMD EPYC here), Go's cputicks uses it and
+	// valgrind 3.19 does not decode it (SIGILL in the driver, and then the
+	// host's callgrind fails an assertion on the SIGCHLD).
 	cg := func(who string) []string {
 		return []string{m.valgrind, "--tool=callgrind", "--dump-instr=no", "--cache-sim=no", "--branch-sim=no",
 			"--callgrind-out-file=" + m.out(who) + ".%p",
@@ -238,7 +245,7 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 			return nil, err
 		}
 		var script strings.Builder
-		script.WriteString("#!/bin/sh\nGODEBUG=asyncpreemptoff=1 exec")
+		script.WriteString("#!/bin/sh\nGODEBUG=" + instrGODEBUG + " exec")
 		for _, a := range append(cg("driver"), filepath.Join(m.bin, "tracehop-driver-"+m.driver)) {
 			script.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
 		}
@@ -256,7 +263,7 @@ func (m *instrMeasure) run(ctx context.Context) (*instrResult, error) {
 	if err := addrFree(m.addr); err != nil {
 		return nil, err
 	}
-	p, err := start(m.dir, m.name, []string{"GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1"}, argv...)
+	p, err := start(m.dir, m.name, []string{"GOMAXPROCS=1", "GODEBUG=" + instrGODEBUG}, argv...)
 	if err != nil {
 		return nil, err
 	}
