@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http/httptest"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -39,23 +40,20 @@ func Metrics(s *Server) string {
 // AfterIdleRead makes f run on a TLS connection's goroutine right after
 // its idle wait read, before the connection marks itself busy (nil: no
 // hook), so that a test can land an eviction in that window.
-func AfterIdleRead(f func()) {
-	if f == nil {
-		afterIdleRead.Store(nil)
-		return
-	}
-	afterIdleRead.Store(&f)
-}
+func AfterIdleRead(f func()) { setHook(&afterIdleRead, f) }
 
 // WhileEvicting makes f run on the evicting goroutine after a connection
 // is marked as being evicted and before its read deadline is set (nil: no
 // hook), so that a test can let the connection run ahead of its evictor.
-func WhileEvicting(f func()) {
+func WhileEvicting(f func()) { setHook(&whileEvicting, f) }
+
+// setHook sets a test hook, or clears it when f is nil.
+func setHook(h *atomic.Pointer[func()], f func()) {
 	if f == nil {
-		whileEvicting.Store(nil)
+		h.Store(nil)
 		return
 	}
-	whileEvicting.Store(&f)
+	h.Store(&f)
 }
 
 // EvictIdle closes up to n idle connections of the listener named name,
