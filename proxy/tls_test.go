@@ -929,12 +929,7 @@ func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 		{"fast path", get, 0},
 		{"handed to net/http", "GET /a%20b HTTP/1.1\r\nHost: x\r\n\r\n", 1}, // an escaped path
 	} {
-		conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := dialHTTP11(t, p, tp.addr["l"], 5*time.Second)
 		br := bufio.NewReader(conn)
 		// A first request, so that the handshake and the connection's
 		// first wait are behind it; the second one's read is where the
@@ -976,12 +971,7 @@ func TestTLSEvictedWhileReadingIsServed(t *testing.T) {
 	// rest is awaited for read_header_timeout, as any head's is, and not
 	// for ever (the connection no longer counts: nothing else would close
 	// it).
-	conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := dialHTTP11(t, p, tp.addr["l"], 5*time.Second)
 	armed.Store(true)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -1026,12 +1016,7 @@ func TestTLSEvictionDeadlineBeforeTheConnections(t *testing.T) {
 	})
 	t.Cleanup(func() { proxy.AfterIdleRead(nil); proxy.WhileEvicting(nil) })
 
-	conn, err := tls.Dial("tcp", tp.addr["l"], &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialHTTP11(t, p, tp.addr["l"], 10*time.Second)
 	armed.Store(true)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
 	// The rest after the evictor has set its deadline.
@@ -1052,4 +1037,17 @@ func TestTLSEvictionDeadlineBeforeTheConnections(t *testing.T) {
 	if !resp.Close {
 		t.Error("the request read as its connection was evicted was answered without Connection: close")
 	}
+}
+
+// dialHTTP11 opens a TLS connection to addr for HTTP/1.1, trusting p's CA,
+// closed when the test ends, with every read and write bounded by d.
+func dialHTTP11(t *testing.T, p *pki, addr string, d time.Duration) *tls.Conn {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(d))
+	return conn
 }
