@@ -305,9 +305,8 @@ func (s *supervisor) reload() {
 }
 
 // answer records worker i's (the process p's) outcome of the reload
-// under way: the SHA-256 of the content it runs now, "" if it refused;
-// read is the SHA-256 of the content it refused ("" if it read none).
-func (s *supervisor) answer(i int, p *os.Process, sum, read string) {
+// under way: the SHA-256 of the content it runs now, "" if it refused.
+func (s *supervisor) answer(i int, p *os.Process, sum string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.procs[i] == p && sum != "" {
@@ -321,13 +320,11 @@ func (s *supervisor) answer(i int, p *os.Process, sum, read string) {
 	switch {
 	case sum == r.sum:
 		r.took = append(r.took, i)
-	case sum == "" && (read == "" || read == r.sum):
+	case sum == "":
 		r.refused = append(r.refused, i)
 	default:
-		// It read the file after it changed again (and took or refused
-		// what it found: an editor's truncation reads as an empty
-		// file): the round says nothing, and the next one, with the
-		// file as it is, settles it.
+		// It read the file after it changed again: the round says
+		// nothing, and the next one (with the file as it is) settles it.
 		r.newer = true
 	}
 	s.settle()
@@ -867,8 +864,7 @@ func readyPipe() *os.File {
 // A worker tells its supervisor, a line each on its pipe: that it serves
 // ("ready ADMIN", "off" for no admin server), then after each reload
 // that its supervisor's SIGHUP asked for, its outcome ("reloaded SUM",
-// the SHA-256 in hex of the file content it now runs, or "refused SUM",
-// that of the content it refused, "refused" alone when it read none). The
+// the SHA-256 in hex of the file content it now runs, or "refused"). The
 // content, not the config's hash: a config may say ${TRACEHOP_WORKER}.
 
 // signalReady writes the line that says this worker serves, with where
@@ -883,10 +879,8 @@ func signalReady(f *os.File, admin string) {
 func reportReload(f *os.File, err error, sum [32]byte) {
 	switch {
 	case f == nil:
-	case err != nil && sum == [32]byte{}:
-		fmt.Fprintln(f, "refused")
 	case err != nil:
-		fmt.Fprintf(f, "refused %x\n", sum)
+		fmt.Fprintln(f, "refused")
 	default:
 		fmt.Fprintf(f, "reloaded %x\n", sum)
 	}
@@ -906,11 +900,9 @@ func (s *supervisor) follow(i int, p *os.Process, r *os.File, onReady func(admin
 		switch f := strings.Fields(line); {
 		case err != nil:
 		case len(f) == 2 && f[0] == "reloaded":
-			s.answer(i, p, f[1], "")
+			s.answer(i, p, f[1])
 		case len(f) == 1 && f[0] == "refused":
-			s.answer(i, p, "", "")
-		case len(f) == 2 && f[0] == "refused":
-			s.answer(i, p, "", f[1])
+			s.answer(i, p, "")
 		}
 	}
 }
